@@ -1,0 +1,158 @@
+//! Command line: `pimap serve | check | pw`. Every flag can also come from `PIMAP_<FLAG>`.
+
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "pimap", version, about = "IMAP server over Maildir with built-in S3 sync")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the IMAP server.
+    Serve(ServeArgs),
+    /// Load and validate the configuration and users file, print what was found.
+    Check(ServeArgs),
+    /// Read a password (prompt or stdin) and print a `{SCHEME}hash` for the users file.
+    Pw(PwArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Directory for pimap's data (default users file, default mail location).
+    #[arg(long, env = "PIMAP_DATA_DIR", default_value = "./pimap-data")]
+    pub data_dir: PathBuf,
+    /// Address to accept plain IMAP connections on (repeatable; env: comma-separated).
+    #[arg(long, env = "PIMAP_IMAP_LISTEN", value_delimiter = ',', default_value = "127.0.0.1:1143")]
+    pub imap_listen: Vec<SocketAddr>,
+    /// Dovecot passwd-file with the users (default: DATA_DIR/users, created with a demo user).
+    #[arg(long, env = "PIMAP_USERS")]
+    pub users: Option<PathBuf>,
+    /// Where each user's Maildir is: `%u` user, `%n` local part, `%d` domain, `~` home
+    /// (a `maildir:` prefix is accepted). Default: DATA_DIR/mail/%u.
+    #[arg(long, env = "PIMAP_MAIL_LOCATION")]
+    pub mail_location: Option<String>,
+    /// Allow LOGIN/AUTHENTICATE PLAIN without TLS from non-loopback peers (Tailscale-only nets).
+    #[arg(long, env = "PIMAP_ALLOW_PLAINTEXT_AUTH")]
+    pub allow_plaintext_auth: bool,
+    /// Largest message APPEND accepts, bytes.
+    #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_size: u64,
+    /// error, warn, info, debug or trace.
+    #[arg(long, env = "PIMAP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PwArgs {
+    /// Scheme: SHA512-CRYPT (default), SHA256-CRYPT, BLF-CRYPT, ARGON2I, ARGON2ID, SSHA,
+    /// SSHA256, SSHA512, SHA256, SHA512, PLAIN.
+    #[arg(short = 's', long = "scheme", env = "PIMAP_PW_SCHEME", default_value = "SHA512-CRYPT")]
+    pub scheme: String,
+    /// The password (like doveadm pw -p; prefer the prompt or stdin).
+    #[arg(short = 'p', long = "password")]
+    pub password: Option<String>,
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Cmd::Serve(args) => {
+            init_logging(&args.log_level);
+            match Config::from_args(&args, true) {
+                Ok(cfg) => match crate::net::server::run(cfg) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        log::error!("{e}");
+                        eprintln!("pimap: {e}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    eprintln!("pimap: configuration error: {e}");
+                    1
+                }
+            }
+        }
+        Cmd::Check(args) => match Config::from_args(&args, false) {
+            Ok(cfg) => match cfg.check_report() {
+                Ok(report) => {
+                    print!("{report}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("pimap check: {e}");
+                    1
+                }
+            },
+            Err(e) => {
+                eprintln!("pimap check: configuration error: {e}");
+                1
+            }
+        },
+        Cmd::Pw(args) => pw(args),
+    }
+}
+
+fn init_logging(level: &str) {
+    let level = level.parse().unwrap_or(log::LevelFilter::Info);
+    let _ = simple_logger::SimpleLogger::new().with_level(level).with_utc_timestamps().init();
+}
+
+fn pw(args: PwArgs) -> i32 {
+    let password = match args.password {
+        Some(p) => p,
+        None => {
+            let stdin = std::io::stdin();
+            let tty = stdin.is_terminal();
+            let mut read = || -> Option<String> {
+                if tty {
+                    eprint!("Enter new password: ");
+                    let _ = std::io::stderr().flush();
+                }
+                let mut line = String::new();
+                stdin.lock().read_line(&mut line).ok()?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            };
+            let Some(first) = read() else {
+                eprintln!("pimap pw: could not read a password");
+                return 1;
+            };
+            if tty {
+                let again = read().unwrap_or_default();
+                if again != first {
+                    eprintln!("pimap pw: passwords don't match");
+                    return 1;
+                }
+            }
+            first
+        }
+    };
+    if password.is_empty() {
+        eprintln!("pimap pw: empty password");
+        return 1;
+    }
+    match crate::auth::hash_password(&args.scheme.to_ascii_uppercase(), password.as_bytes()) {
+        Ok(h) => {
+            println!("{h}");
+            0
+        }
+        Err(e) => {
+            eprintln!("pimap pw: {}", e.0);
+            1
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Resolved configuration: the CLI's flags turned into paths and values, validated once at
+//! start-up so that a misconfiguration is one clear error, not a crash loop.
+
+use crate::auth::UserDb;
+use crate::cli::ServeArgs;
+use crate::limits::Limits;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub imap_listen: Vec<SocketAddr>,
+    pub users_path: PathBuf,
+    pub users: Arc<UserDb>,
+    pub mail_location: MailLocation,
+    pub allow_plaintext_auth: bool,
+    pub limits: Limits,
+}
+
+/// A Dovecot-style mail location template (`%u`, `%n`, `%d`, `~`).
+#[derive(Debug, Clone)]
+pub struct MailLocation {
+    template: String,
+}
+
+impl MailLocation {
+    pub fn parse(s: &str) -> Result<MailLocation, String> {
+        let t = s.strip_prefix("maildir:").unwrap_or(s);
+        // Dovecot options after ':' (e.g. `:LAYOUT=fs`) are not supported: say so.
+        if let Some((_, opts)) = t.split_once(':') {
+            return Err(format!("mail location {s:?}: options {opts:?} are not supported (only maildir:PATH)"));
+        }
+        if t.is_empty() {
+            return Err("mail location is empty".into());
+        }
+        let mut chars = t.chars();
+        while let Some(c) = chars.next() {
+            if c == '%' {
+                match chars.next() {
+                    Some('u' | 'n' | 'd' | '%') => {}
+                    other => {
+                        return Err(format!(
+                            "mail location {s:?}: unknown variable %{} (use %u, %n, %d)",
+                            other.map(String::from).unwrap_or_default()
+                        ))
+                    }
+                }
+            }
+        }
+        if !(t.starts_with('/') || t.starts_with("~/") || t.starts_with('.')) {
+            return Err(format!("mail location {s:?} must be an absolute path, ./relative or ~/..."));
+        }
+        Ok(MailLocation { template: t.to_string() })
+    }
+
+    /// The Maildir root for `user` (whose home is `home`, if the users file gives one).
+    /// Refuses user names that could escape the template's directory.
+    pub fn resolve(&self, user: &str, home: Option<&str>) -> Result<PathBuf, String> {
+        if user.is_empty() || user.contains('/') || user.contains('\0') || user.starts_with('.') || user.contains("..") {
+            return Err(format!("user name {user:?} cannot be used in a path"));
+        }
+        let (local, domain) = match user.rsplit_once('@') {
+            Some((l, d)) => (l, d),
+            None => (user, ""),
+        };
+        let mut out = String::new();
+        let mut chars = self.template.chars().peekable();
+        if self.template.starts_with("~/") {
+            let home = home.ok_or_else(|| format!("mail location uses ~ but user {user:?} has no home"))?;
+            out.push_str(home.trim_end_matches('/'));
+            chars.next();
+        }
+        while let Some(c) = chars.next() {
+            if c == '%' {
+                match chars.next() {
+                    Some('u') => out.push_str(user),
+                    Some('n') => out.push_str(local),
+                    Some('d') => out.push_str(domain),
+                    Some('%') => out.push('%'),
+                    _ => {}
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Ok(PathBuf::from(out))
+    }
+}
+
+impl Config {
+    /// Resolve `args`. With `create_default` (`serve`), a missing default users file is created
+    /// holding a `demo` user with a random password, printed once.
+    pub fn from_args(args: &ServeArgs, create_default: bool) -> Result<Config, String> {
+        let data_dir = args.data_dir.clone();
+        let users_path = match &args.users {
+            Some(p) => p.clone(),
+            None => {
+                let p = data_dir.join("users");
+                if !p.exists() && create_default {
+                    create_demo_users(&data_dir, &p)?;
+                }
+                p
+            }
+        };
+        let mail_location = match &args.mail_location {
+            Some(s) => MailLocation::parse(s)?,
+            None => MailLocation::parse(&format!("{}/mail/%u", absolutize(&data_dir).display()))?,
+        };
+        if args.imap_listen.is_empty() {
+            return Err("no --imap-listen address".into());
+        }
+        let users = UserDb::load(&users_path)?;
+        let limits = Limits { max_message_size: args.max_message_size, ..Limits::default() };
+        Ok(Config {
+            data_dir,
+            imap_listen: args.imap_listen.clone(),
+            users_path,
+            users: Arc::new(users),
+            mail_location,
+            allow_plaintext_auth: args.allow_plaintext_auth,
+            limits,
+        })
+    }
+
+    /// What `pimap check` prints; an error if any user's mail root cannot be resolved.
+    pub fn check_report(&self) -> Result<String, String> {
+        let names = self.users.user_names();
+        let mut s = String::new();
+        s.push_str(&format!("users file: {} ({} users)\n", self.users_path.display(), names.len()));
+        for n in &names {
+            let u = self.users.lookup(n).ok_or_else(|| format!("user {n:?} vanished"))?;
+            let root = self.mail_location.resolve(n, u.home.as_deref())?;
+            s.push_str(&format!("  {n}: mail in {}\n", root.display()));
+        }
+        for a in &self.imap_listen {
+            s.push_str(&format!("imap listen: {a}\n"));
+        }
+        s.push_str(&format!(
+            "plaintext auth: {}\n",
+            if self.allow_plaintext_auth { "allowed everywhere" } else { "loopback only" }
+        ));
+        s.push_str(&format!("max message size: {} bytes\n", self.limits.max_message_size));
+        Ok(s)
+    }
+}
+
+fn absolutize(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn create_demo_users(data_dir: &Path, users: &Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let password = random_password(16)?;
+    let hash = crate::auth::hash_password("SHA512-CRYPT", password.as_bytes()).map_err(|e| e.0)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(users)
+        .map_err(|e| format!("creating {}: {e}", users.display()))?;
+    writeln!(f, "# pimap users (Dovecot passwd-file). Add users with: pimap pw\ndemo:{hash}::::::")
+        .map_err(|e| format!("writing {}: {e}", users.display()))?;
+    println!("demo account: user demo, password {password}");
+    Ok(())
+}
+
+/// A random password of `n` characters from an unambiguous alphabet.
+pub fn random_password(n: usize) -> Result<String, String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut out = String::with_capacity(n);
+    let mut buf = [0u8; 64];
+    while out.len() < n {
+        getrandom::fill(&mut buf).map_err(|e| format!("no randomness: {e}"))?;
+        for &b in &buf {
+            // rejection sampling keeps the distribution uniform
+            if (b as usize) < 256 - 256 % ALPHABET.len() && out.len() < n {
+                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}

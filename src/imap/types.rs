@@ -1,0 +1,424 @@
+//! The IMAP command AST: what the parser (`imap::parse`) produces and the session consumes.
+//!
+//! RFC 3501 §6 / RFC 9051 §6 commands, with the extensions pimap implements. Values here are
+//! already validated for *syntax*; *semantics* (does the mailbox exist, is the name safe on
+//! disk) are checked by the session and the store.
+
+use std::fmt;
+
+/// A password or other secret: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One complete command: `tag SP command CRLF` (RFC 3501 §9 `command`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedCommand {
+    pub tag: String,
+    pub command: Command,
+}
+
+/// A sequence number or UID in a set; `Star` is `*` (the largest in use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqNum {
+    Value(u32),
+    Star,
+}
+
+/// `seq-range`: `a:b` (either order) or a single number (`start == end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    pub start: SeqNum,
+    pub end: SeqNum,
+}
+
+/// `sequence-set` (RFC 3501 §9), or `$` (RFC 5182 SEARCHRES: the saved result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceSet {
+    Ranges(Vec<SeqRange>),
+    Saved,
+}
+
+impl SequenceSet {
+    /// Does `n` belong to the set, where `star` is the value of `*`?
+    /// (`Saved` never matches here: the session resolves it first.)
+    pub fn contains(&self, n: u32, star: u32) -> bool {
+        match self {
+            SequenceSet::Saved => false,
+            SequenceSet::Ranges(rs) => rs.iter().any(|r| {
+                let a = match r.start {
+                    SeqNum::Value(v) => v,
+                    SeqNum::Star => star,
+                };
+                let b = match r.end {
+                    SeqNum::Value(v) => v,
+                    SeqNum::Star => star,
+                };
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                n >= lo && n <= hi
+            }),
+        }
+    }
+}
+
+/// A message flag as sent by a client. System flags other than these five (and `\Recent`,
+/// which clients may not store) are rejected by the parser.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    Seen,
+    Answered,
+    Flagged,
+    Deleted,
+    Draft,
+    /// `\Recent`: only legal in SEARCH/responses, never stored; the session rejects it in STORE/APPEND.
+    Recent,
+    /// A keyword atom (`$Forwarded`, `NonJunk`, ...), case preserved.
+    Keyword(String),
+}
+
+/// `date` (RFC 3501 §9): `1-Feb-1994`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// `date-time` (RFC 3501 §9): `"17-Jul-1996 02:44:25 -0700"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime {
+    pub date: Date,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// Offset from UTC in minutes (`-0700` = -420).
+    pub zone_minutes: i16,
+}
+
+impl DateTime {
+    /// Seconds since the Unix epoch (UTC).
+    pub fn unix_seconds(&self) -> i64 {
+        days_from_civil(self.date.year as i64, self.date.month as u32, self.date.day as u32) * 86400
+            + self.hour as i64 * 3600
+            + self.minute as i64 * 60
+            + self.second as i64
+            - self.zone_minutes as i64 * 60
+    }
+}
+
+impl Date {
+    /// Days since 1970-01-01.
+    pub fn days_since_epoch(&self) -> i64 {
+        days_from_civil(self.year as i64, self.month as u32, self.day as u32)
+    }
+}
+
+/// Howard Hinnant's days-from-civil algorithm (proleptic Gregorian).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// `section-text` / `section-msgtext` (RFC 3501 §6.4.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    /// Field names as sent (compare case-insensitively).
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    /// Only valid after a part number.
+    Mime,
+}
+
+/// `section`: part numbers (`1.2.3`, empty for the whole message) then an optional text spec.
+/// `BODY[]` is `Section { part: vec![], text: None }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Section {
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+/// One `fetch-att`. The macros ALL / FAST / FULL are expanded by the parser (RFC 3501 §6.4.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchAttr {
+    Flags,
+    InternalDate,
+    Rfc822Size,
+    Envelope,
+    /// `BODY` without a section: the non-extensible BODYSTRUCTURE.
+    Body,
+    BodyStructure,
+    Uid,
+    /// `RFC822` = BODY[] and sets \Seen; response item name `RFC822`.
+    Rfc822,
+    /// `RFC822.HEADER` = BODY.PEEK[HEADER]; response item name `RFC822.HEADER`.
+    Rfc822Header,
+    /// `RFC822.TEXT` = BODY[TEXT] and sets \Seen; response item name `RFC822.TEXT`.
+    Rfc822Text,
+    /// `BODY[section]<partial>` or `BODY.PEEK[...]`; partial = (offset, length).
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<(u32, u32)>,
+    },
+    /// RFC 3516 `BINARY[part]<partial>` / `BINARY.PEEK`.
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+    },
+    /// RFC 3516 `BINARY.SIZE[part]`.
+    BinarySize { part: Vec<u32> },
+    /// RFC 7162 `MODSEQ`.
+    ModSeq,
+}
+
+/// `search-key` (RFC 3501 §6.4.4). A top-level list of keys is an `And`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    /// HEADER field-name string
+    Header(String, String),
+    Keyword(String),
+    Larger(u32),
+    New,
+    Not(Box<SearchKey>),
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    Since(Date),
+    Smaller(u32),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(SequenceSet),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+    /// A bare sequence set (message sequence numbers).
+    SequenceSet(SequenceSet),
+    /// Parenthesised list, or the top-level list.
+    And(Vec<SearchKey>),
+    /// RFC 7162 `MODSEQ n`.
+    ModSeq(u64),
+}
+
+/// RFC 4731 ESEARCH `RETURN (...)` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    /// RFC 8438
+    Size,
+    /// RFC 7162
+    HighestModSeq,
+}
+
+/// STORE's `+FLAGS` / `-FLAGS` / `FLAGS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// RFC 5258 LIST-EXTENDED selection options and RFC 5819 `RETURN (STATUS ...)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListOptions {
+    pub subscribed: bool,
+    pub remote: bool,
+    pub recursive_match: bool,
+    pub special_use: bool,
+    pub return_subscribed: bool,
+    pub return_children: bool,
+    pub return_special_use: bool,
+    pub return_status: Option<Vec<StatusItem>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    // any state (RFC 3501 §6.1)
+    Capability,
+    Noop,
+    Logout,
+    // not authenticated (§6.2)
+    StartTls,
+    Login {
+        user: String,
+        password: Secret,
+    },
+    /// `AUTHENTICATE mech [initial-response]` (RFC 4959 SASL-IR: the base64 text as sent,
+    /// `=` for an empty response).
+    Authenticate {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    // authenticated (§6.3); mailbox names are as sent (modified UTF-7), INBOX not yet folded
+    Select {
+        mailbox: String,
+        condstore: bool,
+    },
+    Examine {
+        mailbox: String,
+        condstore: bool,
+    },
+    Create {
+        mailbox: String,
+    },
+    Delete {
+        mailbox: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        mailbox: String,
+    },
+    Unsubscribe {
+        mailbox: String,
+    },
+    /// LIST; with LIST-EXTENDED the pattern may be a list of patterns.
+    List {
+        reference: String,
+        patterns: Vec<String>,
+        options: ListOptions,
+    },
+    Lsub {
+        reference: String,
+        pattern: String,
+    },
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: String,
+        flags: Vec<Flag>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    },
+    Namespace,
+    Id,
+    Enable(Vec<String>),
+    Idle,
+    // selected (§6.4)
+    Check,
+    Close,
+    Unselect,
+    Expunge,
+    /// `UID EXPUNGE set` (RFC 4315)
+    UidExpunge(SequenceSet),
+    Search {
+        uid: bool,
+        charset: Option<String>,
+        /// `Some` when `RETURN (...)` was given (ESEARCH); empty vec = `RETURN ()`.
+        returns: Option<Vec<SearchReturn>>,
+        criteria: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        items: Vec<FetchAttr>,
+        /// RFC 7162 `(CHANGEDSINCE n)`
+        changed_since: Option<u64>,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<Flag>,
+        /// RFC 7162 `(UNCHANGEDSINCE n)`
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+}
+
+impl Command {
+    /// The command's name as used in log lines and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Capability => "CAPABILITY",
+            Command::Noop => "NOOP",
+            Command::Logout => "LOGOUT",
+            Command::StartTls => "STARTTLS",
+            Command::Login { .. } => "LOGIN",
+            Command::Authenticate { .. } => "AUTHENTICATE",
+            Command::Select { .. } => "SELECT",
+            Command::Examine { .. } => "EXAMINE",
+            Command::Create { .. } => "CREATE",
+            Command::Delete { .. } => "DELETE",
+            Command::Rename { .. } => "RENAME",
+            Command::Subscribe { .. } => "SUBSCRIBE",
+            Command::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Command::List { .. } => "LIST",
+            Command::Lsub { .. } => "LSUB",
+            Command::Status { .. } => "STATUS",
+            Command::Append { .. } => "APPEND",
+            Command::Namespace => "NAMESPACE",
+            Command::Id => "ID",
+            Command::Enable(_) => "ENABLE",
+            Command::Idle => "IDLE",
+            Command::Check => "CHECK",
+            Command::Close => "CLOSE",
+            Command::Unselect => "UNSELECT",
+            Command::Expunge => "EXPUNGE",
+            Command::UidExpunge(_) => "UID EXPUNGE",
+            Command::Search { .. } => "SEARCH",
+            Command::Fetch { .. } => "FETCH",
+            Command::Store { .. } => "STORE",
+            Command::Copy { .. } => "COPY",
+            Command::Move { .. } => "MOVE",
+        }
+    }
+}

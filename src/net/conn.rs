@@ -1,0 +1,1 @@
+//! One connection: framer + session over a stream.

@@ -1,0 +1,3 @@
+//! Network: listeners and connections. The only place that awaits sockets.
+pub mod conn;
+pub mod server;

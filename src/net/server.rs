@@ -1,0 +1,6 @@
+//! Listeners and the executor.
+use crate::config::Config;
+
+pub fn run(_cfg: Config) -> Result<(), String> {
+    todo!("server")
+}

@@ -1,0 +1,1 @@
+//! IMAP semantics over the store and auth.
