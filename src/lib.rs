@@ -26,3 +26,4 @@ pub mod mime;
 pub mod net;
 pub mod session;
 pub mod store;
+pub mod sync;
