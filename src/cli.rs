@@ -118,7 +118,7 @@ fn pw(args: PwArgs) -> i32 {
         None => {
             let stdin = std::io::stdin();
             let tty = stdin.is_terminal();
-            let mut read = || -> Option<String> {
+            let read = || -> Option<String> {
                 if tty {
                     eprint!("Enter new password: ");
                     let _ = std::io::stderr().flush();

@@ -1,1 +1,79 @@
-//! One connection: framer + session over a stream.
+//! One connection: the framer and the session over a TCP stream. The only place (with
+//! `server`) that awaits sockets. Enforces the idle / login timeouts and the write timeout.
+
+use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
+use crate::session::{Action, Session, Shared};
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client that doesn't take our output within this time is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn serve(stream: Async<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
+    log::info!("{peer}: connect");
+    let mut session = Session::new(shared.clone(), peer);
+    let reason = match run(stream, &mut session, &shared).await {
+        Ok(r) => r,
+        Err(e) => format!("error: {e}"),
+    };
+    log::info!("{peer}: disconnect user={} ({reason})", session.user().unwrap_or("-"));
+}
+
+async fn write(stream: &mut Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
+    async { stream.write_all(bytes).await }
+        .or(async {
+            Timer::after(WRITE_TIMEOUT).await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
+        })
+        .await
+}
+
+async fn run(mut stream: Async<TcpStream>, session: &mut Session, shared: &Shared) -> io::Result<String> {
+    let limits = &shared.limits;
+    let mut framer = Framer::new(FramerLimits {
+        max_line: limits.max_line,
+        max_literal: limits.max_message_size,
+        max_command: limits.max_message_size.saturating_add(limits.max_line as u64 * 4),
+    });
+    write(&mut stream, &session.greeting()).await?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(ev) = framer.next_event() {
+            match ev {
+                FrameEvent::Command(bytes) => {
+                    let out = session.handle(&bytes).await;
+                    write(&mut stream, &out.bytes).await?;
+                    if out.action == Action::Close {
+                        return Ok("closed by server".into());
+                    }
+                }
+                FrameEvent::ContinuationNeeded => write(&mut stream, b"+ OK\r\n").await?,
+                FrameEvent::Rejected { response, close } => {
+                    write(&mut stream, &response).await?;
+                    if close {
+                        return Ok("rejected input".into());
+                    }
+                }
+            }
+        }
+        let timeout = if session.is_authenticated() { limits.idle_timeout } else { limits.login_timeout };
+        let n = async { stream.read(&mut buf).await.map(Some) }
+            .or(async {
+                Timer::after(timeout).await;
+                Ok(None)
+            })
+            .await?;
+        match n {
+            None => {
+                let _ = write(&mut stream, b"* BYE Autologout; idle for too long.\r\n").await;
+                return Ok("idle timeout".into());
+            }
+            Some(0) => return Ok("client closed".into()),
+            Some(n) => framer.push(&buf[..n]),
+        }
+    }
+}

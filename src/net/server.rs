@@ -1,6 +1,68 @@
-//! Listeners and the executor.
-use crate::config::Config;
+//! Listeners and the executor: bind every `--imap-listen` address (a bind failure is a clear
+//! start-up error naming the address), then accept forever, one task per connection.
 
-pub fn run(_cfg: Config) -> Result<(), String> {
-    todo!("server")
+use super::conn;
+use crate::config::Config;
+use crate::session::Shared;
+use async_io::Async;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+pub fn run(cfg: Config) -> Result<(), String> {
+    let shared = Arc::new(Shared {
+        users: cfg.users.clone(),
+        mail_location: cfg.mail_location.clone(),
+        limits: cfg.limits.clone(),
+        allow_plaintext_auth: cfg.allow_plaintext_auth,
+    });
+    let mut listeners = Vec::new();
+    for addr in &cfg.imap_listen {
+        let l = Async::<TcpListener>::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = l.get_ref().local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+        log::info!("listening for IMAP on {local}");
+        listeners.push(l);
+    }
+    log::info!(
+        "users from {}, {} user(s); mail under the location template",
+        cfg.users_path.display(),
+        cfg.users.user_names().len()
+    );
+    let ex = Arc::new(smol::Executor::new());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let (_stop, stop_rx) = smol::channel::unbounded::<()>();
+    for _ in 1..threads {
+        let ex = ex.clone();
+        let rx = stop_rx.clone();
+        std::thread::Builder::new()
+            .name("pimap-worker".into())
+            .spawn(move || smol::block_on(ex.run(rx.recv())))
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+    }
+    let ex2 = ex.clone();
+    smol::block_on(ex.run(async move {
+        let mut tasks = Vec::new();
+        for l in listeners {
+            let shared = shared.clone();
+            let ex3 = ex2.clone();
+            tasks.push(ex2.spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((stream, peer)) => {
+                            let shared = shared.clone();
+                            ex3.spawn(conn::serve(stream, peer, shared)).detach();
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: log and back off instead of spinning.
+                            log::warn!("accept failed: {e}");
+                            async_io::Timer::after(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+    }));
+    Ok(())
 }

@@ -1,1 +1,266 @@
-//! IMAP semantics over the store and auth.
+//! IMAP semantics over the store and auth: one [`Session`] per connection.
+//!
+//! Owns: the protocol state machine (RFC 3501 §3), the one dispatch table saying which command
+//! is allowed in which state, the sequence-number view of the selected mailbox, and the mapping
+//! of every error to a tagged `BAD` / `NO [CODE]` / `BYE`. Never: touches sockets (that is
+//! `net::conn`), or trusts a mailbox name without the store's validation.
+//!
+//! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
+//! (SELECT ... APPEND), `message` (FETCH, STORE, COPY, MOVE, EXPUNGE), `search`, `view`.
+
+mod auth;
+mod fetch;
+mod mailbox;
+mod message;
+mod search;
+pub mod view;
+
+use crate::auth::UserDb;
+use crate::config::MailLocation;
+use crate::imap::parse::parse_command;
+use crate::imap::types::{Command, TaggedCommand};
+use crate::limits::Limits;
+use crate::store::{StoreError, UserStore};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use view::View;
+
+/// What every session shares: configuration and the users database.
+pub struct Shared {
+    pub users: Arc<UserDb>,
+    pub mail_location: MailLocation,
+    pub limits: Limits,
+    pub allow_plaintext_auth: bool,
+}
+
+/// What the connection must do after writing a handler's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// Close the connection after writing.
+    Close,
+}
+
+/// A handler's result: bytes to write and what to do next.
+#[derive(Debug)]
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub action: Action,
+}
+
+/// RFC 3501 §3 states (Logout is `Action::Close`).
+enum State {
+    NotAuthenticated,
+    Authenticated { user: String, store: UserStore },
+    Selected { user: String, store: UserStore, view: Box<View> },
+}
+
+/// A continuation the session is waiting for (the next line from the client is not a command).
+enum Pending {
+    None,
+    /// AUTHENTICATE PLAIN sent `+ `; the next line is the base64 response.
+    AuthPlain { tag: String },
+}
+
+/// Error from a handler, mapped to a response by [`Session::finish`].
+pub(crate) enum HandlerError {
+    /// Tagged `BAD <reason>`.
+    Bad(String),
+    /// Tagged `NO <text>` where text may start with a `[CODE]`.
+    No(String),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::NotFound(_) => "[NONEXISTENT] ",
+            StoreError::AlreadyExists(_) => "[ALREADYEXISTS] ",
+            StoreError::BadName(_) | StoreError::Cannot(_) => "[CANNOT] ",
+            StoreError::Expunged(_) => "[EXPUNGEISSUED] ",
+            StoreError::Locked(_) => "[INUSE] ",
+            StoreError::TooBig => "[TOOBIG] ",
+            StoreError::Io(..) => "[SERVERBUG] ",
+        };
+        if let StoreError::Io(..) = &e {
+            log::error!("store error: {e}");
+        }
+        HandlerError::No(format!("{code}{e}"))
+    }
+}
+
+
+pub struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    state: State,
+    pending: Pending,
+    bad_in_a_row: u32,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr) -> Session {
+        Session { shared, peer, state: State::NotAuthenticated, pending: Pending::None, bad_in_a_row: 0 }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::NotAuthenticated => None,
+            State::Authenticated { user, .. } | State::Selected { user, .. } => Some(user),
+        }
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self.state, State::NotAuthenticated)
+    }
+
+    /// The untagged greeting (RFC 3501 §7.1.1).
+    pub fn greeting(&self) -> Vec<u8> {
+        format!("* OK [CAPABILITY {}] pimap ready.\r\n", self.capabilities()).into_bytes()
+    }
+
+    /// Plaintext LOGIN / AUTHENTICATE PLAIN allowed on this connection? (loopback, or opted in)
+    fn plaintext_ok(&self) -> bool {
+        self.shared.allow_plaintext_auth || self.peer.ip().is_loopback()
+    }
+
+    /// The CAPABILITY list for the current state.
+    pub fn capabilities(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
+        if !self.is_authenticated() {
+            if self.plaintext_ok() {
+                caps.push("AUTH=PLAIN");
+            } else {
+                caps.push("LOGINDISABLED");
+            }
+        } else {
+            caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "CHILDREN"]);
+        }
+        caps.join(" ")
+    }
+
+    /// Handle one framed command (or the continuation line the session asked for).
+    pub async fn handle(&mut self, frame: &[u8]) -> Output {
+        if let Pending::AuthPlain { tag } = std::mem::replace(&mut self.pending, Pending::None) {
+            return self.auth_plain_continue(tag, frame).await;
+        }
+        let cmd = match parse_command(frame) {
+            Ok(c) => c,
+            Err(e) => {
+                let tag = e.tag.unwrap_or_else(|| "*".to_string());
+                return self.bad(&tag, &e.reason);
+            }
+        };
+        let TaggedCommand { tag, command } = cmd;
+        log::debug!("{} {}: {}", self.peer, self.user().unwrap_or("-"), command.name());
+        match self.dispatch(&tag, command).await {
+            Ok(out) => {
+                self.bad_in_a_row = 0;
+                out
+            }
+            Err(HandlerError::Bad(reason)) => self.bad(&tag, &reason),
+            Err(HandlerError::No(text)) => {
+                self.bad_in_a_row = 0;
+                let mut bytes = self.pending_untagged();
+                bytes.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
+                Output { bytes, action: Action::Continue }
+            }
+        }
+    }
+
+    fn bad(&mut self, tag: &str, reason: &str) -> Output {
+        self.bad_in_a_row += 1;
+        let mut bytes = format!("{tag} BAD {reason}\r\n").into_bytes();
+        if self.bad_in_a_row >= self.shared.limits.max_bad_commands {
+            log::info!("{}: disconnecting after {} invalid commands", self.peer, self.bad_in_a_row);
+            bytes.extend_from_slice(b"* BYE Too many invalid IMAP commands.\r\n");
+            return Output { bytes, action: Action::Close };
+        }
+        Output { bytes, action: Action::Continue }
+    }
+
+    /// Untagged updates to send before a NO (the view may have changed).
+    fn pending_untagged(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// The one dispatch table: which command runs in which state (RFC 3501 §6).
+    async fn dispatch(&mut self, tag: &str, command: Command) -> Result<Output, HandlerError> {
+        use Command::*;
+        let ok = |bytes: Vec<u8>| Ok(Output { bytes, action: Action::Continue });
+        // Commands valid in every state.
+        match &command {
+            Capability => {
+                return ok(format!("* CAPABILITY {}\r\n{tag} OK CAPABILITY completed.\r\n", self.capabilities())
+                    .into_bytes())
+            }
+            Noop => {
+                let mut out = Vec::new();
+                self.sync_selected(&mut out, true)?;
+                out.extend_from_slice(format!("{tag} OK NOOP completed.\r\n").as_bytes());
+                return ok(out);
+            }
+            Logout => {
+                log::info!("{}: logout user={}", self.peer, self.user().unwrap_or("-"));
+                return Ok(Output {
+                    bytes: format!("* BYE Logging out.\r\n{tag} OK LOGOUT completed.\r\n").into_bytes(),
+                    action: Action::Close,
+                });
+            }
+            Id => {
+                return ok(format!("* ID (\"name\" \"pimap\" \"version\" \"{}\")\r\n{tag} OK ID completed.\r\n",
+                    env!("CARGO_PKG_VERSION")).into_bytes())
+            }
+            _ => {}
+        }
+        match (&self.state, command) {
+            (State::NotAuthenticated, Login { user, password }) => self.login(tag, &user, &password.0).await,
+            (State::NotAuthenticated, Authenticate { mechanism, initial }) => {
+                self.authenticate(tag, &mechanism, initial).await
+            }
+            (State::NotAuthenticated, StartTls) => Err(HandlerError::Bad("STARTTLS is not available (no TLS configured).".into())),
+            (State::NotAuthenticated, c) => Err(HandlerError::Bad(format!("{} needs authentication first (LOGIN).", c.name()))),
+            (_, Login { .. } | Authenticate { .. }) => Err(HandlerError::Bad("Already authenticated.".into())),
+            (_, StartTls) => Err(HandlerError::Bad("STARTTLS is only allowed before authentication.".into())),
+            (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
+            (_, c @ (Create { .. } | Delete { .. } | Rename { .. } | Subscribe { .. } | Unsubscribe { .. }
+                | List { .. } | Lsub { .. } | Status { .. } | Namespace)) => self.mailbox_command(tag, c),
+            (_, Append { mailbox, flags, date, message }) => self.append(tag, &mailbox, flags, date, message),
+            (State::Selected { .. }, c) => self.selected_command(tag, c),
+            (State::Authenticated { .. }, c @ (Check | Close | Unselect | Expunge | UidExpunge(_) | Search { .. }
+                | Fetch { .. } | Store { .. } | Copy { .. } | Move { .. })) => {
+                Err(HandlerError::Bad(format!("{} needs a selected mailbox (SELECT first).", c.name())))
+            }
+            (_, c) => Err(HandlerError::Bad(format!("{} is not supported.", c.name()))),
+        }
+    }
+
+    /// The user's store (authenticated or selected).
+    fn store(&self) -> Result<&UserStore, HandlerError> {
+        match &self.state {
+            State::Authenticated { store, .. } | State::Selected { store, .. } => Ok(store),
+            State::NotAuthenticated => Err(HandlerError::Bad("Not authenticated.".into())),
+        }
+    }
+
+    /// Bring the selected mailbox's view up to date, appending untagged responses to `out`.
+    /// `allow_expunge = false` during FETCH, STORE and SEARCH (RFC 3501 §7.4.1).
+    fn sync_selected(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<(), HandlerError> {
+        if let State::Selected { view, .. } = &mut self.state {
+            view.sync(out, allow_expunge)?;
+        }
+        Ok(())
+    }
+}
+
+/// Normalise a client's mailbox name: `INBOX` is case-insensitive (RFC 3501 §5.1).
+pub(crate) fn normalize_mailbox(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    }
+}

@@ -1,0 +1,269 @@
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 3516 BINARY).
+
+use super::view::flags_list;
+use super::{Action, HandlerError, Output, Session};
+use crate::imap::encode;
+use crate::imap::types::{Command, FetchAttr, Section, SectionText};
+use crate::mime;
+use crate::store::flag;
+
+impl Session {
+    pub(super) fn fetch(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+        let Command::Fetch { uid, set, mut items, changed_since } = cmd else {
+            return Err(HandlerError::Bad("not a FETCH".into()));
+        };
+        if changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
+            return Err(HandlerError::Bad("MODSEQ / CHANGEDSINCE need CONDSTORE, which is not supported yet.".into()));
+        }
+        // RFC 3501 §6.4.8: UID FETCH always returns UID.
+        if uid && !items.contains(&FetchAttr::Uid) {
+            items.insert(0, FetchAttr::Uid);
+        }
+        let needs_body = items.iter().any(|a| {
+            !matches!(a, FetchAttr::Flags | FetchAttr::InternalDate | FetchAttr::Rfc822Size | FetchAttr::Uid)
+        });
+        let sets_seen = items.iter().any(|a| match a {
+            FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
+            FetchAttr::BodySection { peek, .. } | FetchAttr::Binary { peek, .. } => !peek,
+            _ => false,
+        });
+        let mut out = Vec::new();
+        let view = self.view_mut()?;
+        // No EXPUNGE responses during a non-UID FETCH (RFC 3501 §7.4.1).
+        view.sync(&mut out, uid)?;
+        let idx = view.resolve(&set, uid).map_err(HandlerError::Bad)?;
+        let mut missing = false;
+        for i in idx {
+            let msg_uid = view.msgs[i].uid;
+            let recent = view.msgs[i].recent;
+            let Some(meta) = view.meta(msg_uid).cloned() else {
+                missing = true;
+                continue;
+            };
+            let raw = if needs_body {
+                match view.mbox.read(msg_uid) {
+                    Ok(r) => Some(r),
+                    Err(crate::store::StoreError::Expunged(_)) | Err(crate::store::StoreError::NotFound(_)) => {
+                        missing = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            let msg = raw.as_deref().map(mime::to_crlf);
+            let msg: &[u8] = msg.as_deref().unwrap_or(&[]);
+            let mut flags = meta.flags.clone();
+            let mut flags_changed = false;
+            if sets_seen && !view.read_only && flags.system & flag::SEEN == 0 {
+                flags.system |= flag::SEEN;
+                match view.mbox.set_flags(msg_uid, &flags) {
+                    Ok(()) => {
+                        flags_changed = true;
+                        view.msgs[i].flags = flags.clone();
+                    }
+                    Err(crate::store::StoreError::Expunged(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let mut line = format!("* {} FETCH (", i + 1).into_bytes();
+            let mut first = true;
+            let mut sep = |line: &mut Vec<u8>| {
+                if !first {
+                    line.push(b' ');
+                }
+                first = false;
+            };
+            for a in &items {
+                sep(&mut line);
+                match a {
+                    FetchAttr::Flags => line.extend_from_slice(format!("FLAGS {}", flags_list(&flags, recent)).as_bytes()),
+                    FetchAttr::Uid => line.extend_from_slice(format!("UID {msg_uid}").as_bytes()),
+                    FetchAttr::InternalDate => line.extend_from_slice(
+                        format!("INTERNALDATE \"{}\"", imap_datetime(meta.internal_date)).as_bytes(),
+                    ),
+                    FetchAttr::Rfc822Size => line.extend_from_slice(format!("RFC822.SIZE {}", msg_len_or(&meta, msg)).as_bytes()),
+                    FetchAttr::Envelope => {
+                        line.extend_from_slice(b"ENVELOPE ");
+                        mime::envelope(msg, &mut line);
+                    }
+                    FetchAttr::Body => {
+                        line.extend_from_slice(b"BODY ");
+                        mime::body_structure(msg, false, &mut line);
+                    }
+                    FetchAttr::BodyStructure => {
+                        line.extend_from_slice(b"BODYSTRUCTURE ");
+                        mime::body_structure(msg, true, &mut line);
+                    }
+                    FetchAttr::Rfc822 => {
+                        line.extend_from_slice(b"RFC822 ");
+                        literal(&mut line, msg);
+                    }
+                    FetchAttr::Rfc822Header => {
+                        line.extend_from_slice(b"RFC822.HEADER ");
+                        let s = Section { part: vec![], text: Some(SectionText::Header) };
+                        literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
+                    }
+                    FetchAttr::Rfc822Text => {
+                        line.extend_from_slice(b"RFC822.TEXT ");
+                        let s = Section { part: vec![], text: Some(SectionText::Text) };
+                        literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
+                    }
+                    FetchAttr::BodySection { section, partial, .. } => {
+                        line.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+                        let data = mime::section(msg, section).unwrap_or_default();
+                        let data = apply_partial(&mut line, &data, *partial);
+                        line.push(b' ');
+                        literal(&mut line, data);
+                    }
+                    FetchAttr::Binary { part, partial, .. } => {
+                        let data = match mime::binary(msg, part) {
+                            Ok(d) => d.unwrap_or_default(),
+                            Err(()) => {
+                                return Err(HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+                            }
+                        };
+                        line.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
+                        let data = apply_partial(&mut line, &data, *partial);
+                        line.push(b' ');
+                        if data.contains(&0) {
+                            line.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
+                            line.extend_from_slice(data);
+                        } else {
+                            literal(&mut line, data);
+                        }
+                    }
+                    FetchAttr::BinarySize { part } => {
+                        let n = match mime::binary(msg, part) {
+                            Ok(d) => d.map(|d| d.len()).unwrap_or(0),
+                            Err(()) => {
+                                return Err(HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+                            }
+                        };
+                        line.extend_from_slice(format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes());
+                    }
+                    FetchAttr::ModSeq => {}
+                }
+            }
+            // RFC 3501 §6.4.5: a \Seen set implicitly is reported.
+            if flags_changed && !items.contains(&FetchAttr::Flags) {
+                sep(&mut line);
+                line.extend_from_slice(format!("FLAGS {}", flags_list(&flags, recent)).as_bytes());
+            }
+            line.extend_from_slice(b")\r\n");
+            out.extend_from_slice(&line);
+        }
+        let name = if uid { "UID FETCH" } else { "FETCH" };
+        if missing && !uid {
+            out.extend_from_slice(format!("{tag} NO [EXPUNGEISSUED] Some messages were expunged meanwhile.\r\n").as_bytes());
+        } else {
+            out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+        }
+        Ok(Output { bytes: out, action: Action::Continue })
+    }
+}
+
+fn msg_len_or(meta: &crate::store::MessageMeta, msg: &[u8]) -> u64 {
+    if msg.is_empty() {
+        meta.size
+    } else {
+        msg.len() as u64
+    }
+}
+
+fn literal(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Apply `<offset.length>`, writing the `<offset>` origin to the response (RFC 3501 §7.4.2).
+fn apply_partial<'a>(line: &mut Vec<u8>, data: &'a [u8], partial: Option<(u32, u32)>) -> &'a [u8] {
+    match partial {
+        None => data,
+        Some((off, len)) => {
+            line.extend_from_slice(format!("<{off}>").as_bytes());
+            let start = (off as usize).min(data.len());
+            let end = start.saturating_add(len as usize).min(data.len());
+            &data[start..end]
+        }
+    }
+}
+
+fn part_spec(part: &[u32]) -> String {
+    part.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+}
+
+/// The section as echoed in the response: `1.2.HEADER.FIELDS (FROM TO)`.
+pub(crate) fn section_spec(s: &Section) -> String {
+    let mut out = part_spec(&s.part);
+    if let Some(t) = &s.text {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        let fields = |f: &Vec<String>| {
+            let mut b = Vec::new();
+            for (i, x) in f.iter().enumerate() {
+                if i > 0 {
+                    b.push(b' ');
+                }
+                encode::astring(&mut b, x.to_ascii_uppercase().as_bytes());
+            }
+            String::from_utf8_lossy(&b).into_owned()
+        };
+        match t {
+            SectionText::Header => out.push_str("HEADER"),
+            SectionText::Text => out.push_str("TEXT"),
+            SectionText::Mime => out.push_str("MIME"),
+            SectionText::HeaderFields(f) => out.push_str(&format!("HEADER.FIELDS ({})", fields(f))),
+            SectionText::HeaderFieldsNot(f) => out.push_str(&format!("HEADER.FIELDS.NOT ({})", fields(f))),
+        }
+    }
+    out
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// `date-time` in UTC: `17-Jul-1996 02:44:25 +0000`.
+pub(crate) fn imap_datetime(unix: i64) -> String {
+    let days = unix.div_euclid(86400);
+    let secs = unix.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{:02}-{}-{:04} {:02}:{:02}:{:02} +0000",
+        d,
+        MONTHS[(m as usize).saturating_sub(1).min(11)],
+        y,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Inverse of `days_from_civil` (Howard Hinnant): (year, month 1-12, day 1-31).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn dates() {
+        assert_eq!(imap_datetime(0), "01-Jan-1970 00:00:00 +0000");
+        assert_eq!(imap_datetime(837571465), "17-Jul-1996 02:44:25 +0000");
+        for d in [-800_000i64, -1, 0, 1, 59, 60, 365, 10_957, 20_000, 2_932_896] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(crate::imap::types::days_from_civil(y, m, dd), d);
+        }
+    }
+}

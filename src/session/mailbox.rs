@@ -1,0 +1,336 @@
+//! Mailbox commands (RFC 3501 §6.3): SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+//! UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND; NAMESPACE (RFC 2342).
+
+use super::view::{View, SYSTEM_FLAGS};
+use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
+use crate::imap::encode;
+use crate::imap::types::{Command, DateTime, Flag, StatusItem};
+use crate::store::{Flags, StoreError};
+
+/// The hierarchy separator of Dovecot's Maildir++ layout.
+pub const SEP: char = '.';
+
+impl Session {
+    pub(super) fn select(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+        let (name, read_only) = match cmd {
+            Command::Select { mailbox, .. } => (mailbox, false),
+            Command::Examine { mailbox, .. } => (mailbox, true),
+            _ => return Err(HandlerError::Bad("not a SELECT".into())),
+        };
+        let name = normalize_mailbox(&name);
+        // RFC 3501 §6.3.1: a SELECT deselects the current mailbox first, even if it fails.
+        let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
+        let (user, store) = match state {
+            State::Selected { user, store, .. } | State::Authenticated { user, store } => (user, store),
+            State::NotAuthenticated => return Err(HandlerError::Bad("Not authenticated.".into())),
+        };
+        let opened = store.open_mailbox(&name, read_only).and_then(|m| View::new(m, read_only));
+        let view = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                self.state = State::Authenticated { user, store };
+                return Err(e.into());
+            }
+        };
+        let mut out = Vec::new();
+        let keywords = view.mbox.keywords();
+        let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|(_, n)| n.to_string()).collect();
+        flags.extend(keywords.iter().cloned());
+        out.extend_from_slice(format!("* FLAGS ({})\r\n", flags.join(" ")).as_bytes());
+        if read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+        } else {
+            out.extend_from_slice(
+                format!("* OK [PERMANENTFLAGS ({} \\*)] Flags permitted.\r\n", flags.join(" ")).as_bytes(),
+            );
+        }
+        out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", view.exists(), view.recent()).as_bytes());
+        if let Some(pos) = view.msgs.iter().position(|m| m.flags.system & crate::store::flag::SEEN == 0) {
+            out.extend_from_slice(format!("* OK [UNSEEN {}] First unseen.\r\n", pos + 1).as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "* OK [UIDVALIDITY {}] UIDs valid.\r\n* OK [UIDNEXT {}] Predicted next UID.\r\n",
+                view.mbox.uid_validity(),
+                view.mbox.uid_next()
+            )
+            .as_bytes(),
+        );
+        let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        let verb = if read_only { "Examine" } else { "Select" };
+        out.extend_from_slice(format!("{tag} OK [{rw}] {verb} completed.\r\n").as_bytes());
+        self.state = State::Selected { user, store, view: Box::new(view) };
+        Ok(Output { bytes: out, action: Action::Continue })
+    }
+
+    pub(super) fn mailbox_command(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+        let mut out = Vec::new();
+        let done = |out: &mut Vec<u8>, what: &str| {
+            out.extend_from_slice(format!("{tag} OK {what} completed.\r\n").as_bytes());
+        };
+        match cmd {
+            Command::Create { mailbox } => {
+                // RFC 3501 §6.3.3: a trailing separator means "will have children"; create the name.
+                let name = normalize_mailbox(mailbox.trim_end_matches(SEP));
+                if name == "INBOX" {
+                    return Err(HandlerError::No("[ALREADYEXISTS] INBOX always exists.".into()));
+                }
+                self.store()?.create(&name)?;
+                done(&mut out, "CREATE");
+            }
+            Command::Delete { mailbox } => {
+                let name = normalize_mailbox(&mailbox);
+                if name == "INBOX" {
+                    return Err(HandlerError::No("[CANNOT] INBOX can't be deleted.".into()));
+                }
+                if let State::Selected { view, .. } = &self.state {
+                    if view.mbox.name() == name {
+                        return Err(HandlerError::No("[CANNOT] Can't delete the selected mailbox; CLOSE it first.".into()));
+                    }
+                }
+                self.store()?.delete(&name)?;
+                done(&mut out, "DELETE");
+            }
+            Command::Rename { from, to } => {
+                let from = normalize_mailbox(&from);
+                let to = normalize_mailbox(&to);
+                if to == "INBOX" {
+                    return Err(HandlerError::No("[ALREADYEXISTS] INBOX always exists.".into()));
+                }
+                self.store()?.rename(&from, &to)?;
+                done(&mut out, "RENAME");
+            }
+            Command::Subscribe { mailbox } => {
+                self.store()?.set_subscribed(&normalize_mailbox(&mailbox), true)?;
+                done(&mut out, "SUBSCRIBE");
+            }
+            Command::Unsubscribe { mailbox } => {
+                self.store()?.set_subscribed(&normalize_mailbox(&mailbox), false)?;
+                done(&mut out, "UNSUBSCRIBE");
+            }
+            Command::List { reference, patterns, .. } => {
+                self.list(&mut out, &reference, &patterns)?;
+                done(&mut out, "LIST");
+            }
+            Command::Lsub { reference, pattern } => {
+                self.lsub(&mut out, &reference, &pattern)?;
+                done(&mut out, "LSUB");
+            }
+            Command::Status { mailbox, items } => {
+                let name = normalize_mailbox(&mailbox);
+                let st = self.store()?.status(&name)?;
+                let mut parts = Vec::new();
+                for it in items {
+                    parts.push(match it {
+                        StatusItem::Messages => format!("MESSAGES {}", st.messages),
+                        StatusItem::Recent => format!("RECENT {}", st.recent),
+                        StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
+                        StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
+                        StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
+                        StatusItem::Size => format!("SIZE {}", st.size),
+                        StatusItem::HighestModSeq => {
+                            return Err(HandlerError::Bad("STATUS HIGHESTMODSEQ needs CONDSTORE, which is not supported yet.".into()))
+                        }
+                    });
+                }
+                out.extend_from_slice(b"* STATUS ");
+                encode::astring(&mut out, name.as_bytes());
+                out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+                self.sync_selected(&mut out, true)?;
+                done(&mut out, "STATUS");
+            }
+            Command::Namespace => {
+                out.extend_from_slice(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
+                done(&mut out, "NAMESPACE");
+            }
+            other => return Err(HandlerError::Bad(format!("{} is not a mailbox command", other.name()))),
+        }
+        Ok(Output { bytes: out, action: Action::Continue })
+    }
+
+    fn list(&mut self, out: &mut Vec<u8>, reference: &str, patterns: &[String]) -> Result<(), HandlerError> {
+        // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
+        if patterns.len() == 1 && patterns[0].is_empty() {
+            out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+            return Ok(());
+        }
+        let entries = self.store()?.list()?;
+        for e in entries {
+            let matched = patterns.iter().any(|p| {
+                let full = join_reference(reference, p);
+                list_match(&full, &e.name)
+            });
+            if !matched {
+                continue;
+            }
+            // Nonexistent parents are listed only when `%` stops at them (RFC 3501 §6.3.8).
+            if e.nonexistent && !patterns.iter().any(|p| p.contains('%')) {
+                continue;
+            }
+            let mut attrs = Vec::new();
+            if e.nonexistent {
+                attrs.push("\\Noselect");
+            }
+            attrs.push(if e.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            out.extend_from_slice(format!("* LIST ({}) \".\" ", attrs.join(" ")).as_bytes());
+            encode::string(out, e.name.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Ok(())
+    }
+
+    fn lsub(&mut self, out: &mut Vec<u8>, reference: &str, pattern: &str) -> Result<(), HandlerError> {
+        if pattern.is_empty() {
+            out.extend_from_slice(b"* LSUB (\\Noselect) \".\" \"\"\r\n");
+            return Ok(());
+        }
+        let full = join_reference(reference, pattern);
+        let subs = self.store()?.subscriptions()?;
+        let existing: Vec<String> = self.store()?.list()?.into_iter().filter(|e| !e.nonexistent).map(|e| e.name).collect();
+        for name in subs {
+            if list_match(&full, &name) {
+                let attrs = if existing.iter().any(|n| n == &name) { "" } else { "\\Noselect" };
+                out.extend_from_slice(format!("* LSUB ({attrs}) \".\" ").as_bytes());
+                encode::string(out, name.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn append(
+        &mut self,
+        tag: &str,
+        mailbox: &str,
+        flags: Vec<Flag>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    ) -> Result<Output, HandlerError> {
+        let name = normalize_mailbox(mailbox);
+        if message.len() as u64 > self.shared.limits.max_message_size {
+            return Err(HandlerError::No("[TOOBIG] Message is larger than the server accepts.".into()));
+        }
+        if message.is_empty() {
+            return Err(HandlerError::No("[CANNOT] Empty message.".into()));
+        }
+        let flags = to_store_flags(&flags)?;
+        let internal = date.map(|d| d.unix_seconds());
+        let store = self.store()?;
+        let mut mbox = match store.open_mailbox(&name, false) {
+            Ok(m) => m,
+            Err(StoreError::NotFound(_)) => {
+                return Err(HandlerError::No("[TRYCREATE] Mailbox doesn't exist.".into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let uid = mbox.append(&message, &flags, internal)?;
+        let validity = mbox.uid_validity();
+        let mut out = Vec::new();
+        self.sync_selected(&mut out, true)?;
+        out.extend_from_slice(format!("{tag} OK [APPENDUID {validity} {uid}] APPEND completed.\r\n").as_bytes());
+        Ok(Output { bytes: out, action: Action::Continue })
+    }
+}
+
+/// Client flags → store flags; `\Recent` can't be set by clients (RFC 3501 §2.3.2).
+pub(crate) fn to_store_flags(flags: &[Flag]) -> Result<Flags, HandlerError> {
+    use crate::store::flag;
+    let mut f = Flags::default();
+    for fl in flags {
+        match fl {
+            Flag::Seen => f.system |= flag::SEEN,
+            Flag::Answered => f.system |= flag::ANSWERED,
+            Flag::Flagged => f.system |= flag::FLAGGED,
+            Flag::Deleted => f.system |= flag::DELETED,
+            Flag::Draft => f.system |= flag::DRAFT,
+            Flag::Recent => return Err(HandlerError::Bad("\\Recent flag can't be changed.".into())),
+            Flag::Keyword(k) => {
+                if !f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    f.keywords.push(k.clone());
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// RFC 3501 §6.3.8: the reference is prefixed to the pattern (no separator is added).
+fn join_reference(reference: &str, pattern: &str) -> String {
+    if reference.is_empty() || pattern.starts_with(SEP) {
+        pattern.to_string()
+    } else {
+        format!("{reference}{pattern}")
+    }
+}
+
+/// LIST wildcard match: `*` matches anything, `%` anything but the separator. `INBOX` matches
+/// case-insensitively.
+pub(crate) fn list_match(pattern: &str, name: &str) -> bool {
+    let name_cmp: String = if name == "INBOX" || name.to_ascii_uppercase().starts_with("INBOX.") {
+        name.to_string()
+    } else {
+        name.to_string()
+    };
+    let pat: String = if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case("INBOX") && pattern.is_char_boundary(5) {
+        format!("INBOX{}", &pattern[5..])
+    } else {
+        pattern.to_string()
+    };
+    glob(pat.as_bytes(), name_cmp.as_bytes())
+}
+
+/// Iterative wildcard matching with backtracking bounded by the pattern length (no recursion).
+fn glob(p: &[u8], n: &[u8]) -> bool {
+    // Dynamic programming over (pattern index, name index): O(|p|·|n|), no exponential blowup.
+    let mut cur = vec![false; n.len() + 1];
+    cur[0] = true;
+    for &pc in p {
+        let mut next = vec![false; n.len() + 1];
+        match pc {
+            b'*' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    any |= cur[j];
+                    next[j] = any;
+                }
+            }
+            b'%' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if j > 0 && n[j - 1] == SEP as u8 {
+                        any = false;
+                    }
+                    any |= cur[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = cur[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        cur = next;
+    }
+    cur[n.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_match;
+
+    #[test]
+    fn wildcards() {
+        assert!(list_match("*", "INBOX"));
+        assert!(list_match("*", "a.b.c"));
+        assert!(list_match("%", "a"));
+        assert!(!list_match("%", "a.b"));
+        assert!(list_match("a.%", "a.b"));
+        assert!(!list_match("a.%", "a.b.c"));
+        assert!(list_match("a*", "a.b.c"));
+        assert!(list_match("inbox", "INBOX"));
+        assert!(!list_match("b*", "a.b"));
+        assert!(list_match("%.%", "a.b"));
+        assert!(list_match("*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaax"));
+    }
+}

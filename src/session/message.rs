@@ -1,0 +1,235 @@
+//! Commands on the selected mailbox (RFC 3501 §6.4): CHECK, CLOSE, UNSELECT (RFC 3691),
+//! EXPUNGE, UID EXPUNGE (RFC 4315), STORE, COPY (with COPYUID, RFC 4315), MOVE (RFC 6851).
+//! FETCH is in `fetch`, SEARCH in `search`.
+
+use super::mailbox::to_store_flags;
+use super::view::{flags_list, View};
+use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
+use crate::imap::types::{Command, Flag, SequenceSet, StoreMode};
+use crate::store::{flag, StoreError};
+
+impl Session {
+    pub(super) fn selected_command(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+        let mut out = Vec::new();
+        match cmd {
+            Command::Check => {
+                self.sync_selected(&mut out, true)?;
+                out.extend_from_slice(format!("{tag} OK CHECK completed.\r\n").as_bytes());
+            }
+            Command::Close | Command::Unselect => {
+                let close = matches!(cmd, Command::Close);
+                let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
+                if let State::Selected { user, store, mut view } = state {
+                    let mut result = Ok(());
+                    if close && !view.read_only {
+                        // RFC 3501 §6.4.2: CLOSE expunges silently.
+                        let uids: Vec<u32> = deleted_uids(&view, None);
+                        if !uids.is_empty() {
+                            result = view.mbox.expunge(&uids).map(|_| ());
+                        }
+                    }
+                    self.state = State::Authenticated { user, store };
+                    result?;
+                } else {
+                    self.state = state;
+                }
+                let name = if close { "CLOSE" } else { "UNSELECT" };
+                out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+            }
+            Command::Expunge | Command::UidExpunge(_) => {
+                let set = if let Command::UidExpunge(s) = &cmd { Some(s.clone()) } else { None };
+                let view = self.view_mut()?;
+                if view.read_only {
+                    return Err(HandlerError::No("[READ-ONLY] Mailbox is read-only.".into()));
+                }
+                view.sync(&mut out, true)?;
+                let uids = match &set {
+                    Some(s) => {
+                        let idx = view.resolve(s, true).map_err(HandlerError::Bad)?;
+                        let mut sel = Vec::new();
+                        for i in idx {
+                            sel.push(view.msgs[i].uid);
+                        }
+                        deleted_uids(view, Some(&sel))
+                    }
+                    None => deleted_uids(view, None),
+                };
+                view.mbox.expunge(&uids)?;
+                view.sync(&mut out, true)?;
+                let name = if set.is_some() { "UID EXPUNGE" } else { "EXPUNGE" };
+                out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+            }
+            Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
+                if unchanged_since.is_some() {
+                    return Err(HandlerError::Bad("UNCHANGEDSINCE needs CONDSTORE, which is not supported yet.".into()));
+                }
+                self.store_flags(&mut out, uid, &set, mode, silent, &flags)?;
+                let name = if uid { "UID STORE" } else { "STORE" };
+                out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+            }
+            Command::Copy { uid, set, mailbox } => {
+                let code = self.copy(&mut out, uid, &set, &mailbox, false)?;
+                let name = if uid { "UID COPY" } else { "COPY" };
+                out.extend_from_slice(format!("{tag} OK {code}{name} completed.\r\n").as_bytes());
+            }
+            Command::Move { uid, set, mailbox } => {
+                let code = self.copy(&mut out, uid, &set, &mailbox, true)?;
+                if !code.is_empty() {
+                    // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+                    let mut pre = format!("* OK {}Moved.\r\n", code).into_bytes();
+                    pre.extend_from_slice(&out);
+                    out = pre;
+                }
+                let name = if uid { "UID MOVE" } else { "MOVE" };
+                out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+            }
+            c @ Command::Fetch { .. } => return self.fetch(tag, c),
+            c @ Command::Search { .. } => return self.search(tag, c),
+            other => return Err(HandlerError::Bad(format!("{} is not allowed here.", other.name()))),
+        }
+        Ok(Output { bytes: out, action: Action::Continue })
+    }
+
+    pub(super) fn view_mut(&mut self) -> Result<&mut View, HandlerError> {
+        match &mut self.state {
+            State::Selected { view, .. } => Ok(view),
+            _ => Err(HandlerError::Bad("No mailbox selected.".into())),
+        }
+    }
+
+    fn store_flags(
+        &mut self,
+        out: &mut Vec<u8>,
+        uid: bool,
+        set: &SequenceSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: &[Flag],
+    ) -> Result<(), HandlerError> {
+        let given = to_store_flags(flags)?;
+        let view = self.view_mut()?;
+        if view.read_only {
+            return Err(HandlerError::No("[READ-ONLY] Mailbox is read-only.".into()));
+        }
+        // RFC 3501 §7.4.1: no EXPUNGE responses during (non-UID) STORE.
+        view.sync(out, uid)?;
+        let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
+        let mut expunged = false;
+        for i in idx {
+            let (msg_uid, recent) = (view.msgs[i].uid, view.msgs[i].recent);
+            let Some(meta) = view.meta(msg_uid) else {
+                expunged = true;
+                continue;
+            };
+            let mut new = meta.flags.clone();
+            match mode {
+                StoreMode::Replace => new = given.clone(),
+                StoreMode::Add => {
+                    new.system |= given.system;
+                    for k in &given.keywords {
+                        if !new.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            new.keywords.push(k.clone());
+                        }
+                    }
+                }
+                StoreMode::Remove => {
+                    new.system &= !given.system;
+                    new.keywords.retain(|x| !given.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                }
+            }
+            if new != meta.flags {
+                match view.mbox.set_flags(msg_uid, &new) {
+                    Ok(()) => {}
+                    Err(StoreError::Expunged(_)) => {
+                        expunged = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            view.msgs[i].flags = new.clone();
+            if !silent {
+                let uid_part = if uid { format!("UID {msg_uid} ") } else { String::new() };
+                out.extend_from_slice(
+                    format!("* {} FETCH ({uid_part}FLAGS {})\r\n", i + 1, flags_list(&new, recent)).as_bytes(),
+                );
+            }
+        }
+        if expunged {
+            return Err(HandlerError::No("[EXPUNGEISSUED] Some of the messages no longer exist.".into()));
+        }
+        Ok(())
+    }
+
+    /// COPY or MOVE; returns the `[COPYUID ...] ` response code (empty if nothing was copied).
+    fn copy(
+        &mut self,
+        out: &mut Vec<u8>,
+        uid: bool,
+        set: &SequenceSet,
+        mailbox: &str,
+        is_move: bool,
+    ) -> Result<String, HandlerError> {
+        let dest_name = normalize_mailbox(mailbox);
+        let (store, view) = match &mut self.state {
+            State::Selected { store, view, .. } => (&*store, view),
+            _ => return Err(HandlerError::Bad("No mailbox selected.".into())),
+        };
+        if is_move && view.read_only {
+            return Err(HandlerError::No("[READ-ONLY] Mailbox is read-only.".into()));
+        }
+        view.sync(out, uid)?;
+        let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
+        let uids: Vec<u32> = idx.iter().map(|&i| view.msgs[i].uid).filter(|u| view.meta(*u).is_some()).collect();
+        let same = dest_name == view.mbox.name();
+        let mut dest = match store.open_mailbox(&dest_name, false) {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => return Err(HandlerError::No("[TRYCREATE] Mailbox doesn't exist.".into())),
+            Err(e) => return Err(e.into()),
+        };
+        if uids.is_empty() {
+            if idx.len() > uids.len() {
+                return Err(HandlerError::No("[EXPUNGEISSUED] Messages have been expunged.".into()));
+            }
+            return Ok(String::new());
+        }
+        let pairs = view.mbox.copy_to(&uids, &mut dest)?;
+        if is_move && !same {
+            let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            view.mbox.expunge(&moved)?;
+            view.sync(out, true)?;
+        }
+        let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        Ok(format!("[COPYUID {} {} {}] ", dest.uid_validity(), uid_set(&src), uid_set(&dst)))
+    }
+}
+
+/// UIDs in the view flagged \Deleted (optionally only among `only`).
+fn deleted_uids(view: &View, only: Option<&[u32]>) -> Vec<u32> {
+    view.msgs
+        .iter()
+        .filter(|m| {
+            let del = view.meta(m.uid).map(|x| x.flags.system & flag::DELETED != 0).unwrap_or(false);
+            del && only.map(|o| o.contains(&m.uid)).unwrap_or(true)
+        })
+        .map(|m| m.uid)
+        .collect()
+}
+
+/// Compact `1:3,7` form of a UID list, keeping the order (COPYUID pairs by position).
+pub(crate) fn uid_set(uids: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = uids[i];
+        }
+        parts.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        i += 1;
+    }
+    parts.join(",")
+}

@@ -1,0 +1,138 @@
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with ESEARCH-style RETURN refused until advertised.
+//!
+//! Flag, size, date and set keys are answered from metadata; header and body keys parse the
+//! message (once per message, only when needed).
+
+use super::view::View;
+use super::{Action, HandlerError, Output, Session};
+use crate::imap::types::{Command, Date, SearchKey};
+use crate::mime::SearchDoc;
+use crate::store::{flag, MessageMeta};
+
+impl Session {
+    pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+        let Command::Search { uid, charset, returns, criteria } = cmd else {
+            return Err(HandlerError::Bad("not a SEARCH".into()));
+        };
+        if returns.is_some() {
+            return Err(HandlerError::Bad("SEARCH RETURN (ESEARCH) is not supported yet.".into()));
+        }
+        if let Some(cs) = &charset {
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return Err(HandlerError::No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into()));
+            }
+        }
+        let mut out = Vec::new();
+        let view = self.view_mut()?;
+        view.sync(&mut out, uid)?;
+        let needs_doc = needs_content(&criteria);
+        let n = view.msgs.len();
+        let mut hits = Vec::new();
+        for i in 0..n {
+            let m = &view.msgs[i];
+            let Some(meta) = view.meta(m.uid) else { continue };
+            let mut doc = None;
+            if needs_doc {
+                match view.mbox.read(m.uid) {
+                    Ok(raw) => doc = Some(SearchDoc::new(&crate::mime::to_crlf(&raw))),
+                    Err(_) => continue,
+                }
+            }
+            let ctx = Ctx { view, seq: i as u32 + 1, meta, recent: m.recent, doc: doc.as_ref() };
+            if eval(&criteria, &ctx) {
+                hits.push(if uid { m.uid } else { i as u32 + 1 });
+            }
+        }
+        out.extend_from_slice(b"* SEARCH");
+        for h in hits {
+            out.extend_from_slice(format!(" {h}").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        let name = if uid { "UID SEARCH" } else { "SEARCH" };
+        out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+        Ok(Output { bytes: out, action: Action::Continue })
+    }
+}
+
+struct Ctx<'a> {
+    view: &'a View,
+    seq: u32,
+    meta: &'a MessageMeta,
+    recent: bool,
+    doc: Option<&'a SearchDoc>,
+}
+
+fn needs_content(k: &SearchKey) -> bool {
+    use SearchKey::*;
+    match k {
+        Bcc(_) | Body(_) | Cc(_) | From(_) | Header(..) | Subject(_) | Text(_) | To(_) | SentBefore(_) | SentOn(_)
+        | SentSince(_) => true,
+        Not(k) => needs_content(k),
+        Or(a, b) => needs_content(a) || needs_content(b),
+        And(v) => v.iter().any(needs_content),
+        _ => false,
+    }
+}
+
+fn internal_date(meta: &MessageMeta) -> Date {
+    // RFC 3501 §6.4.4: dates compare disregarding time and timezone; we use UTC.
+    let (y, m, d) = super::fetch::civil_from_days(meta.internal_date.div_euclid(86400));
+    Date { year: y.clamp(0, u16::MAX as i64) as u16, month: m as u8, day: d as u8 }
+}
+
+fn eval(k: &SearchKey, c: &Ctx) -> bool {
+    use SearchKey::*;
+    let sys = c.meta.flags.system;
+    let has_kw = |kw: &str| c.meta.flags.keywords.iter().any(|x| x.eq_ignore_ascii_case(kw));
+    let hdr = |name: &str, needle: &str| c.doc.map(|d| d.header_contains(name, needle)).unwrap_or(false);
+    let sent = || c.doc.and_then(|d| d.sent_date());
+    match k {
+        All => true,
+        Answered => sys & flag::ANSWERED != 0,
+        Unanswered => sys & flag::ANSWERED == 0,
+        Deleted => sys & flag::DELETED != 0,
+        Undeleted => sys & flag::DELETED == 0,
+        Draft => sys & flag::DRAFT != 0,
+        Undraft => sys & flag::DRAFT == 0,
+        Flagged => sys & flag::FLAGGED != 0,
+        Unflagged => sys & flag::FLAGGED == 0,
+        Seen => sys & flag::SEEN != 0,
+        Unseen => sys & flag::SEEN == 0,
+        Recent => c.recent,
+        Old => !c.recent,
+        New => c.recent && sys & flag::SEEN == 0,
+        Keyword(kw) => has_kw(kw),
+        Unkeyword(kw) => !has_kw(kw),
+        Larger(n) => c.meta.size > *n as u64,
+        Smaller(n) => c.meta.size < *n as u64,
+        Before(d) => internal_date(c.meta) < *d,
+        On(d) => internal_date(c.meta) == *d,
+        Since(d) => internal_date(c.meta) >= *d,
+        SentBefore(d) => sent().map(|s| s < *d).unwrap_or(false),
+        SentOn(d) => sent().map(|s| s == *d).unwrap_or(false),
+        SentSince(d) => sent().map(|s| s >= *d).unwrap_or(false),
+        Bcc(s) => hdr("Bcc", s),
+        Cc(s) => hdr("Cc", s),
+        From(s) => hdr("From", s),
+        To(s) => hdr("To", s),
+        Subject(s) => hdr("Subject", s),
+        Header(name, s) => hdr(name, s),
+        Body(s) => c.doc.map(|d| d.body_contains(s)).unwrap_or(false),
+        Text(s) => c.doc.map(|d| d.text_contains(s)).unwrap_or(false),
+        Uid(set) => {
+            let star = c.view.msgs.last().map(|m| m.uid).unwrap_or(0);
+            match set {
+                crate::imap::types::SequenceSet::Saved => c.view.saved.contains(&c.meta.uid),
+                _ => set.contains(c.meta.uid, star),
+            }
+        }
+        SequenceSet(set) => match set {
+            crate::imap::types::SequenceSet::Saved => c.view.saved.contains(&c.meta.uid),
+            _ => set.contains(c.seq, c.view.msgs.len() as u32),
+        },
+        Not(k) => !eval(k, c),
+        Or(a, b) => eval(a, c) || eval(b, c),
+        And(v) => v.iter().all(|k| eval(k, c)),
+        ModSeq(_) => false,
+    }
+}

@@ -1,0 +1,173 @@
+//! The selected mailbox as this session sees it: message sequence numbers ⇄ UIDs, the flags
+//! last reported, and the untagged EXISTS / RECENT / EXPUNGE / FETCH updates that bring the
+//! client up to date with the disk (RFC 3501 §7.3.1, §7.4.1, §5.2).
+
+use crate::imap::types::{SeqNum, SequenceSet};
+use crate::store::{flag, Flags, Mailbox, MessageMeta, Result};
+
+/// One message as the client knows it.
+#[derive(Debug, Clone)]
+pub struct ViewMsg {
+    pub uid: u32,
+    pub flags: Flags,
+    pub recent: bool,
+}
+
+pub struct View {
+    pub mbox: Mailbox,
+    /// Index = sequence number - 1.
+    pub msgs: Vec<ViewMsg>,
+    pub read_only: bool,
+    /// RFC 5182 SEARCHRES saved result (UIDs).
+    pub saved: Vec<u32>,
+}
+
+impl View {
+    pub fn new(mut mbox: Mailbox, read_only: bool) -> Result<View> {
+        mbox.refresh()?;
+        let msgs = mbox
+            .messages()
+            .iter()
+            .map(|m| ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: m.recent })
+            .collect();
+        Ok(View { mbox, msgs, read_only, saved: Vec::new() })
+    }
+
+    pub fn exists(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub fn recent(&self) -> usize {
+        self.msgs.iter().filter(|m| m.recent).count()
+    }
+
+    /// The store's current metadata for `uid`, if it still exists on disk.
+    pub fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+        let all = self.mbox.messages();
+        all.binary_search_by_key(&uid, |m| m.uid).ok().and_then(|i| all.get(i))
+    }
+
+    /// Re-read the disk and append the untagged updates to `out`.
+    pub fn sync(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
+        self.mbox.refresh()?;
+        let current = self.mbox.messages();
+        let present = |uid: u32| current.binary_search_by_key(&uid, |m| m.uid).ok();
+        if allow_expunge {
+            let mut seq = 1usize;
+            let mut kept = Vec::with_capacity(self.msgs.len());
+            for m in self.msgs.drain(..) {
+                if present(m.uid).is_some() {
+                    kept.push(m);
+                    seq += 1;
+                } else {
+                    // Sequence numbers shift down after each EXPUNGE (RFC 3501 §7.4.1).
+                    out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                }
+            }
+            self.msgs = kept;
+        }
+        for (i, m) in self.msgs.iter_mut().enumerate() {
+            if let Some(ix) = present(m.uid) {
+                let cur = &current[ix];
+                if cur.flags != m.flags {
+                    m.flags = cur.flags.clone();
+                    out.extend_from_slice(
+                        format!("* {} FETCH (FLAGS {})\r\n", i + 1, flags_list(&m.flags, m.recent)).as_bytes(),
+                    );
+                }
+            }
+        }
+        let last_uid = self.msgs.last().map(|m| m.uid).unwrap_or(0);
+        let before = self.msgs.len();
+        for m in current.iter().filter(|m| m.uid > last_uid) {
+            self.msgs.push(ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: m.recent });
+        }
+        if self.msgs.len() != before {
+            out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", self.msgs.len(), self.recent()).as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Resolve a set to view indices (ascending, deduplicated). `uid` selects UID semantics;
+    /// numbers outside the view are ignored for UIDs and are an error for sequence numbers.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> std::result::Result<Vec<usize>, String> {
+        let ranges = match set {
+            SequenceSet::Saved => {
+                let mut idx: Vec<usize> =
+                    self.saved.iter().filter_map(|u| self.msgs.binary_search_by_key(u, |m| m.uid).ok()).collect();
+                idx.sort_unstable();
+                idx.dedup();
+                return Ok(idx);
+            }
+            SequenceSet::Ranges(r) => r,
+        };
+        let mut out = Vec::new();
+        if uid {
+            let star = self.msgs.last().map(|m| m.uid).unwrap_or(0);
+            for r in ranges {
+                let a = val(r.start, star);
+                let b = val(r.end, star);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                // RFC 3501 §6.4.8: `n:*` with n > largest UID still matches the largest.
+                let lo_ix = self.msgs.partition_point(|m| m.uid < lo);
+                let hi_ix = self.msgs.partition_point(|m| m.uid <= hi);
+                if lo_ix < hi_ix {
+                    out.extend(lo_ix..hi_ix);
+                } else if matches!(r.start, SeqNum::Star) || matches!(r.end, SeqNum::Star) {
+                    if !self.msgs.is_empty() {
+                        out.push(self.msgs.len() - 1);
+                    }
+                }
+            }
+        } else {
+            let n = self.msgs.len() as u32;
+            for r in ranges {
+                if n == 0 {
+                    return Err("No messages in the mailbox".into());
+                }
+                let a = val(r.start, n);
+                let b = val(r.end, n);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                if lo == 0 || hi > n {
+                    return Err(format!("Invalid messageset: {} is beyond the {n} messages", hi.max(lo)));
+                }
+                out.extend((lo as usize - 1)..(hi as usize));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+fn val(n: SeqNum, star: u32) -> u32 {
+    match n {
+        SeqNum::Value(v) => v,
+        SeqNum::Star => star,
+    }
+}
+
+/// `(\Seen \Flagged kw)` for FETCH FLAGS.
+pub fn flags_list(f: &Flags, recent: bool) -> String {
+    let mut v: Vec<&str> = Vec::new();
+    for (bit, name) in SYSTEM_FLAGS {
+        if f.system & bit != 0 {
+            v.push(name);
+        }
+    }
+    if recent {
+        v.push("\\Recent");
+    }
+    for k in &f.keywords {
+        v.push(k);
+    }
+    format!("({})", v.join(" "))
+}
+
+pub const SYSTEM_FLAGS: [(u8, &str); 5] = [
+    (flag::ANSWERED, "\\Answered"),
+    (flag::FLAGGED, "\\Flagged"),
+    (flag::DELETED, "\\Deleted"),
+    (flag::SEEN, "\\Seen"),
+    (flag::DRAFT, "\\Draft"),
+];
