@@ -1,1 +1,462 @@
 //! S3 → Maildir sync (issue 4): SES-delivered objects into the users' Maildirs, exactly once.
+//!
+//! Amazon SES's receipt-rule S3 action writes each received message as one object (raw RFC
+//! 5322 with CRLF line endings, SES's `Received:` and `X-SES-*` headers prepended). A pass:
+//!
+//! ```text
+//!  lock ─▶ ledger ─▶ ListObjectsV2 (paged) ─▶ plan::decide ─▶ pool of GETs (s3)
+//!      ─▶ route (users, Junk/quarantine) ─▶ store::deliver (tmp/ → fsync → new/)
+//!      ─▶ ledger "delivered" ─▶ after-delivery (delete / copy+delete) ─▶ ledger "finished"
+//! ```
+//!
+//! Exactly once: the Maildir unique name is derived from the object key
+//! ([`plan::unique_name`]) and [`crate::store::deliver`] does nothing when a file with that
+//! name already exists, so a pass killed between the rename and the ledger write delivers
+//! nothing twice; the ledger is only written after the rename, so nothing is lost either.
+//! One syncer at a time per ledger ([`ledger::lock`]).
+//!
+//! Modules: [`s3`] (the only HTTP client use), [`plan`] (pure decisions and names), [`ledger`]
+//! (state file and lock), [`route`] (pure routing), [`config`] (flags → configuration).
+//!
+//! Never: drops mail (unroutable → postmaster; a failed object is retried next pass), holds
+//! more than one message per worker in memory, or logs a secret.
+
+pub mod config;
+pub mod ledger;
+pub mod plan;
+pub mod route;
+pub mod s3;
+
+use config::{SyncConfig, VirusAction};
+use plan::{Action, AfterDelivery, Listed};
+use route::{Headers, Verdicts};
+use s3::{S3Client, S3Error};
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// `pimap sync` flags. `--data-dir`, `--users` and `--mail-location` are the same as
+/// `pimap serve`'s; the rest is in [`SyncOptions`], which `serve` can flatten in as well.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Directory for pimap's data (default users file, default mail location).
+    #[arg(long, env = "PIMAP_DATA_DIR", default_value = "./pimap-data")]
+    pub data_dir: PathBuf,
+    /// Dovecot passwd-file with the users (default: DATA_DIR/users, created with a demo user).
+    #[arg(long, env = "PIMAP_USERS")]
+    pub users: Option<PathBuf>,
+    /// Where each user's Maildir is: `%u` user, `%n` local part, `%d` domain, `~` home
+    /// (a `maildir:` prefix is accepted). Default: DATA_DIR/mail/%u.
+    #[arg(long, env = "PIMAP_MAIL_LOCATION")]
+    pub mail_location: Option<String>,
+    /// Run one pass and exit (exit code 1 if anything failed): for a CronJob.
+    #[arg(long, env = "PIMAP_SYNC_ONCE")]
+    pub once: bool,
+    #[command(flatten)]
+    pub opts: SyncOptions,
+}
+
+/// The S3 sync's own flags (shared by `pimap sync` and `pimap serve --sync-interval`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncOptions {
+    /// Run a pass every DURATION (`30s`, `5m`, `1h`); with `serve`, inside the server.
+    #[arg(long, env = "PIMAP_SYNC_INTERVAL", value_parser = config::parse_duration)]
+    pub sync_interval: Option<Duration>,
+    /// The bucket SES writes to.
+    #[arg(long, env = "PIMAP_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Only objects under this key prefix (e.g. `inbound/`).
+    #[arg(long, env = "PIMAP_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+    /// The bucket's region (used for signing and the default endpoint).
+    #[arg(long, env = "PIMAP_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL).
+    #[arg(long, env = "PIMAP_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// `path` or `virtual` (default: virtual-hosted for AWS, path-style for --s3-endpoint).
+    #[arg(long, env = "PIMAP_S3_URL_STYLE")]
+    pub s3_url_style: Option<String>,
+    /// AWS shared-credentials file (`[profile]` with aws_access_key_id / aws_secret_access_key
+    /// / aws_session_token). Otherwise AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    /// AWS_SESSION_TOKEN, each also as a `*_FILE` variable naming a file that holds it.
+    #[arg(long, env = "PIMAP_S3_CREDENTIALS_FILE")]
+    pub s3_credentials_file: Option<PathBuf>,
+    /// Profile in the credentials file.
+    #[arg(long, env = "PIMAP_S3_PROFILE", default_value = "default")]
+    pub s3_profile: String,
+    /// Per-request network timeout (connect, response, each read).
+    #[arg(long, env = "PIMAP_S3_TIMEOUT", value_parser = config::parse_duration, default_value = "60s")]
+    pub s3_timeout: Duration,
+    /// Attempts per request for 5xx, throttling, timeouts and resets (with backoff).
+    #[arg(long, env = "PIMAP_S3_RETRIES", default_value_t = 5)]
+    pub s3_retries: u32,
+    /// Concurrent GETs.
+    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 4)]
+    pub s3_concurrency: usize,
+    /// The ledger of delivered keys (default DATA_DIR/s3-sync-BUCKET.ledger; lock beside it).
+    #[arg(long, env = "PIMAP_S3_STATE_FILE")]
+    pub s3_state_file: Option<PathBuf>,
+    /// Deliver everything to this user (single-user setups).
+    #[arg(long, env = "PIMAP_DELIVER_TO")]
+    pub deliver_to: Option<String>,
+    /// Route by key prefix: `PREFIX=ADDRESS` (repeatable; env: comma-separated).
+    #[arg(long, env = "PIMAP_ROUTE_PREFIX", value_delimiter = ',', value_parser = config::parse_route_prefix)]
+    pub route_prefix: Vec<(String, String)>,
+    /// Route by a header a receipt rule's add-header action stamps in (e.g. `X-Mail-To`).
+    #[arg(long, env = "PIMAP_ROUTE_HEADER")]
+    pub route_header: Option<String>,
+    /// Aliases file: `alias@domain: user` and `@domain: user` (catch-all) lines.
+    #[arg(long, env = "PIMAP_ALIASES")]
+    pub aliases: Option<PathBuf>,
+    /// Domains whose local part may match a user name without a domain (repeatable).
+    #[arg(long, env = "PIMAP_LOCAL_DOMAIN", value_delimiter = ',')]
+    pub local_domain: Vec<String>,
+    /// User that gets unroutable mail (logged with its object key).
+    #[arg(long, env = "PIMAP_POSTMASTER")]
+    pub postmaster: Option<String>,
+    /// Maildir++ folder for `X-SES-Spam-Verdict: FAIL` mail.
+    #[arg(long, env = "PIMAP_JUNK_FOLDER", default_value = ".Junk")]
+    pub junk_folder: String,
+    /// `X-SES-Virus-Verdict: FAIL` mail: quarantine (a Maildir users can't see), junk or inbox.
+    #[arg(long, env = "PIMAP_VIRUS_ACTION", value_parser = config::parse_virus_action, default_value = "quarantine")]
+    pub virus_action: VirusAction,
+    /// The quarantine Maildir (default DATA_DIR/quarantine).
+    #[arg(long, env = "PIMAP_QUARANTINE_DIR")]
+    pub quarantine_dir: Option<PathBuf>,
+    /// After delivery: keep, delete, or move:PREFIX (copy under PREFIX, then delete).
+    #[arg(long, env = "PIMAP_AFTER_DELIVERY", default_value = "keep")]
+    pub after_delivery: AfterDelivery,
+    /// Objects larger than this are skipped (logged with their key), bytes.
+    #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_size: u64,
+}
+
+impl SyncOptions {
+    /// True when a bucket is configured (so `serve` knows whether to start the timer).
+    pub fn is_configured(&self) -> bool {
+        self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty())
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Objects in the listing.
+    pub listed: usize,
+    /// Objects not delivered before this pass.
+    pub new: usize,
+    pub delivered: usize,
+    /// Setup notification, folder markers, oversized, already moved.
+    pub skipped: usize,
+    pub failed: usize,
+    /// Delivered keys whose ETag changed (reported once each).
+    pub changed: usize,
+    /// After-delivery steps (delete/move) done.
+    pub finished: usize,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for PassReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "listed {}, new {}, delivered {}, skipped {}, failed {}, changed {}, finished {}, {} bytes in {:.2}s",
+            self.listed,
+            self.new,
+            self.delivered,
+            self.skipped,
+            self.failed,
+            self.changed,
+            self.finished,
+            self.bytes,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Run one pass with `args` (credentials from the process environment).
+pub fn run_once(args: &SyncArgs) -> Result<PassReport, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg = SyncConfig::from_args(args, &env)?;
+    let client = S3Client::new(cfg.s3.clone())?;
+    run_pass(&cfg, &client)
+}
+
+/// `pimap sync`: one pass (with `--once`, or without `--sync-interval`), else a pass every
+/// interval in the foreground. Returns the exit code: 0, or 1 if the pass (or, looping, the
+/// configuration) failed. Logging is set up by the caller.
+pub fn main_once(args: SyncArgs) -> i32 {
+    if let (false, Some(interval)) = (args.once, args.opts.sync_interval) {
+        loop {
+            periodic_pass(&args);
+            std::thread::sleep(interval);
+        }
+    }
+    match run_once(&args) {
+        Ok(r) if r.failed == 0 => {
+            log::info!("s3 sync: {r}");
+            0
+        }
+        Ok(r) => {
+            log::error!("s3 sync: {r}");
+            eprintln!("pimap sync: {} object(s) failed; they are retried on the next pass", r.failed);
+            1
+        }
+        Err(e) => {
+            eprintln!("pimap sync: {e}");
+            1
+        }
+    }
+}
+
+fn periodic_pass(args: &SyncArgs) {
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(args)));
+    match res {
+        Ok(Ok(r)) if r.failed == 0 => log::info!("s3 sync: {r}"),
+        Ok(Ok(r)) => log::warn!("s3 sync: {r}"),
+        Ok(Err(e)) => log::error!("s3 sync: {e}"),
+        Err(_) => log::error!("s3 sync: the pass panicked (a bug); trying again next interval"),
+    }
+}
+
+/// Run a pass every `interval` on a background thread, forever; failures are logged.
+pub fn spawn_periodic(args: SyncArgs, interval: Duration) {
+    let spawned = std::thread::Builder::new().name("s3-sync".into()).spawn(move || loop {
+        periodic_pass(&args);
+        std::thread::sleep(interval);
+    });
+    if let Err(e) = spawned {
+        log::error!("s3 sync: cannot start the sync thread: {e}");
+    }
+}
+
+/// Create `dir` as a Maildir (cur/new/tmp); `folder` also writes the Maildir++
+/// `maildirfolder` marker.
+fn ensure_maildir(dir: &Path, folder: bool) -> Result<(), String> {
+    for sub in ["cur", "new", "tmp"] {
+        let p = dir.join(sub);
+        if !p.is_dir() {
+            std::fs::create_dir_all(&p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        }
+    }
+    if folder {
+        let m = dir.join("maildirfolder");
+        if !m.exists() {
+            std::fs::write(&m, b"").map_err(|e| format!("creating {}: {e}", m.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Shared state of one pass's workers.
+struct Pass<'a> {
+    cfg: &'a SyncConfig,
+    client: &'a S3Client,
+    users: crate::auth::UserDb,
+    user_names: Vec<String>,
+    ledger: Mutex<ledger::Ledger>,
+    report: Mutex<PassReport>,
+    done: AtomicUsize,
+    progress: bool,
+}
+
+impl Pass<'_> {
+    fn count(&self, f: impl FnOnce(&mut PassReport)) {
+        if let Ok(mut r) = self.report.lock() {
+            f(&mut r);
+        }
+    }
+
+    fn ledger<T>(&self, f: impl FnOnce(&mut ledger::Ledger) -> Result<T, String>) -> Result<T, String> {
+        let mut l = self.ledger.lock().map_err(|_| "ledger lock poisoned".to_string())?;
+        f(&mut l)
+    }
+
+    /// GET, check, route and deliver one object, then record it.
+    fn fetch(&self, obj: &Listed) -> Result<(), String> {
+        let key = obj.key.as_str();
+        let o = match self.client.get(key, self.cfg.max_message_size) {
+            Ok(o) => o,
+            Err(S3Error::TooLarge(n)) => {
+                log::warn!("s3 sync: skipping {key:?}: {n} bytes is over --max-message-size");
+                self.count(|r| r.skipped += 1);
+                return Ok(());
+            }
+            Err(e) => return Err(format!("{key:?}: {e}")),
+        };
+        self.count(|r| r.bytes += o.data.len() as u64);
+        let unique = plan::unique_name(self.client.bucket_name(), key);
+        let headers = Headers::parse(&o.data);
+        let verdicts = Verdicts::of(&headers);
+        if verdicts.virus && self.cfg.virus_action == VirusAction::Quarantine {
+            ensure_maildir(&self.cfg.quarantine_dir, false)?;
+            crate::store::deliver(&self.cfg.quarantine_dir, &unique, &o.data)
+                .map_err(|e| format!("{key:?}: quarantine: {e}"))?;
+            log::warn!("s3 sync: {key:?} has a virus verdict: quarantined in {}", self.cfg.quarantine_dir.display());
+        } else {
+            let route = route::route(&self.cfg.route, &self.user_names, key, &headers).map_err(|e| format!("{key:?}: {e}"))?;
+            if route.reason == route::RouteReason::Postmaster {
+                log::warn!("s3 sync: {key:?} is unroutable ({:?}): delivered to the postmaster", route.unmatched);
+            }
+            let junk = verdicts.spam || (verdicts.virus && self.cfg.virus_action == VirusAction::Junk);
+            for user in &route.users {
+                let home = self.users.lookup(user).and_then(|u| u.home);
+                let root = self.cfg.mail_location.resolve(user, home.as_deref())?;
+                let target = if junk { root.join(&self.cfg.junk_folder) } else { root.clone() };
+                ensure_maildir(&root, false)?;
+                if junk {
+                    ensure_maildir(&target, true)?;
+                }
+                crate::store::deliver(&target, &unique, &o.data).map_err(|e| format!("{key:?} for {user}: {e}"))?;
+                log::debug!("s3 sync: {key:?} → {user}{} ({:?})", if junk { " (Junk)" } else { "" }, route.reason);
+            }
+        }
+        // The ledger is written only after every rename: a crash before this line makes the
+        // next pass deliver again, which the unique name turns into a no-op.
+        let etag = plan::normalize_etag(o.etag.as_deref().or(obj.etag.as_deref()));
+        self.ledger(|l| l.record_delivered(key, &etag))?;
+        self.count(|r| r.delivered += 1);
+        self.finish(key)
+    }
+
+    /// The after-delivery step for a delivered key.
+    fn finish(&self, key: &str) -> Result<(), String> {
+        match &self.cfg.after {
+            AfterDelivery::Keep => return Ok(()),
+            AfterDelivery::Delete => self.client.delete(key).map_err(|e| format!("deleting {key:?}: {e}"))?,
+            AfterDelivery::Move(p) => {
+                let dest = plan::moved_key(&self.cfg.prefix, p, key);
+                self.client.copy(key, &dest).map_err(|e| format!("moving {key:?}: {e}"))?;
+                self.client.delete(key).map_err(|e| format!("deleting {key:?} after the copy: {e}"))?;
+            }
+        }
+        self.ledger(|l| l.record_finished(key))?;
+        self.count(|r| r.finished += 1);
+        Ok(())
+    }
+
+    fn run_items(&self, items: &[(Listed, Action)], total_new: usize) {
+        let next = AtomicUsize::new(0);
+        let workers = self.cfg.concurrency.min(items.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((obj, action)) = items.get(i) else { break };
+                    let res = match action {
+                        Action::Fetch => self.fetch(obj),
+                        Action::Finish => self.finish(&obj.key),
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = res {
+                        log::error!("s3 sync: {e}");
+                        self.count(|r| r.failed += 1);
+                    }
+                    let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if self.progress && (n % 25 == 0 || n == total_new) {
+                        eprint!("\rs3 sync: {n} objects processed");
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// One pass with a resolved configuration and client.
+pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, String> {
+    let start = Instant::now();
+    let _lock = ledger::lock(&cfg.lock_path)?;
+    let ledger = ledger::Ledger::open(&cfg.ledger_path)?;
+    let users = crate::auth::UserDb::load(&cfg.users_path)?;
+    let user_names = users.user_names();
+    if let Some(u) = &cfg.route.deliver_to {
+        if !user_names.iter().any(|n| n.eq_ignore_ascii_case(u)) {
+            return Err(format!("--deliver-to {u:?} is not a user in {}", cfg.users_path.display()));
+        }
+    }
+    let pass = Pass {
+        cfg,
+        client,
+        users,
+        user_names,
+        ledger: Mutex::new(ledger),
+        report: Mutex::new(PassReport::default()),
+        done: AtomicUsize::new(0),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut token: Option<String> = None;
+    let mut listing_error = None;
+    loop {
+        let page = match client.list_page(&cfg.prefix, token.as_deref(), cfg.max_keys) {
+            Ok(p) => p,
+            Err(e) => {
+                listing_error = Some(format!("listing s3://{}/{}: {e}", cfg.s3.bucket, cfg.prefix));
+                break;
+            }
+        };
+        let mut items = Vec::new();
+        for obj in page.objects {
+            if !seen.insert(obj.key.clone()) {
+                continue; // a misbehaving server repeating keys across pages
+            }
+            let action = {
+                let l = pass.ledger.lock().map_err(|_| "ledger lock poisoned".to_string())?;
+                plan::decide(&obj, l.get(&obj.key), &cfg.after, cfg.max_message_size)
+            };
+            match &action {
+                Action::Fetch => pass.count(|r| r.new += 1),
+                Action::Skip(why) => {
+                    if obj.key.ends_with(plan::SES_SETUP_NOTIFICATION) || obj.key.ends_with('/') {
+                        log::debug!("s3 sync: skipping {:?}: {why}", obj.key);
+                    } else {
+                        log::warn!("s3 sync: skipping {:?}: {why}", obj.key);
+                    }
+                    pass.count(|r| r.skipped += 1);
+                }
+                Action::Changed { old, new } => {
+                    log::warn!(
+                        "s3 sync: {:?} was delivered with ETag {old} and now has ETag {new}: not delivering it again",
+                        obj.key
+                    );
+                    pass.ledger(|l| l.record_changed(&obj.key, new))?;
+                    pass.count(|r| r.changed += 1);
+                }
+                Action::Finish | Action::Done => {}
+            }
+            if matches!(action, Action::Fetch | Action::Finish) {
+                items.push((obj, action));
+            }
+        }
+        let total_new = pass.report.lock().map(|r| r.new).unwrap_or(0);
+        pass.run_items(&items, total_new);
+        match page.next {
+            Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+            _ => break,
+        }
+    }
+    if pass.progress && pass.done.load(Ordering::Relaxed) > 0 {
+        eprintln!();
+    }
+    let mut ledger = pass.ledger.into_inner().map_err(|_| "ledger lock poisoned".to_string())?;
+    ledger.sync()?;
+    if listing_error.is_none() && cfg.after != AfterDelivery::Keep {
+        ledger.prune(|k| seen.contains(k))?;
+    }
+    let mut report = pass.report.into_inner().map_err(|_| "report lock poisoned".to_string())?;
+    report.listed = seen.len();
+    report.elapsed = start.elapsed();
+    match listing_error {
+        Some(e) => {
+            log::info!("s3 sync (incomplete): {report}");
+            Err(e)
+        }
+        None => Ok(report),
+    }
+}
