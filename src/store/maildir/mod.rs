@@ -1,111 +1,451 @@
-//! Dovecot-compatible Maildir++ (see shared notes): `dovecot-uidlist` v3, `dovecot-keywords`,
-//! `subscriptions`, `dovecot-uidvalidity`, file names `<unique>,S=<n>,W=<n>:2,<flags>`, the
-//! `dovecot-uidlist.lock` dotlock. Pure parsers live in submodules; this file touches disk.
+//! Dovecot-compatible Maildir++ (see `/work/shared/notes/dovecot-compat.md`): `dovecot-uidlist`
+//! v3, `dovecot-keywords`, `subscriptions`, `dovecot-uidvalidity`, file names
+//! `<unique>,S=<n>,W=<n>:2,<flags>`, the `dovecot-uidlist.lock` dotlock.
+//!
+//! Owns: the user's mail root on disk. Pure parsers live in [`name`], [`filename`],
+//! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], [`mailbox`]
+//! and this file touch the disk. Never: follows a symlink out of the root, trusts a name from
+//! disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive, RFC 3501
+//! §2.3.1.1).
 
-use super::{Flags, MailboxEntry, MailboxStatus, MessageMeta, Result};
+pub mod filename;
+pub mod keywords;
+pub mod lock;
+mod mailbox;
+pub mod name;
+pub mod subscriptions;
+pub mod uidlist;
+pub mod uidvalidity;
+
+pub use mailbox::Mailbox;
+
+use super::{MailboxEntry, MailboxStatus, Result, StoreError};
+use lock::DotLock;
+use mailbox::{Sub, KEYWORDS};
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SUBSCRIPTIONS: &str = "subscriptions";
+/// Prefix of directories being deleted: `..` + anything is never a valid mailbox name.
+const DELETED_PREFIX: &str = "..pimap-deleted-";
+/// Maildir spec: files left in tmp/ for 36 hours may be removed.
+const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what} {}", path.display()), e)
+}
+
+/// Read a file, `None` if it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", path, e)),
+    }
+}
+
+/// fsync a directory so a rename in it is durable (best effort).
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+        log::warn!("fsync {}: {e}", dir.display());
+    }
+}
+
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let h = fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        filename::sanitize_host(h.trim())
+    })
+}
+
+/// A fresh unique file name: `<secs>.M<usecs>P<pid>Q<counter>.<host>` (maildir spec).
+pub(crate) fn new_unique() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let q = COUNTER.fetch_add(1, Ordering::Relaxed);
+    filename::unique_name(now.as_secs(), now.subsec_micros(), std::process::id(), q, hostname())
+}
+
+fn mkdir_0700(path: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("creating directory", path, e)),
+    }
+}
+
+fn ensure_maildir(dir: &Path) -> Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        mkdir_0700(&dir.join(sub))?;
+    }
+    Ok(())
+}
 
 /// One user's mail root (INBOX is the root itself; folders are `.Name` directories).
 pub struct UserStore {
     root: PathBuf,
+    /// Canonical root, to check that symlinked folders stay inside it.
+    real_root: PathBuf,
 }
 
 impl UserStore {
-    /// Open (creating `cur/ new/ tmp/` if missing) the Maildir at `root`.
+    /// Open (creating `cur/ new/ tmp/` with mode 0700 if missing) the Maildir at `root`.
     pub fn open(root: &Path) -> Result<UserStore> {
-        let _ = root;
-        todo!("UserStore::open")
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| io_err("creating mail root", root, e))?;
+        ensure_maildir(root)?;
+        let real_root = fs::canonicalize(root).map_err(|e| io_err("resolving", root, e))?;
+        let store = UserStore { root: root.to_path_buf(), real_root };
+        store.clean_leftovers();
+        Ok(store)
     }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
-    /// All mailboxes, INBOX first. Names as on the wire (see [`MailboxEntry`]).
+
+    /// Finish interrupted deletes and drop stale tmp/ files of INBOX.
+    fn clean_leftovers(&self) {
+        if let Ok(rd) = fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                if e.file_name().to_str().is_some_and(|n| n.starts_with(DELETED_PREFIX)) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("tmp")) {
+            let now = SystemTime::now();
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age > TMP_MAX_AGE);
+                if old {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    fn canonical(name: &str) -> Result<String> {
+        name::validate(name).map_err(StoreError::BadName)
+    }
+
+    fn dir_of(&self, canonical: &str) -> PathBuf {
+        match name::dir_name(canonical) {
+            Some(d) => self.root.join(d),
+            None => self.root.clone(),
+        }
+    }
+
+    /// True if `path` is a mailbox directory inside the root (a symlink is accepted only if
+    /// it resolves inside the root).
+    fn is_mailbox_dir(&self, path: &Path) -> bool {
+        match fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => true,
+            Ok(md) if md.file_type().is_symlink() => match fs::canonicalize(path) {
+                Ok(real) if real.starts_with(&self.real_root) && real.is_dir() => true,
+                _ => {
+                    log::warn!("ignoring {}: symlink out of the mail root", path.display());
+                    false
+                }
+            },
+            _ => false,
+        }
+    }
+
+    fn exists(&self, canonical: &str) -> bool {
+        name::is_inbox(canonical) || self.is_mailbox_dir(&self.dir_of(canonical))
+    }
+
+    /// Every folder directory's name (not INBOX).
+    fn folder_names(&self) -> Result<BTreeSet<String>> {
+        let rd = fs::read_dir(&self.root).map_err(|e| io_err("listing", &self.root, e))?;
+        let mut out = BTreeSet::new();
+        for e in rd {
+            let e = e.map_err(|e| io_err("listing", &self.root, e))?;
+            let Some(dn) = e.file_name().to_str().map(str::to_string) else { continue };
+            if !dn.starts_with('.') || dn == "." || dn == ".." || dn.starts_with(DELETED_PREFIX) {
+                continue;
+            }
+            match name::from_dir_name(&dn) {
+                Some(n) if self.is_mailbox_dir(&e.path()) => {
+                    out.insert(n);
+                }
+                Some(_) => {}
+                None => log::warn!("ignoring {}: not a valid mailbox name", e.path().display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// All mailboxes, INBOX first, then by name. Parents that exist only through their
+    /// children are listed as nonexistent (RFC 3501 §6.3.8 `\Noselect`, RFC 5258
+    /// `\NonExistent`).
     pub fn list(&self) -> Result<Vec<MailboxEntry>> {
-        todo!()
+        let existing = self.folder_names()?;
+        let mut all: BTreeSet<String> = existing.clone();
+        for n in &existing {
+            for a in name::ancestors(n) {
+                all.insert(a.to_string());
+            }
+        }
+        all.remove("INBOX");
+        let has_children = |n: &str| all.iter().any(|c| name::is_descendant(n, c));
+        let mut out = vec![MailboxEntry { name: "INBOX".into(), nonexistent: false, has_children: has_children("INBOX") }];
+        for n in &all {
+            out.push(MailboxEntry { name: n.clone(), nonexistent: !existing.contains(n), has_children: has_children(n) });
+        }
+        Ok(out)
     }
-    pub fn create(&self, _name: &str) -> Result<()> {
-        todo!()
+
+    /// CREATE (RFC 3501 §6.3.3): a trailing separator is dropped; parents are not required.
+    pub fn create(&self, name: &str) -> Result<()> {
+        let trimmed = name.strip_suffix(name::SEP).filter(|t| !t.is_empty()).unwrap_or(name);
+        let n = Self::canonical(trimmed)?;
+        if self.exists(&n) {
+            return Err(StoreError::AlreadyExists(n));
+        }
+        let dir = self.dir_of(&n);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists(n)),
+            Err(e) => return Err(io_err("creating mailbox", &dir, e)),
+        }
+        ensure_maildir(&dir)?;
+        let mf = dir.join("maildirfolder");
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&mf)
+            .map_err(|e| io_err("creating", &mf, e))?;
+        sync_dir(&self.root);
+        Ok(())
     }
-    pub fn delete(&self, _name: &str) -> Result<()> {
-        todo!()
+
+    /// DELETE (RFC 3501 §6.3.4). The directory goes away; children stay, so the name is then
+    /// listed as nonexistent with children (`\Noselect`), as Dovecot does.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let n = Self::canonical(name)?;
+        if name::is_inbox(&n) {
+            return Err(StoreError::Cannot("INBOX cannot be deleted".into()));
+        }
+        let dir = self.dir_of(&n);
+        if !self.is_mailbox_dir(&dir) {
+            return Err(StoreError::NotFound(n));
+        }
+        let trash = self.root.join(format!("{DELETED_PREFIX}{}", new_unique()));
+        fs::rename(&dir, &trash).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound(n.clone()),
+            _ => io_err("deleting mailbox", &dir, e),
+        })?;
+        sync_dir(&self.root);
+        if fs::symlink_metadata(&trash).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = fs::remove_file(&trash);
+        } else if let Err(e) = fs::remove_dir_all(&trash) {
+            log::warn!("removing {}: {e}", trash.display());
+        }
+        Ok(())
     }
+
     /// RENAME, including children; renaming INBOX moves its messages to the new mailbox and
     /// leaves INBOX empty (RFC 3501 §6.3.5).
-    pub fn rename(&self, _from: &str, _to: &str) -> Result<()> {
-        todo!()
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let f = Self::canonical(from)?;
+        let t = Self::canonical(to)?;
+        if self.exists(&t) {
+            return Err(StoreError::AlreadyExists(t));
+        }
+        if name::is_inbox(&f) {
+            return self.rename_inbox(&t);
+        }
+        if name::is_descendant(&t, &f) {
+            return Err(StoreError::Cannot("cannot rename a mailbox to one of its parents".into()));
+        }
+        let folders = self.folder_names()?;
+        let children: Vec<&String> = folders.iter().filter(|c| name::is_descendant(&f, c)).collect();
+        let from_exists = folders.contains(&f);
+        if !from_exists && children.is_empty() {
+            return Err(StoreError::NotFound(f));
+        }
+        let moves: Vec<(String, String)> = std::iter::once(&f)
+            .filter(|_| from_exists)
+            .chain(children)
+            .map(|c| (c.clone(), format!("{t}{}", &c[f.len()..])))
+            .collect();
+        for (_, new) in &moves {
+            if name::validate(new).is_err() {
+                return Err(StoreError::BadName(format!("{new:?} would be too long or invalid")));
+            }
+            if self.exists(new) {
+                return Err(StoreError::AlreadyExists(new.clone()));
+            }
+        }
+        for (old, new) in &moves {
+            let (a, b) = (self.dir_of(old), self.dir_of(new));
+            fs::rename(&a, &b).map_err(|e| io_err("renaming mailbox", &a, e))?;
+        }
+        sync_dir(&self.root);
+        Ok(())
     }
+
+    fn rename_inbox(&self, to: &str) -> Result<()> {
+        self.create(to)?;
+        let dest = self.dir_of(to);
+        if let Some(k) = read_optional(&self.root.join(KEYWORDS))? {
+            fs::write(dest.join(KEYWORDS), k).map_err(|e| io_err("writing", &dest.join(KEYWORDS), e))?;
+        }
+        // Hold INBOX's uidlist lock so no UIDs are being assigned while files move.
+        let lock = DotLock::acquire(&self.root.join(mailbox::UIDLIST))?;
+        for f in mailbox::scan(&self.root)? {
+            let sub = if f.sub == Sub::New { "new" } else { "cur" };
+            let a = self.root.join(sub).join(&f.name);
+            match fs::rename(&a, dest.join(sub).join(&f.name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("moving", &a, e)),
+            }
+        }
+        drop(lock);
+        sync_dir(&dest.join("cur"));
+        sync_dir(&dest.join("new"));
+        // Give the moved messages UIDs in the new mailbox now.
+        Mailbox::load(&self.root, &dest, to, true).map(|_| ())
+    }
+
+    /// Subscribed names (LSUB / LIST (SUBSCRIBED)), as stored.
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        todo!()
+        let path = self.root.join(SUBSCRIPTIONS);
+        Ok(match read_optional(&path)? {
+            Some(b) => subscriptions::parse(&String::from_utf8_lossy(&b)).1,
+            None => Vec::new(),
+        })
     }
-    pub fn set_subscribed(&self, _name: &str, _subscribed: bool) -> Result<()> {
-        todo!()
-    }
-    pub fn status(&self, _name: &str) -> Result<MailboxStatus> {
-        todo!()
-    }
-    /// Open a mailbox for SELECT (`read_only` = EXAMINE: never moves new/ → cur/, never writes).
-    pub fn open_mailbox(&self, _name: &str, _read_only: bool) -> Result<Mailbox> {
-        todo!()
-    }
-}
 
-/// A selected mailbox. Holds the current list of messages in ascending UID order; `refresh`
-/// brings it up to date with the disk (other sessions, Dovecot, the S3 sync).
-pub struct Mailbox {
-    _p: (),
-}
+    /// SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6–7): the mailbox need not exist. The file keeps
+    /// the format it had (v1 when new) and is replaced atomically under its dotlock.
+    pub fn set_subscribed(&self, name: &str, subscribed: bool) -> Result<()> {
+        let n = Self::canonical(name)?;
+        let path = self.root.join(SUBSCRIPTIONS);
+        let lock = DotLock::acquire(&path)?;
+        let (format, mut names) = match read_optional(&path)? {
+            Some(b) => subscriptions::parse(&String::from_utf8_lossy(&b)),
+            None => (subscriptions::Format::V1, Vec::new()),
+        };
+        let before = names.len();
+        if subscribed {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        } else {
+            names.retain(|x| *x != n);
+        }
+        if names.len() != before {
+            lock.replace(subscriptions::serialize(format, &names).as_bytes())?;
+        }
+        Ok(())
+    }
 
-impl Mailbox {
-    pub fn name(&self) -> &str {
-        todo!()
+    /// STATUS counts (RFC 3501 §6.3.10) without moving new/ files to cur/. Files without a
+    /// UID get one (so UIDNEXT is right); RECENT counts the files in new/.
+    pub fn status(&self, name: &str) -> Result<MailboxStatus> {
+        let n = Self::canonical(name)?;
+        let dir = self.dir_of(&n);
+        if !self.exists(&n) {
+            return Err(StoreError::NotFound(n));
+        }
+        let mb = Mailbox::load(&self.root, &dir, &n, true)?;
+        let msgs = mb.messages();
+        Ok(MailboxStatus {
+            messages: msgs.len() as u32,
+            recent: mb.in_new,
+            unseen: msgs.iter().filter(|m| m.flags.system & super::flag::SEEN == 0).count() as u32,
+            uid_next: mb.uid_next(),
+            uid_validity: mb.uid_validity(),
+            size: msgs.iter().map(|m| m.size).sum(),
+        })
     }
-    pub fn uid_validity(&self) -> u32 {
-        todo!()
-    }
-    pub fn uid_next(&self) -> u32 {
-        todo!()
-    }
-    pub fn read_only(&self) -> bool {
-        todo!()
-    }
-    /// Keywords defined for this mailbox (for FLAGS / PERMANENTFLAGS).
-    pub fn keywords(&self) -> Vec<String> {
-        todo!()
-    }
-    /// Rescan the disk if anything changed (cheap when nothing did: compares mtimes).
-    pub fn refresh(&mut self) -> Result<()> {
-        todo!()
-    }
-    /// Messages in ascending UID order, as of the last `refresh`.
-    pub fn messages(&self) -> &[MessageMeta] {
-        todo!()
-    }
-    /// The message's bytes as stored.
-    pub fn read(&self, _uid: u32) -> Result<Vec<u8>> {
-        todo!()
-    }
-    /// Replace a message's flags (renames the file; records new keywords).
-    pub fn set_flags(&mut self, _uid: u32, _flags: &Flags) -> Result<()> {
-        todo!()
-    }
-    /// APPEND into this mailbox; returns the new UID.
-    pub fn append(&mut self, _data: &[u8], _flags: &Flags, _internal_date: Option<i64>) -> Result<u32> {
-        todo!()
-    }
-    /// COPY `uids` into `dest` (hard link when possible); returns (source UID, new UID) pairs.
-    pub fn copy_to(&self, _uids: &[u32], _dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
-        todo!()
-    }
-    /// Remove messages; returns the UIDs actually removed.
-    pub fn expunge(&mut self, _uids: &[u32]) -> Result<Vec<u32>> {
-        todo!()
+
+    /// Open a mailbox for SELECT (`read_only` = EXAMINE: never moves new/ → cur/, never
+    /// changes messages; it may still record UIDs for files that have none).
+    pub fn open_mailbox(&self, name: &str, read_only: bool) -> Result<Mailbox> {
+        let n = Self::canonical(name)?;
+        if !self.exists(&n) {
+            return Err(StoreError::NotFound(n));
+        }
+        let dir = self.dir_of(&n);
+        if !read_only {
+            ensure_maildir(&dir)?;
+        }
+        Mailbox::load(&self.root, &dir, &n, read_only)
     }
 }
 
 /// Deliver a message into the Maildir at `maildir` (a mailbox directory holding cur/new/tmp):
-/// written to `tmp/`, fsynced, renamed into `new/` as `<unique>,S=<size>`, directory fsynced.
-/// If a file whose name starts with `<unique>` already exists in new/ or cur/, nothing is
-/// written and its path is returned (idempotent redelivery for the S3 sync).
-pub fn deliver(_maildir: &Path, _unique: &str, _data: &[u8]) -> Result<PathBuf> {
-    todo!("deliver")
+/// written to `tmp/`, fsynced, renamed into `new/` as `<unique>,S=<size>`, directory fsynced
+/// (maildir spec delivery). If a file whose name is `<unique>` followed by `,`, `:` or nothing
+/// already exists in new/ or cur/, nothing is written and its path is returned (idempotent
+/// redelivery for the S3 sync).
+pub fn deliver(maildir: &Path, unique: &str, data: &[u8]) -> Result<PathBuf> {
+    if !filename::valid_unique(unique) {
+        return Err(StoreError::BadName(format!("delivery id {unique:?} cannot be a file name")));
+    }
+    let find = || -> Result<Option<PathBuf>> {
+        for sub in ["new", "cur"] {
+            let d = maildir.join(sub);
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading directory", &d, e)),
+            };
+            for e in rd.flatten() {
+                if e.file_name().to_str().is_some_and(|n| filename::matches_unique(n, unique)) {
+                    return Ok(Some(e.path()));
+                }
+            }
+        }
+        Ok(None)
+    };
+    if let Some(p) = find()? {
+        return Ok(p);
+    }
+    ensure_maildir(maildir)?;
+    let tmp = maildir.join("tmp").join(new_unique());
+    mailbox::write_new_file(&tmp, data, SystemTime::now())?;
+    let dest = maildir.join("new").join(format!("{unique},S={}", data.len()));
+    // link() instead of rename(): never replaces a file that appeared meanwhile.
+    let r = fs::hard_link(&tmp, &dest).or_else(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Ok(()),
+        _ => fs::rename(&tmp, &dest),
+    });
+    let _ = fs::remove_file(&tmp);
+    r.map_err(|e| io_err("delivering to", &dest, e))?;
+    sync_dir(&maildir.join("new"));
+    Ok(dest)
 }
+
+/// A fresh empty directory for a test.
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pimap-test-{tag}-{}", new_unique()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("create test dir");
+    d
+}
+
+#[cfg(test)]
+mod tests;

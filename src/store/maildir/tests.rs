@@ -1,0 +1,1 @@
+//! Tests for the disk side of the Maildir store.
