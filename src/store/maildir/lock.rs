@@ -110,10 +110,11 @@ mod tests {
         drop(DotLock::acquire(&target).unwrap());
         assert!(!dir.join("f.lock").exists());
         // A stale lock is overridden.
-        std::fs::write(dir.join("f.lock"), "").unwrap();
-        let l = DotLock::acquire_with(&target, Duration::from_millis(50), Duration::ZERO);
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(l.is_ok() || DotLock::acquire_with(&target, Duration::from_millis(50), Duration::ZERO).is_ok());
+        let f = std::fs::File::create(dir.join("f.lock")).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_modified(SystemTime::now() - Duration::from_secs(200))).unwrap();
+        let l = DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER).unwrap();
+        l.replace(b"newer").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"newer");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,1 +1,351 @@
-//! Tests for the disk side of the Maildir store.
+//! Tests for the disk side of the Maildir store (each in its own temp dir).
+
+use super::*;
+use crate::store::{flag, Flags};
+
+struct Tmp(PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn store(tag: &str) -> (Tmp, UserStore) {
+    let d = test_dir(tag);
+    let s = UserStore::open(&d.join("Maildir")).unwrap();
+    (Tmp(d), s)
+}
+
+fn kw(system: u8, k: &[&str]) -> Flags {
+    Flags { system, keywords: k.iter().map(|s| s.to_string()).collect() }
+}
+
+fn uidlist_text(dir: &Path) -> String {
+    fs::read_to_string(dir.join("dovecot-uidlist")).unwrap()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn open_creates_layout() {
+    let (_t, s) = store("open");
+    for d in ["cur", "new", "tmp"] {
+        assert!(s.root().join(d).is_dir());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(s.root().join("cur")).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn append_refresh_flags_expunge() {
+    let (_t, s) = store("append");
+    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    assert_eq!(mb.messages().len(), 0);
+    let v = mb.uid_validity();
+    assert!(v > 0);
+    let u1 = mb.append(b"Subject: a\n\nhello\n", &kw(flag::SEEN, &["Work"]), Some(1_000_000)).unwrap();
+    let u2 = mb.append(b"Subject: b\r\n\r\nx\r\n", &Flags::default(), None).unwrap();
+    assert_eq!((u1, u2), (1, 2));
+    mb.refresh().unwrap();
+    let m = mb.messages();
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].flags, kw(flag::SEEN, &["Work"]));
+    assert_eq!(m[0].size, 21);
+    assert_eq!(m[0].internal_date, 1_000_000);
+    assert!(!m[0].recent);
+    assert_eq!(mb.read(1).unwrap(), b"Subject: a\n\nhello\n");
+    let cur = names_in(&s.root().join("cur"));
+    assert!(cur[0].ends_with(",S=18,W=21:2,Sa"), "{cur:?}");
+    assert_eq!(fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(), "0 Work\n");
+
+    mb.set_flags(2, &kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"])).unwrap();
+    assert_eq!(mb.messages()[1].flags, kw(flag::ANSWERED | flag::DELETED, &["Later", "$Forwarded"]));
+    assert!(names_in(&s.root().join("cur")).iter().any(|n| n.ends_with(":2,PRTb")));
+    assert!(mb.keywords().contains(&"$Forwarded".to_string()));
+
+    assert_eq!(mb.expunge(&[1, 7]).unwrap(), vec![1]);
+    assert_eq!(mb.messages().len(), 1);
+    assert!(matches!(mb.read(1), Err(StoreError::Expunged(1))));
+    // UIDs are never reused after expunge + new mail.
+    let u3 = mb.append(b"c\n", &Flags::default(), None).unwrap();
+    assert_eq!(u3, 3);
+    mb.refresh().unwrap();
+    assert_eq!(mb.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(mb.uid_next(), 4);
+    // Reopen: same UIDVALIDITY and UIDs.
+    let mb2 = s.open_mailbox("inbox", true).unwrap();
+    assert_eq!(mb2.uid_validity(), v);
+    assert_eq!(mb2.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+}
+
+#[test]
+fn two_instances_see_each_other() {
+    let (_t, s) = store("two");
+    let mut a = s.open_mailbox("INBOX", false).unwrap();
+    let mut b = s.open_mailbox("INBOX", false).unwrap();
+    let u = a.append(b"x\n", &Flags::default(), None).unwrap();
+    b.refresh().unwrap();
+    assert_eq!(b.messages().len(), 1);
+    b.set_flags(u, &kw(flag::FLAGGED, &["$Label1"])).unwrap();
+    a.refresh().unwrap();
+    assert_eq!(a.messages()[0].flags, kw(flag::FLAGGED, &["$Label1"]));
+    // a's location is stale but set_flags finds the renamed file.
+    let mut c = s.open_mailbox("INBOX", false).unwrap();
+    b.set_flags(u, &kw(flag::SEEN, &[])).unwrap();
+    c.set_flags(u, &kw(flag::DRAFT, &[])).unwrap();
+    assert_eq!(c.read(u).unwrap(), b"x\n");
+    a.expunge(&[u]).unwrap();
+    b.refresh().unwrap();
+    assert!(b.messages().is_empty());
+    assert!(matches!(c.set_flags(u, &Flags::default()), Err(StoreError::Expunged(_))));
+}
+
+#[test]
+fn new_mail_is_recent_for_the_first_session_only() {
+    let (_t, s) = store("recent");
+    deliver(s.root(), "abc", b"Subject: hi\n\nbody\n").unwrap();
+    let st = s.status("INBOX").unwrap();
+    assert_eq!((st.messages, st.recent, st.unseen, st.uid_next, st.size), (1, 1, 1, 2, 21));
+    assert_eq!(names_in(&s.root().join("new")).len(), 1, "status must not move new/ files");
+    let ro = s.open_mailbox("INBOX", true).unwrap();
+    assert_eq!(ro.messages().len(), 1);
+    assert!(!ro.messages()[0].recent);
+    let mut a = s.open_mailbox("INBOX", false).unwrap();
+    assert!(a.messages()[0].recent);
+    assert_eq!(a.messages()[0].size, 21);
+    assert!(names_in(&s.root().join("new")).is_empty());
+    assert!(names_in(&s.root().join("cur"))[0].ends_with(":2,"));
+    let b = s.open_mailbox("INBOX", false).unwrap();
+    assert!(!b.messages()[0].recent);
+    a.refresh().unwrap();
+    assert!(a.messages()[0].recent);
+    // The uidlist caches W (RFC822.SIZE) for the delivered file.
+    assert!(uidlist_text(s.root()).contains(" W21 :abc,S=18"), "{}", uidlist_text(s.root()));
+}
+
+#[test]
+fn refresh_is_cheap_but_sees_changes() {
+    let (_t, s) = store("refresh");
+    let mut a = s.open_mailbox("INBOX", false).unwrap();
+    deliver(s.root(), "m1", b"1\n").unwrap();
+    a.refresh().unwrap();
+    assert_eq!(a.messages().len(), 1);
+    // A flag change by another process (rename in cur/) is picked up.
+    let cur = s.root().join("cur");
+    let n = names_in(&cur).remove(0);
+    fs::rename(cur.join(&n), cur.join(format!("{n}S"))).unwrap();
+    a.refresh().unwrap();
+    assert_eq!(a.messages()[0].flags.system, flag::SEEN);
+    // Removal by another process = expunge.
+    fs::remove_file(cur.join(format!("{n}S"))).unwrap();
+    a.refresh().unwrap();
+    assert!(a.messages().is_empty());
+}
+
+#[test]
+fn deliver_is_idempotent_and_validated() {
+    let (_t, s) = store("deliver");
+    let p = deliver(s.root(), "ses-1", b"data\n").unwrap();
+    assert_eq!(p.file_name().unwrap(), "ses-1,S=5");
+    let p2 = deliver(s.root(), "ses-1", b"other").unwrap();
+    assert_eq!(p, p2);
+    assert_eq!(fs::read(&p).unwrap(), b"data\n");
+    s.open_mailbox("INBOX", false).unwrap(); // moves it to cur/
+    let p3 = deliver(s.root(), "ses-1", b"again").unwrap();
+    assert!(p3.starts_with(s.root().join("cur")));
+    assert!(names_in(&s.root().join("tmp")).is_empty());
+    assert_eq!(names_in(&s.root().join("new")).len(), 0);
+    deliver(s.root(), "ses-10", b"x").unwrap();
+    assert_eq!(names_in(&s.root().join("new")), vec!["ses-10,S=1"]);
+    for bad in ["", ".x", "a/b", "a:b", "a\0b", "a\nb"] {
+        assert!(matches!(deliver(s.root(), bad, b"x"), Err(StoreError::BadName(_))), "{bad:?}");
+    }
+}
+
+#[test]
+fn folders_create_list_delete_rename() {
+    let (_t, s) = store("folders");
+    s.create("A.B").unwrap();
+    assert!(s.root().join(".A.B/maildirfolder").is_file());
+    assert!(s.root().join(".A.B/cur").is_dir());
+    s.create("Sent.").unwrap();
+    s.create("inbox.Sub").unwrap();
+    assert!(s.root().join(".INBOX.Sub").is_dir());
+    assert!(matches!(s.create("Sent"), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(s.create("INBOX"), Err(StoreError::AlreadyExists(_))));
+    for bad in ["../x", "a/b", "A..B", ".x", "x\u{7}"] {
+        assert!(matches!(s.create(bad), Err(StoreError::BadName(_))), "{bad:?}");
+    }
+    let l = s.list().unwrap();
+    let got: Vec<(&str, bool, bool)> = l.iter().map(|e| (e.name.as_str(), e.nonexistent, e.has_children)).collect();
+    assert_eq!(
+        got,
+        vec![("INBOX", false, true), ("A", true, true), ("A.B", false, false), ("INBOX.Sub", false, false), ("Sent", false, false)]
+    );
+
+    // Messages survive rename, children move along.
+    let mut ab = s.open_mailbox("A.B", false).unwrap();
+    ab.append(b"m\n", &kw(0, &["K"]), None).unwrap();
+    s.create("A").unwrap();
+    s.rename("A", "Z").unwrap();
+    assert!(matches!(s.open_mailbox("A.B", false), Err(StoreError::NotFound(_))));
+    let zb = s.open_mailbox("Z.B", false).unwrap();
+    assert_eq!(zb.messages()[0].flags.keywords, vec!["K"]);
+    assert!(matches!(s.rename("Z", "Sent"), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(s.rename("Nope", "X"), Err(StoreError::NotFound(_))));
+
+    // Delete with children: the name becomes a \Noselect parent.
+    s.delete("Z").unwrap();
+    let l = s.list().unwrap();
+    assert!(l.iter().any(|e| e.name == "Z" && e.nonexistent && e.has_children));
+    assert!(matches!(s.delete("Z"), Err(StoreError::NotFound(_))));
+    assert!(matches!(s.delete("INBOX"), Err(StoreError::Cannot(_))));
+    s.delete("Z.B").unwrap();
+    assert!(!s.list().unwrap().iter().any(|e| e.name.starts_with('Z')));
+}
+
+#[test]
+fn rename_inbox_moves_messages() {
+    let (_t, s) = store("renbox");
+    let mut inbox = s.open_mailbox("INBOX", false).unwrap();
+    inbox.append(b"1\n", &kw(flag::SEEN, &["Tag"]), None).unwrap();
+    deliver(s.root(), "n1", b"2\n").unwrap();
+    s.create("INBOX.Child").unwrap();
+    s.rename("INBOX", "Old").unwrap();
+    let old = s.open_mailbox("Old", false).unwrap();
+    assert_eq!(old.messages().len(), 2);
+    assert_eq!(old.messages()[0].flags, kw(flag::SEEN, &["Tag"]));
+    inbox.refresh().unwrap();
+    assert!(inbox.messages().is_empty());
+    assert!(s.root().join(".INBOX.Child").is_dir());
+}
+
+#[test]
+fn copy_between_mailboxes() {
+    let (_t, s) = store("copy");
+    s.create("Dest").unwrap();
+    let mut src = s.open_mailbox("INBOX", false).unwrap();
+    src.append(b"one\n", &kw(flag::FLAGGED, &["Red"]), Some(12345)).unwrap();
+    src.append(b"two\n", &Flags::default(), None).unwrap();
+    src.refresh().unwrap();
+    let mut dst = s.open_mailbox("Dest", false).unwrap();
+    dst.append(b"zero\n", &kw(0, &["Blue"]), None).unwrap();
+    let pairs = src.copy_to(&[1, 2, 99], &mut dst).unwrap();
+    assert_eq!(pairs, vec![(1, 2), (2, 3)]);
+    dst.refresh().unwrap();
+    let m = &dst.messages()[1];
+    assert_eq!(m.flags, kw(flag::FLAGGED, &["Red"]));
+    assert_eq!(m.internal_date, 12345);
+    assert_eq!(dst.read(2).unwrap(), b"one\n");
+    assert_eq!(fs::read_to_string(dst.path().join("dovecot-keywords")).unwrap(), "0 Blue\n1 Red\n");
+}
+
+#[test]
+fn keyword_limit() {
+    let (_t, s) = store("kwlimit");
+    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    let u = mb.append(b"x\n", &Flags::default(), None).unwrap();
+    mb.refresh().unwrap();
+    let many: Vec<String> = (0..26).map(|i| format!("k{i}")).collect();
+    mb.set_flags(u, &Flags { system: 0, keywords: many.clone() }).unwrap();
+    assert_eq!(mb.messages()[0].flags.keywords.len(), 26);
+    let r = mb.set_flags(u, &kw(0, &["one-too-many"]));
+    assert!(matches!(r, Err(StoreError::Cannot(ref m)) if m.contains("too many keywords")));
+    assert!(matches!(mb.set_flags(u, &kw(0, &["bad kw"])), Err(StoreError::Cannot(_))));
+}
+
+#[test]
+fn unknown_letters_and_uidlist_fields_preserved() {
+    let (_t, s) = store("preserve");
+    let root = s.root();
+    fs::write(root.join("cur/100.M1P1.h,S=2:2,SZ"), "x\n").unwrap();
+    fs::write(
+        root.join("dovecot-uidlist"),
+        "3 V1234 N7 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n6 :gone\n",
+    )
+    .unwrap();
+    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    assert_eq!(mb.uid_validity(), 1234);
+    assert_eq!(mb.messages()[0].uid, 5);
+    mb.set_flags(5, &kw(flag::FLAGGED, &[])).unwrap();
+    assert_eq!(names_in(&root.join("cur")), vec!["100.M1P1.h,S=2:2,FZ"]);
+    let u = mb.append(b"y\n", &Flags::default(), None).unwrap();
+    assert_eq!(u, 7);
+    let t = uidlist_text(root);
+    assert!(t.starts_with("3 V1234 N8 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n7 :"), "{t}");
+}
+
+#[test]
+fn corrupt_uidlist_is_rebuilt_with_new_uidvalidity() {
+    let (_t, s) = store("corrupt");
+    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    mb.append(b"x\n", &Flags::default(), None).unwrap();
+    let v = mb.uid_validity();
+    fs::write(s.root().join("dovecot-uidlist"), "garbage\n").unwrap();
+    let mb2 = s.open_mailbox("INBOX", false).unwrap();
+    assert!(mb2.uid_validity() > v);
+    assert_eq!(mb2.messages().len(), 1);
+    assert!(s.root().join("dovecot-uidlist.corrupt").exists());
+}
+
+#[test]
+fn malformed_files_skipped() {
+    let (_t, s) = store("malformed");
+    let root = s.root();
+    fs::write(root.join("cur/.hidden"), "x").unwrap();
+    fs::write(root.join("cur/bad\nname:2,S"), "x").unwrap();
+    fs::create_dir(root.join("cur/adir")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("cur/link:2,S")).unwrap();
+    fs::write(root.join("cur/ok:2,S"), "x").unwrap();
+    let mb = s.open_mailbox("INBOX", false).unwrap();
+    assert_eq!(mb.messages().len(), 1);
+    assert_eq!(mb.read(1).unwrap(), b"x");
+    // A folder symlinked out of the root is not a mailbox.
+    std::os::unix::fs::symlink("/tmp", root.join(".Evil")).unwrap();
+    assert!(!s.list().unwrap().iter().any(|e| e.name == "Evil"));
+    assert!(matches!(s.open_mailbox("Evil", false), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn subscriptions_v1_and_v2() {
+    let (_t, s) = store("subs");
+    assert!(s.subscriptions().unwrap().is_empty());
+    s.set_subscribed("A.B", true).unwrap();
+    s.set_subscribed("inbox", true).unwrap();
+    s.set_subscribed("A.B", true).unwrap();
+    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "A.B\nINBOX\n");
+    s.set_subscribed("A.B", false).unwrap();
+    assert_eq!(s.subscriptions().unwrap(), vec!["INBOX"]);
+    fs::write(s.root().join("subscriptions"), "V\t2\n\nX\tY\n").unwrap();
+    assert_eq!(s.subscriptions().unwrap(), vec!["X.Y"]);
+    s.set_subscribed("Q.R", true).unwrap();
+    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nX\tY\nQ\tR\n");
+    assert!(matches!(s.set_subscribed("a..b", true), Err(StoreError::BadName(_))));
+}
+
+#[test]
+fn read_only_never_changes_messages() {
+    let (_t, s) = store("ro");
+    deliver(s.root(), "r1", b"x\n").unwrap();
+    let mut ro = s.open_mailbox("INBOX", true).unwrap();
+    assert!(matches!(ro.set_flags(1, &Flags::default()), Err(StoreError::Cannot(_))));
+    assert!(matches!(ro.expunge(&[1]), Err(StoreError::Cannot(_))));
+    assert!(matches!(ro.append(b"x", &Flags::default(), None), Err(StoreError::Cannot(_))));
+    assert_eq!(names_in(&s.root().join("new")).len(), 1);
+}
+
+#[test]
+fn uidvalidity_increases_across_mailboxes() {
+    let (_t, s) = store("uidv2");
+    s.create("A").unwrap();
+    s.create("B").unwrap();
+    let a = s.status("A").unwrap().uid_validity;
+    let b = s.status("B").unwrap().uid_validity;
+    let i = s.status("INBOX").unwrap().uid_validity;
+    assert!(b > a && i > b);
+    assert!(matches!(s.status("Nope"), Err(StoreError::NotFound(_))));
+}
