@@ -1,0 +1,224 @@
+//! SEARCH arguments (RFC 3501 §6.4.4 / §9 `search-key`, RFC 4731 ESEARCH `RETURN`, RFC 5182
+//! `SAVE` / `$`, RFC 7162 `MODSEQ`).
+//!
+//! ```text
+//! search = "SEARCH" [search-return-opts] [SP "CHARSET" SP astring] 1*(SP search-key)
+//! search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
+//! ```
+//!
+//! Nesting (parentheses, NOT, OR) is bounded by [`MAX_SEARCH_DEPTH`] so hostile input cannot
+//! exhaust the stack.
+//!
+//! Search strings become UTF-8 here: with no CHARSET, US-ASCII or UTF-8 they must be valid
+//! UTF-8 (else BAD); with ISO-8859-1 / Latin-1 the bytes are mapped to code points; with any
+//! other charset invalid sequences are replaced (U+FFFD) and the session answers
+//! `NO [BADCHARSET]` for charsets it does not support (RFC 3501 §6.4.4).
+
+use super::lexer::{show, Cursor, PResult};
+use crate::imap::types::*;
+
+/// Deepest nesting of parentheses / NOT / OR accepted in SEARCH criteria.
+pub const MAX_SEARCH_DEPTH: usize = 100;
+
+#[derive(Clone, Copy)]
+enum Charset {
+    Utf8,
+    Latin1,
+    Other,
+}
+
+pub(crate) struct SearchArgs {
+    pub charset: Option<String>,
+    pub returns: Option<Vec<SearchReturn>>,
+    pub criteria: SearchKey,
+}
+
+/// Everything after `SEARCH` (the cursor is just after the command name).
+pub(crate) fn search_args(c: &mut Cursor) -> PResult<SearchArgs> {
+    c.sp("after SEARCH")?;
+    let mut returns = None;
+    if c.eat_word("RETURN") {
+        c.sp("after RETURN")?;
+        c.expect(b'(', "'(' starting the RETURN options")?;
+        let mut opts = Vec::new();
+        if !c.eat(b')') {
+            loop {
+                let a = c.atom("RETURN option")?;
+                let o = match a.to_ascii_uppercase().as_slice() {
+                    b"MIN" => SearchReturn::Min,
+                    b"MAX" => SearchReturn::Max,
+                    b"ALL" => SearchReturn::All,
+                    b"COUNT" => SearchReturn::Count,
+                    b"SAVE" => SearchReturn::Save,
+                    _ => return Err(format!("Unknown SEARCH RETURN option {}", show(a))),
+                };
+                if !opts.contains(&o) {
+                    opts.push(o);
+                }
+                if c.eat(b')') {
+                    break;
+                }
+                c.sp("between RETURN options")?;
+            }
+        }
+        returns = Some(opts);
+        c.sp("after RETURN options")?;
+    }
+    let mut charset = None;
+    let mut mode = Charset::Utf8;
+    if c.eat_word("CHARSET") {
+        c.sp("after CHARSET")?;
+        let cs = c.astring_utf8("charset name")?;
+        mode = match cs.to_ascii_uppercase().as_str() {
+            "UTF-8" | "UTF8" | "US-ASCII" | "ASCII" => Charset::Utf8,
+            "ISO-8859-1" | "ISO8859-1" | "LATIN1" => Charset::Latin1,
+            _ => Charset::Other,
+        };
+        charset = Some(cs);
+        c.sp("after the charset name")?;
+    }
+    let mut keys = Vec::new();
+    loop {
+        keys.push(key(c, mode, 0)?);
+        if c.at_end() {
+            break;
+        }
+        c.sp("between search keys")?;
+    }
+    Ok(SearchArgs { charset, returns, criteria: SearchKey::And(keys) })
+}
+
+fn text(c: &mut Cursor, mode: Charset, what: &str) -> PResult<String> {
+    c.sp(&format!("after {what}"))?;
+    let b = c.astring(&format!("{what} search string"))?;
+    match mode {
+        Charset::Utf8 => String::from_utf8(b).map_err(|_| format!("Invalid {what} search string: not valid UTF-8 (use CHARSET)")),
+        Charset::Latin1 => Ok(b.iter().map(|&x| x as char).collect()),
+        Charset::Other => Ok(String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
+fn date_arg(c: &mut Cursor, what: &str) -> PResult<Date> {
+    c.sp(&format!("after {what}"))?;
+    c.date()
+}
+
+fn keyword(c: &mut Cursor, what: &str) -> PResult<String> {
+    c.sp(&format!("after {what}"))?;
+    if c.peek() == Some(b'\\') {
+        return Err(format!("{what} takes a keyword, not a system flag (use SEEN, FLAGGED, ... instead)"));
+    }
+    let a = c.atom("keyword")?;
+    Ok(String::from_utf8_lossy(a).into_owned())
+}
+
+/// One `search-key` at nesting `depth`.
+fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
+    if depth >= MAX_SEARCH_DEPTH {
+        return Err(format!("Search criteria nested too deeply (at most {MAX_SEARCH_DEPTH} levels)"));
+    }
+    use SearchKey as K;
+    match c.peek() {
+        Some(b'(') => {
+            c.eat(b'(');
+            if c.peek() == Some(b')') {
+                return Err("Empty parenthesised search criteria".to_string());
+            }
+            let mut keys = Vec::new();
+            loop {
+                keys.push(key(c, mode, depth + 1)?);
+                if c.eat(b')') {
+                    return Ok(K::And(keys));
+                }
+                if c.at_end() {
+                    return Err("Missing ')' in search criteria".to_string());
+                }
+                c.sp("between search keys")?;
+            }
+        }
+        Some(b'0'..=b'9' | b'*' | b'$') => return Ok(K::SequenceSet(c.sequence_set()?)),
+        _ => {}
+    }
+    let name = c.atom("search key")?;
+    Ok(match name.to_ascii_uppercase().as_slice() {
+        b"ALL" => K::All,
+        b"ANSWERED" => K::Answered,
+        b"DELETED" => K::Deleted,
+        b"DRAFT" => K::Draft,
+        b"FLAGGED" => K::Flagged,
+        b"NEW" => K::New,
+        b"OLD" => K::Old,
+        b"RECENT" => K::Recent,
+        b"SEEN" => K::Seen,
+        b"UNANSWERED" => K::Unanswered,
+        b"UNDELETED" => K::Undeleted,
+        b"UNDRAFT" => K::Undraft,
+        b"UNFLAGGED" => K::Unflagged,
+        b"UNSEEN" => K::Unseen,
+        b"BCC" => K::Bcc(text(c, mode, "BCC")?),
+        b"BODY" => K::Body(text(c, mode, "BODY")?),
+        b"CC" => K::Cc(text(c, mode, "CC")?),
+        b"FROM" => K::From(text(c, mode, "FROM")?),
+        b"SUBJECT" => K::Subject(text(c, mode, "SUBJECT")?),
+        b"TEXT" => K::Text(text(c, mode, "TEXT")?),
+        b"TO" => K::To(text(c, mode, "TO")?),
+        b"HEADER" => {
+            c.sp("after HEADER")?;
+            let field = c.astring_utf8("header field name")?;
+            if field.is_empty() || field.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b':') {
+                return Err(format!("Invalid header field name \"{}\"", show(field.as_bytes())));
+            }
+            K::Header(field, text(c, mode, "HEADER field name")?)
+        }
+        b"BEFORE" => K::Before(date_arg(c, "BEFORE")?),
+        b"ON" => K::On(date_arg(c, "ON")?),
+        b"SINCE" => K::Since(date_arg(c, "SINCE")?),
+        b"SENTBEFORE" => K::SentBefore(date_arg(c, "SENTBEFORE")?),
+        b"SENTON" => K::SentOn(date_arg(c, "SENTON")?),
+        b"SENTSINCE" => K::SentSince(date_arg(c, "SENTSINCE")?),
+        b"KEYWORD" => K::Keyword(keyword(c, "KEYWORD")?),
+        b"UNKEYWORD" => K::Unkeyword(keyword(c, "UNKEYWORD")?),
+        b"LARGER" => {
+            c.sp("after LARGER")?;
+            K::Larger(c.number("LARGER size")?)
+        }
+        b"SMALLER" => {
+            c.sp("after SMALLER")?;
+            K::Smaller(c.number("SMALLER size")?)
+        }
+        b"UID" => {
+            c.sp("after UID")?;
+            K::Uid(c.sequence_set()?)
+        }
+        b"NOT" => {
+            c.sp("after NOT")?;
+            K::Not(Box::new(key(c, mode, depth + 1)?))
+        }
+        b"OR" => {
+            c.sp("after OR")?;
+            let a = key(c, mode, depth + 1)?;
+            c.sp("between the two OR keys")?;
+            let b = key(c, mode, depth + 1)?;
+            K::Or(Box::new(a), Box::new(b))
+        }
+        b"MODSEQ" => {
+            // RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer;
+            // the per-flag entry is accepted and ignored (pimap keeps one modseq per message).
+            c.sp("after MODSEQ")?;
+            if c.peek() == Some(b'"') {
+                let entry = c.string("MODSEQ entry name")?;
+                if !entry.to_ascii_lowercase().starts_with(b"/flags/") {
+                    return Err(format!("Invalid MODSEQ entry name \"{}\"", show(&entry)));
+                }
+                c.sp("after the MODSEQ entry name")?;
+                let t = c.atom("MODSEQ entry type")?;
+                if !["priv", "shared", "all"].iter().any(|w| w.as_bytes().eq_ignore_ascii_case(t)) {
+                    return Err(format!("Invalid MODSEQ entry type {} (expected priv, shared or all)", show(t)));
+                }
+                c.sp("after the MODSEQ entry type")?;
+            }
+            K::ModSeq(c.mod_seq("MODSEQ value")?)
+        }
+        _ => return Err(format!("Unknown search key {}", show(name))),
+    })
+}
