@@ -442,7 +442,7 @@ impl Mailbox {
     fn flags_of(&self, name: &str) -> Flags {
         let l = filename::decode_letters(filename::split(name).letters);
         let mut keywords: Vec<String> = l.keyword_indexes.iter().filter_map(|&i| self.keywords.get(i).map(str::to_string)).collect();
-        if l.passed {
+        if l.passed && !keywords.iter().any(|k| k.eq_ignore_ascii_case(FORWARDED)) {
             keywords.push(FORWARDED.to_string());
         }
         Flags { system: l.system, keywords }
@@ -496,7 +496,7 @@ impl Mailbox {
 
     /// Letter indexes for keywords, adding new ones to `dovecot-keywords` under its dotlock.
     fn keyword_indexes(&mut self, kws: &[String]) -> Result<Vec<usize>> {
-        let wanted: Vec<&String> = kws.iter().filter(|k| !k.eq_ignore_ascii_case(FORWARDED)).collect();
+        let wanted: Vec<&String> = kws.iter().collect();
         for k in &wanted {
             if !keywords::valid_keyword(k) {
                 return Err(StoreError::Cannot(format!("invalid keyword {k:?}")));
@@ -528,9 +528,16 @@ impl Mailbox {
         Ok(out)
     }
 
-    fn letters_for(&mut self, flags: &Flags, keep_unknown: &str) -> Result<String> {
-        let idx = self.keyword_indexes(&flags.keywords)?;
-        let old = filename::decode_letters(keep_unknown);
+    /// File-name letters for `flags`, keeping the letters of `old_letters` we don't
+    /// interpret. `$Forwarded` is stored like Dovecot 2.3 stores it (a keyword letter); a `P`
+    /// already present stands for it and is kept while `$Forwarded` stays set.
+    fn letters_for(&mut self, flags: &Flags, old_letters: &str) -> Result<String> {
+        let old = filename::decode_letters(old_letters);
+        let fwd = flags.keywords.iter().any(|k| k.eq_ignore_ascii_case(FORWARDED));
+        let passed = fwd && old.passed;
+        let kws: Vec<String> =
+            flags.keywords.iter().filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED))).cloned().collect();
+        let idx = self.keyword_indexes(&kws)?;
         let mut unknown = old.unknown.clone();
         // Letters of keywords this mailbox does not define are kept as they were.
         for i in old.keyword_indexes {
@@ -538,12 +545,7 @@ impl Mailbox {
                 unknown.push((b'a' + i as u8) as char);
             }
         }
-        let l = Letters {
-            system: flags.system & 0x1f,
-            passed: flags.keywords.iter().any(|k| k.eq_ignore_ascii_case(FORWARDED)),
-            keyword_indexes: idx,
-            unknown,
-        };
+        let l = Letters { system: flags.system & 0x1f, passed, keyword_indexes: idx, unknown };
         Ok(filename::encode_letters(&l))
     }
 

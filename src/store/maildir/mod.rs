@@ -337,14 +337,15 @@ impl UserStore {
     }
 
     /// SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6–7): the mailbox need not exist. The file keeps
-    /// the format it had (v1 when new) and is replaced atomically under its dotlock.
+    /// the format it had (v2 when new, as Dovecot 2.3 does) and is replaced atomically under its dotlock.
     pub fn set_subscribed(&self, name: &str, subscribed: bool) -> Result<()> {
         let n = Self::canonical(name)?;
         let path = self.root.join(SUBSCRIPTIONS);
         let lock = DotLock::acquire(&path)?;
         let (format, mut names) = match read_optional(&path)? {
             Some(b) => subscriptions::parse(&String::from_utf8_lossy(&b)),
-            None => (subscriptions::Format::V1, Vec::new()),
+            // Dovecot 2.3 creates new files as version 2 (checked against 2.3.19).
+            None => (subscriptions::Format::V2, Vec::new()),
         };
         let before = names.len();
         if subscribed {

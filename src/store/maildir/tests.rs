@@ -63,8 +63,8 @@ fn append_refresh_flags_expunge() {
     assert_eq!(fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(), "0 Work\n");
 
     mb.set_flags(2, &kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"])).unwrap();
-    assert_eq!(mb.messages()[1].flags, kw(flag::ANSWERED | flag::DELETED, &["Later", "$Forwarded"]));
-    assert!(names_in(&s.root().join("cur")).iter().any(|n| n.ends_with(":2,PRTb")));
+    assert_eq!(mb.messages()[1].flags, kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"]));
+    assert!(names_in(&s.root().join("cur")).iter().any(|n| n.ends_with(":2,RTbc")));
     assert!(mb.keywords().contains(&"$Forwarded".to_string()));
 
     assert_eq!(mb.expunge(&[1, 7]).unwrap(), vec![1]);
@@ -317,7 +317,7 @@ fn subscriptions_v1_and_v2() {
     s.set_subscribed("A.B", true).unwrap();
     s.set_subscribed("inbox", true).unwrap();
     s.set_subscribed("A.B", true).unwrap();
-    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "A.B\nINBOX\n");
+    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nA\tB\nINBOX\n");
     s.set_subscribed("A.B", false).unwrap();
     assert_eq!(s.subscriptions().unwrap(), vec!["INBOX"]);
     fs::write(s.root().join("subscriptions"), "V\t2\n\nX\tY\n").unwrap();
@@ -325,6 +325,9 @@ fn subscriptions_v1_and_v2() {
     s.set_subscribed("Q.R", true).unwrap();
     assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nX\tY\nQ\tR\n");
     assert!(matches!(s.set_subscribed("a..b", true), Err(StoreError::BadName(_))));
+    fs::write(s.root().join("subscriptions"), "A\n").unwrap();
+    s.set_subscribed("B.C", true).unwrap();
+    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "A\nB.C\n");
 }
 
 #[test]
@@ -348,4 +351,34 @@ fn uidvalidity_increases_across_mailboxes() {
     let i = s.status("INBOX").unwrap().uid_validity;
     assert!(b > a && i > b);
     assert!(matches!(s.status("Nope"), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn passed_letter_is_forwarded() {
+    let (_t, s) = store("passed");
+    fs::write(s.root().join("cur/p1:2,PS"), "x\n").unwrap();
+    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    assert_eq!(mb.messages()[0].flags, kw(flag::SEEN, &["$Forwarded"]));
+    mb.set_flags(1, &kw(0, &["$forwarded"])).unwrap();
+    assert_eq!(names_in(&s.root().join("cur")), vec!["p1:2,P"]);
+    mb.set_flags(1, &kw(0, &[])).unwrap();
+    assert_eq!(names_in(&s.root().join("cur")), vec!["p1:2,"]);
+    mb.set_flags(1, &kw(0, &["$Forwarded"])).unwrap();
+    assert_eq!(names_in(&s.root().join("cur")), vec!["p1:2,a"]);
+    assert_eq!(mb.messages()[0].flags, kw(0, &["$Forwarded"]));
+}
+
+#[test]
+fn dovecot_style_new_files_with_flags() {
+    // Dovecot (doveadm save) leaves files in new/ with an info part and N below the last UID.
+    let (_t, s) = store("dvnew");
+    fs::write(s.root().join("new/1.M1P1.vm,S=3,W=4:2,Sa"), "a\nb").unwrap();
+    fs::write(s.root().join("dovecot-keywords"), "0 $Work\n").unwrap();
+    fs::write(s.root().join("dovecot-uidlist"), "3 V99 N1 G00\n1 :1.M1P1.vm,S=3,W=4\n").unwrap();
+    let mb = s.open_mailbox("INBOX", false).unwrap();
+    assert_eq!((mb.uid_validity(), mb.uid_next()), (99, 2));
+    assert_eq!(mb.messages()[0].flags, kw(flag::SEEN, &["$Work"]));
+    assert_eq!(mb.messages()[0].size, 4);
+    assert!(mb.messages()[0].recent);
+    assert_eq!(names_in(&s.root().join("cur")), vec!["1.M1P1.vm,S=3,W=4:2,Sa"]);
 }
