@@ -264,6 +264,8 @@ struct Pass<'a> {
     report: Mutex<PassReport>,
     done: AtomicUsize,
     progress: bool,
+    /// Keys deleted or moved away during this pass (the ledger can forget them).
+    removed: Mutex<HashSet<String>>,
 }
 
 impl Pass<'_> {
@@ -337,6 +339,9 @@ impl Pass<'_> {
             }
         }
         self.ledger(|l| l.record_finished(key))?;
+        if let Ok(mut removed) = self.removed.lock() {
+            removed.insert(key.to_string());
+        }
         self.count(|r| r.finished += 1);
         Ok(())
     }
@@ -389,6 +394,7 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
         report: Mutex::new(PassReport::default()),
         done: AtomicUsize::new(0),
         progress: std::io::stderr().is_terminal(),
+        removed: Mutex::new(HashSet::new()),
     };
     let mut seen: HashSet<String> = HashSet::new();
     let mut token: Option<String> = None;
@@ -447,7 +453,8 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
     let mut ledger = pass.ledger.into_inner().map_err(|_| "ledger lock poisoned".to_string())?;
     ledger.sync()?;
     if listing_error.is_none() && cfg.after != AfterDelivery::Keep {
-        ledger.prune(|k| seen.contains(k))?;
+        let removed = pass.removed.into_inner().unwrap_or_default();
+        ledger.prune(|k| seen.contains(k) && !removed.contains(k))?;
     }
     let mut report = pass.report.into_inner().map_err(|_| "report lock poisoned".to_string())?;
     report.listed = seen.len();
