@@ -5,7 +5,26 @@
 //! offsets are of that form. Output matches what Dovecot 2.3 returns for the same message.
 //! Never panics on any input (malformed MIME is served as best it can be, like Dovecot).
 //!
-//! RFC 3501 §7.4.2 (ENVELOPE, BODYSTRUCTURE), §6.4.5 (sections), RFC 2045–2047, RFC 2231.
+//! RFC 3501 §7.4.2 (ENVELOPE, BODYSTRUCTURE), §6.4.5 (sections), RFC 3516 (BINARY),
+//! RFC 2045–2047, RFC 2231, RFC 5322.
+//!
+//! # Layout
+//! - [`rfc822`]: the header-value tokenizer (addresses, parameters, RFC 2231 merging).
+//! - [`parse`]: header fields and the MIME tree with exact byte ranges (our own boundary
+//!   scan, because IMAP sizes must match Dovecot's, which differ from mail-parser's offsets).
+//! - [`envelope`], [`structure`], [`section`]: the FETCH items.
+//! - [`search`]: decoded text for SEARCH, through mail-parser (RFC 2047, charsets, QP/base64).
+//!
+//! Parse once with [`Parsed::new`] when several FETCH items of one message are needed; the
+//! free functions are shortcuts that parse each time. This module does no I/O and must never
+//! panic or take more than linear time on any input (nesting and part counts are bounded).
+
+pub mod envelope;
+pub mod parse;
+pub mod rfc822;
+pub mod search;
+pub mod section;
+pub mod structure;
 
 use crate::imap::types::{Date, Section};
 use std::borrow::Cow;
@@ -25,53 +44,106 @@ pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// A message parsed once, for several FETCH items.
+pub struct Parsed<'a> {
+    msg: &'a [u8],
+    root: parse::Part,
+}
+
+impl<'a> Parsed<'a> {
+    /// Parse `msg` (CRLF line endings, see [`to_crlf`]).
+    pub fn new(msg: &'a [u8]) -> Self {
+        Parsed { msg, root: parse::parse(msg) }
+    }
+
+    /// The message bytes.
+    pub fn raw(&self) -> &'a [u8] {
+        self.msg
+    }
+
+    /// The MIME tree.
+    pub fn root(&self) -> &parse::Part {
+        &self.root
+    }
+
+    /// Append the ENVELOPE list.
+    pub fn envelope(&self, out: &mut Vec<u8>) {
+        envelope::write(self.msg, &self.root.fields, out);
+    }
+
+    /// Append BODYSTRUCTURE (`extensible = true`) or BODY (`false`).
+    pub fn body_structure(&self, extensible: bool, out: &mut Vec<u8>) {
+        structure::write(self.msg, &self.root, extensible, out);
+    }
+
+    /// The bytes of `BODY[section]`; `None` when there is no such part.
+    pub fn section(&self, section: &Section) -> Option<Vec<u8>> {
+        section::section(self.msg, &self.root, section)
+    }
+
+    /// RFC 3516 BINARY[part]; `Err(())` for an unknown Content-Transfer-Encoding.
+    #[allow(clippy::result_unit_err)]
+    pub fn binary(&self, part: &[u32]) -> Result<Option<Vec<u8>>, ()> {
+        section::binary(self.msg, &self.root, part)
+    }
+
+    /// The searchable text of the message.
+    pub fn search_doc(&self) -> SearchDoc {
+        SearchDoc { doc: search::Doc::from_part(self.msg, &self.root) }
+    }
+}
+
 /// Append the ENVELOPE list `(date subject from sender reply-to to cc bcc in-reply-to message-id)`.
-pub fn envelope(_msg: &[u8], _out: &mut Vec<u8>) {
-    todo!("envelope")
+pub fn envelope(msg: &[u8], out: &mut Vec<u8>) {
+    let (fields, _) = parse::parse_header(msg, 0);
+    envelope::write(msg, &fields, out);
 }
 
 /// Append BODYSTRUCTURE (`extensible = true`) or BODY (`false`).
-pub fn body_structure(_msg: &[u8], _extensible: bool, _out: &mut Vec<u8>) {
-    todo!("bodystructure")
+pub fn body_structure(msg: &[u8], extensible: bool, out: &mut Vec<u8>) {
+    Parsed::new(msg).body_structure(extensible, out)
 }
 
 /// The bytes of `BODY[section]` (before any partial), or `None` when the part does not exist
 /// (served as an empty string, as Dovecot does).
-pub fn section(_msg: &[u8], _section: &Section) -> Option<Vec<u8>> {
-    todo!("section")
+pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
+    Parsed::new(msg).section(section)
 }
 
 /// RFC 3516 BINARY[part]: the part's content with its Content-Transfer-Encoding removed.
 /// `Err(())` when the encoding is unknown (`NO [UNKNOWN-CTE]`); `Ok(None)` if no such part.
 #[allow(clippy::result_unit_err)]
-pub fn binary(_msg: &[u8], _part: &[u32]) -> Result<Option<Vec<u8>>, ()> {
-    todo!("binary")
+pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<Vec<u8>>, ()> {
+    Parsed::new(msg).binary(part)
 }
 
 /// A parsed message for SEARCH: header fields and decoded text, matched case-insensitively.
 pub struct SearchDoc {
-    _p: (),
+    doc: search::Doc,
 }
 
 impl SearchDoc {
-    pub fn new(_msg: &[u8]) -> SearchDoc {
-        todo!("SearchDoc")
+    pub fn new(msg: &[u8]) -> SearchDoc {
+        SearchDoc { doc: search::Doc::new(msg) }
     }
     /// HEADER name needle (and FROM/TO/CC/BCC/SUBJECT): does any field `name` contain `needle`
     /// (after RFC 2047 decoding, case-insensitive)? An empty needle matches if the field exists.
-    pub fn header_contains(&self, _name: &str, _needle: &str) -> bool {
-        todo!()
+    pub fn header_contains(&self, name: &str, needle: &str) -> bool {
+        self.doc.header_contains(name, needle)
     }
     /// BODY: the decoded text of the body parts contains `needle`.
-    pub fn body_contains(&self, _needle: &str) -> bool {
-        todo!()
+    pub fn body_contains(&self, needle: &str) -> bool {
+        self.doc.body_contains(needle)
     }
     /// TEXT: headers or body contain `needle`.
-    pub fn text_contains(&self, _needle: &str) -> bool {
-        todo!()
+    pub fn text_contains(&self, needle: &str) -> bool {
+        self.doc.text_contains(needle)
     }
     /// The Date: header's date (in its own zone), for SENTBEFORE/SENTON/SENTSINCE.
     pub fn sent_date(&self) -> Option<Date> {
-        todo!()
+        self.doc.sent_date()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! The MIME tree of a message, with the exact byte ranges IMAP serves (RFC 2045 §5,
+//! RFC 2046 §5.1.1, RFC 3501 §6.4.5).
+//!
+//! Boundaries are found the way Dovecot 2.3 finds them, because BODYSTRUCTURE sizes and
+//! `BODY[n]` bytes must match it: a boundary line is any line starting with `--` plus one of
+//! the boundaries of the enclosing multiparts (longest match, innermost first; trailing text on
+//! the line is ignored); the CRLF before a boundary line belongs to the boundary, except when
+//! the boundary is the first line after a header or after the previous boundary line. A
+//! boundary of an outer multipart ends every inner part. Nesting and the number of parts are
+//! bounded ([`MAX_DEPTH`], [`MAX_PARTS`]); deeper multiparts are served as single parts.
+//! One pass over the message: every line is looked at once per header or body scan.
+
+use super::rfc822::Parser;
+use std::ops::Range;
+
+/// Deepest nesting of multipart and message/rfc822 parts (Dovecot's default limit).
+pub const MAX_DEPTH: usize = 100;
+/// Most MIME parts parsed in one message (Dovecot's default limit).
+pub const MAX_PARTS: usize = 10_000;
+/// Boundaries are truncated to this length (RFC 2046 §5.1.1 allows 70).
+const MAX_BOUNDARY: usize = 70;
+
+/// One header field.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// The name as written, trailing whitespace removed.
+    pub name: Range<usize>,
+    /// The value: leading whitespace of the first line skipped, lines joined with `\n`
+    /// (folding CRs removed), NULs replaced by U+FFFD.
+    pub value: Vec<u8>,
+    /// Every line of the field, with line endings.
+    pub raw: Range<usize>,
+}
+
+/// Parse the header block at `start`: fields, and where the body starts (after the blank
+/// line, or at the end of input when there is none).
+pub fn parse_header(msg: &[u8], start: usize) -> (Vec<Field>, usize) {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut pos = start;
+    while pos < msg.len() {
+        let line_end = match msg[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => pos + i + 1,
+            None => msg.len(),
+        };
+        let line = &msg[pos..line_end];
+        let content = strip_eol(line);
+        if content.is_empty() && line_end > pos && line.last() == Some(&b'\n') {
+            // RFC 5322 §2.1: the empty line ends the header.
+            return (fields, line_end);
+        }
+        let folded = matches!(content.first(), Some(b' ' | b'\t'));
+        if folded {
+            if let Some(f) = fields.last_mut() {
+                f.value.push(b'\n');
+                push_value(&mut f.value, content);
+                f.raw.end = line_end;
+                pos = line_end;
+                continue;
+            }
+        }
+        let (name, value) = match content.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let mut n = colon;
+                while n > 0 && matches!(content[n - 1], b' ' | b'\t') {
+                    n -= 1;
+                }
+                let mut v = colon + 1;
+                while v < content.len() && matches!(content[v], b' ' | b'\t') {
+                    v += 1;
+                }
+                (pos..pos + n, &content[v..])
+            }
+            None => (pos..pos + content.len(), &b""[..]),
+        };
+        let mut f = Field { name, value: Vec::new(), raw: pos..line_end };
+        push_value(&mut f.value, value);
+        fields.push(f);
+        pos = line_end;
+    }
+    (fields, msg.len())
+}
+
+fn strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn push_value(out: &mut Vec<u8>, v: &[u8]) {
+    for &b in v {
+        if b == 0 {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// What kind of part this is, as far as the tree goes.
+#[derive(Debug)]
+pub enum Kind {
+    /// A single part; `text` when it is text/* (or has no Content-Type).
+    Leaf { text: bool },
+    /// multipart/*: its parts (possibly none).
+    Multipart(Vec<Part>),
+    /// message/rfc822: the encapsulated message.
+    Message(Box<Part>),
+}
+
+/// A MIME part (the message itself is the root part).
+#[derive(Debug)]
+pub struct Part {
+    pub header: Range<usize>,
+    pub body: Range<usize>,
+    pub fields: Vec<Field>,
+    /// Content-* fields apply (RFC 2045 §4: MIME-Version, or Content-Type, or inside a
+    /// multipart), as Dovecot decides.
+    pub is_mime: bool,
+    pub kind: Kind,
+}
+
+impl Part {
+    /// The first field called `name`.
+    pub fn field<'p>(&'p self, msg: &[u8], name: &str) -> Option<&'p Field> {
+        self.fields.iter().find(|f| name_is(msg, f, name))
+    }
+
+    /// A Content-* field, only when MIME applies to this part.
+    pub fn mime_field<'p>(&'p self, msg: &[u8], name: &str) -> Option<&'p Field> {
+        if self.is_mime {
+            self.field(msg, name)
+        } else {
+            None
+        }
+    }
+}
+
+pub fn name_is(msg: &[u8], f: &Field, name: &str) -> bool {
+    msg.get(f.name.clone()).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Where a body scan stopped.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    /// Where the content before the stop ends (before the CRLF that belongs to the boundary).
+    content_end: usize,
+    /// The boundary found: index in the stack, start of its line, close delimiter or not.
+    boundary: Option<(usize, usize, bool)>,
+}
+
+struct Ctx<'a> {
+    msg: &'a [u8],
+    stack: Vec<Vec<u8>>,
+    parts: usize,
+}
+
+/// Parse the whole message.
+pub fn parse(msg: &[u8]) -> Part {
+    let mut ctx = Ctx { msg, stack: Vec::new(), parts: 0 };
+    ctx.part(0, None, 0).0
+}
+
+impl Ctx<'_> {
+    fn after_line(&self, pos: usize) -> usize {
+        match self.msg.get(pos..).and_then(|s| s.iter().position(|&b| b == b'\n')) {
+            Some(i) => pos + i + 1,
+            None => self.msg.len(),
+        }
+    }
+
+    /// Scan lines from `pos` (a line start right after a header or a boundary line) for a
+    /// boundary of any enclosing multipart.
+    fn find_boundary(&self, pos: usize) -> Found {
+        let msg = self.msg;
+        let mut ls = pos;
+        if !self.stack.is_empty() {
+            while ls < msg.len() {
+                if msg[ls..].starts_with(b"--") {
+                    let rest = &msg[ls + 2..];
+                    let mut best: Option<usize> = None;
+                    for (i, b) in self.stack.iter().enumerate().rev() {
+                        if rest.starts_with(b) && best.is_none_or(|j| self.stack[j].len() < b.len()) {
+                            best = Some(i);
+                        }
+                    }
+                    if let Some(i) = best {
+                        let blen = self.stack[i].len();
+                        let close = rest.get(blen..).is_some_and(|r| r.starts_with(b"--"));
+                        let mut end = ls;
+                        if ls > pos {
+                            end -= 1;
+                            if end > pos && msg[end - 1] == b'\r' {
+                                end -= 1;
+                            }
+                        }
+                        return Found { content_end: end, boundary: Some((i, ls, close)) };
+                    }
+                }
+                ls = self.after_line(ls);
+            }
+        }
+        Found { content_end: msg.len(), boundary: None }
+    }
+
+    /// Parse the part whose header starts at `start`. `parent` is `Some(is_digest)` for the
+    /// children of a multipart.
+    fn part(&mut self, start: usize, parent: Option<bool>, depth: usize) -> (Part, Found) {
+        self.parts += 1;
+        let msg = self.msg;
+        let (fields, body_start) = parse_header(msg, start);
+        let ct = fields.iter().find(|f| name_is(msg, f, "Content-Type"));
+        let is_mime = parent.is_some()
+            || ct.is_some()
+            || fields.iter().any(|f| name_is(msg, f, "MIME-Version"));
+        let mut multipart = None;
+        let mut message = false;
+        let mut text = false;
+        match ct {
+            Some(f) => {
+                let mut p = Parser::new(&f.value);
+                let mut t = Vec::new();
+                let ret = p.content_type(&mut t);
+                if t.eq_ignore_ascii_case(b"message/rfc822") {
+                    message = true;
+                } else if t.len() >= 4
+                    && t[..4].eq_ignore_ascii_case(b"text")
+                    && (t.len() == 4 || t[4] == b'/')
+                {
+                    text = true;
+                } else if t.len() >= 10 && t[..10].eq_ignore_ascii_case(b"multipart/") {
+                    let mut boundary = None;
+                    if ret >= 0 {
+                        for (k, v) in p.params() {
+                            if k.eq_ignore_ascii_case(b"boundary") {
+                                boundary = Some(v.into_iter().take(MAX_BOUNDARY).collect::<Vec<u8>>());
+                                break;
+                            }
+                        }
+                    }
+                    multipart = Some(boundary);
+                }
+            }
+            None if parent == Some(true) => message = true,
+            None => text = true,
+        }
+        let limited = depth + 1 >= MAX_DEPTH || self.parts >= MAX_PARTS;
+        let header = start..body_start;
+        let mk = |kind, end: usize| Part {
+            header: header.clone(),
+            body: body_start..end.max(body_start),
+            fields: Vec::new(),
+            is_mime,
+            kind,
+        };
+        let (mut part, found) = match multipart {
+            Some(Some(boundary)) if !limited && !boundary.is_empty() => {
+                let mine = self.stack.len();
+                self.stack.push(boundary);
+                let mut children = Vec::new();
+                let mut f = self.find_boundary(body_start);
+                loop {
+                    match f.boundary {
+                        Some((i, ls, false)) if i == mine => {
+                            let child_start = self.after_line(ls);
+                            let (child, cf) = self.part(child_start, Some(is_digest(ct)), depth + 1);
+                            children.push(child);
+                            f = cf;
+                        }
+                        Some((i, ls, true)) if i == mine => {
+                            self.stack.truncate(mine);
+                            f = self.find_boundary(self.after_line(ls));
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                self.stack.truncate(mine);
+                (mk(Kind::Multipart(children), f.content_end), f)
+            }
+            Some(_) => {
+                let f = self.find_boundary(body_start);
+                (mk(Kind::Multipart(Vec::new()), f.content_end), f)
+            }
+            None if message && !limited => {
+                let (child, f) = self.part(body_start, None, depth + 1);
+                (mk(Kind::Message(Box::new(child)), f.content_end), f)
+            }
+            None => {
+                let f = self.find_boundary(body_start);
+                (mk(Kind::Leaf { text }, f.content_end), f)
+            }
+        };
+        part.fields = fields;
+        // A part cut short by its parent's boundary can end inside its own header.
+        if part.header.end > part.body.end {
+            part.header.end = part.body.end.max(part.header.start);
+            part.body = part.header.end..part.header.end;
+        }
+        (part, found)
+    }
+}
+
+fn is_digest(ct: Option<&Field>) -> bool {
+    let Some(f) = ct else { return false };
+    let mut t = Vec::new();
+    Parser::new(&f.value).content_type(&mut t);
+    t.eq_ignore_ascii_case(b"multipart/digest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields_and_folding() {
+        let m = b"A: 1\r\nB :  x\r\n  y\r\nnocolon\r\n\r\nbody";
+        let (f, body) = parse_header(m, 0);
+        assert_eq!(body, 31);
+        assert_eq!(f.len(), 3);
+        assert_eq!(&m[f[1].name.clone()], b"B");
+        assert_eq!(f[1].value, b"x\n  y");
+        assert_eq!(&m[f[1].raw.clone()], b"B :  x\r\n  y\r\n");
+    }
+
+    #[test]
+    fn multipart_ranges() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n\r\none\r\n--b\r\nX: y\r\n\r\ntwo\r\n--b--\r\nepi\r\n";
+        let p = parse(m);
+        let Kind::Multipart(c) = &p.kind else { panic!("not multipart") };
+        assert_eq!(c.len(), 2);
+        assert_eq!(&m[c[0].body.clone()], b"one");
+        assert_eq!(&m[c[1].header.clone()], b"X: y\r\n\r\n");
+        assert_eq!(&m[c[1].body.clone()], b"two");
+        assert_eq!(p.body.end, m.len());
+    }
+}

@@ -1,0 +1,109 @@
+//! Text for SEARCH (RFC 3501 §6.4.4): header values with RFC 2047 encoded-words decoded, the
+//! decoded text of the body parts (transfer encoding and charset undone by mail-parser), and
+//! the Date: field. Matching is a case-insensitive substring test on lowercased Unicode text.
+
+use super::parse::{self, Field, Part};
+use crate::imap::types::Date;
+use mail_parser::parsers::MessageStream;
+use mail_parser::{HeaderValue, Message, MessageParser, PartType};
+
+/// Encapsulated messages searched at most this deep.
+const MAX_DEPTH: usize = 20;
+
+/// Decode one header value (RFC 2047 encoded-words; folding removed).
+pub fn decode_header_value(value: &[u8]) -> String {
+    let mut v = Vec::with_capacity(value.len() + 2);
+    v.extend_from_slice(value);
+    v.extend_from_slice(b"\r\n");
+    match MessageStream::new(&v).parse_unstructured() {
+        HeaderValue::Text(t) => t.into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn header_pairs(msg: &[u8], fields: &[Field]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|f| {
+            let name = String::from_utf8_lossy(msg.get(f.name.clone()).unwrap_or_default()).to_ascii_lowercase();
+            (name, decode_header_value(&f.value).to_lowercase())
+        })
+        .collect()
+}
+
+fn collect_text(m: &Message<'_>, depth: usize, out: &mut String) {
+    for p in &m.parts {
+        match &p.body {
+            PartType::Text(t) | PartType::Html(t) => {
+                out.push_str(&t.to_lowercase());
+                out.push('\n');
+            }
+            PartType::Message(inner) if depth < MAX_DEPTH => collect_text(inner, depth + 1, out),
+            _ => {}
+        }
+    }
+}
+
+/// The searchable form of one message.
+pub struct Doc {
+    headers: Vec<(String, String)>,
+    body: String,
+    date: Option<Date>,
+}
+
+impl Doc {
+    pub fn new(msg: &[u8]) -> Doc {
+        let (fields, _) = parse::parse_header(msg, 0);
+        let headers = header_pairs(msg, &fields);
+        Doc::build(msg, headers, &fields)
+    }
+
+    pub fn from_part(msg: &[u8], root: &Part) -> Doc {
+        Doc::build(msg, header_pairs(msg, &root.fields), &root.fields)
+    }
+
+    fn build(msg: &[u8], headers: Vec<(String, String)>, fields: &[Field]) -> Doc {
+        let mut body = String::new();
+        if let Some(m) = MessageParser::default().parse(msg) {
+            collect_text(&m, 0, &mut body);
+        }
+        let date = fields
+            .iter()
+            .rev()
+            .find(|f| parse::name_is(msg, f, "Date"))
+            .and_then(|f| parse_date(&f.value));
+        Doc { headers, body, date }
+    }
+
+    pub fn header_contains(&self, name: &str, needle: &str) -> bool {
+        let needle = needle.to_lowercase();
+        self.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v.contains(&needle))
+    }
+
+    pub fn body_contains(&self, needle: &str) -> bool {
+        self.body.contains(&needle.to_lowercase())
+    }
+
+    pub fn text_contains(&self, needle: &str) -> bool {
+        let needle = needle.to_lowercase();
+        self.body.contains(&needle)
+            || self.headers.iter().any(|(n, v)| n.contains(&needle) || v.contains(&needle))
+    }
+
+    pub fn sent_date(&self) -> Option<Date> {
+        self.date
+    }
+}
+
+/// RFC 5322 §3.3 date (obsolete forms accepted by mail-parser), in its own zone.
+pub fn parse_date(value: &[u8]) -> Option<Date> {
+    let mut v = Vec::with_capacity(value.len() + 2);
+    v.extend_from_slice(value);
+    v.extend_from_slice(b"\r\n");
+    match MessageStream::new(&v).parse_date() {
+        HeaderValue::DateTime(dt) if (1..=12).contains(&dt.month) && (1..=31).contains(&dt.day) => {
+            Some(Date { year: dt.year, month: dt.month, day: dt.day })
+        }
+        _ => None,
+    }
+}

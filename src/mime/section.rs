@@ -1,0 +1,174 @@
+//! `BODY[section]` bytes (RFC 3501 §6.4.5) and `BINARY[part]` content (RFC 3516 §4.2).
+//!
+//! Part numbers are resolved the way Dovecot 2.3 resolves them: in a multipart, `n` is its
+//! n-th part; a non-multipart part has only part 1, itself (so `1` of a single-part message is
+//! its body and `1.MIME` its header); after a message/rfc822 part, further numbers address the
+//! encapsulated message. HEADER, TEXT and HEADER.FIELDS after a part number need a
+//! message/rfc822 part.
+
+use super::parse::{name_is, Kind, Part};
+use super::structure::transfer_encoding;
+use crate::imap::types::{Section, SectionText};
+
+/// The part at `path` (empty = the message itself).
+pub fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
+    let mut part = root;
+    for (i, &num) in path.iter().enumerate() {
+        match &part.kind {
+            Kind::Multipart(children) => {
+                let idx = usize::try_from(num.saturating_sub(1)).ok()?;
+                part = children.get(idx)?;
+            }
+            _ if num != 1 => return None,
+            _ => {}
+        }
+        if i + 1 < path.len() {
+            if let Kind::Message(child) = &part.kind {
+                part = child;
+            }
+        }
+    }
+    Some(part)
+}
+
+/// The header fields of `part` selected by `names` (or all others when `not`), each with its
+/// folded lines, then the blank line (RFC 3501 §6.4.5 HEADER.FIELDS).
+pub fn header_fields(msg: &[u8], part: &Part, names: &[String], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in &part.fields {
+        let hit = names.iter().any(|n| name_is(msg, f, n));
+        if hit != not {
+            let raw = msg.get(f.raw.clone()).unwrap_or_default();
+            out.extend_from_slice(raw);
+            if !raw.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn slice(msg: &[u8], r: std::ops::Range<usize>) -> Vec<u8> {
+    msg.get(r).unwrap_or_default().to_vec()
+}
+
+/// The bytes of `BODY[section]`, or `None` when there is no such part.
+pub fn section(msg: &[u8], root: &Part, s: &Section) -> Option<Vec<u8>> {
+    let part = find(root, &s.part)?;
+    let message = if s.part.is_empty() {
+        part
+    } else {
+        match (&s.text, &part.kind) {
+            (None, _) => return Some(slice(msg, part.body.clone())),
+            (Some(SectionText::Mime), _) => return Some(slice(msg, part.header.clone())),
+            (Some(_), Kind::Message(child)) => child,
+            (Some(_), _) => return None,
+        }
+    };
+    Some(match &s.text {
+        None => slice(msg, message.header.start..message.body.end),
+        Some(SectionText::Header) => slice(msg, message.header.clone()),
+        Some(SectionText::Text) => slice(msg, message.body.clone()),
+        Some(SectionText::HeaderFields(names)) => header_fields(msg, message, names, false),
+        Some(SectionText::HeaderFieldsNot(names)) => header_fields(msg, message, names, true),
+        Some(SectionText::Mime) => return None,
+    })
+}
+
+/// The content of `BINARY[part]`: the body with its Content-Transfer-Encoding undone.
+pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
+    let Some(part) = find(root, path) else { return Ok(None) };
+    if path.is_empty() {
+        return Ok(Some(slice(msg, part.header.start..part.body.end)));
+    }
+    let body = msg.get(part.body.clone()).unwrap_or_default();
+    let cte = transfer_encoding(msg, part).unwrap_or_else(|| b"7bit".to_vec());
+    let cte = cte.to_ascii_lowercase();
+    match cte.as_slice() {
+        b"7bit" | b"8bit" | b"binary" => Ok(Some(body.to_vec())),
+        b"base64" => Ok(Some(decode_base64(body))),
+        b"quoted-printable" => Ok(Some(decode_qp(body))),
+        _ => Err(()),
+    }
+}
+
+/// RFC 2045 §6.8, leniently: characters outside the alphabet are skipped, `=` ends the data.
+pub fn decode_base64(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    for &b in data {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 2045 §6.7: `=XX`, soft line breaks, trailing whitespace dropped; a malformed `=` is
+/// kept as it is.
+pub fn decode_qp(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (line, eol, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let l = &rest[..i];
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                (l, true, &rest[i + 1..])
+            }
+            None => (rest, false, &rest[rest.len()..]),
+        };
+        let mut end = line.len();
+        while end > 0 && matches!(line[end - 1], b' ' | b'\t') {
+            end -= 1;
+        }
+        let line = &line[..end];
+        let mut soft = false;
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if b == b'=' {
+                if i + 1 == line.len() {
+                    soft = true;
+                    break;
+                }
+                if let (Some(h), Some(l)) = (line.get(i + 1).and_then(|&c| hex(c)), line.get(i + 2).and_then(|&c| hex(c))) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b);
+            i += 1;
+        }
+        if eol && !soft {
+            out.extend_from_slice(b"\r\n");
+        }
+        rest = next;
+    }
+    out
+}
