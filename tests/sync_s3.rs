@@ -35,8 +35,12 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let d = std::env::temp_dir().join(format!("pimap-sync-{tag}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let d =
+            std::env::temp_dir().join(format!("pimap-sync-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
     }
@@ -58,13 +62,20 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_port(port: u16, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what} did not start listening on {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not start listening on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -73,7 +84,10 @@ fn tool(name: &str) -> String {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false);
-    assert!(found, "{name} is not installed: run scripts/install-s3-tools.sh");
+    assert!(
+        found,
+        "{name} is not installed: run scripts/install-s3-tools.sh"
+    );
     name.to_string()
 }
 
@@ -89,7 +103,16 @@ fn start_s3s(root: &Path) -> Server {
     let data = root.join("s3s-data");
     std::fs::create_dir_all(&data).unwrap();
     let child = Command::new(tool("s3s-fs"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", AK, "--secret-key", SK])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            AK,
+            "--secret-key",
+            SK,
+        ])
         .arg(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -97,7 +120,11 @@ fn start_s3s(root: &Path) -> Server {
         .unwrap();
     let proc = Proc(child);
     wait_port(port, "s3s-fs");
-    Server { endpoint: format!("http://127.0.0.1:{port}"), port, _proc: proc }
+    Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        port,
+        _proc: proc,
+    }
 }
 
 fn start_moto() -> Server {
@@ -110,7 +137,11 @@ fn start_moto() -> Server {
         .unwrap();
     let proc = Proc(child);
     wait_port(port, "moto_server");
-    Server { endpoint: format!("http://127.0.0.1:{port}"), port, _proc: proc }
+    Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        port,
+        _proc: proc,
+    }
 }
 
 /// The fault injector: forwards to `upstream_port` keeping the Host header (so SigV4 still
@@ -145,6 +176,11 @@ class H(http.server.BaseHTTPRequestHandler):
         if action == "500":
             msg = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
             self.send_response(500); self.send_header("Content-Length", str(len(msg)))
+            self.send_header("Connection", "close"); self.end_headers(); self.wfile.write(msg)
+            self.close_connection = True; return
+        if action == "slowdown":
+            msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            self.send_response(503); self.send_header("Content-Length", str(len(msg)))
             self.send_header("Connection", "close"); self.end_headers(); self.wfile.write(msg)
             self.close_connection = True; return
         if action == "reset":
@@ -199,7 +235,12 @@ impl Proxy {
             .unwrap();
         let proc = Proc(child);
         wait_port(port, "fault proxy");
-        Proxy { endpoint: format!("http://127.0.0.1:{port}"), rules, log, _proc: proc }
+        Proxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            rules,
+            log,
+            _proc: proc,
+        }
     }
 
     fn set_rules(&self, json: &str) {
@@ -208,7 +249,12 @@ impl Proxy {
 
     fn requests(&self) -> Vec<String> {
         std::fs::read(&self.log)
-            .map(|b| BufReader::new(&b[..]).lines().map_while(Result::ok).collect())
+            .map(|b| {
+                BufReader::new(&b[..])
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -221,7 +267,11 @@ fn client(endpoint: &str, secret: &str) -> S3Client {
         region: "us-east-1".into(),
         credentials: rusty_s3::Credentials::new(AK, secret),
         timeout: Duration::from_secs(10),
-        retry: Retry { attempts: 3, base: Duration::from_millis(20), max: Duration::from_millis(100) },
+        retry: Retry {
+            attempts: 3,
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        },
     })
     .unwrap()
 }
@@ -239,10 +289,16 @@ impl Setup {
             u.push_str(&format!("{name}:{{PLAIN}}pw::::::\n"));
         }
         std::fs::write(dir.0.join("users"), u).unwrap();
-        std::fs::write(dir.0.join("credentials"), format!("[default]\naws_access_key_id = {AK}\naws_secret_access_key = {SK}\n"))
-            .unwrap();
-        std::fs::write(dir.0.join("bad-credentials"), format!("[default]\naws_access_key_id = {AK}\naws_secret_access_key = wrong\n"))
-            .unwrap();
+        std::fs::write(
+            dir.0.join("credentials"),
+            format!("[default]\naws_access_key_id = {AK}\naws_secret_access_key = {SK}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.0.join("bad-credentials"),
+            format!("[default]\naws_access_key_id = {AK}\naws_secret_access_key = wrong\n"),
+        )
+        .unwrap();
         Setup { dir }
     }
 
@@ -295,12 +351,19 @@ impl Setup {
         let root = self.path("mail");
         let mut stack = vec![root.clone()];
         while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if matches!(p.parent().and_then(|q| q.file_name()).and_then(|n| n.to_str()), Some("new" | "cur")) {
+                } else if matches!(
+                    p.parent()
+                        .and_then(|q| q.file_name())
+                        .and_then(|n| n.to_str()),
+                    Some("new" | "cur")
+                ) {
                     let rel = p.strip_prefix(&root).unwrap().display().to_string();
                     out.insert(rel, std::fs::read(&p).unwrap());
                 }
@@ -313,7 +376,12 @@ impl Setup {
     fn by_mailbox(&self) -> BTreeMap<String, Vec<Vec<u8>>> {
         let mut out: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
         for (rel, data) in self.delivered() {
-            let mbox = Path::new(&rel).parent().and_then(|p| p.parent()).unwrap().display().to_string();
+            let mbox = Path::new(&rel)
+                .parent()
+                .and_then(|p| p.parent())
+                .unwrap()
+                .display()
+                .to_string();
             out.entry(mbox).or_default().push(data);
         }
         for v in out.values_mut() {
@@ -324,7 +392,14 @@ impl Setup {
 }
 
 /// A message shaped like the objects SES writes: its trace headers first, CRLF endings.
-fn ses_message(id: &str, rcpt: Option<&str>, to: &str, spam: &str, virus: &str, body: &str) -> Vec<u8> {
+fn ses_message(
+    id: &str,
+    rcpt: Option<&str>,
+    to: &str,
+    spam: &str,
+    virus: &str,
+    body: &str,
+) -> Vec<u8> {
     let for_clause = rcpt.map(|r| format!("\r\n for {r}")).unwrap_or_default();
     format!(
         "Return-Path: <sender@sender.example>\r\n\
@@ -349,10 +424,18 @@ Content-Type: text/plain; charset=UTF-8\r\n\
 }
 
 fn plain(id: &str, rcpt: &str) -> Vec<u8> {
-    ses_message(id, Some(rcpt), rcpt, "PASS", "PASS", &format!("Hello {rcpt}, this is {id}."))
+    ses_message(
+        id,
+        Some(rcpt),
+        rcpt,
+        "PASS",
+        "PASS",
+        &format!("Hello {rcpt}, this is {id}."),
+    )
 }
 
-const SETUP_NOTIFICATION: &[u8] = b"Amazon SES setup notification\r\n\r\nThis is a test message from Amazon SES.\r\n";
+const SETUP_NOTIFICATION: &[u8] =
+    b"Amazon SES setup notification\r\n\r\nThis is a test message from Amazon SES.\r\n";
 
 // ---------------------------------------------------------------- tests
 
@@ -366,16 +449,69 @@ fn s3s_fs_ses_objects_are_routed_and_delivered_byte_for_byte() {
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     let msgs: Vec<(&str, Vec<u8>)> = vec![
-        ("inbound/AMAZON_SES_SETUP_NOTIFICATION", SETUP_NOTIFICATION.to_vec()),
+        (
+            "inbound/AMAZON_SES_SETUP_NOTIFICATION",
+            SETUP_NOTIFICATION.to_vec(),
+        ),
         ("inbound/m1", plain("m1", "alice@example.org")),
         ("inbound/m2", plain("m2", "bob@example.org")),
         // The for clause is the envelope: To says bob, the envelope says alice.
-        ("inbound/m3", ses_message("m3", Some("alice@example.org"), "bob@example.org", "PASS", "PASS", "bcc")),
+        (
+            "inbound/m3",
+            ses_message(
+                "m3",
+                Some("alice@example.org"),
+                "bob@example.org",
+                "PASS",
+                "PASS",
+                "bcc",
+            ),
+        ),
         // No for clause (several recipients): one copy per local To/Cc recipient.
-        ("inbound/m4", ses_message("m4", None, "alice@example.org, \"Bob\" <bob@example.org>, x@else.example", "PASS", "PASS", "both")),
-        ("inbound/m5", ses_message("m5", Some("alice@example.org"), "alice@example.org", "FAIL", "PASS", "spam")),
-        ("inbound/m6", ses_message("m6", Some("nobody@example.net"), "nobody@example.net", "PASS", "PASS", "stray")),
-        ("inbound/m7", ses_message("m7", Some("bob@example.org"), "bob@example.org", "PASS", "FAIL", "virus")),
+        (
+            "inbound/m4",
+            ses_message(
+                "m4",
+                None,
+                "alice@example.org, \"Bob\" <bob@example.org>, x@else.example",
+                "PASS",
+                "PASS",
+                "both",
+            ),
+        ),
+        (
+            "inbound/m5",
+            ses_message(
+                "m5",
+                Some("alice@example.org"),
+                "alice@example.org",
+                "FAIL",
+                "PASS",
+                "spam",
+            ),
+        ),
+        (
+            "inbound/m6",
+            ses_message(
+                "m6",
+                Some("nobody@example.net"),
+                "nobody@example.net",
+                "PASS",
+                "PASS",
+                "stray",
+            ),
+        ),
+        (
+            "inbound/m7",
+            ses_message(
+                "m7",
+                Some("bob@example.org"),
+                "bob@example.org",
+                "PASS",
+                "FAIL",
+                "virus",
+            ),
+        ),
         ("outside-prefix", plain("m8", "alice@example.org")),
     ];
     for (k, data) in &msgs {
@@ -383,9 +519,16 @@ fn s3s_fs_ses_objects_are_routed_and_delivered_byte_for_byte() {
     }
     let get = |k: &str| msgs.iter().find(|(key, _)| *key == k).unwrap().1.clone();
     let r = s.run(&server.endpoint, &[]).unwrap();
-    assert_eq!((r.listed, r.new, r.delivered, r.skipped, r.failed), (8, 7, 7, 1, 0), "{r}");
+    assert_eq!(
+        (r.listed, r.new, r.delivered, r.skipped, r.failed),
+        (8, 7, 7, 1, 0),
+        "{r}"
+    );
     let mut want: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    want.insert("alice".into(), vec![get("inbound/m1"), get("inbound/m3"), get("inbound/m4")]);
+    want.insert(
+        "alice".into(),
+        vec![get("inbound/m1"), get("inbound/m3"), get("inbound/m4")],
+    );
     want.insert("alice/.Junk".into(), vec![get("inbound/m5")]);
     want.insert("bob".into(), vec![get("inbound/m2"), get("inbound/m4")]);
     want.insert("postmaster".into(), vec![get("inbound/m6")]);
@@ -395,14 +538,24 @@ fn s3s_fs_ses_objects_are_routed_and_delivered_byte_for_byte() {
     assert_eq!(s.by_mailbox(), want);
     assert!(s.path("mail/alice/.Junk/maildirfolder").exists());
     // The virus is in the quarantine, not in bob's mailbox.
-    let q: Vec<_> = std::fs::read_dir(s.path("data/quarantine/new")).unwrap().flatten().collect();
+    let q: Vec<_> = std::fs::read_dir(s.path("data/quarantine/new"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(q.len(), 1);
     assert_eq!(std::fs::read(q[0].path()).unwrap(), get("inbound/m7"));
     // Names derive from the key.
-    assert!(s.delivered().keys().any(|k| k.starts_with("alice/new/ses-") && k.contains("-inbound_m1,S=")));
+    assert!(s
+        .delivered()
+        .keys()
+        .any(|k| k.starts_with("alice/new/ses-") && k.contains("-inbound_m1,S=")));
     // A second pass is a no-op.
     let r = s.run(&server.endpoint, &[]).unwrap();
-    assert_eq!((r.listed, r.new, r.delivered, r.failed), (8, 0, 0, 0), "{r}");
+    assert_eq!(
+        (r.listed, r.new, r.delivered, r.failed),
+        (8, 0, 0, 0),
+        "{r}"
+    );
     assert_eq!(s.delivered().len(), 7);
 }
 
@@ -413,15 +566,49 @@ fn s3s_fs_prefix_header_and_single_user_routing() {
     let server = start_s3s(&s.dir.0);
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
-    c.put("inbound/alice/p1", &ses_message("p1", Some("x@example.org"), "x@example.org", "PASS", "PASS", "a")).unwrap();
-    c.put("inbound/bob/p2", &ses_message("p2", Some("x@example.org"), "x@example.org", "PASS", "PASS", "b")).unwrap();
+    c.put(
+        "inbound/alice/p1",
+        &ses_message(
+            "p1",
+            Some("x@example.org"),
+            "x@example.org",
+            "PASS",
+            "PASS",
+            "a",
+        ),
+    )
+    .unwrap();
+    c.put(
+        "inbound/bob/p2",
+        &ses_message(
+            "p2",
+            Some("x@example.org"),
+            "x@example.org",
+            "PASS",
+            "PASS",
+            "b",
+        ),
+    )
+    .unwrap();
     let mut h = b"X-Mail-To: bob@example.org\r\n".to_vec();
-    h.extend(ses_message("p3", Some("alice@example.org"), "x@example.org", "PASS", "PASS", "c"));
+    h.extend(ses_message(
+        "p3",
+        Some("alice@example.org"),
+        "x@example.org",
+        "PASS",
+        "PASS",
+        "c",
+    ));
     c.put("inbound/other/p3", &h).unwrap();
     let r = s
         .run(
             &server.endpoint,
-            &["--route-prefix", "inbound/alice/=alice@example.org,inbound/bob/=bob", "--route-header", "X-Mail-To"],
+            &[
+                "--route-prefix",
+                "inbound/alice/=alice@example.org,inbound/bob/=bob",
+                "--route-header",
+                "X-Mail-To",
+            ],
         )
         .unwrap();
     assert_eq!((r.delivered, r.failed), (3, 0), "{r}");
@@ -435,7 +622,9 @@ fn s3s_fs_prefix_header_and_single_user_routing() {
     assert_eq!(s2.by_mailbox().keys().collect::<Vec<_>>(), vec!["bob"]);
     // An unknown --deliver-to is one clear error.
     let s3 = Setup::new("single-bad", &["alice"]);
-    let e = s3.run(&server.endpoint, &["--deliver-to", "carol"]).unwrap_err();
+    let e = s3
+        .run(&server.endpoint, &["--deliver-to", "carol"])
+        .unwrap_err();
     assert!(e.contains("carol"), "{e}");
 }
 
@@ -446,9 +635,12 @@ fn s3s_fs_wrong_secret_is_one_clear_error() {
     let server = start_s3s(&s.dir.0);
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
-    c.put("inbound/m1", &plain("m1", "alice@example.org")).unwrap();
+    c.put("inbound/m1", &plain("m1", "alice@example.org"))
+        .unwrap();
     let bad = s.path("bad-credentials").display().to_string();
-    let e = s.run(&server.endpoint, &["--s3-credentials-file", &bad]).unwrap_err();
+    let e = s
+        .run(&server.endpoint, &["--s3-credentials-file", &bad])
+        .unwrap_err();
     assert!(e.contains("SignatureDoesNotMatch"), "{e}");
     assert!(s.delivered().is_empty());
     // Through the binary: non-zero exit, one line on stderr naming the problem.
@@ -457,7 +649,9 @@ fn s3s_fs_wrong_secret_is_one_clear_error() {
     assert!(stderr.contains("SignatureDoesNotMatch"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     // A bucket that does not exist.
-    let e = s.run(&server.endpoint, &["--s3-bucket", "no-such-bucket"]).unwrap_err();
+    let e = s
+        .run(&server.endpoint, &["--s3-bucket", "no-such-bucket"])
+        .unwrap_err();
     assert!(e.contains("NoSuchBucket"), "{e}");
 }
 
@@ -472,17 +666,34 @@ fn s3s_fs_pagination_past_1000_keys_and_noop_cost() {
     c.create_bucket().unwrap();
     let n = 1050;
     for i in 0..n {
-        c.put(&format!("inbound/msg{i:05}"), format!("Subject: {i}\r\n\r\nbody {i}\r\n").as_bytes()).unwrap();
+        c.put(
+            &format!("inbound/msg{i:05}"),
+            format!("Subject: {i}\r\n\r\nbody {i}\r\n").as_bytes(),
+        )
+        .unwrap();
     }
-    let r = s.run(&proxy.endpoint, &["--deliver-to", "alice", "--s3-concurrency", "8"]).unwrap();
+    let r = s
+        .run(
+            &proxy.endpoint,
+            &["--deliver-to", "alice", "--s3-concurrency", "8"],
+        )
+        .unwrap();
     assert_eq!((r.listed, r.delivered, r.failed), (n, n, 0), "{r}");
     assert_eq!(s.delivered().len(), n);
     let before = proxy.requests().len();
     let r = s.run(&proxy.endpoint, &["--deliver-to", "alice"]).unwrap();
     assert_eq!((r.listed, r.delivered), (n, 0));
     let noop: Vec<String> = proxy.requests().split_off(before);
-    assert_eq!(noop.len(), 2, "a no-op pass over {n} objects should cost 2 LISTs: {noop:?}");
-    assert!(noop.iter().all(|l| l.trim_end_matches('/') == format!("GET /{BUCKET}")), "{noop:?}");
+    assert_eq!(
+        noop.len(),
+        2,
+        "a no-op pass over {n} objects should cost 2 LISTs: {noop:?}"
+    );
+    assert!(
+        noop.iter()
+            .all(|l| l.trim_end_matches('/') == format!("GET /{BUCKET}")),
+        "{noop:?}"
+    );
 }
 
 /// moto: ETags come with the listing; a changed ETag is reported, not re-delivered; delete
@@ -494,45 +705,83 @@ fn moto_after_delivery_delete_move_and_changed_etag() {
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     for i in 0..5 {
-        c.put(&format!("inbound/k{i}"), &plain(&format!("k{i}"), "alice@example.org")).unwrap();
+        c.put(
+            &format!("inbound/k{i}"),
+            &plain(&format!("k{i}"), "alice@example.org"),
+        )
+        .unwrap();
     }
     let r = s.run(&server.endpoint, &[]).unwrap();
     assert_eq!((r.delivered, r.failed), (5, 0), "{r}");
     // Overwrite one object: same key, new ETag.
-    c.put("inbound/k0", &plain("k0-changed", "alice@example.org")).unwrap();
+    c.put("inbound/k0", &plain("k0-changed", "alice@example.org"))
+        .unwrap();
     let r = s.run(&server.endpoint, &[]).unwrap();
     assert_eq!((r.delivered, r.changed), (0, 1), "{r}");
     let r = s.run(&server.endpoint, &[]).unwrap();
-    assert_eq!((r.delivered, r.changed), (0, 0), "changed ETags are reported once: {r}");
+    assert_eq!(
+        (r.delivered, r.changed),
+        (0, 0),
+        "changed ETags are reported once: {r}"
+    );
     assert_eq!(s.delivered().len(), 5);
 
     // move: already-delivered objects are moved too (the after-delivery step is pending),
     // except the changed one: its new content was never delivered, so it stays.
-    let r = s.run(&server.endpoint, &["--after-delivery", "move:processed/"]).unwrap();
+    let r = s
+        .run(&server.endpoint, &["--after-delivery", "move:processed/"])
+        .unwrap();
     assert_eq!((r.delivered, r.finished, r.failed), (0, 4, 0), "{r}");
-    let listed = |prefix: &str| c.list_page(prefix, None, 1000).unwrap().objects.into_iter().map(|o| o.key).collect::<Vec<_>>();
+    let listed = |prefix: &str| {
+        c.list_page(prefix, None, 1000)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.key)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(listed("inbound/"), vec!["inbound/k0"]);
     assert_eq!(listed("processed/").len(), 4);
     assert!(listed("processed/").contains(&"processed/k3".to_string()));
 
     // delete: new objects are delivered, then deleted.
     for i in 5..8 {
-        c.put(&format!("inbound/k{i}"), &plain(&format!("k{i}"), "alice@example.org")).unwrap();
+        c.put(
+            &format!("inbound/k{i}"),
+            &plain(&format!("k{i}"), "alice@example.org"),
+        )
+        .unwrap();
     }
-    let r = s.run(&server.endpoint, &["--after-delivery", "delete"]).unwrap();
+    let r = s
+        .run(&server.endpoint, &["--after-delivery", "delete"])
+        .unwrap();
     assert_eq!((r.delivered, r.finished, r.failed), (3, 3, 0), "{r}");
     assert_eq!(listed("inbound/"), vec!["inbound/k0"]);
     assert_eq!(s.delivered().len(), 8);
     // The ledger forgot the deleted and moved keys: only k0 remains.
     let ledger = std::fs::read_to_string(s.path(&format!("data/s3-sync-{BUCKET}.ledger"))).unwrap();
     let records: Vec<&str> = ledger.lines().filter(|l| !l.starts_with('#')).collect();
-    assert!(!records.is_empty() && records.iter().all(|l| l.ends_with(" inbound/k0")), "{ledger}");
+    assert!(
+        !records.is_empty() && records.iter().all(|l| l.ends_with(" inbound/k0")),
+        "{ledger}"
+    );
 
     // move with the destination under the synced prefix: moved objects are not redelivered.
-    c.put("inbound/k9", &plain("k9", "alice@example.org")).unwrap();
-    let r = s.run(&server.endpoint, &["--after-delivery", "move:inbound/done/"]).unwrap();
+    c.put("inbound/k9", &plain("k9", "alice@example.org"))
+        .unwrap();
+    let r = s
+        .run(
+            &server.endpoint,
+            &["--after-delivery", "move:inbound/done/"],
+        )
+        .unwrap();
     assert_eq!((r.delivered, r.finished), (1, 1), "{r}");
-    let r = s.run(&server.endpoint, &["--after-delivery", "move:inbound/done/"]).unwrap();
+    let r = s
+        .run(
+            &server.endpoint,
+            &["--after-delivery", "move:inbound/done/"],
+        )
+        .unwrap();
     assert_eq!((r.listed, r.delivered, r.skipped), (2, 0, 1), "{r}");
     assert_eq!(s.delivered().len(), 9);
 }
@@ -548,19 +797,27 @@ fn faults_500_truncation_stall_are_retried_and_never_delivered_broken() {
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     let mut want = Vec::new();
-    for i in 0..6 {
-        let m = ses_message(&format!("f{i}"), Some("alice@example.org"), "alice@example.org", "PASS", "PASS", &"x".repeat(5000));
+    for i in 0..7 {
+        let m = ses_message(
+            &format!("f{i}"),
+            Some("alice@example.org"),
+            "alice@example.org",
+            "PASS",
+            "PASS",
+            &"x".repeat(5000),
+        );
         c.put(&format!("inbound/f{i}"), &m).unwrap();
         want.push(m);
     }
     want.sort();
     proxy.set_rules(
         r#"{"/inbound/f0": ["500", 2], "/inbound/f1": ["truncate", 2], "/inbound/f2": ["500", 1000],
-            "/inbound/f3": ["truncate", 1000], "/inbound/f4": ["stall", 1], "/inbound/f5": ["reset", 1]}"#,
+            "/inbound/f3": ["truncate", 1000], "/inbound/f4": ["stall", 1], "/inbound/f5": ["reset", 1],
+            "/inbound/f6": ["slowdown", 2]}"#,
     );
     let args = ["--deliver-to", "alice"];
     let r = s.run(&proxy.endpoint, &args).unwrap();
-    assert_eq!((r.delivered, r.failed), (4, 2), "{r}");
+    assert_eq!((r.delivered, r.failed), (5, 2), "{r}");
     // Nothing truncated was delivered.
     for data in s.delivered().values() {
         assert!(want.contains(data));
@@ -590,43 +847,76 @@ fn kill_9_at_random_moments_then_complete_delivers_each_object_exactly_once() {
     let server = start_s3s(&s.dir.0);
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
-    let n = 200;
+    let n = 300;
     let mut want: HashMap<String, Vec<u8>> = HashMap::new();
     for i in 0..n {
-        let rcpt = if i % 3 == 0 { "bob@example.org" } else { "alice@example.org" };
-        let m = ses_message(&format!("k{i}"), Some(rcpt), rcpt, "PASS", "PASS", &"y".repeat(2000 + i * 37));
+        let rcpt = if i % 3 == 0 {
+            "bob@example.org"
+        } else {
+            "alice@example.org"
+        };
+        let m = ses_message(
+            &format!("k{i}"),
+            Some(rcpt),
+            rcpt,
+            "PASS",
+            "PASS",
+            &"y".repeat(2000 + i * 37),
+        );
         let key = format!("inbound/{i:04}-{}", if i % 2 == 0 { "even" } else { "odd" });
         c.put(&key, &m).unwrap();
         want.insert(key, m);
     }
-    let argv = s.argv(&server.endpoint, &["--s3-concurrency", "4", "--after-delivery", "keep"]);
-    let mut seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64) | 1;
-    let mut killed = 0;
-    for round in 0..6 {
+    let argv = s.argv(
+        &server.endpoint,
+        &["--s3-concurrency", "4", "--after-delivery", "keep"],
+    );
+    let mut seed = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64)
+        | 1;
+    let mut partial_kills = 0;
+    for round in 0..8 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_millis(30 + seed % 400);
+        let delay = Duration::from_millis(20 + seed % 250);
         let mut child = spawn_binary(&argv);
         std::thread::sleep(delay);
         let finished_early = child.try_wait().unwrap().is_some();
         if !finished_early {
             // SIGKILL: the process gets no chance to clean up.
             child.kill().unwrap();
-            killed += 1;
         }
         let _ = child.wait();
-        eprintln!("round {round}: killed after {delay:?}: {}", !finished_early);
-        if finished_early {
+        let so_far = s.delivered().len();
+        eprintln!(
+            "round {round}: after {delay:?} {}: {so_far} of {n} delivered",
+            if finished_early { "finished" } else { "killed" }
+        );
+        assert!(so_far <= n, "duplicates after a kill");
+        if !finished_early && so_far < n {
+            partial_kills += 1;
+        }
+        if so_far == n {
             break;
         }
     }
-    assert!(killed > 0, "the pass always finished before the kill: nothing was tested");
+    assert!(
+        partial_kills > 0,
+        "no kill landed in the middle of a pass: nothing was tested"
+    );
     let (code, stderr) = run_binary(&argv);
     assert_eq!(code, 0, "{stderr}");
     let delivered = s.delivered();
     // Exactly once: one file per object (bob's and alice's), no duplicates, none missing.
-    assert_eq!(delivered.len(), n, "{:?}", delivered.keys().collect::<Vec<_>>());
+    assert_eq!(
+        delivered.len(),
+        n,
+        "{:?}",
+        delivered.keys().collect::<Vec<_>>()
+    );
     let mut got: Vec<&Vec<u8>> = delivered.values().collect();
     got.sort();
     let mut exp: Vec<&Vec<u8>> = want.values().collect();
@@ -634,6 +924,25 @@ fn kill_9_at_random_moments_then_complete_delivers_each_object_exactly_once() {
     assert!(got == exp, "delivered contents differ from the objects");
     let r = s.run(&server.endpoint, &[]).unwrap();
     assert_eq!(r.delivered, 0);
+}
+
+/// A crash after the rename into new/ but before the ledger write: the next pass downloads the
+/// object again and the deterministic unique name makes the delivery a no-op.
+#[test]
+fn crash_between_rename_and_ledger_write_is_not_a_duplicate() {
+    let s = Setup::new("crashpoint", &["alice"]);
+    let server = start_s3s(&s.dir.0);
+    let c = client(&server.endpoint, SK);
+    c.create_bucket().unwrap();
+    let m = plain("c1", "alice@example.org");
+    c.put("inbound/c1", &m).unwrap();
+    // What the killed pass left behind: the file in new/, no ledger record.
+    let unique = pimap::sync::plan::unique_name(BUCKET, "inbound/c1");
+    std::fs::create_dir_all(s.path("mail/alice")).unwrap();
+    pimap::store::deliver(&s.path("mail/alice"), &unique, &m).unwrap();
+    let r = s.run(&server.endpoint, &[]).unwrap();
+    assert_eq!((r.new, r.delivered, r.failed), (1, 1, 0), "{r}");
+    assert_eq!(s.delivered().len(), 1);
 }
 
 /// A second syncer on the same ledger gives up at once.
@@ -667,26 +976,44 @@ fn command_for(argv: &[String]) -> Command {
         c
     } else {
         let mut c = Command::new(std::env::current_exe().unwrap());
-        c.args(["--exact", "child_sync_entry", "--nocapture", "--test-threads=1", "-q"]);
+        c.args([
+            "--exact",
+            "child_sync_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]);
         c.env("PIMAP_SYNC_TEST_CHILD", argv.join("\u{1f}"));
         c
     }
 }
 
 fn spawn_binary(argv: &[String]) -> Child {
-    command_for(argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    command_for(argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Exit code and stderr (without the test harness's own lines).
 fn run_binary(argv: &[String]) -> (i32, String) {
-    let out = command_for(argv).stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = command_for(argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn child_sync_entry() {
     if let Ok(joined) = std::env::var("PIMAP_SYNC_TEST_CHILD") {
-        let argv = std::iter::once("sync".to_string()).chain(joined.split('\u{1f}').map(String::from));
+        let argv =
+            std::iter::once("sync".to_string()).chain(joined.split('\u{1f}').map(String::from));
         let args = Wrap::try_parse_from(argv).unwrap().args;
         std::process::exit(pimap::sync::main_once(args));
     }

@@ -17,8 +17,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 30s, 5m or 1h"))?;
-    let secs = |m: u64| n.checked_mul(m).map(Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 30s, 5m or 1h"))?;
+    let secs = |m: u64| {
+        n.checked_mul(m)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long"))
+    };
     match unit.trim() {
         "" | "s" => secs(1),
         "ms" => Ok(Duration::from_millis(n)),
@@ -33,7 +39,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn parse_route_prefix(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((p, a)) if !a.trim().is_empty() => Ok((p.to_string(), a.trim().to_string())),
-        _ => Err(format!("{s:?}: expected PREFIX=ADDRESS, e.g. inbound/alice/=alice@example.org")),
+        _ => Err(format!(
+            "{s:?}: expected PREFIX=ADDRESS, e.g. inbound/alice/=alice@example.org"
+        )),
     }
 }
 
@@ -106,7 +114,10 @@ fn env_or_file(env: Env, name: &str) -> Result<Option<String>, String> {
 }
 
 /// Parse the AWS shared-credentials format (INI: `[profile]`, `key = value`) for `profile`.
-pub fn parse_shared_credentials(text: &str, profile: &str) -> Option<(String, String, Option<String>)> {
+pub fn parse_shared_credentials(
+    text: &str,
+    profile: &str,
+) -> Option<(String, String, Option<String>)> {
     let (mut in_profile, mut key, mut secret, mut token) = (false, None, None, None);
     for line in text.lines() {
         let line = line.trim();
@@ -115,7 +126,8 @@ pub fn parse_shared_credentials(text: &str, profile: &str) -> Option<(String, St
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             let name = name.trim();
-            in_profile = name == profile || name.strip_prefix("profile ").map(str::trim) == Some(profile);
+            in_profile =
+                name == profile || name.strip_prefix("profile ").map(str::trim) == Some(profile);
             continue;
         }
         if !in_profile {
@@ -137,9 +149,14 @@ pub fn parse_shared_credentials(text: &str, profile: &str) -> Option<(String, St
 /// Credentials, first found wins: `--s3-credentials-file` (explicit), then
 /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` (each also as `*_FILE`),
 /// then `AWS_SHARED_CREDENTIALS_FILE`, then `~/.aws/credentials`.
-pub fn resolve_credentials(file: Option<&Path>, profile: &str, env: Env) -> Result<Credentials, String> {
+pub fn resolve_credentials(
+    file: Option<&Path>,
+    profile: &str,
+    env: Env,
+) -> Result<Credentials, String> {
     let from_file = |p: &Path| -> Result<Credentials, String> {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("S3 credentials file {}: {e}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("S3 credentials file {}: {e}", p.display()))?;
         let (k, s, t) = parse_shared_credentials(&text, profile).ok_or_else(|| {
             format!(
                 "S3 credentials file {}: profile [{profile}] has no aws_access_key_id and aws_secret_access_key",
@@ -163,8 +180,12 @@ pub fn resolve_credentials(file: Option<&Path>, profile: &str, env: Env) -> Resu
                 None => Credentials::new(k, s),
             })
         }
-        (Some(_), None) => return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into()),
-        (None, Some(_)) => return Err("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into()),
+        (Some(_), None) => {
+            return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into())
+        }
+        (None, Some(_)) => {
+            return Err("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into())
+        }
         (None, None) => {}
     }
     if let Some(p) = env("AWS_SHARED_CREDENTIALS_FILE").filter(|p| !p.is_empty()) {
@@ -185,50 +206,74 @@ fn absolutize(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
 /// A file-name-safe form of the bucket name for the default ledger path.
 fn safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl SyncConfig {
     /// Resolve `args` against the environment `env`.
     pub fn from_args(args: &SyncArgs, env: Env) -> Result<SyncConfig, String> {
         let o = &args.opts;
-        let bucket = o.s3_bucket.clone().filter(|b| !b.is_empty()).ok_or("no --s3-bucket (PIMAP_S3_BUCKET)")?;
+        let bucket = o
+            .s3_bucket
+            .clone()
+            .filter(|b| !b.is_empty())
+            .ok_or("no --s3-bucket (PIMAP_S3_BUCKET)")?;
         let custom = o.s3_endpoint.is_some();
         let endpoint_s = match &o.s3_endpoint {
             Some(e) => e.clone(),
             None => format!("https://s3.{}.amazonaws.com", o.s3_region),
         };
-        let endpoint: url::Url = endpoint_s.parse().map_err(|e| format!("--s3-endpoint {endpoint_s:?}: {e}"))?;
+        let endpoint: url::Url = endpoint_s
+            .parse()
+            .map_err(|e| format!("--s3-endpoint {endpoint_s:?}: {e}"))?;
         let style = match &o.s3_url_style {
             Some(s) => parse_url_style(s)?,
             None if custom => UrlStyle::Path,
             None => UrlStyle::VirtualHost,
         };
-        let credentials = resolve_credentials(o.s3_credentials_file.as_deref(), &o.s3_profile, env)?;
+        let credentials =
+            resolve_credentials(o.s3_credentials_file.as_deref(), &o.s3_profile, env)?;
         let data_dir = absolutize(&args.data_dir);
         let users_path = args.users.clone().unwrap_or_else(|| data_dir.join("users"));
         let mail_location = match &args.mail_location {
             Some(s) => MailLocation::parse(s)?,
             None => MailLocation::parse(&format!("{}/mail/%u", data_dir.display()))?,
         };
-        let ledger_path = o.s3_state_file.clone().unwrap_or_else(|| data_dir.join(format!("s3-sync-{}.ledger", safe(&bucket))));
+        let ledger_path = o
+            .s3_state_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join(format!("s3-sync-{}.ledger", safe(&bucket))));
         let lock_path = ledger_path.with_extension("lock");
         let aliases = match &o.aliases {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("aliases file {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("aliases file {}: {e}", p.display()))?;
                 Aliases::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?
             }
             None => Aliases::default(),
         };
         let junk = o.junk_folder.trim_start_matches('.');
         if junk.is_empty() || junk.contains('/') || junk.contains("..") || junk.contains('\0') {
-            return Err(format!("--junk-folder {:?} is not a folder name", o.junk_folder));
+            return Err(format!(
+                "--junk-folder {:?} is not a folder name",
+                o.junk_folder
+            ));
         }
         if o.s3_concurrency == 0 || o.s3_concurrency > 64 {
             return Err("--s3-concurrency must be between 1 and 64".into());
@@ -241,7 +286,10 @@ impl SyncConfig {
                 region: o.s3_region.clone(),
                 credentials,
                 timeout: o.s3_timeout,
-                retry: Retry { attempts: o.s3_retries.max(1), ..Retry::default() },
+                retry: Retry {
+                    attempts: o.s3_retries.max(1),
+                    ..Retry::default()
+                },
             },
             prefix: o.s3_prefix.clone(),
             users_path,
@@ -258,7 +306,10 @@ impl SyncConfig {
             },
             junk_folder: format!(".{junk}"),
             virus_action: o.virus_action,
-            quarantine_dir: o.quarantine_dir.clone().unwrap_or_else(|| data_dir.join("quarantine")),
+            quarantine_dir: o
+                .quarantine_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("quarantine")),
             after: o.after_delivery.clone(),
             max_message_size: o.max_message_size,
             concurrency: o.s3_concurrency,
@@ -286,8 +337,14 @@ mod tests {
     #[test]
     fn shared_credentials_profiles() {
         let t = "[default]\naws_access_key_id = AK1\naws_secret_access_key=SK1\n\n[profile ses]\naws_access_key_id=AK2\naws_secret_access_key = SK2\naws_session_token = T2\n";
-        assert_eq!(parse_shared_credentials(t, "default"), Some(("AK1".into(), "SK1".into(), None)));
-        assert_eq!(parse_shared_credentials(t, "ses"), Some(("AK2".into(), "SK2".into(), Some("T2".into()))));
+        assert_eq!(
+            parse_shared_credentials(t, "default"),
+            Some(("AK1".into(), "SK1".into(), None))
+        );
+        assert_eq!(
+            parse_shared_credentials(t, "ses"),
+            Some(("AK2".into(), "SK2".into(), Some("T2".into())))
+        );
         assert_eq!(parse_shared_credentials(t, "nope"), None);
     }
 
@@ -299,20 +356,36 @@ mod tests {
         std::fs::write(&secret_file, "SKFILE\n").unwrap();
         let mut vars = HashMap::new();
         vars.insert("AWS_ACCESS_KEY_ID".to_string(), "AK".to_string());
-        vars.insert("AWS_SECRET_ACCESS_KEY_FILE".to_string(), secret_file.display().to_string());
+        vars.insert(
+            "AWS_SECRET_ACCESS_KEY_FILE".to_string(),
+            secret_file.display().to_string(),
+        );
         let env = |k: &str| vars.get(k).cloned();
         let c = resolve_credentials(None, "default", &env).unwrap();
         assert_eq!((c.key(), c.secret(), c.token()), ("AK", "SKFILE", None));
-        let only_key = |k: &str| if k == "AWS_ACCESS_KEY_ID" { Some("AK".to_string()) } else { None };
-        assert!(resolve_credentials(None, "default", &only_key).unwrap_err().contains("AWS_SECRET_ACCESS_KEY"));
+        let only_key = |k: &str| {
+            if k == "AWS_ACCESS_KEY_ID" {
+                Some("AK".to_string())
+            } else {
+                None
+            }
+        };
+        assert!(resolve_credentials(None, "default", &only_key)
+            .unwrap_err()
+            .contains("AWS_SECRET_ACCESS_KEY"));
         let none = |_: &str| None;
-        assert!(resolve_credentials(None, "default", &none).unwrap_err().contains("no S3 credentials"));
+        assert!(resolve_credentials(None, "default", &none)
+            .unwrap_err()
+            .contains("no S3 credentials"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn route_prefix_and_styles() {
-        assert_eq!(parse_route_prefix("in/a/=a@x.example"), Ok(("in/a/".into(), "a@x.example".into())));
+        assert_eq!(
+            parse_route_prefix("in/a/=a@x.example"),
+            Ok(("in/a/".into(), "a@x.example".into()))
+        );
         assert!(parse_route_prefix("in/a/").is_err());
         assert!(matches!(parse_url_style("path"), Ok(UrlStyle::Path)));
         assert!(parse_url_style("vhost").is_err());

@@ -37,7 +37,10 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("path", &self.path).field("entries", &self.entries.len()).finish()
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("entries", &self.entries.len())
+            .finish()
     }
 }
 
@@ -79,7 +82,11 @@ pub fn parse(text: &str) -> (HashMap<String, Known>, usize, bool) {
     let mut entries: HashMap<String, Known> = HashMap::new();
     let mut lines = 0;
     let mut clean = text.is_empty() || text.ends_with('\n');
-    let complete = if text.ends_with('\n') { text } else { text.rsplit_once('\n').map(|(a, _)| a).unwrap_or("") };
+    let complete = if text.ends_with('\n') {
+        text
+    } else {
+        text.rsplit_once('\n').map(|(a, _)| a).unwrap_or("")
+    };
     for line in complete.lines() {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -88,12 +95,21 @@ pub fn parse(text: &str) -> (HashMap<String, Known>, usize, bool) {
         let rec = (parts.next(), parts.next(), parts.next(), parts.next());
         let ok = match rec {
             (Some("D"), Some(etag), Some(k), None) => decode_key(k).map(|k| {
-                entries.insert(k, Known { etag: etag.to_string(), finished: false, changed_reported: None });
+                entries.insert(
+                    k,
+                    Known {
+                        etag: etag.to_string(),
+                        finished: false,
+                        changed_reported: None,
+                    },
+                );
             }),
-            (Some("F"), Some(k), None, None) => decode_key(k).and_then(|k| entries.get_mut(&k)).map(|e| e.finished = true),
-            (Some("C"), Some(etag), Some(k), None) => {
-                decode_key(k).and_then(|k| entries.get_mut(&k)).map(|e| e.changed_reported = Some(etag.to_string()))
-            }
+            (Some("F"), Some(k), None, None) => decode_key(k)
+                .and_then(|k| entries.get_mut(&k))
+                .map(|e| e.finished = true),
+            (Some("C"), Some(etag), Some(k), None) => decode_key(k)
+                .and_then(|k| entries.get_mut(&k))
+                .map(|e| e.changed_reported = Some(etag.to_string())),
             _ => None,
         };
         if ok.is_none() {
@@ -137,7 +153,8 @@ fn replace_file(path: &Path, text: &str) -> Result<(), String> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| io_err("creating", &tmp, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| io_err("writing", &tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| io_err("writing", &tmp, e))?;
     f.sync_all().map_err(|e| io_err("syncing", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| io_err("renaming to", path, e))?;
     if let Some(dir) = path.parent() {
@@ -169,7 +186,12 @@ impl Ledger {
             .mode(0o600)
             .open(path)
             .map_err(|e| io_err("opening", path, e))?;
-        Ok(Ledger { path: path.to_path_buf(), file, entries, lines })
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            file,
+            entries,
+            lines,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -191,14 +213,23 @@ impl Ledger {
     fn append(&mut self, line: String) -> Result<(), String> {
         // One write per record: O_APPEND makes it land whole or (on a crash mid-write) torn at
         // the end, where `parse` drops it.
-        self.file.write_all(line.as_bytes()).map_err(|e| io_err("writing", &self.path, e))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| io_err("writing", &self.path, e))?;
         self.lines += 1;
         Ok(())
     }
 
     pub fn record_delivered(&mut self, key: &str, etag: &str) -> Result<(), String> {
         self.append(format!("D {etag} {}\n", encode_key(key)))?;
-        self.entries.insert(key.to_string(), Known { etag: etag.to_string(), finished: false, changed_reported: None });
+        self.entries.insert(
+            key.to_string(),
+            Known {
+                etag: etag.to_string(),
+                finished: false,
+                changed_reported: None,
+            },
+        );
         Ok(())
     }
 
@@ -220,7 +251,9 @@ impl Ledger {
 
     /// Flush to disk (end of a pass).
     pub fn sync(&self) -> Result<(), String> {
-        self.file.sync_data().map_err(|e| io_err("syncing", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| io_err("syncing", &self.path, e))
     }
 
     /// Forget finished entries whose objects were gone from a complete listing (deleted or
@@ -230,7 +263,10 @@ impl Ledger {
         self.entries.retain(|k, e| !e.finished || still_listed(k));
         if self.entries.len() != before || self.lines > 2 * self.entries.len() + 1000 {
             replace_file(&self.path, &render(&self.entries))?;
-            self.file = OpenOptions::new().append(true).open(&self.path).map_err(|e| io_err("opening", &self.path, e))?;
+            self.file = OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| io_err("opening", &self.path, e))?;
             self.lines = self.entries.len();
         }
         Ok(())
@@ -259,9 +295,10 @@ pub fn lock(path: &Path) -> Result<SyncLock, String> {
         .map_err(|e| io_err("opening lock file", path, e))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(SyncLock { _file: file }),
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            Err(format!("another pimap sync is running (lock {} is held)", path.display()))
-        }
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
+            "another pimap sync is running (lock {} is held)",
+            path.display()
+        )),
         Err(e) => Err(format!("locking {}: {e}", path.display())),
     }
 }
@@ -305,7 +342,10 @@ mod tests {
         let mut l = Ledger::open(&p).unwrap();
         assert_eq!(l.len(), 2);
         let a = l.get("in/a b").unwrap();
-        assert_eq!((a.etag.as_str(), a.finished, a.changed_reported.as_deref()), ("aa", false, Some("bb")));
+        assert_eq!(
+            (a.etag.as_str(), a.finished, a.changed_reported.as_deref()),
+            ("aa", false, Some("bb"))
+        );
         assert!(l.get("in/c").unwrap().finished);
         assert!(l.get("in/tor").is_none());
         // The torn line was cut, so the next record starts on a line of its own.
@@ -335,7 +375,17 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for t in ["D", "D x", "F", "C a", "X y z", "D a b c d", "%", "D - %ff%fe\n", "\n\n# x\nF nokey\n"] {
+        for t in [
+            "D",
+            "D x",
+            "F",
+            "C a",
+            "X y z",
+            "D a b c d",
+            "%",
+            "D - %ff%fe\n",
+            "\n\n# x\nF nokey\n",
+        ] {
             let _ = parse(t);
         }
     }

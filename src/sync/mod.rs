@@ -205,7 +205,10 @@ pub fn main_once(args: SyncArgs) -> i32 {
         }
         Ok(r) => {
             log::error!("s3 sync: {r}");
-            eprintln!("pimap sync: {} object(s) failed; they are retried on the next pass", r.failed);
+            eprintln!(
+                "pimap sync: {} object(s) failed; they are retried on the next pass",
+                r.failed
+            );
             1
         }
         Err(e) => {
@@ -227,10 +230,12 @@ fn periodic_pass(args: &SyncArgs) {
 
 /// Run a pass every `interval` on a background thread, forever; failures are logged.
 pub fn spawn_periodic(args: SyncArgs, interval: Duration) {
-    let spawned = std::thread::Builder::new().name("s3-sync".into()).spawn(move || loop {
-        periodic_pass(&args);
-        std::thread::sleep(interval);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("s3-sync".into())
+        .spawn(move || loop {
+            periodic_pass(&args);
+            std::thread::sleep(interval);
+        });
     if let Err(e) = spawned {
         log::error!("s3 sync: cannot start the sync thread: {e}");
     }
@@ -275,8 +280,14 @@ impl Pass<'_> {
         }
     }
 
-    fn ledger<T>(&self, f: impl FnOnce(&mut ledger::Ledger) -> Result<T, String>) -> Result<T, String> {
-        let mut l = self.ledger.lock().map_err(|_| "ledger lock poisoned".to_string())?;
+    fn ledger<T>(
+        &self,
+        f: impl FnOnce(&mut ledger::Ledger) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut l = self
+            .ledger
+            .lock()
+            .map_err(|_| "ledger lock poisoned".to_string())?;
         f(&mut l)
     }
 
@@ -300,23 +311,40 @@ impl Pass<'_> {
             ensure_maildir(&self.cfg.quarantine_dir, false)?;
             crate::store::deliver(&self.cfg.quarantine_dir, &unique, &o.data)
                 .map_err(|e| format!("{key:?}: quarantine: {e}"))?;
-            log::warn!("s3 sync: {key:?} has a virus verdict: quarantined in {}", self.cfg.quarantine_dir.display());
+            log::warn!(
+                "s3 sync: {key:?} has a virus verdict: quarantined in {}",
+                self.cfg.quarantine_dir.display()
+            );
         } else {
-            let route = route::route(&self.cfg.route, &self.user_names, key, &headers).map_err(|e| format!("{key:?}: {e}"))?;
+            let route = route::route(&self.cfg.route, &self.user_names, key, &headers)
+                .map_err(|e| format!("{key:?}: {e}"))?;
             if route.reason == route::RouteReason::Postmaster {
-                log::warn!("s3 sync: {key:?} is unroutable ({:?}): delivered to the postmaster", route.unmatched);
+                log::warn!(
+                    "s3 sync: {key:?} is unroutable ({:?}): delivered to the postmaster",
+                    route.unmatched
+                );
             }
-            let junk = verdicts.spam || (verdicts.virus && self.cfg.virus_action == VirusAction::Junk);
+            let junk =
+                verdicts.spam || (verdicts.virus && self.cfg.virus_action == VirusAction::Junk);
             for user in &route.users {
                 let home = self.users.lookup(user).and_then(|u| u.home);
                 let root = self.cfg.mail_location.resolve(user, home.as_deref())?;
-                let target = if junk { root.join(&self.cfg.junk_folder) } else { root.clone() };
+                let target = if junk {
+                    root.join(&self.cfg.junk_folder)
+                } else {
+                    root.clone()
+                };
                 ensure_maildir(&root, false)?;
                 if junk {
                     ensure_maildir(&target, true)?;
                 }
-                crate::store::deliver(&target, &unique, &o.data).map_err(|e| format!("{key:?} for {user}: {e}"))?;
-                log::debug!("s3 sync: {key:?} → {user}{} ({:?})", if junk { " (Junk)" } else { "" }, route.reason);
+                crate::store::deliver(&target, &unique, &o.data)
+                    .map_err(|e| format!("{key:?} for {user}: {e}"))?;
+                log::debug!(
+                    "s3 sync: {key:?} → {user}{} ({:?})",
+                    if junk { " (Junk)" } else { "" },
+                    route.reason
+                );
             }
         }
         // The ledger is written only after every rename: a crash before this line makes the
@@ -331,11 +359,18 @@ impl Pass<'_> {
     fn finish(&self, key: &str) -> Result<(), String> {
         match &self.cfg.after {
             AfterDelivery::Keep => return Ok(()),
-            AfterDelivery::Delete => self.client.delete(key).map_err(|e| format!("deleting {key:?}: {e}"))?,
+            AfterDelivery::Delete => self
+                .client
+                .delete(key)
+                .map_err(|e| format!("deleting {key:?}: {e}"))?,
             AfterDelivery::Move(p) => {
                 let dest = plan::moved_key(&self.cfg.prefix, p, key);
-                self.client.copy(key, &dest).map_err(|e| format!("moving {key:?}: {e}"))?;
-                self.client.delete(key).map_err(|e| format!("deleting {key:?} after the copy: {e}"))?;
+                self.client
+                    .copy(key, &dest)
+                    .map_err(|e| format!("moving {key:?}: {e}"))?;
+                self.client
+                    .delete(key)
+                    .map_err(|e| format!("deleting {key:?} after the copy: {e}"))?;
             }
         }
         self.ledger(|l| l.record_finished(key))?;
@@ -353,7 +388,9 @@ impl Pass<'_> {
             for _ in 0..workers {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((obj, action)) = items.get(i) else { break };
+                    let Some((obj, action)) = items.get(i) else {
+                        break;
+                    };
                     let res = match action {
                         Action::Fetch => self.fetch(obj),
                         Action::Finish => self.finish(&obj.key),
@@ -364,7 +401,7 @@ impl Pass<'_> {
                         self.count(|r| r.failed += 1);
                     }
                     let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if self.progress && (n % 25 == 0 || n == total_new) {
+                    if self.progress && (n.is_multiple_of(25) || n == total_new) {
                         eprint!("\rs3 sync: {n} objects processed");
                     }
                 });
@@ -382,7 +419,10 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
     let user_names = users.user_names();
     if let Some(u) = &cfg.route.deliver_to {
         if !user_names.iter().any(|n| n.eq_ignore_ascii_case(u)) {
-            return Err(format!("--deliver-to {u:?} is not a user in {}", cfg.users_path.display()));
+            return Err(format!(
+                "--deliver-to {u:?} is not a user in {}",
+                cfg.users_path.display()
+            ));
         }
     }
     let pass = Pass {
@@ -403,7 +443,10 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
         let page = match client.list_page(&cfg.prefix, token.as_deref(), cfg.max_keys) {
             Ok(p) => p,
             Err(e) => {
-                listing_error = Some(format!("listing s3://{}/{}: {e}", cfg.s3.bucket, cfg.prefix));
+                listing_error = Some(format!(
+                    "listing s3://{}/{}: {e}",
+                    cfg.s3.bucket, cfg.prefix
+                ));
                 break;
             }
         };
@@ -413,7 +456,10 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
                 continue; // a misbehaving server repeating keys across pages
             }
             let action = {
-                let l = pass.ledger.lock().map_err(|_| "ledger lock poisoned".to_string())?;
+                let l = pass
+                    .ledger
+                    .lock()
+                    .map_err(|_| "ledger lock poisoned".to_string())?;
                 plan::decide(&obj, l.get(&obj.key), &cfg.after, cfg.max_message_size)
             };
             match &action {
@@ -450,13 +496,19 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
     if pass.progress && pass.done.load(Ordering::Relaxed) > 0 {
         eprintln!();
     }
-    let mut ledger = pass.ledger.into_inner().map_err(|_| "ledger lock poisoned".to_string())?;
+    let mut ledger = pass
+        .ledger
+        .into_inner()
+        .map_err(|_| "ledger lock poisoned".to_string())?;
     ledger.sync()?;
     if listing_error.is_none() && cfg.after != AfterDelivery::Keep {
         let removed = pass.removed.into_inner().unwrap_or_default();
         ledger.prune(|k| seen.contains(k) && !removed.contains(k))?;
     }
-    let mut report = pass.report.into_inner().map_err(|_| "report lock poisoned".to_string())?;
+    let mut report = pass
+        .report
+        .into_inner()
+        .map_err(|_| "report lock poisoned".to_string())?;
     report.listed = seen.len();
     report.elapsed = start.elapsed();
     match listing_error {

@@ -28,10 +28,19 @@ pub fn unique_name(bucket: &str, key: &str) -> String {
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let sanitized: String = key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let tail_start = sanitized.len().saturating_sub(MAX_TAIL);
-    let tail = sanitized.get(tail_start..).unwrap_or("").trim_start_matches('.');
+    let tail = sanitized
+        .get(tail_start..)
+        .unwrap_or("")
+        .trim_start_matches('.');
     if tail.is_empty() {
         format!("ses-{hex}")
     } else {
@@ -57,7 +66,12 @@ pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
 
 /// An ETag in the form the ledger stores: without quotes, lower case; `-` when unknown.
 pub fn normalize_etag(etag: Option<&str>) -> String {
-    match etag.map(|e| e.trim().trim_start_matches("W/").trim_matches('"').to_ascii_lowercase()) {
+    match etag.map(|e| {
+        e.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_ascii_lowercase()
+    }) {
         Some(e) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_graphic()) => e,
         _ => "-".to_string(),
     }
@@ -88,7 +102,10 @@ impl std::str::FromStr for AfterDelivery {
 
 /// Where a moved object goes: the move prefix plus the key without the sync prefix.
 pub fn moved_key(sync_prefix: &str, move_prefix: &str, key: &str) -> String {
-    format!("{move_prefix}{}", key.strip_prefix(sync_prefix).unwrap_or(key))
+    format!(
+        "{move_prefix}{}",
+        key.strip_prefix(sync_prefix).unwrap_or(key)
+    )
 }
 
 /// One listed object.
@@ -144,7 +161,10 @@ pub fn decide(obj: &Listed, known: Option<&Known>, after: &AfterDelivery, max_si
                 if k.changed_reported.as_deref() == Some(listed.as_str()) {
                     return Action::Done;
                 }
-                return Action::Changed { old: k.etag.clone(), new: listed };
+                return Action::Changed {
+                    old: k.etag.clone(),
+                    new: listed,
+                };
             }
             if k.finished || *after == AfterDelivery::Keep {
                 Action::Done
@@ -153,7 +173,9 @@ pub fn decide(obj: &Listed, known: Option<&Known>, after: &AfterDelivery, max_si
             }
         }
         None => match obj.size {
-            Some(s) if s > max_size => Action::Skip(format!("{s} bytes is over --max-message-size {max_size}")),
+            Some(s) if s > max_size => {
+                Action::Skip(format!("{s} bytes is over --max-message-size {max_size}"))
+            }
             _ => Action::Fetch,
         },
     }
@@ -167,12 +189,19 @@ mod tests {
     fn unique_names_are_deterministic_safe_and_distinct() {
         let a = unique_name("b", "inbound/0abc123");
         assert_eq!(a, unique_name("b", "inbound/0abc123"));
-        assert!(a.starts_with("ses-") && a.ends_with("-inbound_0abc123"), "{a}");
+        assert!(
+            a.starts_with("ses-") && a.ends_with("-inbound_0abc123"),
+            "{a}"
+        );
         assert_ne!(a, unique_name("b", "inbound_0abc123"));
         assert_ne!(a, unique_name("other", "inbound/0abc123"));
         for k in ["", "/", "..", "a:b,c/d", "ü\u{0}\n", &"x".repeat(1000)] {
             let u = unique_name("b", k);
-            assert!(u.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.'), "{u}");
+            assert!(
+                u.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.'),
+                "{u}"
+            );
             assert!(u.len() <= 4 + 16 + 1 + MAX_TAIL);
         }
         // No name is a prefix of another's, even when one key is a prefix of the other.
@@ -195,28 +224,74 @@ mod tests {
     #[test]
     fn after_delivery_parse() {
         assert_eq!("keep".parse(), Ok(AfterDelivery::Keep));
-        assert_eq!("move:processed/".parse(), Ok(AfterDelivery::Move("processed/".into())));
+        assert_eq!(
+            "move:processed/".parse(),
+            Ok(AfterDelivery::Move("processed/".into()))
+        );
         assert!("move:".parse::<AfterDelivery>().is_err());
-        assert_eq!(moved_key("inbound/", "processed/", "inbound/x"), "processed/x");
+        assert_eq!(
+            moved_key("inbound/", "processed/", "inbound/x"),
+            "processed/x"
+        );
     }
 
     #[test]
     fn decisions() {
-        let obj = |k: &str, e: Option<&str>, s| Listed { key: k.into(), etag: e.map(String::from), size: Some(s) };
+        let obj = |k: &str, e: Option<&str>, s| Listed {
+            key: k.into(),
+            etag: e.map(String::from),
+            size: Some(s),
+        };
         let keep = AfterDelivery::Keep;
-        assert_eq!(decide(&obj("in/x", None, 10), None, &keep, 100), Action::Fetch);
-        assert!(matches!(decide(&obj("in/x", None, 101), None, &keep, 100), Action::Skip(_)));
-        assert!(matches!(decide(&obj("in/AMAZON_SES_SETUP_NOTIFICATION", None, 1), None, &keep, 100), Action::Skip(_)));
-        let k = Known { etag: "aa".into(), finished: false, changed_reported: None };
-        assert_eq!(decide(&obj("in/x", Some("\"aa\""), 1), Some(&k), &keep, 100), Action::Done);
-        assert_eq!(decide(&obj("in/x", None, 1), Some(&k), &AfterDelivery::Delete, 100), Action::Finish);
+        assert_eq!(
+            decide(&obj("in/x", None, 10), None, &keep, 100),
+            Action::Fetch
+        );
+        assert!(matches!(
+            decide(&obj("in/x", None, 101), None, &keep, 100),
+            Action::Skip(_)
+        ));
+        assert!(matches!(
+            decide(
+                &obj("in/AMAZON_SES_SETUP_NOTIFICATION", None, 1),
+                None,
+                &keep,
+                100
+            ),
+            Action::Skip(_)
+        ));
+        let k = Known {
+            etag: "aa".into(),
+            finished: false,
+            changed_reported: None,
+        };
+        assert_eq!(
+            decide(&obj("in/x", Some("\"aa\""), 1), Some(&k), &keep, 100),
+            Action::Done
+        );
+        assert_eq!(
+            decide(&obj("in/x", None, 1), Some(&k), &AfterDelivery::Delete, 100),
+            Action::Finish
+        );
         assert_eq!(
             decide(&obj("in/x", Some("bb"), 1), Some(&k), &keep, 100),
-            Action::Changed { old: "aa".into(), new: "bb".into() }
+            Action::Changed {
+                old: "aa".into(),
+                new: "bb".into()
+            }
         );
-        let k2 = Known { changed_reported: Some("bb".into()), ..k };
-        assert_eq!(decide(&obj("in/x", Some("bb"), 1), Some(&k2), &keep, 100), Action::Done);
+        let k2 = Known {
+            changed_reported: Some("bb".into()),
+            ..k
+        };
+        assert_eq!(
+            decide(&obj("in/x", Some("bb"), 1), Some(&k2), &keep, 100),
+            Action::Done
+        );
         let mv = AfterDelivery::Move("in/processed/".into());
-        assert!(matches!(decide(&obj("in/processed/x", None, 1), None, &mv, 100), Action::Skip(_)));
+        assert!(matches!(
+            decide(&obj("in/processed/x", None, 1), None, &mv, 100),
+            Action::Skip(_)
+        ));
     }
 }

@@ -60,7 +60,10 @@ impl Headers {
 
     /// Values of every field named `name` (case-insensitive), topmost first.
     pub fn all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        self.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The topmost field named `name`.
@@ -92,7 +95,10 @@ pub fn addresses(value: &str) -> Vec<String> {
         let it = item.trim();
         let candidate = match (it.rfind('<'), it.rfind('>')) {
             (Some(a), Some(b)) if a < b => it.get(a + 1..b).unwrap_or(""),
-            _ => it.rsplit(|c: char| c.is_whitespace() || c == ':').next().unwrap_or(""),
+            _ => it
+                .rsplit(|c: char| c.is_whitespace() || c == ':')
+                .next()
+                .unwrap_or(""),
         };
         if let Some(a) = normalize_addr(candidate) {
             out.push(a);
@@ -122,7 +128,7 @@ pub fn addresses(value: &str) -> Vec<String> {
             }
             _ => {}
         }
-        if comment == 0 && c != '(' && !(c == '"') {
+        if comment == 0 && c != '(' && c != '"' {
             item.push(c);
         }
     }
@@ -134,7 +140,11 @@ pub fn addresses(value: &str) -> Vec<String> {
 fn normalize_addr(s: &str) -> Option<String> {
     let s = s.trim().trim_start_matches("SMTP:").trim();
     let (local, domain) = s.rsplit_once('@')?;
-    let ok = |p: &str| !p.is_empty() && p.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>');
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+    };
     if ok(local) && ok(domain) && domain.contains(|c: char| c.is_ascii_alphanumeric()) {
         Some(format!("{local}@{}", domain.to_ascii_lowercase()).to_lowercase())
     } else {
@@ -159,11 +169,15 @@ impl Aliases {
             if line.is_empty() {
                 continue;
             }
-            let (lhs, rhs) =
-                line.split_once(':').ok_or_else(|| format!("aliases line {}: expected `address: user`", i + 1))?;
+            let (lhs, rhs) = line
+                .split_once(':')
+                .ok_or_else(|| format!("aliases line {}: expected `address: user`", i + 1))?;
             let lhs = lhs.trim().to_lowercase();
-            let users: Vec<String> =
-                rhs.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+            let users: Vec<String> = rhs
+                .split(',')
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect();
             if users.is_empty() {
                 return Err(format!("aliases line {}: no user after ':'", i + 1));
             }
@@ -223,8 +237,14 @@ pub struct Verdicts {
 
 impl Verdicts {
     pub fn of(h: &Headers) -> Verdicts {
-        let fail = |name: &str| h.first(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("FAIL"));
-        Verdicts { spam: fail("X-SES-Spam-Verdict"), virus: fail("X-SES-Virus-Verdict") }
+        let fail = |name: &str| {
+            h.first(name)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("FAIL"))
+        };
+        Verdicts {
+            spam: fail("X-SES-Spam-Verdict"),
+            virus: fail("X-SES-Virus-Verdict"),
+        }
     }
 }
 
@@ -239,60 +259,102 @@ pub struct Route {
 }
 
 /// Route a message: `users` are the names in the users file.
-pub fn route(cfg: &RouteConfig, users: &[String], key: &str, headers: &Headers) -> Result<Route, String> {
+pub fn route(
+    cfg: &RouteConfig,
+    users: &[String],
+    key: &str,
+    headers: &Headers,
+) -> Result<Route, String> {
     let resolver = Resolver::new(cfg, users);
     if let Some(u) = &cfg.deliver_to {
         let r = resolver.resolve(u, true);
         if r.is_empty() {
-            return Err(format!("--deliver-to {u:?} is not a user in the users file"));
+            return Err(format!(
+                "--deliver-to {u:?} is not a user in the users file"
+            ));
         }
-        return Ok(Route { users: r, reason: RouteReason::DeliverTo, unmatched: vec![] });
+        return Ok(Route {
+            users: r,
+            reason: RouteReason::DeliverTo,
+            unmatched: vec![],
+        });
     }
     let mut unmatched = Vec::new();
-    let best_prefix = cfg.prefixes.iter().filter(|(p, _)| key.starts_with(p.as_str())).max_by_key(|(p, _)| p.len());
+    let best_prefix = cfg
+        .prefixes
+        .iter()
+        .filter(|(p, _)| key.starts_with(p.as_str()))
+        .max_by_key(|(p, _)| p.len());
     if let Some((_, target)) = best_prefix {
         let r = resolver.resolve(target, true);
         if !r.is_empty() {
-            return Ok(Route { users: r, reason: RouteReason::Prefix, unmatched });
+            return Ok(Route {
+                users: r,
+                reason: RouteReason::Prefix,
+                unmatched,
+            });
         }
         unmatched.push(target.clone());
     }
-    let try_addrs = |addrs: Vec<String>, envelope: bool, unmatched: &mut Vec<String>| -> Vec<String> {
-        let mut set = BTreeSet::new();
-        for a in addrs {
-            let r = resolver.resolve(&a, envelope);
-            if r.is_empty() {
-                unmatched.push(a);
+    let try_addrs =
+        |addrs: Vec<String>, envelope: bool, unmatched: &mut Vec<String>| -> Vec<String> {
+            let mut set = BTreeSet::new();
+            for a in addrs {
+                let r = resolver.resolve(&a, envelope);
+                if r.is_empty() {
+                    unmatched.push(a);
+                }
+                set.extend(r);
             }
-            set.extend(r);
-        }
-        set.into_iter().collect()
-    };
+            set.into_iter().collect()
+        };
     if let Some(name) = &cfg.header {
         let addrs: Vec<String> = headers.all(name).flat_map(addresses).collect();
         let r = try_addrs(addrs, true, &mut unmatched);
         if !r.is_empty() {
-            return Ok(Route { users: r, reason: RouteReason::Header, unmatched });
+            return Ok(Route {
+                users: r,
+                reason: RouteReason::Header,
+                unmatched,
+            });
         }
     }
     if let Some(addr) = ses_received(headers).and_then(received_for) {
         let r = try_addrs(vec![addr], true, &mut unmatched);
         if !r.is_empty() {
-            return Ok(Route { users: r, reason: RouteReason::Envelope, unmatched });
+            return Ok(Route {
+                users: r,
+                reason: RouteReason::Envelope,
+                unmatched,
+            });
         }
     }
-    let addrs: Vec<String> = headers.all("To").chain(headers.all("Cc")).flat_map(addresses).collect();
+    let addrs: Vec<String> = headers
+        .all("To")
+        .chain(headers.all("Cc"))
+        .flat_map(addresses)
+        .collect();
     let r = try_addrs(addrs, false, &mut unmatched);
     if !r.is_empty() {
-        return Ok(Route { users: r, reason: RouteReason::ToCc, unmatched });
+        return Ok(Route {
+            users: r,
+            reason: RouteReason::ToCc,
+            unmatched,
+        });
     }
     match &cfg.postmaster {
         Some(p) => {
             let r = resolver.resolve(p, true);
             if r.is_empty() {
-                Err(format!("unroutable, and the postmaster {p:?} is not a user"))
+                Err(format!(
+                    "unroutable, and the postmaster {p:?} is not a user"
+                ))
             } else {
-                Ok(Route { users: r, reason: RouteReason::Postmaster, unmatched })
+                Ok(Route {
+                    users: r,
+                    reason: RouteReason::Postmaster,
+                    unmatched,
+                })
             }
         }
         None => Err("unroutable and no --postmaster configured".into()),
@@ -302,7 +364,9 @@ pub fn route(cfg: &RouteConfig, users: &[String], key: &str, headers: &Headers) 
 /// SES's own `Received:` field: the topmost one whose `by` names an amazonaws.com host, else
 /// simply the topmost (SES prepends it).
 fn ses_received(h: &Headers) -> Option<&str> {
-    h.all("Received").find(|v| v.to_ascii_lowercase().contains("amazonaws.com")).or_else(|| h.first("Received"))
+    h.all("Received")
+        .find(|v| v.to_ascii_lowercase().contains("amazonaws.com"))
+        .or_else(|| h.first("Received"))
 }
 
 struct Resolver<'a> {
@@ -313,14 +377,29 @@ struct Resolver<'a> {
 
 impl<'a> Resolver<'a> {
     fn new(cfg: &'a RouteConfig, users: &'a [String]) -> Self {
-        let mut local_domains: Vec<String> = cfg.local_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-        local_domains.extend(users.iter().filter_map(|u| u.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())));
+        let mut local_domains: Vec<String> = cfg
+            .local_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        local_domains.extend(
+            users
+                .iter()
+                .filter_map(|u| u.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())),
+        );
         local_domains.extend(cfg.aliases.domains().map(str::to_string));
-        Resolver { cfg, users, local_domains }
+        Resolver {
+            cfg,
+            users,
+            local_domains,
+        }
     }
 
     fn user(&self, name: &str) -> Option<String> {
-        self.users.iter().find(|u| u.eq_ignore_ascii_case(name)).cloned()
+        self.users
+            .iter()
+            .find(|u| u.eq_ignore_ascii_case(name))
+            .cloned()
     }
 
     /// Users for an address (or a bare user name). `envelope`: the address comes from the
@@ -334,7 +413,9 @@ impl<'a> Resolver<'a> {
         let Some((local, domain)) = addr.rsplit_once('@') else {
             return vec![];
         };
-        let expand = |targets: &[String]| -> Vec<String> { targets.iter().filter_map(|t| self.user(t)).collect() };
+        let expand = |targets: &[String]| -> Vec<String> {
+            targets.iter().filter_map(|t| self.user(t)).collect()
+        };
         if let Some((_, t)) = self.cfg.aliases.exact.iter().find(|(a, _)| *a == addr) {
             return expand(t);
         }
@@ -379,19 +460,35 @@ X-SES-Spam-Verdict: PASS\r\n\
 X-Not-A-Header: for mallory@example.org\r\n";
 
     fn users() -> Vec<String> {
-        vec!["alice".into(), "dave".into(), "postmaster".into(), "frank@other.example".into()]
+        vec![
+            "alice".into(),
+            "dave".into(),
+            "postmaster".into(),
+            "frank@other.example".into(),
+        ]
     }
 
     fn cfg() -> RouteConfig {
-        RouteConfig { postmaster: Some("postmaster".into()), ..Default::default() }
+        RouteConfig {
+            postmaster: Some("postmaster".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn unfolds_and_stops_at_body_crlf_and_lf() {
-        for data in [SES.to_vec(), String::from_utf8_lossy(SES).replace("\r\n", "\n").into_bytes()] {
+        for data in [
+            SES.to_vec(),
+            String::from_utf8_lossy(SES)
+                .replace("\r\n", "\n")
+                .into_bytes(),
+        ] {
             let h = Headers::parse(&data);
             assert_eq!(h.all("received").count(), 2);
-            assert!(h.first("Received").unwrap().contains("for alice@example.org; Mon"));
+            assert!(h
+                .first("Received")
+                .unwrap()
+                .contains("for alice@example.org; Mon"));
             assert!(h.first("X-Not-A-Header").is_none());
         }
     }
@@ -406,7 +503,10 @@ X-Not-A-Header: for mallory@example.org\r\n";
 
     #[test]
     fn received_for_forms() {
-        assert_eq!(received_for("from a by b for <X@Example.ORG>; Mon").as_deref(), Some("x@example.org"));
+        assert_eq!(
+            received_for("from a by b for <X@Example.ORG>; Mon").as_deref(),
+            Some("x@example.org")
+        );
         assert_eq!(received_for("from a by b with SMTP id 1; Mon"), None);
         assert_eq!(received_for("for"), None);
         assert_eq!(received_for(""), None);
@@ -430,30 +530,59 @@ To: alice@example.org, \"Dave\" <dave@example.org>\r\nCc: alice@example.org, x@g
     fn prefix_header_deliver_to_and_aliases() {
         let h = Headers::parse(SES);
         let mut c = cfg();
-        c.prefixes = vec![("inbound/".into(), "dave".into()), ("inbound/frank/".into(), "frank@other.example".into())];
-        assert_eq!(route(&c, &users(), "inbound/frank/1", &h).unwrap().users, vec!["frank@other.example"]);
-        assert_eq!(route(&c, &users(), "inbound/1", &h).unwrap().reason, RouteReason::Prefix);
+        c.prefixes = vec![
+            ("inbound/".into(), "dave".into()),
+            ("inbound/frank/".into(), "frank@other.example".into()),
+        ];
+        assert_eq!(
+            route(&c, &users(), "inbound/frank/1", &h).unwrap().users,
+            vec!["frank@other.example"]
+        );
+        assert_eq!(
+            route(&c, &users(), "inbound/1", &h).unwrap().reason,
+            RouteReason::Prefix
+        );
         let mut c = cfg();
         c.header = Some("X-Mail-To".into());
         let h2 = Headers::parse(b"X-Mail-To: sales@shop.example\r\n\r\n");
-        c.aliases = Aliases::parse("# comment\nsales@shop.example: alice, dave\n@catch.example: postmaster\n").unwrap();
-        assert_eq!(route(&c, &users(), "k", &h2).unwrap().users, vec!["alice", "dave"]);
+        c.aliases = Aliases::parse(
+            "# comment\nsales@shop.example: alice, dave\n@catch.example: postmaster\n",
+        )
+        .unwrap();
+        assert_eq!(
+            route(&c, &users(), "k", &h2).unwrap().users,
+            vec!["alice", "dave"]
+        );
         let h3 = Headers::parse(b"To: anything@catch.example\r\n\r\n");
-        assert_eq!(route(&c, &users(), "k", &h3).unwrap().users, vec!["postmaster"]);
+        assert_eq!(
+            route(&c, &users(), "k", &h3).unwrap().users,
+            vec!["postmaster"]
+        );
         let mut c = cfg();
         c.deliver_to = Some("alice".into());
-        assert_eq!(route(&c, &users(), "k", &h3).unwrap().reason, RouteReason::DeliverTo);
+        assert_eq!(
+            route(&c, &users(), "k", &h3).unwrap().reason,
+            RouteReason::DeliverTo
+        );
         c.deliver_to = Some("nobody".into());
         assert!(route(&c, &users(), "k", &h3).is_err());
     }
 
     #[test]
     fn subaddress_and_postmaster_and_no_postmaster() {
-        let h = Headers::parse(b"Received: by inbound-smtp.amazonaws.com for alice+news@example.org; x\r\n\r\n");
-        assert_eq!(route(&cfg(), &users(), "k", &h).unwrap().users, vec!["alice"]);
+        let h = Headers::parse(
+            b"Received: by inbound-smtp.amazonaws.com for alice+news@example.org; x\r\n\r\n",
+        );
+        assert_eq!(
+            route(&cfg(), &users(), "k", &h).unwrap().users,
+            vec!["alice"]
+        );
         let h = Headers::parse(b"Subject: nothing\r\n\r\n");
         let r = route(&cfg(), &users(), "k", &h).unwrap();
-        assert_eq!((r.users, r.reason), (vec!["postmaster".to_string()], RouteReason::Postmaster));
+        assert_eq!(
+            (r.users, r.reason),
+            (vec!["postmaster".to_string()], RouteReason::Postmaster)
+        );
         assert!(route(&RouteConfig::default(), &users(), "k", &h).is_err());
     }
 
@@ -461,13 +590,17 @@ To: alice@example.org, \"Dave\" <dave@example.org>\r\nCc: alice@example.org, x@g
     fn verdicts_use_topmost_field() {
         let v = Verdicts::of(&Headers::parse(SES));
         assert!(v.spam && !v.virus);
-        let v = Verdicts::of(&Headers::parse(b"X-SES-Spam-Verdict: PASS\r\nX-SES-Spam-Verdict: FAIL\r\n\r\n"));
+        let v = Verdicts::of(&Headers::parse(
+            b"X-SES-Spam-Verdict: PASS\r\nX-SES-Spam-Verdict: FAIL\r\n\r\n",
+        ));
         assert!(!v.spam);
     }
 
     #[test]
     fn aliases_errors_name_the_line() {
-        assert!(Aliases::parse("ok@x.example: a\nbroken line\n").unwrap_err().contains("line 2"));
+        assert!(Aliases::parse("ok@x.example: a\nbroken line\n")
+            .unwrap_err()
+            .contains("line 2"));
         assert!(Aliases::parse("a@x.example:\n").is_err());
         assert!(Aliases::parse("@: a\n").is_err());
     }

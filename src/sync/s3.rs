@@ -33,7 +33,11 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { attempts: 5, base: Duration::from_millis(250), max: Duration::from_secs(8) }
+        Retry {
+            attempts: 5,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(8),
+        }
     }
 }
 
@@ -72,7 +76,11 @@ impl std::fmt::Debug for S3Config {
 pub enum S3Error {
     /// S3 answered with an error document or status that retrying will not fix (403, 404, …):
     /// `code` is S3's error code (e.g. `SignatureDoesNotMatch`) or `HTTP <status>`.
-    Fatal { status: u16, code: String, message: String },
+    Fatal {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// Still failing after the retries: 5xx, throttling, timeouts, resets, bad bodies.
     Transient(String),
     /// The body is larger than the cap.
@@ -82,7 +90,11 @@ pub enum S3Error {
 impl std::fmt::Display for S3Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            S3Error::Fatal { status, code, message } => {
+            S3Error::Fatal {
+                status,
+                code,
+                message,
+            } => {
                 write!(f, "{code} (HTTP {status})")?;
                 if !message.is_empty() {
                     write!(f, ": {message}")?;
@@ -90,10 +102,16 @@ impl std::fmt::Display for S3Error {
                 match code.as_str() {
                     "SignatureDoesNotMatch" => write!(f, " — check the secret access key"),
                     "InvalidAccessKeyId" => write!(f, " — check the access key id"),
-                    "ExpiredToken" | "TokenRefreshRequired" => write!(f, " — the session token has expired"),
-                    "AccessDenied" => write!(f, " — check the IAM policy (s3:ListBucket, s3:GetObject)"),
+                    "ExpiredToken" | "TokenRefreshRequired" => {
+                        write!(f, " — the session token has expired")
+                    }
+                    "AccessDenied" => {
+                        write!(f, " — check the IAM policy (s3:ListBucket, s3:GetObject)")
+                    }
                     "NoSuchBucket" => write!(f, " — check --s3-bucket and --s3-region"),
-                    "PermanentRedirect" | "AuthorizationHeaderMalformed" => write!(f, " — check --s3-region"),
+                    "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
+                        write!(f, " — check --s3-region")
+                    }
                     _ => Ok(()),
                 }
             }
@@ -143,15 +161,26 @@ pub fn parse_error_document(body: &str) -> (Option<String>, Option<String>) {
         let close = format!("</{name}>");
         let start = body.find(&open)? + open.len();
         let len = body.get(start..)?.find(&close)?;
-        body.get(start..start + len).map(|s| s.trim().chars().take(300).collect::<String>())
+        body.get(start..start + len)
+            .map(|s| s.trim().chars().take(300).collect::<String>())
     };
     (field("Code"), field("Message"))
 }
 
 impl S3Client {
     pub fn new(cfg: S3Config) -> Result<S3Client, String> {
-        let bucket = Bucket::new(cfg.endpoint.clone(), cfg.style, cfg.bucket.clone(), cfg.region.clone())
-            .map_err(|e| format!("S3 endpoint {} with bucket {:?}: {e:?}", cfg.endpoint, cfg.bucket))?;
+        let bucket = Bucket::new(
+            cfg.endpoint.clone(),
+            cfg.style,
+            cfg.bucket.clone(),
+            cfg.region.clone(),
+        )
+        .map_err(|e| {
+            format!(
+                "S3 endpoint {} with bucket {:?}: {e:?}",
+                cfg.endpoint, cfg.bucket
+            )
+        })?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(cfg.timeout))
@@ -162,7 +191,12 @@ impl S3Client {
             .user_agent(concat!("pimap/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(S3Client { agent, bucket, cfg, sleep: std::thread::sleep })
+        Ok(S3Client {
+            agent,
+            bucket,
+            cfg,
+            sleep: std::thread::sleep,
+        })
     }
 
     /// Replace the sleep used between retries (tests).
@@ -190,35 +224,67 @@ impl S3Client {
                 Attempt::Retry(m) => last = m,
             }
         }
-        Err(S3Error::Transient(format!("{what}: {last} (gave up after {attempts} attempts)")))
+        Err(S3Error::Transient(format!(
+            "{what}: {last} (gave up after {attempts} attempts)"
+        )))
     }
 
     /// Classify a non-2xx response: retry 5xx / 429 / SlowDown, fail the rest with S3's code.
     fn classify<T>(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> Attempt<T> {
-        let body = resp.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
         let (code, message) = parse_error_document(&body);
         let code_s = code.clone().unwrap_or_else(|| format!("HTTP {status}"));
-        if status >= 500 || status == 429 || matches!(code.as_deref(), Some("SlowDown" | "RequestTimeout" | "InternalError")) {
+        if status >= 500
+            || status == 429
+            || matches!(
+                code.as_deref(),
+                Some("SlowDown" | "RequestTimeout" | "InternalError")
+            )
+        {
             Attempt::Retry(format!("{code_s} (HTTP {status})"))
         } else {
-            Attempt::Fail(S3Error::Fatal { status, code: code_s, message: message.unwrap_or_default() })
+            Attempt::Fail(S3Error::Fatal {
+                status,
+                code: code_s,
+                message: message.unwrap_or_default(),
+            })
         }
     }
 
     fn transport<T>(e: ureq::Error) -> Attempt<T> {
         match e {
             // Configuration problems, not the network: retrying won't help.
-            ureq::Error::BadUri(m) => Attempt::Fail(S3Error::Fatal { status: 0, code: "BadUri".into(), message: m }),
-            ureq::Error::HostNotFound => {
-                Attempt::Fail(S3Error::Fatal { status: 0, code: "HostNotFound".into(), message: "check --s3-endpoint".into() })
-            }
-            ureq::Error::Tls(m) => Attempt::Fail(S3Error::Fatal { status: 0, code: "TLS".into(), message: m.into() }),
+            ureq::Error::BadUri(m) => Attempt::Fail(S3Error::Fatal {
+                status: 0,
+                code: "BadUri".into(),
+                message: m,
+            }),
+            ureq::Error::HostNotFound => Attempt::Fail(S3Error::Fatal {
+                status: 0,
+                code: "HostNotFound".into(),
+                message: "check --s3-endpoint".into(),
+            }),
+            ureq::Error::Tls(m) => Attempt::Fail(S3Error::Fatal {
+                status: 0,
+                code: "TLS".into(),
+                message: m.into(),
+            }),
             other => Attempt::Retry(format!("transport error: {other}")),
         }
     }
 
     /// One ListObjectsV2 page under `prefix`, after `token`.
-    pub fn list_page(&self, prefix: &str, token: Option<&str>, max_keys: usize) -> Result<Page, S3Error> {
+    pub fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: usize,
+    ) -> Result<Page, S3Error> {
         self.retrying("ListObjectsV2", || {
             let mut action = ListObjectsV2::new(&self.bucket, Some(&self.cfg.credentials));
             if !prefix.is_empty() {
@@ -237,7 +303,12 @@ impl S3Client {
             if status != 200 {
                 return Self::classify(status, &mut resp);
             }
-            let body = match resp.body_mut().with_config().limit(MAX_SMALL_BODY).read_to_string() {
+            let body = match resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_SMALL_BODY)
+                .read_to_string()
+            {
                 Ok(b) => b,
                 Err(e) => return Attempt::Retry(format!("reading the listing: {e}")),
             };
@@ -246,10 +317,17 @@ impl S3Client {
                     let objects = parsed
                         .contents
                         .into_iter()
-                        .map(|c| Listed { key: c.key, etag: c.etag, size: c.size })
+                        .map(|c| Listed {
+                            key: c.key,
+                            etag: c.etag,
+                            size: c.size,
+                        })
                         .collect();
                     // A truncated listing without a token would loop forever: treat it as the end.
-                    Attempt::Done(Page { objects, next: parsed.next_continuation_token.filter(|t| !t.is_empty()) })
+                    Attempt::Done(Page {
+                        objects,
+                        next: parsed.next_continuation_token.filter(|t| !t.is_empty()),
+                    })
                 }
                 Err(e) => Attempt::Retry(format!("unparsable listing: {e}")),
             }
@@ -271,14 +349,22 @@ impl S3Client {
             if status != 200 {
                 return Self::classify(status, &mut resp);
             }
-            let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let declared = resp.body().content_length();
             if let Some(n) = declared.filter(|n| *n > max_size) {
                 return Attempt::Fail(S3Error::TooLarge(n));
             }
             let mut data = Vec::with_capacity(declared.unwrap_or(0).min(max_size) as usize);
             let mut hasher = Md5::new();
-            let mut reader = resp.body_mut().with_config().limit(max_size.saturating_add(1)).reader();
+            let mut reader = resp
+                .body_mut()
+                .with_config()
+                .limit(max_size.saturating_add(1))
+                .reader();
             let mut buf = [0u8; 64 * 1024];
             loop {
                 match reader.read(&mut buf) {
@@ -306,14 +392,20 @@ impl S3Client {
                     return Attempt::Retry("body does not match its ETag (MD5)".into());
                 }
             }
-            Attempt::Done(Object { data, etag: etag.clone() })
+            Attempt::Done(Object {
+                data,
+                etag: etag.clone(),
+            })
         })
     }
 
     /// DELETE `key` (404 counts as done: deleting is idempotent).
     pub fn delete(&self, key: &str) -> Result<(), S3Error> {
         self.retrying(&format!("DELETE {key:?}"), || {
-            let url = self.bucket.delete_object(Some(&self.cfg.credentials), key).sign(SIGN_FOR);
+            let url = self
+                .bucket
+                .delete_object(Some(&self.cfg.credentials), key)
+                .sign(SIGN_FOR);
             match self.agent.delete(url.as_str()).call() {
                 Ok(mut r) => match r.status().as_u16() {
                     200..=299 | 404 => Attempt::Done(()),
@@ -330,18 +422,32 @@ impl S3Client {
         let source = format!("{}/{}", self.cfg.bucket, encode_copy_source(from));
         self.retrying(&format!("COPY {from:?}"), || {
             let mut action = self.bucket.put_object(Some(&self.cfg.credentials), to);
-            action.headers_mut().insert("x-amz-copy-source", source.clone());
+            action
+                .headers_mut()
+                .insert("x-amz-copy-source", source.clone());
             let url = action.sign(SIGN_FOR);
-            match self.agent.put(url.as_str()).header("x-amz-copy-source", &source).send_empty() {
+            match self
+                .agent
+                .put(url.as_str())
+                .header("x-amz-copy-source", &source)
+                .send_empty()
+            {
                 Ok(mut r) => {
                     let status = r.status().as_u16();
                     if status != 200 {
                         return Self::classify(status, &mut r);
                     }
                     // CopyObject can answer 200 with an error document in the body.
-                    let body = r.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default();
+                    let body = r
+                        .body_mut()
+                        .with_config()
+                        .limit(64 * 1024)
+                        .read_to_string()
+                        .unwrap_or_default();
                     match parse_error_document(&body) {
-                        (Some(code), _) if body.contains("<Error>") => Attempt::Retry(format!("copy failed: {code}")),
+                        (Some(code), _) if body.contains("<Error>") => {
+                            Attempt::Retry(format!("copy failed: {code}"))
+                        }
                         _ => Attempt::Done(()),
                     }
                 }
@@ -353,7 +459,10 @@ impl S3Client {
     /// PUT an object (tests and benchmarks seed buckets with it).
     pub fn put(&self, key: &str, data: &[u8]) -> Result<(), S3Error> {
         self.retrying(&format!("PUT {key:?}"), || {
-            let url = self.bucket.put_object(Some(&self.cfg.credentials), key).sign(SIGN_FOR);
+            let url = self
+                .bucket
+                .put_object(Some(&self.cfg.credentials), key)
+                .sign(SIGN_FOR);
             match self.agent.put(url.as_str()).send(data) {
                 Ok(mut r) => match r.status().as_u16() {
                     200..=299 => Attempt::Done(()),
@@ -367,12 +476,17 @@ impl S3Client {
     /// Create the bucket (tests and benchmarks); an existing bucket of ours is fine.
     pub fn create_bucket(&self) -> Result<(), S3Error> {
         self.retrying("CreateBucket", || {
-            let url = self.bucket.create_bucket(&self.cfg.credentials).sign(SIGN_FOR);
+            let url = self
+                .bucket
+                .create_bucket(&self.cfg.credentials)
+                .sign(SIGN_FOR);
             match self.agent.put(url.as_str()).send_empty() {
                 Ok(mut r) => match r.status().as_u16() {
                     200..=299 => Attempt::Done(()),
                     s => match Self::classify::<()>(s, &mut r) {
-                        Attempt::Fail(S3Error::Fatal { code, .. }) if code == "BucketAlreadyOwnedByYou" => {
+                        Attempt::Fail(S3Error::Fatal { code, .. })
+                            if code == "BucketAlreadyOwnedByYou" =>
+                        {
                             Attempt::Done(())
                         }
                         other => other,
@@ -409,13 +523,21 @@ mod tests {
         assert!(m.unwrap().starts_with("The request"));
         assert_eq!(parse_error_document("<Code>x"), (None, None));
         assert_eq!(parse_error_document(""), (None, None));
-        let e = S3Error::Fatal { status: 403, code: "SignatureDoesNotMatch".into(), message: String::new() };
+        let e = S3Error::Fatal {
+            status: 403,
+            code: "SignatureDoesNotMatch".into(),
+            message: String::new(),
+        };
         assert!(e.to_string().contains("secret access key"));
     }
 
     #[test]
     fn backoff_is_bounded() {
-        let r = Retry { attempts: 10, base: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let r = Retry {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         assert_eq!(r.delay(0), Duration::from_millis(100));
         assert_eq!(r.delay(2), Duration::from_millis(400));
         assert_eq!(r.delay(30), Duration::from_secs(1));
