@@ -168,7 +168,7 @@ fn authenticate(c: &mut Cursor) -> PResult<Command> {
     let mut initial = None;
     if !c.at_end() {
         c.sp("after the SASL mechanism")?;
-        let ir = c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+        let ir = c.take_while(|b| !matches!(b, b' ' | b'\r' | b'\n'));
         if ir.is_empty() {
             return Err(format!("Expected a base64 initial response, found {}", c.found()));
         }

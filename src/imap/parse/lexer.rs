@@ -74,8 +74,15 @@ impl<'a> Cursor<'a> {
             return "end of line".to_string();
         }
         let rest = self.rest();
-        let n = rest.iter().position(|&b| b == b' ' || b == b'\r' || b == b'\n').unwrap_or(rest.len()).clamp(1, 20);
-        format!("\"{}\"", show(&rest[..n.min(rest.len())]))
+        let line = &rest[..rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len())];
+        if line.len() > 20 {
+            format!("\"{}...\"", show(&line[..20]))
+        } else if line.is_empty() {
+            // A CR or LF that is not the end of the command.
+            format!("\"{}\"", show(&rest[..1]))
+        } else {
+            format!("\"{}\"", show(line))
+        }
     }
 
     pub(crate) fn eat(&mut self, b: u8) -> bool {
