@@ -32,20 +32,29 @@ struct Dovecot {
 
 impl Dovecot {
     fn start() -> Option<Dovecot> {
-        if Command::new("doveadm").arg("-h").output().is_err() || Command::new("dovecot").arg("--version").output().is_err()
+        if Command::new("doveadm").arg("-h").output().is_err()
+            || Command::new("dovecot").arg("--version").output().is_err()
         {
             eprintln!("NOTE: doveadm/dovecot not installed; skipping the Dovecot interop test");
             return None;
         }
         let (uid, gid, user_name) = mail_user();
-        let dir = std::env::temp_dir().join(format!("pimap-dovecot-{}-{}", std::process::id(), now_nanos()));
+        let dir = std::env::temp_dir().join(format!(
+            "pimap-dovecot-{}-{}",
+            std::process::id(),
+            now_nanos()
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("run")).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let home = dir.join("home");
         fs::create_dir_all(&home).unwrap();
         chown_r(&home, uid, gid);
-        fs::write(dir.join("passwd"), format!("{USER}:{{PLAIN}}pw:{uid}:{gid}::{}::\n", home.display())).unwrap();
+        fs::write(
+            dir.join("passwd"),
+            format!("{USER}:{{PLAIN}}pw:{uid}:{gid}::{}::\n", home.display()),
+        )
+        .unwrap();
         let d = dir.display();
         let internal = if nix::unistd::getuid().is_root() {
             String::new()
@@ -62,12 +71,29 @@ impl Dovecot {
         );
         let conf_path = dir.join("dovecot.conf");
         fs::write(&conf_path, conf).unwrap();
-        let st = Command::new("dovecot").arg("-c").arg(&conf_path).status().unwrap();
-        assert!(st.success(), "dovecot failed to start: {}", fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default());
-        let dv = Dovecot { dir: dir.clone(), conf: conf_path, home, uid, gid };
+        let st = Command::new("dovecot")
+            .arg("-c")
+            .arg(&conf_path)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "dovecot failed to start: {}",
+            fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
+        );
+        let dv = Dovecot {
+            dir: dir.clone(),
+            conf: conf_path,
+            home,
+            uid,
+            gid,
+        };
         let t = Instant::now();
         while !dir.join("run/auth-userdb").exists() {
-            assert!(t.elapsed() < Duration::from_secs(15), "dovecot auth socket never appeared");
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "dovecot auth socket never appeared"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(dv)
@@ -104,29 +130,71 @@ impl Dovecot {
 
     /// (mailbox, uid) → (flags without \Recent, RFC822.SIZE), as Dovecot sees it.
     fn fetch_all(&self) -> BTreeMap<(String, u32), (BTreeSet<String>, u64)> {
-        let out = self.doveadm(&["-f", "tab", "fetch", "-u", USER, "mailbox uid flags size.virtual", "all"], None);
+        let out = self.doveadm(
+            &[
+                "-f",
+                "tab",
+                "fetch",
+                "-u",
+                USER,
+                "mailbox uid flags size.virtual",
+                "all",
+            ],
+            None,
+        );
         let mut map = BTreeMap::new();
         for line in out.lines().skip(1).filter(|l| !l.is_empty()) {
             let cols: Vec<&str> = line.split('\t').collect();
             assert_eq!(cols.len(), 4, "unexpected doveadm line {line:?}");
-            let flags = cols[2].split(' ').filter(|f| !f.is_empty() && *f != "\\Recent").map(str::to_string).collect();
-            map.insert((to_mutf7(cols[0]), cols[1].parse().unwrap()), (flags, cols[3].parse().unwrap()));
+            let flags = cols[2]
+                .split(' ')
+                .filter(|f| !f.is_empty() && *f != "\\Recent")
+                .map(str::to_string)
+                .collect();
+            map.insert(
+                (to_mutf7(cols[0]), cols[1].parse().unwrap()),
+                (flags, cols[3].parse().unwrap()),
+            );
         }
         map
     }
 
     /// mailbox → (uidvalidity, uidnext, messages).
     fn status_all(&self) -> BTreeMap<String, (u32, u32, u32)> {
-        let out = self.doveadm(&["-f", "tab", "mailbox", "status", "-u", USER, "uidvalidity uidnext messages", "*"], None);
+        let out = self.doveadm(
+            &[
+                "-f",
+                "tab",
+                "mailbox",
+                "status",
+                "-u",
+                USER,
+                "uidvalidity uidnext messages",
+                "*",
+            ],
+            None,
+        );
         let mut lines = out.lines();
         let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
         let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
-        let (m, v, n, c) = (col("mailbox"), col("uidvalidity"), col("uidnext"), col("messages"));
+        let (m, v, n, c) = (
+            col("mailbox"),
+            col("uidvalidity"),
+            col("uidnext"),
+            col("messages"),
+        );
         lines
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let cols: Vec<&str> = l.split('\t').collect();
-                (to_mutf7(cols[m]), (cols[v].parse().unwrap(), cols[n].parse().unwrap(), cols[c].parse().unwrap()))
+                (
+                    to_mutf7(cols[m]),
+                    (
+                        cols[v].parse().unwrap(),
+                        cols[n].parse().unwrap(),
+                        cols[c].parse().unwrap(),
+                    ),
+                )
             })
             .collect()
     }
@@ -136,7 +204,11 @@ impl Dovecot {
         if subscribed {
             args.push("-s");
         }
-        self.doveadm(&args, None).lines().filter(|l| !l.is_empty()).map(to_mutf7).collect()
+        self.doveadm(&args, None)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(to_mutf7)
+            .collect()
     }
 
     /// Give the files back to the mail uid after pimap (running as root) wrote some.
@@ -148,26 +220,43 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         // Stops only the instance this test started (its master.pid in our base_dir).
-        let _ = Command::new("doveadm").arg("-c").arg(&self.conf).arg("stop").output();
+        let _ = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .output();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
 fn now_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
 }
 
 /// The uid/gid (and user name) that owns the mail; see the module comment.
 fn mail_user() -> (u32, u32, String) {
     use nix::unistd::{getgid, getuid, User};
     if !getuid().is_root() {
-        let name = User::from_uid(getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
+        let name = User::from_uid(getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default();
         return (getuid().as_raw(), getgid().as_raw(), name);
     }
     let find = || User::from_name("pimaptest").ok().flatten();
     if find().is_none() {
         let _ = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pimaptest"])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "pimaptest",
+            ])
             .status();
     }
     match find() {
@@ -215,7 +304,10 @@ fn flag_names(f: &Flags) -> BTreeSet<String> {
 #[allow(clippy::type_complexity)]
 fn pimap_view(
     store: &UserStore,
-) -> (BTreeMap<(String, u32), (BTreeSet<String>, u64)>, BTreeMap<String, (u32, u32, u32)>) {
+) -> (
+    BTreeMap<(String, u32), (BTreeSet<String>, u64)>,
+    BTreeMap<String, (u32, u32, u32)>,
+) {
     let mut msgs = BTreeMap::new();
     let mut status = BTreeMap::new();
     for e in store.list().unwrap().into_iter().filter(|e| !e.nonexistent) {
@@ -223,13 +315,19 @@ fn pimap_view(
         for m in mb.messages() {
             msgs.insert((e.name.clone(), m.uid), (flag_names(&m.flags), m.size));
         }
-        status.insert(e.name.clone(), (mb.uid_validity(), mb.uid_next(), mb.messages().len() as u32));
+        status.insert(
+            e.name.clone(),
+            (mb.uid_validity(), mb.uid_next(), mb.messages().len() as u32),
+        );
     }
     (msgs, status)
 }
 
 fn fl(system: u8, k: &[&str]) -> Flags {
-    Flags { system, keywords: k.iter().map(|s| s.to_string()).collect() }
+    Flags {
+        system,
+        keywords: k.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 #[test]
@@ -245,30 +343,114 @@ fn dovecot_and_pimap_agree_both_ways() {
     ] {
         dv.doveadm(&["save", "-u", USER, "-m", mb], Some(body.as_bytes()));
     }
-    dv.doveadm(&["mailbox", "create", "-u", USER, "-s", "A.B", "Sent", "Entwürfe"], None);
-    dv.doveadm(&["save", "-u", USER, "-m", "A.B"], Some(b"Subject: ab\n\nin a.b\n"));
-    dv.doveadm(&["flags", "add", "-u", USER, "\\Seen $Work Later", "mailbox", "INBOX", "uid", "1"], None);
-    dv.doveadm(&["flags", "add", "-u", USER, "\\Deleted \\Flagged Later", "mailbox", "INBOX", "uid", "2"], None);
-    dv.doveadm(&["flags", "add", "-u", USER, "\\Answered $Forwarded", "mailbox", "A.B", "uid", "1"], None);
-    dv.doveadm(&["expunge", "-u", USER, "mailbox", "INBOX", "uid", "3"], None);
+    dv.doveadm(
+        &[
+            "mailbox",
+            "create",
+            "-u",
+            USER,
+            "-s",
+            "A.B",
+            "Sent",
+            "Entwürfe",
+        ],
+        None,
+    );
+    dv.doveadm(
+        &["save", "-u", USER, "-m", "A.B"],
+        Some(b"Subject: ab\n\nin a.b\n"),
+    );
+    dv.doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            USER,
+            "\\Seen $Work Later",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "1",
+        ],
+        None,
+    );
+    dv.doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            USER,
+            "\\Deleted \\Flagged Later",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "2",
+        ],
+        None,
+    );
+    dv.doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            USER,
+            "\\Answered $Forwarded",
+            "mailbox",
+            "A.B",
+            "uid",
+            "1",
+        ],
+        None,
+    );
+    dv.doveadm(
+        &["expunge", "-u", USER, "mailbox", "INBOX", "uid", "3"],
+        None,
+    );
 
     let d_msgs = dv.fetch_all();
     let d_status = dv.status_all();
     let d_subs = dv.list(true);
     let store = UserStore::open(&dv.maildir()).unwrap();
     let (p_msgs, p_status) = pimap_view(&store);
-    assert_eq!(p_msgs, d_msgs, "messages/flags/sizes differ after Dovecot wrote");
-    assert_eq!(p_status, d_status, "UIDVALIDITY/UIDNEXT/counts differ after Dovecot wrote");
+    assert_eq!(
+        p_msgs, d_msgs,
+        "messages/flags/sizes differ after Dovecot wrote"
+    );
+    assert_eq!(
+        p_status, d_status,
+        "UIDVALIDITY/UIDNEXT/counts differ after Dovecot wrote"
+    );
     let p_list: BTreeSet<String> = store.list().unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(p_list, dv.list(false));
-    assert_eq!(store.subscriptions().unwrap().into_iter().collect::<BTreeSet<_>>(), d_subs);
-    assert!(d_msgs.contains_key(&("INBOX".to_string(), 4)) && !d_msgs.contains_key(&("INBOX".to_string(), 3)));
+    assert_eq!(
+        store
+            .subscriptions()
+            .unwrap()
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        d_subs
+    );
+    assert!(
+        d_msgs.contains_key(&("INBOX".to_string(), 4))
+            && !d_msgs.contains_key(&("INBOX".to_string(), 3))
+    );
 
     // ---- Phase B: pimap writes, Dovecot reads. ----
     let mut inbox = store.open_mailbox("INBOX", false).unwrap();
-    let u_new = inbox.append(b"Subject: from pimap\n\nhi\n", &fl(flag::FLAGGED, &["Ourkw", "$Forwarded"]), Some(1_600_000_000)).unwrap();
-    assert_eq!(u_new, 5, "UID 3 was expunged by Dovecot and must not be reused");
-    inbox.set_flags(1, &fl(flag::SEEN | flag::ANSWERED, &["$Work", "NewKw"])).unwrap();
+    let u_new = inbox
+        .append(
+            b"Subject: from pimap\n\nhi\n",
+            &fl(flag::FLAGGED, &["Ourkw", "$Forwarded"]),
+            Some(1_600_000_000),
+        )
+        .unwrap();
+    assert_eq!(
+        u_new, 5,
+        "UID 3 was expunged by Dovecot and must not be reused"
+    );
+    inbox
+        .set_flags(1, &fl(flag::SEEN | flag::ANSWERED, &["$Work", "NewKw"]))
+        .unwrap();
     store.create("Ours.Sub").unwrap();
     store.set_subscribed("Ours.Sub", true).unwrap();
     store.set_subscribed("Sent", false).unwrap();
@@ -278,41 +460,98 @@ fn dovecot_and_pimap_agree_both_ways() {
     assert_eq!(pairs, vec![(1, 1), (5, 2)]);
     let mut ab = store.open_mailbox("A.B", false).unwrap();
     assert_eq!(ab.expunge(&[1]).unwrap(), vec![1]);
-    pimap::store::deliver(&dv.maildir(), "ses-interop-1", b"Subject: s3\r\n\r\ndelivered\r\n").unwrap();
+    pimap::store::deliver(
+        &dv.maildir(),
+        "ses-interop-1",
+        b"Subject: s3\r\n\r\ndelivered\r\n",
+    )
+    .unwrap();
     inbox.refresh().unwrap();
-    ab.append(b"Subject: ab2\n\nsecond\n", &Flags::default(), None).unwrap();
+    ab.append(b"Subject: ab2\n\nsecond\n", &Flags::default(), None)
+        .unwrap();
     // EXAMINE-style open must not have changed anything Dovecot cares about.
-    assert!(matches!(store.open_mailbox("Nope", false), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.open_mailbox("Nope", false),
+        Err(StoreError::NotFound(_))
+    ));
 
     dv.hand_back();
     let d_msgs = dv.fetch_all();
     let d_status = dv.status_all();
     let (p_msgs, p_status) = pimap_view(&store);
-    assert_eq!(p_msgs, d_msgs, "messages/flags/sizes differ after pimap wrote");
-    assert_eq!(p_status, d_status, "UIDVALIDITY/UIDNEXT/counts differ after pimap wrote");
+    assert_eq!(
+        p_msgs, d_msgs,
+        "messages/flags/sizes differ after pimap wrote"
+    );
+    assert_eq!(
+        p_status, d_status,
+        "UIDVALIDITY/UIDNEXT/counts differ after pimap wrote"
+    );
     let key = |m: &str, u: u32| (m.to_string(), u);
     assert_eq!(
         d_msgs[&key("INBOX", 5)].0,
-        ["\\Flagged", "Ourkw", "$Forwarded"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
+        ["\\Flagged", "Ourkw", "$Forwarded"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
     );
     assert!(d_msgs[&key("INBOX", 1)].0.contains("NewKw"));
     assert_eq!(d_msgs[&key("Ours.Sub", 1)].0, d_msgs[&key("INBOX", 1)].0);
-    assert!(d_msgs.contains_key(&key("INBOX", 6)), "delivered message has UID 6 for Dovecot too");
+    assert!(
+        d_msgs.contains_key(&key("INBOX", 6)),
+        "delivered message has UID 6 for Dovecot too"
+    );
     assert!(!d_msgs.contains_key(&key("A.B", 1)));
     assert!(d_msgs.contains_key(&key("A.B", 2)));
     let subs = dv.list(true);
-    assert!(subs.contains("Ours.Sub") && !subs.contains("Sent"), "{subs:?}");
+    assert!(
+        subs.contains("Ours.Sub") && !subs.contains("Sent"),
+        "{subs:?}"
+    );
     assert!(dv.list(false).contains("Ours.Sub"));
 
     // Dovecot reads the message pimap appended byte for byte.
-    let body = dv.doveadm(&["fetch", "-u", USER, "text", "mailbox", "INBOX", "uid", "5"], None);
+    let body = dv.doveadm(
+        &["fetch", "-u", USER, "text", "mailbox", "INBOX", "uid", "5"],
+        None,
+    );
     assert!(body.contains("hi"), "{body}");
-    let date = dv.doveadm(&["-f", "tab", "fetch", "-u", USER, "date.received", "mailbox", "INBOX", "uid", "5"], None);
+    let date = dv.doveadm(
+        &[
+            "-f",
+            "tab",
+            "fetch",
+            "-u",
+            USER,
+            "date.received",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "5",
+        ],
+        None,
+    );
     assert!(date.contains("2020-09-13"), "INTERNALDATE not kept: {date}");
 
     // ---- And back: Dovecot changes flags on pimap's messages; pimap sees them. ----
-    dv.doveadm(&["flags", "replace", "-u", USER, "\\Draft Ourkw", "mailbox", "Ours.Sub", "uid", "2"], None);
+    dv.doveadm(
+        &[
+            "flags",
+            "replace",
+            "-u",
+            USER,
+            "\\Draft Ourkw",
+            "mailbox",
+            "Ours.Sub",
+            "uid",
+            "2",
+        ],
+        None,
+    );
     ours.refresh().unwrap();
     let m = ours.messages().iter().find(|m| m.uid == 2).unwrap();
-    assert_eq!(flag_names(&m.flags), ["\\Draft", "Ourkw"].iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        flag_names(&m.flags),
+        ["\\Draft", "Ourkw"].iter().map(|s| s.to_string()).collect()
+    );
 }

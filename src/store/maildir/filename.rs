@@ -42,7 +42,11 @@ pub fn split(name: &str) -> FileName<'_> {
                 has_info: true,
             }
         }
-        None => FileName { base: name, letters: "", has_info: false },
+        None => FileName {
+            base: name,
+            letters: "",
+            has_info: false,
+        },
     }
 }
 
@@ -88,7 +92,9 @@ pub fn decode_letters(letters: &str) -> Letters {
                     out.keyword_indexes.push(i);
                 }
             }
-            c if c.is_ascii_graphic() && c != ',' && !out.unknown.contains(c) => out.unknown.push(c),
+            c if c.is_ascii_graphic() && c != ',' && !out.unknown.contains(c) => {
+                out.unknown.push(c)
+            }
             _ => {}
         }
     }
@@ -118,7 +124,11 @@ pub fn encode_letters(l: &Letters) -> String {
             v.push((b'a' + i as u8) as char);
         }
     }
-    v.extend(l.unknown.chars().filter(|c| c.is_ascii_graphic() && *c != ','));
+    v.extend(
+        l.unknown
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && *c != ','),
+    );
     v.sort_unstable();
     v.dedup();
     v.into_iter().collect()
@@ -205,7 +215,10 @@ mod tests {
     #[test]
     fn letters_round_trip_keeps_unknown() {
         let l = decode_letters("DFPRSTacZ9");
-        assert_eq!(l.system, flag::DRAFT | flag::FLAGGED | flag::ANSWERED | flag::SEEN | flag::DELETED);
+        assert_eq!(
+            l.system,
+            flag::DRAFT | flag::FLAGGED | flag::ANSWERED | flag::SEEN | flag::DELETED
+        );
         assert!(l.passed);
         assert_eq!(l.keyword_indexes, vec![0, 2]);
         assert_eq!(l.unknown, "Z9");
@@ -218,7 +231,12 @@ mod tests {
 
     #[test]
     fn encoded_in_ascii_order() {
-        let l = Letters { system: flag::SEEN | flag::ANSWERED, passed: true, keyword_indexes: vec![3, 1], unknown: String::new() };
+        let l = Letters {
+            system: flag::SEEN | flag::ANSWERED,
+            passed: true,
+            keyword_indexes: vec![3, 1],
+            unknown: String::new(),
+        };
         assert_eq!(encode_letters(&l), "PRSbd");
     }
 

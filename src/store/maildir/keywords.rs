@@ -22,7 +22,8 @@ pub fn valid_keyword(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 128
         && k.bytes().all(|b| {
-            (0x21..0x7f).contains(&b) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+            (0x21..0x7f).contains(&b)
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
         })
 }
 
@@ -60,7 +61,9 @@ impl Keywords {
 
     /// The keyword for a letter index.
     pub fn get(&self, index: usize) -> Option<&str> {
-        self.by_index.get(&u32::try_from(index).ok()?).map(String::as_str)
+        self.by_index
+            .get(&u32::try_from(index).ok()?)
+            .map(String::as_str)
     }
 
     /// The letter index of a keyword (case-insensitive), if it has one.
@@ -77,14 +80,20 @@ impl Keywords {
         if let Some(i) = self.index_of(kw) {
             return Ok(i);
         }
-        let free = (0..MAX_LETTERS as u32).find(|i| !self.by_index.contains_key(i)).ok_or(TooMany)?;
+        let free = (0..MAX_LETTERS as u32)
+            .find(|i| !self.by_index.contains_key(i))
+            .ok_or(TooMany)?;
         self.by_index.insert(free, kw.to_string());
         Ok(free as usize)
     }
 
     /// Keywords with letters, in index order.
     pub fn all(&self) -> Vec<String> {
-        self.by_index.iter().filter(|(i, _)| (**i as usize) < MAX_LETTERS).map(|(_, w)| w.clone()).collect()
+        self.by_index
+            .iter()
+            .filter(|(i, _)| (**i as usize) < MAX_LETTERS)
+            .map(|(_, w)| w.clone())
+            .collect()
     }
 }
 

@@ -34,10 +34,26 @@ impl DotLock {
         let start = Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&lock) {
-                Ok(file) => return Ok(DotLock { lock, target: target.to_path_buf(), file: Some(file) }),
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&lock)
+            {
+                Ok(file) => {
+                    return Ok(DotLock {
+                        lock,
+                        target: target.to_path_buf(),
+                        file: Some(file),
+                    })
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::Io(format!("creating lock {}", lock.display()), e)),
+                Err(e) => {
+                    return Err(StoreError::Io(
+                        format!("creating lock {}", lock.display()),
+                        e,
+                    ))
+                }
             }
             // Someone holds it: stale?
             if let Ok(md) = std::fs::symlink_metadata(&lock) {
@@ -47,7 +63,11 @@ impl DotLock {
                     .and_then(|m| SystemTime::now().duration_since(m).ok())
                     .unwrap_or_default();
                 if age > stale {
-                    log::warn!("overriding stale lock {} ({}s old)", lock.display(), age.as_secs());
+                    log::warn!(
+                        "overriding stale lock {} ({}s old)",
+                        lock.display(),
+                        age.as_secs()
+                    );
                     let _ = std::fs::remove_file(&lock);
                     continue;
                 }
@@ -55,7 +75,10 @@ impl DotLock {
                 continue; // vanished meanwhile: retry at once
             }
             if start.elapsed() >= timeout {
-                return Err(StoreError::Locked(format!("{} is held by another process", lock.display())));
+                return Err(StoreError::Locked(format!(
+                    "{} is held by another process",
+                    lock.display()
+                )));
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(100));
@@ -111,7 +134,10 @@ mod tests {
         assert!(!dir.join("f.lock").exists());
         // A stale lock is overridden.
         let f = std::fs::File::create(dir.join("f.lock")).unwrap();
-        f.set_times(std::fs::FileTimes::new().set_modified(SystemTime::now() - Duration::from_secs(200))).unwrap();
+        f.set_times(
+            std::fs::FileTimes::new().set_modified(SystemTime::now() - Duration::from_secs(200)),
+        )
+        .unwrap();
         let l = DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER).unwrap();
         l.replace(b"newer").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"newer");

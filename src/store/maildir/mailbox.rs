@@ -97,7 +97,10 @@ fn locate(dir: &Path, base: &str) -> Option<Found> {
 
 /// Open a message file without following symlinks.
 fn open_nofollow(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits()).open(path)
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
 }
 
 fn mtime_secs(md: &fs::Metadata) -> i64 {
@@ -135,7 +138,9 @@ fn file_vsize(path: &Path) -> std::io::Result<u64> {
 /// Read the uidlist without a lock. `Ok(None)` if missing; `Err(Some(reason))` if corrupt.
 fn read_uidlist(dir: &Path) -> Result<std::result::Result<Option<UidList>, String>> {
     let path = dir.join(UIDLIST);
-    let Some(bytes) = read_optional(&path)? else { return Ok(Ok(None)) };
+    let Some(bytes) = read_optional(&path)? else {
+        return Ok(Ok(None));
+    };
     let text = String::from_utf8_lossy(&bytes);
     Ok(match UidList::parse(&text) {
         Ok(p) => {
@@ -150,7 +155,9 @@ fn read_uidlist(dir: &Path) -> Result<std::result::Result<Option<UidList>, Strin
 
 pub(super) fn read_keywords(dir: &Path) -> Result<Keywords> {
     let path = dir.join(KEYWORDS);
-    let Some(bytes) = read_optional(&path)? else { return Ok(Keywords::default()) };
+    let Some(bytes) = read_optional(&path)? else {
+        return Ok(Keywords::default());
+    };
     let (k, bad) = Keywords::parse(&String::from_utf8_lossy(&bytes));
     if bad > 0 {
         log::warn!("{}: ignored {bad} malformed lines", path.display());
@@ -161,7 +168,10 @@ pub(super) fn read_keywords(dir: &Path) -> Result<Keywords> {
 fn random_guid() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -198,7 +208,12 @@ pub(super) fn sync_locked(root: &Path, dir: &Path, lock: DotLock) -> Result<(Uid
     if !unknown.is_empty() {
         // Compact lines of expunged files; a second scan guards against missing a file that
         // was being renamed while we read the directory.
-        let gone: Vec<String> = list.entries.iter().filter(|e| !present.contains(e.base.as_str())).map(|e| e.base.clone()).collect();
+        let gone: Vec<String> = list
+            .entries
+            .iter()
+            .filter(|e| !present.contains(e.base.as_str()))
+            .map(|e| e.base.clone())
+            .collect();
         if !gone.is_empty() {
             let again: HashSet<String> = scan(dir)?.iter().map(|f| f.base().to_string()).collect();
             let gone: HashSet<String> = gone.into_iter().filter(|b| !again.contains(b)).collect();
@@ -232,7 +247,9 @@ struct Stamp {
 
 fn stamp(dir: &Path) -> Stamp {
     let t = |n: &str| fs::metadata(dir.join(n)).and_then(|m| m.modified()).ok();
-    Stamp { times: [t("new"), t("cur"), t(UIDLIST), t(KEYWORDS)] }
+    Stamp {
+        times: [t("new"), t("cur"), t(UIDLIST), t(KEYWORDS)],
+    }
 }
 
 /// Location of a message (parallel to `messages`).
@@ -313,7 +330,10 @@ impl Mailbox {
     /// a message carries the maildir `P` flag.
     pub fn keywords(&self) -> Vec<String> {
         let mut k = self.keywords.all();
-        let fwd = self.messages.iter().any(|m| m.flags.keywords.iter().any(|x| x == FORWARDED));
+        let fwd = self
+            .messages
+            .iter()
+            .any(|m| m.flags.keywords.iter().any(|x| x == FORWARDED));
         if fwd && !k.iter().any(|x| x.eq_ignore_ascii_case(FORWARDED)) {
             k.push(FORWARDED.to_string());
         }
@@ -326,8 +346,18 @@ impl Mailbox {
     pub fn refresh(&mut self) -> Result<()> {
         let st = stamp(&self.dir);
         if self.last_stamp.as_ref() == Some(&st) {
-            let newest = st.times.iter().flatten().max().copied().unwrap_or(UNIX_EPOCH);
-            let settled = self.last_scan.duration_since(newest).map(|d| d > Duration::from_secs(1)).unwrap_or(false);
+            let newest = st
+                .times
+                .iter()
+                .flatten()
+                .max()
+                .copied()
+                .unwrap_or(UNIX_EPOCH);
+            let settled = self
+                .last_scan
+                .duration_since(newest)
+                .map(|d| d > Duration::from_secs(1))
+                .unwrap_or(false);
             if settled {
                 return Ok(());
             }
@@ -352,7 +382,8 @@ impl Mailbox {
             }
         };
         if needs_sync {
-            let synced = DotLock::acquire(&self.dir.join(UIDLIST)).and_then(|l| sync_locked(&self.root, &self.dir, l));
+            let synced = DotLock::acquire(&self.dir.join(UIDLIST))
+                .and_then(|l| sync_locked(&self.root, &self.dir, l));
             match synced {
                 Ok((l, f)) => {
                     list = Some(l);
@@ -360,22 +391,35 @@ impl Mailbox {
                 }
                 // EXAMINE on storage we cannot write: show the messages that have UIDs.
                 Err(e) if self.read_only && list.is_some() => {
-                    log::warn!("{}: cannot assign UIDs in a read-only session: {e}", self.dir.display());
+                    log::warn!(
+                        "{}: cannot assign UIDs in a read-only session: {e}",
+                        self.dir.display()
+                    );
                 }
                 Err(e) => return Err(e),
             }
         }
         let Some(list) = list else {
-            return Err(StoreError::Cannot(format!("{}: no usable dovecot-uidlist", self.dir.display())));
+            return Err(StoreError::Cannot(format!(
+                "{}: no usable dovecot-uidlist",
+                self.dir.display()
+            )));
         };
-        let uids: HashMap<&str, &Entry> = list.entries.iter().map(|e| (e.base.as_str(), e)).collect();
+        let uids: HashMap<&str, &Entry> =
+            list.entries.iter().map(|e| (e.base.as_str(), e)).collect();
 
         // Move new/ → cur/ (maildir spec: a reader that has seen a message moves it to cur/).
         self.in_new = files.iter().filter(|f| f.sub == Sub::New).count() as u32;
         if !self.read_only {
             for f in files.iter_mut().filter(|f| f.sub == Sub::New) {
-                let Some(e) = uids.get(f.base()) else { continue };
-                let to = if f.name.contains(':') { f.name.clone() } else { filename::cur_name(&f.name, "") };
+                let Some(e) = uids.get(f.base()) else {
+                    continue;
+                };
+                let to = if f.name.contains(':') {
+                    f.name.clone()
+                } else {
+                    filename::cur_name(&f.name, "")
+                };
                 let from_p = self.dir.join("new").join(&f.name);
                 match fs::rename(&from_p, self.dir.join("cur").join(&to)) {
                     Ok(()) => {
@@ -396,7 +440,9 @@ impl Mailbox {
         let mut rows: Vec<(MessageMeta, Loc)> = Vec::with_capacity(files.len());
         let mut live: HashSet<String> = HashSet::new();
         for f in files {
-            let Some(e) = uids.get(f.base()) else { continue };
+            let Some(e) = uids.get(f.base()) else {
+                continue;
+            };
             let path = self.dir.join(f.sub.dir()).join(&f.name);
             let (size, date) = match self.cache.get(f.base()) {
                 Some(v) => *v,
@@ -422,8 +468,20 @@ impl Mailbox {
             };
             live.insert(f.base().to_string());
             let flags = self.flags_of(&f.name);
-            let meta = MessageMeta { uid: e.uid, flags, size, internal_date: date, recent: self.recent.contains(&e.uid) };
-            rows.push((meta, Loc { sub: f.sub, name: f.name }));
+            let meta = MessageMeta {
+                uid: e.uid,
+                flags,
+                size,
+                internal_date: date,
+                recent: self.recent.contains(&e.uid),
+            };
+            rows.push((
+                meta,
+                Loc {
+                    sub: f.sub,
+                    name: f.name,
+                },
+            ));
         }
         rows.sort_by_key(|(m, _)| m.uid);
         self.cache.retain(|k, _| live.contains(k));
@@ -441,11 +499,18 @@ impl Mailbox {
 
     fn flags_of(&self, name: &str) -> Flags {
         let l = filename::decode_letters(filename::split(name).letters);
-        let mut keywords: Vec<String> = l.keyword_indexes.iter().filter_map(|&i| self.keywords.get(i).map(str::to_string)).collect();
+        let mut keywords: Vec<String> = l
+            .keyword_indexes
+            .iter()
+            .filter_map(|&i| self.keywords.get(i).map(str::to_string))
+            .collect();
         if l.passed && !keywords.iter().any(|k| k.eq_ignore_ascii_case(FORWARDED)) {
             keywords.push(FORWARDED.to_string());
         }
-        Flags { system: l.system, keywords }
+        Flags {
+            system: l.system,
+            keywords,
+        }
     }
 
     /// Messages in ascending UID order, as of the last `refresh`.
@@ -503,7 +568,10 @@ impl Mailbox {
             }
         }
         if wanted.iter().all(|k| self.keywords.index_of(k).is_some()) {
-            return Ok(wanted.iter().filter_map(|k| self.keywords.index_of(k)).collect());
+            return Ok(wanted
+                .iter()
+                .filter_map(|k| self.keywords.index_of(k))
+                .collect());
         }
         let path = self.dir.join(KEYWORDS);
         let lock = DotLock::acquire(&path)?;
@@ -533,10 +601,17 @@ impl Mailbox {
     /// already present stands for it and is kept while `$Forwarded` stays set.
     fn letters_for(&mut self, flags: &Flags, old_letters: &str) -> Result<String> {
         let old = filename::decode_letters(old_letters);
-        let fwd = flags.keywords.iter().any(|k| k.eq_ignore_ascii_case(FORWARDED));
+        let fwd = flags
+            .keywords
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(FORWARDED));
         let passed = fwd && old.passed;
-        let kws: Vec<String> =
-            flags.keywords.iter().filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED))).cloned().collect();
+        let kws: Vec<String> = flags
+            .keywords
+            .iter()
+            .filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED)))
+            .cloned()
+            .collect();
         let idx = self.keyword_indexes(&kws)?;
         let mut unknown = old.unknown.clone();
         // Letters of keywords this mailbox does not define are kept as they were.
@@ -545,7 +620,12 @@ impl Mailbox {
                 unknown.push((b'a' + i as u8) as char);
             }
         }
-        let l = Letters { system: flags.system & 0x1f, passed, keyword_indexes: idx, unknown };
+        let l = Letters {
+            system: flags.system & 0x1f,
+            passed,
+            keyword_indexes: idx,
+            unknown,
+        };
         Ok(filename::encode_letters(&l))
     }
 
@@ -563,14 +643,22 @@ impl Mailbox {
             }
             match fs::rename(self.path_of(&loc), self.dir.join("cur").join(&new_name)) {
                 Ok(()) => {
-                    loc = Loc { sub: Sub::Cur, name: new_name };
+                    loc = Loc {
+                        sub: Sub::Cur,
+                        name: new_name,
+                    };
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
                     let f = locate(&self.dir, loc.base()).ok_or(StoreError::Expunged(uid))?;
-                    loc = Loc { sub: f.sub, name: f.name };
+                    loc = Loc {
+                        sub: f.sub,
+                        name: f.name,
+                    };
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::Expunged(uid)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Expunged(uid))
+                }
                 Err(e) => return Err(io_err("renaming", &self.path_of(&loc), e)),
             }
         }
@@ -583,32 +671,51 @@ impl Mailbox {
     }
 
     /// APPEND into this mailbox (RFC 3501 §6.3.11); returns the new UID.
-    pub fn append(&mut self, data: &[u8], flags: &Flags, internal_date: Option<i64>) -> Result<u32> {
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        flags: &Flags,
+        internal_date: Option<i64>,
+    ) -> Result<u32> {
         self.check_writable()?;
         let letters = self.letters_for(flags, "")?;
         let unique = new_unique();
         let tmp = self.dir.join("tmp").join(&unique);
         let mtime = match internal_date {
             Some(t) if t >= 0 => UNIX_EPOCH + Duration::from_secs(t as u64),
-            Some(t) => UNIX_EPOCH.checked_sub(Duration::from_secs(t.unsigned_abs())).unwrap_or(UNIX_EPOCH),
+            Some(t) => UNIX_EPOCH
+                .checked_sub(Duration::from_secs(t.unsigned_abs()))
+                .unwrap_or(UNIX_EPOCH),
             None => SystemTime::now(),
         };
         write_new_file(&tmp, data, mtime)?;
         let base = filename::base_with_sizes(&unique, data.len() as u64, filename::vsize(data));
-        let dest = self.dir.join("cur").join(filename::cur_name(&base, &letters));
+        let dest = self
+            .dir
+            .join("cur")
+            .join(filename::cur_name(&base, &letters));
         let result = self.link_in_locked(&[(tmp.clone(), dest, base.clone(), true)]);
         let _ = fs::remove_file(&tmp);
         let uids = result?;
-        uids.first().and_then(|(_, u)| *u).ok_or_else(|| StoreError::Cannot("appended message vanished".into()))
+        uids.first()
+            .and_then(|(_, u)| *u)
+            .ok_or_else(|| StoreError::Cannot("appended message vanished".into()))
     }
 
     /// Under the uidlist lock: move or link each `(source, destination)` into place, then
     /// assign UIDs. Returns the base names with their UIDs (`None` when the source vanished).
-    fn link_in_locked(&mut self, items: &[(PathBuf, PathBuf, String, bool)]) -> Result<Vec<(String, Option<u32>)>> {
+    fn link_in_locked(
+        &mut self,
+        items: &[(PathBuf, PathBuf, String, bool)],
+    ) -> Result<Vec<(String, Option<u32>)>> {
         let lock = DotLock::acquire(&self.dir.join(UIDLIST))?;
         let mut placed = Vec::new();
         for (src, dst, base, is_rename) in items {
-            let r = if *is_rename { fs::rename(src, dst) } else { fs::hard_link(src, dst) };
+            let r = if *is_rename {
+                fs::rename(src, dst)
+            } else {
+                fs::hard_link(src, dst)
+            };
             match r {
                 Ok(()) => placed.push(base.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -625,8 +732,24 @@ impl Mailbox {
         }
         sync_dir(&self.dir.join("cur"));
         let (list, _) = sync_locked(&self.root, &self.dir, lock)?;
-        let by_base: HashMap<&str, u32> = list.entries.iter().map(|e| (e.base.as_str(), e.uid)).collect();
-        Ok(items.iter().map(|(_, _, b, _)| (b.clone(), if placed.contains(b) { by_base.get(b.as_str()).copied() } else { None })).collect())
+        let by_base: HashMap<&str, u32> = list
+            .entries
+            .iter()
+            .map(|e| (e.base.as_str(), e.uid))
+            .collect();
+        Ok(items
+            .iter()
+            .map(|(_, _, b, _)| {
+                (
+                    b.clone(),
+                    if placed.contains(b) {
+                        by_base.get(b.as_str()).copied()
+                    } else {
+                        None
+                    },
+                )
+            })
+            .collect())
     }
 
     /// COPY `uids` into `dest` (RFC 3501 §6.4.7; hard links when possible); returns
@@ -636,8 +759,12 @@ impl Mailbox {
         let mut items = Vec::new();
         let mut src_uids = Vec::new();
         for &uid in uids {
-            let Some(i) = self.index_of(uid) else { continue };
-            let (Some(m), Some(loc)) = (self.messages.get(i), self.locs.get(i)) else { continue };
+            let Some(i) = self.index_of(uid) else {
+                continue;
+            };
+            let (Some(m), Some(loc)) = (self.messages.get(i), self.locs.get(i)) else {
+                continue;
+            };
             let mut src = self.path_of(loc);
             if !src.exists() {
                 match locate(&self.dir, loc.base()) {
@@ -646,11 +773,21 @@ impl Mailbox {
                 }
             }
             let old = filename::decode_letters(filename::split(&loc.name).letters);
-            let keep: String = old.unknown.chars().filter(|c| c.is_ascii_uppercase()).collect();
+            let keep: String = old
+                .unknown
+                .chars()
+                .filter(|c| c.is_ascii_uppercase())
+                .collect();
             let letters = dest.letters_for(&m.flags, &keep)?;
-            let phys = filename::sizes(loc.base()).0.or_else(|| fs::metadata(&src).ok().map(|md| md.len())).unwrap_or(0);
+            let phys = filename::sizes(loc.base())
+                .0
+                .or_else(|| fs::metadata(&src).ok().map(|md| md.len()))
+                .unwrap_or(0);
             let base = filename::base_with_sizes(&new_unique(), phys, m.size);
-            let dst = dest.dir.join("cur").join(filename::cur_name(&base, &letters));
+            let dst = dest
+                .dir
+                .join("cur")
+                .join(filename::cur_name(&base, &letters));
             items.push((src, dst, base, false));
             src_uids.push(uid);
         }
@@ -658,7 +795,11 @@ impl Mailbox {
             return Ok(Vec::new());
         }
         let got = dest.link_in_locked(&items)?;
-        Ok(src_uids.into_iter().zip(got).filter_map(|(s, (_, d))| d.map(|d| (s, d))).collect())
+        Ok(src_uids
+            .into_iter()
+            .zip(got)
+            .filter_map(|(s, (_, d))| d.map(|d| (s, d)))
+            .collect())
     }
 
     /// Remove messages (RFC 3501 §6.4.3); returns the UIDs actually removed by this call.
@@ -666,8 +807,12 @@ impl Mailbox {
         self.check_writable()?;
         let mut removed = Vec::new();
         for &uid in uids {
-            let Some(i) = self.index_of(uid) else { continue };
-            let Some(loc) = self.locs.get(i) else { continue };
+            let Some(i) = self.index_of(uid) else {
+                continue;
+            };
+            let Some(loc) = self.locs.get(i) else {
+                continue;
+            };
             let path = self.path_of(loc);
             match fs::remove_file(&path) {
                 Ok(()) => removed.push(uid),

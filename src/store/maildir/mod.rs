@@ -69,9 +69,17 @@ fn hostname() -> &'static str {
 /// A fresh unique file name: `<secs>.M<usecs>P<pid>Q<counter>.<host>` (maildir spec).
 pub(crate) fn new_unique() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let q = COUNTER.fetch_add(1, Ordering::Relaxed);
-    filename::unique_name(now.as_secs(), now.subsec_micros(), std::process::id(), q, hostname())
+    filename::unique_name(
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        q,
+        hostname(),
+    )
 }
 
 fn mkdir_0700(path: &Path) -> Result<()> {
@@ -106,7 +114,10 @@ impl UserStore {
             .map_err(|e| io_err("creating mail root", root, e))?;
         ensure_maildir(root)?;
         let real_root = fs::canonicalize(root).map_err(|e| io_err("resolving", root, e))?;
-        let store = UserStore { root: root.to_path_buf(), real_root };
+        let store = UserStore {
+            root: root.to_path_buf(),
+            real_root,
+        };
         store.clean_leftovers();
         Ok(store)
     }
@@ -119,7 +130,10 @@ impl UserStore {
     fn clean_leftovers(&self) {
         if let Ok(rd) = fs::read_dir(&self.root) {
             for e in rd.flatten() {
-                if e.file_name().to_str().is_some_and(|n| n.starts_with(DELETED_PREFIX)) {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(DELETED_PREFIX))
+                {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
@@ -177,7 +191,9 @@ impl UserStore {
         let mut out = BTreeSet::new();
         for e in rd {
             let e = e.map_err(|e| io_err("listing", &self.root, e))?;
-            let Some(dn) = e.file_name().to_str().map(str::to_string) else { continue };
+            let Some(dn) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if !dn.starts_with('.') || dn == "." || dn == ".." || dn.starts_with(DELETED_PREFIX) {
                 continue;
             }
@@ -205,16 +221,27 @@ impl UserStore {
         }
         all.remove("INBOX");
         let has_children = |n: &str| all.iter().any(|c| name::is_descendant(n, c));
-        let mut out = vec![MailboxEntry { name: "INBOX".into(), nonexistent: false, has_children: has_children("INBOX") }];
+        let mut out = vec![MailboxEntry {
+            name: "INBOX".into(),
+            nonexistent: false,
+            has_children: has_children("INBOX"),
+        }];
         for n in &all {
-            out.push(MailboxEntry { name: n.clone(), nonexistent: !existing.contains(n), has_children: has_children(n) });
+            out.push(MailboxEntry {
+                name: n.clone(),
+                nonexistent: !existing.contains(n),
+                has_children: has_children(n),
+            });
         }
         Ok(out)
     }
 
     /// CREATE (RFC 3501 §6.3.3): a trailing separator is dropped; parents are not required.
     pub fn create(&self, name: &str) -> Result<()> {
-        let trimmed = name.strip_suffix(name::SEP).filter(|t| !t.is_empty()).unwrap_or(name);
+        let trimmed = name
+            .strip_suffix(name::SEP)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(name);
         let n = Self::canonical(trimmed)?;
         if self.exists(&n) {
             return Err(StoreError::AlreadyExists(n));
@@ -222,7 +249,9 @@ impl UserStore {
         let dir = self.dir_of(&n);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::AlreadyExists(n))
+            }
             Err(e) => return Err(io_err("creating mailbox", &dir, e)),
         }
         ensure_maildir(&dir)?;
@@ -274,10 +303,15 @@ impl UserStore {
             return self.rename_inbox(&t);
         }
         if name::is_descendant(&t, &f) {
-            return Err(StoreError::Cannot("cannot rename a mailbox to one of its parents".into()));
+            return Err(StoreError::Cannot(
+                "cannot rename a mailbox to one of its parents".into(),
+            ));
         }
         let folders = self.folder_names()?;
-        let children: Vec<&String> = folders.iter().filter(|c| name::is_descendant(&f, c)).collect();
+        let children: Vec<&String> = folders
+            .iter()
+            .filter(|c| name::is_descendant(&f, c))
+            .collect();
         let from_exists = folders.contains(&f);
         if !from_exists && children.is_empty() {
             return Err(StoreError::NotFound(f));
@@ -289,7 +323,9 @@ impl UserStore {
             .collect();
         for (_, new) in &moves {
             if name::validate(new).is_err() {
-                return Err(StoreError::BadName(format!("{new:?} would be too long or invalid")));
+                return Err(StoreError::BadName(format!(
+                    "{new:?} would be too long or invalid"
+                )));
             }
             if self.exists(new) {
                 return Err(StoreError::AlreadyExists(new.clone()));
@@ -307,7 +343,8 @@ impl UserStore {
         self.create(to)?;
         let dest = self.dir_of(to);
         if let Some(k) = read_optional(&self.root.join(KEYWORDS))? {
-            fs::write(dest.join(KEYWORDS), k).map_err(|e| io_err("writing", &dest.join(KEYWORDS), e))?;
+            fs::write(dest.join(KEYWORDS), k)
+                .map_err(|e| io_err("writing", &dest.join(KEYWORDS), e))?;
         }
         // Hold INBOX's uidlist lock so no UIDs are being assigned while files move.
         let lock = DotLock::acquire(&self.root.join(mailbox::UIDLIST))?;
@@ -374,7 +411,10 @@ impl UserStore {
         Ok(MailboxStatus {
             messages: msgs.len() as u32,
             recent: mb.in_new,
-            unseen: msgs.iter().filter(|m| m.flags.system & super::flag::SEEN == 0).count() as u32,
+            unseen: msgs
+                .iter()
+                .filter(|m| m.flags.system & super::flag::SEEN == 0)
+                .count() as u32,
             uid_next: mb.uid_next(),
             uid_validity: mb.uid_validity(),
             size: msgs.iter().map(|m| m.size).sum(),
@@ -403,7 +443,9 @@ impl UserStore {
 /// redelivery for the S3 sync).
 pub fn deliver(maildir: &Path, unique: &str, data: &[u8]) -> Result<PathBuf> {
     if !filename::valid_unique(unique) {
-        return Err(StoreError::BadName(format!("delivery id {unique:?} cannot be a file name")));
+        return Err(StoreError::BadName(format!(
+            "delivery id {unique:?} cannot be a file name"
+        )));
     }
     let find = || -> Result<Option<PathBuf>> {
         for sub in ["new", "cur"] {
@@ -414,7 +456,10 @@ pub fn deliver(maildir: &Path, unique: &str, data: &[u8]) -> Result<PathBuf> {
                 Err(e) => return Err(io_err("reading directory", &d, e)),
             };
             for e in rd.flatten() {
-                if e.file_name().to_str().is_some_and(|n| filename::matches_unique(n, unique)) {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| filename::matches_unique(n, unique))
+                {
                     return Ok(Some(e.path()));
                 }
             }
@@ -427,7 +472,9 @@ pub fn deliver(maildir: &Path, unique: &str, data: &[u8]) -> Result<PathBuf> {
     ensure_maildir(maildir)?;
     let tmp = maildir.join("tmp").join(new_unique());
     mailbox::write_new_file(&tmp, data, SystemTime::now())?;
-    let dest = maildir.join("new").join(format!("{unique},S={}", data.len()));
+    let dest = maildir
+        .join("new")
+        .join(format!("{unique},S={}", data.len()));
     // link() instead of rename(): never replaces a file that appeared meanwhile.
     let r = fs::hard_link(&tmp, &dest).or_else(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => Ok(()),

@@ -157,7 +157,9 @@ fn valid_b64_run(run: &[u8]) -> bool {
     if nbits >= 6 || bits != 0 || units.is_empty() {
         return false;
     }
-    let Ok(decoded) = String::from_utf16(&units) else { return false };
+    let Ok(decoded) = String::from_utf16(&units) else {
+        return false;
+    };
     // Printable ASCII must be represented directly.
     !decoded.chars().any(|c| (' '..='~').contains(&c))
 }
@@ -168,7 +170,15 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in ["Sent", "A.B.C", "~", "Foo Bar", "a&-b", "Entw&APw-rfe", "[Gmail].All"] {
+        for n in [
+            "Sent",
+            "A.B.C",
+            "~",
+            "Foo Bar",
+            "a&-b",
+            "Entw&APw-rfe",
+            "[Gmail].All",
+        ] {
             assert!(validate(n).is_ok(), "{n}");
         }
     }

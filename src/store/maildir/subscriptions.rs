@@ -50,7 +50,11 @@ pub fn parse(text: &str) -> (Format, Vec<String>) {
         }
         let name = match format {
             Format::V1 => line.to_string(),
-            Format::V2 => line.split('\t').map(unescape).collect::<Vec<_>>().join(&SEP.to_string()),
+            Format::V2 => line
+                .split('\t')
+                .map(unescape)
+                .collect::<Vec<_>>()
+                .join(&SEP.to_string()),
         };
         if !names.contains(&name) {
             names.push(name);
@@ -93,7 +97,10 @@ mod tests {
         assert_eq!(f, Format::V2);
         assert_eq!(n, vec!["INBOX", "A.B", "x\ty"]);
         let (f2, n2) = parse(&serialize(f, &n[..2]));
-        assert_eq!((f2, n2), (Format::V2, vec!["INBOX".to_string(), "A.B".to_string()]));
+        assert_eq!(
+            (f2, n2),
+            (Format::V2, vec!["INBOX".to_string(), "A.B".to_string()])
+        );
         assert_eq!(parse("").1, Vec::<String>::new());
     }
 }

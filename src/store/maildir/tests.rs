@@ -17,7 +17,10 @@ fn store(tag: &str) -> (Tmp, UserStore) {
 }
 
 fn kw(system: u8, k: &[&str]) -> Flags {
-    Flags { system, keywords: k.iter().map(|s| s.to_string()).collect() }
+    Flags {
+        system,
+        keywords: k.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 fn uidlist_text(dir: &Path) -> String {
@@ -25,7 +28,10 @@ fn uidlist_text(dir: &Path) -> String {
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -37,7 +43,14 @@ fn open_creates_layout() {
         assert!(s.root().join(d).is_dir());
     }
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs::metadata(s.root().join("cur")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(s.root().join("cur"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -47,8 +60,16 @@ fn append_refresh_flags_expunge() {
     assert_eq!(mb.messages().len(), 0);
     let v = mb.uid_validity();
     assert!(v > 0);
-    let u1 = mb.append(b"Subject: a\n\nhello\n", &kw(flag::SEEN, &["Work"]), Some(1_000_000)).unwrap();
-    let u2 = mb.append(b"Subject: b\r\n\r\nx\r\n", &Flags::default(), None).unwrap();
+    let u1 = mb
+        .append(
+            b"Subject: a\n\nhello\n",
+            &kw(flag::SEEN, &["Work"]),
+            Some(1_000_000),
+        )
+        .unwrap();
+    let u2 = mb
+        .append(b"Subject: b\r\n\r\nx\r\n", &Flags::default(), None)
+        .unwrap();
     assert_eq!((u1, u2), (1, 2));
     mb.refresh().unwrap();
     let m = mb.messages();
@@ -60,11 +81,23 @@ fn append_refresh_flags_expunge() {
     assert_eq!(mb.read(1).unwrap(), b"Subject: a\n\nhello\n");
     let cur = names_in(&s.root().join("cur"));
     assert!(cur[0].ends_with(",S=18,W=21:2,Sa"), "{cur:?}");
-    assert_eq!(fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(), "0 Work\n");
+    assert_eq!(
+        fs::read_to_string(s.root().join("dovecot-keywords")).unwrap(),
+        "0 Work\n"
+    );
 
-    mb.set_flags(2, &kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"])).unwrap();
-    assert_eq!(mb.messages()[1].flags, kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"]));
-    assert!(names_in(&s.root().join("cur")).iter().any(|n| n.ends_with(":2,RTbc")));
+    mb.set_flags(
+        2,
+        &kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"]),
+    )
+    .unwrap();
+    assert_eq!(
+        mb.messages()[1].flags,
+        kw(flag::ANSWERED | flag::DELETED, &["$Forwarded", "Later"])
+    );
+    assert!(names_in(&s.root().join("cur"))
+        .iter()
+        .any(|n| n.ends_with(":2,RTbc")));
     assert!(mb.keywords().contains(&"$Forwarded".to_string()));
 
     assert_eq!(mb.expunge(&[1, 7]).unwrap(), vec![1]);
@@ -74,12 +107,18 @@ fn append_refresh_flags_expunge() {
     let u3 = mb.append(b"c\n", &Flags::default(), None).unwrap();
     assert_eq!(u3, 3);
     mb.refresh().unwrap();
-    assert_eq!(mb.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        mb.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert_eq!(mb.uid_next(), 4);
     // Reopen: same UIDVALIDITY and UIDs.
     let mb2 = s.open_mailbox("inbox", true).unwrap();
     assert_eq!(mb2.uid_validity(), v);
-    assert_eq!(mb2.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        mb2.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
 }
 
 #[test]
@@ -101,7 +140,10 @@ fn two_instances_see_each_other() {
     a.expunge(&[u]).unwrap();
     b.refresh().unwrap();
     assert!(b.messages().is_empty());
-    assert!(matches!(c.set_flags(u, &Flags::default()), Err(StoreError::Expunged(_))));
+    assert!(matches!(
+        c.set_flags(u, &Flags::default()),
+        Err(StoreError::Expunged(_))
+    ));
 }
 
 #[test]
@@ -109,8 +151,15 @@ fn new_mail_is_recent_for_the_first_session_only() {
     let (_t, s) = store("recent");
     deliver(s.root(), "abc", b"Subject: hi\n\nbody\n").unwrap();
     let st = s.status("INBOX").unwrap();
-    assert_eq!((st.messages, st.recent, st.unseen, st.uid_next, st.size), (1, 1, 1, 2, 21));
-    assert_eq!(names_in(&s.root().join("new")).len(), 1, "status must not move new/ files");
+    assert_eq!(
+        (st.messages, st.recent, st.unseen, st.uid_next, st.size),
+        (1, 1, 1, 2, 21)
+    );
+    assert_eq!(
+        names_in(&s.root().join("new")).len(),
+        1,
+        "status must not move new/ files"
+    );
     let ro = s.open_mailbox("INBOX", true).unwrap();
     assert_eq!(ro.messages().len(), 1);
     assert!(!ro.messages()[0].recent);
@@ -124,7 +173,11 @@ fn new_mail_is_recent_for_the_first_session_only() {
     a.refresh().unwrap();
     assert!(a.messages()[0].recent);
     // The uidlist caches W (RFC822.SIZE) for the delivered file.
-    assert!(uidlist_text(s.root()).contains(" W21 :abc,S=18"), "{}", uidlist_text(s.root()));
+    assert!(
+        uidlist_text(s.root()).contains(" W21 :abc,S=18"),
+        "{}",
+        uidlist_text(s.root())
+    );
 }
 
 #[test]
@@ -162,7 +215,10 @@ fn deliver_is_idempotent_and_validated() {
     deliver(s.root(), "ses-10", b"x").unwrap();
     assert_eq!(names_in(&s.root().join("new")), vec!["ses-10,S=1"]);
     for bad in ["", ".x", "a/b", "a:b", "a\0b", "a\nb"] {
-        assert!(matches!(deliver(s.root(), bad, b"x"), Err(StoreError::BadName(_))), "{bad:?}");
+        assert!(
+            matches!(deliver(s.root(), bad, b"x"), Err(StoreError::BadName(_))),
+            "{bad:?}"
+        );
     }
 }
 
@@ -175,16 +231,34 @@ fn folders_create_list_delete_rename() {
     s.create("Sent.").unwrap();
     s.create("inbox.Sub").unwrap();
     assert!(s.root().join(".INBOX.Sub").is_dir());
-    assert!(matches!(s.create("Sent"), Err(StoreError::AlreadyExists(_))));
-    assert!(matches!(s.create("INBOX"), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        s.create("Sent"),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.create("INBOX"),
+        Err(StoreError::AlreadyExists(_))
+    ));
     for bad in ["../x", "a/b", "A..B", ".x", "x\u{7}"] {
-        assert!(matches!(s.create(bad), Err(StoreError::BadName(_))), "{bad:?}");
+        assert!(
+            matches!(s.create(bad), Err(StoreError::BadName(_))),
+            "{bad:?}"
+        );
     }
     let l = s.list().unwrap();
-    let got: Vec<(&str, bool, bool)> = l.iter().map(|e| (e.name.as_str(), e.nonexistent, e.has_children)).collect();
+    let got: Vec<(&str, bool, bool)> = l
+        .iter()
+        .map(|e| (e.name.as_str(), e.nonexistent, e.has_children))
+        .collect();
     assert_eq!(
         got,
-        vec![("INBOX", false, true), ("A", true, true), ("A.B", false, false), ("INBOX.Sub", false, false), ("Sent", false, false)]
+        vec![
+            ("INBOX", false, true),
+            ("A", true, true),
+            ("A.B", false, false),
+            ("INBOX.Sub", false, false),
+            ("Sent", false, false)
+        ]
     );
 
     // Messages survive rename, children move along.
@@ -192,16 +266,27 @@ fn folders_create_list_delete_rename() {
     ab.append(b"m\n", &kw(0, &["K"]), None).unwrap();
     s.create("A").unwrap();
     s.rename("A", "Z").unwrap();
-    assert!(matches!(s.open_mailbox("A.B", false), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.open_mailbox("A.B", false),
+        Err(StoreError::NotFound(_))
+    ));
     let zb = s.open_mailbox("Z.B", false).unwrap();
     assert_eq!(zb.messages()[0].flags.keywords, vec!["K"]);
-    assert!(matches!(s.rename("Z", "Sent"), Err(StoreError::AlreadyExists(_))));
-    assert!(matches!(s.rename("Nope", "X"), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.rename("Z", "Sent"),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.rename("Nope", "X"),
+        Err(StoreError::NotFound(_))
+    ));
 
     // Delete with children: the name becomes a \Noselect parent.
     s.delete("Z").unwrap();
     let l = s.list().unwrap();
-    assert!(l.iter().any(|e| e.name == "Z" && e.nonexistent && e.has_children));
+    assert!(l
+        .iter()
+        .any(|e| e.name == "Z" && e.nonexistent && e.has_children));
     assert!(matches!(s.delete("Z"), Err(StoreError::NotFound(_))));
     assert!(matches!(s.delete("INBOX"), Err(StoreError::Cannot(_))));
     s.delete("Z.B").unwrap();
@@ -212,7 +297,9 @@ fn folders_create_list_delete_rename() {
 fn rename_inbox_moves_messages() {
     let (_t, s) = store("renbox");
     let mut inbox = s.open_mailbox("INBOX", false).unwrap();
-    inbox.append(b"1\n", &kw(flag::SEEN, &["Tag"]), None).unwrap();
+    inbox
+        .append(b"1\n", &kw(flag::SEEN, &["Tag"]), None)
+        .unwrap();
     deliver(s.root(), "n1", b"2\n").unwrap();
     s.create("INBOX.Child").unwrap();
     s.rename("INBOX", "Old").unwrap();
@@ -229,7 +316,8 @@ fn copy_between_mailboxes() {
     let (_t, s) = store("copy");
     s.create("Dest").unwrap();
     let mut src = s.open_mailbox("INBOX", false).unwrap();
-    src.append(b"one\n", &kw(flag::FLAGGED, &["Red"]), Some(12345)).unwrap();
+    src.append(b"one\n", &kw(flag::FLAGGED, &["Red"]), Some(12345))
+        .unwrap();
     src.append(b"two\n", &Flags::default(), None).unwrap();
     src.refresh().unwrap();
     let mut dst = s.open_mailbox("Dest", false).unwrap();
@@ -241,7 +329,10 @@ fn copy_between_mailboxes() {
     assert_eq!(m.flags, kw(flag::FLAGGED, &["Red"]));
     assert_eq!(m.internal_date, 12345);
     assert_eq!(dst.read(2).unwrap(), b"one\n");
-    assert_eq!(fs::read_to_string(dst.path().join("dovecot-keywords")).unwrap(), "0 Blue\n1 Red\n");
+    assert_eq!(
+        fs::read_to_string(dst.path().join("dovecot-keywords")).unwrap(),
+        "0 Blue\n1 Red\n"
+    );
 }
 
 #[test]
@@ -251,11 +342,21 @@ fn keyword_limit() {
     let u = mb.append(b"x\n", &Flags::default(), None).unwrap();
     mb.refresh().unwrap();
     let many: Vec<String> = (0..26).map(|i| format!("k{i}")).collect();
-    mb.set_flags(u, &Flags { system: 0, keywords: many.clone() }).unwrap();
+    mb.set_flags(
+        u,
+        &Flags {
+            system: 0,
+            keywords: many.clone(),
+        },
+    )
+    .unwrap();
     assert_eq!(mb.messages()[0].flags.keywords.len(), 26);
     let r = mb.set_flags(u, &kw(0, &["one-too-many"]));
     assert!(matches!(r, Err(StoreError::Cannot(ref m)) if m.contains("too many keywords")));
-    assert!(matches!(mb.set_flags(u, &kw(0, &["bad kw"])), Err(StoreError::Cannot(_))));
+    assert!(matches!(
+        mb.set_flags(u, &kw(0, &["bad kw"])),
+        Err(StoreError::Cannot(_))
+    ));
 }
 
 #[test]
@@ -276,7 +377,12 @@ fn unknown_letters_and_uidlist_fields_preserved() {
     let u = mb.append(b"y\n", &Flags::default(), None).unwrap();
     assert_eq!(u, 7);
     let t = uidlist_text(root);
-    assert!(t.starts_with("3 V1234 N8 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n7 :"), "{t}");
+    assert!(
+        t.starts_with(
+            "3 V1234 N8 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n7 :"
+        ),
+        "{t}"
+    );
 }
 
 #[test]
@@ -307,7 +413,10 @@ fn malformed_files_skipped() {
     // A folder symlinked out of the root is not a mailbox.
     std::os::unix::fs::symlink("/tmp", root.join(".Evil")).unwrap();
     assert!(!s.list().unwrap().iter().any(|e| e.name == "Evil"));
-    assert!(matches!(s.open_mailbox("Evil", false), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.open_mailbox("Evil", false),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -317,17 +426,29 @@ fn subscriptions_v1_and_v2() {
     s.set_subscribed("A.B", true).unwrap();
     s.set_subscribed("inbox", true).unwrap();
     s.set_subscribed("A.B", true).unwrap();
-    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nA\tB\nINBOX\n");
+    assert_eq!(
+        fs::read_to_string(s.root().join("subscriptions")).unwrap(),
+        "V\t2\n\nA\tB\nINBOX\n"
+    );
     s.set_subscribed("A.B", false).unwrap();
     assert_eq!(s.subscriptions().unwrap(), vec!["INBOX"]);
     fs::write(s.root().join("subscriptions"), "V\t2\n\nX\tY\n").unwrap();
     assert_eq!(s.subscriptions().unwrap(), vec!["X.Y"]);
     s.set_subscribed("Q.R", true).unwrap();
-    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "V\t2\n\nX\tY\nQ\tR\n");
-    assert!(matches!(s.set_subscribed("a..b", true), Err(StoreError::BadName(_))));
+    assert_eq!(
+        fs::read_to_string(s.root().join("subscriptions")).unwrap(),
+        "V\t2\n\nX\tY\nQ\tR\n"
+    );
+    assert!(matches!(
+        s.set_subscribed("a..b", true),
+        Err(StoreError::BadName(_))
+    ));
     fs::write(s.root().join("subscriptions"), "A\n").unwrap();
     s.set_subscribed("B.C", true).unwrap();
-    assert_eq!(fs::read_to_string(s.root().join("subscriptions")).unwrap(), "A\nB.C\n");
+    assert_eq!(
+        fs::read_to_string(s.root().join("subscriptions")).unwrap(),
+        "A\nB.C\n"
+    );
 }
 
 #[test]
@@ -335,9 +456,15 @@ fn read_only_never_changes_messages() {
     let (_t, s) = store("ro");
     deliver(s.root(), "r1", b"x\n").unwrap();
     let mut ro = s.open_mailbox("INBOX", true).unwrap();
-    assert!(matches!(ro.set_flags(1, &Flags::default()), Err(StoreError::Cannot(_))));
+    assert!(matches!(
+        ro.set_flags(1, &Flags::default()),
+        Err(StoreError::Cannot(_))
+    ));
     assert!(matches!(ro.expunge(&[1]), Err(StoreError::Cannot(_))));
-    assert!(matches!(ro.append(b"x", &Flags::default(), None), Err(StoreError::Cannot(_))));
+    assert!(matches!(
+        ro.append(b"x", &Flags::default(), None),
+        Err(StoreError::Cannot(_))
+    ));
     assert_eq!(names_in(&s.root().join("new")).len(), 1);
 }
 
@@ -374,11 +501,18 @@ fn dovecot_style_new_files_with_flags() {
     let (_t, s) = store("dvnew");
     fs::write(s.root().join("new/1.M1P1.vm,S=3,W=4:2,Sa"), "a\nb").unwrap();
     fs::write(s.root().join("dovecot-keywords"), "0 $Work\n").unwrap();
-    fs::write(s.root().join("dovecot-uidlist"), "3 V99 N1 G00\n1 :1.M1P1.vm,S=3,W=4\n").unwrap();
+    fs::write(
+        s.root().join("dovecot-uidlist"),
+        "3 V99 N1 G00\n1 :1.M1P1.vm,S=3,W=4\n",
+    )
+    .unwrap();
     let mb = s.open_mailbox("INBOX", false).unwrap();
     assert_eq!((mb.uid_validity(), mb.uid_next()), (99, 2));
     assert_eq!(mb.messages()[0].flags, kw(flag::SEEN, &["$Work"]));
     assert_eq!(mb.messages()[0].size, 4);
     assert!(mb.messages()[0].recent);
-    assert_eq!(names_in(&s.root().join("cur")), vec!["1.M1P1.vm,S=3,W=4:2,Sa"]);
+    assert_eq!(
+        names_in(&s.root().join("cur")),
+        vec!["1.M1P1.vm,S=3,W=4:2,Sa"]
+    );
 }

@@ -20,7 +20,9 @@ pub struct Entry {
 impl Entry {
     /// The `W` (RFC822.SIZE) extension, if present.
     pub fn vsize(&self) -> Option<u64> {
-        self.ext.iter().find_map(|t| t.strip_prefix('W').and_then(|v| v.parse().ok()))
+        self.ext
+            .iter()
+            .find_map(|t| t.strip_prefix('W').and_then(|v| v.parse().ok()))
     }
 }
 
@@ -48,7 +50,13 @@ pub struct Parsed {
 
 impl UidList {
     pub fn new(uid_validity: u32, guid: String) -> UidList {
-        UidList { uid_validity, next_uid: 1, guid: Some(guid), extra_header: Vec::new(), entries: Vec::new() }
+        UidList {
+            uid_validity,
+            next_uid: 1,
+            guid: Some(guid),
+            extra_header: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 
     /// Parse a uidlist. Malformed or out-of-order message lines are skipped (counted); a
@@ -58,7 +66,13 @@ impl UidList {
         let header = lines.next().unwrap_or("").trim_end_matches('\r');
         let mut toks = header.split(' ').filter(|t| !t.is_empty());
         let version = toks.next().ok_or_else(|| Corrupt("empty file".into()))?;
-        let mut list = UidList { uid_validity: 0, next_uid: 0, guid: None, extra_header: Vec::new(), entries: Vec::new() };
+        let mut list = UidList {
+            uid_validity: 0,
+            next_uid: 0,
+            guid: None,
+            extra_header: Vec::new(),
+            entries: Vec::new(),
+        };
         let v1 = match version {
             "3" => {
                 for t in toks {
@@ -66,8 +80,16 @@ impl UidList {
                     let k = cs.next();
                     let v = cs.as_str();
                     match k {
-                        Some('V') => list.uid_validity = v.parse().map_err(|_| Corrupt(format!("bad UIDVALIDITY {t:?}")))?,
-                        Some('N') => list.next_uid = v.parse().map_err(|_| Corrupt(format!("bad next UID {t:?}")))?,
+                        Some('V') => {
+                            list.uid_validity = v
+                                .parse()
+                                .map_err(|_| Corrupt(format!("bad UIDVALIDITY {t:?}")))?
+                        }
+                        Some('N') => {
+                            list.next_uid = v
+                                .parse()
+                                .map_err(|_| Corrupt(format!("bad next UID {t:?}")))?
+                        }
                         Some('G') if is_hex(v) => list.guid = Some(v.to_string()),
                         _ => list.extra_header.push(t.to_string()),
                     }
@@ -138,7 +160,11 @@ impl UidList {
         if uid == 0 || uid == u32::MAX {
             return None;
         }
-        self.entries.push(Entry { uid, ext, base: base.to_string() });
+        self.entries.push(Entry {
+            uid,
+            ext,
+            base: base.to_string(),
+        });
         self.next_uid = uid + 1;
         Some(uid)
     }
@@ -153,7 +179,11 @@ fn parse_line(line: &str, v1: bool) -> Option<Entry> {
     let uid: u32 = uid.parse().ok().filter(|&u| u > 0)?;
     if v1 {
         let base = rest.trim_start_matches(' ');
-        return (!base.is_empty()).then(|| Entry { uid, ext: Vec::new(), base: base.to_string() });
+        return (!base.is_empty()).then(|| Entry {
+            uid,
+            ext: Vec::new(),
+            base: base.to_string(),
+        });
     }
     let mut rest = rest;
     let mut ext = Vec::new();
@@ -163,7 +193,11 @@ fn parse_line(line: &str, v1: bool) -> Option<Entry> {
             if base.is_empty() {
                 return None;
             }
-            return Some(Entry { uid, ext, base: base.to_string() });
+            return Some(Entry {
+                uid,
+                ext,
+                base: base.to_string(),
+            });
         }
         let (tok, r) = rest.split_once(' ')?;
         ext.push(tok.to_string());
@@ -205,9 +239,13 @@ mod tests {
 
     #[test]
     fn bad_lines_skipped_bad_header_corrupt() {
-        let p = UidList::parse("3 V1 N9\nxx :a\n2 :b\n2 :dup\n1 :back\n3 nocolon\n4 :\n5 :ok\n").unwrap();
+        let p = UidList::parse("3 V1 N9\nxx :a\n2 :b\n2 :dup\n1 :back\n3 nocolon\n4 :\n5 :ok\n")
+            .unwrap();
         assert_eq!(p.skipped, 5);
-        assert_eq!(p.list.entries.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(
+            p.list.entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+            vec![2, 5]
+        );
         for bad in ["", "\n", "3 N5\n", "3 Vx N1\n", "9 V1 N1\n", "1 5\n"] {
             assert!(UidList::parse(bad).is_err(), "{bad:?}");
         }
@@ -231,7 +269,19 @@ mod tests {
 
     #[test]
     fn never_panics_on_garbage() {
-        for s in ["3", "3 V", "3 V1 N", "3 V1\n\n\n 1", "3 V1\n1", "3 V1\n1 ", "3 V1\n1 W", "\u{0}\u{1}", "1 1", "3 Ä", "3 V1 ÄÖ\n1 Ä :x"] {
+        for s in [
+            "3",
+            "3 V",
+            "3 V1 N",
+            "3 V1\n\n\n 1",
+            "3 V1\n1",
+            "3 V1\n1 ",
+            "3 V1\n1 W",
+            "\u{0}\u{1}",
+            "1 1",
+            "3 Ä",
+            "3 V1 ÄÖ\n1 Ä :x",
+        ] {
             let _ = UidList::parse(s);
         }
     }

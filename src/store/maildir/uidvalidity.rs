@@ -45,7 +45,11 @@ fn highest_marker(root: &Path) -> Option<u32> {
     fs::read_dir(root)
         .ok()?
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(&prefix).and_then(parse_hex)))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix).and_then(parse_hex))
+        })
         .max()
 }
 
@@ -60,15 +64,24 @@ fn write_value(root: &Path, v: u32) {
 
 /// Claim the next UIDVALIDITY for a new mailbox of the user whose root is `root`.
 pub fn claim(root: &Path) -> u32 {
-    let floor = fs::read_to_string(root.join(FILE)).ok().and_then(|s| parse_hex(&s)).unwrap_or(0);
-    let mut cur = Some(floor).filter(|&f| f != 0).or_else(|| highest_marker(root));
+    let floor = fs::read_to_string(root.join(FILE))
+        .ok()
+        .and_then(|s| parse_hex(&s))
+        .unwrap_or(0);
+    let mut cur = Some(floor)
+        .filter(|&f| f != 0)
+        .or_else(|| highest_marker(root));
     for _ in 0..20 {
         let next = next_after(cur.unwrap_or(0).max(floor));
         let claimed = match cur {
             // Fast path: move the marker from the current value to the next one.
             Some(c) => fs::rename(marker(root, c), marker(root, next)).is_ok(),
             // No marker at all: create one.
-            None => fs::OpenOptions::new().write(true).create_new(true).open(marker(root, next)).is_ok(),
+            None => fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(marker(root, next))
+                .is_ok(),
         };
         if claimed {
             write_value(root, next);
@@ -78,7 +91,10 @@ pub fn claim(root: &Path) -> u32 {
         cur = highest_marker(root);
     }
     let v = next_after(floor);
-    log::warn!("could not claim a UIDVALIDITY marker in {}; using {v}", root.display());
+    log::warn!(
+        "could not claim a UIDVALIDITY marker in {}; using {v}",
+        root.display()
+    );
     v
 }
 
@@ -95,7 +111,10 @@ mod tests {
         assert!(a >= now_secs() - 5 && b > a && c > b);
         assert!(marker(&dir, c).exists());
         assert!(!marker(&dir, b).exists());
-        assert_eq!(parse_hex(&fs::read_to_string(dir.join(FILE)).unwrap()), Some(c));
+        assert_eq!(
+            parse_hex(&fs::read_to_string(dir.join(FILE)).unwrap()),
+            Some(c)
+        );
         // A value far in the future is respected.
         fs::rename(marker(&dir, c), marker(&dir, 0xfff0_0000)).unwrap();
         fs::write(dir.join(FILE), "fff00000\n").unwrap();
