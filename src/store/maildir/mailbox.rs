@@ -366,6 +366,10 @@ impl Mailbox {
     }
 
     fn rescan(&mut self) -> Result<()> {
+        if !self.dir.is_dir() {
+            // Deleted or renamed by another session.
+            return Err(StoreError::NotFound(self.name.clone()));
+        }
         let scan_start = SystemTime::now();
         let st = stamp(&self.dir);
         self.keywords = read_keywords(&self.dir)?;

@@ -516,3 +516,43 @@ fn dovecot_style_new_files_with_flags() {
         vec!["1.M1P1.vm,S=3,W=4:2,Sa"]
     );
 }
+
+#[test]
+fn refresh_after_delete_is_not_found() {
+    let (_t, s) = store("gone");
+    s.create("X").unwrap();
+    let mut mb = s.open_mailbox("X", false).unwrap();
+    s.delete("X").unwrap();
+    assert!(matches!(mb.refresh(), Err(StoreError::NotFound(_))));
+}
+
+/// "Never panics" over pseudo-random inputs built from the characters the formats care about.
+#[test]
+fn parsers_never_panic_on_garbage() {
+    let alphabet: Vec<char> = "0123 VNGW:,S=.2&-+AZaz\n\r\t\u{1}\u{0}/Äé€😀"
+        .chars()
+        .collect();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..20_000 {
+        let len = (x % 24) as usize;
+        let mut s = String::new();
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push(alphabet[(x % alphabet.len() as u64) as usize]);
+        }
+        let _ = uidlist::UidList::parse(&s);
+        let _ = uidlist::UidList::parse(&format!("3 V1 N1\n{s}"));
+        let _ = keywords::Keywords::parse(&s);
+        let _ = subscriptions::parse(&s);
+        let _ = subscriptions::parse(&format!("V\t2\n\n{s}"));
+        let _ = name::validate(&s);
+        let _ = name::from_dir_name(&s);
+        let f = filename::split(&s);
+        let _ = filename::sizes(f.base);
+        let _ = filename::encode_letters(&filename::decode_letters(f.letters));
+        let _ = filename::acceptable(&s);
+        let _ = filename::valid_unique(&s);
+    }
+}
