@@ -118,13 +118,18 @@ fn literal_announcement(line: &[u8], truncated: bool) -> Option<Announce> {
         Some(r) => (r, false),
         None => (rest, true),
     };
-    let digits_start = rest.iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |i| i + 1);
+    let digits_start = rest
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |i| i + 1);
     let digits = &rest[digits_start..];
     if digits.is_empty() {
         return None;
     }
     let size = if rest[..digits_start].ends_with(b"{") {
-        digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))
+        digits.iter().try_fold(0u64, |acc, &d| {
+            acc.checked_mul(10)?.checked_add((d - b'0') as u64)
+        })
     } else if truncated && digits_start == 0 {
         // Only digits left in a truncated tail: an absurdly long number.
         None
@@ -170,7 +175,14 @@ fn push_tail(tail: &mut Vec<u8>, data: &[u8]) {
 
 impl Framer {
     pub fn new(limits: FramerLimits) -> Self {
-        Framer { limits, input: Vec::new(), pos: 0, cmd: Vec::new(), seg_start: 0, state: State::Line }
+        Framer {
+            limits,
+            input: Vec::new(),
+            pos: 0,
+            cmd: Vec::new(),
+            seg_start: 0,
+            state: State::Line,
+        }
     }
 
     /// Append bytes read from the socket.
@@ -252,7 +264,11 @@ impl Framer {
         match literal_announcement(tail, tail.len() >= TAIL - 1) {
             Some(Announce { size, sync: false }) => match size {
                 Some(n) if n <= self.limits.max_literal => {
-                    self.state = if n == 0 { State::SkipLine { tail: Vec::new() } } else { State::SkipLiteral { remaining: n } };
+                    self.state = if n == 0 {
+                        State::SkipLine { tail: Vec::new() }
+                    } else {
+                        State::SkipLiteral { remaining: n }
+                    };
                     None
                 }
                 _ => Some(self.close_for_literal(size)),
@@ -283,7 +299,10 @@ impl Framer {
             "BYE [TOOBIG] Non-synchronizing literal of {} bytes exceeds the limit of {} bytes",
             size, self.limits.max_literal
         );
-        FrameEvent::Rejected { response: response(None, &text), close: true }
+        FrameEvent::Rejected {
+            response: response(None, &text),
+            close: true,
+        }
     }
 
     /// The most bytes the current line segment may hold (content without CRLF).
@@ -317,15 +336,26 @@ impl Framer {
         let chunk = &avail[..chunk_len];
         // Content length excluding a CR that may turn out to be the line's CR.
         let total = seg_len + chunk_len;
-        let last_is_cr = if chunk_len > 0 { chunk[chunk_len - 1] == b'\r' } else { self.cmd.last() == Some(&b'\r') && seg_len > 0 };
+        let last_is_cr = if chunk_len > 0 {
+            chunk[chunk_len - 1] == b'\r'
+        } else {
+            self.cmd.last() == Some(&b'\r') && seg_len > 0
+        };
         let content = if last_is_cr { total - 1 } else { total };
         if content > limit {
             let tag = self.current_tag(avail);
-            let text = if by_command { "BAD Command too long" } else { "BAD Command line too long" };
+            let text = if by_command {
+                "BAD Command too long"
+            } else {
+                "BAD Command line too long"
+            };
             let mut tail = Vec::new();
             push_tail(&mut tail, &self.cmd[self.seg_start..]);
             push_tail(&mut tail, chunk);
-            let ev = FrameEvent::Rejected { response: response(tag.as_deref(), text), close: false };
+            let ev = FrameEvent::Rejected {
+                response: response(tag.as_deref(), text),
+                close: false,
+            };
             self.cmd.clear();
             self.seg_start = 0;
             match lf {
@@ -369,7 +399,9 @@ impl Framer {
         };
         let used = self.cmd.len() as u64;
         let fits = match ann.size {
-            Some(n) => n <= self.limits.max_literal && used.saturating_add(n) <= self.limits.max_command,
+            Some(n) => {
+                n <= self.limits.max_literal && used.saturating_add(n) <= self.limits.max_command
+            }
             None => false,
         };
         if !fits {
@@ -377,7 +409,9 @@ impl Framer {
                 return Some(self.close_for_literal(ann.size));
             }
             let tag = tag_of(&self.cmd[..self.cmd.len().min(TAG_WINDOW)]).map(|t| t.to_vec());
-            let size = ann.size.map_or_else(|| "an enormous number of".to_string(), |n| n.to_string());
+            let size = ann
+                .size
+                .map_or_else(|| "an enormous number of".to_string(), |n| n.to_string());
             let text = match ann.size {
                 Some(n) if n <= self.limits.max_literal => format!(
                     "NO [TOOBIG] Command too large: literal of {} bytes would exceed the limit of {} bytes per command",
@@ -386,7 +420,10 @@ impl Framer {
                 _ => format!("NO [TOOBIG] Literal of {} bytes exceeds the limit of {} bytes", size, self.limits.max_literal),
             };
             self.reset_command();
-            return Some(FrameEvent::Rejected { response: response(tag.as_deref(), &text), close: false });
+            return Some(FrameEvent::Rejected {
+                response: response(tag.as_deref(), &text),
+                close: false,
+            });
         }
         let n = ann.size.unwrap_or(0);
         if n == 0 {
@@ -431,7 +468,11 @@ mod tests {
     use super::*;
 
     fn limits() -> FramerLimits {
-        FramerLimits { max_line: 100, max_literal: 1000, max_command: 2000 }
+        FramerLimits {
+            max_line: 100,
+            max_literal: 1000,
+            max_command: 2000,
+        }
     }
 
     /// Feed `input` in chunks of `chunk` bytes, collecting every event.
@@ -452,7 +493,10 @@ mod tests {
     }
 
     fn rej(s: &str, close: bool) -> FrameEvent {
-        FrameEvent::Rejected { response: s.as_bytes().to_vec(), close }
+        FrameEvent::Rejected {
+            response: s.as_bytes().to_vec(),
+            close,
+        }
     }
 
     #[test]
@@ -461,7 +505,11 @@ mod tests {
         for chunk in [1, 2, 3, 7, 100] {
             assert_eq!(
                 run(limits(), input, chunk),
-                vec![cmd(b"a1 CAPABILITY\r\n"), cmd(b"a2 NOOP\r\n"), cmd(b"a3 LOGOUT\r\n")],
+                vec![
+                    cmd(b"a1 CAPABILITY\r\n"),
+                    cmd(b"a2 NOOP\r\n"),
+                    cmd(b"a3 LOGOUT\r\n")
+                ],
                 "chunk {chunk}"
             );
         }
@@ -469,7 +517,10 @@ mod tests {
 
     #[test]
     fn empty_lines_are_ignored() {
-        assert_eq!(run(limits(), b"\r\n\na NOOP\r\n\r\n", 1), vec![cmd(b"a NOOP\r\n")]);
+        assert_eq!(
+            run(limits(), b"\r\n\na NOOP\r\n\r\n", 1),
+            vec![cmd(b"a NOOP\r\n")]
+        );
     }
 
     #[test]
@@ -494,7 +545,10 @@ mod tests {
         let input = b"a LOGIN {3}\r\nu\nx {4+}\r\n{1}\n\r\n";
         assert_eq!(
             run(limits(), input, 1),
-            vec![FrameEvent::ContinuationNeeded, cmd(b"a LOGIN {3}\r\nu\nx {4+}\r\n{1}\n\r\n")]
+            vec![
+                FrameEvent::ContinuationNeeded,
+                cmd(b"a LOGIN {3}\r\nu\nx {4+}\r\n{1}\n\r\n")
+            ]
         );
     }
 
@@ -515,7 +569,10 @@ mod tests {
     fn zero_length_literal() {
         assert_eq!(
             run(limits(), b"a LOGIN {0}\r\n {0+}\r\n\r\n", 1),
-            vec![FrameEvent::ContinuationNeeded, cmd(b"a LOGIN {0}\r\n {0+}\r\n\r\n")]
+            vec![
+                FrameEvent::ContinuationNeeded,
+                cmd(b"a LOGIN {0}\r\n {0+}\r\n\r\n")
+            ]
         );
     }
 
@@ -533,9 +590,19 @@ mod tests {
                     evs.push(e);
                 }
                 // The over-long line is never stored.
-                assert!(f.buffered() <= 101 + chunk, "buffered {} with chunk {chunk}", f.buffered());
+                assert!(
+                    f.buffered() <= 101 + chunk,
+                    "buffered {} with chunk {chunk}",
+                    f.buffered()
+                );
             }
-            assert_eq!(evs, vec![rej("A7 BAD Command line too long\r\n", false), cmd(b"A8 NOOP\r\n")]);
+            assert_eq!(
+                evs,
+                vec![
+                    rej("A7 BAD Command line too long\r\n", false),
+                    cmd(b"A8 NOOP\r\n")
+                ]
+            );
         }
     }
 
@@ -548,19 +615,32 @@ mod tests {
         for chunk in [1, 99, 100, 101, 102] {
             let mut want = line.clone();
             want.extend_from_slice(b"\r\n");
-            assert_eq!(run(limits(), &input, chunk), vec![FrameEvent::Command(want)], "chunk {chunk}");
+            assert_eq!(
+                run(limits(), &input, chunk),
+                vec![FrameEvent::Command(want)],
+                "chunk {chunk}"
+            );
         }
         input.insert(0, b'b');
-        assert_eq!(run(limits(), &input, 1), vec![rej("ba BAD Command line too long\r\n", false)]);
+        assert_eq!(
+            run(limits(), &input, 1),
+            vec![rej("ba BAD Command line too long\r\n", false)]
+        );
     }
 
     #[test]
     fn line_too_long_without_readable_tag_is_untagged() {
         let input = vec![b'x'; 300];
-        assert_eq!(run(limits(), &input, 7), vec![rej("* BAD Command line too long\r\n", false)]);
+        assert_eq!(
+            run(limits(), &input, 7),
+            vec![rej("* BAD Command line too long\r\n", false)]
+        );
         let mut input = b"+bad ".to_vec();
         input.extend(vec![b'x'; 300]);
-        assert_eq!(run(limits(), &input, 300), vec![rej("* BAD Command line too long\r\n", false)]);
+        assert_eq!(
+            run(limits(), &input, 300),
+            vec![rej("* BAD Command line too long\r\n", false)]
+        );
     }
 
     #[test]
@@ -571,7 +651,10 @@ mod tests {
         for chunk in [1, 4, 1000] {
             assert_eq!(
                 run(limits(), &input, chunk),
-                vec![rej("a1 BAD Command line too long\r\n", false), cmd(b"a2 NOOP\r\n")],
+                vec![
+                    rej("a1 BAD Command line too long\r\n", false),
+                    cmd(b"a2 NOOP\r\n")
+                ],
                 "chunk {chunk}"
             );
         }
@@ -584,13 +667,20 @@ mod tests {
             assert_eq!(
                 run(limits(), input, chunk),
                 vec![
-                    rej("A1 NO [TOOBIG] Literal of 1001 bytes exceeds the limit of 1000 bytes\r\n", false),
+                    rej(
+                        "A1 NO [TOOBIG] Literal of 1001 bytes exceeds the limit of 1000 bytes\r\n",
+                        false
+                    ),
                     cmd(b"A2 NOOP\r\n"),
                 ]
             );
         }
         // A number that does not even fit in 64 bits.
-        let evs = run(limits(), b"A1 APPEND INBOX {99999999999999999999999}\r\n", 3);
+        let evs = run(
+            limits(),
+            b"A1 APPEND INBOX {99999999999999999999999}\r\n",
+            3,
+        );
         assert_eq!(
             evs,
             vec![rej("A1 NO [TOOBIG] Literal of an enormous number of bytes exceeds the limit of 1000 bytes\r\n", false)]
@@ -599,7 +689,11 @@ mod tests {
 
     #[test]
     fn command_total_too_large_is_toobig() {
-        let l = FramerLimits { max_line: 100, max_literal: 1000, max_command: 1500 };
+        let l = FramerLimits {
+            max_line: 100,
+            max_literal: 1000,
+            max_command: 1500,
+        };
         let mut input = b"A1 LOGIN {900+}\r\n".to_vec();
         input.extend(vec![b'p'; 900]);
         input.extend_from_slice(b" {900}\r\n");
@@ -615,12 +709,22 @@ mod tests {
 
     #[test]
     fn lines_after_literals_count_towards_the_command_limit() {
-        let l = FramerLimits { max_line: 100, max_literal: 1000, max_command: 1050 };
+        let l = FramerLimits {
+            max_line: 100,
+            max_literal: 1000,
+            max_command: 1050,
+        };
         let mut input = b"A1 X {1000+}\r\n".to_vec();
         input.extend(vec![b'p'; 1000]);
         input.extend(vec![b' '; 60]);
         input.extend_from_slice(b"\r\nA2 NOOP\r\n");
-        assert_eq!(run(l, &input, 64), vec![rej("A1 BAD Command too long\r\n", false), cmd(b"A2 NOOP\r\n")]);
+        assert_eq!(
+            run(l, &input, 64),
+            vec![
+                rej("A1 BAD Command too long\r\n", false),
+                cmd(b"A2 NOOP\r\n")
+            ]
+        );
     }
 
     #[test]
@@ -658,32 +762,70 @@ mod tests {
     #[test]
     fn announcement_detection() {
         let a = |s: &[u8]| literal_announcement(s, false);
-        assert_eq!(a(b"x {5}"), Some(Announce { size: Some(5), sync: true }));
-        assert_eq!(a(b"x {5+}"), Some(Announce { size: Some(5), sync: false }));
-        assert_eq!(a(b"x ~{5}"), Some(Announce { size: Some(5), sync: true }));
+        assert_eq!(
+            a(b"x {5}"),
+            Some(Announce {
+                size: Some(5),
+                sync: true
+            })
+        );
+        assert_eq!(
+            a(b"x {5+}"),
+            Some(Announce {
+                size: Some(5),
+                sync: false
+            })
+        );
+        assert_eq!(
+            a(b"x ~{5}"),
+            Some(Announce {
+                size: Some(5),
+                sync: true
+            })
+        );
         assert_eq!(a(b"x {}"), None);
         assert_eq!(a(b"x {+}"), None);
         assert_eq!(a(b"x 5}"), None);
         assert_eq!(a(b"x {5a}"), None);
         assert_eq!(a(b"}"), None);
-        assert_eq!(a(b"{18446744073709551616}"), Some(Announce { size: None, sync: true }));
+        assert_eq!(
+            a(b"{18446744073709551616}"),
+            Some(Announce {
+                size: None,
+                sync: true
+            })
+        );
         assert_eq!(a(b"000000000000000000000000000000}"), None);
-        assert_eq!(literal_announcement(b"0000000000000000000000000000000+}", true), Some(Announce { size: None, sync: false }));
+        assert_eq!(
+            literal_announcement(b"0000000000000000000000000000000+}", true),
+            Some(Announce {
+                size: None,
+                sync: false
+            })
+        );
     }
 
     #[test]
     fn never_panics_on_random_input() {
         let mut seed: u64 = 42;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as u32
         };
         let alphabet = b"a1 {}+~\r\n5x0 ";
         for _ in 0..3000 {
             let len = next() % 200;
-            let input: Vec<u8> = (0..len).map(|_| alphabet[next() as usize % alphabet.len()]).collect();
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[next() as usize % alphabet.len()])
+                .collect();
             let chunk = 1 + next() as usize % 20;
-            let l = FramerLimits { max_line: 1 + next() as usize % 40, max_literal: next() as u64 % 30, max_command: next() as u64 % 200 };
+            let l = FramerLimits {
+                max_line: 1 + next() as usize % 40,
+                max_literal: next() as u64 % 30,
+                max_command: next() as u64 % 200,
+            };
             let mut f = Framer::new(l);
             for c in input.chunks(chunk) {
                 f.push(c);

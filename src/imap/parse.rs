@@ -45,19 +45,28 @@ pub fn parse_command(input: &[u8]) -> Result<TaggedCommand, ParseError> {
         let reason = if c.at_end() {
             "Empty command line".to_string()
         } else {
-            format!("Invalid tag: a command must start with a tag, found {}", c.found())
+            format!(
+                "Invalid tag: a command must start with a tag, found {}",
+                c.found()
+            )
         };
         return Err(ParseError { tag: None, reason });
     }
     if !c.at_end() && c.peek() != Some(b' ') {
         let bad = c.peek().map(|b| show(&[b])).unwrap_or_default();
-        return Err(ParseError { tag: None, reason: format!("Invalid character '{bad}' in tag") });
+        return Err(ParseError {
+            tag: None,
+            reason: format!("Invalid character '{bad}' in tag"),
+        });
     }
     // A tag is ASTRING-CHARs: ASCII.
     let tag = String::from_utf8_lossy(tag).into_owned();
     match command(&mut c) {
         Ok(command) => Ok(TaggedCommand { tag, command }),
-        Err(reason) => Err(ParseError { tag: Some(tag), reason }),
+        Err(reason) => Err(ParseError {
+            tag: Some(tag),
+            reason,
+        }),
     }
 }
 
@@ -87,25 +96,42 @@ fn command(c: &mut Cursor) -> PResult<Command> {
             let (mailbox, condstore) = select(c)?;
             Command::Examine { mailbox, condstore }
         }
-        b"CREATE" => Command::Create { mailbox: one_mailbox(c)? },
-        b"DELETE" => Command::Delete { mailbox: one_mailbox(c)? },
-        b"SUBSCRIBE" => Command::Subscribe { mailbox: one_mailbox(c)? },
-        b"UNSUBSCRIBE" => Command::Unsubscribe { mailbox: one_mailbox(c)? },
+        b"CREATE" => Command::Create {
+            mailbox: one_mailbox(c)?,
+        },
+        b"DELETE" => Command::Delete {
+            mailbox: one_mailbox(c)?,
+        },
+        b"SUBSCRIBE" => Command::Subscribe {
+            mailbox: one_mailbox(c)?,
+        },
+        b"UNSUBSCRIBE" => Command::Unsubscribe {
+            mailbox: one_mailbox(c)?,
+        },
         b"RENAME" => {
             let from = one_mailbox(c)?;
             c.sp("between the RENAME mailbox names")?;
-            Command::Rename { from, to: c.mailbox()? }
+            Command::Rename {
+                from,
+                to: c.mailbox()?,
+            }
         }
         b"LIST" => list(c)?,
         b"LSUB" => {
             let reference = one_mailbox(c)?;
             c.sp("before the LSUB pattern")?;
-            Command::Lsub { reference, pattern: c.list_mailbox()? }
+            Command::Lsub {
+                reference,
+                pattern: c.list_mailbox()?,
+            }
         }
         b"STATUS" => {
             let mailbox = one_mailbox(c)?;
             c.sp("before the STATUS items")?;
-            Command::Status { mailbox, items: status_items(c)? }
+            Command::Status {
+                mailbox,
+                items: status_items(c)?,
+            }
         }
         b"APPEND" => append(c)?,
         b"ID" => id(c)?,
@@ -170,7 +196,10 @@ fn authenticate(c: &mut Cursor) -> PResult<Command> {
         c.sp("after the SASL mechanism")?;
         let ir = c.take_while(|b| !matches!(b, b' ' | b'\r' | b'\n'));
         if ir.is_empty() {
-            return Err(format!("Expected a base64 initial response, found {}", c.found()));
+            return Err(format!(
+                "Expected a base64 initial response, found {}",
+                c.found()
+            ));
         }
         if ir != b"=" && !is_base64(ir) {
             return Err("Invalid base64 in the initial response".to_string());
@@ -182,11 +211,14 @@ fn authenticate(c: &mut Cursor) -> PResult<Command> {
 
 /// RFC 3501 `base64 = *(4base64-char) [base64-terminal]`.
 fn is_base64(s: &[u8]) -> bool {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return false;
     }
     let pad = s.iter().rev().take_while(|&&b| b == b'=').count();
-    pad <= 2 && s[..s.len() - pad].iter().all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    pad <= 2
+        && s[..s.len() - pad]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// `select = "SELECT" SP mailbox [select-params]` (RFC 4466 §2.1); the only parameter
@@ -274,11 +306,16 @@ fn list(c: &mut Cursor) -> PResult<Command> {
         }
         // RFC 5258 §3: RECURSIVEMATCH alone is an error.
         if options.recursive_match && !base {
-            return Err("LIST selection option RECURSIVEMATCH requires SUBSCRIBED or SPECIAL-USE".to_string());
+            return Err(
+                "LIST selection option RECURSIVEMATCH requires SUBSCRIBED or SPECIAL-USE"
+                    .to_string(),
+            );
         }
         c.sp("after LIST selection options")?;
     }
-    let reference = c.mailbox().map_err(|e| e.replace("mailbox name", "LIST reference name"))?;
+    let reference = c
+        .mailbox()
+        .map_err(|e| e.replace("mailbox name", "LIST reference name"))?;
     c.sp("before the LIST pattern")?;
     let mut patterns = Vec::new();
     if c.eat(b'(') {
@@ -295,7 +332,10 @@ fn list(c: &mut Cursor) -> PResult<Command> {
     if !c.at_end() {
         c.sp("after the LIST pattern")?;
         if !c.eat_word("RETURN") {
-            return Err(format!("Expected RETURN after the LIST pattern, found {}", c.found()));
+            return Err(format!(
+                "Expected RETURN after the LIST pattern, found {}",
+                c.found()
+            ));
         }
         c.sp("after RETURN")?;
         c.expect(b'(', "'(' starting the LIST return options")?;
@@ -320,7 +360,11 @@ fn list(c: &mut Cursor) -> PResult<Command> {
             }
         }
     }
-    Ok(Command::List { reference, patterns, options })
+    Ok(Command::List {
+        reference,
+        patterns,
+        options,
+    })
 }
 
 /// `append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal` (RFC 3501 §6.3.11;
@@ -339,7 +383,10 @@ fn append(c: &mut Cursor) -> PResult<Command> {
         c.sp("after the APPEND date-time")?;
     }
     if !matches!(c.peek(), Some(b'{' | b'~')) {
-        return Err(format!("Expected the message as a literal ({{size}}), found {}", c.found()));
+        return Err(format!(
+            "Expected the message as a literal ({{size}}), found {}",
+            c.found()
+        ));
     }
     // NUL is accepted in the message: real mail contains it and the store keeps bytes as is.
     let message = c.literal(true, true)?.to_vec();
@@ -349,7 +396,12 @@ fn append(c: &mut Cursor) -> PResult<Command> {
             c.found()
         ));
     }
-    Ok(Command::Append { mailbox, flags, date, message })
+    Ok(Command::Append {
+        mailbox,
+        flags,
+        date,
+        message,
+    })
 }
 
 /// `id = "ID" SP id-params-list` (RFC 2971): parsed and discarded.
@@ -378,7 +430,11 @@ fn id(c: &mut Cursor) -> PResult<Command> {
 fn enable(c: &mut Cursor) -> PResult<Command> {
     let mut caps = Vec::new();
     while !c.at_end() || caps.is_empty() {
-        c.sp(if caps.is_empty() { "after ENABLE" } else { "between capabilities" })?;
+        c.sp(if caps.is_empty() {
+            "after ENABLE"
+        } else {
+            "between capabilities"
+        })?;
         let a = c.atom("capability name")?;
         caps.push(String::from_utf8_lossy(a).into_owned());
     }
@@ -387,7 +443,12 @@ fn enable(c: &mut Cursor) -> PResult<Command> {
 
 fn search(c: &mut Cursor, uid: bool) -> PResult<Command> {
     let a = search::search_args(c)?;
-    Ok(Command::Search { uid, charset: a.charset, returns: a.returns, criteria: a.criteria })
+    Ok(Command::Search {
+        uid,
+        charset: a.charset,
+        returns: a.returns,
+        criteria: a.criteria,
+    })
 }
 
 fn fetch(c: &mut Cursor, uid: bool) -> PResult<Command> {
@@ -395,7 +456,12 @@ fn fetch(c: &mut Cursor, uid: bool) -> PResult<Command> {
     let set = c.sequence_set()?;
     c.sp("after the sequence set")?;
     let (items, changed_since) = fetch::fetch_items(c)?;
-    Ok(Command::Fetch { uid, set, items, changed_since })
+    Ok(Command::Fetch {
+        uid,
+        set,
+        items,
+        changed_since,
+    })
 }
 
 /// `store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags` (RFC 3501 §6.4.6,
@@ -431,7 +497,12 @@ fn store(c: &mut Cursor, uid: bool) -> PResult<Command> {
     let silent = match rest {
         b"FLAGS" => false,
         b"FLAGS.SILENT" => true,
-        _ => return Err(format!("Expected FLAGS, +FLAGS or -FLAGS (optionally .SILENT), found {}", show(item))),
+        _ => {
+            return Err(format!(
+                "Expected FLAGS, +FLAGS or -FLAGS (optionally .SILENT), found {}",
+                show(item)
+            ))
+        }
     };
     c.sp("after FLAGS")?;
     // store-att-flags: flag-list / (flag *(SP flag))
@@ -445,7 +516,14 @@ fn store(c: &mut Cursor, uid: bool) -> PResult<Command> {
         }
         flags
     };
-    Ok(Command::Store { uid, set, mode, silent, flags, unchanged_since })
+    Ok(Command::Store {
+        uid,
+        set,
+        mode,
+        silent,
+        flags,
+        unchanged_since,
+    })
 }
 
 /// `copy = "COPY" SP sequence-set SP mailbox`, RFC 6851 `move` likewise.
@@ -455,5 +533,9 @@ fn copy_move(c: &mut Cursor, uid: bool, is_move: bool) -> PResult<Command> {
     let set = c.sequence_set()?;
     c.sp("after the sequence set")?;
     let mailbox = c.mailbox()?;
-    Ok(if is_move { Command::Move { uid, set, mailbox } } else { Command::Copy { uid, set, mailbox } })
+    Ok(if is_move {
+        Command::Move { uid, set, mailbox }
+    } else {
+        Command::Copy { uid, set, mailbox }
+    })
 }

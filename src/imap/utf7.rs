@@ -177,7 +177,8 @@ mod tests {
         assert_eq!(encode("\u{e4}&"), "&AOQ-&-");
         assert_eq!(decode("&AOQ-&-").as_deref(), Some("ä&"));
         // Cyrillic "Отправленные" (Sent in Russian clients)
-        let sent = "\u{41e}\u{442}\u{43f}\u{440}\u{430}\u{432}\u{43b}\u{435}\u{43d}\u{43d}\u{44b}\u{435}";
+        let sent =
+            "\u{41e}\u{442}\u{43f}\u{440}\u{430}\u{432}\u{43b}\u{435}\u{43d}\u{43d}\u{44b}\u{435}";
         assert_eq!(decode(&encode(sent)).as_deref(), Some(sent));
     }
 
@@ -192,20 +193,20 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for bad in [
-            "&",             // unterminated
-            "&AOQ",          // unterminated run
-            "&A?Q-",         // bad base64 char
-            "&AOQ/-",        // '/' is not modified base64
-            "&AOR-",         // non-zero padding bits
-            "&AOQA-",        // a whole leftover base64 digit
-            "&2D0-",         // lone high surrogate
-            "&3gA-",         // lone low surrogate
-            "&AGE-",         // encodes printable ASCII 'a'
-            "&ACY-",         // encodes '&' (must be &-)
-            "&AOQ-&APw-",    // two encoded runs back to back
-            "caf\u{e9}",     // raw 8-bit
-            "tab\there",     // control character
-            "&A-",           // too short for one unit
+            "&",          // unterminated
+            "&AOQ",       // unterminated run
+            "&A?Q-",      // bad base64 char
+            "&AOQ/-",     // '/' is not modified base64
+            "&AOR-",      // non-zero padding bits
+            "&AOQA-",     // a whole leftover base64 digit
+            "&2D0-",      // lone high surrogate
+            "&3gA-",      // lone low surrogate
+            "&AGE-",      // encodes printable ASCII 'a'
+            "&ACY-",      // encodes '&' (must be &-)
+            "&AOQ-&APw-", // two encoded runs back to back
+            "caf\u{e9}",  // raw 8-bit
+            "tab\there",  // control character
+            "&A-",        // too short for one unit
         ] {
             assert_eq!(decode(bad), None, "{bad:?} should be rejected");
         }
@@ -215,7 +216,9 @@ mod tests {
     fn random_round_trip_and_never_panics() {
         let mut seed: u64 = 0x1234_5678_9abc_def0;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as u32
         };
         let pool: Vec<char> = "aZ &-,+/.~\u{e4}\u{fc}\u{4e2d}\u{1f600}\u{7f}\u{1}\u{ffff}\u{10000}"
@@ -223,15 +226,23 @@ mod tests {
             .collect();
         for _ in 0..5000 {
             let len = next() % 12;
-            let s: String = (0..len).map(|_| pool[next() as usize % pool.len()]).collect();
+            let s: String = (0..len)
+                .map(|_| pool[next() as usize % pool.len()])
+                .collect();
             let e = encode(&s);
             assert!(e.is_ascii());
-            assert_eq!(decode(&e).as_deref(), Some(s.as_str()), "round trip of {s:?} via {e:?}");
+            assert_eq!(
+                decode(&e).as_deref(),
+                Some(s.as_str()),
+                "round trip of {s:?} via {e:?}"
+            );
         }
         let bytes = b"&-AZaz09+,/=\x80 ";
         for _ in 0..20000 {
             let len = next() % 16;
-            let s: String = (0..len).map(|_| bytes[next() as usize % bytes.len()] as char).collect();
+            let s: String = (0..len)
+                .map(|_| bytes[next() as usize % bytes.len()] as char)
+                .collect();
             if let Some(d) = decode(&s) {
                 // Anything accepted has exactly one spelling.
                 assert_eq!(encode(&d), s);

@@ -99,7 +99,10 @@ fn fetch_att(c: &mut Cursor, items: &mut Vec<FetchAttr>, allow_macros: bool) -> 
     if let Some(a) = simple {
         if !next_is_end {
             c.set_pos(start);
-            return Err(format!("Unknown FETCH item {}", show(c.take_while(is_atom_char))));
+            return Err(format!(
+                "Unknown FETCH item {}",
+                show(c.take_while(is_atom_char))
+            ));
         }
         push_unique(items, a);
         return Ok(());
@@ -109,15 +112,25 @@ fn fetch_att(c: &mut Cursor, items: &mut Vec<FetchAttr>, allow_macros: bool) -> 
             let peek = upper == b"BODY.PEEK";
             let section = section(c)?;
             let partial = partial(c)?;
-            BodySection { peek, section, partial }
+            BodySection {
+                peek,
+                section,
+                partial,
+            }
         }
         b"BINARY" | b"BINARY.PEEK" => {
             let peek = upper == b"BINARY.PEEK";
             let part = section_binary(c)?;
             let partial = partial(c)?;
-            Binary { peek, part, partial }
+            Binary {
+                peek,
+                part,
+                partial,
+            }
         }
-        b"BINARY.SIZE" => BinarySize { part: section_binary(c)? },
+        b"BINARY.SIZE" => BinarySize {
+            part: section_binary(c)?,
+        },
         _ => {
             c.set_pos(start);
             let shown = c.take_while(|b| is_atom_char(b) && b != b'[');
@@ -129,7 +142,10 @@ fn fetch_att(c: &mut Cursor, items: &mut Vec<FetchAttr>, allow_macros: bool) -> 
         }
     };
     if matches!(c.peek(), Some(b) if is_atom_char(b)) {
-        return Err(format!("Unexpected characters after FETCH item: {}", c.found()));
+        return Err(format!(
+            "Unexpected characters after FETCH item: {}",
+            c.found()
+        ));
     }
     push_unique(items, attr);
     Ok(())
@@ -193,7 +209,10 @@ fn header_list(c: &mut Cursor) -> PResult<Vec<String>> {
     loop {
         let n = c.astring_utf8("header field name")?;
         if n.is_empty() || n.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b':') {
-            return Err(format!("Invalid header field name \"{}\"", show(n.as_bytes())));
+            return Err(format!(
+                "Invalid header field name \"{}\"",
+                show(n.as_bytes())
+            ));
         }
         names.push(n);
         if c.eat(b')') {
@@ -207,7 +226,10 @@ fn header_list(c: &mut Cursor) -> PResult<Vec<String>> {
 fn section_binary(c: &mut Cursor) -> PResult<Vec<u32>> {
     c.expect(b'[', "'[' starting the BINARY section")?;
     let part = section_part(c)?;
-    c.expect(b']', "']' closing the BINARY section (only part numbers are allowed)")?;
+    c.expect(
+        b']',
+        "']' closing the BINARY section (only part numbers are allowed)",
+    )?;
     Ok(part)
 }
 
@@ -217,7 +239,10 @@ fn partial(c: &mut Cursor) -> PResult<Option<(u32, u32)>> {
         return Ok(None);
     }
     let offset = c.number("partial offset")?;
-    c.expect(b'.', "'.' between partial offset and length (<offset.length>)")?;
+    c.expect(
+        b'.',
+        "'.' between partial offset and length (<offset.length>)",
+    )?;
     let len = c.nz_number("partial length")?;
     c.expect(b'>', "'>' closing the partial range")?;
     Ok(Some((offset, len)))

@@ -74,7 +74,10 @@ impl<'a> Cursor<'a> {
             return "end of line".to_string();
         }
         let rest = self.rest();
-        let line = &rest[..rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len())];
+        let line = &rest[..rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(rest.len())];
         if line.len() > 20 {
             format!("\"{}...\"", show(&line[..20]))
         } else if line.is_empty() {
@@ -119,7 +122,10 @@ impl<'a> Cursor<'a> {
             self.pos = self.input.len();
             Ok(())
         } else {
-            Err(format!("Unexpected characters after {after}: {}", self.found()))
+            Err(format!(
+                "Unexpected characters after {after}: {}",
+                self.found()
+            ))
         }
     }
 
@@ -156,7 +162,10 @@ impl<'a> Cursor<'a> {
     fn digits(&mut self, what: &str) -> PResult<&'a [u8]> {
         let d = self.take_while(|b| b.is_ascii_digit());
         if d.is_empty() {
-            Err(format!("Expected {what} (a number), found {}", self.found()))
+            Err(format!(
+                "Expected {what} (a number), found {}",
+                self.found()
+            ))
         } else {
             Ok(d)
         }
@@ -166,8 +175,15 @@ impl<'a> Cursor<'a> {
     pub(crate) fn number(&mut self, what: &str) -> PResult<u32> {
         let d = self.digits(what)?;
         d.iter()
-            .try_fold(0u32, |acc, &c| acc.checked_mul(10)?.checked_add((c - b'0') as u32))
-            .ok_or_else(|| format!("Invalid {what}: {} is too large (at most 4294967295)", show(d)))
+            .try_fold(0u32, |acc, &c| {
+                acc.checked_mul(10)?.checked_add((c - b'0') as u32)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "Invalid {what}: {} is too large (at most 4294967295)",
+                    show(d)
+                )
+            })
     }
 
     /// `nz-number`.
@@ -184,7 +200,9 @@ impl<'a> Cursor<'a> {
     pub(crate) fn mod_seq(&mut self, what: &str) -> PResult<u64> {
         let d = self.digits(what)?;
         d.iter()
-            .try_fold(0u64, |acc, &c| acc.checked_mul(10)?.checked_add((c - b'0') as u64))
+            .try_fold(0u64, |acc, &c| {
+                acc.checked_mul(10)?.checked_add((c - b'0') as u64)
+            })
             .filter(|&n| n <= i64::MAX as u64)
             .ok_or_else(|| format!("Invalid {what}: {} is too large (at most 2^63-1)", show(d)))
     }
@@ -196,7 +214,9 @@ impl<'a> Cursor<'a> {
         let mut out = Vec::new();
         loop {
             match self.peek() {
-                None | Some(b'\r') | Some(b'\n') => return Err("Unterminated quoted string".to_string()),
+                None | Some(b'\r') | Some(b'\n') => {
+                    return Err("Unterminated quoted string".to_string())
+                }
                 Some(b'"') => {
                     self.pos += 1;
                     return Ok(out);
@@ -204,9 +224,10 @@ impl<'a> Cursor<'a> {
                 Some(b'\\') => {
                     match self.peek_at(1) {
                         Some(c @ (b'"' | b'\\')) => out.push(c),
-                        Some(c) if c != b'\r' && c != b'\n' => {
-                            return Err(format!("Invalid escape \\{} in quoted string (only \\\\ and \\\" are allowed)", show(&[c])))
-                        }
+                        Some(c) if c != b'\r' && c != b'\n' => return Err(format!(
+                            "Invalid escape \\{} in quoted string (only \\\\ and \\\" are allowed)",
+                            show(&[c])
+                        )),
                         _ => return Err("Unterminated quoted string".to_string()),
                     }
                     self.pos += 2;
@@ -239,9 +260,14 @@ impl<'a> Cursor<'a> {
             return Err("Expected CRLF after literal size".to_string());
         }
         let start = self.pos;
-        let end = start.checked_add(n as usize).filter(|&e| e <= self.input.len());
+        let end = start
+            .checked_add(n as usize)
+            .filter(|&e| e <= self.input.len());
         let Some(end) = end else {
-            return Err(format!("Literal truncated: {n} bytes announced, {} present", self.input.len() - start));
+            return Err(format!(
+                "Literal truncated: {n} bytes announced, {} present",
+                self.input.len() - start
+            ));
         };
         let data = &self.input[start..end];
         if !allow_nul && !is8 && data.contains(&0) {
@@ -256,7 +282,10 @@ impl<'a> Cursor<'a> {
         match self.peek() {
             Some(b'"') => self.quoted(),
             Some(b'{') => self.literal(false, false).map(|d| d.to_vec()),
-            _ => Err(format!("Expected {what} (a quoted string or literal), found {}", self.found())),
+            _ => Err(format!(
+                "Expected {what} (a quoted string or literal), found {}",
+                self.found()
+            )),
         }
     }
 
@@ -316,12 +345,22 @@ impl<'a> Cursor<'a> {
         }
         let d = self.take_while(|b| b.is_ascii_digit());
         if d.is_empty() {
-            return Err(format!("Invalid sequence set: expected a number or '*', found {}", self.found()));
+            return Err(format!(
+                "Invalid sequence set: expected a number or '*', found {}",
+                self.found()
+            ));
         }
         let n = d
             .iter()
-            .try_fold(0u32, |acc, &c| acc.checked_mul(10)?.checked_add((c - b'0') as u32))
-            .ok_or_else(|| format!("Invalid sequence set: {} is too large (at most 4294967295)", show(d)))?;
+            .try_fold(0u32, |acc, &c| {
+                acc.checked_mul(10)?.checked_add((c - b'0') as u32)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "Invalid sequence set: {} is too large (at most 4294967295)",
+                    show(d)
+                )
+            })?;
         if n == 0 {
             return Err("Invalid sequence set: 0 is not a valid message number".to_string());
         }
@@ -332,7 +371,9 @@ impl<'a> Cursor<'a> {
     pub(crate) fn sequence_set(&mut self) -> PResult<SequenceSet> {
         if self.eat(b'$') {
             if matches!(self.peek(), Some(b',' | b':')) {
-                return Err("Invalid sequence set: '$' cannot be combined with other numbers".to_string());
+                return Err(
+                    "Invalid sequence set: '$' cannot be combined with other numbers".to_string(),
+                );
             }
             self.check_set_end()?;
             return Ok(SequenceSet::Saved);
@@ -340,7 +381,11 @@ impl<'a> Cursor<'a> {
         let mut ranges = Vec::new();
         loop {
             let start = self.seq_number()?;
-            let end = if self.eat(b':') { self.seq_number()? } else { start };
+            let end = if self.eat(b':') {
+                self.seq_number()?
+            } else {
+                start
+            };
             ranges.push(SeqRange { start, end });
             if !self.eat(b',') {
                 break;
@@ -352,9 +397,10 @@ impl<'a> Cursor<'a> {
 
     fn check_set_end(&self) -> PResult<()> {
         match self.peek() {
-            Some(c) if is_atom_char(c) || c == b'*' || c == b'$' => {
-                Err(format!("Invalid sequence set: unexpected character '{}'", show(&[c])))
-            }
+            Some(c) if is_atom_char(c) || c == b'*' || c == b'$' => Err(format!(
+                "Invalid sequence set: unexpected character '{}'",
+                show(&[c])
+            )),
             _ => Ok(()),
         }
     }
@@ -372,7 +418,12 @@ impl<'a> Cursor<'a> {
     /// `date-day "-" date-month "-" date-year`; with `fixed`, RFC 3501 `date-day-fixed`
     /// (`SP DIGIT` / `2DIGIT`; a single digit is accepted too).
     fn date_text(&mut self, fixed: bool) -> PResult<Date> {
-        let bad = |c: &Self| format!("Invalid date: expected dd-Mon-yyyy (e.g. 1-Feb-1994), found {}", c.found());
+        let bad = |c: &Self| {
+            format!(
+                "Invalid date: expected dd-Mon-yyyy (e.g. 1-Feb-1994), found {}",
+                c.found()
+            )
+        };
         if fixed {
             self.eat(b' ');
         }
@@ -385,8 +436,13 @@ impl<'a> Cursor<'a> {
             return Err(bad(self));
         }
         let mon = self.take_while(|b| b.is_ascii_alphabetic());
-        const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
-        let Some(month) = MONTHS.iter().position(|m| m.as_bytes().eq_ignore_ascii_case(mon)) else {
+        const MONTHS: [&str; 12] = [
+            "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+        ];
+        let Some(month) = MONTHS
+            .iter()
+            .position(|m| m.as_bytes().eq_ignore_ascii_case(mon))
+        else {
             return Err(format!("Invalid date: unknown month {}", show(mon)));
         };
         let month = month as u8 + 1;
@@ -395,7 +451,10 @@ impl<'a> Cursor<'a> {
         }
         let year = self.take_while(|b| b.is_ascii_digit());
         if year.len() != 4 {
-            return Err(format!("Invalid date: the year must have 4 digits, found {}", show(year)));
+            return Err(format!(
+                "Invalid date: the year must have 4 digits, found {}",
+                show(year)
+            ));
         }
         let year = year.iter().fold(0u16, |a, &c| a * 10 + (c - b'0') as u16);
         let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -406,7 +465,10 @@ impl<'a> Cursor<'a> {
             _ => 31,
         };
         if day == 0 || day > max_day {
-            return Err(format!("Invalid date: day {day} does not exist in {}", MONTHS[month as usize - 1]));
+            return Err(format!(
+                "Invalid date: day {day} does not exist in {}",
+                MONTHS[month as usize - 1]
+            ));
         }
         Ok(Date { year, month, day })
     }
@@ -416,7 +478,12 @@ impl<'a> Cursor<'a> {
     pub(crate) fn date_time(&mut self) -> PResult<DateTime> {
         self.expect(b'"', "'\"' starting the date-time")?;
         let date = self.date_text(true)?;
-        let bad = |c: &Self| format!("Invalid date-time: expected \"dd-Mon-yyyy hh:mm:ss +zzzz\", found {}", c.found());
+        let bad = |c: &Self| {
+            format!(
+                "Invalid date-time: expected \"dd-Mon-yyyy hh:mm:ss +zzzz\", found {}",
+                c.found()
+            )
+        };
         if !self.eat(b' ') {
             return Err(bad(self));
         }
@@ -448,11 +515,17 @@ impl<'a> Cursor<'a> {
         } else if self.eat(b'-') {
             -1
         } else {
-            return Err(format!("Invalid date-time: zone must start with + or -, found {}", self.found()));
+            return Err(format!(
+                "Invalid date-time: zone must start with + or -, found {}",
+                self.found()
+            ));
         };
         let z = self.take_while(|b| b.is_ascii_digit());
         if z.len() != 4 {
-            return Err(format!("Invalid date-time: zone must be 4 digits, found {}", show(z)));
+            return Err(format!(
+                "Invalid date-time: zone must be 4 digits, found {}",
+                show(z)
+            ));
         }
         let zh = ((z[0] - b'0') * 10 + (z[1] - b'0')) as i16;
         let zm = ((z[2] - b'0') * 10 + (z[3] - b'0')) as i16;
@@ -460,7 +533,13 @@ impl<'a> Cursor<'a> {
             return Err(format!("Invalid date-time: zone minutes {zm} out of range"));
         }
         self.expect(b'"', "closing '\"' after the date-time")?;
-        Ok(DateTime { date, hour, minute, second, zone_minutes: sign * (zh * 60 + zm) })
+        Ok(DateTime {
+            date,
+            hour,
+            minute,
+            second,
+            zone_minutes: sign * (zh * 60 + zm),
+        })
     }
 
     /// `flag` (RFC 3501 §9): the five system flags (case-insensitive), `\Recent` (rejected
@@ -511,23 +590,47 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(Cursor::new(b"4294967295").number("n"), Ok(u32::MAX));
-        assert!(Cursor::new(b"4294967296").number("n").unwrap_err().contains("too large"));
+        assert!(Cursor::new(b"4294967296")
+            .number("n")
+            .unwrap_err()
+            .contains("too large"));
         assert!(Cursor::new(b"99999999999999999999999").number("n").is_err());
         assert!(Cursor::new(b"0").nz_number("n").is_err());
-        assert_eq!(Cursor::new(b"9223372036854775807").mod_seq("m"), Ok(i64::MAX as u64));
+        assert_eq!(
+            Cursor::new(b"9223372036854775807").mod_seq("m"),
+            Ok(i64::MAX as u64)
+        );
         assert!(Cursor::new(b"9223372036854775808").mod_seq("m").is_err());
     }
 
     #[test]
     fn strings() {
-        assert_eq!(Cursor::new(br#""a\"b\\c""#).astring("x"), Ok(b"a\"b\\c".to_vec()));
-        assert!(Cursor::new(br#""a\nb""#).astring("x").unwrap_err().contains("Invalid escape"));
-        assert!(Cursor::new(b"\"abc").astring("x").unwrap_err().contains("Unterminated"));
+        assert_eq!(
+            Cursor::new(br#""a\"b\\c""#).astring("x"),
+            Ok(b"a\"b\\c".to_vec())
+        );
+        assert!(Cursor::new(br#""a\nb""#)
+            .astring("x")
+            .unwrap_err()
+            .contains("Invalid escape"));
+        assert!(Cursor::new(b"\"abc")
+            .astring("x")
+            .unwrap_err()
+            .contains("Unterminated"));
         assert_eq!(Cursor::new(b"{3}\r\na b").astring("x"), Ok(b"a b".to_vec()));
         assert_eq!(Cursor::new(b"{3+}\na b").astring("x"), Ok(b"a b".to_vec()));
-        assert!(Cursor::new(b"{5}\r\nab").astring("x").unwrap_err().contains("truncated"));
-        assert!(Cursor::new(b"{2}\r\na\0").astring("x").unwrap_err().contains("NUL"));
-        assert_eq!(Cursor::new(b"foo]bar baz").astring("x"), Ok(b"foo]bar".to_vec()));
+        assert!(Cursor::new(b"{5}\r\nab")
+            .astring("x")
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(Cursor::new(b"{2}\r\na\0")
+            .astring("x")
+            .unwrap_err()
+            .contains("NUL"));
+        assert_eq!(
+            Cursor::new(b"foo]bar baz").astring("x"),
+            Ok(b"foo]bar".to_vec())
+        );
         assert_eq!(Cursor::new(b"nil").nstring("x"), Ok(None));
         assert_eq!(Cursor::new(b"%a*]").list_mailbox(), Ok("%a*]".to_string()));
     }
@@ -538,9 +641,18 @@ mod tests {
         assert_eq!(
             Cursor::new(b"1:*,5,7:3").sequence_set(),
             Ok(SequenceSet::Ranges(vec![
-                SeqRange { start: v(1), end: SeqNum::Star },
-                SeqRange { start: v(5), end: v(5) },
-                SeqRange { start: v(7), end: v(3) },
+                SeqRange {
+                    start: v(1),
+                    end: SeqNum::Star
+                },
+                SeqRange {
+                    start: v(5),
+                    end: v(5)
+                },
+                SeqRange {
+                    start: v(7),
+                    end: v(3)
+                },
             ]))
         );
         assert_eq!(Cursor::new(b"$").sequence_set(), Ok(SequenceSet::Saved));
@@ -552,35 +664,87 @@ mod tests {
         assert!(Cursor::new(b"1:").sequence_set().is_err());
         assert!(Cursor::new(b"1x").sequence_set().is_err());
         assert!(Cursor::new(b"$,1").sequence_set().is_err());
-        assert!(Cursor::new(b"4294967296").sequence_set().unwrap_err().contains("too large"));
+        assert!(Cursor::new(b"4294967296")
+            .sequence_set()
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]
     fn dates() {
-        assert_eq!(Cursor::new(b"1-Feb-1994").date(), Ok(Date { year: 1994, month: 2, day: 1 }));
-        assert_eq!(Cursor::new(b"\"29-feb-2024\"").date(), Ok(Date { year: 2024, month: 2, day: 29 }));
-        assert!(Cursor::new(b"29-Feb-2023").date().unwrap_err().contains("does not exist"));
-        assert!(Cursor::new(b"1-Foo-2023").date().unwrap_err().contains("unknown month"));
+        assert_eq!(
+            Cursor::new(b"1-Feb-1994").date(),
+            Ok(Date {
+                year: 1994,
+                month: 2,
+                day: 1
+            })
+        );
+        assert_eq!(
+            Cursor::new(b"\"29-feb-2024\"").date(),
+            Ok(Date {
+                year: 2024,
+                month: 2,
+                day: 29
+            })
+        );
+        assert!(Cursor::new(b"29-Feb-2023")
+            .date()
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(Cursor::new(b"1-Foo-2023")
+            .date()
+            .unwrap_err()
+            .contains("unknown month"));
         assert!(Cursor::new(b"1-Feb-94").date().is_err());
         assert!(Cursor::new(b"123-Feb-1994").date().is_err());
-        let dt = Cursor::new(b"\" 7-Jul-1996 02:44:25 -0700\"").date_time().unwrap();
-        assert_eq!(dt.date, Date { year: 1996, month: 7, day: 7 });
-        assert_eq!((dt.hour, dt.minute, dt.second, dt.zone_minutes), (2, 44, 25, -420));
+        let dt = Cursor::new(b"\" 7-Jul-1996 02:44:25 -0700\"")
+            .date_time()
+            .unwrap();
+        assert_eq!(
+            dt.date,
+            Date {
+                year: 1996,
+                month: 7,
+                day: 7
+            }
+        );
+        assert_eq!(
+            (dt.hour, dt.minute, dt.second, dt.zone_minutes),
+            (2, 44, 25, -420)
+        );
         assert_eq!(dt.unix_seconds(), 836732665);
-        assert!(Cursor::new(b"\"17-Jul-1996 24:00:00 +0000\"").date_time().is_err());
-        assert!(Cursor::new(b"\"17-Jul-1996 02:44:25 0700\"").date_time().is_err());
-        assert!(Cursor::new(b"\"17-Jul-1996 02:44:25 +07\"").date_time().is_err());
-        assert!(Cursor::new(b"17-Jul-1996 02:44:25 +0700").date_time().is_err());
+        assert!(Cursor::new(b"\"17-Jul-1996 24:00:00 +0000\"")
+            .date_time()
+            .is_err());
+        assert!(Cursor::new(b"\"17-Jul-1996 02:44:25 0700\"")
+            .date_time()
+            .is_err());
+        assert!(Cursor::new(b"\"17-Jul-1996 02:44:25 +07\"")
+            .date_time()
+            .is_err());
+        assert!(Cursor::new(b"17-Jul-1996 02:44:25 +0700")
+            .date_time()
+            .is_err());
     }
 
     #[test]
     fn flags() {
         assert_eq!(
             Cursor::new(b"(\\seen \\ANSWERED $Forwarded NonJunk \\Recent)").flag_list(),
-            Ok(vec![Flag::Seen, Flag::Answered, Flag::Keyword("$Forwarded".into()), Flag::Keyword("NonJunk".into()), Flag::Recent])
+            Ok(vec![
+                Flag::Seen,
+                Flag::Answered,
+                Flag::Keyword("$Forwarded".into()),
+                Flag::Keyword("NonJunk".into()),
+                Flag::Recent
+            ])
         );
         assert_eq!(Cursor::new(b"()").flag_list(), Ok(vec![]));
-        assert_eq!(Cursor::new(b"(\\Junk)").flag_list(), Err("Unknown system flag \\Junk".to_string()));
+        assert_eq!(
+            Cursor::new(b"(\\Junk)").flag_list(),
+            Err("Unknown system flag \\Junk".to_string())
+        );
         assert!(Cursor::new(b"(\\*)").flag_list().is_err());
         assert!(Cursor::new(b"(\\Seen").flag_list().is_err());
     }

@@ -85,14 +85,19 @@ pub(crate) fn search_args(c: &mut Cursor) -> PResult<SearchArgs> {
         }
         c.sp("between search keys")?;
     }
-    Ok(SearchArgs { charset, returns, criteria: SearchKey::And(keys) })
+    Ok(SearchArgs {
+        charset,
+        returns,
+        criteria: SearchKey::And(keys),
+    })
 }
 
 fn text(c: &mut Cursor, mode: Charset, what: &str) -> PResult<String> {
     c.sp(&format!("after {what}"))?;
     let b = c.astring(&format!("{what} search string"))?;
     match mode {
-        Charset::Utf8 => String::from_utf8(b).map_err(|_| format!("Invalid {what} search string: not valid UTF-8 (use CHARSET)")),
+        Charset::Utf8 => String::from_utf8(b)
+            .map_err(|_| format!("Invalid {what} search string: not valid UTF-8 (use CHARSET)")),
         Charset::Latin1 => Ok(b.iter().map(|&x| x as char).collect()),
         Charset::Other => Ok(String::from_utf8_lossy(&b).into_owned()),
     }
@@ -106,7 +111,9 @@ fn date_arg(c: &mut Cursor, what: &str) -> PResult<Date> {
 fn keyword(c: &mut Cursor, what: &str) -> PResult<String> {
     c.sp(&format!("after {what}"))?;
     if c.peek() == Some(b'\\') {
-        return Err(format!("{what} takes a keyword, not a system flag (use SEEN, FLAGGED, ... instead)"));
+        return Err(format!(
+            "{what} takes a keyword, not a system flag (use SEEN, FLAGGED, ... instead)"
+        ));
     }
     let a = c.atom("keyword")?;
     Ok(String::from_utf8_lossy(a).into_owned())
@@ -115,7 +122,9 @@ fn keyword(c: &mut Cursor, what: &str) -> PResult<String> {
 /// One `search-key` at nesting `depth`.
 fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
     if depth >= MAX_SEARCH_DEPTH {
-        return Err(format!("Search criteria nested too deeply (at most {MAX_SEARCH_DEPTH} levels)"));
+        return Err(format!(
+            "Search criteria nested too deeply (at most {MAX_SEARCH_DEPTH} levels)"
+        ));
     }
     use SearchKey as K;
     match c.peek() {
@@ -165,8 +174,15 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
         b"HEADER" => {
             c.sp("after HEADER")?;
             let field = c.astring_utf8("header field name")?;
-            if field.is_empty() || field.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b':') {
-                return Err(format!("Invalid header field name \"{}\"", show(field.as_bytes())));
+            if field.is_empty()
+                || field
+                    .bytes()
+                    .any(|b| !(0x21..0x7f).contains(&b) || b == b':')
+            {
+                return Err(format!(
+                    "Invalid header field name \"{}\"",
+                    show(field.as_bytes())
+                ));
             }
             K::Header(field, text(c, mode, "HEADER field name")?)
         }
@@ -212,8 +228,14 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
                 }
                 c.sp("after the MODSEQ entry name")?;
                 let t = c.atom("MODSEQ entry type")?;
-                if !["priv", "shared", "all"].iter().any(|w| w.as_bytes().eq_ignore_ascii_case(t)) {
-                    return Err(format!("Invalid MODSEQ entry type {} (expected priv, shared or all)", show(t)));
+                if !["priv", "shared", "all"]
+                    .iter()
+                    .any(|w| w.as_bytes().eq_ignore_ascii_case(t))
+                {
+                    return Err(format!(
+                        "Invalid MODSEQ entry type {} (expected priv, shared or all)",
+                        show(t)
+                    ));
                 }
                 c.sp("after the MODSEQ entry type")?;
             }

@@ -31,21 +31,39 @@ fn set(ranges: &[(u32, u32)]) -> SequenceSet {
         ranges
             .iter()
             .map(|&(a, b)| SeqRange {
-                start: if a == 0 { SeqNum::Star } else { SeqNum::Value(a) },
-                end: if b == 0 { SeqNum::Star } else { SeqNum::Value(b) },
+                start: if a == 0 {
+                    SeqNum::Star
+                } else {
+                    SeqNum::Value(a)
+                },
+                end: if b == 0 {
+                    SeqNum::Star
+                } else {
+                    SeqNum::Value(b)
+                },
             })
             .collect(),
     )
 }
 
 fn peek(text: Option<SectionText>) -> FetchAttr {
-    BodySection { peek: true, section: Section { part: vec![], text }, partial: None }
+    BodySection {
+        peek: true,
+        section: Section { part: vec![], text },
+        partial: None,
+    }
 }
 
 #[test]
 fn tag_and_simple_commands() {
     let t = parse_command(b"a001 capability\r\n").unwrap();
-    assert_eq!(t, TaggedCommand { tag: "a001".into(), command: Command::Capability });
+    assert_eq!(
+        t,
+        TaggedCommand {
+            tag: "a001".into(),
+            command: Command::Capability
+        }
+    );
     for (line, cmd) in [
         ("1 NOOP", Command::Noop),
         ("A.2 LOGOUT", Command::Logout),
@@ -66,64 +84,205 @@ fn tag_and_simple_commands() {
 
 #[test]
 fn tag_errors() {
-    assert_eq!(err(""), ParseError { tag: None, reason: "Empty command line".into() });
+    assert_eq!(
+        err(""),
+        ParseError {
+            tag: None,
+            reason: "Empty command line".into()
+        }
+    );
     assert_eq!(err("+ NOOP").tag, None);
     assert_eq!(err("* NOOP").tag, None);
-    assert_eq!(err("a+b NOOP"), ParseError { tag: None, reason: "Invalid character '+' in tag".into() });
+    assert_eq!(
+        err("a+b NOOP"),
+        ParseError {
+            tag: None,
+            reason: "Invalid character '+' in tag".into()
+        }
+    );
     assert_eq!(err("(a NOOP").tag, None);
-    assert_eq!(err("A1"), ParseError { tag: Some("A1".into()), reason: "Expected SP after tag, found end of line".into() });
-    assert_eq!(err("A1  NOOP").reason, "Expected command name, found \" NOOP\"");
-    assert_eq!(err("A1 FOO"), ParseError { tag: Some("A1".into()), reason: "Unknown command FOO".into() });
-    assert_eq!(reason("A1 NOOP extra"), "Unexpected characters after NOOP command: \" extra\"");
+    assert_eq!(
+        err("A1"),
+        ParseError {
+            tag: Some("A1".into()),
+            reason: "Expected SP after tag, found end of line".into()
+        }
+    );
+    assert_eq!(
+        err("A1  NOOP").reason,
+        "Expected command name, found \" NOOP\""
+    );
+    assert_eq!(
+        err("A1 FOO"),
+        ParseError {
+            tag: Some("A1".into()),
+            reason: "Unknown command FOO".into()
+        }
+    );
+    assert_eq!(
+        reason("A1 NOOP extra"),
+        "Unexpected characters after NOOP command: \" extra\""
+    );
 }
 
 #[test]
 fn error_reasons_are_single_line_text() {
     let e = err("A1 LOGIN \"a\r\nb\" c");
-    assert!(!e.reason.contains('\r') && !e.reason.contains('\n'), "{e:?}");
+    assert!(
+        !e.reason.contains('\r') && !e.reason.contains('\n'),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn login_and_authenticate() {
-    assert_eq!(ok("a1 LOGIN alice s3cret"), Command::Login { user: "alice".into(), password: Secret(b"s3cret".to_vec()) });
+    assert_eq!(
+        ok("a1 LOGIN alice s3cret"),
+        Command::Login {
+            user: "alice".into(),
+            password: Secret(b"s3cret".to_vec())
+        }
+    );
     assert_eq!(
         ok(r#"a1 login "alice@example.org" "p\"a\\ss word""#),
-        Command::Login { user: "alice@example.org".into(), password: Secret(b"p\"a\\ss word".to_vec()) }
+        Command::Login {
+            user: "alice@example.org".into(),
+            password: Secret(b"p\"a\\ss word".to_vec())
+        }
     );
     // curl / python imaplib send the password as a literal when it has special characters.
     let t = parse_command(b"A002 LOGIN {5}\r\nalice {11}\r\npass\"\r\nword\r\n").unwrap();
-    assert_eq!(t.command, Command::Login { user: "alice".into(), password: Secret(b"pass\"\r\nword".to_vec()) });
+    assert_eq!(
+        t.command,
+        Command::Login {
+            user: "alice".into(),
+            password: Secret(b"pass\"\r\nword".to_vec())
+        }
+    );
     let t = parse_command(b"A002 LOGIN bob {4+}\r\n\xc3\xa9t\xc3\r\n").unwrap();
-    assert_eq!(t.command, Command::Login { user: "bob".into(), password: Secret(b"\xc3\xa9t\xc3".to_vec()) });
-    assert_eq!(reason("a LOGIN alice"), "Expected SP between user name and password, found end of line");
+    assert_eq!(
+        t.command,
+        Command::Login {
+            user: "bob".into(),
+            password: Secret(b"\xc3\xa9t\xc3".to_vec())
+        }
+    );
+    assert_eq!(
+        reason("a LOGIN alice"),
+        "Expected SP between user name and password, found end of line"
+    );
     assert!(format!("{:?}", ok("a LOGIN u p")).contains("<redacted>"));
 
-    assert_eq!(ok("a AUTHENTICATE PLAIN"), Command::Authenticate { mechanism: "PLAIN".into(), initial: None });
+    assert_eq!(
+        ok("a AUTHENTICATE PLAIN"),
+        Command::Authenticate {
+            mechanism: "PLAIN".into(),
+            initial: None
+        }
+    );
     assert_eq!(
         ok("a AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA=="),
-        Command::Authenticate { mechanism: "PLAIN".into(), initial: Some("AGFsaWNlAHNlY3JldA==".into()) }
+        Command::Authenticate {
+            mechanism: "PLAIN".into(),
+            initial: Some("AGFsaWNlAHNlY3JldA==".into())
+        }
     );
-    assert_eq!(ok("a authenticate XOAUTH2 ="), Command::Authenticate { mechanism: "XOAUTH2".into(), initial: Some("=".into()) });
-    assert_eq!(reason("a AUTHENTICATE PLAIN AGFsaWNl="), "Invalid base64 in the initial response");
-    assert_eq!(reason("a AUTHENTICATE PLAIN ab*d"), "Invalid base64 in the initial response");
+    assert_eq!(
+        ok("a authenticate XOAUTH2 ="),
+        Command::Authenticate {
+            mechanism: "XOAUTH2".into(),
+            initial: Some("=".into())
+        }
+    );
+    assert_eq!(
+        reason("a AUTHENTICATE PLAIN AGFsaWNl="),
+        "Invalid base64 in the initial response"
+    );
+    assert_eq!(
+        reason("a AUTHENTICATE PLAIN ab*d"),
+        "Invalid base64 in the initial response"
+    );
 }
 
 #[test]
 fn select_examine_and_mailbox_commands() {
-    assert_eq!(ok("4 select \"INBOX\""), Command::Select { mailbox: "INBOX".into(), condstore: false });
-    assert_eq!(ok("4 select inbox (CONDSTORE)"), Command::Select { mailbox: "inbox".into(), condstore: true });
-    assert_eq!(ok("4 EXAMINE \"Sent Items\""), Command::Examine { mailbox: "Sent Items".into(), condstore: false });
-    assert_eq!(reason("4 SELECT INBOX (QRESYNC (1 2))"), "Unsupported SELECT parameter QRESYNC");
-    assert_eq!(ok("5 CREATE \"Archive/2024\""), Command::Create { mailbox: "Archive/2024".into() });
-    assert_eq!(ok("5 CREATE Entw&APw-rfe"), Command::Create { mailbox: "Entw&APw-rfe".into() });
-    assert_eq!(ok("5 DELETE foo"), Command::Delete { mailbox: "foo".into() });
-    assert_eq!(ok("5 RENAME \"a\" b"), Command::Rename { from: "a".into(), to: "b".into() });
-    assert_eq!(ok("5 SUBSCRIBE Drafts"), Command::Subscribe { mailbox: "Drafts".into() });
-    assert_eq!(ok("5 UNSUBSCRIBE {4}\r\nJunk"), Command::Unsubscribe { mailbox: "Junk".into() });
-    assert_eq!(reason("5 CREATE"), "Expected SP before the mailbox name, found end of line");
-    assert_eq!(reason("5 CREATE foo*"), "Unexpected characters after CREATE command: \"*\"");
+    assert_eq!(
+        ok("4 select \"INBOX\""),
+        Command::Select {
+            mailbox: "INBOX".into(),
+            condstore: false
+        }
+    );
+    assert_eq!(
+        ok("4 select inbox (CONDSTORE)"),
+        Command::Select {
+            mailbox: "inbox".into(),
+            condstore: true
+        }
+    );
+    assert_eq!(
+        ok("4 EXAMINE \"Sent Items\""),
+        Command::Examine {
+            mailbox: "Sent Items".into(),
+            condstore: false
+        }
+    );
+    assert_eq!(
+        reason("4 SELECT INBOX (QRESYNC (1 2))"),
+        "Unsupported SELECT parameter QRESYNC"
+    );
+    assert_eq!(
+        ok("5 CREATE \"Archive/2024\""),
+        Command::Create {
+            mailbox: "Archive/2024".into()
+        }
+    );
+    assert_eq!(
+        ok("5 CREATE Entw&APw-rfe"),
+        Command::Create {
+            mailbox: "Entw&APw-rfe".into()
+        }
+    );
+    assert_eq!(
+        ok("5 DELETE foo"),
+        Command::Delete {
+            mailbox: "foo".into()
+        }
+    );
+    assert_eq!(
+        ok("5 RENAME \"a\" b"),
+        Command::Rename {
+            from: "a".into(),
+            to: "b".into()
+        }
+    );
+    assert_eq!(
+        ok("5 SUBSCRIBE Drafts"),
+        Command::Subscribe {
+            mailbox: "Drafts".into()
+        }
+    );
+    assert_eq!(
+        ok("5 UNSUBSCRIBE {4}\r\nJunk"),
+        Command::Unsubscribe {
+            mailbox: "Junk".into()
+        }
+    );
+    assert_eq!(
+        reason("5 CREATE"),
+        "Expected SP before the mailbox name, found end of line"
+    );
+    assert_eq!(
+        reason("5 CREATE foo*"),
+        "Unexpected characters after CREATE command: \"*\""
+    );
     // RFC 9051 allows UTF-8 in quoted strings: passed on as sent, the session decides.
-    assert_eq!(ok("5 CREATE \"\u{e9}\""), Command::Create { mailbox: "\u{e9}".into() });
+    assert_eq!(
+        ok("5 CREATE \"\u{e9}\""),
+        Command::Create {
+            mailbox: "\u{e9}".into()
+        }
+    );
 }
 
 #[test]
@@ -143,7 +302,10 @@ fn status_items() {
             ]
         }
     );
-    assert_eq!(reason("a STATUS x (DELETED)"), "Unknown STATUS item DELETED");
+    assert_eq!(
+        reason("a STATUS x (DELETED)"),
+        "Unknown STATUS item DELETED"
+    );
     assert_eq!(reason("a STATUS x ()"), "Expected STATUS item, found \")\"");
 }
 
@@ -151,14 +313,24 @@ fn status_items() {
 fn list_and_lsub() {
     assert_eq!(
         ok("a LIST \"\" \"*\""),
-        Command::List { reference: "".into(), patterns: vec!["*".into()], options: ListOptions::default() }
+        Command::List {
+            reference: "".into(),
+            patterns: vec!["*".into()],
+            options: ListOptions::default()
+        }
     );
     assert_eq!(
         ok("a list \"~/Mail/\" %/foo]*"),
-        Command::List { reference: "~/Mail/".into(), patterns: vec!["%/foo]*".into()], options: ListOptions::default() }
+        Command::List {
+            reference: "~/Mail/".into(),
+            patterns: vec!["%/foo]*".into()],
+            options: ListOptions::default()
+        }
     );
     // Thunderbird
-    let Command::List { options, .. } = ok("5 list (SPECIAL-USE) \"\" \"*\"") else { panic!() };
+    let Command::List { options, .. } = ok("5 list (SPECIAL-USE) \"\" \"*\"") else {
+        panic!()
+    };
     assert!(options.special_use);
     // RFC 5258 / 5819 example style
     assert_eq!(
@@ -178,66 +350,154 @@ fn list_and_lsub() {
             }
         }
     );
-    let Command::List { options, .. } = ok("a LIST () \"\" * RETURN ()") else { panic!() };
+    let Command::List { options, .. } = ok("a LIST () \"\" * RETURN ()") else {
+        panic!()
+    };
     assert_eq!(options, ListOptions::default());
-    assert_eq!(reason("a LIST (RECURSIVEMATCH) \"\" *"), "LIST selection option RECURSIVEMATCH requires SUBSCRIBED or SPECIAL-USE");
-    assert_eq!(reason("a LIST (FOO) \"\" *"), "Unknown LIST selection option FOO");
-    assert_eq!(reason("a LIST \"\" * RETURN (FOO)"), "Unknown LIST return option FOO");
-    assert_eq!(reason("a LIST \"\" * bar"), "Expected RETURN after the LIST pattern, found \"bar\"");
-    assert_eq!(reason("a LIST \"\""), "Expected SP before the LIST pattern, found end of line");
-    assert_eq!(ok("a LSUB \"\" \"*\""), Command::Lsub { reference: "".into(), pattern: "*".into() });
+    assert_eq!(
+        reason("a LIST (RECURSIVEMATCH) \"\" *"),
+        "LIST selection option RECURSIVEMATCH requires SUBSCRIBED or SPECIAL-USE"
+    );
+    assert_eq!(
+        reason("a LIST (FOO) \"\" *"),
+        "Unknown LIST selection option FOO"
+    );
+    assert_eq!(
+        reason("a LIST \"\" * RETURN (FOO)"),
+        "Unknown LIST return option FOO"
+    );
+    assert_eq!(
+        reason("a LIST \"\" * bar"),
+        "Expected RETURN after the LIST pattern, found \"bar\""
+    );
+    assert_eq!(
+        reason("a LIST \"\""),
+        "Expected SP before the LIST pattern, found end of line"
+    );
+    assert_eq!(
+        ok("a LSUB \"\" \"*\""),
+        Command::Lsub {
+            reference: "".into(),
+            pattern: "*".into()
+        }
+    );
 }
 
 #[test]
 fn id_enable_namespace() {
-    assert_eq!(ok("3 ID (\"name\" \"Thunderbird\" \"version\" \"115.3.1\")"), Command::Id);
+    assert_eq!(
+        ok("3 ID (\"name\" \"Thunderbird\" \"version\" \"115.3.1\")"),
+        Command::Id
+    );
     assert_eq!(
         ok("a ID (\"name\" \"iPhone Mail\" \"version\" \"21B101\" \"os\" \"iOS\" \"os-version\" \"17.2 (21B101)\")"),
         Command::Id
     );
     assert_eq!(ok("a ID NIL"), Command::Id);
     assert_eq!(ok("a ID (\"name\" NIL)"), Command::Id);
-    assert_eq!(reason("a ID (\"name\")"), "Expected SP after the ID field name, found \")\"");
-    assert_eq!(ok("a ENABLE CONDSTORE utf8=accept"), Command::Enable(vec!["CONDSTORE".into(), "utf8=accept".into()]));
-    assert_eq!(reason("a ENABLE"), "Expected SP after ENABLE, found end of line");
+    assert_eq!(
+        reason("a ID (\"name\")"),
+        "Expected SP after the ID field name, found \")\""
+    );
+    assert_eq!(
+        ok("a ENABLE CONDSTORE utf8=accept"),
+        Command::Enable(vec!["CONDSTORE".into(), "utf8=accept".into()])
+    );
+    assert_eq!(
+        reason("a ENABLE"),
+        "Expected SP after ENABLE, found end of line"
+    );
 }
 
 #[test]
 fn append() {
-    let t = parse_command(b"A003 APPEND saved-messages (\\Seen) {23}\r\nFrom: a@b\r\n\r\nHi there\r\n\r\n").unwrap();
+    let t = parse_command(
+        b"A003 APPEND saved-messages (\\Seen) {23}\r\nFrom: a@b\r\n\r\nHi there\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(
         t.command,
-        Command::Append { mailbox: "saved-messages".into(), flags: vec![Flag::Seen], date: None, message: b"From: a@b\r\n\r\nHi there\r\n".to_vec() }
+        Command::Append {
+            mailbox: "saved-messages".into(),
+            flags: vec![Flag::Seen],
+            date: None,
+            message: b"From: a@b\r\n\r\nHi there\r\n".to_vec()
+        }
     );
     // mbsync: flags, date-time and a non-synchronising literal.
-    let t = parse_command(b"7 APPEND \"Sent\" (\\Seen $Forwarded) \" 1-Feb-2024 09:05:00 +0100\" {5+}\r\nhello\r\n").unwrap();
-    let Command::Append { mailbox, flags, date, message } = t.command else { panic!() };
+    let t = parse_command(
+        b"7 APPEND \"Sent\" (\\Seen $Forwarded) \" 1-Feb-2024 09:05:00 +0100\" {5+}\r\nhello\r\n",
+    )
+    .unwrap();
+    let Command::Append {
+        mailbox,
+        flags,
+        date,
+        message,
+    } = t.command
+    else {
+        panic!()
+    };
     assert_eq!(mailbox, "Sent");
     assert_eq!(flags, vec![Flag::Seen, Flag::Keyword("$Forwarded".into())]);
     let d = date.unwrap();
-    assert_eq!((d.date, d.hour, d.minute, d.second, d.zone_minutes), (Date { year: 2024, month: 2, day: 1 }, 9, 5, 0, 60));
+    assert_eq!(
+        (d.date, d.hour, d.minute, d.second, d.zone_minutes),
+        (
+            Date {
+                year: 2024,
+                month: 2,
+                day: 1
+            },
+            9,
+            5,
+            0,
+            60
+        )
+    );
     assert_eq!(message, b"hello");
     // Date without flags; literal8 with NUL.
-    let t = parse_command(b"a APPEND INBOX \"17-Jul-1996 02:44:25 -0700\" ~{3}\r\na\0b\r\n").unwrap();
-    let Command::Append { flags, date, message, .. } = t.command else { panic!() };
+    let t =
+        parse_command(b"a APPEND INBOX \"17-Jul-1996 02:44:25 -0700\" ~{3}\r\na\0b\r\n").unwrap();
+    let Command::Append {
+        flags,
+        date,
+        message,
+        ..
+    } = t.command
+    else {
+        panic!()
+    };
     assert!(flags.is_empty() && date.is_some());
     assert_eq!(message, b"a\0b");
     // Empty flag list.
     assert!(parse_command(b"a APPEND INBOX () {0}\r\n\r\n").is_ok());
     assert_eq!(
-        parse_command(b"a APPEND INBOX (\\Seen) \"1-Feb-2024\" {1}\r\nx\r\n").unwrap_err().reason,
+        parse_command(b"a APPEND INBOX (\\Seen) \"1-Feb-2024\" {1}\r\nx\r\n")
+            .unwrap_err()
+            .reason,
         "Invalid date-time: expected \"dd-Mon-yyyy hh:mm:ss +zzzz\", found \"\" {1}\""
     );
-    assert_eq!(reason("a APPEND INBOX (\\Seen) hello"), "Expected the message as a literal ({size}), found \"hello\"");
     assert_eq!(
-        parse_command(b"a APPEND INBOX {10}\r\nshort\r\n").unwrap_err().reason,
+        reason("a APPEND INBOX (\\Seen) hello"),
+        "Expected the message as a literal ({size}), found \"hello\""
+    );
+    assert_eq!(
+        parse_command(b"a APPEND INBOX {10}\r\nshort\r\n")
+            .unwrap_err()
+            .reason,
         "Literal truncated: 10 bytes announced, 7 present"
     );
     assert_eq!(
-        parse_command(b"a APPEND INBOX {1}\r\nx {1}\r\ny\r\n").unwrap_err().reason,
+        parse_command(b"a APPEND INBOX {1}\r\nx {1}\r\ny\r\n")
+            .unwrap_err()
+            .reason,
         "Unexpected characters after the APPEND message (one message per APPEND): \" {1}\""
     );
-    assert_eq!(reason("a APPEND INBOX (\\Bogus) {1}"), "Unknown system flag \\Bogus");
+    assert_eq!(
+        reason("a APPEND INBOX (\\Bogus) {1}"),
+        "Unknown system flag \\Bogus"
+    );
 }
 
 #[test]
@@ -252,7 +512,12 @@ fn fetch_thunderbird_headers() {
         Command::Fetch {
             uid: true,
             set: set(&[(1, 0)]),
-            items: vec![Uid, Rfc822Size, Flags, peek(Some(SectionText::HeaderFields(fields)))],
+            items: vec![
+                Uid,
+                Rfc822Size,
+                Flags,
+                peek(Some(SectionText::HeaderFields(fields)))
+            ],
             changed_since: None
         }
     );
@@ -264,25 +529,57 @@ fn fetch_forms() {
         Command::Fetch { items, .. } => items,
         c => panic!("{c:?}"),
     };
-    assert_eq!(items("a FETCH 1 ALL"), vec![Flags, InternalDate, Rfc822Size, Envelope]);
-    assert_eq!(items("a FETCH 1 fast"), vec![Flags, InternalDate, Rfc822Size]);
-    assert_eq!(items("a FETCH 1 FULL"), vec![Flags, InternalDate, Rfc822Size, Envelope, Body]);
+    assert_eq!(
+        items("a FETCH 1 ALL"),
+        vec![Flags, InternalDate, Rfc822Size, Envelope]
+    );
+    assert_eq!(
+        items("a FETCH 1 fast"),
+        vec![Flags, InternalDate, Rfc822Size]
+    );
+    assert_eq!(
+        items("a FETCH 1 FULL"),
+        vec![Flags, InternalDate, Rfc822Size, Envelope, Body]
+    );
     assert_eq!(items("a FETCH 1 (FLAGS)"), vec![Flags]);
-    assert_eq!(items("a fetch 2:4 (flags body[header.fields (DATE FROM)])"), vec![
-        Flags,
-        BodySection {
+    assert_eq!(
+        items("a fetch 2:4 (flags body[header.fields (DATE FROM)])"),
+        vec![
+            Flags,
+            BodySection {
+                peek: false,
+                section: Section {
+                    part: vec![],
+                    text: Some(SectionText::HeaderFields(vec![
+                        "DATE".into(),
+                        "FROM".into()
+                    ]))
+                },
+                partial: None
+            }
+        ]
+    );
+    assert_eq!(
+        items("a FETCH 1 BODY[]"),
+        vec![BodySection {
             peek: false,
-            section: Section { part: vec![], text: Some(SectionText::HeaderFields(vec!["DATE".into(), "FROM".into()])) },
+            section: Section::default(),
             partial: None
-        }
-    ]);
-    assert_eq!(items("a FETCH 1 BODY[]"), vec![BodySection { peek: false, section: Section::default(), partial: None }]);
+        }]
+    );
     // iOS / mbsync partial fetches
-    assert_eq!(items("a UID FETCH 4 (UID RFC822.SIZE BODY.PEEK[]<0.10240>)"), vec![
-        Uid,
-        Rfc822Size,
-        BodySection { peek: true, section: Section::default(), partial: Some((0, 10240)) }
-    ]);
+    assert_eq!(
+        items("a UID FETCH 4 (UID RFC822.SIZE BODY.PEEK[]<0.10240>)"),
+        vec![
+            Uid,
+            Rfc822Size,
+            BodySection {
+                peek: true,
+                section: Section::default(),
+                partial: Some((0, 10240))
+            }
+        ]
+    );
     assert_eq!(items("a FETCH 1 (BODYSTRUCTURE BODY ENVELOPE INTERNALDATE RFC822 RFC822.HEADER RFC822.TEXT MODSEQ)"), vec![
         BodyStructure,
         Body,
@@ -300,52 +597,128 @@ fn fetch_forms() {
         BodySection { peek: false, section: Section { part: vec![4, 1], text: None }, partial: None },
         BodySection { peek: false, section: Section { part: vec![], text: Some(SectionText::Text) }, partial: Some((100, 200)) },
     ]);
-    assert_eq!(items("a FETCH 1 BODY.PEEK[HEADER.FIELDS.NOT (\"X-Spam\" {6}\r\nX-Junk)]"), vec![peek(Some(
-        SectionText::HeaderFieldsNot(vec!["X-Spam".into(), "X-Junk".into()])
-    ))]);
-    assert_eq!(items("a FETCH 1 (BINARY[1] BINARY.PEEK[1.2]<0.100> BINARY.SIZE[] binary.peek[])"), vec![
-        Binary { peek: false, part: vec![1], partial: None },
-        Binary { peek: true, part: vec![1, 2], partial: Some((0, 100)) },
-        BinarySize { part: vec![] },
-        Binary { peek: true, part: vec![], partial: None },
-    ]);
+    assert_eq!(
+        items("a FETCH 1 BODY.PEEK[HEADER.FIELDS.NOT (\"X-Spam\" {6}\r\nX-Junk)]"),
+        vec![peek(Some(SectionText::HeaderFieldsNot(vec![
+            "X-Spam".into(),
+            "X-Junk".into()
+        ])))]
+    );
+    assert_eq!(
+        items("a FETCH 1 (BINARY[1] BINARY.PEEK[1.2]<0.100> BINARY.SIZE[] binary.peek[])"),
+        vec![
+            Binary {
+                peek: false,
+                part: vec![1],
+                partial: None
+            },
+            Binary {
+                peek: true,
+                part: vec![1, 2],
+                partial: Some((0, 100))
+            },
+            BinarySize { part: vec![] },
+            Binary {
+                peek: true,
+                part: vec![],
+                partial: None
+            },
+        ]
+    );
     // Duplicates collapse.
     assert_eq!(items("a FETCH 1 (UID FLAGS UID)"), vec![Uid, Flags]);
     // RFC 7162 CHANGEDSINCE
     assert_eq!(
         ok("s100 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)"),
-        Command::Fetch { uid: true, set: set(&[(1, 0)]), items: vec![Flags], changed_since: Some(12345) }
+        Command::Fetch {
+            uid: true,
+            set: set(&[(1, 0)]),
+            items: vec![Flags],
+            changed_since: Some(12345)
+        }
     );
 }
 
 #[test]
 fn fetch_errors() {
-    assert_eq!(reason("a FETCH 0 FLAGS"), "Invalid sequence set: 0 is not a valid message number");
-    assert_eq!(reason("a FETCH 1:0 FLAGS"), "Invalid sequence set: 0 is not a valid message number");
-    assert_eq!(reason("a FETCH 1"), "Expected SP after the sequence set, found end of line");
+    assert_eq!(
+        reason("a FETCH 0 FLAGS"),
+        "Invalid sequence set: 0 is not a valid message number"
+    );
+    assert_eq!(
+        reason("a FETCH 1:0 FLAGS"),
+        "Invalid sequence set: 0 is not a valid message number"
+    );
+    assert_eq!(
+        reason("a FETCH 1"),
+        "Expected SP after the sequence set, found end of line"
+    );
     assert_eq!(reason("a FETCH 1 (FLAGS FOO)"), "Unknown FETCH item FOO");
     assert_eq!(reason("a FETCH 1 FLAGSX"), "Unknown FETCH item FLAGSX");
     assert_eq!(reason("a FETCH 1 PREVIEW"), "Unknown FETCH item PREVIEW");
-    assert_eq!(reason("a FETCH 1 BODY[MIME]"), "Section MIME requires a part number (e.g. BODY[1.MIME])");
-    assert_eq!(reason("a FETCH 1 BODY[FOO]"), "Invalid section FOO: expected HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT or MIME");
-    assert_eq!(reason("a FETCH 1 BODY[0]"), "Invalid section part number: must not be 0");
-    assert_eq!(reason("a FETCH 1 BODY[HEADER"), "Expected ']' closing the section, found end of line");
-    assert_eq!(reason("a FETCH 1 BODY[]<0>"), "Expected '.' between partial offset and length (<offset.length>), found \">\"");
-    assert_eq!(reason("a FETCH 1 BODY[]<0.0>"), "Invalid partial length: must not be 0");
-    assert_eq!(reason("a FETCH 1 BODY[]<4294967296.1>"), "Invalid partial offset: 4294967296 is too large (at most 4294967295)");
-    assert_eq!(reason("a FETCH 1 BODY[HEADER.FIELDS ()]"), "Expected header field name, found \")]\"");
-    assert_eq!(reason("a FETCH 1 BODY[HEADER.FIELDS (Subject:)]"), "Invalid header field name \"Subject:\"");
+    assert_eq!(
+        reason("a FETCH 1 BODY[MIME]"),
+        "Section MIME requires a part number (e.g. BODY[1.MIME])"
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[FOO]"),
+        "Invalid section FOO: expected HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT or MIME"
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[0]"),
+        "Invalid section part number: must not be 0"
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[HEADER"),
+        "Expected ']' closing the section, found end of line"
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[]<0>"),
+        "Expected '.' between partial offset and length (<offset.length>), found \">\""
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[]<0.0>"),
+        "Invalid partial length: must not be 0"
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[]<4294967296.1>"),
+        "Invalid partial offset: 4294967296 is too large (at most 4294967295)"
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[HEADER.FIELDS ()]"),
+        "Expected header field name, found \")]\""
+    );
+    assert_eq!(
+        reason("a FETCH 1 BODY[HEADER.FIELDS (Subject:)]"),
+        "Invalid header field name \"Subject:\""
+    );
     assert_eq!(reason("a FETCH 1 BINARY[HEADER]"), "Expected ']' closing the BINARY section (only part numbers are allowed), found \"HEADER]\"");
-    assert_eq!(reason("a FETCH 1 (FLAGS) (VANISHED)"), "Unsupported FETCH modifier VANISHED");
-    assert_eq!(reason("a FETCH 1 (FLAGS"), "Expected SP between FETCH items, found end of line");
-    assert_eq!(reason("a UID FROB 1"), "UID must be followed by FETCH, SEARCH, STORE, COPY, MOVE or EXPUNGE, not FROB");
+    assert_eq!(
+        reason("a FETCH 1 (FLAGS) (VANISHED)"),
+        "Unsupported FETCH modifier VANISHED"
+    );
+    assert_eq!(
+        reason("a FETCH 1 (FLAGS"),
+        "Expected SP between FETCH items, found end of line"
+    );
+    assert_eq!(
+        reason("a UID FROB 1"),
+        "UID must be followed by FETCH, SEARCH, STORE, COPY, MOVE or EXPUNGE, not FROB"
+    );
 }
 
 #[test]
 fn store_forms() {
     assert_eq!(
         ok("7 uid store 1 +Flags (\\Seen)"),
-        Command::Store { uid: true, set: set(&[(1, 1)]), mode: StoreMode::Add, silent: false, flags: vec![Flag::Seen], unchanged_since: None }
+        Command::Store {
+            uid: true,
+            set: set(&[(1, 1)]),
+            mode: StoreMode::Add,
+            silent: false,
+            flags: vec![Flag::Seen],
+            unchanged_since: None
+        }
     );
     // mbsync
     assert_eq!(
@@ -381,57 +754,143 @@ fn store_forms() {
             unchanged_since: Some(320162338)
         }
     );
-    assert_eq!(reason("a STORE 1 +FLAGS"), "Expected SP after FLAGS, found end of line");
-    assert_eq!(reason("a STORE 1 FLAG (\\Seen)"), "Expected FLAGS, +FLAGS or -FLAGS (optionally .SILENT), found FLAG");
-    assert_eq!(reason("a STORE 1 +FLAGS (\\Seen \\Bogus)"), "Unknown system flag \\Bogus");
-    assert_eq!(reason("a STORE 1 (UNCHANGEDSINCE x) FLAGS ()"), "Expected UNCHANGEDSINCE value (a number), found \"x) FLAGS ()\"");
-    assert_eq!(reason("a STORE 1 (FOO 1) FLAGS ()"), "Unsupported STORE modifier FOO");
+    assert_eq!(
+        reason("a STORE 1 +FLAGS"),
+        "Expected SP after FLAGS, found end of line"
+    );
+    assert_eq!(
+        reason("a STORE 1 FLAG (\\Seen)"),
+        "Expected FLAGS, +FLAGS or -FLAGS (optionally .SILENT), found FLAG"
+    );
+    assert_eq!(
+        reason("a STORE 1 +FLAGS (\\Seen \\Bogus)"),
+        "Unknown system flag \\Bogus"
+    );
+    assert_eq!(
+        reason("a STORE 1 (UNCHANGEDSINCE x) FLAGS ()"),
+        "Expected UNCHANGEDSINCE value (a number), found \"x) FLAGS ()\""
+    );
+    assert_eq!(
+        reason("a STORE 1 (FOO 1) FLAGS ()"),
+        "Unsupported STORE modifier FOO"
+    );
 }
 
 #[test]
 fn copy_move_expunge() {
-    assert_eq!(ok("a COPY 2:4 MEETING"), Command::Copy { uid: false, set: set(&[(2, 4)]), mailbox: "MEETING".into() });
-    assert_eq!(ok("a UID COPY 1,3 \"Deleted Items\""), Command::Copy { uid: true, set: set(&[(1, 1), (3, 3)]), mailbox: "Deleted Items".into() });
-    assert_eq!(ok("a UID MOVE 42:* Trash"), Command::Move { uid: true, set: set(&[(42, 0)]), mailbox: "Trash".into() });
-    assert_eq!(ok("a MOVE $ Archive"), Command::Move { uid: false, set: SequenceSet::Saved, mailbox: "Archive".into() });
-    assert_eq!(ok("a UID EXPUNGE 3000:3002"), Command::UidExpunge(set(&[(3000, 3002)])));
-    assert_eq!(reason("a UID EXPUNGE"), "Expected SP after UID EXPUNGE, found end of line");
-    assert_eq!(reason("a COPY 1:5x Trash"), "Invalid sequence set: unexpected character 'x'");
-    assert_eq!(reason("a COPY 1 "), "Expected mailbox name, found end of line");
+    assert_eq!(
+        ok("a COPY 2:4 MEETING"),
+        Command::Copy {
+            uid: false,
+            set: set(&[(2, 4)]),
+            mailbox: "MEETING".into()
+        }
+    );
+    assert_eq!(
+        ok("a UID COPY 1,3 \"Deleted Items\""),
+        Command::Copy {
+            uid: true,
+            set: set(&[(1, 1), (3, 3)]),
+            mailbox: "Deleted Items".into()
+        }
+    );
+    assert_eq!(
+        ok("a UID MOVE 42:* Trash"),
+        Command::Move {
+            uid: true,
+            set: set(&[(42, 0)]),
+            mailbox: "Trash".into()
+        }
+    );
+    assert_eq!(
+        ok("a MOVE $ Archive"),
+        Command::Move {
+            uid: false,
+            set: SequenceSet::Saved,
+            mailbox: "Archive".into()
+        }
+    );
+    assert_eq!(
+        ok("a UID EXPUNGE 3000:3002"),
+        Command::UidExpunge(set(&[(3000, 3002)]))
+    );
+    assert_eq!(
+        reason("a UID EXPUNGE"),
+        "Expected SP after UID EXPUNGE, found end of line"
+    );
+    assert_eq!(
+        reason("a COPY 1:5x Trash"),
+        "Invalid sequence set: unexpected character 'x'"
+    );
+    assert_eq!(
+        reason("a COPY 1 "),
+        "Expected mailbox name, found end of line"
+    );
 }
 
 #[test]
 fn search_forms() {
     use SearchKey as K;
     let crit = |line: &str| match ok(line) {
-        Command::Search { criteria: K::And(keys), .. } => keys,
+        Command::Search {
+            criteria: K::And(keys),
+            ..
+        } => keys,
         c => panic!("{c:?}"),
     };
     assert_eq!(crit("a SEARCH ALL"), vec![K::All]);
     // iOS
-    assert_eq!(crit("a UID SEARCH 1:* NOT DELETED"), vec![K::SequenceSet(set(&[(1, 0)])), K::Not(Box::new(K::Deleted))]);
+    assert_eq!(
+        crit("a UID SEARCH 1:* NOT DELETED"),
+        vec![K::SequenceSet(set(&[(1, 0)])), K::Not(Box::new(K::Deleted))]
+    );
     // RFC 3501 §6.4.4 examples
-    assert_eq!(crit("A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\""), vec![
-        K::Flagged,
-        K::Since(Date { year: 1994, month: 2, day: 1 }),
-        K::Not(Box::new(K::From("Smith".into()))),
-    ]);
+    assert_eq!(
+        crit("A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\""),
+        vec![
+            K::Flagged,
+            K::Since(Date {
+                year: 1994,
+                month: 2,
+                day: 1
+            }),
+            K::Not(Box::new(K::From("Smith".into()))),
+        ]
+    );
     assert_eq!(
         ok("A283 SEARCH TEXT \"string not in mailbox\""),
-        Command::Search { uid: false, charset: None, returns: None, criteria: K::And(vec![K::Text("string not in mailbox".into())]) }
+        Command::Search {
+            uid: false,
+            charset: None,
+            returns: None,
+            criteria: K::And(vec![K::Text("string not in mailbox".into())])
+        }
     );
     assert_eq!(
-        parse_command(b"A284 SEARCH CHARSET UTF-8 TEXT {6}\r\nXXXXXX\r\n").unwrap().command,
-        Command::Search { uid: false, charset: Some("UTF-8".into()), returns: None, criteria: K::And(vec![K::Text("XXXXXX".into())]) }
+        parse_command(b"A284 SEARCH CHARSET UTF-8 TEXT {6}\r\nXXXXXX\r\n")
+            .unwrap()
+            .command,
+        Command::Search {
+            uid: false,
+            charset: Some("UTF-8".into()),
+            returns: None,
+            criteria: K::And(vec![K::Text("XXXXXX".into())])
+        }
     );
     // Thunderbird quick filter
-    assert_eq!(crit("a UID SEARCH OR (FROM \"bob\") (OR SUBJECT \"bob\" TO bob) UNDELETED"), vec![
-        K::Or(
-            Box::new(K::And(vec![K::From("bob".into())])),
-            Box::new(K::And(vec![K::Or(Box::new(K::Subject("bob".into())), Box::new(K::To("bob".into())))]))
-        ),
-        K::Undeleted,
-    ]);
+    assert_eq!(
+        crit("a UID SEARCH OR (FROM \"bob\") (OR SUBJECT \"bob\" TO bob) UNDELETED"),
+        vec![
+            K::Or(
+                Box::new(K::And(vec![K::From("bob".into())])),
+                Box::new(K::And(vec![K::Or(
+                    Box::new(K::Subject("bob".into())),
+                    Box::new(K::To("bob".into()))
+                )]))
+            ),
+            K::Undeleted,
+        ]
+    );
     assert_eq!(
         crit("a SEARCH answered bcc x before \"2-Mar-2020\" body y cc z deleted draft header X-Mailer \"\" keyword $Junk larger 100 new old on 3-Apr-2021 recent seen sentbefore 1-Jan-2000 senton 1-Jan-2000 sentsince 1-Jan-2000 smaller 5 subject s to t uid 1:3 $ unanswered undeleted undraft unflagged unkeyword NonJunk unseen since 29-Feb-2000 modseq 620162338"),
         vec![
@@ -468,8 +927,17 @@ fn search_forms() {
             K::ModSeq(620162338),
         ]
     );
-    assert_eq!(crit("a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338"), vec![K::ModSeq(620162338)]);
-    assert_eq!(crit("a search (seen (flagged (deleted)))"), vec![K::And(vec![K::Seen, K::And(vec![K::Flagged, K::And(vec![K::Deleted])])])]);
+    assert_eq!(
+        crit("a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338"),
+        vec![K::ModSeq(620162338)]
+    );
+    assert_eq!(
+        crit("a search (seen (flagged (deleted)))"),
+        vec![K::And(vec![
+            K::Seen,
+            K::And(vec![K::Flagged, K::And(vec![K::Deleted])])
+        ])]
+    );
 }
 
 #[test]
@@ -480,50 +948,102 @@ fn search_return_and_charset() {
         Command::Search {
             uid: true,
             charset: Some("us-ascii".into()),
-            returns: Some(vec![SearchReturn::Min, SearchReturn::Max, SearchReturn::Count, SearchReturn::All, SearchReturn::Save]),
+            returns: Some(vec![
+                SearchReturn::Min,
+                SearchReturn::Max,
+                SearchReturn::Count,
+                SearchReturn::All,
+                SearchReturn::Save
+            ]),
             criteria: K::And(vec![K::Unseen])
         }
     );
-    let Command::Search { returns, .. } = ok("a SEARCH RETURN () ALL") else { panic!() };
+    let Command::Search { returns, .. } = ok("a SEARCH RETURN () ALL") else {
+        panic!()
+    };
     assert_eq!(returns, Some(vec![]));
     // UTF-8 in a quoted string (RFC 9051) and a Latin-1 literal.
-    let Command::Search { criteria, .. } = ok("a SEARCH SUBJECT \"caf\u{e9}\"") else { panic!() };
+    let Command::Search { criteria, .. } = ok("a SEARCH SUBJECT \"caf\u{e9}\"") else {
+        panic!()
+    };
     assert_eq!(criteria, K::And(vec![K::Subject("café".into())]));
     let t = parse_command(b"a SEARCH CHARSET ISO-8859-1 SUBJECT {4}\r\ncaf\xe9\r\n").unwrap();
-    let Command::Search { criteria, .. } = t.command else { panic!() };
+    let Command::Search { criteria, .. } = t.command else {
+        panic!()
+    };
     assert_eq!(criteria, K::And(vec![K::Subject("café".into())]));
     assert_eq!(
-        parse_command(b"a SEARCH SUBJECT {4}\r\ncaf\xe9\r\n").unwrap_err().reason,
+        parse_command(b"a SEARCH SUBJECT {4}\r\ncaf\xe9\r\n")
+            .unwrap_err()
+            .reason,
         "Invalid SUBJECT search string: not valid UTF-8 (use CHARSET)"
     );
     let t = parse_command(b"a SEARCH CHARSET KOI8-R SUBJECT {1}\r\n\xe9\r\n").unwrap();
-    let Command::Search { charset, .. } = t.command else { panic!() };
+    let Command::Search { charset, .. } = t.command else {
+        panic!()
+    };
     assert_eq!(charset.as_deref(), Some("KOI8-R"));
 }
 
 #[test]
 fn search_errors() {
-    assert_eq!(reason("a SEARCH"), "Expected SP after SEARCH, found end of line");
+    assert_eq!(
+        reason("a SEARCH"),
+        "Expected SP after SEARCH, found end of line"
+    );
     assert_eq!(reason("a SEARCH FOO"), "Unknown search key FOO");
     assert_eq!(reason("a SEARCH YOUNGER 10"), "Unknown search key YOUNGER");
-    assert_eq!(reason("a SEARCH SINCE 31-Feb-2020"), "Invalid date: day 31 does not exist in FEB");
-    assert_eq!(reason("a SEARCH SINCE yesterday"), "Invalid date: expected dd-Mon-yyyy (e.g. 1-Feb-1994), found \"yesterday\"");
-    assert_eq!(reason("a SEARCH LARGER 99999999999"), "Invalid LARGER size: 99999999999 is too large (at most 4294967295)");
-    assert_eq!(reason("a SEARCH OR SEEN"), "Expected SP between the two OR keys, found end of line");
+    assert_eq!(
+        reason("a SEARCH SINCE 31-Feb-2020"),
+        "Invalid date: day 31 does not exist in FEB"
+    );
+    assert_eq!(
+        reason("a SEARCH SINCE yesterday"),
+        "Invalid date: expected dd-Mon-yyyy (e.g. 1-Feb-1994), found \"yesterday\""
+    );
+    assert_eq!(
+        reason("a SEARCH LARGER 99999999999"),
+        "Invalid LARGER size: 99999999999 is too large (at most 4294967295)"
+    );
+    assert_eq!(
+        reason("a SEARCH OR SEEN"),
+        "Expected SP between the two OR keys, found end of line"
+    );
     assert_eq!(reason("a SEARCH (SEEN"), "Missing ')' in search criteria");
     assert_eq!(reason("a SEARCH ()"), "Empty parenthesised search criteria");
-    assert_eq!(reason("a SEARCH SEEN)"), "Expected SP between search keys, found \")\"");
-    assert_eq!(reason("a SEARCH KEYWORD \\Seen"), "KEYWORD takes a keyword, not a system flag (use SEEN, FLAGGED, ... instead)");
-    assert_eq!(reason("a SEARCH RETURN (PARTIAL 1:5) ALL"), "Unknown SEARCH RETURN option PARTIAL");
-    assert_eq!(reason("a SEARCH UID 0"), "Invalid sequence set: 0 is not a valid message number");
-    assert_eq!(reason("a SEARCH MODSEQ \"/x\" all 1"), "Invalid MODSEQ entry name \"/x\"");
-    assert_eq!(reason("a SEARCH uid 1:3,$"), "Invalid sequence set: expected a number or '*', found \"$\"");
+    assert_eq!(
+        reason("a SEARCH SEEN)"),
+        "Expected SP between search keys, found \")\""
+    );
+    assert_eq!(
+        reason("a SEARCH KEYWORD \\Seen"),
+        "KEYWORD takes a keyword, not a system flag (use SEEN, FLAGGED, ... instead)"
+    );
+    assert_eq!(
+        reason("a SEARCH RETURN (PARTIAL 1:5) ALL"),
+        "Unknown SEARCH RETURN option PARTIAL"
+    );
+    assert_eq!(
+        reason("a SEARCH UID 0"),
+        "Invalid sequence set: 0 is not a valid message number"
+    );
+    assert_eq!(
+        reason("a SEARCH MODSEQ \"/x\" all 1"),
+        "Invalid MODSEQ entry name \"/x\""
+    );
+    assert_eq!(
+        reason("a SEARCH uid 1:3,$"),
+        "Invalid sequence set: expected a number or '*', found \"$\""
+    );
 }
 
 #[test]
 fn search_nesting_is_bounded() {
     let deep = format!("a SEARCH {}SEEN{}", "(".repeat(150), ")".repeat(150));
-    assert_eq!(reason(&deep), format!("Search criteria nested too deeply (at most {MAX_SEARCH_DEPTH} levels)"));
+    assert_eq!(
+        reason(&deep),
+        format!("Search criteria nested too deeply (at most {MAX_SEARCH_DEPTH} levels)")
+    );
     let nots = format!("a SEARCH {}SEEN", "NOT ".repeat(10_000));
     assert!(reason(&nots).contains("nested too deeply"));
     let ors = format!("a SEARCH {}SEEN", "OR SEEN ".repeat(10_000));
@@ -535,7 +1055,11 @@ fn search_nesting_is_bounded() {
 #[test]
 fn framer_output_parses() {
     use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
-    let mut f = Framer::new(FramerLimits { max_line: 1000, max_literal: 1000, max_command: 5000 });
+    let mut f = Framer::new(FramerLimits {
+        max_line: 1000,
+        max_literal: 1000,
+        max_command: 5000,
+    });
     f.push(b"a1 LOGIN alice {6}\n");
     assert_eq!(f.next_event(), Some(FrameEvent::ContinuationNeeded));
     f.push(b"se cr3\nA2 APPEND Drafts (\\Draft) {11+}\nSubject: x\n\n");
@@ -543,10 +1067,21 @@ fn framer_output_parses() {
     while let Some(FrameEvent::Command(c)) = f.next_event() {
         cmds.push(parse_command(&c).unwrap());
     }
-    assert_eq!(cmds[0].command, Command::Login { user: "alice".into(), password: Secret(b"se cr3".to_vec()) });
+    assert_eq!(
+        cmds[0].command,
+        Command::Login {
+            user: "alice".into(),
+            password: Secret(b"se cr3".to_vec())
+        }
+    );
     assert_eq!(
         cmds[1].command,
-        Command::Append { mailbox: "Drafts".into(), flags: vec![Flag::Draft], date: None, message: b"Subject: x\n".to_vec() }
+        Command::Append {
+            mailbox: "Drafts".into(),
+            flags: vec![Flag::Draft],
+            date: None,
+            message: b"Subject: x\n".to_vec()
+        }
     );
 }
 
@@ -554,16 +1089,59 @@ fn framer_output_parses() {
 fn never_panics_on_random_input() {
     let mut seed: u64 = 0x5eed;
     let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) as u32
     };
     // Fragments of real commands, shuffled, so the parser gets deep into each production.
     let words: &[&[u8]] = &[
-        b"a1 ", b"UID ", b"FETCH ", b"SEARCH ", b"STORE ", b"APPEND ", b"LIST ", b"SELECT ", b"STATUS ", b"LOGIN ",
-        b"1:*", b",", b"$", b"0", b"4294967296", b"(", b")", b" ", b"\"", b"\\", b"{3}\r\n", b"{99}\r\n", b"~{1+}\r\n",
-        b"BODY.PEEK[", b"]", b"<0.1>", b"HEADER.FIELDS ", b"1.2.MIME", b"OR ", b"NOT ", b"SINCE ", b"1-Feb-1994",
-        b"\" 1-Jan-2000 00:00:00 +0000\"", b"+FLAGS.SILENT ", b"\\Seen", b"RETURN ", b"CHARSET ", b"MODSEQ ",
-        b"CHANGEDSINCE ", b"%", b"*", b"\r\n", b"\xff", b"\x00", b"INBOX", b"NIL",
+        b"a1 ",
+        b"UID ",
+        b"FETCH ",
+        b"SEARCH ",
+        b"STORE ",
+        b"APPEND ",
+        b"LIST ",
+        b"SELECT ",
+        b"STATUS ",
+        b"LOGIN ",
+        b"1:*",
+        b",",
+        b"$",
+        b"0",
+        b"4294967296",
+        b"(",
+        b")",
+        b" ",
+        b"\"",
+        b"\\",
+        b"{3}\r\n",
+        b"{99}\r\n",
+        b"~{1+}\r\n",
+        b"BODY.PEEK[",
+        b"]",
+        b"<0.1>",
+        b"HEADER.FIELDS ",
+        b"1.2.MIME",
+        b"OR ",
+        b"NOT ",
+        b"SINCE ",
+        b"1-Feb-1994",
+        b"\" 1-Jan-2000 00:00:00 +0000\"",
+        b"+FLAGS.SILENT ",
+        b"\\Seen",
+        b"RETURN ",
+        b"CHARSET ",
+        b"MODSEQ ",
+        b"CHANGEDSINCE ",
+        b"%",
+        b"*",
+        b"\r\n",
+        b"\xff",
+        b"\x00",
+        b"INBOX",
+        b"NIL",
     ];
     for _ in 0..30_000 {
         let n = next() % 14;
