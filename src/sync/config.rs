@@ -390,4 +390,69 @@ mod tests {
         assert!(matches!(parse_url_style("path"), Ok(UrlStyle::Path)));
         assert!(parse_url_style("vhost").is_err());
     }
+
+    #[derive(clap::Parser, Debug)]
+    struct Wrap {
+        #[command(flatten)]
+        args: SyncArgs,
+    }
+
+    fn cfg(extra: &[&str]) -> Result<SyncConfig, String> {
+        use clap::Parser;
+        let argv = ["sync", "--s3-bucket", "mail-in", "--s3-region", "eu-west-1"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let args = Wrap::try_parse_from(argv).map_err(|e| e.to_string())?.args;
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
+            _ => None,
+        };
+        SyncConfig::from_args(&args, &env)
+    }
+
+    fn base_url(c: &SyncConfig) -> String {
+        rusty_s3::Bucket::new(
+            c.s3.endpoint.clone(),
+            c.s3.style,
+            c.s3.bucket.clone(),
+            c.s3.region.clone(),
+        )
+        .unwrap()
+        .base_url()
+        .to_string()
+    }
+
+    #[test]
+    fn url_style_defaults_virtual_for_aws_path_for_custom_endpoints() {
+        let aws = cfg(&[]).unwrap();
+        assert_eq!(
+            base_url(&aws),
+            "https://mail-in.s3.eu-west-1.amazonaws.com/"
+        );
+        let custom = cfg(&["--s3-endpoint", "http://127.0.0.1:9000"]).unwrap();
+        assert_eq!(base_url(&custom), "http://127.0.0.1:9000/mail-in/");
+        let forced = cfg(&[
+            "--s3-endpoint",
+            "https://s3.example.net",
+            "--s3-url-style",
+            "virtual",
+        ])
+        .unwrap();
+        assert_eq!(base_url(&forced), "https://mail-in.s3.example.net/");
+        let path_aws = cfg(&["--s3-url-style", "path"]).unwrap();
+        assert_eq!(
+            base_url(&path_aws),
+            "https://s3.eu-west-1.amazonaws.com/mail-in/"
+        );
+        assert!(cfg(&["--s3-url-style", "sideways"]).is_err());
+        assert!(cfg(&["--s3-concurrency", "0"]).is_err());
+        assert!(cfg(&["--junk-folder", "../x"]).is_err());
+        assert_eq!(
+            cfg(&["--junk-folder", "Spam"]).unwrap().junk_folder,
+            ".Spam"
+        );
+        assert_eq!(cfg(&[]).unwrap().after, AfterDelivery::Keep);
+        assert!(cfg(&["--after-delivery", "shred"]).is_err());
+    }
 }
