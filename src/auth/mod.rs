@@ -60,14 +60,18 @@ impl Users {
         let mut users = Users::default();
         for (line, user) in parsed {
             users.names.push(user.name.clone());
-            users.by_name.insert(user.name.clone(), (line, Arc::new(user)));
+            users
+                .by_name
+                .insert(user.name.clone(), (line, Arc::new(user)));
         }
         Ok(users)
     }
 
     /// Exact name, else the lower-cased name (Dovecot's default `%Lu`).
     fn get(&self, name: &str) -> Option<&(usize, Arc<User>)> {
-        self.by_name.get(name).or_else(|| self.by_name.get(&name.to_lowercase()))
+        self.by_name
+            .get(name)
+            .or_else(|| self.by_name.get(&name.to_lowercase()))
     }
 }
 
@@ -137,7 +141,9 @@ impl UserDb {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-updated (every update is a
         // single assignment), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current users, re-reading the file first if it is due for a check and changed.
@@ -158,7 +164,10 @@ impl UserDb {
             Ok(meta) => Stamp::of(&meta),
             Err(e) => {
                 st.stamp = None;
-                Self::problem(st, format!("passwd-file {path}: {e}; keeping the previous users"));
+                Self::problem(
+                    st,
+                    format!("passwd-file {path}: {e}; keeping the previous users"),
+                );
                 return;
             }
         };
@@ -274,7 +283,10 @@ mod tests {
         let bad = dir.0.join("users");
         std::fs::write(&bad, "a:{PLAIN}x\n\nb/c:{PLAIN}y\n").unwrap();
         let e = UserDb::load(&bad).err().unwrap();
-        assert!(e.contains("users") && e.contains("line 3") && e.contains("'/'"), "{e}");
+        assert!(
+            e.contains("users") && e.contains("line 3") && e.contains("'/'"),
+            "{e}"
+        );
         assert!(!e.contains("{PLAIN}"), "{e}");
     }
 
@@ -292,12 +304,18 @@ mod tests {
         let u = db.authenticate("alice@example.org", b"pw-alice").unwrap();
         assert_eq!(u.home.as_deref(), Some("/home/alice"));
         assert_eq!(u.extra_field("userdb_mail"), Some("maildir:~/M"));
-        assert!(db.authenticate("Alice@Example.org", b"pw-alice").is_some(), "%Lu lookup");
+        assert!(
+            db.authenticate("Alice@Example.org", b"pw-alice").is_some(),
+            "%Lu lookup"
+        );
         assert!(db.authenticate("alice@example.org", b"pw-bob").is_none());
         assert!(db.authenticate("bob", b"pw-bob").is_some());
         assert!(db.authenticate("bob", b"").is_none());
         assert!(db.authenticate("nobody", b"pw-bob").is_none());
-        assert!(db.authenticate("broken", b"zzz").is_none(), "unusable hash fails");
+        assert!(
+            db.authenticate("broken", b"zzz").is_none(),
+            "unusable hash fails"
+        );
         assert_eq!(db.lookup("bob").unwrap().name, "bob");
         assert!(db.lookup("nobody").is_none());
         assert_eq!(db.user_names(), ["alice@example.org", "bob", "broken"]);
@@ -309,7 +327,9 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.0.join("users");
         write(&path, "u:{PLAIN}one\n");
-        let db = UserDb::load(&path).unwrap().with_check_interval(Duration::ZERO);
+        let db = UserDb::load(&path)
+            .unwrap()
+            .with_check_interval(Duration::ZERO);
         assert!(db.authenticate("u", b"one").is_some());
 
         // New password, same length: the inode changes (rename), so it is seen.
@@ -345,7 +365,9 @@ mod tests {
         std::fs::write(dir.0.join("v2/users"), "u:{PLAIN}two\n").unwrap();
         std::os::unix::fs::symlink("v1", dir.0.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/users", dir.0.join("users")).unwrap();
-        let db = UserDb::load(&dir.0.join("users")).unwrap().with_check_interval(Duration::ZERO);
+        let db = UserDb::load(&dir.0.join("users"))
+            .unwrap()
+            .with_check_interval(Duration::ZERO);
         assert!(db.authenticate("u", b"one").is_some());
         std::os::unix::fs::symlink("v2", dir.0.join("..data_tmp")).unwrap();
         std::fs::rename(dir.0.join("..data_tmp"), dir.0.join("..data")).unwrap();
@@ -358,9 +380,14 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.0.join("users");
         write(&path, "u:{PLAIN}one\n");
-        let db = UserDb::load(&path).unwrap().with_check_interval(Duration::from_secs(3600));
+        let db = UserDb::load(&path)
+            .unwrap()
+            .with_check_interval(Duration::from_secs(3600));
         write(&path, "u:{PLAIN}two\n");
-        assert!(db.authenticate("u", b"one").is_some(), "not re-read before the interval");
+        assert!(
+            db.authenticate("u", b"one").is_some(),
+            "not re-read before the interval"
+        );
         assert_eq!(db.check_interval(), Duration::from_secs(3600));
     }
 
@@ -368,15 +395,22 @@ mod tests {
     fn concurrent_authentication() {
         let dir = TempDir::new();
         let path = dir.0.join("users");
-        write(&path, "a:{PLAIN}1\nb:{SHA256}a4ayc/80/OGda4BO/1o/V0etpOqiLx1JwB5S3beHW0s=\n");
-        let db = Arc::new(UserDb::load(&path).unwrap().with_check_interval(Duration::ZERO));
+        write(
+            &path,
+            "a:{PLAIN}1\nb:{SHA256}a4ayc/80/OGda4BO/1o/V0etpOqiLx1JwB5S3beHW0s=\n",
+        );
+        let db = Arc::new(
+            UserDb::load(&path)
+                .unwrap()
+                .with_check_interval(Duration::ZERO),
+        );
         let threads: Vec<_> = (0..4)
             .map(|i| {
                 let db = Arc::clone(&db);
                 std::thread::spawn(move || {
                     for _ in 0..50 {
                         assert!(db.authenticate("a", b"1").is_some());
-                        assert_eq!(db.authenticate("b", b"1").is_some(), true, "thread {i}");
+                        assert!(db.authenticate("b", b"1").is_some(), "thread {i}");
                         assert!(db.authenticate("c", b"1").is_none());
                     }
                 })

@@ -27,7 +27,10 @@ pub struct User {
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("name", &self.name).field("password", &"<redacted>").finish()
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -35,7 +38,10 @@ impl User {
     /// The value of extra field `key` (first occurrence); a bare flag such as `nodelay` has the
     /// value `""`.
     pub fn extra_field(&self, key: &str) -> Option<&str> {
-        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,7 +68,10 @@ pub struct PasswdFile {
 impl PasswdFile {
     /// Parse a whole passwd-file; the first bad line is the error.
     pub fn parse(text: &str) -> Result<PasswdFile, ParseError> {
-        let users = parse_with_lines(text)?.into_iter().map(|(_, u)| u).collect();
+        let users = parse_with_lines(text)?
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect();
         Ok(PasswdFile { users })
     }
 
@@ -87,11 +96,17 @@ pub fn parse_with_lines(text: &str) -> Result<Vec<(usize, User)>, ParseError> {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        let user = parse_line(line).map_err(|reason| ParseError { line: line_no, reason })?;
+        let user = parse_line(line).map_err(|reason| ParseError {
+            line: line_no,
+            reason,
+        })?;
         if let Some(first) = seen.get(&user.name) {
             return Err(ParseError {
                 line: line_no,
-                reason: format!("duplicate user {:?} (first defined on line {first})", user.name),
+                reason: format!(
+                    "duplicate user {:?} (first defined on line {first})",
+                    user.name
+                ),
             });
         }
         seen.insert(user.name.clone(), line_no);
@@ -106,16 +121,18 @@ fn parse_line(line: &str) -> Result<User, String> {
     let mut fields = line.splitn(8, ':');
     let name = fields.next().unwrap_or("");
     check_user_name(name)?;
-    let password = fields
-        .next()
-        .ok_or_else(|| format!("user {name:?} has no password field (expected user:password:...)"))?;
+    let password = fields.next().ok_or_else(|| {
+        format!("user {name:?} has no password field (expected user:password:...)")
+    })?;
     let uid = parse_id(fields.next(), "uid")?;
     let gid = parse_id(fields.next(), "gid")?;
     let _gecos = fields.next();
     let home = fields.next().filter(|h| !h.is_empty()).map(str::to_string);
     if let Some(h) = &home {
         if !h.starts_with('/') {
-            return Err(format!("home {h:?} of user {name:?} is not an absolute path"));
+            return Err(format!(
+                "home {h:?} of user {name:?} is not an absolute path"
+            ));
         }
     }
     let _shell = fields.next();
@@ -123,7 +140,14 @@ fn parse_line(line: &str) -> Result<User, String> {
         Some(rest) => parse_extra(rest)?,
         None => Vec::new(),
     };
-    Ok(User { name: name.to_string(), password: password.to_string(), uid, gid, home, extra })
+    Ok(User {
+        name: name.to_string(),
+        password: password.to_string(),
+        uid,
+        gid,
+        home,
+        extra,
+    })
 }
 
 /// A user name becomes a directory name under the mail root: refuse anything that could
@@ -142,7 +166,9 @@ fn check_user_name(name: &str) -> Result<(), String> {
         return Err(format!("user name {name:?} contains '/'"));
     }
     if name.chars().any(char::is_control) {
-        return Err(format!("user name {name:?} contains a control character (NUL, tab, ...)"));
+        return Err(format!(
+            "user name {name:?} contains a control character (NUL, tab, ...)"
+        ));
     }
     if name.chars().any(char::is_whitespace) {
         return Err(format!("user name {name:?} contains white space"));
@@ -220,7 +246,11 @@ mod tests {
         assert_eq!(f.users[1].home, None);
         assert_eq!(f.users[2].uid, Some(5));
         assert!(f.users[2].extra.is_empty());
-        let lines: Vec<_> = parse_with_lines(text).unwrap().into_iter().map(|(l, _)| l).collect();
+        let lines: Vec<_> = parse_with_lines(text)
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
         assert_eq!(lines, [3, 5, 7]);
     }
 
@@ -282,7 +312,17 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for text in [":", "::::::::::::", "\r", "\r\n\r\n", "u:", "u::::::::", "é:ü:1:2:3:/x:y:z=é", "#\0", "u:p:\u{0}"] {
+        for text in [
+            ":",
+            "::::::::::::",
+            "\r",
+            "\r\n\r\n",
+            "u:",
+            "u::::::::",
+            "é:ü:1:2:3:/x:y:z=é",
+            "#\0",
+            "u:p:\u{0}",
+        ] {
             let _ = PasswdFile::parse(text);
         }
     }

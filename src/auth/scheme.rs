@@ -194,7 +194,10 @@ impl Scheme {
             "SHA512" => Kind::Digest(Hash::Sha512),
             "PLAIN-MD5" => Kind::Digest(Hash::Md5),
             "LDAP-MD5" => {
-                return Ok(Scheme { kind: Kind::Digest(Hash::Md5), encoding: encoding.or(Some(Encoding::Base64)) })
+                return Ok(Scheme {
+                    kind: Kind::Digest(Hash::Md5),
+                    encoding: encoding.or(Some(Encoding::Base64)),
+                })
             }
             "SSHA" => Kind::Salted(Hash::Sha1),
             "SSHA256" => Kind::Salted(Hash::Sha256),
@@ -230,7 +233,13 @@ fn split_stored(stored: &str) -> Result<(Scheme, &str), SchemeError> {
             None => err("password field starts with '{' but has no closing '}'"),
         }
     } else {
-        Ok((Scheme { kind: Kind::Crypt(CryptGen::Bcrypt), encoding: None }, stored))
+        Ok((
+            Scheme {
+                kind: Kind::Crypt(CryptGen::Bcrypt),
+                encoding: None,
+            },
+            stored,
+        ))
     }
 }
 
@@ -299,7 +308,10 @@ pub fn hash_password(scheme: &str, password: &[u8]) -> Result<String, SchemeErro
             let salt = random_crypt_salt(16)?;
             let rounds = defaults::PBKDF2_ROUNDS;
             let dk = pbkdf2_hmac_sha1(password, salt.as_bytes(), rounds);
-            encode_text(format!("$1${salt}${rounds}${}", hex_encode(&dk)), parsed.encoding)
+            encode_text(
+                format!("$1${salt}${rounds}${}", hex_encode(&dk)),
+                parsed.encoding,
+            )
         }
         Kind::Plain => match parsed.encoding {
             Some(enc) => encode(password, enc),
@@ -313,9 +325,10 @@ pub fn hash_password(scheme: &str, password: &[u8]) -> Result<String, SchemeErro
                 }
             },
         },
-        Kind::Digest(h) => {
-            encode(&h.digest(&[password]), parsed.encoding.unwrap_or(parsed.default_encoding()))
-        }
+        Kind::Digest(h) => encode(
+            &h.digest(&[password]),
+            parsed.encoding.unwrap_or(parsed.default_encoding()),
+        ),
         Kind::Salted(h) => {
             let mut salt = [0u8; defaults::DIGEST_SALT_LEN];
             random(&mut salt)?;
@@ -339,16 +352,22 @@ fn encode(raw: &[u8], enc: Encoding) -> String {
 
 fn decode(value: &str, enc: Encoding) -> Result<Vec<u8>, SchemeError> {
     match enc {
-        Encoding::Base64 => {
-            B64.decode(value.trim_end()).or_else(|_| err("stored value is not valid base64"))
+        Encoding::Base64 => B64
+            .decode(value.trim_end())
+            .or_else(|_| err("stored value is not valid base64")),
+        Encoding::Hex => {
+            hex_decode(value).ok_or_else(|| SchemeError("stored value is not valid hex".into()))
         }
-        Encoding::Hex => hex_decode(value).ok_or_else(|| SchemeError("stored value is not valid hex".into())),
     }
 }
 
 /// Decode a binary scheme's value. Without a suffix, a value of exactly `2 × digest length` hex
 /// digits is taken as hex (Dovecot accepts hex for base64 schemes this way).
-fn decode_binary(scheme: Scheme, value: &str, digest_len: Option<usize>) -> Result<Vec<u8>, SchemeError> {
+fn decode_binary(
+    scheme: Scheme,
+    value: &str,
+    digest_len: Option<usize>,
+) -> Result<Vec<u8>, SchemeError> {
     match scheme.encoding {
         Some(enc) => decode(value, enc),
         None => {
@@ -398,10 +417,12 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     let s = s.trim_end().as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    s.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    s.chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,12 +442,16 @@ fn random(buf: &mut [u8]) -> Result<(), SchemeError> {
 }
 
 /// crypt(3)'s salt and output alphabet.
-const CRYPT_ALPHABET: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const CRYPT_ALPHABET: &[u8; 64] =
+    b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 fn random_crypt_salt(len: usize) -> Result<String, SchemeError> {
     let mut raw = vec![0u8; len];
     random(&mut raw)?;
-    Ok(raw.iter().map(|b| char::from(CRYPT_ALPHABET[usize::from(b & 0x3f)])).collect())
+    Ok(raw
+        .iter()
+        .map(|b| char::from(CRYPT_ALPHABET[usize::from(b & 0x3f)]))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,7 +463,8 @@ fn verify_crypt(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
     let stored = stored.trim_end();
     if stored.starts_with("$6$") || stored.starts_with("$5$") {
         verify_sha_crypt(stored, candidate)
-    } else if stored.starts_with("$2y$") || stored.starts_with("$2b$") || stored.starts_with("$2a$") {
+    } else if stored.starts_with("$2y$") || stored.starts_with("$2b$") || stored.starts_with("$2a$")
+    {
         bcrypt::verify(candidate, stored).or_else(|e| {
             err(match e {
                 bcrypt::BcryptError::CostNotAllowed(c) => format!("bcrypt cost {c} out of range"),
@@ -458,25 +484,37 @@ fn verify_crypt(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
              $argon2id$; re-hash with `doveadm pw -s SHA512-CRYPT`)"
         ))
     } else {
-        err("unsupported crypt format (DES crypt or not a crypt string; re-hash with \
-             `doveadm pw -s SHA512-CRYPT`)")
+        err(
+            "unsupported crypt format (DES crypt or not a crypt string; re-hash with \
+             `doveadm pw -s SHA512-CRYPT`)",
+        )
     }
 }
 
 fn verify_sha_crypt(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
     let sha512 = stored.starts_with("$6$");
-    let name = if sha512 { "SHA512-CRYPT" } else { "SHA256-CRYPT" };
+    let name = if sha512 {
+        "SHA512-CRYPT"
+    } else {
+        "SHA256-CRYPT"
+    };
     let body = stored.get(3..).unwrap_or("");
     // `[rounds=N$]salt$hash`; glibc clamps N into 1000..=999999999.
     let (rounds, rest) = match body.strip_prefix("rounds=") {
         Some(r) => {
-            let (n, rest) = r.split_once('$').ok_or_else(|| SchemeError(format!("malformed {name} hash")))?;
-            let n: u64 = n.parse().or_else(|_| err(format!("{name} hash has an invalid rounds= value")))?;
+            let (n, rest) = r
+                .split_once('$')
+                .ok_or_else(|| SchemeError(format!("malformed {name} hash")))?;
+            let n: u64 = n
+                .parse()
+                .or_else(|_| err(format!("{name} hash has an invalid rounds= value")))?;
             (Some(n.clamp(1000, 999_999_999) as u32), rest)
         }
         None => (None, body),
     };
-    let (salt, hash) = rest.split_once('$').ok_or_else(|| SchemeError(format!("malformed {name} hash")))?;
+    let (salt, hash) = rest
+        .split_once('$')
+        .ok_or_else(|| SchemeError(format!("malformed {name} hash")))?;
     let expected_len = if sha512 { 86 } else { 43 };
     if hash.len() != expected_len {
         return err(format!("malformed {name} hash (wrong length)"));
@@ -486,14 +524,21 @@ fn verify_sha_crypt(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError>
 }
 
 /// The full `$5$`/`$6$` string for `salt` (at most 16 characters are used, as in glibc).
-fn sha_crypt_string(sha512: bool, password: &[u8], salt: &str, rounds: Option<u32>) -> Result<String, SchemeError> {
+fn sha_crypt_string(
+    sha512: bool,
+    password: &[u8],
+    salt: &str,
+    rounds: Option<u32>,
+) -> Result<String, SchemeError> {
     let salt: String = salt.chars().take(16).collect();
     let r = rounds.unwrap_or(defaults::SHA_CRYPT_ROUNDS) as usize;
     let out = if sha512 {
-        let p = sha_crypt::Sha512Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
+        let p =
+            sha_crypt::Sha512Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
         sha_crypt::sha512_crypt_b64(password, salt.as_bytes(), &p)
     } else {
-        let p = sha_crypt::Sha256Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
+        let p =
+            sha_crypt::Sha256Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
         sha_crypt::sha256_crypt_b64(password, salt.as_bytes(), &p)
     }
     .or_else(|_| err("SHA-crypt computation failed"))?;
@@ -519,9 +564,18 @@ fn verify_argon2(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
 
 fn argon2_generate(id: bool, password: &[u8]) -> Result<String, SchemeError> {
     use argon2::password_hash::{PasswordHasher as _, SaltString};
-    let (m, t, p) = if id { defaults::ARGON2ID } else { defaults::ARGON2I };
-    let algorithm = if id { argon2::Algorithm::Argon2id } else { argon2::Algorithm::Argon2i };
-    let params = argon2::Params::new(m, t, p, Some(32)).or_else(|e| err(format!("Argon2 parameters: {e}")))?;
+    let (m, t, p) = if id {
+        defaults::ARGON2ID
+    } else {
+        defaults::ARGON2I
+    };
+    let algorithm = if id {
+        argon2::Algorithm::Argon2id
+    } else {
+        argon2::Algorithm::Argon2i
+    };
+    let params = argon2::Params::new(m, t, p, Some(32))
+        .or_else(|e| err(format!("Argon2 parameters: {e}")))?;
     let hasher = argon2::Argon2::new(algorithm, argon2::Version::V0x13, params);
     let mut raw = [0u8; 16];
     random(&mut raw)?;
@@ -541,8 +595,10 @@ fn crypt_generate(gen: CryptGen, password: &[u8]) -> Result<String, SchemeError>
         CryptGen::Bcrypt => {
             if password.len() > 72 {
                 // bcrypt reads only 72 bytes; say so instead of silently truncating.
-                return err("bcrypt uses only the first 72 bytes of a password; this one is longer \
-                            (use SHA512-CRYPT or ARGON2ID)");
+                return err(
+                    "bcrypt uses only the first 72 bytes of a password; this one is longer \
+                            (use SHA512-CRYPT or ARGON2ID)",
+                );
             }
             let mut salt = [0u8; 16];
             random(&mut salt)?;
@@ -561,7 +617,9 @@ fn crypt_generate(gen: CryptGen, password: &[u8]) -> Result<String, SchemeError>
 
 /// `rest` is what follows `$1$`: `salt$hash`.
 fn verify_md5_crypt(rest: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
-    let (salt, hash) = rest.split_once('$').ok_or_else(|| SchemeError("malformed MD5-CRYPT hash".into()))?;
+    let (salt, hash) = rest
+        .split_once('$')
+        .ok_or_else(|| SchemeError("malformed MD5-CRYPT hash".into()))?;
     if hash.len() != 22 || salt.len() > 8 {
         return err("malformed MD5-CRYPT hash");
     }
@@ -636,7 +694,10 @@ fn md5_crypt_string(password: &[u8], salt: &str) -> String {
 
 fn verify_pbkdf2(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
     let malformed = || SchemeError("malformed PBKDF2 hash (expected $1$salt$rounds$hex)".into());
-    let body = stored.trim_end().strip_prefix("$1$").ok_or_else(malformed)?;
+    let body = stored
+        .trim_end()
+        .strip_prefix("$1$")
+        .ok_or_else(malformed)?;
     let mut parts = body.split('$');
     let (salt, rounds, hash) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(s), Some(r), Some(h), None) => (s, r, h),
@@ -650,7 +711,10 @@ fn verify_pbkdf2(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
     if expected.len() != 20 {
         return Err(malformed());
     }
-    Ok(ct_eq(&expected, &pbkdf2_hmac_sha1(candidate, salt.as_bytes(), rounds)))
+    Ok(ct_eq(
+        &expected,
+        &pbkdf2_hmac_sha1(candidate, salt.as_bytes(), rounds),
+    ))
 }
 
 /// HMAC-SHA1 (RFC 2104) with the key already reduced to a block.
@@ -699,7 +763,6 @@ fn pbkdf2_hmac_sha1(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 20] {
     t
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,12 +793,24 @@ mod tests {
         let lines = doveadm_lines();
         assert!(lines.len() > 80, "the doveadm file lost lines");
         for (scheme, pw, stored) in lines {
-            assert_eq!(verify_password(stored, pw.as_bytes()), Ok(true), "{scheme} {stored}");
+            assert_eq!(
+                verify_password(stored, pw.as_bytes()),
+                Ok(true),
+                "{scheme} {stored}"
+            );
             if !slow(stored) {
-                assert_eq!(verify_password(stored, b"wrong"), Ok(false), "{scheme} {stored}");
+                assert_eq!(
+                    verify_password(stored, b"wrong"),
+                    Ok(false),
+                    "{scheme} {stored}"
+                );
                 let mut longer = pw.as_bytes().to_vec();
                 longer.push(b'x');
-                assert_eq!(verify_password(stored, &longer), Ok(false), "{scheme} {stored}");
+                assert_eq!(
+                    verify_password(stored, &longer),
+                    Ok(false),
+                    "{scheme} {stored}"
+                );
             }
         }
     }
@@ -749,7 +824,10 @@ mod tests {
 
     #[test]
     fn doveadm_file_covers_every_scheme() {
-        let labels: Vec<String> = doveadm_lines().iter().map(|l| l.0.to_ascii_uppercase()).collect();
+        let labels: Vec<String> = doveadm_lines()
+            .iter()
+            .map(|l| l.0.to_ascii_uppercase())
+            .collect();
         for s in SCHEMES {
             assert!(labels.iter().any(|l| l == s), "no doveadm hash for {s}");
         }
@@ -757,22 +835,46 @@ mod tests {
             assert!(labels.iter().any(|l| l == s), "no doveadm hash for {s}");
         }
         let all: Vec<&str> = doveadm_lines().iter().map(|l| l.2).collect();
-        for needle in ["$2y$", "$2b$", "$2a$", "$rounds=", "$argon2i$", "$argon2id$", "$1$"] {
-            assert!(all.iter().any(|h| h.contains(needle)), "no doveadm hash with {needle}");
+        for needle in [
+            "$2y$",
+            "$2b$",
+            "$2a$",
+            "$rounds=",
+            "$argon2i$",
+            "$argon2id$",
+            "$1$",
+        ] {
+            assert!(
+                all.iter().any(|h| h.contains(needle)),
+                "no doveadm hash with {needle}"
+            );
         }
     }
 
     /// Every scheme our `hash_password` makes verifies with our own `verify_password`.
     #[test]
     fn our_hashes_round_trip() {
-        for scheme in SCHEMES.iter().copied().chain(["sha256.hex", "PLAIN.b64", "SSHA.HEX", "SHA512-CRYPT.b64"]) {
+        for scheme in SCHEMES.iter().copied().chain([
+            "sha256.hex",
+            "PLAIN.b64",
+            "SSHA.HEX",
+            "SHA512-CRYPT.b64",
+        ]) {
             let pw = "pässwörd 1";
             let stored = hash_password(scheme, pw.as_bytes()).unwrap();
             let upper = scheme.to_ascii_uppercase();
             assert!(stored.starts_with(&format!("{{{upper}}}")), "{stored}");
-            assert_eq!(verify_password(&stored, pw.as_bytes()), Ok(true), "{stored}");
+            assert_eq!(
+                verify_password(&stored, pw.as_bytes()),
+                Ok(true),
+                "{stored}"
+            );
             if !slow(&stored) {
-                assert_eq!(verify_password(&stored, b"password2"), Ok(false), "{stored}");
+                assert_eq!(
+                    verify_password(&stored, b"password2"),
+                    Ok(false),
+                    "{stored}"
+                );
             }
         }
     }
@@ -780,21 +882,34 @@ mod tests {
     /// Dovecot itself accepts what we make: `doveadm pw -t HASH -p PASSWORD` exits 0 on a match.
     #[test]
     fn our_hashes_verify_with_doveadm() {
-        let doveadm = ["/usr/bin/doveadm", "/usr/sbin/doveadm", "/usr/local/bin/doveadm"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists());
+        let doveadm = [
+            "/usr/bin/doveadm",
+            "/usr/sbin/doveadm",
+            "/usr/local/bin/doveadm",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
         let Some(doveadm) = doveadm else {
             eprintln!("note: doveadm not installed; skipping our_hashes_verify_with_doveadm");
             return;
         };
         let pw = "pässwörd: 1";
-        for scheme in SCHEMES.iter().copied().chain(["SHA256.HEX", "PLAIN.B64", "SSHA512.HEX", "SHA512-CRYPT.B64"]) {
+        for scheme in SCHEMES.iter().copied().chain([
+            "SHA256.HEX",
+            "PLAIN.B64",
+            "SSHA512.HEX",
+            "SHA512-CRYPT.B64",
+        ]) {
             let stored = if matches!(scheme, "PLAIN" | "CLEAR" | "CLEARTEXT") {
                 hash_password(scheme, b"pw1").unwrap()
             } else {
                 hash_password(scheme, pw.as_bytes()).unwrap()
             };
-            let pw = if matches!(scheme, "PLAIN" | "CLEAR" | "CLEARTEXT") { "pw1" } else { pw };
+            let pw = if matches!(scheme, "PLAIN" | "CLEAR" | "CLEARTEXT") {
+                "pw1"
+            } else {
+                pw
+            };
             let run = |p: &str| {
                 std::process::Command::new(doveadm)
                     .args(["pw", "-t", &stored, "-p", p])
@@ -802,13 +917,26 @@ mod tests {
                     .expect("run doveadm")
             };
             let ok = run(pw);
-            assert!(ok.status.success(), "doveadm rejects {stored}: {}", String::from_utf8_lossy(&ok.stderr));
+            assert!(
+                ok.status.success(),
+                "doveadm rejects {stored}: {}",
+                String::from_utf8_lossy(&ok.stderr)
+            );
             let bad = run("nope");
-            assert!(!bad.status.success(), "doveadm accepts a wrong password for {stored}");
+            assert!(
+                !bad.status.success(),
+                "doveadm accepts a wrong password for {stored}"
+            );
         }
         // The same with rounds= in a SHA-crypt string we build.
-        let stored = format!("{{SHA256-CRYPT}}{}", sha_crypt_string(false, b"pw", "saltsalt", Some(2000)).unwrap());
-        let out = std::process::Command::new(doveadm).args(["pw", "-t", &stored, "-p", "pw"]).output().unwrap();
+        let stored = format!(
+            "{{SHA256-CRYPT}}{}",
+            sha_crypt_string(false, b"pw", "saltsalt", Some(2000)).unwrap()
+        );
+        let out = std::process::Command::new(doveadm)
+            .args(["pw", "-t", &stored, "-p", "pw"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{stored}");
     }
 
@@ -827,7 +955,8 @@ mod tests {
         // SHA256("secret") in hex under a plain {SHA256} prefix.
         let hex = "{SHA256}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
         assert_eq!(verify_password(hex, b"secret"), Ok(true));
-        assert_eq!(verify_password(&hex.to_uppercase().replace("{SHA256}", "{SHA256}"), b"secret"), Ok(true));
+        let upper = format!("{{SHA256}}{}", hex["{SHA256}".len()..].to_uppercase());
+        assert_eq!(verify_password(&upper, b"secret"), Ok(true));
         assert_eq!(verify_password(hex, b"Secret"), Ok(false));
     }
 
@@ -839,7 +968,11 @@ mod tests {
             raw.extend_from_slice(&salt);
             let stored = format!("{{SSHA512}}{}", B64.encode(&raw));
             assert_eq!(verify_password(&stored, b"pw"), Ok(true), "salt {salt_len}");
-            assert_eq!(verify_password(&stored, b"pX"), Ok(false), "salt {salt_len}");
+            assert_eq!(
+                verify_password(&stored, b"pX"),
+                Ok(false),
+                "salt {salt_len}"
+            );
         }
     }
 
@@ -855,11 +988,17 @@ mod tests {
             "$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA"
         );
         assert_eq!(
-            verify_password("$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA", b"Hello world!"),
+            verify_password(
+                "$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA",
+                b"Hello world!"
+            ),
             Ok(true)
         );
         let h = hash_password("SHA512-CRYPT", b"x").unwrap();
-        assert!(h.starts_with("{SHA512-CRYPT}$6$") && !h.contains("rounds="), "{h}");
+        assert!(
+            h.starts_with("{SHA512-CRYPT}$6$") && !h.contains("rounds="),
+            "{h}"
+        );
         let h = hash_password("BLF-CRYPT", b"x").unwrap();
         assert!(h.starts_with("{BLF-CRYPT}$2y$05$"), "{h}");
         let h = hash_password("CRYPT", b"x").unwrap();
@@ -869,15 +1008,24 @@ mod tests {
     #[test]
     fn md5_crypt_known_vector() {
         // A well-known vector: `openssl passwd -1 -salt saltsalt password`.
-        assert_eq!(md5_crypt_string(b"password", "saltsalt"), "$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/");
-        assert_eq!(verify_password("{MD5-CRYPT}$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/", b"password"), Ok(true));
+        assert_eq!(
+            md5_crypt_string(b"password", "saltsalt"),
+            "$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/"
+        );
+        assert_eq!(
+            verify_password("{MD5-CRYPT}$1$saltsalt$qjXMvbEw8oaL.CzflDtaK/", b"password"),
+            Ok(true)
+        );
         assert_eq!(md5_crypt_string(b"", "ab").len(), "$1$ab$".len() + 22);
     }
 
     #[test]
     fn pbkdf2_rfc6070_vector() {
         // RFC 6070 test vector 2: "password"/"salt", c = 2.
-        assert_eq!(hex_encode(&pbkdf2_hmac_sha1(b"password", b"salt", 2)), "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957");
+        assert_eq!(
+            hex_encode(&pbkdf2_hmac_sha1(b"password", b"salt", 2)),
+            "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957"
+        );
         // Keys longer than a block are hashed first (RFC 2104 §2).
         let long = [b'k'; 100];
         assert_eq!(pbkdf2_hmac_sha1(&long, b"s", 1).len(), 20);
@@ -946,7 +1094,10 @@ mod tests {
                 Ok(v) => panic!("{stored:?} gave Ok({v})"),
             }
         }
-        assert!(hash_password("NOPE", b"x").unwrap_err().0.contains("unknown password scheme"));
+        assert!(hash_password("NOPE", b"x")
+            .unwrap_err()
+            .0
+            .contains("unknown password scheme"));
         assert!(hash_password("SHA.zip", b"x").is_err());
     }
 
@@ -965,7 +1116,17 @@ mod tests {
                     })
                     .collect();
                 let s = String::from_utf8_lossy(&s);
-                for prefix in ["", "{CRYPT}", "{SSHA}", "{SHA.HEX}", "{PBKDF2}", "{MD5}$1$", "$5$", "$6$rounds=1000$", "$2b$04$"] {
+                for prefix in [
+                    "",
+                    "{CRYPT}",
+                    "{SSHA}",
+                    "{SHA.HEX}",
+                    "{PBKDF2}",
+                    "{MD5}$1$",
+                    "$5$",
+                    "$6$rounds=1000$",
+                    "$2b$04$",
+                ] {
                     let _ = verify_password(&format!("{prefix}{s}"), b"pw");
                 }
             }
