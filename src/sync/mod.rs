@@ -513,7 +513,7 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
     report.elapsed = start.elapsed();
     match listing_error {
         Some(e) => {
-            log::info!("s3 sync (incomplete): {report}");
+            log::debug!("s3 sync (incomplete): {report}");
             Err(e)
         }
         None => Ok(report),
