@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian 12 machine, as root.
+# Idempotent and non-interactive: steps that are already satisfied are skipped, so a re-run
+# takes a second or two.
+#
+#   bash scripts/install-test-deps.sh
+#
+# What it installs:
+#   apt:  dovecot-core dovecot-imapd (the reference IMAP server every protocol test also runs
+#         against), isync (mbsync), offlineimap3, curl, util-linux (setpriv)
+#   pip:  tests/e2e/requirements.txt (pinned)
+#   user: `pimaptest`, a system user that owns the Maildirs Dovecot serves in the tests
+#         (Dovecot refuses to access mail as uid 0).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[install-test-deps] %s\n' "$*"; }
+
+sudo_if_needed() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+# ---- Debian packages --------------------------------------------------------------------
+apt_packages=(dovecot-core dovecot-imapd isync offlineimap3 curl util-linux)
+missing=()
+for p in "${apt_packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    sudo_if_needed apt-get update -qq
+    # Installing dovecot-core may try to start the system-wide service; on a machine without
+    # systemd as PID 1 that fails harmlessly, and the tests run their own private instance.
+    sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    log "apt packages present: ${apt_packages[*]}"
+fi
+
+# The package starts a system-wide Dovecot on some machines; the tests never use it. Leave
+# it alone (it listens on 143/993, the tests use free high ports).
+
+# ---- the unprivileged mail user for Dovecot ----------------------------------------------
+if ! getent passwd pimaptest >/dev/null; then
+    log "creating system user pimaptest"
+    sudo_if_needed useradd --system --user-group --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin pimaptest
+else
+    log "user pimaptest present"
+fi
+
+# ---- Python packages ---------------------------------------------------------------------
+req="$here/tests/e2e/requirements.txt"
+need_pip=0
+while read -r line; do
+    line="${line%%#*}"
+    line="$(echo "$line" | tr -d '[:space:]')"
+    [ -z "$line" ] && continue
+    name="${line%%==*}"
+    want="${line#*==}"
+    have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
+    if [ "$have" != "$want" ]; then
+        need_pip=1
+    fi
+done <"$req"
+if [ "$need_pip" -eq 1 ]; then
+    log "pip install -r tests/e2e/requirements.txt"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r "$req"
+else
+    log "python packages present"
+fi
+
+# ---- S3 test tools (planned) -------------------------------------------------------------
+# >>> S3 TOOLS: to be added with the sync module's tests. Keep them idempotent like the rest:
+# >>>   s3s-fs:  command -v s3s-fs || cargo install --locked s3s-fs@0.14.1 --features binary
+# >>>   moto:    pin `moto[server]==5.x` in tests/e2e/requirements.txt
+# <<< S3 TOOLS
+
+log "done"
