@@ -56,16 +56,15 @@ measure() { # label, command...: prints "label seconds peak_kib"
     /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
     echo "$label $(cat "$WORK/time")"
 }
-pimap() {
-    "$PIMAP" sync --once --data-dir "$WORK/data" --users "$WORK/users" --mail-location "$WORK/mail/%u" \
-        --s3-bucket "$BUCKET" --s3-prefix inbound/ --s3-endpoint "http://127.0.0.1:$PORT" --deliver-to alice
-}
+set -- "$PIMAP" sync --once --data-dir "$WORK/data" --users "$WORK/users" --mail-location "$WORK/mail/%u" \
+    --s3-bucket "$BUCKET" --s3-prefix inbound/ --s3-endpoint "http://127.0.0.1:$PORT" --deliver-to alice \
+    ${PIMAP_FLAGS:-}
 
 {
     measure aws_first $AWS s3 sync --quiet "s3://$BUCKET/inbound/" "$WORK/awsdir"
     measure aws_noop $AWS s3 sync --quiet "s3://$BUCKET/inbound/" "$WORK/awsdir"
-    measure pimap_first pimap
-    measure pimap_noop pimap
+    measure pimap_first "$@"
+    measure pimap_noop "$@"
 } > "$WORK/results"
 
 delivered=$(find "$WORK/mail/alice/new" -type f | wc -l)

@@ -95,7 +95,7 @@ pub struct SyncOptions {
     #[arg(long, env = "PIMAP_S3_RETRIES", default_value_t = 5)]
     pub s3_retries: u32,
     /// Concurrent GETs.
-    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 8)]
     pub s3_concurrency: usize,
     /// The ledger of delivered keys (default DATA_DIR/s3-sync-BUCKET.ledger; lock beside it).
     #[arg(long, env = "PIMAP_S3_STATE_FILE")]
