@@ -414,3 +414,32 @@ def flags(value) -> set[str]:
         f = str(f)
         out.add("\\" + f[1:].capitalize() if f.startswith("\\") else f)
     return out
+
+
+def text(value) -> str | None:
+    """An astring/nstring from a parsed response as str (atoms are str, strings bytes)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def listing(resp: Response, kind: str = "LIST") -> dict[str, tuple[set[str], str | None]]:
+    """{mailbox: (attributes lower-cased, delimiter)} from LIST/LSUB responses (§7.2.2)."""
+    out = {}
+    for d in resp.data(kind):
+        attrs, delim, name = d[1], d[2], d[3]
+        out[text(name)] = ({str(a).lower() for a in attrs}, text(delim))
+    return out
+
+
+def append(c: Conn, mailbox: str, data: bytes, flags: str | None = None, date: str | None = None) -> Response:
+    """APPEND with a synchronizing literal; `flags` like "\\\\Seen $Label1", date like
+    "17-Jul-1996 02:44:25 -0700"."""
+    parts = f"APPEND {quote(mailbox)} "
+    if flags is not None:
+        parts += f"({flags}) "
+    if date is not None:
+        parts += f'"{date}" '
+    return c.ok(parts, data)
