@@ -1,0 +1,141 @@
+"""SEARCH (RFC 3501 §6.4.4): keys, dates, sizes, sets, OR/NOT/parentheses, CHARSET UTF-8."""
+
+import pytest
+
+from imapwire import append
+from msgs import crlf, message
+
+BIG_BODY = ("lorem ipsum dolor sit amet " * 3 + "\n") * 70  # about 5.7 kB
+
+# (message, flags, internal date). Sequence numbers 1..6 follow this order.
+CORPUS = [
+    (message("Quarterly report", "Numbers attached.\n", sender="Alice Example <alice@example.org>",
+             to="Bob <bob@example.net>", date="Tue, 03 Mar 2020 09:00:00 +0000"),
+     "\\Seen", "10-Mar-2020 12:00:00 +0000"),
+    (message("Lunch?", "Pizza at noon?\n", sender="Bob <bob@example.net>", to="alice@example.org",
+             date="Fri, 13 Mar 2020 11:00:00 +0000"),
+     "\\Seen \\Flagged", "15-Mar-2020 12:00:00 +0000"),
+    (crlf("Date: Thu, 19 Mar 2020 08:00:00 +0000\nFrom: Carol <carol@example.com>\n"
+          "To: alice@example.org\nSubject: =?UTF-8?Q?Caf=C3=A9_time?=\nX-Priority: 1\n"
+          "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+          "Content-Transfer-Encoding: quoted-printable\n\nMeet at the caf=C3=A9?\n"),
+     None, "20-Mar-2020 12:00:00 +0000"),
+    (message("Big attachment", BIG_BODY, sender="Alice Example <alice@example.org>",
+             to="Carol <carol@example.com>", date="Tue, 24 Mar 2020 10:00:00 +0000"),
+     "\\Answered", "25-Mar-2020 12:00:00 +0000"),
+    (message("Re: Lunch?", "No pizza today, sorry.\n", sender="Dave <dave@example.com>",
+             to="Bob <bob@example.net>", date="Wed, 01 Apr 2020 10:00:00 +0000",
+             extra="In-Reply-To: <lunch@example.net>\n"),
+     "$Important", "01-Apr-2020 12:00:00 +0000"),
+    (message("Draft idea", "Thinking about it.\n", sender="Alice Example <alice@example.org>",
+             to="Dave <dave@example.com>", date="Thu, 02 Apr 2020 10:00:00 +0000"),
+     "\\Draft \\Deleted", "02-Apr-2020 12:00:00 +0000"),
+]
+
+
+@pytest.fixture
+def box(server):
+    c = server.login()
+    for data, fl, date in CORPUS:
+        append(c, "INBOX", data, flags=fl, date=date)
+    c.ok("SELECT INBOX")
+    return c
+
+
+CASES = [
+    ("ALL", {1, 2, 3, 4, 5, 6}),
+    ("SEEN", {1, 2}),
+    ("UNSEEN", {3, 4, 5, 6}),
+    ("FLAGGED", {2}),
+    ("UNFLAGGED", {1, 3, 4, 5, 6}),
+    ("ANSWERED", {4}),
+    ("DELETED", {6}),
+    ("UNDELETED", {1, 2, 3, 4, 5}),
+    ("DRAFT", {6}),
+    ("KEYWORD $Important", {5}),
+    ("UNKEYWORD $Important", {1, 2, 3, 4, 6}),
+    ("FROM alice", {1, 4, 6}),
+    ("FROM ALICE@EXAMPLE.ORG", {1, 4, 6}),  # case-insensitive substring (§6.4.4)
+    ("TO carol", {4}),
+    ('SUBJECT "lunch"', {2, 5}),
+    ("SUBJECT Re:", {5}),
+    ("HEADER X-Priority 1", {3}),
+    ('HEADER X-Priority ""', {3}),  # an empty string matches every message with the field
+    ("HEADER In-Reply-To lunch@example.net", {5}),
+    ("BODY pizza", {2, 5}),
+    ("BODY PIZZA", {2, 5}),
+    ("BODY carol", set()),  # BODY does not look at the header
+    ("TEXT carol", {3, 4}),  # TEXT does
+    ("TEXT ipsum", {4}),
+    ("SINCE 20-Mar-2020", {3, 4, 5, 6}),  # internal date, ignoring time (§6.4.4)
+    ("BEFORE 20-Mar-2020", {1, 2}),
+    ("ON 20-Mar-2020", {3}),
+    ("SENTSINCE 19-Mar-2020", {3, 4, 5, 6}),  # Date: header
+    ("SENTBEFORE 13-Mar-2020", {1}),
+    ("SENTON 13-Mar-2020", {2}),
+    ("LARGER 3000", {4}),
+    ("SMALLER 3000", {1, 2, 3, 5, 6}),
+    ("2,4:5", {2, 4, 5}),
+    ("1:3 SEEN", {1, 2}),
+    ("*", {6}),
+    ("UID 2:3", {2, 3}),
+    ("UID 5:*", {5, 6}),
+    ("OR FROM bob FROM dave", {2, 5}),
+    ("NOT SEEN", {3, 4, 5, 6}),
+    ("NOT FROM alice", {2, 3, 5}),
+    ("(OR FROM bob FROM carol) UNSEEN", {3}),
+    ("OR (FROM alice SEEN) KEYWORD $Important", {1, 5}),
+    ("OR OR FLAGGED ANSWERED DRAFT", {2, 4, 6}),
+    ("FROM alice SUBJECT report", {1}),
+]
+
+
+@pytest.mark.parametrize("query,expected", CASES, ids=[q for q, _ in CASES])
+def test_search(box, query, expected):
+    r = box.ok(f"SEARCH {query}")
+    assert set(r.search()) == expected
+    assert len(r.data("SEARCH")) == 1
+
+
+def test_search_new_recent_old(box):
+    # Everything was appended before SELECT, so every message is \Recent in this session.
+    assert set(box.ok("SEARCH RECENT").search()) == {1, 2, 3, 4, 5, 6}
+    assert set(box.ok("SEARCH NEW").search()) == {3, 4, 5, 6}
+    assert box.ok("SEARCH OLD").search() == []
+
+
+def test_search_charset_utf8_literal(box):
+    r = box.ok("SEARCH CHARSET UTF-8 SUBJECT ", "Café".encode())
+    assert r.search() == [3]  # RFC 2047 encoded subject, decoded before matching
+    r = box.ok("SEARCH CHARSET UTF-8 BODY ", "café".encode())
+    assert r.search() == [3]  # quoted-printable body, decoded before matching
+    r = box.ok("SEARCH CHARSET UTF-8 TEXT ", "Café".encode())
+    assert r.search() == [3]
+
+
+def test_search_ascii_charsets(box):
+    assert set(box.ok("SEARCH CHARSET US-ASCII FROM alice").search()) == {1, 4, 6}
+
+
+def test_search_unknown_charset(box):
+    r = box.command("SEARCH CHARSET X-NO-SUCH-CHARSET FROM alice")
+    # §6.4.4: NO with [BADCHARSET] (optionally listing the supported charsets).
+    assert r.status == "NO", r.line
+    assert r.code and r.code.upper().startswith("BADCHARSET")
+
+
+def test_uid_search_after_expunge(box):
+    box.ok("EXPUNGE")  # removes 6 (\Deleted)
+    box.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    box.ok("EXPUNGE")  # seq 1..4 are now UIDs 2..5
+    assert box.ok("SEARCH FROM alice").search() == [3]
+    assert box.ok("UID SEARCH FROM alice").search() == [4]
+    assert set(box.ok("UID SEARCH ALL").search()) == {2, 3, 4, 5}
+    assert set(box.ok("UID SEARCH UID 1:3").search()) == {2, 3}
+
+
+def test_search_syntax_errors(box):
+    for bad in ("SEARCH", "SEARCH NOSUCHKEY", "SEARCH SINCE notadate", "SEARCH (FROM alice",
+                "SEARCH OR FROM alice", "SEARCH LARGER x"):
+        assert box.command(bad).status == "BAD", bad
+    box.ok("NOOP")
