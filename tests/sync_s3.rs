@@ -945,6 +945,62 @@ fn crash_between_rename_and_ledger_write_is_not_a_duplicate() {
     assert_eq!(s.delivered().len(), 1);
 }
 
+/// Objects over --max-message-size are skipped (not failed) and the rest delivered.
+#[test]
+fn oversized_objects_are_skipped_not_failed() {
+    let s = Setup::new("big", &["alice"]);
+    let server = start_s3s(&s.dir.0);
+    let c = client(&server.endpoint, SK);
+    c.create_bucket().unwrap();
+    c.put("inbound/small", &plain("small", "alice@example.org"))
+        .unwrap();
+    c.put(
+        "inbound/huge",
+        &ses_message(
+            "huge",
+            Some("alice@example.org"),
+            "a@example.org",
+            "PASS",
+            "PASS",
+            &"z".repeat(50_000),
+        ),
+    )
+    .unwrap();
+    let r = s
+        .run(&server.endpoint, &["--max-message-size", "20000"])
+        .unwrap();
+    assert_eq!((r.delivered, r.skipped, r.failed), (1, 1, 0), "{r}");
+    // Raising the limit later delivers it.
+    let r = s.run(&server.endpoint, &[]).unwrap();
+    assert_eq!((r.delivered, r.skipped, r.failed), (1, 0, 0), "{r}");
+}
+
+/// `serve` can flatten the sync's own options next to its flags without clashes.
+#[test]
+fn sync_options_flatten_into_serve_args() {
+    #[derive(Parser, Debug)]
+    struct Serve {
+        #[command(flatten)]
+        serve: pimap::cli::ServeArgs,
+        #[command(flatten)]
+        sync: pimap::sync::SyncOptions,
+    }
+    let p = Serve::try_parse_from([
+        "serve",
+        "--sync-interval",
+        "5m",
+        "--s3-bucket",
+        "b",
+        "--max-message-size",
+        "10",
+    ])
+    .unwrap();
+    let args = SyncArgs::from_serve(&p.serve, p.sync);
+    assert_eq!(args.opts.sync_interval, Some(Duration::from_secs(300)));
+    assert_eq!(args.max_message_size, 10);
+    assert!(args.opts.is_configured());
+}
+
 /// A second syncer on the same ledger gives up at once.
 #[test]
 fn one_syncer_at_a_time() {

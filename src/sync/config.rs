@@ -311,7 +311,7 @@ impl SyncConfig {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("quarantine")),
             after: o.after_delivery.clone(),
-            max_message_size: o.max_message_size,
+            max_message_size: args.max_message_size,
             concurrency: o.s3_concurrency,
             max_keys: 1000,
         })

@@ -52,11 +52,30 @@ pub struct SyncArgs {
     /// (a `maildir:` prefix is accepted). Default: DATA_DIR/mail/%u.
     #[arg(long, env = "PIMAP_MAIL_LOCATION")]
     pub mail_location: Option<String>,
+    /// Largest message, bytes: larger objects are skipped (logged with their key).
+    #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_size: u64,
     /// Run one pass and exit (exit code 1 if anything failed): for a CronJob.
     #[arg(long, env = "PIMAP_SYNC_ONCE")]
     pub once: bool,
     #[command(flatten)]
     pub opts: SyncOptions,
+}
+
+impl SyncArgs {
+    /// The sync's arguments for `pimap serve`: the shared flags (`--data-dir`, `--users`,
+    /// `--mail-location`, `--max-message-size`) from `serve`'s own, the rest from `opts`
+    /// (flatten [`SyncOptions`] into `ServeArgs`).
+    pub fn from_serve(serve: &crate::cli::ServeArgs, opts: SyncOptions) -> SyncArgs {
+        SyncArgs {
+            data_dir: serve.data_dir.clone(),
+            users: serve.users.clone(),
+            mail_location: serve.mail_location.clone(),
+            max_message_size: serve.max_message_size,
+            once: false,
+            opts,
+        }
+    }
 }
 
 /// The S3 sync's own flags (shared by `pimap sync` and `pimap serve --sync-interval`).
@@ -130,9 +149,6 @@ pub struct SyncOptions {
     /// After delivery: keep, delete, or move:PREFIX (copy under PREFIX, then delete).
     #[arg(long, env = "PIMAP_AFTER_DELIVERY", default_value = "keep")]
     pub after_delivery: AfterDelivery,
-    /// Objects larger than this are skipped (logged with their key), bytes.
-    #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
-    pub max_message_size: u64,
 }
 
 impl SyncOptions {
