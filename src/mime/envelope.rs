@@ -24,7 +24,11 @@ pub struct Address {
 pub fn nstring_nolf(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
         Some(s) if s.iter().any(|&b| b == b'\r' || b == b'\n') => {
-            let v: Vec<u8> = s.iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
+            let v: Vec<u8> = s
+                .iter()
+                .copied()
+                .filter(|&b| b != b'\r' && b != b'\n')
+                .collect();
             nstring(out, Some(&v));
         }
         _ => nstring(out, s),
@@ -50,7 +54,22 @@ pub fn write(msg: &[u8], fields: &[Field], out: &mut Vec<u8>) {
     out.push(b'(');
     nstring_nolf(out, strs[0]);
     out.push(b' ');
-    nstring_nolf(out, strs[1]);
+    // Dovecot serves the subject "for humans": whitespace runs (folding included) become one
+    // space, leading and trailing whitespace is dropped.
+    let subject = strs[1].map(|s| {
+        let mut v = Vec::with_capacity(s.len());
+        for w in s
+            .split(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .filter(|w| !w.is_empty())
+        {
+            if !v.is_empty() {
+                v.push(b' ');
+            }
+            v.extend_from_slice(w);
+        }
+        v
+    });
+    nstring_nolf(out, subject.as_deref());
     for (i, list) in addrs.iter().enumerate() {
         out.push(b' ');
         let list = match (i, list) {
@@ -98,7 +117,11 @@ struct AddrParser<'a> {
 
 /// Parse an address-list field value (RFC 5322 §3.4), tolerating broken syntax.
 pub fn parse_addresses(value: &[u8]) -> Vec<Address> {
-    let mut ap = AddrParser { p: Parser::with_comments(value), cur: Address::default(), list: Vec::new() };
+    let mut ap = AddrParser {
+        p: Parser::with_comments(value),
+        cur: Address::default(),
+        list: Vec::new(),
+    };
     if ap.p.skip_lwsp() <= 0 {
         return Vec::new();
     }
@@ -146,7 +169,10 @@ impl AddrParser<'_> {
         }
         self.p.bump();
         let mut ret = self.p.skip_lwsp();
-        self.cur = Address { mailbox: Some(name), ..Address::default() };
+        self.cur = Address {
+            mailbox: Some(name),
+            ..Address::default()
+        };
         self.push();
         if ret > 0 && !self.p.at(b';') {
             loop {
@@ -272,7 +298,11 @@ impl AddrParser<'_> {
         }
         let quoted = self.p.at(b'"');
         let mut local = Vec::new();
-        let mut ret = if quoted { self.p.quoted_string(&mut local) } else { self.p.dot_atom(&mut local) };
+        let mut ret = if quoted {
+            self.p.quoted_string(&mut local)
+        } else {
+            self.p.dot_atom(&mut local)
+        };
         if ret >= 0 {
             self.cur.mailbox = Some(local.clone());
         }
@@ -287,7 +317,12 @@ impl AddrParser<'_> {
                 ret = ret2;
             }
         }
-        let comment = self.p.last_comment.as_ref().filter(|c| !c.is_empty()).cloned();
+        let comment = self
+            .p
+            .last_comment
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .cloned();
         if let Some(c) = comment {
             self.cur.name = Some(c);
         } else if ret2 == -2 {
@@ -337,7 +372,10 @@ mod tests {
     #[test]
     fn raw_values_last_wins() {
         let e = env("Subject: a\n  b\nSubject: =?utf-8?q?x?=\nMessage-ID: <a@b>\nDate: Mon, 1 Jan 2001  \n\n");
-        assert_eq!(e, "(\"Mon, 1 Jan 2001  \" \"=?utf-8?q?x?=\" NIL NIL NIL NIL NIL NIL NIL \"<a@b>\")");
+        assert_eq!(
+            e,
+            "(\"Mon, 1 Jan 2001  \" \"=?utf-8?q?x?=\" NIL NIL NIL NIL NIL NIL NIL \"<a@b>\")"
+        );
     }
 
     #[test]

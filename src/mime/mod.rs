@@ -31,7 +31,11 @@ use std::borrow::Cow;
 
 /// The message with every bare LF turned into CRLF (Maildir files written by Dovecot use LF).
 pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    if !raw.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r')) {
+    if !raw
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+    {
         return Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
@@ -53,7 +57,10 @@ pub struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     /// Parse `msg` (CRLF line endings, see [`to_crlf`]).
     pub fn new(msg: &'a [u8]) -> Self {
-        Parsed { msg, root: parse::parse(msg) }
+        Parsed {
+            msg,
+            root: parse::parse(msg),
+        }
     }
 
     /// The message bytes.
@@ -89,7 +96,9 @@ impl<'a> Parsed<'a> {
 
     /// The searchable text of the message.
     pub fn search_doc(&self) -> SearchDoc {
-        SearchDoc { doc: search::Doc::from_part(self.msg, &self.root) }
+        SearchDoc {
+            doc: search::Doc::from_part(self.msg, &self.root),
+        }
     }
 }
 
@@ -124,7 +133,9 @@ pub struct SearchDoc {
 
 impl SearchDoc {
     pub fn new(msg: &[u8]) -> SearchDoc {
-        SearchDoc { doc: search::Doc::new(msg) }
+        SearchDoc {
+            doc: search::Doc::new(msg),
+        }
     }
     /// HEADER name needle (and FROM/TO/CC/BCC/SUBJECT): does any field `name` contain `needle`
     /// (after RFC 2047 decoding, case-insensitive)? An empty needle matches if the field exists.

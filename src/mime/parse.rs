@@ -30,11 +30,19 @@ pub struct Field {
     pub value: Vec<u8>,
     /// Every line of the field, with line endings.
     pub raw: Range<usize>,
+    /// False for a line without `:` (kept as a field named by the whole line).
+    pub has_colon: bool,
 }
 
 /// Parse the header block at `start`: fields, and where the body starts (after the blank
 /// line, or at the end of input when there is none).
 pub fn parse_header(msg: &[u8], start: usize) -> (Vec<Field>, usize) {
+    let (fields, body, _) = parse_header_ext(msg, start);
+    (fields, body)
+}
+
+/// [`parse_header`], also telling whether the header ended with the empty line.
+pub fn parse_header_ext(msg: &[u8], start: usize) -> (Vec<Field>, usize, bool) {
     let mut fields: Vec<Field> = Vec::new();
     let mut pos = start;
     while pos < msg.len() {
@@ -46,7 +54,7 @@ pub fn parse_header(msg: &[u8], start: usize) -> (Vec<Field>, usize) {
         let content = strip_eol(line);
         if content.is_empty() && line_end > pos && line.last() == Some(&b'\n') {
             // RFC 5322 §2.1: the empty line ends the header.
-            return (fields, line_end);
+            return (fields, line_end, true);
         }
         let folded = matches!(content.first(), Some(b' ' | b'\t'));
         if folded {
@@ -58,6 +66,7 @@ pub fn parse_header(msg: &[u8], start: usize) -> (Vec<Field>, usize) {
                 continue;
             }
         }
+        let colon = content.contains(&b':');
         let (name, value) = match content.iter().position(|&b| b == b':') {
             Some(colon) => {
                 let mut n = colon;
@@ -72,12 +81,17 @@ pub fn parse_header(msg: &[u8], start: usize) -> (Vec<Field>, usize) {
             }
             None => (pos..pos + content.len(), &b""[..]),
         };
-        let mut f = Field { name, value: Vec::new(), raw: pos..line_end };
+        let mut f = Field {
+            name,
+            value: Vec::new(),
+            raw: pos..line_end,
+            has_colon: colon,
+        };
         push_value(&mut f.value, value);
         fields.push(f);
         pos = line_end;
     }
-    (fields, msg.len())
+    (fields, msg.len(), false)
 }
 
 fn strip_eol(line: &[u8]) -> &[u8] {
@@ -112,6 +126,8 @@ pub struct Part {
     pub header: Range<usize>,
     pub body: Range<usize>,
     pub fields: Vec<Field>,
+    /// The header ended with an empty line (else it was cut by EOF or a boundary).
+    pub complete_header: bool,
     /// Content-* fields apply (RFC 2045 §4: MIME-Version, or Content-Type, or inside a
     /// multipart), as Dovecot decides.
     pub is_mime: bool,
@@ -135,7 +151,8 @@ impl Part {
 }
 
 pub fn name_is(msg: &[u8], f: &Field, name: &str) -> bool {
-    msg.get(f.name.clone()).is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+    msg.get(f.name.clone())
+        .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Where a body scan stopped.
@@ -145,6 +162,19 @@ struct Found {
     content_end: usize,
     /// The boundary found: index in the stack, start of its line, close delimiter or not.
     boundary: Option<(usize, usize, bool)>,
+    /// The boundary cut a header: then the enclosing parts (unlike the cut part) keep the
+    /// CRLF before it, as Dovecot counts them.
+    in_header: bool,
+}
+
+impl Found {
+    /// Where an enclosing multipart or message/rfc822 part ends.
+    fn outer_end(&self) -> usize {
+        match self.boundary {
+            Some((_, ls, _)) if self.in_header => ls,
+            _ => self.content_end,
+        }
+    }
 }
 
 struct Ctx<'a> {
@@ -155,50 +185,116 @@ struct Ctx<'a> {
 
 /// Parse the whole message.
 pub fn parse(msg: &[u8]) -> Part {
-    let mut ctx = Ctx { msg, stack: Vec::new(), parts: 0 };
+    let mut ctx = Ctx {
+        msg,
+        stack: Vec::new(),
+        parts: 0,
+    };
     ctx.part(0, None, 0).0
 }
 
 impl Ctx<'_> {
     fn after_line(&self, pos: usize) -> usize {
-        match self.msg.get(pos..).and_then(|s| s.iter().position(|&b| b == b'\n')) {
+        match self
+            .msg
+            .get(pos..)
+            .and_then(|s| s.iter().position(|&b| b == b'\n'))
+        {
             Some(i) => pos + i + 1,
             None => self.msg.len(),
+        }
+    }
+
+    /// The boundary the line at `ls` starts with (longest match, innermost first) and whether
+    /// it is a close delimiter.
+    fn match_line(&self, ls: usize) -> Option<(usize, bool)> {
+        let rest = self.msg.get(ls..)?.strip_prefix(b"--")?;
+        let mut best: Option<usize> = None;
+        for (i, b) in self.stack.iter().enumerate().rev() {
+            if rest.starts_with(b) && best.is_none_or(|j| self.stack[j].len() < b.len()) {
+                best = Some(i);
+            }
+        }
+        let i = best?;
+        let close = rest
+            .get(self.stack[i].len()..)
+            .is_some_and(|r| r.starts_with(b"--"));
+        Some((i, close))
+    }
+
+    /// The stop at a boundary line `ls` found in a region starting at `pos`: the CRLF before
+    /// the line belongs to the boundary unless the boundary is the region's first line.
+    fn stop_at(&self, pos: usize, ls: usize, i: usize, close: bool, in_header: bool) -> Found {
+        let mut end = ls;
+        if ls > pos {
+            end -= 1;
+            if end > pos && self.msg[end - 1] == b'\r' {
+                end -= 1;
+            }
+        }
+        Found {
+            content_end: end,
+            boundary: Some((i, ls, close)),
+            in_header,
         }
     }
 
     /// Scan lines from `pos` (a line start right after a header or a boundary line) for a
     /// boundary of any enclosing multipart.
     fn find_boundary(&self, pos: usize) -> Found {
-        let msg = self.msg;
         let mut ls = pos;
         if !self.stack.is_empty() {
-            while ls < msg.len() {
-                if msg[ls..].starts_with(b"--") {
-                    let rest = &msg[ls + 2..];
-                    let mut best: Option<usize> = None;
-                    for (i, b) in self.stack.iter().enumerate().rev() {
-                        if rest.starts_with(b) && best.is_none_or(|j| self.stack[j].len() < b.len()) {
-                            best = Some(i);
-                        }
-                    }
-                    if let Some(i) = best {
-                        let blen = self.stack[i].len();
-                        let close = rest.get(blen..).is_some_and(|r| r.starts_with(b"--"));
-                        let mut end = ls;
-                        if ls > pos {
-                            end -= 1;
-                            if end > pos && msg[end - 1] == b'\r' {
-                                end -= 1;
-                            }
-                        }
-                        return Found { content_end: end, boundary: Some((i, ls, close)) };
-                    }
+            while ls < self.msg.len() {
+                if let Some((i, close)) = self.match_line(ls) {
+                    return self.stop_at(pos, ls, i, close, false);
                 }
                 ls = self.after_line(ls);
             }
         }
-        Found { content_end: msg.len(), boundary: None }
+        Found {
+            content_end: self.msg.len(),
+            boundary: None,
+            in_header: false,
+        }
+    }
+
+    /// Parse the header at `start`, stopping early at a boundary line.
+    fn header(&self, start: usize) -> (Vec<Field>, usize, bool, Option<Found>) {
+        let msg = self.msg;
+        let mut ls = start;
+        if !self.stack.is_empty() {
+            while ls < msg.len() {
+                if let Some((i, close)) = self.match_line(ls) {
+                    let f = self.stop_at(start, ls, i, close, true);
+                    let (fields, _) = parse_header(&msg[..f.content_end], start);
+                    return (fields, f.content_end, false, Some(f));
+                }
+                let next = self.after_line(ls);
+                // The empty line ends the header, unless a boundary follows it at once: then
+                // its CRLF belongs to that boundary and the header is cut.
+                if matches!(&msg[ls..next], b"\r\n" | b"\n") {
+                    match self.match_line(next) {
+                        None => break,
+                        Some((i, _)) => {
+                            // ...except the part's own first boundary, if it matches longer.
+                            let (fields, _) = parse_header(&msg[..next], start);
+                            let own = own_boundary(msg, &fields);
+                            let rest = msg.get(next + 2..).unwrap_or_default();
+                            if own.is_some_and(|b| {
+                                !b.is_empty()
+                                    && rest.starts_with(&b)
+                                    && b.len() >= self.stack[i].len()
+                            }) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                ls = next;
+            }
+        }
+        let (fields, body, complete) = parse_header_ext(msg, start);
+        (fields, body, complete, None)
     }
 
     /// Parse the part whose header starts at `start`. `parent` is `Some(is_digest)` for the
@@ -206,7 +302,7 @@ impl Ctx<'_> {
     fn part(&mut self, start: usize, parent: Option<bool>, depth: usize) -> (Part, Found) {
         self.parts += 1;
         let msg = self.msg;
-        let (fields, body_start) = parse_header(msg, start);
+        let (fields, body_start, complete_header, cut) = self.header(start);
         let ct = fields.iter().find(|f| name_is(msg, f, "Content-Type"));
         let is_mime = parent.is_some()
             || ct.is_some()
@@ -218,7 +314,7 @@ impl Ctx<'_> {
             Some(f) => {
                 let mut p = Parser::new(&f.value);
                 let mut t = Vec::new();
-                let ret = p.content_type(&mut t);
+                let ret = p.content_type_checked(&mut t);
                 if t.eq_ignore_ascii_case(b"message/rfc822") {
                     message = true;
                 } else if t.len() >= 4
@@ -231,7 +327,8 @@ impl Ctx<'_> {
                     if ret >= 0 {
                         for (k, v) in p.params() {
                             if k.eq_ignore_ascii_case(b"boundary") {
-                                boundary = Some(v.into_iter().take(MAX_BOUNDARY).collect::<Vec<u8>>());
+                                boundary =
+                                    Some(v.into_iter().take(MAX_BOUNDARY).collect::<Vec<u8>>());
                                 break;
                             }
                         }
@@ -242,12 +339,13 @@ impl Ctx<'_> {
             None if parent == Some(true) => message = true,
             None => text = true,
         }
-        let limited = depth + 1 >= MAX_DEPTH || self.parts >= MAX_PARTS;
+        let limited = depth + 1 >= MAX_DEPTH || self.parts >= MAX_PARTS || cut.is_some();
         let header = start..body_start;
         let mk = |kind, end: usize| Part {
             header: header.clone(),
             body: body_start..end.max(body_start),
             fields: Vec::new(),
+            complete_header,
             is_mime,
             kind,
         };
@@ -261,7 +359,8 @@ impl Ctx<'_> {
                     match f.boundary {
                         Some((i, ls, false)) if i == mine => {
                             let child_start = self.after_line(ls);
-                            let (child, cf) = self.part(child_start, Some(is_digest(ct)), depth + 1);
+                            let (child, cf) =
+                                self.part(child_start, Some(is_digest(ct)), depth + 1);
                             children.push(child);
                             f = cf;
                         }
@@ -274,18 +373,30 @@ impl Ctx<'_> {
                     }
                 }
                 self.stack.truncate(mine);
-                (mk(Kind::Multipart(children), f.content_end), f)
+                (mk(Kind::Multipart(children), f.outer_end()), f)
             }
             Some(_) => {
-                let f = self.find_boundary(body_start);
+                let f = cut.unwrap_or_else(|| self.find_boundary(body_start));
                 (mk(Kind::Multipart(Vec::new()), f.content_end), f)
             }
             None if message && !limited => {
                 let (child, f) = self.part(body_start, None, depth + 1);
+                (mk(Kind::Message(Box::new(child)), f.outer_end()), f)
+            }
+            None if message && cut.is_some() => {
+                let f = cut.unwrap_or_else(|| self.find_boundary(body_start));
+                let child = Part {
+                    header: body_start..body_start,
+                    body: body_start..body_start,
+                    fields: Vec::new(),
+                    complete_header: false,
+                    is_mime: false,
+                    kind: Kind::Leaf { text: true },
+                };
                 (mk(Kind::Message(Box::new(child)), f.content_end), f)
             }
             None => {
-                let f = self.find_boundary(body_start);
+                let f = cut.unwrap_or_else(|| self.find_boundary(body_start));
                 (mk(Kind::Leaf { text }, f.content_end), f)
             }
         };
@@ -299,10 +410,27 @@ impl Ctx<'_> {
     }
 }
 
+/// The boundary parameter of a multipart Content-Type (truncated as Dovecot does).
+fn own_boundary(msg: &[u8], fields: &[Field]) -> Option<Vec<u8>> {
+    let f = fields.iter().find(|f| name_is(msg, f, "Content-Type"))?;
+    let mut p = Parser::new(&f.value);
+    let mut t = Vec::new();
+    if p.content_type_checked(&mut t) < 0
+        || t.len() < 10
+        || !t[..10].eq_ignore_ascii_case(b"multipart/")
+    {
+        return None;
+    }
+    p.params()
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(b"boundary"))
+        .map(|(_, v)| v.into_iter().take(MAX_BOUNDARY).collect())
+}
+
 fn is_digest(ct: Option<&Field>) -> bool {
     let Some(f) = ct else { return false };
     let mut t = Vec::new();
-    Parser::new(&f.value).content_type(&mut t);
+    Parser::new(&f.value).content_type_checked(&mut t);
     t.eq_ignore_ascii_case(b"multipart/digest")
 }
 
@@ -314,7 +442,7 @@ mod tests {
     fn header_fields_and_folding() {
         let m = b"A: 1\r\nB :  x\r\n  y\r\nnocolon\r\n\r\nbody";
         let (f, body) = parse_header(m, 0);
-        assert_eq!(body, 31);
+        assert_eq!(body, 30);
         assert_eq!(f.len(), 3);
         assert_eq!(&m[f[1].name.clone()], b"B");
         assert_eq!(f[1].value, b"x\n  y");
@@ -325,7 +453,9 @@ mod tests {
     fn multipart_ranges() {
         let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n\r\none\r\n--b\r\nX: y\r\n\r\ntwo\r\n--b--\r\nepi\r\n";
         let p = parse(m);
-        let Kind::Multipart(c) = &p.kind else { panic!("not multipart") };
+        let Kind::Multipart(c) = &p.kind else {
+            panic!("not multipart")
+        };
         assert_eq!(c.len(), 2);
         assert_eq!(&m[c[0].body.clone()], b"one");
         assert_eq!(&m[c[1].header.clone()], b"X: y\r\n\r\n");

@@ -13,8 +13,24 @@ pub fn is_atext(b: u8) -> bool {
         || b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'/' | b'=' | b'?' | b'^'
-                | b'_' | b'`' | b'{' | b'|' | b'}' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'/'
+                | b'='
+                | b'?'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'{'
+                | b'|'
+                | b'}'
+                | b'~'
         )
 }
 
@@ -33,11 +49,19 @@ pub struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        Parser { data, pos: 0, last_comment: None }
+        Parser {
+            data,
+            pos: 0,
+            last_comment: None,
+        }
     }
 
     pub fn with_comments(data: &'a [u8]) -> Self {
-        Parser { data, pos: 0, last_comment: Some(Vec::new()) }
+        Parser {
+            data,
+            pos: 0,
+            last_comment: Some(Vec::new()),
+        }
     }
 
     pub fn peek(&self) -> Option<u8> {
@@ -204,7 +228,11 @@ impl<'a> Parser<'a> {
             _ => {}
         }
         loop {
-            let ret = if self.at(b'"') { self.quoted_string(out) } else { self.atom_or_dot(out) };
+            let ret = if self.at(b'"') {
+                self.quoted_string(out)
+            } else {
+                self.atom_or_dot(out)
+            };
             if ret <= 0 {
                 return ret;
             }
@@ -328,6 +356,20 @@ impl<'a> Parser<'a> {
         self.mime_token(out)
     }
 
+    /// [`Parser::content_type`] as Dovecot judges the result: a value that is not
+    /// `type/subtype` followed by the end or `;` is invalid, and unless the input ended right
+    /// after what was read (`text`, `image`), an invalid value reads as the empty type.
+    pub fn content_type_checked(&mut self, out: &mut Vec<u8>) -> i32 {
+        let mut ret = self.content_type(out);
+        if ret >= 0 && !(self.at_end() || self.at(b';')) {
+            ret = -1;
+        }
+        if ret < 0 && !self.at_end() {
+            out.clear();
+        }
+        ret
+    }
+
     /// One `; attribute=value` (RFC 2045 §5.1): 0 at the end, -1 when malformed.
     fn content_param(&mut self) -> (i32, Vec<u8>, Vec<u8>) {
         let mut key = Vec::new();
@@ -418,7 +460,13 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let order = conts.len();
-            conts.push(Cont { key: key[..star].to_vec(), idx, extended, value, order });
+            conts.push(Cont {
+                key: key[..star].to_vec(),
+                idx,
+                extended,
+                value,
+                order,
+            });
         }
         conts.sort_by(|a, b| {
             a.key

@@ -25,7 +25,8 @@ fn header_pairs(msg: &[u8], fields: &[Field]) -> Vec<(String, String)> {
     fields
         .iter()
         .map(|f| {
-            let name = String::from_utf8_lossy(msg.get(f.name.clone()).unwrap_or_default()).to_ascii_lowercase();
+            let name = String::from_utf8_lossy(msg.get(f.name.clone()).unwrap_or_default())
+                .to_ascii_lowercase();
             (name, decode_header_value(&f.value).to_lowercase())
         })
         .collect()
@@ -72,12 +73,18 @@ impl Doc {
             .rev()
             .find(|f| parse::name_is(msg, f, "Date"))
             .and_then(|f| parse_date(&f.value));
-        Doc { headers, body, date }
+        Doc {
+            headers,
+            body,
+            date,
+        }
     }
 
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
         let needle = needle.to_lowercase();
-        self.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v.contains(&needle))
+        self.headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && v.contains(&needle))
     }
 
     pub fn body_contains(&self, needle: &str) -> bool {
@@ -87,7 +94,10 @@ impl Doc {
     pub fn text_contains(&self, needle: &str) -> bool {
         let needle = needle.to_lowercase();
         self.body.contains(&needle)
-            || self.headers.iter().any(|(n, v)| n.contains(&needle) || v.contains(&needle))
+            || self
+                .headers
+                .iter()
+                .any(|(n, v)| n.contains(&needle) || v.contains(&needle))
     }
 
     pub fn sent_date(&self) -> Option<Date> {
@@ -102,7 +112,11 @@ pub fn parse_date(value: &[u8]) -> Option<Date> {
     v.extend_from_slice(b"\r\n");
     match MessageStream::new(&v).parse_date() {
         HeaderValue::DateTime(dt) if (1..=12).contains(&dt.month) && (1..=31).contains(&dt.day) => {
-            Some(Date { year: dt.year, month: dt.month, day: dt.day })
+            Some(Date {
+                year: dt.year,
+                month: dt.month,
+                day: dt.day,
+            })
         }
         _ => None,
     }

@@ -20,6 +20,8 @@ pub fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
                 part = children.get(idx)?;
             }
             _ if num != 1 => return None,
+            // Dovecot: a single-part message has part 1 (itself), but no `1.1`.
+            _ if i > 0 && std::ptr::eq(part, root) => return None,
             _ => {}
         }
         if i + 1 < path.len() {
@@ -31,21 +33,22 @@ pub fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
     Some(part)
 }
 
-/// The header fields of `part` selected by `names` (or all others when `not`), each with its
-/// folded lines, then the blank line (RFC 3501 §6.4.5 HEADER.FIELDS).
+/// The header fields of `part` selected by `names` (or all others when `not`), each as its
+/// raw lines (RFC 3501 §6.4.5 HEADER.FIELDS), then the empty line. As Dovecot does: a line
+/// without `:` is never selected by name, and when the header has no empty line of its own
+/// (cut by EOF or a boundary) HEADER.FIELDS.NOT adds none.
 pub fn header_fields(msg: &[u8], part: &Part, names: &[String], not: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for f in &part.fields {
-        let hit = names.iter().any(|n| name_is(msg, f, n));
+        let hit = f.has_colon && names.iter().any(|n| name_is(msg, f, n));
         if hit != not {
-            let raw = msg.get(f.raw.clone()).unwrap_or_default();
-            out.extend_from_slice(raw);
-            if !raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
+            let end = f.raw.end.min(part.header.end);
+            out.extend_from_slice(msg.get(f.raw.start..end).unwrap_or_default());
         }
     }
-    out.extend_from_slice(b"\r\n");
+    if part.complete_header || !not {
+        out.extend_from_slice(b"\r\n");
+    }
     out
 }
 
@@ -77,8 +80,11 @@ pub fn section(msg: &[u8], root: &Part, s: &Section) -> Option<Vec<u8>> {
 }
 
 /// The content of `BINARY[part]`: the body with its Content-Transfer-Encoding undone.
+#[allow(clippy::result_unit_err)]
 pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
-    let Some(part) = find(root, path) else { return Ok(None) };
+    let Some(part) = find(root, path) else {
+        return Ok(None);
+    };
     if path.is_empty() {
         return Ok(Some(slice(msg, part.header.start..part.body.end)));
     }
@@ -156,7 +162,10 @@ pub fn decode_qp(data: &[u8]) -> Vec<u8> {
                     soft = true;
                     break;
                 }
-                if let (Some(h), Some(l)) = (line.get(i + 1).and_then(|&c| hex(c)), line.get(i + 2).and_then(|&c| hex(c))) {
+                if let (Some(h), Some(l)) = (
+                    line.get(i + 1).and_then(|&c| hex(c)),
+                    line.get(i + 2).and_then(|&c| hex(c)),
+                ) {
                     out.push(h << 4 | l);
                     i += 3;
                     continue;

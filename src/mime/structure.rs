@@ -28,7 +28,7 @@ pub fn content_type(msg: &[u8], part: &Part) -> Option<(Vec<u8>, Vec<u8>, Params
     let mut p = Parser::new(&f.value);
     p.skip_lwsp();
     let mut t = Vec::new();
-    let ret = p.content_type(&mut t);
+    let ret = p.content_type_checked(&mut t);
     let (ty, sub) = match t.iter().position(|&b| b == b'/') {
         Some(i) => (t[..i].to_vec(), t[i + 1..].to_vec()),
         None => (t, Vec::new()),
@@ -51,7 +51,8 @@ pub fn transfer_encoding(msg: &[u8], part: &Part) -> Option<Vec<u8>> {
 }
 
 fn raw<'p>(msg: &[u8], part: &'p Part, name: &str) -> Option<&'p [u8]> {
-    part.mime_field(msg, name).map(|f: &Field| f.value.as_slice())
+    part.mime_field(msg, name)
+        .map(|f: &Field| f.value.as_slice())
 }
 
 fn write_params(out: &mut Vec<u8>, params: &Params, default_charset: bool) {

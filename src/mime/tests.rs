@@ -1,1 +1,249 @@
-//! Unit tests over hand-written messages (LF and CRLF forms, via `to_crlf`).
+//! Unit tests over hand-written messages, each in LF form through `to_crlf` and in CRLF form.
+//! Expected strings were checked against Dovecot 2.3.19 (tests/mime_dovecot.rs does that for
+//! a whole corpus).
+
+use super::*;
+use crate::imap::types::SectionText;
+
+fn both(lf: &str) -> [Vec<u8>; 2] {
+    let crlf = to_crlf(lf.as_bytes()).into_owned();
+    [crlf.clone(), to_crlf(&crlf).into_owned()]
+}
+
+fn bs(m: &[u8], ext: bool) -> String {
+    let mut out = Vec::new();
+    body_structure(m, ext, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn sec(m: &[u8], part: &[u32], text: Option<SectionText>) -> Option<String> {
+    section(
+        m,
+        &Section {
+            part: part.to_vec(),
+            text,
+        },
+    )
+    .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+const MULTI: &str = "Subject: hi\nContent-Type: multipart/mixed; boundary=b\n\npre\n--b\n\none\n--b\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body\n--b--\nepi\n";
+
+#[test]
+fn to_crlf_converts_bare_lf_only() {
+    assert_eq!(&*to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    assert!(matches!(to_crlf(b"a\r\n"), Cow::Borrowed(_)));
+}
+
+#[test]
+fn envelope_raw_and_defaults() {
+    for m in both("From: \"A\" <a@b>\nSubject: =?utf-8?q?x?=\n  folded\nTo: undisclosed-recipients:;\n\nbody\n") {
+        let mut out = Vec::new();
+        envelope(&m, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "(NIL \"=?utf-8?q?x?= folded\" ((\"A\" NIL \"a\" \"b\")) ((\"A\" NIL \"a\" \"b\")) ((\"A\" NIL \"a\" \"b\")) \
+             ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)"
+        );
+    }
+}
+
+#[test]
+fn bodystructure_single_part_defaults() {
+    for m in both("Subject: x\n\nline1\nline2\n") {
+        assert_eq!(
+            bs(&m, true),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 14 2 NIL NIL NIL NIL)"
+        );
+        assert_eq!(
+            bs(&m, false),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 14 2)"
+        );
+    }
+}
+
+#[test]
+fn bodystructure_extension_fields() {
+    let m = both("Content-Type: TEXT/Plain; Charset=UTF-8; name*0=\"x\"; name*1=\"y\"\nContent-ID: <id>\nContent-Transfer-Encoding: Quoted-Printable\nContent-Disposition: Attachment; filename=x.txt\nContent-Language: en, de\nContent-Location: http://x/\nContent-MD5: abc\n\nl1\n");
+    assert_eq!(
+        bs(&m[0], true),
+        "(\"TEXT\" \"Plain\" (\"Charset\" \"UTF-8\" \"name\" \"xy\") \"<id>\" NIL \"Quoted-Printable\" 4 1 \"abc\" (\"Attachment\" (\"filename\" \"x.txt\")) (\"en\" \"de\") \"http://x/\")"
+    );
+}
+
+#[test]
+fn bodystructure_multipart_and_rfc822() {
+    for m in both(MULTI) {
+        assert_eq!(
+            bs(&m, true),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0 NIL NIL NIL NIL)\
+             (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 28 (NIL \"inner\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+             (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL) \
+             \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"
+        );
+    }
+}
+
+#[test]
+fn multipart_without_parts_gets_empty_part() {
+    let m = both("Content-Type: multipart/mixed\n\nno boundary\n");
+    assert_eq!(
+        bs(&m[0], false),
+        "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")"
+    );
+}
+
+#[test]
+fn sections() {
+    for m in both(MULTI) {
+        assert_eq!(
+            sec(&m, &[], Some(SectionText::Header)).unwrap(),
+            "Subject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        );
+        assert!(sec(&m, &[], Some(SectionText::Text))
+            .unwrap()
+            .starts_with("pre\r\n--b"));
+        assert_eq!(sec(&m, &[1], None).unwrap(), "one");
+        assert_eq!(sec(&m, &[1], Some(SectionText::Mime)).unwrap(), "\r\n");
+        assert_eq!(
+            sec(&m, &[2], None).unwrap(),
+            "Subject: inner\r\n\r\ninner body"
+        );
+        assert_eq!(
+            sec(&m, &[2], Some(SectionText::Header)).unwrap(),
+            "Subject: inner\r\n\r\n"
+        );
+        assert_eq!(
+            sec(&m, &[2], Some(SectionText::Text)).unwrap(),
+            "inner body"
+        );
+        assert_eq!(sec(&m, &[2, 1], None).unwrap(), "inner body");
+        assert_eq!(
+            sec(&m, &[2, 1], Some(SectionText::Mime)).unwrap(),
+            "Subject: inner\r\n\r\n"
+        );
+        assert_eq!(sec(&m, &[3], None), None);
+        assert_eq!(sec(&m, &[1], Some(SectionText::Header)), None);
+        assert_eq!(
+            sec(
+                &m,
+                &[],
+                Some(SectionText::HeaderFields(vec!["subject".into()]))
+            )
+            .unwrap(),
+            "Subject: hi\r\n\r\n"
+        );
+        assert_eq!(sec(&m, &[], None).unwrap().as_bytes(), &m[..]);
+    }
+}
+
+#[test]
+fn single_part_numbers() {
+    for m in both("X-A: 1\nSubject: s\n  folded\n\nbody\n") {
+        assert_eq!(sec(&m, &[1], None).unwrap(), "body\r\n");
+        assert_eq!(
+            sec(&m, &[1], Some(SectionText::Mime)).unwrap(),
+            "X-A: 1\r\nSubject: s\r\n  folded\r\n\r\n"
+        );
+        assert_eq!(sec(&m, &[1, 1], None), None);
+        assert_eq!(sec(&m, &[2], None), None);
+        assert_eq!(
+            sec(
+                &m,
+                &[],
+                Some(SectionText::HeaderFieldsNot(vec!["X-A".into()]))
+            )
+            .unwrap(),
+            "Subject: s\r\n  folded\r\n\r\n"
+        );
+    }
+}
+
+#[test]
+fn binary_decodes_transfer_encodings() {
+    let m = to_crlf(b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: base64\n\naGVs\nbG8=\n--b\nContent-Transfer-Encoding: quoted-printable\n\na=3Db =\nc  \nd\n--b\nContent-Transfer-Encoding: x-uue\n\nx\n--b--\n").into_owned();
+    assert_eq!(binary(&m, &[1]), Ok(Some(b"hello".to_vec())));
+    assert_eq!(binary(&m, &[2]), Ok(Some(b"a=b c\r\nd".to_vec())));
+    assert_eq!(binary(&m, &[3]), Err(()));
+    assert_eq!(binary(&m, &[4]), Ok(None));
+}
+
+#[test]
+fn search_doc_decodes() {
+    let m = to_crlf("Subject: =?utf-8?q?Caf=C3=A9?= time\nFrom: Joe <joe@x>\nDate: Tue, 4 Jun 2002 21:46:59 -0400\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\nSo=C3=9Fe und Br=C3=B6tchen\n".as_bytes()).into_owned();
+    let d = SearchDoc::new(&m);
+    assert!(d.header_contains("SUBJECT", "café"));
+    assert!(d.header_contains("from", "JOE@X"));
+    assert!(d.header_contains("from", ""));
+    assert!(!d.header_contains("cc", ""));
+    assert!(d.body_contains("BRÖTCHEN"));
+    assert!(!d.body_contains("café"));
+    assert!(d.text_contains("café"));
+    assert_eq!(
+        d.sent_date(),
+        Some(Date {
+            year: 2002,
+            month: 6,
+            day: 4
+        })
+    );
+    let p = Parsed::new(&m);
+    assert!(p.search_doc().body_contains("soße"));
+}
+
+#[test]
+fn deep_nesting_is_bounded() {
+    let mut m = String::new();
+    for i in 0..500 {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n"
+        ));
+    }
+    m.push_str("\nleaf\n");
+    let m = to_crlf(m.as_bytes()).into_owned();
+    let mut out = Vec::new();
+    body_structure(&m, true, &mut out);
+    assert!(out.len() < 100_000);
+    let mut m2 = String::new();
+    for _ in 0..500 {
+        m2.push_str("Content-Type: message/rfc822\n\n");
+    }
+    let mut out = Vec::new();
+    body_structure(m2.as_bytes(), true, &mut out);
+    envelope(m2.as_bytes(), &mut out);
+}
+
+#[test]
+fn never_panics_on_garbage() {
+    let samples: [&[u8]; 8] = [
+        b"",
+        b"\r\n",
+        b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n",
+        b"From: (((\r\nTo: \"\\\r\nCc: <@\r\n\r\n",
+        b"Content-Type: text/plain; a*=\"; b*0*=x; b*9=y\r\n\r\n",
+        b"Content-Type: message/rfc822\r\n\r\n",
+        b":\r\n \r\n\t\r\n\r\n",
+        b"Content-Type: multipart/digest; boundary=a\r\n\r\n--a\r\n--a--",
+    ];
+    for m in samples {
+        let p = Parsed::new(m);
+        let mut out = Vec::new();
+        p.envelope(&mut out);
+        p.body_structure(true, &mut out);
+        for part in [&[][..], &[1], &[1, 1], &[0], &[u32::MAX]] {
+            for text in [
+                None,
+                Some(SectionText::Header),
+                Some(SectionText::Text),
+                Some(SectionText::Mime),
+            ] {
+                let _ = p.section(&Section {
+                    part: part.to_vec(),
+                    text,
+                });
+            }
+            let _ = p.binary(part);
+        }
+        let _ = p.search_doc().text_contains("x");
+    }
+}
