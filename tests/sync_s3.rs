@@ -1001,6 +1001,42 @@ fn sync_options_flatten_into_serve_args() {
     assert!(args.opts.is_configured());
 }
 
+/// `spawn_periodic` (what `serve --sync-interval` runs) picks new objects up on its own.
+#[test]
+fn periodic_sync_delivers_new_objects_in_the_background() {
+    let s = Setup::new("periodic", &["alice"]);
+    let server = start_s3s(&s.dir.0);
+    let c = client(&server.endpoint, SK);
+    c.create_bucket().unwrap();
+    c.put("inbound/p1", &plain("p1", "alice@example.org"))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = pimap::sync::spawn_periodic_until(
+        s.args(&server.endpoint, &[]),
+        Duration::from_millis(100),
+        stop.clone(),
+    )
+    .unwrap();
+    let wait_for = |n: usize| {
+        let start = Instant::now();
+        while s.delivered().len() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "periodic sync did not deliver {n}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(1);
+    c.put("inbound/p2", &plain("p2", "alice@example.org"))
+        .unwrap();
+    wait_for(2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.delivered().len(), 2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().unwrap();
+}
+
 /// A second syncer on the same ledger gives up at once.
 #[test]
 fn one_syncer_at_a_time() {

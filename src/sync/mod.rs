@@ -34,7 +34,7 @@ use s3::{S3Client, S3Error};
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -246,14 +246,34 @@ fn periodic_pass(args: &SyncArgs) {
 
 /// Run a pass every `interval` on a background thread, forever; failures are logged.
 pub fn spawn_periodic(args: SyncArgs, interval: Duration) {
+    let _ = spawn_periodic_until(args, interval, std::sync::Arc::new(AtomicBool::new(false)));
+}
+
+/// [`spawn_periodic`] that ends after the pass during which `stop` becomes true (tests, and
+/// a server that wants to shut down cleanly).
+pub fn spawn_periodic_until(
+    args: SyncArgs,
+    interval: Duration,
+    stop: std::sync::Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name("s3-sync".into())
-        .spawn(move || loop {
-            periodic_pass(&args);
-            std::thread::sleep(interval);
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                periodic_pass(&args);
+                // Sleep in small steps so a stop request is seen promptly.
+                let until = Instant::now() + interval;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    std::thread::sleep(interval.min(Duration::from_millis(100)));
+                }
+            }
         });
-    if let Err(e) = spawned {
-        log::error!("s3 sync: cannot start the sync thread: {e}");
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            log::error!("s3 sync: cannot start the sync thread: {e}");
+            None
+        }
     }
 }
 
