@@ -15,6 +15,10 @@
 //! - [`envelope`], [`structure`], [`section`]: the FETCH items.
 //! - [`search`]: decoded text for SEARCH, through mail-parser (RFC 2047, charsets, QP/base64).
 //!
+//! Verified item by item against Dovecot 2.3.19 by `tests/mime_dovecot.rs` (3009 of 3012
+//! items equal over ~180 real and malformed messages; the rest is documented there). Callers
+//! must still replace NUL bytes in literals (Dovecot sends 0x80), which IMAP can't carry.
+//!
 //! Parse once with [`Parsed::new`] when several FETCH items of one message are needed; the
 //! free functions are shortcuts that parse each time. This module does no I/O and must never
 //! panic or take more than linear time on any input (nesting and part counts are bounded).

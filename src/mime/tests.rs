@@ -247,3 +247,37 @@ fn never_panics_on_garbage() {
         let _ = p.search_doc().text_contains("x");
     }
 }
+
+#[test]
+fn search_doc_survives_deep_nesting() {
+    let mut m = String::new();
+    for i in 0..300 {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    m.push_str("\r\nleaf\r\n");
+    let _ = SearchDoc::new(m.as_bytes()).body_contains("leaf");
+    let deep = "Content-Type: message/rfc822\r\n\r\n".repeat(300);
+    let _ = SearchDoc::new(deep.as_bytes()).text_contains("x");
+}
+
+/// Many boundary-like lines under the deepest allowed nesting: one pass, bounded work per line.
+#[test]
+fn boundary_scan_is_linear() {
+    let prefix = "x".repeat(60);
+    let mut m = String::new();
+    for i in 0..99 {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary={prefix}{i:02}\r\n\r\n--{prefix}{i:02}\r\n"
+        ));
+    }
+    m.push_str("\r\n");
+    let line = format!("--{prefix}\r\n");
+    m.push_str(&line.repeat(20_000));
+    let start = std::time::Instant::now();
+    let p = Parsed::new(m.as_bytes());
+    let mut out = Vec::new();
+    p.body_structure(true, &mut out);
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
