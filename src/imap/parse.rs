@@ -21,6 +21,8 @@ mod lexer;
 mod search;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_selected;
 
 pub use search::MAX_SEARCH_DEPTH;
 

@@ -224,10 +224,12 @@ impl<'a> Cursor<'a> {
                 Some(b'\\') => {
                     match self.peek_at(1) {
                         Some(c @ (b'"' | b'\\')) => out.push(c),
-                        Some(c) if c != b'\r' && c != b'\n' => return Err(format!(
+                        Some(c) if c != b'\r' && c != b'\n' => {
+                            return Err(format!(
                             "Invalid escape \\{} in quoted string (only \\\\ and \\\" are allowed)",
                             show(&[c])
-                        )),
+                        ))
+                        }
                         _ => return Err("Unterminated quoted string".to_string()),
                     }
                     self.pos += 2;

@@ -1,0 +1,376 @@
+//! Framer tests: every limit, every literal form, arbitrary chunking.
+
+use super::*;
+
+fn limits() -> FramerLimits {
+    FramerLimits {
+        max_line: 100,
+        max_literal: 1000,
+        max_command: 2000,
+    }
+}
+
+/// Feed `input` in chunks of `chunk` bytes, collecting every event.
+fn run(l: FramerLimits, input: &[u8], chunk: usize) -> Vec<FrameEvent> {
+    let mut f = Framer::new(l);
+    let mut evs = Vec::new();
+    for c in input.chunks(chunk.max(1)) {
+        f.push(c);
+        while let Some(e) = f.next_event() {
+            evs.push(e);
+        }
+    }
+    evs
+}
+
+fn cmd(s: &[u8]) -> FrameEvent {
+    FrameEvent::Command(s.to_vec())
+}
+
+fn rej(s: &str, close: bool) -> FrameEvent {
+    FrameEvent::Rejected {
+        response: s.as_bytes().to_vec(),
+        close,
+    }
+}
+
+#[test]
+fn simple_lines_any_chunking() {
+    let input = b"a1 CAPABILITY\r\na2 NOOP\na3 LOGOUT\r\n";
+    for chunk in [1, 2, 3, 7, 100] {
+        assert_eq!(
+            run(limits(), input, chunk),
+            vec![
+                cmd(b"a1 CAPABILITY\r\n"),
+                cmd(b"a2 NOOP\r\n"),
+                cmd(b"a3 LOGOUT\r\n")
+            ],
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn empty_lines_are_ignored() {
+    assert_eq!(
+        run(limits(), b"\r\n\na NOOP\r\n\r\n", 1),
+        vec![cmd(b"a NOOP\r\n")]
+    );
+}
+
+#[test]
+fn sync_literal_asks_for_continuation() {
+    // RFC 3501 §8 transcript: C: A003 APPEND saved-messages (\Seen) {7}  S: + Ready
+    let input = b"A003 APPEND saved (\\Seen) {7}\r\nhello\r\n\r\nA004 NOOP\r\n";
+    for chunk in [1, 5, 64] {
+        assert_eq!(
+            run(limits(), input, chunk),
+            vec![
+                FrameEvent::ContinuationNeeded,
+                cmd(b"A003 APPEND saved (\\Seen) {7}\r\nhello\r\n\r\n"),
+                cmd(b"A004 NOOP\r\n"),
+            ],
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn literal_bytes_are_not_scanned_for_line_ends() {
+    let input = b"a LOGIN {3}\r\nu\nx {4+}\r\n{1}\n\r\n";
+    assert_eq!(
+        run(limits(), input, 1),
+        vec![
+            FrameEvent::ContinuationNeeded,
+            cmd(b"a LOGIN {3}\r\nu\nx {4+}\r\n{1}\n\r\n")
+        ]
+    );
+}
+
+#[test]
+fn non_sync_and_literal8_and_bare_lf() {
+    let input = b"a APPEND x {2+}\nhi\r\nb APPEND x ~{3}\r\n\x00\x01\x02\r\n";
+    assert_eq!(
+        run(limits(), input, 1),
+        vec![
+            cmd(b"a APPEND x {2+}\r\nhi\r\n"),
+            FrameEvent::ContinuationNeeded,
+            cmd(b"b APPEND x ~{3}\r\n\x00\x01\x02\r\n"),
+        ]
+    );
+}
+
+#[test]
+fn zero_length_literal() {
+    assert_eq!(
+        run(limits(), b"a LOGIN {0}\r\n {0+}\r\n\r\n", 1),
+        vec![
+            FrameEvent::ContinuationNeeded,
+            cmd(b"a LOGIN {0}\r\n {0+}\r\n\r\n")
+        ]
+    );
+}
+
+#[test]
+fn line_too_long_tagged_and_skipped() {
+    let mut input = b"A7 SEARCH ".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 200));
+    input.extend_from_slice(b"\r\nA8 NOOP\r\n");
+    for chunk in [1, 13, 1000] {
+        let mut f = Framer::new(limits());
+        let mut evs = Vec::new();
+        for c in input.chunks(chunk) {
+            f.push(c);
+            while let Some(e) = f.next_event() {
+                evs.push(e);
+            }
+            // The over-long line is never stored.
+            assert!(
+                f.buffered() <= 101 + chunk,
+                "buffered {} with chunk {chunk}",
+                f.buffered()
+            );
+        }
+        assert_eq!(
+            evs,
+            vec![
+                rej("A7 BAD Command line too long\r\n", false),
+                cmd(b"A8 NOOP\r\n")
+            ]
+        );
+    }
+}
+
+#[test]
+fn line_exactly_at_limit_is_accepted() {
+    let mut line = b"a NOOP ".to_vec();
+    line.resize(100, b'x');
+    let mut input = line.clone();
+    input.extend_from_slice(b"\r\n");
+    for chunk in [1, 99, 100, 101, 102] {
+        let mut want = line.clone();
+        want.extend_from_slice(b"\r\n");
+        assert_eq!(
+            run(limits(), &input, chunk),
+            vec![FrameEvent::Command(want)],
+            "chunk {chunk}"
+        );
+    }
+    input.insert(0, b'b');
+    assert_eq!(
+        run(limits(), &input, 1),
+        vec![rej("ba BAD Command line too long\r\n", false)]
+    );
+}
+
+#[test]
+fn line_too_long_without_readable_tag_is_untagged() {
+    let input = vec![b'x'; 300];
+    assert_eq!(
+        run(limits(), &input, 7),
+        vec![rej("* BAD Command line too long\r\n", false)]
+    );
+    let mut input = b"+bad ".to_vec();
+    input.extend(vec![b'x'; 300]);
+    assert_eq!(
+        run(limits(), &input, 300),
+        vec![rej("* BAD Command line too long\r\n", false)]
+    );
+}
+
+#[test]
+fn too_long_line_announcing_non_sync_literal_discards_it() {
+    let mut input = b"a1 APPEND ".to_vec();
+    input.extend(vec![b'x'; 150]);
+    input.extend_from_slice(b" {5+}\r\nA\nB\r\n more\r\na2 NOOP\r\n");
+    for chunk in [1, 4, 1000] {
+        assert_eq!(
+            run(limits(), &input, chunk),
+            vec![
+                rej("a1 BAD Command line too long\r\n", false),
+                cmd(b"a2 NOOP\r\n")
+            ],
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn sync_literal_too_large_is_toobig() {
+    let input = b"A1 APPEND INBOX {1001}\r\nA2 NOOP\r\n";
+    for chunk in [1, 1000] {
+        assert_eq!(
+            run(limits(), input, chunk),
+            vec![
+                rej(
+                    "A1 NO [TOOBIG] Literal of 1001 bytes exceeds the limit of 1000 bytes\r\n",
+                    false
+                ),
+                cmd(b"A2 NOOP\r\n"),
+            ]
+        );
+    }
+    // A number that does not even fit in 64 bits.
+    let evs = run(
+        limits(),
+        b"A1 APPEND INBOX {99999999999999999999999}\r\n",
+        3,
+    );
+    assert_eq!(
+        evs,
+        vec![rej("A1 NO [TOOBIG] Literal of an enormous number of bytes exceeds the limit of 1000 bytes\r\n", false)]
+    );
+}
+
+#[test]
+fn command_total_too_large_is_toobig() {
+    let l = FramerLimits {
+        max_line: 100,
+        max_literal: 1000,
+        max_command: 1500,
+    };
+    let mut input = b"A1 LOGIN {900+}\r\n".to_vec();
+    input.extend(vec![b'p'; 900]);
+    input.extend_from_slice(b" {900}\r\n");
+    let evs = run(l, &input, 50);
+    assert_eq!(
+        evs,
+        vec![rej(
+            "A1 NO [TOOBIG] Command too large: literal of 900 bytes would exceed the limit of 1500 bytes per command\r\n",
+            false
+        )]
+    );
+}
+
+#[test]
+fn lines_after_literals_count_towards_the_command_limit() {
+    let l = FramerLimits {
+        max_line: 100,
+        max_literal: 1000,
+        max_command: 1050,
+    };
+    let mut input = b"A1 X {1000+}\r\n".to_vec();
+    input.extend(vec![b'p'; 1000]);
+    input.extend(vec![b' '; 60]);
+    input.extend_from_slice(b"\r\nA2 NOOP\r\n");
+    assert_eq!(
+        run(l, &input, 64),
+        vec![
+            rej("A1 BAD Command too long\r\n", false),
+            cmd(b"A2 NOOP\r\n")
+        ]
+    );
+}
+
+#[test]
+fn non_sync_literal_too_large_closes() {
+    let mut f = Framer::new(limits());
+    f.push(b"A1 APPEND INBOX {5000+}\r\nFrom: x\r\n");
+    assert_eq!(
+        f.next_event(),
+        Some(rej("* BYE [TOOBIG] Non-synchronizing literal of 5000 bytes exceeds the limit of 1000 bytes\r\n", true))
+    );
+    assert_eq!(f.next_event(), None);
+    f.push(b"A2 NOOP\r\n");
+    assert_eq!(f.next_event(), None);
+    assert_eq!(f.buffered(), 0);
+}
+
+#[test]
+fn pipelined_commands_and_take_buffered() {
+    let mut f = Framer::new(limits());
+    f.push(b"a STARTTLS\r\nb NOOP\r\nc LOG");
+    assert_eq!(f.next_event(), Some(cmd(b"a STARTTLS\r\n")));
+    assert_eq!(f.buffered(), 13);
+    assert_eq!(f.take_buffered(), b"b NOOP\r\nc LOG".to_vec());
+    assert_eq!(f.buffered(), 0);
+    assert_eq!(f.next_event(), None);
+    // A partial command already moved into the command buffer is returned too.
+    f.push(b"d LOGIN {3}\r\nab");
+    assert_eq!(f.next_event(), Some(FrameEvent::ContinuationNeeded));
+    assert_eq!(f.next_event(), None);
+    assert_eq!(f.take_buffered(), b"d LOGIN {3}\r\nab".to_vec());
+    f.push(b"e NOOP\r\n");
+    assert_eq!(f.next_event(), Some(cmd(b"e NOOP\r\n")));
+}
+
+#[test]
+fn announcement_detection() {
+    let a = |s: &[u8]| literal_announcement(s, false);
+    assert_eq!(
+        a(b"x {5}"),
+        Some(Announce {
+            size: Some(5),
+            sync: true
+        })
+    );
+    assert_eq!(
+        a(b"x {5+}"),
+        Some(Announce {
+            size: Some(5),
+            sync: false
+        })
+    );
+    assert_eq!(
+        a(b"x ~{5}"),
+        Some(Announce {
+            size: Some(5),
+            sync: true
+        })
+    );
+    assert_eq!(a(b"x {}"), None);
+    assert_eq!(a(b"x {+}"), None);
+    assert_eq!(a(b"x 5}"), None);
+    assert_eq!(a(b"x {5a}"), None);
+    assert_eq!(a(b"}"), None);
+    assert_eq!(
+        a(b"{18446744073709551616}"),
+        Some(Announce {
+            size: None,
+            sync: true
+        })
+    );
+    assert_eq!(a(b"000000000000000000000000000000}"), None);
+    assert_eq!(
+        literal_announcement(b"0000000000000000000000000000000+}", true),
+        Some(Announce {
+            size: None,
+            sync: false
+        })
+    );
+}
+
+#[test]
+fn never_panics_on_random_input() {
+    let mut seed: u64 = 42;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    let alphabet = b"a1 {}+~\r\n5x0 ";
+    for _ in 0..3000 {
+        let len = next() % 200;
+        let input: Vec<u8> = (0..len)
+            .map(|_| alphabet[next() as usize % alphabet.len()])
+            .collect();
+        let chunk = 1 + next() as usize % 20;
+        let l = FramerLimits {
+            max_line: 1 + next() as usize % 40,
+            max_literal: next() as u64 % 30,
+            max_command: next() as u64 % 200,
+        };
+        let mut f = Framer::new(l);
+        for c in input.chunks(chunk) {
+            f.push(c);
+            while let Some(e) = f.next_event() {
+                if let FrameEvent::Command(c) = e {
+                    assert!(c.ends_with(b"\r\n"));
+                    assert!(c.len() as u64 <= l.max_command + 2);
+                }
+            }
+            assert!(f.buffered() <= l.max_command as usize + 2 + l.max_line + 2 + chunk);
+        }
+    }
+}
