@@ -65,7 +65,8 @@ def test_curl_list(request, server):
     c = server.login()
     c.ok("CREATE Work")
     p = curl(request, server, "")
-    lines = p.stdout.decode().splitlines()
+    # The name may be an atom or a quoted string.
+    lines = [ln.replace('"', "") for ln in p.stdout.decode().splitlines()]
     assert any(ln.startswith("* LIST") and ln.endswith(" INBOX") for ln in lines), lines
     assert any(ln.startswith("* LIST") and ln.endswith(" Work") for ln in lines), lines
 
