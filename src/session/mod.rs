@@ -51,15 +51,24 @@ pub struct Output {
 /// RFC 3501 §3 states (Logout is `Action::Close`).
 enum State {
     NotAuthenticated,
-    Authenticated { user: String, store: UserStore },
-    Selected { user: String, store: UserStore, view: Box<View> },
+    Authenticated {
+        user: String,
+        store: UserStore,
+    },
+    Selected {
+        user: String,
+        store: UserStore,
+        view: Box<View>,
+    },
 }
 
 /// A continuation the session is waiting for (the next line from the client is not a command).
 enum Pending {
     None,
     /// AUTHENTICATE PLAIN sent `+ `; the next line is the base64 response.
-    AuthPlain { tag: String },
+    AuthPlain {
+        tag: String,
+    },
 }
 
 /// Error from a handler, mapped to a response by [`Session::finish`].
@@ -88,7 +97,6 @@ impl From<StoreError> for HandlerError {
     }
 }
 
-
 pub struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -99,7 +107,13 @@ pub struct Session {
 
 impl Session {
     pub fn new(shared: Arc<Shared>, peer: SocketAddr) -> Session {
-        Session { shared, peer, state: State::NotAuthenticated, pending: Pending::None, bad_in_a_row: 0 }
+        Session {
+            shared,
+            peer,
+            state: State::NotAuthenticated,
+            pending: Pending::None,
+            bad_in_a_row: 0,
+        }
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -155,7 +169,12 @@ impl Session {
             }
         };
         let TaggedCommand { tag, command } = cmd;
-        log::debug!("{} {}: {}", self.peer, self.user().unwrap_or("-"), command.name());
+        log::debug!(
+            "{} {}: {}",
+            self.peer,
+            self.user().unwrap_or("-"),
+            command.name()
+        );
         match self.dispatch(&tag, command).await {
             Ok(out) => {
                 self.bad_in_a_row = 0;
@@ -166,7 +185,10 @@ impl Session {
                 self.bad_in_a_row = 0;
                 let mut bytes = self.pending_untagged();
                 bytes.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
-                Output { bytes, action: Action::Continue }
+                Output {
+                    bytes,
+                    action: Action::Continue,
+                }
             }
         }
     }
@@ -175,11 +197,21 @@ impl Session {
         self.bad_in_a_row += 1;
         let mut bytes = format!("{tag} BAD {reason}\r\n").into_bytes();
         if self.bad_in_a_row >= self.shared.limits.max_bad_commands {
-            log::info!("{}: disconnecting after {} invalid commands", self.peer, self.bad_in_a_row);
+            log::info!(
+                "{}: disconnecting after {} invalid commands",
+                self.peer,
+                self.bad_in_a_row
+            );
             bytes.extend_from_slice(b"* BYE Too many invalid IMAP commands.\r\n");
-            return Output { bytes, action: Action::Close };
+            return Output {
+                bytes,
+                action: Action::Close,
+            };
         }
-        Output { bytes, action: Action::Continue }
+        Output {
+            bytes,
+            action: Action::Continue,
+        }
     }
 
     /// Untagged updates to send before a NO (the view may have changed).
@@ -190,12 +222,20 @@ impl Session {
     /// The one dispatch table: which command runs in which state (RFC 3501 §6).
     async fn dispatch(&mut self, tag: &str, command: Command) -> Result<Output, HandlerError> {
         use Command::*;
-        let ok = |bytes: Vec<u8>| Ok(Output { bytes, action: Action::Continue });
+        let ok = |bytes: Vec<u8>| {
+            Ok(Output {
+                bytes,
+                action: Action::Continue,
+            })
+        };
         // Commands valid in every state.
         match &command {
             Capability => {
-                return ok(format!("* CAPABILITY {}\r\n{tag} OK CAPABILITY completed.\r\n", self.capabilities())
-                    .into_bytes())
+                return ok(format!(
+                    "* CAPABILITY {}\r\n{tag} OK CAPABILITY completed.\r\n",
+                    self.capabilities()
+                )
+                .into_bytes())
             }
             Noop => {
                 let mut out = Vec::new();
@@ -206,34 +246,79 @@ impl Session {
             Logout => {
                 log::info!("{}: logout user={}", self.peer, self.user().unwrap_or("-"));
                 return Ok(Output {
-                    bytes: format!("* BYE Logging out.\r\n{tag} OK LOGOUT completed.\r\n").into_bytes(),
+                    bytes: format!("* BYE Logging out.\r\n{tag} OK LOGOUT completed.\r\n")
+                        .into_bytes(),
                     action: Action::Close,
                 });
             }
             Id => {
-                return ok(format!("* ID (\"name\" \"pimap\" \"version\" \"{}\")\r\n{tag} OK ID completed.\r\n",
-                    env!("CARGO_PKG_VERSION")).into_bytes())
+                return ok(format!(
+                    "* ID (\"name\" \"pimap\" \"version\" \"{}\")\r\n{tag} OK ID completed.\r\n",
+                    env!("CARGO_PKG_VERSION")
+                )
+                .into_bytes())
             }
             _ => {}
         }
         match (&self.state, command) {
-            (State::NotAuthenticated, Login { user, password }) => self.login(tag, &user, &password.0).await,
+            (State::NotAuthenticated, Login { user, password }) => {
+                self.login(tag, &user, &password.0).await
+            }
             (State::NotAuthenticated, Authenticate { mechanism, initial }) => {
                 self.authenticate(tag, &mechanism, initial).await
             }
-            (State::NotAuthenticated, StartTls) => Err(HandlerError::Bad("STARTTLS is not available (no TLS configured).".into())),
-            (State::NotAuthenticated, c) => Err(HandlerError::Bad(format!("{} needs authentication first (LOGIN).", c.name()))),
-            (_, Login { .. } | Authenticate { .. }) => Err(HandlerError::Bad("Already authenticated.".into())),
-            (_, StartTls) => Err(HandlerError::Bad("STARTTLS is only allowed before authentication.".into())),
-            (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
-            (_, c @ (Create { .. } | Delete { .. } | Rename { .. } | Subscribe { .. } | Unsubscribe { .. }
-                | List { .. } | Lsub { .. } | Status { .. } | Namespace)) => self.mailbox_command(tag, c),
-            (_, Append { mailbox, flags, date, message }) => self.append(tag, &mailbox, flags, date, message),
-            (State::Selected { .. }, c) => self.selected_command(tag, c),
-            (State::Authenticated { .. }, c @ (Check | Close | Unselect | Expunge | UidExpunge(_) | Search { .. }
-                | Fetch { .. } | Store { .. } | Copy { .. } | Move { .. })) => {
-                Err(HandlerError::Bad(format!("{} needs a selected mailbox (SELECT first).", c.name())))
+            (State::NotAuthenticated, StartTls) => Err(HandlerError::Bad(
+                "STARTTLS is not available (no TLS configured).".into(),
+            )),
+            (State::NotAuthenticated, c) => Err(HandlerError::Bad(format!(
+                "{} needs authentication first (LOGIN).",
+                c.name()
+            ))),
+            (_, Login { .. } | Authenticate { .. }) => {
+                Err(HandlerError::Bad("Already authenticated.".into()))
             }
+            (_, StartTls) => Err(HandlerError::Bad(
+                "STARTTLS is only allowed before authentication.".into(),
+            )),
+            (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
+            (
+                _,
+                c @ (Create { .. }
+                | Delete { .. }
+                | Rename { .. }
+                | Subscribe { .. }
+                | Unsubscribe { .. }
+                | List { .. }
+                | Lsub { .. }
+                | Status { .. }
+                | Namespace),
+            ) => self.mailbox_command(tag, c),
+            (
+                _,
+                Append {
+                    mailbox,
+                    flags,
+                    date,
+                    message,
+                },
+            ) => self.append(tag, &mailbox, flags, date, message),
+            (State::Selected { .. }, c) => self.selected_command(tag, c),
+            (
+                State::Authenticated { .. },
+                c @ (Check
+                | Close
+                | Unselect
+                | Expunge
+                | UidExpunge(_)
+                | Search { .. }
+                | Fetch { .. }
+                | Store { .. }
+                | Copy { .. }
+                | Move { .. }),
+            ) => Err(HandlerError::Bad(format!(
+                "{} needs a selected mailbox (SELECT first).",
+                c.name()
+            ))),
             (_, c) => Err(HandlerError::Bad(format!("{} is not supported.", c.name()))),
         }
     }
@@ -248,7 +333,11 @@ impl Session {
 
     /// Bring the selected mailbox's view up to date, appending untagged responses to `out`.
     /// `allow_expunge = false` during FETCH, STORE and SEARCH (RFC 3501 §7.4.1).
-    fn sync_selected(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<(), HandlerError> {
+    fn sync_selected(
+        &mut self,
+        out: &mut Vec<u8>,
+        allow_expunge: bool,
+    ) -> Result<(), HandlerError> {
         if let State::Selected { view, .. } = &mut self.state {
             view.sync(out, allow_expunge)?;
         }
