@@ -388,9 +388,12 @@ impl Framer {
         let line_end = self.cmd.len();
         self.cmd.extend_from_slice(b"\r\n");
         if line_end == 0 {
-            // An empty line between commands: ignore it.
+            // An empty line between commands: no tag, no command (RFC 3501 §9 needs both).
             self.reset_command();
-            return None;
+            return Some(FrameEvent::Rejected {
+                response: b"* BAD Empty command line: expected a tag and a command.\r\n".to_vec(),
+                close: false,
+            });
         }
         let Some(ann) = literal_announcement(&self.cmd[self.seg_start..line_end], false) else {
             let cmd = std::mem::take(&mut self.cmd);

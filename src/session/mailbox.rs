@@ -118,7 +118,13 @@ impl Session {
             }
             Command::Status { mailbox, items } => {
                 let name = normalize_mailbox(&mailbox);
-                let st = self.store()?.status(&name)?;
+                let mut st = self.store()?.status(&name)?;
+                if items.contains(&StatusItem::Recent) {
+                    let mb = self.store()?.open_mailbox(&name, true)?;
+                    if let Some(c) = super::view::recent::read(mb.path()) {
+                        st.recent = mb.messages().iter().filter(|m| m.uid > c).count() as u32;
+                    }
+                }
                 let mut parts = Vec::new();
                 for it in items {
                     parts.push(match it {
@@ -187,12 +193,34 @@ impl Session {
         let full = join_reference(reference, pattern);
         let subs = self.store()?.subscriptions()?;
         let existing: Vec<String> = self.store()?.list()?.into_iter().filter(|e| !e.nonexistent).map(|e| e.name).collect();
-        for name in subs {
-            if list_match(&full, &name) {
-                let attrs = if existing.iter().any(|n| n == &name) { "" } else { "\\Noselect" };
-                out.extend_from_slice(format!("* LSUB ({attrs}) \".\" ").as_bytes());
-                encode::string(out, name.as_bytes());
-                out.extend_from_slice(b"\r\n");
+        let mut listed: Vec<String> = Vec::new();
+        for name in &subs {
+            if list_match(&full, name) {
+                if !listed.contains(name) {
+                    let attrs = if existing.iter().any(|n| n == name) { "" } else { "\\Noselect" };
+                    out.extend_from_slice(format!("* LSUB ({attrs}) \".\" ").as_bytes());
+                    encode::string(out, name.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    listed.push(name.clone());
+                }
+                continue;
+            }
+            // RFC 3501 §6.3.9: when `%` stops at an unsubscribed parent of a subscribed
+            // mailbox, the parent is listed with \Noselect.
+            if !full.contains('%') {
+                continue;
+            }
+            for (i, c) in name.char_indices() {
+                if c != SEP {
+                    continue;
+                }
+                let parent = &name[..i];
+                if list_match(&full, parent) && !subs.iter().any(|s| s == parent) && !listed.iter().any(|l| l == parent) {
+                    out.extend_from_slice(b"* LSUB (\\Noselect) \".\" ");
+                    encode::string(out, parent.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    listed.push(parent.to_string());
+                }
             }
         }
         Ok(())

@@ -25,11 +25,15 @@ pub struct View {
 impl View {
     pub fn new(mut mbox: Mailbox, read_only: bool) -> Result<View> {
         mbox.refresh()?;
-        let msgs = mbox
+        let claimed = recent::read(mbox.path());
+        let msgs: Vec<ViewMsg> = mbox
             .messages()
             .iter()
-            .map(|m| ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: m.recent })
+            .map(|m| ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: recent::is_recent(claimed, m) })
             .collect();
+        if !read_only {
+            recent::claim(mbox.path(), msgs.last().map(|m| m.uid).unwrap_or(0).max(claimed.unwrap_or(0)));
+        }
         Ok(View { mbox, msgs, read_only, saved: Vec::new() })
     }
 
@@ -79,8 +83,17 @@ impl View {
         }
         let last_uid = self.msgs.last().map(|m| m.uid).unwrap_or(0);
         let before = self.msgs.len();
-        for m in current.iter().filter(|m| m.uid > last_uid) {
-            self.msgs.push(ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: m.recent });
+        if current.last().map(|m| m.uid > last_uid).unwrap_or(false) {
+            // New messages are \Recent for the first read-write session that sees them.
+            let claimed = recent::read(self.mbox.path());
+            let mut top = last_uid;
+            for m in current.iter().filter(|m| m.uid > last_uid) {
+                self.msgs.push(ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: recent::is_recent(claimed, m) });
+                top = m.uid;
+            }
+            if !self.read_only {
+                recent::claim(self.mbox.path(), top.max(claimed.unwrap_or(0)));
+            }
         }
         if self.msgs.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", self.msgs.len(), self.recent()).as_bytes());
@@ -171,3 +184,40 @@ pub const SYSTEM_FLAGS: [(u8, &str); 5] = [
     (flag::SEEN, "\\Seen"),
     (flag::DRAFT, "\\Draft"),
 ];
+
+/// IMAP `\Recent` (RFC 3501 §2.3.2): a message is recent for the first session that selects its
+/// mailbox read-write after it arrived. Dovecot keeps this in its index; pimap keeps the highest
+/// UID already claimed in a small file `pimap-recent` beside `dovecot-uidlist` (Dovecot ignores
+/// it). With no marker yet every message counts as recent once, as Dovecot does with a new index.
+pub mod recent {
+    use crate::store::MessageMeta;
+    use std::path::Path;
+
+    const FILE: &str = "pimap-recent";
+
+    /// The highest UID claimed so far (0 when there is no valid marker yet).
+    pub fn read(dir: &Path) -> Option<u32> {
+        let s = std::fs::read_to_string(dir.join(FILE)).unwrap_or_default();
+        Some(s.trim().parse().unwrap_or(0))
+    }
+
+    pub fn is_recent(claimed: Option<u32>, m: &MessageMeta) -> bool {
+        match claimed {
+            Some(c) => m.uid > c,
+            None => m.recent,
+        }
+    }
+
+    /// Record that UIDs up to `uid` have been seen by a read-write session (write + rename).
+    pub fn claim(dir: &Path, uid: u32) {
+        if read(dir) == Some(uid) {
+            return;
+        }
+        let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
+        let res = std::fs::write(&tmp, format!("{uid}\n")).and_then(|_| std::fs::rename(&tmp, dir.join(FILE)));
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmp);
+            log::warn!("cannot record recent marker in {}: {e}", dir.display());
+        }
+    }
+}
