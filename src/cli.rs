@@ -21,6 +21,8 @@ pub enum Cmd {
     Check(ServeArgs),
     /// Read a password (prompt or stdin) and print a `{SCHEME}hash` for the users file.
     Pw(PwArgs),
+    /// Copy new SES messages from an S3 bucket into the users' Maildirs (exactly once).
+    Sync(crate::sync::SyncArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -47,6 +49,9 @@ pub struct ServeArgs {
     /// error, warn, info, debug or trace.
     #[arg(long, env = "PIMAP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// The built-in S3 sync (runs inside the server when --sync-interval and --s3-bucket are set).
+    #[command(flatten)]
+    pub sync: crate::sync::SyncOptions,
 }
 
 #[derive(Args, Debug)]
@@ -73,7 +78,7 @@ pub fn main() -> i32 {
         Cmd::Serve(args) => {
             init_logging(&args.log_level);
             match Config::from_args(&args, true) {
-                Ok(cfg) => match crate::net::server::run(cfg) {
+                Ok(cfg) => match start_sync(&args).and_then(|()| crate::net::server::run(cfg)) {
                     Ok(()) => 0,
                     Err(e) => {
                         log::error!("{e}");
@@ -104,6 +109,29 @@ pub fn main() -> i32 {
             }
         },
         Cmd::Pw(args) => pw(args),
+        Cmd::Sync(args) => {
+            init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
+            crate::sync::main_once(args)
+        }
+    }
+}
+
+/// `serve --sync-interval`: validate the sync configuration now (a clear start-up error, not a
+/// failing pass every interval), then run passes on a background thread.
+fn start_sync(args: &ServeArgs) -> Result<(), String> {
+    let opts = &args.sync;
+    match (opts.sync_interval, opts.is_configured()) {
+        (None, false) => Ok(()),
+        (Some(_), false) => Err("--sync-interval needs --s3-bucket".into()),
+        (None, true) => Err("--s3-bucket is set but --sync-interval is not: say how often to sync (e.g. 1m)".into()),
+        (Some(interval), true) => {
+            let sargs = crate::sync::SyncArgs::from_serve(args, opts.clone());
+            let env = |k: &str| std::env::var(k).ok();
+            crate::sync::config::SyncConfig::from_args(&sargs, &env).map_err(|e| format!("S3 sync: {e}"))?;
+            log::info!("S3 sync every {interval:?}");
+            crate::sync::spawn_periodic(sargs, interval);
+            Ok(())
+        }
     }
 }
 
