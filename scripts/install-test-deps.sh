@@ -73,10 +73,8 @@ else
     log "python packages present"
 fi
 
-# ---- S3 test tools (planned) -------------------------------------------------------------
-# >>> S3 TOOLS: to be added with the sync module's tests. Keep them idempotent like the rest:
-# >>>   s3s-fs:  command -v s3s-fs || cargo install --locked s3s-fs@0.14.1 --features binary
-# >>>   moto:    pin `moto[server]==5.x` in tests/e2e/requirements.txt
-# <<< S3 TOOLS
+# ---- S3 test tools ---------------------------------------------------------------------
+# s3s-fs (validates SigV4) and moto (AWS behaviour), pinned, for the sync tests (issue 4).
+bash "$(dirname "$0")/install-s3-tools.sh"
 
 log "done"
