@@ -1,14 +1,16 @@
 //! One connection: the framer and the session over a TCP stream. The only place (with
 //! `server`) that awaits sockets. Enforces the idle / login timeouts and the write timeout.
+//! While the session is in IDLE (RFC 2177) it also awaits the session's mailbox [`Watcher`]
+//! and pushes the untagged updates as soon as the mailbox changes.
 
 use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
-use crate::session::{Action, Session, Shared};
+use crate::session::{Action, Session, Shared, Watcher};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A client that doesn't take our output within this time is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,6 +34,13 @@ async fn write(stream: &mut Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
         .await
 }
 
+/// What woke the connection's wait.
+enum Wake {
+    Read(usize),
+    Changed,
+    Timeout,
+}
+
 async fn run(mut stream: Async<TcpStream>, session: &mut Session, shared: &Shared) -> io::Result<String> {
     let limits = &shared.limits;
     let mut framer = Framer::new(FramerLimits {
@@ -41,14 +50,21 @@ async fn run(mut stream: Async<TcpStream>, session: &mut Session, shared: &Share
     });
     write(&mut stream, &session.greeting()).await?;
     let mut buf = vec![0u8; 16 * 1024];
+    // Set while the session is in IDLE (RFC 2177): changes to the selected mailbox wake us.
+    let mut watcher: Option<Watcher> = None;
+    // The autologout timer runs from the client's last input; pushed updates during IDLE do
+    // not reset it (RFC 2177 §3: clients re-issue IDLE at least every 29 minutes).
+    let mut last_input = Instant::now();
     loop {
         while let Some(ev) = framer.next_event() {
             match ev {
                 FrameEvent::Command(bytes) => {
                     let out = session.handle(&bytes).await;
                     write(&mut stream, &out.bytes).await?;
-                    if out.action == Action::Close {
-                        return Ok("closed by server".into());
+                    match out.action {
+                        Action::Close => return Ok("closed by server".into()),
+                        Action::Idle => watcher = Some(Watcher::new(&session.watch_paths())),
+                        Action::Continue => watcher = None,
                     }
                 }
                 FrameEvent::ContinuationNeeded => write(&mut stream, b"+ OK\r\n").await?,
@@ -61,19 +77,38 @@ async fn run(mut stream: Async<TcpStream>, session: &mut Session, shared: &Share
             }
         }
         let timeout = if session.is_authenticated() { limits.idle_timeout } else { limits.login_timeout };
-        let n = async { stream.read(&mut buf).await.map(Some) }
-            .or(async {
-                Timer::after(timeout).await;
-                Ok(None)
-            })
-            .await?;
-        match n {
-            None => {
+        let deadline = last_input + timeout;
+        let read = async { stream.read(&mut buf).await.map(Wake::Read) };
+        let expire = async {
+            Timer::at(deadline).await;
+            Ok(Wake::Timeout)
+        };
+        let wake = match watcher.as_mut() {
+            Some(w) => {
+                let changed = async {
+                    w.changed().await;
+                    Ok(Wake::Changed)
+                };
+                read.or(changed).or(expire).await?
+            }
+            None => read.or(expire).await?,
+        };
+        match wake {
+            Wake::Timeout => {
                 let _ = write(&mut stream, b"* BYE Autologout; idle for too long.\r\n").await;
                 return Ok("idle timeout".into());
             }
-            Some(0) => return Ok("client closed".into()),
-            Some(n) => framer.push(&buf[..n]),
+            Wake::Changed => {
+                let bytes = session.idle_sync();
+                if !bytes.is_empty() {
+                    write(&mut stream, &bytes).await?;
+                }
+            }
+            Wake::Read(0) => return Ok("client closed".into()),
+            Wake::Read(n) => {
+                last_input = Instant::now();
+                framer.push(buf.get(..n).unwrap_or_default());
+            }
         }
     }
 }

@@ -6,10 +6,12 @@
 //! `net::conn`), or trusts a mailbox name without the store's validation.
 //!
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
-//! (SELECT ... APPEND), `message` (FETCH, STORE, COPY, MOVE, EXPUNGE), `search`, `view`.
+//! (SELECT ... APPEND), `message` (FETCH, STORE, COPY, MOVE, EXPUNGE), `search`, `idle`
+//! (IDLE, RFC 2177), `view`.
 
 mod auth;
 mod fetch;
+mod idle;
 mod mailbox;
 mod message;
 mod search;
@@ -23,6 +25,7 @@ use crate::limits::Limits;
 use crate::store::{StoreError, UserStore};
 use std::net::SocketAddr;
 use std::sync::Arc;
+pub use idle::Watcher;
 use view::View;
 
 /// What every session shares: configuration and the users database.
@@ -39,6 +42,9 @@ pub enum Action {
     Continue,
     /// Close the connection after writing.
     Close,
+    /// The session entered IDLE (RFC 2177): until the next line from the client, the
+    /// connection waits on a [`Watcher`] too and writes [`Session::idle_sync`]'s output.
+    Idle,
 }
 
 /// A handler's result: bytes to write and what to do next.
@@ -67,6 +73,10 @@ enum Pending {
     None,
     /// AUTHENTICATE PLAIN sent `+ `; the next line is the base64 response.
     AuthPlain {
+        tag: String,
+    },
+    /// IDLE sent `+ idling`; the next line must be `DONE` (RFC 2177 §3).
+    Idle {
         tag: String,
     },
 }
@@ -151,15 +161,17 @@ impl Session {
                 caps.push("LOGINDISABLED");
             }
         } else {
-            caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "CHILDREN"]);
+            caps.extend(["IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "CHILDREN"]);
         }
         caps.join(" ")
     }
 
     /// Handle one framed command (or the continuation line the session asked for).
     pub async fn handle(&mut self, frame: &[u8]) -> Output {
-        if let Pending::AuthPlain { tag } = std::mem::replace(&mut self.pending, Pending::None) {
-            return self.auth_plain_continue(tag, frame).await;
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::AuthPlain { tag } => return self.auth_plain_continue(tag, frame).await,
+            Pending::Idle { tag } => return self.idle_continue(tag, frame),
+            Pending::None => {}
         }
         let cmd = match parse_command(frame) {
             Ok(c) => c,
@@ -280,6 +292,7 @@ impl Session {
             (_, StartTls) => Err(HandlerError::Bad(
                 "STARTTLS is only allowed before authentication.".into(),
             )),
+            (_, Idle) => self.idle_start(tag),
             (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
             (
                 _,

@@ -1,0 +1,228 @@
+//! IDLE (RFC 2177): the command handlers and the mailbox [`Watcher`] that wakes an idling
+//! connection when the selected mailbox changes on disk.
+//!
+//! Owns: entering IDLE (`+ idling`), ending it on `DONE` (tagged OK) or on any other line
+//! (tagged BAD, as Dovecot does), and the untagged updates pushed while idling (the same
+//! EXISTS / RECENT / EXPUNGE / FETCH FLAGS that NOOP would send, RFC 2177 §3). Never: touches
+//! the socket (`net::conn` awaits the client and the watcher together and writes the bytes).
+//!
+//! The watcher uses inotify (through rustix, no unsafe) on the mailbox's `new/`, `cur/` and
+//! its own directory (where `dovecot-uidlist` and `dovecot-keywords` are replaced by rename),
+//! registered with async-io, so an idle client costs no CPU until something changes. When
+//! inotify is unavailable (other OS, or the per-user instance limit
+//! `fs.inotify.max_user_instances` is reached) it falls back to polling every
+//! [`POLL_FALLBACK`].
+
+use super::{Action, HandlerError, Output, Pending, Session, State};
+use async_io::Timer;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often an idling session re-reads its mailbox when inotify is unavailable.
+pub const POLL_FALLBACK: Duration = Duration::from_secs(5);
+
+/// After a notification, wait this long for the writer's burst (a delivery is a create in
+/// `tmp/` then a rename, the uidlist is rewritten afterwards) before re-reading the mailbox.
+const SETTLE: Duration = Duration::from_millis(25);
+
+impl Session {
+    /// `IDLE` (RFC 2177 §3): send what is pending, then the continuation; the next line from
+    /// the client must be `DONE`. Valid in the authenticated and selected states.
+    pub(super) fn idle_start(&mut self, tag: &str) -> Result<Output, HandlerError> {
+        let mut out = Vec::new();
+        self.sync_selected(&mut out, true)?;
+        out.extend_from_slice(b"+ idling\r\n");
+        self.pending = Pending::Idle { tag: tag.to_string() };
+        Ok(Output { bytes: out, action: Action::Idle })
+    }
+
+    /// The line that ends IDLE. `DONE` (case-insensitive, RFC 2177 §4 ABNF) completes the
+    /// command; anything else fails it with BAD and leaves IDLE too (as Dovecot does).
+    pub(super) fn idle_continue(&mut self, tag: String, frame: &[u8]) -> Output {
+        let line = trim_crlf(frame);
+        let mut bytes = Vec::new();
+        if line.eq_ignore_ascii_case(b"DONE") {
+            if let Err(HandlerError::No(t) | HandlerError::Bad(t)) = self.sync_selected(&mut bytes, true) {
+                log::warn!("{}: sync at the end of IDLE failed: {t}", self.peer);
+            }
+            bytes.extend_from_slice(format!("{tag} OK IDLE terminated.\r\n").as_bytes());
+            self.bad_in_a_row = 0;
+            return Output { bytes, action: Action::Continue };
+        }
+        self.bad(&tag, "Expected DONE.")
+    }
+
+    /// True while the session waits for the `DONE` that ends an IDLE.
+    pub fn is_idling(&self) -> bool {
+        matches!(self.pending, Pending::Idle { .. })
+    }
+
+    /// While idling: bring the selected mailbox up to date and return the untagged responses
+    /// to push (empty when nothing changed, or when no mailbox is selected).
+    pub fn idle_sync(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(HandlerError::No(t) | HandlerError::Bad(t)) = self.sync_selected(&mut out, true) {
+            log::warn!("{}: sync during IDLE failed: {t}", self.peer);
+        }
+        out
+    }
+
+    /// The directories whose changes should wake an idling session: the selected mailbox's
+    /// own directory, `new/` and `cur/`. Empty when no mailbox is selected.
+    pub fn watch_paths(&self) -> Vec<PathBuf> {
+        match &self.state {
+            State::Selected { view, .. } => {
+                let dir = view.mbox.path();
+                vec![dir.to_path_buf(), dir.join("new"), dir.join("cur")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn trim_crlf(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// Wakes an idling connection when one of the watched directories changes.
+pub struct Watcher {
+    kind: Kind,
+}
+
+enum Kind {
+    /// Nothing to watch (no mailbox selected): never fires.
+    Nothing,
+    /// inotify fd registered with the reactor.
+    #[cfg(target_os = "linux")]
+    Inotify(async_io::Async<std::os::fd::OwnedFd>),
+    /// inotify unavailable: fire every [`POLL_FALLBACK`].
+    Poll,
+}
+
+impl Watcher {
+    /// Watch `paths` (see [`Session::watch_paths`]).
+    pub fn new(paths: &[PathBuf]) -> Watcher {
+        if paths.is_empty() {
+            return Watcher { kind: Kind::Nothing };
+        }
+        #[cfg(target_os = "linux")]
+        match inotify_watch(paths) {
+            Ok(fd) => return Watcher { kind: Kind::Inotify(fd) },
+            Err(e) => log::warn!("inotify unavailable ({e}); IDLE falls back to polling every {POLL_FALLBACK:?}"),
+        }
+        Watcher { kind: Kind::Poll }
+    }
+
+    /// True when changes are noticed by polling rather than by notification.
+    pub fn is_polling(&self) -> bool {
+        matches!(self.kind, Kind::Poll)
+    }
+
+    /// Resolve when the watched mailbox may have changed (after a short settle delay, with
+    /// the pending notifications drained).
+    pub async fn changed(&mut self) {
+        match &mut self.kind {
+            Kind::Nothing => std::future::pending::<()>().await,
+            Kind::Poll => {
+                Timer::after(POLL_FALLBACK).await;
+            }
+            #[cfg(target_os = "linux")]
+            Kind::Inotify(fd) => {
+                if let Err(e) = fd.readable().await {
+                    // A broken fd must not make the connection spin: degrade to polling.
+                    log::warn!("inotify wait failed ({e}); polling instead");
+                    self.kind = Kind::Poll;
+                    return;
+                }
+                Timer::after(SETTLE).await;
+                if let Err(e) = drain(fd.get_ref()) {
+                    log::warn!("inotify read failed ({e}); polling instead");
+                    self.kind = Kind::Poll;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn inotify_watch(paths: &[PathBuf]) -> std::io::Result<async_io::Async<std::os::fd::OwnedFd>> {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
+    // Deliveries arrive as a rename (or link) into new/; flag changes are renames inside cur/;
+    // expunges are unlinks; the uidlist and keywords files are replaced by rename.
+    let mask = WatchFlags::CREATE
+        | WatchFlags::DELETE
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::MOVED_TO
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::ONLYDIR;
+    let mut watched = 0;
+    for p in paths {
+        match inotify::add_watch(&fd, p.as_path(), mask) {
+            Ok(_) => watched += 1,
+            // A Maildir without cur/ yet is legal; the others still wake us.
+            Err(e) => log::debug!("inotify watch on {}: {e}", p.display()),
+        }
+    }
+    if watched == 0 {
+        return Err(std::io::Error::other("no directory could be watched"));
+    }
+    async_io::Async::new(fd)
+}
+
+/// Read and discard every queued notification; the session re-reads the mailbox anyway.
+#[cfg(target_os = "linux")]
+fn drain(fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_line_endings() {
+        assert_eq!(trim_crlf(b"DONE\r\n"), b"DONE");
+        assert_eq!(trim_crlf(b"DONE"), b"DONE");
+        assert_eq!(trim_crlf(b"\r\n"), b"");
+    }
+
+    #[test]
+    fn watcher_wakes_on_delivery() {
+        let dir = std::env::temp_dir().join(format!("pimap-idle-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap_or_default();
+        }
+        let mut w = Watcher::new(&[dir.clone(), dir.join("new"), dir.join("cur")]);
+        let polling = w.is_polling();
+        let d2 = dir.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(d2.join("tmp").join("1.x"), b"Subject: x\r\n\r\nx\r\n").unwrap_or_default();
+            let _ = std::fs::rename(d2.join("tmp").join("1.x"), d2.join("new").join("1.x"));
+        });
+        let start = std::time::Instant::now();
+        futures_lite::future::block_on(w.changed());
+        let took = start.elapsed();
+        let _ = t.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        if !polling {
+            assert!(took < Duration::from_secs(1), "woke after {took:?}");
+        }
+    }
+}
