@@ -161,7 +161,18 @@ impl Session {
                 caps.push("LOGINDISABLED");
             }
         } else {
-            caps.extend(["IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "CHILDREN"]);
+            caps.extend([
+                "IDLE",
+                "UIDPLUS",
+                "MOVE",
+                "UNSELECT",
+                "NAMESPACE",
+                "CHILDREN",
+                "ENABLE",
+                "ESEARCH",
+                "SEARCHRES",
+                "STATUS=SIZE",
+            ]);
         }
         caps.join(" ")
     }
@@ -293,6 +304,10 @@ impl Session {
                 "STARTTLS is only allowed before authentication.".into(),
             )),
             (_, Idle) => self.idle_start(tag),
+            // RFC 5161 §3.1: none of the extensions pimap implements needs enabling, so the
+            // ENABLED response lists nothing (unknown names are ignored, not an error).
+            // Accepted in the selected state too, as Dovecot does.
+            (_, Enable(_)) => ok(format!("* ENABLED\r\n{tag} OK ENABLE completed.\r\n").into_bytes()),
             (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
             (
                 _,

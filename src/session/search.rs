@@ -1,11 +1,12 @@
-//! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with ESEARCH-style RETURN refused until advertised.
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with `RETURN (MIN MAX ALL COUNT)` answered by
+//! `* ESEARCH` (RFC 4731) and `RETURN (SAVE)` / `$` (RFC 5182 SEARCHRES).
 //!
 //! Flag, size, date and set keys are answered from metadata; header and body keys parse the
 //! message (once per message, only when needed).
 
 use super::view::View;
 use super::{Action, HandlerError, Output, Session};
-use crate::imap::types::{Command, Date, SearchKey};
+use crate::imap::types::{Command, Date, SearchKey, SearchReturn};
 use crate::mime::SearchDoc;
 use crate::store::{flag, MessageMeta};
 
@@ -14,11 +15,14 @@ impl Session {
         let Command::Search { uid, charset, returns, criteria } = cmd else {
             return Err(HandlerError::Bad("not a SEARCH".into()));
         };
-        if returns.is_some() {
-            return Err(HandlerError::Bad("SEARCH RETURN (ESEARCH) is not supported yet.".into()));
-        }
         if let Some(cs) = &charset {
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty.
+                if returns.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save)) {
+                    if let Ok(view) = self.view_mut() {
+                        view.saved.clear();
+                    }
+                }
                 return Err(HandlerError::No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into()));
             }
         }
@@ -28,6 +32,7 @@ impl Session {
         let needs_doc = needs_content(&criteria);
         let n = view.msgs.len();
         let mut hits = Vec::new();
+        let mut hit_uids = Vec::new();
         for i in 0..n {
             let m = &view.msgs[i];
             let Some(meta) = view.meta(m.uid) else { continue };
@@ -41,17 +46,97 @@ impl Session {
             let ctx = Ctx { view, seq: i as u32 + 1, meta, recent: m.recent, doc: doc.as_ref() };
             if eval(&criteria, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
+                hit_uids.push(m.uid);
             }
+        }
+        let name = if uid { "UID SEARCH" } else { "SEARCH" };
+        if let Some(returns) = returns {
+            // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
+            let returns = if returns.is_empty() { vec![SearchReturn::All] } else { returns };
+            if returns.contains(&SearchReturn::Save) {
+                view.saved = saved_result(&returns, &hit_uids);
+            }
+            out.extend_from_slice(&esearch(tag, uid, &returns, &hits));
+            out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+            return Ok(Output { bytes: out, action: Action::Continue });
         }
         out.extend_from_slice(b"* SEARCH");
         for h in hits {
             out.extend_from_slice(format!(" {h}").as_bytes());
         }
         out.extend_from_slice(b"\r\n");
-        let name = if uid { "UID SEARCH" } else { "SEARCH" };
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         Ok(Output { bytes: out, action: Action::Continue })
     }
+}
+
+/// What `RETURN (SAVE ...)` stores as `$` (RFC 5182 §2.4): with MIN and/or MAX but neither
+/// ALL nor COUNT only those messages, otherwise the whole result. UIDs, so that later
+/// expunges cannot shift it.
+fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
+    let has = |r| returns.contains(&r);
+    if (has(SearchReturn::Min) || has(SearchReturn::Max)) && !has(SearchReturn::All) && !has(SearchReturn::Count) {
+        let mut v = Vec::new();
+        if has(SearchReturn::Min) {
+            v.extend(hit_uids.first());
+        }
+        if has(SearchReturn::Max) {
+            v.extend(hit_uids.last());
+        }
+        v.dedup();
+        return v;
+    }
+    hit_uids.to_vec()
+}
+
+/// The `* ESEARCH (TAG "t") [UID] ...` response (RFC 4731 §3.1); nothing when SAVE is the
+/// only option (RFC 5182 §2.4). MIN, MAX and ALL are omitted when nothing matched.
+fn esearch(tag: &str, uid: bool, returns: &[SearchReturn], hits: &[u32]) -> Vec<u8> {
+    if returns.iter().all(|r| *r == SearchReturn::Save) {
+        return Vec::new();
+    }
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    let has = |r| returns.contains(&r);
+    if let (true, Some(min)) = (has(SearchReturn::Min), hits.first()) {
+        line.push_str(&format!(" MIN {min}"));
+    }
+    if let (true, Some(max)) = (has(SearchReturn::Max), hits.last()) {
+        line.push_str(&format!(" MAX {max}"));
+    }
+    if has(SearchReturn::All) && !hits.is_empty() {
+        line.push_str(&format!(" ALL {}", compress_set(hits)));
+    }
+    if has(SearchReturn::Count) {
+        line.push_str(&format!(" COUNT {}", hits.len()));
+    }
+    line.push_str("\r\n");
+    line.into_bytes()
+}
+
+/// Ascending numbers as an IMAP sequence set with ranges: `1:3,7,9:10`.
+pub(super) fn compress_set(nums: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&start) = nums.get(i) {
+        let mut end = start;
+        while nums.get(i + 1) == Some(&end.wrapping_add(1)) && end != u32::MAX {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 struct Ctx<'a> {
@@ -134,5 +219,29 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         Or(a, b) => eval(a, c) || eval(b, c),
         And(v) => v.iter().all(|k| eval(k, c)),
         ModSeq(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod esearch_tests {
+    use super::*;
+
+    #[test]
+    fn compresses_ranges() {
+        assert_eq!(compress_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(compress_set(&[5]), "5");
+        assert_eq!(compress_set(&[]), "");
+        assert_eq!(compress_set(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
+    }
+
+    #[test]
+    fn esearch_lines() {
+        use SearchReturn::*;
+        assert_eq!(esearch("A1", false, &[Min, Max, Count], &[2, 4]), b"* ESEARCH (TAG \"A1\") MIN 2 MAX 4 COUNT 2\r\n");
+        assert_eq!(esearch("A1", true, &[All], &[]), b"* ESEARCH (TAG \"A1\") UID\r\n");
+        assert_eq!(esearch("A1", false, &[Save], &[1]), b"");
+        assert_eq!(saved_result(&[Save, Min], &[3, 5, 8]), vec![3]);
+        assert_eq!(saved_result(&[Save, Min, Max], &[3, 5, 8]), vec![3, 8]);
+        assert_eq!(saved_result(&[Save, Min, Count], &[3, 5, 8]), vec![3, 5, 8]);
     }
 }
