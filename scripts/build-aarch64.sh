@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Static aarch64 (Raspberry Pi 3/4, ARMv8.0-A) build of pimap from Debian packages only, then a
+# smoke run under qemu. Usable by CI and by hand:
+#
+#   bash scripts/build-aarch64.sh            # -> target/debian-aarch64/aarch64-unknown-linux-gnu/release/pimap
+#
+# Why this way (see shared/notes/aarch64-cross.md): CI can't fetch a rustup target, and Debian
+# has no musl std for arm64, so this uses Debian's rustc-web together with its arm64 std
+# (multiarch) and links glibc statically (+crt-static, from .cargo/config.toml). The compiler is
+# NOT installed: its .debs are unpacked into a cache directory, so the machine's own rustc and
+# its libraries stay exactly as they were. Users with Docker build the musl variant with
+# `cross` instead (cross/Cross.toml).
+#
+# Installs (idempotent): gcc-aarch64-linux-gnu + libc6-dev-arm64-cross (linker, static glibc,
+# and the C compiler for ring),
+# qemu-user-static (runner), file. Environment knobs:
+#   RUST_WEB_VERSION          Debian rustc-web version (default below; falls back to the
+#                             archive's candidate if that exact version was superseded)
+#   PIMAP_AARCH64_TOOLCHAIN   where the unpacked toolchain is cached
+#   PIMAP_AARCH64_TARGET_DIR  cargo target dir (separate from target/ so the host build's
+#                             artifacts are never rebuilt by the other compiler)
+#   PIMAP_AARCH64_PROFILE     cargo profile (default release)
+#   PIMAP_AARCH64_MAX_BYTES   size budget for the stripped binary (default 5 MiB, issue 7)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+RUST_WEB_VERSION=${RUST_WEB_VERSION:-1.96.0+dfsg1-1~deb12u2}
+TARGET=aarch64-unknown-linux-gnu
+PROFILE=${PIMAP_AARCH64_PROFILE:-release}
+TARGET_DIR=${PIMAP_AARCH64_TARGET_DIR:-$ROOT/target/debian-aarch64}
+MAX_BYTES=${PIMAP_AARCH64_MAX_BYTES:-$((5 * 1024 * 1024))}
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { echo "build-aarch64: $*" >&2; exit 1; }
+SECONDS=0
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+
+# --- host tools (Debian) -------------------------------------------------------------------
+step "host packages (gcc-aarch64-linux-gnu + libc6-dev-arm64-cross, qemu-user-static, file)"
+need_pkgs=()
+for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
+done
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64
+    apt_updated=
+else
+    apt_updated=1
+fi
+if [ ${#need_pkgs[@]} -gt 0 ] || [ -z "$apt_updated" ]; then
+    $SUDO apt-get update -qq
+    apt_updated=1
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# --- Debian's rustc-web + arm64 std, unpacked (not installed) -------------------------------
+# The std must be the same build as the compiler: every .deb comes from one version string.
+version_available() {
+    apt-cache madison "$1" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | grep -qxF "$2"
+}
+if ! version_available rustc-web "$RUST_WEB_VERSION"; then
+    if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+fi
+if ! version_available rustc-web "$RUST_WEB_VERSION"; then
+    cand=$(apt-cache policy rustc-web | awk '/Candidate:/ {print $2}')
+    [ -n "$cand" ] && [ "$cand" != "(none)" ] || die "rustc-web is not in the apt sources"
+    echo "warning: rustc-web $RUST_WEB_VERSION is no longer in the archive; using $cand" >&2
+    RUST_WEB_VERSION=$cand
+fi
+rust_major_minor=$(echo "$RUST_WEB_VERSION" | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
+TOOLCHAIN=${PIMAP_AARCH64_TOOLCHAIN:-${XDG_CACHE_HOME:-$HOME/.cache}/pimap/rustc-web-$RUST_WEB_VERSION}
+
+if [ ! -f "$TOOLCHAIN/.complete" ]; then
+    step "unpacking Debian rustc-web $RUST_WEB_VERSION (+ arm64 std) into $TOOLCHAIN"
+    # libllvm is whatever version the std package depends on.
+    llvm_pkg=$(apt-cache depends "libstd-rust-web-$rust_major_minor=$RUST_WEB_VERSION" \
+        | awk '/Depends: libllvm[0-9]+$/ {print $2; exit}')
+    [ -n "$llvm_pkg" ] || die "could not find the libllvm dependency of libstd-rust-web-$rust_major_minor"
+    dl=$(mktemp -d)
+    trap 'rm -rf "$dl"' EXIT
+    (cd "$dl" && apt-get download -qq \
+        "rustc-web:amd64=$RUST_WEB_VERSION" \
+        "libstd-rust-web-$rust_major_minor:amd64=$RUST_WEB_VERSION" \
+        "libstd-rust-web-dev:amd64=$RUST_WEB_VERSION" \
+        "$llvm_pkg:amd64" \
+        "libstd-rust-web-$rust_major_minor:arm64=$RUST_WEB_VERSION" \
+        "libstd-rust-web-dev:arm64=$RUST_WEB_VERSION")
+    rm -rf "$TOOLCHAIN.tmp"
+    mkdir -p "$TOOLCHAIN.tmp"
+    for deb in "$dl"/*.deb; do dpkg -x "$deb" "$TOOLCHAIN.tmp"; done
+    rm -rf "$dl"
+    trap - EXIT
+    rm -rf "$TOOLCHAIN"
+    mv "$TOOLCHAIN.tmp" "$TOOLCHAIN"
+    touch "$TOOLCHAIN/.complete"
+fi
+
+RUSTC_BIN=$TOOLCHAIN/usr/bin/rustc
+export LD_LIBRARY_PATH="$TOOLCHAIN/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+"$RUSTC_BIN" --version || die "the unpacked rustc does not run"
+[ -d "$TOOLCHAIN/usr/lib/rustlib/$TARGET/lib" ] || die "no $TARGET std in $TOOLCHAIN"
+
+# --- build ------------------------------------------------------------------------------------
+# Linker, target-cpu=cortex-a53 and +crt-static come from .cargo/config.toml
+# ([target.aarch64-unknown-linux-gnu]); a RUSTFLAGS from the caller would replace them.
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+step "cargo build --profile $PROFILE --target $TARGET (Debian rustc $rust_major_minor)"
+build_start=$SECONDS
+RUSTC="$RUSTC_BIN" CARGO_TARGET_DIR="$TARGET_DIR" \
+    cargo build --locked --profile "$PROFILE" --target "$TARGET" --bin pimap
+echo "build took $((SECONDS - build_start)) s"
+
+outdir=$PROFILE
+[ "$PROFILE" = dev ] && outdir=debug
+BIN=$TARGET_DIR/$TARGET/$outdir/pimap
+[ -x "$BIN" ] || die "no binary at $BIN"
+
+# --- checks -----------------------------------------------------------------------------------
+step "checks"
+desc=$(file -b "$BIN")
+echo "$desc"
+case "$desc" in
+    *"ARM aarch64"*) ;;
+    *) die "not an aarch64 binary" ;;
+esac
+case "$desc" in
+    *"statically linked"* | *"static-pie linked"*) ;;
+    *) die "not statically linked" ;;
+esac
+if aarch64-linux-gnu-readelf -l "$BIN" | grep -q 'INTERP'; then die "binary has an ELF interpreter"; fi
+
+STRIPPED=$TARGET_DIR/pimap-aarch64-stripped
+aarch64-linux-gnu-strip -o "$STRIPPED" "$BIN"
+size=$(stat -c %s "$STRIPPED")
+echo "stripped size: $size bytes ($(awk -v s="$size" 'BEGIN {printf "%.2f", s / 1048576}') MiB; budget $MAX_BYTES)"
+[ "$size" -le "$MAX_BYTES" ] || die "stripped binary is over the size budget"
+
+QEMU="qemu-aarch64-static -cpu cortex-a53"
+step "qemu: pimap --version"
+ver=$($QEMU "$STRIPPED" --version)
+echo "$ver"
+case "$ver" in "pimap "*) ;; *) die "unexpected --version output" ;; esac
+
+step "qemu: pimap pw -s SHA512-CRYPT -p x"
+hash=$($QEMU "$STRIPPED" pw -s SHA512-CRYPT -p x)
+echo "$hash"
+case "$hash" in '{SHA512-CRYPT}$6$'*) ;; *) die "unexpected pw output" ;; esac
+
+echo
+echo "aarch64 build OK: $STRIPPED ($size bytes), ${SECONDS}s in all"

@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Deployment checks (issue 7), offline, for CI and by hand:
+#
+#   bash scripts/check-deploy.sh          # PIMAP_BIN=path/to/pimap to test another build
+#
+# 1. systemd/*.service: `systemd-analyze verify` with ExecStart pointed at the built binary,
+#    failing on ANY output (verify exits 0 on unknown keys), and
+#    `systemd-analyze security --offline=true` under a measured threshold;
+# 2. k3s/: yamllint; every kustomization rendered (small built-in renderer: kubectl needs an
+#    API server) and validated with `kubernetes-validate --strict` (a misspelled field fails);
+#    every *.yaml under k3s/ is either part of a kustomization or listed as standalone;
+# 3. every PIMAP_* variable and --flag the k3s containers use exists in `pimap <subcommand>
+#    --help`, so a renamed flag breaks CI;
+# 4. `pimap check` succeeds with the k3s Deployment's environment (paths mapped to a temp dir).
+#
+# Installs (idempotent, pinned): kubernetes-validate and yamllint from PyPI; systemd (for
+# systemd-analyze) from Debian if missing. Exits non-zero on the first failing check.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+KUBERNETES_VALIDATE_VERSION=1.37.0
+YAMLLINT_VERSION=1.38.0
+# Measured: `systemd-analyze security --offline=true systemd/pimap.service` gives 1.4 (the
+# scale's 14) with systemd 252; loosening any hardening setting raises it and fails CI.
+SYSTEMD_SECURITY_THRESHOLD=14
+# Manifests that are deliberately not part of a kustomization: a patch applied with
+# `kubectl patch` (validated alone) and an Argo CD CRD (no schema offline: yamllint only).
+STANDALONE_VALIDATE=(k3s/ingress-nginx/controller-service-patch.yaml)
+STANDALONE_LINT_ONLY=(k3s/argocd-application.yaml)
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { echo "check-deploy: $*" >&2; exit 1; }
+SECONDS=0
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# --- tools -----------------------------------------------------------------------------------
+step "tools"
+if ! command -v systemd-analyze >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd
+fi
+pip_want=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "yamllint==$YAMLLINT_VERSION")
+pip_need=0
+for spec in "${pip_want[@]}"; do
+    have=$(python3 -m pip show "${spec%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)
+    [ "$have" = "${spec#*==}" ] || pip_need=1
+done
+if [ "$pip_need" -eq 1 ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pip_want[@]}"
+fi
+KV=(python3 -m kubernetes_validate)
+YAMLLINT=(python3 -m yamllint)
+echo "kubernetes-validate $("${KV[@]}" --version), $("${YAMLLINT[@]}" --version), $(systemd-analyze --version | head -1)"
+
+BIN=${PIMAP_BIN:-$ROOT/target/debug/pimap}
+if [ ! -x "$BIN" ]; then
+    cargo build --bins
+fi
+BIN=$(realpath "$BIN")
+"$BIN" --version >/dev/null || die "$BIN does not run"
+
+# --- systemd ---------------------------------------------------------------------------------
+for unit in systemd/*.service; do
+    name=$(basename "$unit")
+    step "systemd-analyze verify $name (ExecStart -> $BIN)"
+    mkdir -p "$tmp/units"
+    sed -E "s#^(ExecStart=[-@:+!]*)/usr/local/bin/pimap#\1$BIN#" "$unit" >"$tmp/units/$name"
+    grep -q "^ExecStart=.*$BIN" "$tmp/units/$name" || die "$unit: ExecStart is not /usr/local/bin/pimap"
+    out=$(systemd-analyze verify "$tmp/units/$name" 2>&1) || { echo "$out"; die "verify failed: $unit"; }
+    [ -z "$out" ] || { echo "$out"; die "verify printed warnings for $unit"; }
+    echo ok
+    step "systemd-analyze security --offline=true --threshold=$SYSTEMD_SECURITY_THRESHOLD $name"
+    out=$(systemd-analyze security --offline=true --threshold="$SYSTEMD_SECURITY_THRESHOLD" \
+        "$tmp/units/$name" 2>&1) || { echo "$out"; die "$unit is less hardened than the threshold"; }
+    echo "$out" | grep 'Overall exposure'
+done
+
+# --- k3s: lint ---------------------------------------------------------------------------------
+step "yamllint k3s/"
+"${YAMLLINT[@]}" --strict -d '{extends: default, rules: {line-length: {max: 120},
+    document-start: disable, comments: {min-spaces-from-content: 1}}}' k3s/
+
+# --- k3s: render and validate ---------------------------------------------------------------------
+# Renders what k3s/ uses of kustomize (resources, namespace, strategic-merge patches by path)
+# and refuses any other kustomization field, so nothing in k3s/ goes unchecked.
+cat >"$tmp/render.py" <<'PY'
+import json, sys
+from pathlib import Path
+import yaml
+
+SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "patches"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
+                  "StorageClass", "CustomResourceDefinition"}
+used = set()
+
+def fail(msg):
+    sys.exit(f"render: {msg}")
+
+def load_all(path):
+    used.add(str(Path(path).resolve()))
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+def merge(base, patch):
+    # Strategic merge as far as k3s/ needs it: maps merge; lists of maps that all have `name`
+    # (containers, volumes, env, volumeMounts) merge by name; other lists (envFrom, args) replace.
+    if isinstance(base, dict) and isinstance(patch, dict):
+        for k, v in patch.items():
+            base[k] = merge(base[k], v) if k in base else v
+        return base
+    if (isinstance(base, list) and isinstance(patch, list)
+            and all(isinstance(x, dict) and "name" in x for x in base + patch)):
+        by_name = {x["name"]: x for x in base}
+        for item in patch:
+            if item["name"] in by_name:
+                merge(by_name[item["name"]], item)
+            else:
+                base.append(item)
+        return base
+    return patch
+
+def ident(d):
+    m = d.get("metadata") or {}
+    return (d.get("kind"), m.get("name"))
+
+def render(directory):
+    directory = Path(directory)
+    docs = load_all(directory / "kustomization.yaml")
+    if len(docs) != 1 or docs[0].get("kind") != "Kustomization":
+        fail(f"{directory}/kustomization.yaml: not one Kustomization")
+    k = docs[0]
+    if set(k) - SUPPORTED:
+        fail(f"{directory}/kustomization.yaml: unsupported fields {sorted(set(k) - SUPPORTED)}")
+    out = []
+    for res in k.get("resources", []):
+        p = directory / res
+        out += render(p) if p.is_dir() else load_all(p)
+    if k.get("namespace"):
+        for d in out:
+            if d.get("kind") not in CLUSTER_SCOPED:
+                d.setdefault("metadata", {})["namespace"] = k["namespace"]
+    for patch in k.get("patches", []):
+        if set(patch) != {"path"}:
+            fail(f"{directory}: only `patches: - path: FILE` is supported")
+        for p in load_all(directory / patch["path"]):
+            targets = [d for d in out if ident(d) == ident(p)]
+            if len(targets) != 1:
+                fail(f"{directory}/{patch['path']}: target {ident(p)} found {len(targets)} times")
+            ns = targets[0]["metadata"].get("namespace")
+            merge(targets[0], p)
+            if ns:
+                targets[0]["metadata"]["namespace"] = ns
+    seen = set()
+    for d in out:
+        key = ident(d) + ((d.get("metadata") or {}).get("namespace"),)
+        if key in seen:
+            fail(f"{directory}: duplicate resource {key}")
+        seen.add(key)
+    return out
+
+directory, out_file, used_file = sys.argv[1:4]
+docs = render(directory)
+with open(out_file, "w", encoding="utf-8") as f:
+    yaml.safe_dump_all(docs, f, sort_keys=False)
+with open(used_file, "a", encoding="utf-8") as f:
+    f.writelines(u + "\n" for u in sorted(used))
+PY
+
+mapfile -t kdirs < <(find k3s -name kustomization.yaml -printf '%h\n' | sort)
+[ ${#kdirs[@]} -gt 0 ] || die "no kustomization under k3s/"
+: >"$tmp/used"
+for dir in "${kdirs[@]}"; do
+    step "render + kubernetes-validate --strict: $dir"
+    out="$tmp/rendered-$(echo "$dir" | tr / _).yaml"
+    python3 "$tmp/render.py" "$dir" "$out" "$tmp/used"
+    "${KV[@]}" --strict --quiet "$out" || die "$dir does not validate"
+    echo "ok ($(grep -c '^kind:' "$out") resources)"
+done
+for f in "${STANDALONE_VALIDATE[@]}"; do
+    step "kubernetes-validate --strict: $f"
+    "${KV[@]}" --strict --quiet "$f" || die "$f does not validate"
+    echo ok
+done
+
+step "every k3s manifest is checked"
+while read -r f; do
+    rel=${f#"$ROOT"/}
+    if grep -qxF "$f" "$tmp/used"; then continue; fi
+    case " ${STANDALONE_VALIDATE[*]} ${STANDALONE_LINT_ONLY[*]} " in *" $rel "*) continue ;; esac
+    die "$rel is in no kustomization and not listed in check-deploy.sh"
+done < <(find "$ROOT/k3s" -name '*.yaml' | sort)
+echo ok
+
+step "kubernetes-validate --strict rejects a misspelled field (self-test)"
+sed 's/readinessProbe:/readinesProbe:/' "$tmp/rendered-k3s.yaml" >"$tmp/misspelled.yaml"
+grep -q readinesProbe "$tmp/misspelled.yaml" || die "self-test: nothing to misspell"
+if "${KV[@]}" --strict --quiet "$tmp/misspelled.yaml" >/dev/null 2>&1; then
+    die "kubernetes-validate --strict accepted a misspelled field"
+fi
+echo ok
+
+# --- k3s: flags and variables exist in pimap ------------------------------------------------------
+# For each pimap container in the rendered base and variants: its env names (env + envFrom
+# ConfigMaps) and --flags must appear in `pimap <subcommand> --help`. `*_FILE` variables of
+# names the help mentions (AWS_SECRET_ACCESS_KEY_FILE) are the sync's Secret-file convention.
+cat >"$tmp/envcheck.py" <<'PY'
+import re, subprocess, sys
+import yaml
+
+bin_, *files = sys.argv[1:]
+errors, checked = [], 0
+# Read from the environment by src/cli.rs without a flag of their own.
+NO_FLAG = {"sync": {"PIMAP_LOG_LEVEL"}}
+help_cache = {}
+
+def help_for(sub):
+    if sub not in help_cache:
+        help_cache[sub] = subprocess.run([bin_, sub, "--help"], capture_output=True, text=True,
+                                         check=True).stdout
+    return help_cache[sub]
+
+for path in files:
+    docs = [d for d in yaml.safe_load_all(open(path, encoding="utf-8")) if d]
+    cms = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"}
+    for d in docs:
+        spec = d.get("spec", {})
+        pod = (spec.get("jobTemplate", {}).get("spec", {}) if d.get("kind") == "CronJob" else spec)
+        pod = pod.get("template", {}).get("spec", {})
+        for c in pod.get("containers", []):
+            if "pimap" not in c.get("image", "").rsplit("/", 1)[-1]:
+                continue
+            args = c.get("args") or c.get("command") or []
+            if not args:
+                errors.append(f"{path}: {d['kind']}/{d['metadata']['name']}: no subcommand in args")
+                continue
+            sub, rest = args[0], args[1:]
+            text = help_for(sub)
+            names = [e["name"] for e in c.get("env", [])]
+            for ef in c.get("envFrom", []):
+                ref = ef.get("configMapRef", {}).get("name")
+                if ref is not None:
+                    if ref not in cms:
+                        errors.append(f"{path}: envFrom ConfigMap {ref} is not in the manifests")
+                    names += list(cms.get(ref, {}))
+            for n in names:
+                checked += 1
+                if n in NO_FLAG.get(sub, ()):
+                    pass
+                elif n.startswith("PIMAP_"):
+                    if f"[env: {n}=" not in text:
+                        errors.append(f"{path}: {d['metadata']['name']}: {n} is not in `pimap {sub} --help`")
+                elif n.endswith("_FILE") and re.search(r"\b" + re.escape(n[:-5]) + r"\b", text) and "*_FILE" in text:
+                    pass
+                else:
+                    errors.append(f"{path}: {d['metadata']['name']}: {n} is unknown to `pimap {sub}`")
+            for a in rest:
+                if a.startswith("--"):
+                    checked += 1
+                    flag = a.split("=", 1)[0]
+                    if not re.search(re.escape(flag) + r"\b", text):
+                        errors.append(f"{path}: {d['metadata']['name']}: {flag} is not in `pimap {sub} --help`")
+if errors:
+    sys.exit("\n".join(errors))
+print(f"ok ({checked} names and flags)")
+PY
+step "k3s env variables and flags exist in pimap --help"
+python3 "$tmp/envcheck.py" "$BIN" "$tmp"/rendered-*.yaml
+
+# --- k3s: pimap check with the Deployment's environment -----------------------------------------
+step "pimap check with the k3s Deployment's environment"
+cat >"$tmp/podenv.py" <<'PY'
+import shlex, sys
+import yaml
+
+path, root = sys.argv[1:3]
+docs = [d for d in yaml.safe_load_all(open(path, encoding="utf-8")) if d]
+cms = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"}
+(dep,) = [d for d in docs if d.get("kind") == "Deployment" and d["metadata"]["name"] == "pimap"]
+(c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "pimap"]
+env = {}
+for ef in c.get("envFrom", []):
+    env.update(cms[ef["configMapRef"]["name"]])
+for e in c.get("env", []):
+    env[e["name"]] = e["value"]
+# The pod's mount points, under a temporary root.
+for k, v in env.items():
+    for m in c.get("volumeMounts", []):
+        if isinstance(v, str) and v.startswith(m["mountPath"]):
+            v = root + v
+            break
+    print(f"export {k}={shlex.quote(str(v))}")
+mounts = [root + m["mountPath"] for m in c.get("volumeMounts", [])]
+print("MOUNTS=(" + " ".join(shlex.quote(m) for m in mounts) + ")")
+PY
+podroot="$tmp/pod"
+python3 "$tmp/podenv.py" "$tmp/rendered-k3s.yaml" "$podroot" >"$tmp/pod.env"
+(
+    # shellcheck disable=SC1091
+    source "$tmp/pod.env"
+    mkdir -p "${MOUNTS[@]}"
+    # Port 143 is privileged outside the pod (the pod lowers ip_unprivileged_port_start):
+    # `check` validates the address; it does not bind.
+    hash=$("$BIN" pw -s SHA512-CRYPT -p check-deploy)
+    printf 'alice@example.org:%s:::::\npostmaster:%s:::::\n' "$hash" "$hash" >"$PIMAP_USERS"
+    printf 'AKIAEXAMPLE\n' >"$AWS_ACCESS_KEY_ID_FILE"
+    printf 'secret\n' >"$AWS_SECRET_ACCESS_KEY_FILE"
+    echo "users: $PIMAP_USERS, mail: $PIMAP_MAIL_LOCATION, listen: $PIMAP_IMAP_LISTEN"
+    "$BIN" check || die "pimap check failed with the k3s environment"
+)
+
+echo
+echo "deployment checks passed in ${SECONDS}s"
