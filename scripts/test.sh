@@ -25,7 +25,7 @@ cargo build --bins || { echo "build failed" >&2; exit 1; }
 status=0
 
 step "cargo test"
-cargo test || status=1
+cargo test --no-fail-fast || status=1
 
 step "end-to-end tests (pytest tests/e2e)"
 export PIMAP_BIN="$PWD/target/debug/pimap"

@@ -53,7 +53,7 @@ impl FramerLimits {
 }
 
 /// What the framer has for the connection loop.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameEvent {
     /// A complete command: its bytes from the tag to the final CRLF, literals inline exactly as
     /// sent (`{5}\r\nhello`), ready for `parse::parse_command`.

@@ -51,10 +51,15 @@ fn simple_lines_any_chunking() {
 }
 
 #[test]
-fn empty_lines_are_ignored() {
+fn empty_lines_get_an_untagged_bad() {
+    // RFC 3501 §9: a command needs a tag and a name; an empty line is answered `* BAD`.
+    let bad = FrameEvent::Rejected {
+        response: b"* BAD Empty command line: expected a tag and a command.\r\n".to_vec(),
+        close: false,
+    };
     assert_eq!(
         run(limits(), b"\r\n\na NOOP\r\n\r\n", 1),
-        vec![cmd(b"a NOOP\r\n")]
+        vec![bad.clone(), bad.clone(), cmd(b"a NOOP\r\n"), bad]
     );
 }
 
