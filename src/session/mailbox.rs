@@ -1,10 +1,11 @@
 //! Mailbox commands (RFC 3501 §6.3): SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//! UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND; NAMESPACE (RFC 2342).
+//! UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND; NAMESPACE (RFC 2342); SPECIAL-USE attributes and
+//! the `LIST (SPECIAL-USE)` selection (RFC 6154).
 
 use super::view::{View, SYSTEM_FLAGS};
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
 use crate::imap::encode;
-use crate::imap::types::{Command, DateTime, Flag, StatusItem};
+use crate::imap::types::{Command, DateTime, Flag, ListOptions, StatusItem};
 use crate::store::{Flags, StoreError};
 
 /// The hierarchy separator of Dovecot's Maildir++ layout.
@@ -108,8 +109,8 @@ impl Session {
                 self.store()?.set_subscribed(&normalize_mailbox(&mailbox), false)?;
                 done(&mut out, "UNSUBSCRIBE");
             }
-            Command::List { reference, patterns, .. } => {
-                self.list(&mut out, &reference, &patterns)?;
+            Command::List { reference, patterns, options } => {
+                self.list(&mut out, &reference, &patterns, &options)?;
                 done(&mut out, "LIST");
             }
             Command::Lsub { reference, pattern } => {
@@ -154,7 +155,18 @@ impl Session {
         Ok(Output { bytes: out, action: Action::Continue })
     }
 
-    fn list(&mut self, out: &mut Vec<u8>, reference: &str, patterns: &[String]) -> Result<(), HandlerError> {
+    fn list(
+        &mut self,
+        out: &mut Vec<u8>,
+        reference: &str,
+        patterns: &[String],
+        options: &ListOptions,
+    ) -> Result<(), HandlerError> {
+        // LIST-EXTENDED (RFC 5258) is not advertised; only its SPECIAL-USE selection and
+        // return option (RFC 6154 §5.1) are understood. Refuse the rest rather than ignore it.
+        if options.subscribed || options.remote || options.return_status.is_some() {
+            return Err(HandlerError::Bad("LIST-EXTENDED options other than SPECIAL-USE are not supported.".into()));
+        }
         // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
         if patterns.len() == 1 && patterns[0].is_empty() {
             out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
@@ -173,11 +185,18 @@ impl Session {
             if e.nonexistent && !patterns.iter().any(|p| p.contains('%')) {
                 continue;
             }
+            // RFC 6154 §2: the attribute is sent in every LIST; `LIST (SPECIAL-USE)` selects
+            // only the mailboxes that have one (§5.1).
+            let special = if e.nonexistent { None } else { super::special_use::attribute(&e.name) };
+            if options.special_use && special.is_none() {
+                continue;
+            }
             let mut attrs = Vec::new();
             if e.nonexistent {
                 attrs.push("\\Noselect");
             }
             attrs.push(if e.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            attrs.extend(special);
             out.extend_from_slice(format!("* LIST ({}) \".\" ", attrs.join(" ")).as_bytes());
             encode::string(out, e.name.as_bytes());
             out.extend_from_slice(b"\r\n");

@@ -15,6 +15,7 @@ mod idle;
 mod mailbox;
 mod message;
 mod search;
+pub mod special_use;
 pub mod view;
 
 use crate::auth::UserDb;
@@ -172,6 +173,7 @@ impl Session {
                 "ESEARCH",
                 "SEARCHRES",
                 "STATUS=SIZE",
+                "SPECIAL-USE",
             ]);
         }
         caps.join(" ")
