@@ -982,8 +982,6 @@ fn sync_options_flatten_into_serve_args() {
     struct Serve {
         #[command(flatten)]
         serve: pimap::cli::ServeArgs,
-        #[command(flatten)]
-        sync: pimap::sync::SyncOptions,
     }
     let p = Serve::try_parse_from([
         "serve",
@@ -995,7 +993,7 @@ fn sync_options_flatten_into_serve_args() {
         "10",
     ])
     .unwrap();
-    let args = SyncArgs::from_serve(&p.serve, p.sync);
+    let args = SyncArgs::from_serve(&p.serve, p.serve.sync.clone());
     assert_eq!(args.opts.sync_interval, Some(Duration::from_secs(300)));
     assert_eq!(args.max_message_size, 10);
     assert!(args.opts.is_configured());
