@@ -2,7 +2,11 @@
 # Static aarch64 (Raspberry Pi 3/4, ARMv8.0-A) build of pimap from Debian packages only, then a
 # smoke run under qemu. Usable by CI and by hand:
 #
-#   bash scripts/build-aarch64.sh            # -> target/debian-aarch64/aarch64-unknown-linux-gnu/release/pimap
+#   bash scripts/build-aarch64.sh            # -> target/debian-aarch64/pimap-aarch64-stripped
+#
+# Checks: static aarch64 ELF, stripped size under the budget, and under qemu-aarch64-static (as
+# a Cortex-A53): --version, pw, one `sync --once` pass against s3s-fs, and serve with a python
+# imaplib LOGIN / APPEND / SELECT / FETCH.
 #
 # Why this way (see shared/notes/aarch64-cross.md): CI can't fetch a rustup target, and Debian
 # has no musl std for arm64, so this uses Debian's rustc-web together with its arm64 std
@@ -150,6 +154,63 @@ step "qemu: pimap pw -s SHA512-CRYPT -p x"
 hash=$($QEMU "$STRIPPED" pw -s SHA512-CRYPT -p x)
 echo "$hash"
 case "$hash" in '{SHA512-CRYPT}$6$'*) ;; *) die "unexpected pw output" ;; esac
+
+# --- end-to-end smoke under qemu: serve + imaplib, one S3 sync pass --------------------------
+step "qemu: serve, LOGIN/APPEND/FETCH with imaplib; one sync pass against s3s-fs"
+if ! command -v s3s-fs >/dev/null; then bash scripts/install-s3-tools.sh; fi
+smoke=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$smoke"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 100); do
+        python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1" \
+            2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+mkdir -p "$smoke/data" "$smoke/s3/mail-in/inbound"
+echo "alice:$($QEMU "$STRIPPED" pw -s SHA512-CRYPT -p smoke-pw):::::" >"$smoke/data/users"
+printf 'From: bob@example.org\r\nTo: alice@example.org\r\nSubject: from s3\r\n\r\nsynced\r\n' \
+    >"$smoke/s3/mail-in/inbound/msg-1"
+
+s3port=$(free_port)
+s3s-fs --host 127.0.0.1 --port "$s3port" --access-key AK --secret-key SK "$smoke/s3" \
+    >"$smoke/s3s.log" 2>&1 &
+pids+=($!)
+wait_port "$s3port" || { cat "$smoke/s3s.log"; die "s3s-fs did not start"; }
+AWS_ACCESS_KEY_ID=AK AWS_SECRET_ACCESS_KEY=SK $QEMU "$STRIPPED" sync --once \
+    --data-dir "$smoke/data" --s3-bucket mail-in --s3-prefix inbound/ \
+    --s3-endpoint "http://127.0.0.1:$s3port" --deliver-to alice \
+    || die "sync pass failed under qemu"
+ls "$smoke/data/mail/alice/new" | grep -q . || die "sync delivered nothing"
+
+imapport=$(free_port)
+$QEMU "$STRIPPED" serve --data-dir "$smoke/data" --imap-listen "127.0.0.1:$imapport" \
+    >"$smoke/serve.log" 2>&1 &
+pids+=($!)
+wait_port "$imapport" || { cat "$smoke/serve.log"; die "pimap serve did not start under qemu"; }
+python3 - "$imapport" <<'PY' || { cat "$smoke/serve.log"; die "IMAP smoke test failed"; }
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]), timeout=30)
+m.login("alice", "smoke-pw")
+typ, _ = m.append("INBOX", None, None, b"From: a@example.org\r\nSubject: appended\r\n\r\nhi\r\n")
+assert typ == "OK", typ
+typ, data = m.select("INBOX")
+assert typ == "OK" and int(data[0]) == 2, data
+typ, data = m.fetch("1:2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+subjects = b"".join(p[1] for p in data if isinstance(p, tuple))
+assert b"from s3" in subjects and b"appended" in subjects, subjects
+m.logout()
+print("imaplib: login, append, select (2 messages), fetch OK")
+PY
+cleanup
+trap - EXIT
 
 echo
 echo "aarch64 build OK: $STRIPPED ($size bytes), ${SECONDS}s in all"
