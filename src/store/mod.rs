@@ -6,7 +6,7 @@
 
 pub mod maildir;
 
-pub use maildir::{deliver, Mailbox, UserStore};
+pub use maildir::{deliver, deliver_from_reader, deliver_link, Mailbox, UserStore};
 
 use std::fmt;
 

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  lock ─▶ ledger ─▶ ListObjectsV2 (paged) ─▶ plan::decide ─▶ pool of GETs (s3)
-//!      ─▶ route (users, Junk/quarantine) ─▶ store::deliver (tmp/ → fsync → new/)
+//!      ─▶ route (header section only) ─▶ store::deliver_from_reader (stream → tmp/ → fsync → new/)
 //!      ─▶ ledger "delivered" ─▶ after-delivery (delete / copy+delete) ─▶ ledger "finished"
 //! ```
 //!
@@ -32,7 +32,7 @@ use plan::{Action, AfterDelivery, Listed};
 use route::{Headers, Verdicts};
 use s3::{S3Client, S3Error};
 use std::collections::HashSet;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -295,6 +295,30 @@ fn ensure_maildir(dir: &Path, folder: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Read the start of a message up to the end of its header section (the first empty line),
+/// at most [`route::MAX_HEADER_BYTES`] plus one read: what routing needs, nothing more. The
+/// returned bytes may include the start of the body; the caller streams them first.
+fn read_head(body: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while head.len() < route::MAX_HEADER_BYTES {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // Look for the blank line only around the new bytes (a CRLF pair may straddle reads).
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+        let tail = head.get(from..).unwrap_or(&[]);
+        if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+    }
+    Ok(head)
+}
+
 /// Shared state of one pass's workers.
 struct Pass<'a> {
     cfg: &'a SyncConfig,
@@ -327,11 +351,20 @@ impl Pass<'_> {
         f(&mut l)
     }
 
-    /// GET, check, route and deliver one object, then record it.
+    /// GET, check, route and deliver one object, then record it. The body is streamed to
+    /// disk ([`s3::S3Client::get_with`] → [`crate::store::deliver_from_reader`]): only its
+    /// header section (at most [`route::MAX_HEADER_BYTES`]) is held in memory, for routing.
     fn fetch(&self, obj: &Listed) -> Result<(), String> {
         let key = obj.key.as_str();
-        let o = match self.client.get(key, self.cfg.max_message_size) {
-            Ok(o) => o,
+        let unique = plan::unique_name(self.client.bucket_name(), key);
+        let got = self
+            .client
+            .get_with(key, self.cfg.max_message_size, |body| {
+                self.deliver_body(key, &unique, body)
+                    .map(|()| body.bytes_read())
+            });
+        let (bytes, etag) = match got {
+            Ok(v) => v,
             Err(S3Error::TooLarge(n)) => {
                 log::warn!("s3 sync: skipping {key:?}: {n} bytes is over --max-message-size");
                 self.count(|r| r.skipped += 1);
@@ -339,18 +372,26 @@ impl Pass<'_> {
             }
             Err(e) => return Err(format!("{key:?}: {e}")),
         };
-        self.count(|r| r.bytes += o.data.len() as u64);
-        let unique = plan::unique_name(self.client.bucket_name(), key);
-        let headers = Headers::parse(&o.data);
+        self.count(|r| r.bytes += bytes);
+        // The ledger is written only after every rename: a crash before this line makes the
+        // next pass deliver again, which the unique name turns into a no-op.
+        let etag = plan::normalize_etag(etag.as_deref().or(obj.etag.as_deref()));
+        self.ledger(|l| l.record_delivered(key, &etag))?;
+        self.count(|r| r.delivered += 1);
+        self.finish(key)
+    }
+
+    /// Route one streamed body by its header section and deliver it: written once, then
+    /// hard-linked (or copied) for further recipients. Idempotent per target (the unique name),
+    /// so a retried GET after a partial delivery completes it without duplicates.
+    fn deliver_body(&self, key: &str, unique: &str, body: &mut s3::Body<'_>) -> Result<(), String> {
+        let head = read_head(body).map_err(|e| format!("reading the headers: {e}"))?;
+        let headers = Headers::parse(&head);
         let verdicts = Verdicts::of(&headers);
+        let mut targets: Vec<(PathBuf, String)> = Vec::new();
         if verdicts.virus && self.cfg.virus_action == VirusAction::Quarantine {
             ensure_maildir(&self.cfg.quarantine_dir, false)?;
-            crate::store::deliver(&self.cfg.quarantine_dir, &unique, &o.data)
-                .map_err(|e| format!("{key:?}: quarantine: {e}"))?;
-            log::warn!(
-                "s3 sync: {key:?} has a virus verdict: quarantined in {}",
-                self.cfg.quarantine_dir.display()
-            );
+            targets.push((self.cfg.quarantine_dir.clone(), "quarantine".to_string()));
         } else {
             let route = route::route(&self.cfg.route, &self.user_names, key, &headers)
                 .map_err(|e| format!("{key:?}: {e}"))?;
@@ -365,30 +406,45 @@ impl Pass<'_> {
             for user in &route.users {
                 let home = self.users.lookup(user).and_then(|u| u.home);
                 let root = self.cfg.mail_location.resolve(user, home.as_deref())?;
-                let target = if junk {
-                    root.join(&self.cfg.junk_folder)
-                } else {
-                    root.clone()
-                };
                 ensure_maildir(&root, false)?;
-                if junk {
-                    ensure_maildir(&target, true)?;
-                }
-                crate::store::deliver(&target, &unique, &o.data)
-                    .map_err(|e| format!("{key:?} for {user}: {e}"))?;
+                let target = if junk {
+                    let t = root.join(&self.cfg.junk_folder);
+                    ensure_maildir(&t, true)?;
+                    t
+                } else {
+                    root
+                };
                 log::debug!(
                     "s3 sync: {key:?} → {user}{} ({:?})",
                     if junk { " (Junk)" } else { "" },
                     route.reason
                 );
+                targets.push((target, user.clone()));
             }
         }
-        // The ledger is written only after every rename: a crash before this line makes the
-        // next pass deliver again, which the unique name turns into a no-op.
-        let etag = plan::normalize_etag(o.etag.as_deref().or(obj.etag.as_deref()));
-        self.ledger(|l| l.record_delivered(key, &etag))?;
-        self.count(|r| r.delivered += 1);
-        self.finish(key)
+        let declared = body.declared_len();
+        let max = self.cfg.max_message_size;
+        let mut first: Option<PathBuf> = None;
+        for (target, who) in &targets {
+            let delivered = match &first {
+                None => {
+                    let mut stream = std::io::Cursor::new(&head).chain(&mut *body);
+                    crate::store::deliver_from_reader(target, unique, &mut stream, declared, max)
+                }
+                Some(src) => crate::store::deliver_link(target, unique, src),
+            };
+            let path = delivered.map_err(|e| format!("{key:?} for {who}: {e}"))?;
+            if first.is_none() {
+                first = Some(path);
+            }
+        }
+        if targets.first().is_some_and(|(_, who)| who == "quarantine") {
+            log::warn!(
+                "s3 sync: {key:?} has a virus verdict: quarantined in {}",
+                self.cfg.quarantine_dir.display()
+            );
+        }
+        Ok(())
     }
 
     /// The after-delivery step for a delivered key.

@@ -85,6 +85,8 @@ pub enum S3Error {
     Transient(String),
     /// The body is larger than the cap.
     TooLarge(u64),
+    /// The consumer of a streamed body failed locally (e.g. a disk error while delivering).
+    Local(String),
 }
 
 impl std::fmt::Display for S3Error {
@@ -117,6 +119,7 @@ impl std::fmt::Display for S3Error {
             }
             S3Error::Transient(m) => write!(f, "{m}"),
             S3Error::TooLarge(n) => write!(f, "larger than the limit ({n} bytes)"),
+            S3Error::Local(m) => write!(f, "{m}"),
         }
     }
 }
@@ -126,6 +129,95 @@ impl std::fmt::Display for S3Error {
 pub struct Object {
     pub data: Vec<u8>,
     pub etag: Option<String>,
+}
+
+/// Why a streamed body was refused (recorded by [`Body`] for [`S3Client::get_with`]).
+#[derive(Debug, Clone)]
+enum BodyProblem {
+    TooLarge(u64),
+    Retry(String),
+}
+
+/// A GET's body as a checked stream, for [`S3Client::get_with`]: it fails a read past the size
+/// cap, and at the end of the stream it fails (instead of returning `Ok(0)`) when the length
+/// differs from Content-Length or the MD5 differs from a plain-MD5 ETag. A consumer that
+/// writes the stream to disk therefore sees a bad body as a read error before it can publish
+/// it. Only [`BODY_BUF`]-sized chunks pass through; nothing is buffered here.
+pub struct Body<'a> {
+    inner: Box<dyn Read + 'a>,
+    hasher: Md5,
+    want_md5: Option<[u8; 16]>,
+    declared: Option<u64>,
+    max: u64,
+    read: u64,
+    verified: bool,
+    problem: Option<BodyProblem>,
+}
+
+/// Read-buffer size callers should use with a [`Body`].
+pub const BODY_BUF: usize = 64 * 1024;
+
+impl Body<'_> {
+    /// Content-Length, if the server sent one.
+    pub fn declared_len(&self) -> Option<u64> {
+        self.declared
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    fn refuse(&mut self, p: BodyProblem) -> std::io::Error {
+        let msg = match &p {
+            BodyProblem::TooLarge(n) => format!("larger than the limit ({n} bytes)"),
+            BodyProblem::Retry(m) => m.clone(),
+        };
+        self.problem = Some(p);
+        std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+    }
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(p) = self.problem.clone() {
+            return Err(self.refuse(p));
+        }
+        if self.verified {
+            return Ok(0);
+        }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => return Err(self.refuse(BodyProblem::Retry(format!("reading the body: {e}")))),
+        };
+        if n == 0 {
+            if let Some(want) = self.declared.filter(|w| *w != self.read) {
+                let m = format!("truncated body: {} of {want} bytes", self.read);
+                return Err(self.refuse(BodyProblem::Retry(m)));
+            }
+            if let Some(want) = self.want_md5 {
+                let got: [u8; 16] = self.hasher.clone().finalize().into();
+                if got != want {
+                    let m = "body does not match its ETag (MD5)".to_string();
+                    return Err(self.refuse(BodyProblem::Retry(m)));
+                }
+            }
+            self.verified = true;
+            return Ok(0);
+        }
+        let chunk = buf.get(..n).unwrap_or(&[]);
+        self.read += n as u64;
+        if self.read > self.max {
+            return Err(self.refuse(BodyProblem::TooLarge(self.read)));
+        }
+        if self.declared.is_some_and(|d| self.read > d) {
+            let m = format!("body longer than its Content-Length ({} bytes)", self.read);
+            return Err(self.refuse(BodyProblem::Retry(m)));
+        }
+        self.hasher.update(chunk);
+        Ok(n)
+    }
 }
 
 /// One page of a listing.
@@ -396,6 +488,66 @@ impl S3Client {
                 data,
                 etag: etag.clone(),
             })
+        })
+    }
+
+    /// GET `key` and hand its body, as a checked stream ([`Body`]: size cap, Content-Length,
+    /// MD5 against a plain ETag), to `sink`, which typically writes it to disk; memory stays
+    /// bounded whatever the object's size. Returns `sink`'s value and the ETag.
+    ///
+    /// When `sink` fails because the body failed a check or the connection broke, the GET is
+    /// retried like [`get`](Self::get) (so `sink` must be idempotent, or clean up after a
+    /// failure); a body over `max_size` is [`S3Error::TooLarge`] (not retried); any other
+    /// `sink` error is [`S3Error::Local`] (not retried).
+    pub fn get_with<T>(
+        &self,
+        key: &str,
+        max_size: u64,
+        mut sink: impl FnMut(&mut Body<'_>) -> Result<T, String>,
+    ) -> Result<(T, Option<String>), S3Error> {
+        self.retrying(&format!("GET {key:?}"), || {
+            let action = self.bucket.get_object(Some(&self.cfg.credentials), key);
+            let url = action.sign(SIGN_FOR);
+            let mut resp = match self.agent.get(url.as_str()).call() {
+                Ok(r) => r,
+                Err(e) => return Self::transport(e),
+            };
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Self::classify(status, &mut resp);
+            }
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let declared = resp.body().content_length();
+            if let Some(n) = declared.filter(|n| *n > max_size) {
+                return Attempt::Fail(S3Error::TooLarge(n));
+            }
+            let reader = resp
+                .body_mut()
+                .with_config()
+                .limit(max_size.saturating_add(1))
+                .reader();
+            let mut body = Body {
+                inner: Box::new(reader),
+                hasher: Md5::new(),
+                want_md5: etag.as_deref().and_then(etag_md5),
+                declared,
+                max: max_size,
+                read: 0,
+                verified: false,
+                problem: None,
+            };
+            match sink(&mut body) {
+                Ok(v) => Attempt::Done((v, etag.clone())),
+                Err(e) => match body.problem {
+                    Some(BodyProblem::TooLarge(n)) => Attempt::Fail(S3Error::TooLarge(n)),
+                    Some(BodyProblem::Retry(m)) => Attempt::Retry(m),
+                    None => Attempt::Fail(S3Error::Local(e)),
+                },
+            }
         })
     }
 

@@ -442,48 +442,168 @@ impl UserStore {
 /// already exists in new/ or cur/, nothing is written and its path is returned (idempotent
 /// redelivery for the S3 sync).
 pub fn deliver(maildir: &Path, unique: &str, data: &[u8]) -> Result<PathBuf> {
-    if !filename::valid_unique(unique) {
-        return Err(StoreError::BadName(format!(
-            "delivery id {unique:?} cannot be a file name"
-        )));
-    }
-    let find = || -> Result<Option<PathBuf>> {
-        for sub in ["new", "cur"] {
-            let d = maildir.join(sub);
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("reading directory", &d, e)),
-            };
-            for e in rd.flatten() {
-                if e.file_name()
-                    .to_str()
-                    .is_some_and(|n| filename::matches_unique(n, unique))
-                {
-                    return Ok(Some(e.path()));
-                }
-            }
-        }
-        Ok(None)
-    };
-    if let Some(p) = find()? {
+    if let Some(p) = find_delivered(maildir, unique)? {
         return Ok(p);
     }
     ensure_maildir(maildir)?;
     let tmp = maildir.join("tmp").join(new_unique());
     mailbox::write_new_file(&tmp, data, SystemTime::now())?;
-    let dest = maildir
-        .join("new")
-        .join(format!("{unique},S={}", data.len()));
+    publish(maildir, unique, &tmp, data.len() as u64)
+}
+
+/// The existing delivery of `unique` in new/ or cur/ (a file named `<unique>` followed by
+/// `,`, `:` or nothing), after checking that `unique` can be a file name.
+fn find_delivered(maildir: &Path, unique: &str) -> Result<Option<PathBuf>> {
+    if !filename::valid_unique(unique) {
+        return Err(StoreError::BadName(format!(
+            "delivery id {unique:?} cannot be a file name"
+        )));
+    }
+    for sub in ["new", "cur"] {
+        let d = maildir.join(sub);
+        let rd = match fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("reading directory", &d, e)),
+        };
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| filename::matches_unique(n, unique))
+            {
+                return Ok(Some(e.path()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Move a complete, fsynced `tmp` file into new/ as `<unique>,S=<size>` and fsync new/.
+fn publish(maildir: &Path, unique: &str, tmp: &Path, size: u64) -> Result<PathBuf> {
+    let dest = maildir.join("new").join(format!("{unique},S={size}"));
     // link() instead of rename(): never replaces a file that appeared meanwhile.
-    let r = fs::hard_link(&tmp, &dest).or_else(|e| match e.kind() {
+    let r = fs::hard_link(tmp, &dest).or_else(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => Ok(()),
-        _ => fs::rename(&tmp, &dest),
+        _ => fs::rename(tmp, &dest),
     });
-    let _ = fs::remove_file(&tmp);
+    let _ = fs::remove_file(tmp);
     r.map_err(|e| io_err("delivering to", &dest, e))?;
     sync_dir(&maildir.join("new"));
     Ok(dest)
+}
+
+/// [`deliver`] from a stream, for messages that must not be held whole in memory (the S3
+/// sync): the body is copied to `tmp/` through a fixed 64 KiB buffer, fsynced, then published
+/// exactly like [`deliver`] (same idempotence: an existing delivery of `unique` is returned
+/// without reading `reader` at all).
+///
+/// The stream must end after exactly `expected_len` bytes when that is given, and may not
+/// exceed `max` bytes ([`StoreError::TooBig`]). A read error, a short or a long stream
+/// leaves nothing in new/ and removes its tmp/ file; a reader that verifies its content
+/// (e.g. an MD5 against an ETag) reports a mismatch as a read error at the end of the
+/// stream, which therefore also prevents the delivery.
+pub fn deliver_from_reader(
+    maildir: &Path,
+    unique: &str,
+    reader: &mut dyn std::io::Read,
+    expected_len: Option<u64>,
+    max: u64,
+) -> Result<PathBuf> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(p) = find_delivered(maildir, unique)? {
+        return Ok(p);
+    }
+    if expected_len.is_some_and(|n| n > max) {
+        return Err(StoreError::TooBig);
+    }
+    ensure_maildir(maildir)?;
+    let tmp = maildir.join("tmp").join(new_unique());
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io_err("creating", &tmp, e))?;
+    let copied = (|| -> Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size: u64 = 0;
+        // Read at most one byte past the limit, so an oversized stream is recognised.
+        let limit = expected_len.unwrap_or(max).min(max).saturating_add(1);
+        let mut limited = reader.take(limit);
+        loop {
+            let n = match limited.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::Io("reading the message".into(), e)),
+            };
+            size += n as u64;
+            if size > max {
+                return Err(StoreError::TooBig);
+            }
+            if let Some(want) = expected_len.filter(|w| size > *w) {
+                return Err(StoreError::Io(
+                    "reading the message".into(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("longer than the expected {want} bytes"),
+                    ),
+                ));
+            }
+            f.write_all(buf.get(..n).unwrap_or(&[]))
+                .map_err(|e| io_err("writing", &tmp, e))?;
+        }
+        if let Some(want) = expected_len.filter(|w| size != *w) {
+            return Err(StoreError::Io(
+                "reading the message".into(),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("truncated: {size} of {want} bytes"),
+                ),
+            ));
+        }
+        f.sync_all().map_err(|e| io_err("writing", &tmp, e))?;
+        Ok(size)
+    })();
+    drop(f);
+    match copied {
+        Ok(size) => publish(maildir, unique, &tmp, size),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Deliver an already delivered message file `src` (e.g. another recipient's copy) into
+/// `maildir` as `unique`, idempotently like [`deliver`]: a hard link into new/ when `src` is
+/// on the same file system (the file is complete and fsynced already), else a streamed copy.
+pub fn deliver_link(maildir: &Path, unique: &str, src: &Path) -> Result<PathBuf> {
+    if let Some(p) = find_delivered(maildir, unique)? {
+        return Ok(p);
+    }
+    ensure_maildir(maildir)?;
+    let meta = fs::symlink_metadata(src).map_err(|e| io_err("reading", src, e))?;
+    if !meta.is_file() {
+        return Err(StoreError::Cannot(format!(
+            "{} is not a regular file",
+            src.display()
+        )));
+    }
+    let size = meta.len();
+    let dest = maildir.join("new").join(format!("{unique},S={size}"));
+    match fs::hard_link(src, &dest) {
+        Ok(()) => {
+            sync_dir(&maildir.join("new"));
+            Ok(dest)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dest),
+        Err(_) => {
+            let mut f = fs::File::open(src).map_err(|e| io_err("opening", src, e))?;
+            deliver_from_reader(maildir, unique, &mut f, Some(size), size)
+        }
+    }
 }
 
 /// A fresh empty directory for a test.
