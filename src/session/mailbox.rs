@@ -1,11 +1,11 @@
 //! Mailbox commands (RFC 3501 §6.3): SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//! UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND; NAMESPACE (RFC 2342); SPECIAL-USE attributes and
-//! the `LIST (SPECIAL-USE)` selection (RFC 6154).
+//! UNSUBSCRIBE, LSUB, STATUS (with SIZE, RFC 8438), APPEND; NAMESPACE (RFC 2342). LIST is in
+//! `list`.
 
 use super::view::{View, SYSTEM_FLAGS};
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
 use crate::imap::encode;
-use crate::imap::types::{Command, DateTime, Flag, ListOptions, StatusItem};
+use crate::imap::types::{Command, DateTime, Flag, StatusItem};
 use crate::store::{Flags, StoreError};
 
 /// The hierarchy separator of Dovecot's Maildir++ layout.
@@ -119,30 +119,10 @@ impl Session {
             }
             Command::Status { mailbox, items } => {
                 let name = normalize_mailbox(&mailbox);
-                let mut st = self.store()?.status(&name)?;
-                if items.contains(&StatusItem::Recent) {
-                    let mb = self.store()?.open_mailbox(&name, true)?;
-                    if let Some(c) = super::view::recent::read(mb.path()) {
-                        st.recent = mb.messages().iter().filter(|m| m.uid > c).count() as u32;
-                    }
-                }
-                let mut parts = Vec::new();
-                for it in items {
-                    parts.push(match it {
-                        StatusItem::Messages => format!("MESSAGES {}", st.messages),
-                        StatusItem::Recent => format!("RECENT {}", st.recent),
-                        StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
-                        StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
-                        StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
-                        StatusItem::Size => format!("SIZE {}", st.size),
-                        StatusItem::HighestModSeq => {
-                            return Err(HandlerError::Bad("STATUS HIGHESTMODSEQ needs CONDSTORE, which is not supported yet.".into()))
-                        }
-                    });
-                }
+                let items = self.status_items(&name, &items)?;
                 out.extend_from_slice(b"* STATUS ");
                 encode::astring(&mut out, name.as_bytes());
-                out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+                out.extend_from_slice(format!(" ({items})\r\n").as_bytes());
                 self.sync_selected(&mut out, true)?;
                 done(&mut out, "STATUS");
             }
@@ -155,53 +135,33 @@ impl Session {
         Ok(Output { bytes: out, action: Action::Continue })
     }
 
-    fn list(
-        &mut self,
-        out: &mut Vec<u8>,
-        reference: &str,
-        patterns: &[String],
-        options: &ListOptions,
-    ) -> Result<(), HandlerError> {
-        // LIST-EXTENDED (RFC 5258) is not advertised; only its SPECIAL-USE selection and
-        // return option (RFC 6154 §5.1) are understood. Refuse the rest rather than ignore it.
-        if options.subscribed || options.remote || options.return_status.is_some() {
-            return Err(HandlerError::Bad("LIST-EXTENDED options other than SPECIAL-USE are not supported.".into()));
+    /// The `MESSAGES n UIDNEXT n ...` part of a STATUS response (RFC 3501 §6.3.10; SIZE from
+    /// RFC 8438), also used by LIST-STATUS.
+    pub(super) fn status_items(&self, name: &str, items: &[StatusItem]) -> Result<String, HandlerError> {
+        let mut st = self.store()?.status(name)?;
+        if items.contains(&StatusItem::Recent) {
+            let mb = self.store()?.open_mailbox(name, true)?;
+            if let Some(c) = super::view::recent::read(mb.path()) {
+                st.recent = mb.messages().iter().filter(|m| m.uid > c).count() as u32;
+            }
         }
-        // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
-        if patterns.len() == 1 && patterns[0].is_empty() {
-            out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
-            return Ok(());
-        }
-        let entries = self.store()?.list()?;
-        for e in entries {
-            let matched = patterns.iter().any(|p| {
-                let full = join_reference(reference, p);
-                list_match(&full, &e.name)
+        let mut parts = Vec::new();
+        for it in items {
+            parts.push(match it {
+                StatusItem::Messages => format!("MESSAGES {}", st.messages),
+                StatusItem::Recent => format!("RECENT {}", st.recent),
+                StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
+                StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
+                StatusItem::Size => format!("SIZE {}", st.size),
+                StatusItem::HighestModSeq => {
+                    return Err(HandlerError::Bad(
+                        "STATUS HIGHESTMODSEQ needs CONDSTORE, which is not supported yet.".into(),
+                    ))
+                }
             });
-            if !matched {
-                continue;
-            }
-            // Nonexistent parents are listed only when `%` stops at them (RFC 3501 §6.3.8).
-            if e.nonexistent && !patterns.iter().any(|p| p.contains('%')) {
-                continue;
-            }
-            // RFC 6154 §2: the attribute is sent in every LIST; `LIST (SPECIAL-USE)` selects
-            // only the mailboxes that have one (§5.1).
-            let special = if e.nonexistent { None } else { super::special_use::attribute(&e.name) };
-            if options.special_use && special.is_none() {
-                continue;
-            }
-            let mut attrs = Vec::new();
-            if e.nonexistent {
-                attrs.push("\\Noselect");
-            }
-            attrs.push(if e.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
-            attrs.extend(special);
-            out.extend_from_slice(format!("* LIST ({}) \".\" ", attrs.join(" ")).as_bytes());
-            encode::string(out, e.name.as_bytes());
-            out.extend_from_slice(b"\r\n");
         }
-        Ok(())
+        Ok(parts.join(" "))
     }
 
     fn lsub(&mut self, out: &mut Vec<u8>, reference: &str, pattern: &str) -> Result<(), HandlerError> {
@@ -302,7 +262,7 @@ pub(crate) fn to_store_flags(flags: &[Flag]) -> Result<Flags, HandlerError> {
 }
 
 /// RFC 3501 §6.3.8: the reference is prefixed to the pattern (no separator is added).
-fn join_reference(reference: &str, pattern: &str) -> String {
+pub(super) fn join_reference(reference: &str, pattern: &str) -> String {
     if reference.is_empty() || pattern.starts_with(SEP) {
         pattern.to_string()
     } else {

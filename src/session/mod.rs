@@ -12,6 +12,7 @@
 mod auth;
 mod fetch;
 mod idle;
+mod list;
 mod mailbox;
 mod message;
 mod search;
@@ -174,6 +175,8 @@ impl Session {
                 "SEARCHRES",
                 "STATUS=SIZE",
                 "SPECIAL-USE",
+                "LIST-EXTENDED",
+                "LIST-STATUS",
             ]);
         }
         caps.join(" ")

@@ -1,0 +1,126 @@
+//! LIST (RFC 3501 §6.3.8) with LIST-EXTENDED (RFC 5258: SUBSCRIBED / REMOTE / RECURSIVEMATCH
+//! selection, SUBSCRIBED / CHILDREN return options, several patterns), LIST-STATUS (RFC 5819)
+//! and SPECIAL-USE (RFC 6154 §5.1: attributes, selection and return option).
+//!
+//! Owns: which names a LIST returns and with which attributes. Never: creates or changes
+//! mailboxes or subscriptions.
+
+use super::mailbox::{join_reference, list_match, SEP};
+use super::special_use;
+use super::{HandlerError, Session};
+use crate::imap::encode;
+use crate::imap::types::ListOptions;
+use std::collections::BTreeMap;
+
+/// What LIST knows about one name.
+#[derive(Default)]
+struct Node {
+    exists: bool,
+    has_children: bool,
+    subscribed: bool,
+    /// A strict descendant is subscribed (for RECURSIVEMATCH's CHILDINFO).
+    subscribed_child: bool,
+}
+
+impl Session {
+    pub(super) fn list(
+        &mut self,
+        out: &mut Vec<u8>,
+        reference: &str,
+        patterns: &[String],
+        options: &ListOptions,
+    ) -> Result<(), HandlerError> {
+        // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
+        if patterns.len() == 1 && patterns.first().is_some_and(|p| p.is_empty()) {
+            out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+            return Ok(());
+        }
+        let store = self.store()?;
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        for e in store.list()? {
+            order.push(e.name.clone());
+            nodes.insert(e.name, Node { exists: !e.nonexistent, has_children: e.has_children, ..Node::default() });
+        }
+        let want_subs = options.subscribed || options.return_subscribed;
+        if want_subs {
+            for name in store.subscriptions()? {
+                // Every ancestor learns it has a subscribed child (RFC 5258 §3.5 CHILDINFO).
+                for (i, c) in name.char_indices() {
+                    if c == SEP {
+                        let parent = name.get(..i).unwrap_or_default().to_string();
+                        if !nodes.contains_key(&parent) {
+                            order.push(parent.clone());
+                        }
+                        nodes.entry(parent).or_default().subscribed_child = true;
+                    }
+                }
+                if !nodes.contains_key(&name) {
+                    order.push(name.clone());
+                }
+                nodes.entry(name).or_default().subscribed = true;
+            }
+        }
+        let matches = |name: &str| patterns.iter().any(|p| list_match(&join_reference(reference, p), name));
+        let has_percent = patterns.iter().any(|p| p.contains('%'));
+        for name in order {
+            let Some(n) = nodes.get(&name) else { continue };
+            if !matches(&name) {
+                continue;
+            }
+            let special = if n.exists { special_use::attribute(&name) } else { None };
+            let mut childinfo = false;
+            if options.subscribed {
+                // RFC 5258 §3: SUBSCRIBED selects subscribed names, existing or not;
+                // RECURSIVEMATCH adds matching parents of subscribed names, with CHILDINFO.
+                childinfo = options.recursive_match && n.subscribed_child;
+                if !n.subscribed && !childinfo {
+                    continue;
+                }
+            } else if options.special_use {
+                if special.is_none() {
+                    continue;
+                }
+            } else {
+                if !n.exists && n.has_children && !has_percent {
+                    // Nonexistent parents are listed only when `%` stops at them (§6.3.8).
+                    continue;
+                }
+                if !n.exists && !n.has_children {
+                    // Only known through a subscription: not part of a plain LIST.
+                    continue;
+                }
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !n.exists {
+                // RFC 5258 §3.4: \NonExistent implies \Noselect; plain LIST keeps the RFC 3501
+                // \Noselect for parents that only exist as a hierarchy level.
+                attrs.push(if options.subscribed || !n.has_children { "\\NonExistent" } else { "\\Noselect" });
+            }
+            attrs.push(if n.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            if want_subs && n.subscribed {
+                attrs.push("\\Subscribed");
+            }
+            attrs.extend(special);
+            out.extend_from_slice(format!("* LIST ({}) \".\" ", attrs.join(" ")).as_bytes());
+            encode::string(out, name.as_bytes());
+            if childinfo {
+                out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            out.extend_from_slice(b"\r\n");
+            // RFC 5819 §2: a STATUS for each selectable mailbox listed; failures are skipped.
+            if let (Some(items), true) = (&options.return_status, n.exists) {
+                match self.status_items(&name, items) {
+                    Ok(s) => {
+                        out.extend_from_slice(b"* STATUS ");
+                        encode::astring(out, name.as_bytes());
+                        out.extend_from_slice(format!(" ({s})\r\n").as_bytes());
+                    }
+                    Err(HandlerError::Bad(e)) => return Err(HandlerError::Bad(e)),
+                    Err(HandlerError::No(_)) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
