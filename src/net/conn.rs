@@ -22,7 +22,10 @@ pub async fn serve(stream: Async<TcpStream>, peer: SocketAddr, shared: Arc<Share
         Ok(r) => r,
         Err(e) => format!("error: {e}"),
     };
-    log::info!("{peer}: disconnect user={} ({reason})", session.user().unwrap_or("-"));
+    log::info!(
+        "{peer}: disconnect user={} ({reason})",
+        session.user().unwrap_or("-")
+    );
 }
 
 async fn write(stream: &mut Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
@@ -41,12 +44,18 @@ enum Wake {
     Timeout,
 }
 
-async fn run(mut stream: Async<TcpStream>, session: &mut Session, shared: &Shared) -> io::Result<String> {
+async fn run(
+    mut stream: Async<TcpStream>,
+    session: &mut Session,
+    shared: &Shared,
+) -> io::Result<String> {
     let limits = &shared.limits;
     let mut framer = Framer::new(FramerLimits {
         max_line: limits.max_line,
         max_literal: limits.max_message_size,
-        max_command: limits.max_message_size.saturating_add(limits.max_line as u64 * 4),
+        max_command: limits
+            .max_message_size
+            .saturating_add(limits.max_line as u64 * 4),
     });
     write(&mut stream, &session.greeting()).await?;
     let mut buf = vec![0u8; 16 * 1024];
@@ -76,7 +85,11 @@ async fn run(mut stream: Async<TcpStream>, session: &mut Session, shared: &Share
                 }
             }
         }
-        let timeout = if session.is_authenticated() { limits.idle_timeout } else { limits.login_timeout };
+        let timeout = if session.is_authenticated() {
+            limits.idle_timeout
+        } else {
+            limits.login_timeout
+        };
         let deadline = last_input + timeout;
         let read = async { stream.read(&mut buf).await.map(Wake::Read) };
         let expire = async {

@@ -8,13 +8,20 @@ use crate::store::UserStore;
 use base64::Engine;
 
 impl Session {
-    pub(super) async fn login(&mut self, tag: &str, user: &str, password: &[u8]) -> Result<Output, HandlerError> {
+    pub(super) async fn login(
+        &mut self,
+        tag: &str,
+        user: &str,
+        password: &[u8],
+    ) -> Result<Output, HandlerError> {
         if !self.plaintext_ok() {
             return Err(HandlerError::No(
-                "[PRIVACYREQUIRED] Plaintext authentication is disabled on non-secure connections.".into(),
+                "[PRIVACYREQUIRED] Plaintext authentication is disabled on non-secure connections."
+                    .into(),
             ));
         }
-        self.verify_and_enter(tag, user.to_string(), password.to_vec()).await
+        self.verify_and_enter(tag, user.to_string(), password.to_vec())
+            .await
     }
 
     pub(super) async fn authenticate(
@@ -24,18 +31,26 @@ impl Session {
         initial: Option<String>,
     ) -> Result<Output, HandlerError> {
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
-            return Err(HandlerError::No(format!("[CANNOT] Unsupported authentication mechanism {mechanism}.")));
+            return Err(HandlerError::No(format!(
+                "[CANNOT] Unsupported authentication mechanism {mechanism}."
+            )));
         }
         if !self.plaintext_ok() {
             return Err(HandlerError::No(
-                "[PRIVACYREQUIRED] Plaintext authentication is disabled on non-secure connections.".into(),
+                "[PRIVACYREQUIRED] Plaintext authentication is disabled on non-secure connections."
+                    .into(),
             ));
         }
         match initial {
             Some(ir) => self.auth_plain_response(tag, ir.as_bytes()).await,
             None => {
-                self.pending = Pending::AuthPlain { tag: tag.to_string() };
-                Ok(Output { bytes: b"+ \r\n".to_vec(), action: Action::Continue })
+                self.pending = Pending::AuthPlain {
+                    tag: tag.to_string(),
+                };
+                Ok(Output {
+                    bytes: b"+ \r\n".to_vec(),
+                    action: Action::Continue,
+                })
             }
         }
     }
@@ -51,7 +66,10 @@ impl Session {
         match result {
             Ok(o) => o,
             Err(HandlerError::Bad(r)) => self.bad(&tag, &r),
-            Err(HandlerError::No(t)) => Output { bytes: format!("{tag} NO {t}\r\n").into_bytes(), action: Action::Continue },
+            Err(HandlerError::No(t)) => Output {
+                bytes: format!("{tag} NO {t}\r\n").into_bytes(),
+                action: Action::Continue,
+            },
         }
     }
 
@@ -68,13 +86,20 @@ impl Session {
         let mut parts = decoded.split(|&b| b == 0);
         let (authz, authc, pass) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(z), Some(c), Some(p), None) => (z, c, p),
-            _ => return Err(HandlerError::Bad("Invalid AUTHENTICATE PLAIN response.".into())),
+            _ => {
+                return Err(HandlerError::Bad(
+                    "Invalid AUTHENTICATE PLAIN response.".into(),
+                ))
+            }
         };
-        let authc = String::from_utf8(authc.to_vec()).map_err(|_| HandlerError::Bad("User name is not UTF-8.".into()))?;
+        let authc = String::from_utf8(authc.to_vec())
+            .map_err(|_| HandlerError::Bad("User name is not UTF-8.".into()))?;
         if !authz.is_empty() && authz != authc.as_bytes() {
             // Master-user / proxy authorization is not supported.
             self.fail_delay().await;
-            return Err(HandlerError::No("[AUTHORIZATIONFAILED] Authorization as another user is not allowed.".into()));
+            return Err(HandlerError::No(
+                "[AUTHORIZATIONFAILED] Authorization as another user is not allowed.".into(),
+            ));
         }
         self.verify_and_enter(tag, authc, pass.to_vec()).await
     }
@@ -83,33 +108,59 @@ impl Session {
         async_io::Timer::after(self.shared.limits.failed_login_delay).await;
     }
 
-    async fn verify_and_enter(&mut self, tag: &str, user: String, password: Vec<u8>) -> Result<Output, HandlerError> {
+    async fn verify_and_enter(
+        &mut self,
+        tag: &str,
+        user: String,
+        password: Vec<u8>,
+    ) -> Result<Output, HandlerError> {
         let users = self.shared.users.clone();
         let u = user.clone();
         let found = smol::unblock(move || users.authenticate(&u, &password)).await;
         let Some(entry) = found else {
             log::info!("{}: login failed user={user:?}", self.peer);
             self.fail_delay().await;
-            return Err(HandlerError::No("[AUTHENTICATIONFAILED] Authentication failed.".into()));
+            return Err(HandlerError::No(
+                "[AUTHENTICATIONFAILED] Authentication failed.".into(),
+            ));
         };
-        let root = match self.shared.mail_location.resolve(&entry.name, entry.home.as_deref()) {
+        let root = match self
+            .shared
+            .mail_location
+            .resolve(&entry.name, entry.home.as_deref())
+        {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{}: login user={user:?}: {e}", self.peer);
-                return Err(HandlerError::No("[UNAVAILABLE] Mailbox configuration error; see the server log.".into()));
+                return Err(HandlerError::No(
+                    "[UNAVAILABLE] Mailbox configuration error; see the server log.".into(),
+                ));
             }
         };
         let store = match UserStore::open(&root) {
             Ok(s) => s,
             Err(e) => {
-                log::error!("{}: login user={user:?}: opening {}: {e}", self.peer, root.display());
-                return Err(HandlerError::No("[UNAVAILABLE] Mail storage is unavailable; see the server log.".into()));
+                log::error!(
+                    "{}: login user={user:?}: opening {}: {e}",
+                    self.peer,
+                    root.display()
+                );
+                return Err(HandlerError::No(
+                    "[UNAVAILABLE] Mail storage is unavailable; see the server log.".into(),
+                ));
             }
         };
         log::info!("{}: login ok user={}", self.peer, entry.name);
-        self.state = State::Authenticated { user: entry.name, store };
+        self.state = State::Authenticated {
+            user: entry.name,
+            store,
+        };
         Ok(Output {
-            bytes: format!("{tag} OK [CAPABILITY {}] Logged in.\r\n", self.capabilities()).into_bytes(),
+            bytes: format!(
+                "{tag} OK [CAPABILITY {}] Logged in.\r\n",
+                self.capabilities()
+            )
+            .into_bytes(),
             action: Action::Continue,
         })
     }

@@ -9,18 +9,29 @@ use crate::store::flag;
 
 impl Session {
     pub(super) fn fetch(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
-        let Command::Fetch { uid, set, mut items, changed_since } = cmd else {
+        let Command::Fetch {
+            uid,
+            set,
+            mut items,
+            changed_since,
+        } = cmd
+        else {
             return Err(HandlerError::Bad("not a FETCH".into()));
         };
         if changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
-            return Err(HandlerError::Bad("MODSEQ / CHANGEDSINCE need CONDSTORE, which is not supported yet.".into()));
+            return Err(HandlerError::Bad(
+                "MODSEQ / CHANGEDSINCE need CONDSTORE, which is not supported yet.".into(),
+            ));
         }
         // RFC 3501 §6.4.8: UID FETCH always returns UID.
         if uid && !items.contains(&FetchAttr::Uid) {
             items.insert(0, FetchAttr::Uid);
         }
         let needs_body = items.iter().any(|a| {
-            !matches!(a, FetchAttr::Flags | FetchAttr::InternalDate | FetchAttr::Rfc822Size | FetchAttr::Uid)
+            !matches!(
+                a,
+                FetchAttr::Flags | FetchAttr::InternalDate | FetchAttr::Rfc822Size | FetchAttr::Uid
+            )
         });
         let sets_seen = items.iter().any(|a| match a {
             FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
@@ -43,7 +54,8 @@ impl Session {
             let raw = if needs_body {
                 match view.mbox.read(msg_uid) {
                     Ok(r) => Some(r),
-                    Err(crate::store::StoreError::Expunged(_)) | Err(crate::store::StoreError::NotFound(_)) => {
+                    Err(crate::store::StoreError::Expunged(_))
+                    | Err(crate::store::StoreError::NotFound(_)) => {
                         missing = true;
                         continue;
                     }
@@ -78,12 +90,17 @@ impl Session {
             for a in &items {
                 sep(&mut line);
                 match a {
-                    FetchAttr::Flags => line.extend_from_slice(format!("FLAGS {}", flags_list(&flags, recent)).as_bytes()),
+                    FetchAttr::Flags => line.extend_from_slice(
+                        format!("FLAGS {}", flags_list(&flags, recent)).as_bytes(),
+                    ),
                     FetchAttr::Uid => line.extend_from_slice(format!("UID {msg_uid}").as_bytes()),
                     FetchAttr::InternalDate => line.extend_from_slice(
-                        format!("INTERNALDATE \"{}\"", imap_datetime(meta.internal_date)).as_bytes(),
+                        format!("INTERNALDATE \"{}\"", imap_datetime(meta.internal_date))
+                            .as_bytes(),
                     ),
-                    FetchAttr::Rfc822Size => line.extend_from_slice(format!("RFC822.SIZE {}", msg_len_or(&meta, msg)).as_bytes()),
+                    FetchAttr::Rfc822Size => line.extend_from_slice(
+                        format!("RFC822.SIZE {}", msg_len_or(&meta, msg)).as_bytes(),
+                    ),
                     FetchAttr::Envelope => {
                         line.extend_from_slice(b"ENVELOPE ");
                         mime::envelope(msg, &mut line);
@@ -102,16 +119,26 @@ impl Session {
                     }
                     FetchAttr::Rfc822Header => {
                         line.extend_from_slice(b"RFC822.HEADER ");
-                        let s = Section { part: vec![], text: Some(SectionText::Header) };
+                        let s = Section {
+                            part: vec![],
+                            text: Some(SectionText::Header),
+                        };
                         literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
                     }
                     FetchAttr::Rfc822Text => {
                         line.extend_from_slice(b"RFC822.TEXT ");
-                        let s = Section { part: vec![], text: Some(SectionText::Text) };
+                        let s = Section {
+                            part: vec![],
+                            text: Some(SectionText::Text),
+                        };
                         literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
                     }
-                    FetchAttr::BodySection { section, partial, .. } => {
-                        line.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+                    FetchAttr::BodySection {
+                        section, partial, ..
+                    } => {
+                        line.extend_from_slice(
+                            format!("BODY[{}]", section_spec(section)).as_bytes(),
+                        );
                         let data = mime::section(msg, section).unwrap_or_default();
                         let data = apply_partial(&mut line, &data, *partial);
                         line.push(b' ');
@@ -121,7 +148,9 @@ impl Session {
                         let data = match mime::binary(msg, part) {
                             Ok(d) => d.unwrap_or_default(),
                             Err(()) => {
-                                return Err(HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+                                return Err(HandlerError::No(
+                                    "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into(),
+                                ))
                             }
                         };
                         line.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
@@ -138,10 +167,14 @@ impl Session {
                         let n = match mime::binary(msg, part) {
                             Ok(d) => d.map(|d| d.len()).unwrap_or(0),
                             Err(()) => {
-                                return Err(HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+                                return Err(HandlerError::No(
+                                    "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into(),
+                                ))
                             }
                         };
-                        line.extend_from_slice(format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes());
+                        line.extend_from_slice(
+                            format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes(),
+                        );
                     }
                     FetchAttr::ModSeq => {}
                 }
@@ -156,11 +189,17 @@ impl Session {
         }
         let name = if uid { "UID FETCH" } else { "FETCH" };
         if missing && !uid {
-            out.extend_from_slice(format!("{tag} NO [EXPUNGEISSUED] Some messages were expunged meanwhile.\r\n").as_bytes());
+            out.extend_from_slice(
+                format!("{tag} NO [EXPUNGEISSUED] Some messages were expunged meanwhile.\r\n")
+                    .as_bytes(),
+            );
         } else {
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         }
-        Ok(Output { bytes: out, action: Action::Continue })
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
     }
 }
 
@@ -191,7 +230,10 @@ fn apply_partial<'a>(line: &mut Vec<u8>, data: &'a [u8], partial: Option<(u32, u
 }
 
 fn part_spec(part: &[u32]) -> String {
-    part.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+    part.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The section as echoed in the response: `1.2.HEADER.FIELDS (FROM TO)`.
@@ -216,13 +258,17 @@ pub(crate) fn section_spec(s: &Section) -> String {
             SectionText::Text => out.push_str("TEXT"),
             SectionText::Mime => out.push_str("MIME"),
             SectionText::HeaderFields(f) => out.push_str(&format!("HEADER.FIELDS ({})", fields(f))),
-            SectionText::HeaderFieldsNot(f) => out.push_str(&format!("HEADER.FIELDS.NOT ({})", fields(f))),
+            SectionText::HeaderFieldsNot(f) => {
+                out.push_str(&format!("HEADER.FIELDS.NOT ({})", fields(f)))
+            }
         }
     }
     out
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `date-time` in UTC: `17-Jul-1996 02:44:25 +0000`.
 pub(crate) fn imap_datetime(unix: i64) -> String {
@@ -261,7 +307,18 @@ mod tests {
     fn dates() {
         assert_eq!(imap_datetime(0), "01-Jan-1970 00:00:00 +0000");
         assert_eq!(imap_datetime(837571465), "17-Jul-1996 02:44:25 +0000");
-        for d in [-800_000i64, -1, 0, 1, 59, 60, 365, 10_957, 20_000, 2_932_896] {
+        for d in [
+            -800_000i64,
+            -1,
+            0,
+            1,
+            59,
+            60,
+            365,
+            10_957,
+            20_000,
+            2_932_896,
+        ] {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(crate::imap::types::days_from_civil(y, m, dd), d);
         }

@@ -32,8 +32,13 @@ impl Session {
         let mut out = Vec::new();
         self.sync_selected(&mut out, true)?;
         out.extend_from_slice(b"+ idling\r\n");
-        self.pending = Pending::Idle { tag: tag.to_string() };
-        Ok(Output { bytes: out, action: Action::Idle })
+        self.pending = Pending::Idle {
+            tag: tag.to_string(),
+        };
+        Ok(Output {
+            bytes: out,
+            action: Action::Idle,
+        })
     }
 
     /// The line that ends IDLE. `DONE` (case-insensitive, RFC 2177 §4 ABNF) completes the
@@ -42,12 +47,17 @@ impl Session {
         let line = trim_crlf(frame);
         let mut bytes = Vec::new();
         if line.eq_ignore_ascii_case(b"DONE") {
-            if let Err(HandlerError::No(t) | HandlerError::Bad(t)) = self.sync_selected(&mut bytes, true) {
+            if let Err(HandlerError::No(t) | HandlerError::Bad(t)) =
+                self.sync_selected(&mut bytes, true)
+            {
                 log::warn!("{}: sync at the end of IDLE failed: {t}", self.peer);
             }
             bytes.extend_from_slice(format!("{tag} OK IDLE terminated.\r\n").as_bytes());
             self.bad_in_a_row = 0;
-            return Output { bytes, action: Action::Continue };
+            return Output {
+                bytes,
+                action: Action::Continue,
+            };
         }
         self.bad(&tag, "Expected DONE.")
     }
@@ -61,7 +71,8 @@ impl Session {
     /// to push (empty when nothing changed, or when no mailbox is selected).
     pub fn idle_sync(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        if let Err(HandlerError::No(t) | HandlerError::Bad(t)) = self.sync_selected(&mut out, true) {
+        if let Err(HandlerError::No(t) | HandlerError::Bad(t)) = self.sync_selected(&mut out, true)
+        {
             log::warn!("{}: sync during IDLE failed: {t}", self.peer);
         }
         out
@@ -106,12 +117,20 @@ impl Watcher {
     /// Watch `paths` (see [`Session::watch_paths`]).
     pub fn new(paths: &[PathBuf]) -> Watcher {
         if paths.is_empty() {
-            return Watcher { kind: Kind::Nothing };
+            return Watcher {
+                kind: Kind::Nothing,
+            };
         }
         #[cfg(target_os = "linux")]
         match inotify_watch(paths) {
-            Ok(fd) => return Watcher { kind: Kind::Inotify(fd) },
-            Err(e) => log::warn!("inotify unavailable ({e}); IDLE falls back to polling every {POLL_FALLBACK:?}"),
+            Ok(fd) => {
+                return Watcher {
+                    kind: Kind::Inotify(fd),
+                }
+            }
+            Err(e) => log::warn!(
+                "inotify unavailable ({e}); IDLE falls back to polling every {POLL_FALLBACK:?}"
+            ),
         }
         Watcher { kind: Kind::Poll }
     }
@@ -213,7 +232,8 @@ mod tests {
         let d2 = dir.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            std::fs::write(d2.join("tmp").join("1.x"), b"Subject: x\r\n\r\nx\r\n").unwrap_or_default();
+            std::fs::write(d2.join("tmp").join("1.x"), b"Subject: x\r\n\r\nx\r\n")
+                .unwrap_or_default();
             let _ = std::fs::rename(d2.join("tmp").join("1.x"), d2.join("new").join("1.x"));
         });
         let start = std::time::Instant::now();

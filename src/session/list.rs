@@ -40,7 +40,14 @@ impl Session {
         let mut order: Vec<String> = Vec::new();
         for e in store.list()? {
             order.push(e.name.clone());
-            nodes.insert(e.name, Node { exists: !e.nonexistent, has_children: e.has_children, ..Node::default() });
+            nodes.insert(
+                e.name,
+                Node {
+                    exists: !e.nonexistent,
+                    has_children: e.has_children,
+                    ..Node::default()
+                },
+            );
         }
         let want_subs = options.subscribed || options.return_subscribed;
         if want_subs {
@@ -61,14 +68,22 @@ impl Session {
                 nodes.entry(name).or_default().subscribed = true;
             }
         }
-        let matches = |name: &str| patterns.iter().any(|p| list_match(&join_reference(reference, p), name));
+        let matches = |name: &str| {
+            patterns
+                .iter()
+                .any(|p| list_match(&join_reference(reference, p), name))
+        };
         let has_percent = patterns.iter().any(|p| p.contains('%'));
         for name in order {
             let Some(n) = nodes.get(&name) else { continue };
             if !matches(&name) {
                 continue;
             }
-            let special = if n.exists { special_use::attribute(&name) } else { None };
+            let special = if n.exists {
+                special_use::attribute(&name)
+            } else {
+                None
+            };
             let mut childinfo = false;
             if options.subscribed {
                 // RFC 5258 §3: SUBSCRIBED selects subscribed names, existing or not;
@@ -95,9 +110,17 @@ impl Session {
             if !n.exists {
                 // RFC 5258 §3.4: \NonExistent implies \Noselect; plain LIST keeps the RFC 3501
                 // \Noselect for parents that only exist as a hierarchy level.
-                attrs.push(if options.subscribed || !n.has_children { "\\NonExistent" } else { "\\Noselect" });
+                attrs.push(if options.subscribed || !n.has_children {
+                    "\\NonExistent"
+                } else {
+                    "\\Noselect"
+                });
             }
-            attrs.push(if n.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            attrs.push(if n.has_children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
             if want_subs && n.subscribed {
                 attrs.push("\\Subscribed");
             }

@@ -22,10 +22,14 @@ impl Session {
         // RFC 3501 §6.3.1: a SELECT deselects the current mailbox first, even if it fails.
         let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
         let (user, store) = match state {
-            State::Selected { user, store, .. } | State::Authenticated { user, store } => (user, store),
+            State::Selected { user, store, .. } | State::Authenticated { user, store } => {
+                (user, store)
+            }
             State::NotAuthenticated => return Err(HandlerError::Bad("Not authenticated.".into())),
         };
-        let opened = store.open_mailbox(&name, read_only).and_then(|m| View::new(m, read_only));
+        let opened = store
+            .open_mailbox(&name, read_only)
+            .and_then(|m| View::new(m, read_only));
         let view = match opened {
             Ok(v) => v,
             Err(e) => {
@@ -42,12 +46,29 @@ impl Session {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
         } else {
             out.extend_from_slice(
-                format!("* OK [PERMANENTFLAGS ({} \\*)] Flags permitted.\r\n", flags.join(" ")).as_bytes(),
+                format!(
+                    "* OK [PERMANENTFLAGS ({} \\*)] Flags permitted.\r\n",
+                    flags.join(" ")
+                )
+                .as_bytes(),
             );
         }
-        out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", view.exists(), view.recent()).as_bytes());
-        if let Some(pos) = view.msgs.iter().position(|m| m.flags.system & crate::store::flag::SEEN == 0) {
-            out.extend_from_slice(format!("* OK [UNSEEN {}] First unseen.\r\n", pos + 1).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "* {} EXISTS\r\n* {} RECENT\r\n",
+                view.exists(),
+                view.recent()
+            )
+            .as_bytes(),
+        );
+        if let Some(pos) = view
+            .msgs
+            .iter()
+            .position(|m| m.flags.system & crate::store::flag::SEEN == 0)
+        {
+            out.extend_from_slice(
+                format!("* OK [UNSEEN {}] First unseen.\r\n", pos + 1).as_bytes(),
+            );
         }
         out.extend_from_slice(
             format!(
@@ -60,11 +81,22 @@ impl Session {
         let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "Examine" } else { "Select" };
         out.extend_from_slice(format!("{tag} OK [{rw}] {verb} completed.\r\n").as_bytes());
-        self.state = State::Selected { user, store, view: Box::new(view) };
-        Ok(Output { bytes: out, action: Action::Continue })
+        self.state = State::Selected {
+            user,
+            store,
+            view: Box::new(view),
+        };
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
     }
 
-    pub(super) fn mailbox_command(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+    pub(super) fn mailbox_command(
+        &mut self,
+        tag: &str,
+        cmd: Command,
+    ) -> Result<Output, HandlerError> {
         let mut out = Vec::new();
         let done = |out: &mut Vec<u8>, what: &str| {
             out.extend_from_slice(format!("{tag} OK {what} completed.\r\n").as_bytes());
@@ -74,7 +106,9 @@ impl Session {
                 // RFC 3501 §6.3.3: a trailing separator means "will have children"; create the name.
                 let name = normalize_mailbox(mailbox.trim_end_matches(SEP));
                 if name == "INBOX" {
-                    return Err(HandlerError::No("[ALREADYEXISTS] INBOX always exists.".into()));
+                    return Err(HandlerError::No(
+                        "[ALREADYEXISTS] INBOX always exists.".into(),
+                    ));
                 }
                 self.store()?.create(&name)?;
                 done(&mut out, "CREATE");
@@ -86,7 +120,9 @@ impl Session {
                 }
                 if let State::Selected { view, .. } = &self.state {
                     if view.mbox.name() == name {
-                        return Err(HandlerError::No("[CANNOT] Can't delete the selected mailbox; CLOSE it first.".into()));
+                        return Err(HandlerError::No(
+                            "[CANNOT] Can't delete the selected mailbox; CLOSE it first.".into(),
+                        ));
                     }
                 }
                 self.store()?.delete(&name)?;
@@ -96,20 +132,28 @@ impl Session {
                 let from = normalize_mailbox(&from);
                 let to = normalize_mailbox(&to);
                 if to == "INBOX" {
-                    return Err(HandlerError::No("[ALREADYEXISTS] INBOX always exists.".into()));
+                    return Err(HandlerError::No(
+                        "[ALREADYEXISTS] INBOX always exists.".into(),
+                    ));
                 }
                 self.store()?.rename(&from, &to)?;
                 done(&mut out, "RENAME");
             }
             Command::Subscribe { mailbox } => {
-                self.store()?.set_subscribed(&normalize_mailbox(&mailbox), true)?;
+                self.store()?
+                    .set_subscribed(&normalize_mailbox(&mailbox), true)?;
                 done(&mut out, "SUBSCRIBE");
             }
             Command::Unsubscribe { mailbox } => {
-                self.store()?.set_subscribed(&normalize_mailbox(&mailbox), false)?;
+                self.store()?
+                    .set_subscribed(&normalize_mailbox(&mailbox), false)?;
                 done(&mut out, "UNSUBSCRIBE");
             }
-            Command::List { reference, patterns, options } => {
+            Command::List {
+                reference,
+                patterns,
+                options,
+            } => {
                 self.list(&mut out, &reference, &patterns, &options)?;
                 done(&mut out, "LIST");
             }
@@ -130,14 +174,26 @@ impl Session {
                 out.extend_from_slice(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
                 done(&mut out, "NAMESPACE");
             }
-            other => return Err(HandlerError::Bad(format!("{} is not a mailbox command", other.name()))),
+            other => {
+                return Err(HandlerError::Bad(format!(
+                    "{} is not a mailbox command",
+                    other.name()
+                )))
+            }
         }
-        Ok(Output { bytes: out, action: Action::Continue })
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
     }
 
     /// The `MESSAGES n UIDNEXT n ...` part of a STATUS response (RFC 3501 §6.3.10; SIZE from
     /// RFC 8438), also used by LIST-STATUS.
-    pub(super) fn status_items(&self, name: &str, items: &[StatusItem]) -> Result<String, HandlerError> {
+    pub(super) fn status_items(
+        &self,
+        name: &str,
+        items: &[StatusItem],
+    ) -> Result<String, HandlerError> {
         let mut st = self.store()?.status(name)?;
         if items.contains(&StatusItem::Recent) {
             let mb = self.store()?.open_mailbox(name, true)?;
@@ -164,19 +220,34 @@ impl Session {
         Ok(parts.join(" "))
     }
 
-    fn lsub(&mut self, out: &mut Vec<u8>, reference: &str, pattern: &str) -> Result<(), HandlerError> {
+    fn lsub(
+        &mut self,
+        out: &mut Vec<u8>,
+        reference: &str,
+        pattern: &str,
+    ) -> Result<(), HandlerError> {
         if pattern.is_empty() {
             out.extend_from_slice(b"* LSUB (\\Noselect) \".\" \"\"\r\n");
             return Ok(());
         }
         let full = join_reference(reference, pattern);
         let subs = self.store()?.subscriptions()?;
-        let existing: Vec<String> = self.store()?.list()?.into_iter().filter(|e| !e.nonexistent).map(|e| e.name).collect();
+        let existing: Vec<String> = self
+            .store()?
+            .list()?
+            .into_iter()
+            .filter(|e| !e.nonexistent)
+            .map(|e| e.name)
+            .collect();
         let mut listed: Vec<String> = Vec::new();
         for name in &subs {
             if list_match(&full, name) {
                 if !listed.contains(name) {
-                    let attrs = if existing.iter().any(|n| n == name) { "" } else { "\\Noselect" };
+                    let attrs = if existing.iter().any(|n| n == name) {
+                        ""
+                    } else {
+                        "\\Noselect"
+                    };
                     out.extend_from_slice(format!("* LSUB ({attrs}) \".\" ").as_bytes());
                     encode::string(out, name.as_bytes());
                     out.extend_from_slice(b"\r\n");
@@ -194,7 +265,10 @@ impl Session {
                     continue;
                 }
                 let parent = &name[..i];
-                if list_match(&full, parent) && !subs.iter().any(|s| s == parent) && !listed.iter().any(|l| l == parent) {
+                if list_match(&full, parent)
+                    && !subs.iter().any(|s| s == parent)
+                    && !listed.iter().any(|l| l == parent)
+                {
                     out.extend_from_slice(b"* LSUB (\\Noselect) \".\" ");
                     encode::string(out, parent.as_bytes());
                     out.extend_from_slice(b"\r\n");
@@ -215,7 +289,9 @@ impl Session {
     ) -> Result<Output, HandlerError> {
         let name = normalize_mailbox(mailbox);
         if message.len() as u64 > self.shared.limits.max_message_size {
-            return Err(HandlerError::No("[TOOBIG] Message is larger than the server accepts.".into()));
+            return Err(HandlerError::No(
+                "[TOOBIG] Message is larger than the server accepts.".into(),
+            ));
         }
         if message.is_empty() {
             return Err(HandlerError::No("[CANNOT] Empty message.".into()));
@@ -226,7 +302,9 @@ impl Session {
         let mut mbox = match store.open_mailbox(&name, false) {
             Ok(m) => m,
             Err(StoreError::NotFound(_)) => {
-                return Err(HandlerError::No("[TRYCREATE] Mailbox doesn't exist.".into()));
+                return Err(HandlerError::No(
+                    "[TRYCREATE] Mailbox doesn't exist.".into(),
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -234,8 +312,13 @@ impl Session {
         let validity = mbox.uid_validity();
         let mut out = Vec::new();
         self.sync_selected(&mut out, true)?;
-        out.extend_from_slice(format!("{tag} OK [APPENDUID {validity} {uid}] APPEND completed.\r\n").as_bytes());
-        Ok(Output { bytes: out, action: Action::Continue })
+        out.extend_from_slice(
+            format!("{tag} OK [APPENDUID {validity} {uid}] APPEND completed.\r\n").as_bytes(),
+        );
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
     }
 }
 
@@ -250,7 +333,9 @@ pub(crate) fn to_store_flags(flags: &[Flag]) -> Result<Flags, HandlerError> {
             Flag::Flagged => f.system |= flag::FLAGGED,
             Flag::Deleted => f.system |= flag::DELETED,
             Flag::Draft => f.system |= flag::DRAFT,
-            Flag::Recent => return Err(HandlerError::Bad("\\Recent flag can't be changed.".into())),
+            Flag::Recent => {
+                return Err(HandlerError::Bad("\\Recent flag can't be changed.".into()))
+            }
             Flag::Keyword(k) => {
                 if !f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
                     f.keywords.push(k.clone());
@@ -278,7 +363,10 @@ pub(crate) fn list_match(pattern: &str, name: &str) -> bool {
     } else {
         name.to_string()
     };
-    let pat: String = if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case("INBOX") && pattern.is_char_boundary(5) {
+    let pat: String = if pattern.len() >= 5
+        && pattern[..5].eq_ignore_ascii_case("INBOX")
+        && pattern.is_char_boundary(5)
+    {
         format!("INBOX{}", &pattern[5..])
     } else {
         pattern.to_string()
@@ -338,6 +426,9 @@ mod tests {
         assert!(list_match("inbox", "INBOX"));
         assert!(!list_match("b*", "a.b"));
         assert!(list_match("%.%", "a.b"));
-        assert!(list_match("*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaax"));
+        assert!(list_match(
+            "*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%x",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaax"
+        ));
     }
 }

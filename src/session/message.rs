@@ -9,7 +9,11 @@ use crate::imap::types::{Command, Flag, SequenceSet, StoreMode};
 use crate::store::{flag, StoreError};
 
 impl Session {
-    pub(super) fn selected_command(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+    pub(super) fn selected_command(
+        &mut self,
+        tag: &str,
+        cmd: Command,
+    ) -> Result<Output, HandlerError> {
         let mut out = Vec::new();
         match cmd {
             Command::Check => {
@@ -19,7 +23,12 @@ impl Session {
             Command::Close | Command::Unselect => {
                 let close = matches!(cmd, Command::Close);
                 let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
-                if let State::Selected { user, store, mut view } = state {
+                if let State::Selected {
+                    user,
+                    store,
+                    mut view,
+                } = state
+                {
                     let mut result = Ok(());
                     if close && !view.read_only {
                         // RFC 3501 §6.4.2: CLOSE expunges silently.
@@ -37,7 +46,11 @@ impl Session {
                 out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
             }
             Command::Expunge | Command::UidExpunge(_) => {
-                let set = if let Command::UidExpunge(s) = &cmd { Some(s.clone()) } else { None };
+                let set = if let Command::UidExpunge(s) = &cmd {
+                    Some(s.clone())
+                } else {
+                    None
+                };
                 let view = self.view_mut()?;
                 if view.read_only {
                     return Err(HandlerError::No("[READ-ONLY] Mailbox is read-only.".into()));
@@ -56,12 +69,25 @@ impl Session {
                 };
                 view.mbox.expunge(&uids)?;
                 view.sync(&mut out, true)?;
-                let name = if set.is_some() { "UID EXPUNGE" } else { "EXPUNGE" };
+                let name = if set.is_some() {
+                    "UID EXPUNGE"
+                } else {
+                    "EXPUNGE"
+                };
                 out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
             }
-            Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
+            Command::Store {
+                uid,
+                set,
+                mode,
+                silent,
+                flags,
+                unchanged_since,
+            } => {
                 if unchanged_since.is_some() {
-                    return Err(HandlerError::Bad("UNCHANGEDSINCE needs CONDSTORE, which is not supported yet.".into()));
+                    return Err(HandlerError::Bad(
+                        "UNCHANGEDSINCE needs CONDSTORE, which is not supported yet.".into(),
+                    ));
                 }
                 self.store_flags(&mut out, uid, &set, mode, silent, &flags)?;
                 let name = if uid { "UID STORE" } else { "STORE" };
@@ -85,9 +111,17 @@ impl Session {
             }
             c @ Command::Fetch { .. } => return self.fetch(tag, c),
             c @ Command::Search { .. } => return self.search(tag, c),
-            other => return Err(HandlerError::Bad(format!("{} is not allowed here.", other.name()))),
+            other => {
+                return Err(HandlerError::Bad(format!(
+                    "{} is not allowed here.",
+                    other.name()
+                )))
+            }
         }
-        Ok(Output { bytes: out, action: Action::Continue })
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
     }
 
     pub(super) fn view_mut(&mut self) -> Result<&mut View, HandlerError> {
@@ -134,7 +168,8 @@ impl Session {
                 }
                 StoreMode::Remove => {
                     new.system &= !given.system;
-                    new.keywords.retain(|x| !given.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                    new.keywords
+                        .retain(|x| !given.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
                 }
             }
             if new != meta.flags {
@@ -149,14 +184,25 @@ impl Session {
             }
             view.msgs[i].flags = new.clone();
             if !silent {
-                let uid_part = if uid { format!("UID {msg_uid} ") } else { String::new() };
+                let uid_part = if uid {
+                    format!("UID {msg_uid} ")
+                } else {
+                    String::new()
+                };
                 out.extend_from_slice(
-                    format!("* {} FETCH ({uid_part}FLAGS {})\r\n", i + 1, flags_list(&new, recent)).as_bytes(),
+                    format!(
+                        "* {} FETCH ({uid_part}FLAGS {})\r\n",
+                        i + 1,
+                        flags_list(&new, recent)
+                    )
+                    .as_bytes(),
                 );
             }
         }
         if expunged {
-            return Err(HandlerError::No("[EXPUNGEISSUED] Some of the messages no longer exist.".into()));
+            return Err(HandlerError::No(
+                "[EXPUNGEISSUED] Some of the messages no longer exist.".into(),
+            ));
         }
         Ok(())
     }
@@ -180,16 +226,26 @@ impl Session {
         }
         view.sync(out, uid)?;
         let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
-        let uids: Vec<u32> = idx.iter().map(|&i| view.msgs[i].uid).filter(|u| view.meta(*u).is_some()).collect();
+        let uids: Vec<u32> = idx
+            .iter()
+            .map(|&i| view.msgs[i].uid)
+            .filter(|u| view.meta(*u).is_some())
+            .collect();
         let same = dest_name == view.mbox.name();
         let mut dest = match store.open_mailbox(&dest_name, false) {
             Ok(d) => d,
-            Err(StoreError::NotFound(_)) => return Err(HandlerError::No("[TRYCREATE] Mailbox doesn't exist.".into())),
+            Err(StoreError::NotFound(_)) => {
+                return Err(HandlerError::No(
+                    "[TRYCREATE] Mailbox doesn't exist.".into(),
+                ))
+            }
             Err(e) => return Err(e.into()),
         };
         if uids.is_empty() {
             if idx.len() > uids.len() {
-                return Err(HandlerError::No("[EXPUNGEISSUED] Messages have been expunged.".into()));
+                return Err(HandlerError::No(
+                    "[EXPUNGEISSUED] Messages have been expunged.".into(),
+                ));
             }
             return Ok(String::new());
         }
@@ -201,7 +257,12 @@ impl Session {
         }
         let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        Ok(format!("[COPYUID {} {} {}] ", dest.uid_validity(), uid_set(&src), uid_set(&dst)))
+        Ok(format!(
+            "[COPYUID {} {} {}] ",
+            dest.uid_validity(),
+            uid_set(&src),
+            uid_set(&dst)
+        ))
     }
 }
 
@@ -210,7 +271,10 @@ fn deleted_uids(view: &View, only: Option<&[u32]>) -> Vec<u32> {
     view.msgs
         .iter()
         .filter(|m| {
-            let del = view.meta(m.uid).map(|x| x.flags.system & flag::DELETED != 0).unwrap_or(false);
+            let del = view
+                .meta(m.uid)
+                .map(|x| x.flags.system & flag::DELETED != 0)
+                .unwrap_or(false);
             del && only.map(|o| o.contains(&m.uid)).unwrap_or(true)
         })
         .map(|m| m.uid)
@@ -228,7 +292,11 @@ pub(crate) fn uid_set(uids: &[u32]) -> String {
             i += 1;
             end = uids[i];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
         i += 1;
     }
     parts.join(",")

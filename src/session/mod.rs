@@ -25,9 +25,9 @@ use crate::imap::parse::parse_command;
 use crate::imap::types::{Command, TaggedCommand};
 use crate::limits::Limits;
 use crate::store::{StoreError, UserStore};
+pub use idle::Watcher;
 use std::net::SocketAddr;
 use std::sync::Arc;
-pub use idle::Watcher;
 use view::View;
 
 /// What every session shares: configuration and the users database.
@@ -312,7 +312,9 @@ impl Session {
             // RFC 5161 §3.1: none of the extensions pimap implements needs enabling, so the
             // ENABLED response lists nothing (unknown names are ignored, not an error).
             // Accepted in the selected state too, as Dovecot does.
-            (_, Enable(_)) => ok(format!("* ENABLED\r\n{tag} OK ENABLE completed.\r\n").into_bytes()),
+            (_, Enable(_)) => {
+                ok(format!("* ENABLED\r\n{tag} OK ENABLE completed.\r\n").into_bytes())
+            }
             (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
             (
                 _,

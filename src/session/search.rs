@@ -12,18 +12,29 @@ use crate::store::{flag, MessageMeta};
 
 impl Session {
     pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
-        let Command::Search { uid, charset, returns, criteria } = cmd else {
+        let Command::Search {
+            uid,
+            charset,
+            returns,
+            criteria,
+        } = cmd
+        else {
             return Err(HandlerError::Bad("not a SEARCH".into()));
         };
         if let Some(cs) = &charset {
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
                 // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty.
-                if returns.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save)) {
+                if returns
+                    .as_ref()
+                    .is_some_and(|r| r.contains(&SearchReturn::Save))
+                {
                     if let Ok(view) = self.view_mut() {
                         view.saved.clear();
                     }
                 }
-                return Err(HandlerError::No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into()));
+                return Err(HandlerError::No(
+                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into(),
+                ));
             }
         }
         let mut out = Vec::new();
@@ -35,7 +46,9 @@ impl Session {
         let mut hit_uids = Vec::new();
         for i in 0..n {
             let m = &view.msgs[i];
-            let Some(meta) = view.meta(m.uid) else { continue };
+            let Some(meta) = view.meta(m.uid) else {
+                continue;
+            };
             let mut doc = None;
             if needs_doc {
                 match view.mbox.read(m.uid) {
@@ -43,7 +56,13 @@ impl Session {
                     Err(_) => continue,
                 }
             }
-            let ctx = Ctx { view, seq: i as u32 + 1, meta, recent: m.recent, doc: doc.as_ref() };
+            let ctx = Ctx {
+                view,
+                seq: i as u32 + 1,
+                meta,
+                recent: m.recent,
+                doc: doc.as_ref(),
+            };
             if eval(&criteria, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
                 hit_uids.push(m.uid);
@@ -52,13 +71,20 @@ impl Session {
         let name = if uid { "UID SEARCH" } else { "SEARCH" };
         if let Some(returns) = returns {
             // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
-            let returns = if returns.is_empty() { vec![SearchReturn::All] } else { returns };
+            let returns = if returns.is_empty() {
+                vec![SearchReturn::All]
+            } else {
+                returns
+            };
             if returns.contains(&SearchReturn::Save) {
                 view.saved = saved_result(&returns, &hit_uids);
             }
             out.extend_from_slice(&esearch(tag, uid, &returns, &hits));
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
-            return Ok(Output { bytes: out, action: Action::Continue });
+            return Ok(Output {
+                bytes: out,
+                action: Action::Continue,
+            });
         }
         out.extend_from_slice(b"* SEARCH");
         for h in hits {
@@ -66,7 +92,10 @@ impl Session {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
-        Ok(Output { bytes: out, action: Action::Continue })
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
     }
 }
 
@@ -75,7 +104,10 @@ impl Session {
 /// expunges cannot shift it.
 fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
     let has = |r| returns.contains(&r);
-    if (has(SearchReturn::Min) || has(SearchReturn::Max)) && !has(SearchReturn::All) && !has(SearchReturn::Count) {
+    if (has(SearchReturn::Min) || has(SearchReturn::Max))
+        && !has(SearchReturn::All)
+        && !has(SearchReturn::Count)
+    {
         let mut v = Vec::new();
         if has(SearchReturn::Min) {
             v.extend(hit_uids.first());
@@ -150,8 +182,8 @@ struct Ctx<'a> {
 fn needs_content(k: &SearchKey) -> bool {
     use SearchKey::*;
     match k {
-        Bcc(_) | Body(_) | Cc(_) | From(_) | Header(..) | Subject(_) | Text(_) | To(_) | SentBefore(_) | SentOn(_)
-        | SentSince(_) => true,
+        Bcc(_) | Body(_) | Cc(_) | From(_) | Header(..) | Subject(_) | Text(_) | To(_)
+        | SentBefore(_) | SentOn(_) | SentSince(_) => true,
         Not(k) => needs_content(k),
         Or(a, b) => needs_content(a) || needs_content(b),
         And(v) => v.iter().any(needs_content),
@@ -162,14 +194,28 @@ fn needs_content(k: &SearchKey) -> bool {
 fn internal_date(meta: &MessageMeta) -> Date {
     // RFC 3501 §6.4.4: dates compare disregarding time and timezone; we use UTC.
     let (y, m, d) = super::fetch::civil_from_days(meta.internal_date.div_euclid(86400));
-    Date { year: y.clamp(0, u16::MAX as i64) as u16, month: m as u8, day: d as u8 }
+    Date {
+        year: y.clamp(0, u16::MAX as i64) as u16,
+        month: m as u8,
+        day: d as u8,
+    }
 }
 
 fn eval(k: &SearchKey, c: &Ctx) -> bool {
     use SearchKey::*;
     let sys = c.meta.flags.system;
-    let has_kw = |kw: &str| c.meta.flags.keywords.iter().any(|x| x.eq_ignore_ascii_case(kw));
-    let hdr = |name: &str, needle: &str| c.doc.map(|d| d.header_contains(name, needle)).unwrap_or(false);
+    let has_kw = |kw: &str| {
+        c.meta
+            .flags
+            .keywords
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(kw))
+    };
+    let hdr = |name: &str, needle: &str| {
+        c.doc
+            .map(|d| d.header_contains(name, needle))
+            .unwrap_or(false)
+    };
     let sent = || c.doc.and_then(|d| d.sent_date());
     match k {
         All => true,
@@ -231,14 +277,23 @@ mod esearch_tests {
         assert_eq!(compress_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(compress_set(&[5]), "5");
         assert_eq!(compress_set(&[]), "");
-        assert_eq!(compress_set(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
+        assert_eq!(
+            compress_set(&[u32::MAX - 1, u32::MAX]),
+            "4294967294:4294967295"
+        );
     }
 
     #[test]
     fn esearch_lines() {
         use SearchReturn::*;
-        assert_eq!(esearch("A1", false, &[Min, Max, Count], &[2, 4]), b"* ESEARCH (TAG \"A1\") MIN 2 MAX 4 COUNT 2\r\n");
-        assert_eq!(esearch("A1", true, &[All], &[]), b"* ESEARCH (TAG \"A1\") UID\r\n");
+        assert_eq!(
+            esearch("A1", false, &[Min, Max, Count], &[2, 4]),
+            b"* ESEARCH (TAG \"A1\") MIN 2 MAX 4 COUNT 2\r\n"
+        );
+        assert_eq!(
+            esearch("A1", true, &[All], &[]),
+            b"* ESEARCH (TAG \"A1\") UID\r\n"
+        );
         assert_eq!(esearch("A1", false, &[Save], &[1]), b"");
         assert_eq!(saved_result(&[Save, Min], &[3, 5, 8]), vec![3]);
         assert_eq!(saved_result(&[Save, Min, Max], &[3, 5, 8]), vec![3, 8]);

@@ -59,15 +59,26 @@ mod tests {
     fn autocreate_is_idempotent() {
         let dir = std::env::temp_dir().join(format!("pimap-special-use-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let Ok(store) = UserStore::open(&dir) else { panic!("cannot open a temp store") };
+        let Ok(store) = UserStore::open(&dir) else {
+            panic!("cannot open a temp store")
+        };
         assert!(autocreate(&store).is_ok());
         assert!(autocreate(&store).is_ok());
-        let names: Vec<String> = store.list().unwrap_or_default().into_iter().map(|e| e.name).collect();
+        let names: Vec<String> = store
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         let subs = store.subscriptions().unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
         for (n, _) in FOLDERS {
             assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
-            assert_eq!(subs.iter().filter(|s| *s == n).count(), 1, "{n} in {subs:?}");
+            assert_eq!(
+                subs.iter().filter(|s| *s == n).count(),
+                1,
+                "{n} in {subs:?}"
+            );
         }
     }
 }

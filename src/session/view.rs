@@ -29,12 +29,27 @@ impl View {
         let msgs: Vec<ViewMsg> = mbox
             .messages()
             .iter()
-            .map(|m| ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: recent::is_recent(claimed, m) })
+            .map(|m| ViewMsg {
+                uid: m.uid,
+                flags: m.flags.clone(),
+                recent: recent::is_recent(claimed, m),
+            })
             .collect();
         if !read_only {
-            recent::claim(mbox.path(), msgs.last().map(|m| m.uid).unwrap_or(0).max(claimed.unwrap_or(0)));
+            recent::claim(
+                mbox.path(),
+                msgs.last()
+                    .map(|m| m.uid)
+                    .unwrap_or(0)
+                    .max(claimed.unwrap_or(0)),
+            );
         }
-        Ok(View { mbox, msgs, read_only, saved: Vec::new() })
+        Ok(View {
+            mbox,
+            msgs,
+            read_only,
+            saved: Vec::new(),
+        })
     }
 
     pub fn exists(&self) -> usize {
@@ -48,7 +63,9 @@ impl View {
     /// The store's current metadata for `uid`, if it still exists on disk.
     pub fn meta(&self, uid: u32) -> Option<&MessageMeta> {
         let all = self.mbox.messages();
-        all.binary_search_by_key(&uid, |m| m.uid).ok().and_then(|i| all.get(i))
+        all.binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .and_then(|i| all.get(i))
     }
 
     /// Re-read the disk and append the untagged updates to `out`.
@@ -76,7 +93,12 @@ impl View {
                 if cur.flags != m.flags {
                     m.flags = cur.flags.clone();
                     out.extend_from_slice(
-                        format!("* {} FETCH (FLAGS {})\r\n", i + 1, flags_list(&m.flags, m.recent)).as_bytes(),
+                        format!(
+                            "* {} FETCH (FLAGS {})\r\n",
+                            i + 1,
+                            flags_list(&m.flags, m.recent)
+                        )
+                        .as_bytes(),
                     );
                 }
             }
@@ -88,7 +110,11 @@ impl View {
             let claimed = recent::read(self.mbox.path());
             let mut top = last_uid;
             for m in current.iter().filter(|m| m.uid > last_uid) {
-                self.msgs.push(ViewMsg { uid: m.uid, flags: m.flags.clone(), recent: recent::is_recent(claimed, m) });
+                self.msgs.push(ViewMsg {
+                    uid: m.uid,
+                    flags: m.flags.clone(),
+                    recent: recent::is_recent(claimed, m),
+                });
                 top = m.uid;
             }
             if !self.read_only {
@@ -96,7 +122,14 @@ impl View {
             }
         }
         if self.msgs.len() != before {
-            out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", self.msgs.len(), self.recent()).as_bytes());
+            out.extend_from_slice(
+                format!(
+                    "* {} EXISTS\r\n* {} RECENT\r\n",
+                    self.msgs.len(),
+                    self.recent()
+                )
+                .as_bytes(),
+            );
         }
         Ok(())
     }
@@ -106,8 +139,11 @@ impl View {
     pub fn resolve(&self, set: &SequenceSet, uid: bool) -> std::result::Result<Vec<usize>, String> {
         let ranges = match set {
             SequenceSet::Saved => {
-                let mut idx: Vec<usize> =
-                    self.saved.iter().filter_map(|u| self.msgs.binary_search_by_key(u, |m| m.uid).ok()).collect();
+                let mut idx: Vec<usize> = self
+                    .saved
+                    .iter()
+                    .filter_map(|u| self.msgs.binary_search_by_key(u, |m| m.uid).ok())
+                    .collect();
                 idx.sort_unstable();
                 idx.dedup();
                 return Ok(idx);
@@ -142,7 +178,10 @@ impl View {
                 let b = val(r.end, n);
                 let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
                 if lo == 0 || hi > n {
-                    return Err(format!("Invalid messageset: {} is beyond the {n} messages", hi.max(lo)));
+                    return Err(format!(
+                        "Invalid messageset: {} is beyond the {n} messages",
+                        hi.max(lo)
+                    ));
                 }
                 out.extend((lo as usize - 1)..(hi as usize));
             }
@@ -214,7 +253,8 @@ pub mod recent {
             return;
         }
         let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-        let res = std::fs::write(&tmp, format!("{uid}\n")).and_then(|_| std::fs::rename(&tmp, dir.join(FILE)));
+        let res = std::fs::write(&tmp, format!("{uid}\n"))
+            .and_then(|_| std::fs::rename(&tmp, dir.join(FILE)));
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
             log::warn!("cannot record recent marker in {}: {e}", dir.display());
