@@ -41,8 +41,13 @@ async fn write(stream: &mut Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
 enum Wake {
     Read(usize),
     Changed,
+    KeepAlive,
     Timeout,
 }
+
+/// While idling, send `* OK Still here` after this long without output, so NAT boxes and
+/// phone carriers don't drop a silent connection (RFC 2177 §3 allows any untagged response).
+const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
 
 async fn run(
     mut stream: Async<TcpStream>,
@@ -64,6 +69,8 @@ async fn run(
     // The autologout timer runs from the client's last input; pushed updates during IDLE do
     // not reset it (RFC 2177 §3: clients re-issue IDLE at least every 29 minutes).
     let mut last_input = Instant::now();
+    // Last time anything was written while idling (for the IDLE keep-alive).
+    let mut last_sent = Instant::now();
     loop {
         while let Some(ev) = framer.next_event() {
             match ev {
@@ -72,7 +79,10 @@ async fn run(
                     write(&mut stream, &out.bytes).await?;
                     match out.action {
                         Action::Close => return Ok("closed by server".into()),
-                        Action::Idle => watcher = Some(Watcher::new(&session.watch_paths())),
+                        Action::Idle => {
+                            watcher = Some(Watcher::new(&session.watch_paths()));
+                            last_sent = Instant::now();
+                        }
                         Action::Continue => watcher = None,
                     }
                 }
@@ -102,7 +112,11 @@ async fn run(
                     w.changed().await;
                     Ok(Wake::Changed)
                 };
-                read.or(changed).or(expire).await?
+                let keepalive = async {
+                    Timer::at(last_sent + IDLE_KEEPALIVE).await;
+                    Ok(Wake::KeepAlive)
+                };
+                read.or(changed).or(keepalive).or(expire).await?
             }
             None => read.or(expire).await?,
         };
@@ -115,7 +129,12 @@ async fn run(
                 let bytes = session.idle_sync();
                 if !bytes.is_empty() {
                     write(&mut stream, &bytes).await?;
+                    last_sent = Instant::now();
                 }
+            }
+            Wake::KeepAlive => {
+                write(&mut stream, b"* OK Still here\r\n").await?;
+                last_sent = Instant::now();
             }
             Wake::Read(0) => return Ok("client closed".into()),
             Wake::Read(n) => {
