@@ -975,6 +975,97 @@ fn oversized_objects_are_skipped_not_failed() {
     assert_eq!((r.delivered, r.skipped, r.failed), (1, 0, 0), "{r}");
 }
 
+/// Bounded memory (issue 4): a 100 MiB object, with two recipients (one stream to disk, then a
+/// hard link), synced by the real binary: delivered byte for byte while the process's peak RSS
+/// (VmHWM, polled from /proc while it runs) stays far below the object's size.
+#[test]
+fn huge_object_is_streamed_to_disk_with_bounded_rss() {
+    const MIB: usize = 1024 * 1024;
+    let s = Setup::new("rss", &["alice", "bob"]);
+    let server = start_s3s(&s.dir.0);
+    let c = client(&server.endpoint, SK);
+    c.create_bucket().unwrap();
+    let line = format!("{}\r\n", "0123456789abcdef".repeat(4));
+    let body = line.repeat(100 * MIB / line.len());
+    let huge = ses_message(
+        "huge",
+        None,
+        "alice@example.org, bob@example.org",
+        "PASS",
+        "PASS",
+        &body,
+    );
+    drop(body);
+    assert!(huge.len() >= 100 * MIB, "{}", huge.len());
+    c.put("inbound/huge", &huge).unwrap();
+    let want_len = huge.len();
+    let want_md5 = {
+        use md5::{Digest, Md5};
+        let d: [u8; 16] = Md5::digest(&huge).into();
+        d
+    };
+    drop(huge);
+
+    let argv = s.argv(
+        &server.endpoint,
+        &["--max-message-size", &(200 * MIB).to_string()],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pimap"))
+        .arg("sync")
+        .args(&argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib: u64 = 0;
+    let start = Instant::now();
+    let exit = loop {
+        // VmHWM only grows, so the last value read before the exit is the peak.
+        if let Ok(st) = std::fs::read_to_string(&status) {
+            if let Some(kib) = st
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the sync did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(exit.success(), "{stderr}");
+    let peak_mib = peak_kib as f64 / 1024.0;
+    eprintln!("peak RSS of `pimap sync` for a 100 MiB object: {peak_mib:.1} MiB");
+    assert!(peak_kib > 0, "could not read VmHWM from {status}");
+    assert!(
+        peak_mib < 40.0,
+        "peak RSS {peak_mib:.1} MiB: the object was not streamed"
+    );
+    let delivered = s.delivered();
+    assert_eq!(
+        delivered.len(),
+        2,
+        "{:?}",
+        delivered.keys().collect::<Vec<_>>()
+    );
+    for (name, data) in &delivered {
+        use md5::{Digest, Md5};
+        assert_eq!(data.len(), want_len, "{name}");
+        let got: [u8; 16] = Md5::digest(data).into();
+        assert!(got == want_md5, "{name}: contents differ");
+        assert!(name.contains(&format!(",S={want_len}")), "{name}");
+    }
+}
+
 /// `serve` can flatten the sync's own options next to its flags without clashes.
 #[test]
 fn sync_options_flatten_into_serve_args() {

@@ -617,3 +617,106 @@ pub(crate) fn test_dir(tag: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use std::io::Read;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A reader that yields `data` in small pieces, then fails.
+    struct Failing<'a>(&'a [u8]);
+
+    impl Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset",
+                ));
+            }
+            let n = buf.len().min(self.0.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streams_into_new_with_size_and_is_idempotent() {
+        let d = test_dir("stream-ok");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let p = deliver_from_reader(&d, "s3-a", &mut &data[..], Some(data.len() as u64), 1 << 20)
+            .unwrap();
+        assert_eq!(p, d.join("new").join(format!("s3-a,S={}", data.len())));
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert!(files(&d.join("tmp")).is_empty());
+        // Unknown length works too; a second delivery of the same id reads nothing.
+        let p2 = deliver_from_reader(&d, "s3-b", &mut &b"hi\r\n"[..], None, 10).unwrap();
+        assert!(p2.ends_with("new/s3-b,S=4"));
+        let mut untouched = Failing(b"");
+        assert_eq!(
+            deliver_from_reader(&d, "s3-a", &mut untouched, None, 10).unwrap(),
+            p
+        );
+        assert_eq!(files(&d.join("new")).len(), 2);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn short_long_oversized_and_failing_streams_leave_nothing() {
+        let d = test_dir("stream-bad");
+        let data = vec![b'x'; 10_000];
+        // Truncated: fewer bytes than expected.
+        let r = deliver_from_reader(&d, "t1", &mut &data[..], Some(10_001), 1 << 20);
+        assert!(
+            matches!(r, Err(StoreError::Io(_, ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{r:?}"
+        );
+        // Longer than expected.
+        let r = deliver_from_reader(&d, "t2", &mut &data[..], Some(9_999), 1 << 20);
+        assert!(matches!(r, Err(StoreError::Io(..))), "{r:?}");
+        // Over the cap, with and without a declared length.
+        let r = deliver_from_reader(&d, "t3", &mut &data[..], None, 9_999);
+        assert!(matches!(r, Err(StoreError::TooBig)), "{r:?}");
+        let r = deliver_from_reader(&d, "t4", &mut &data[..], Some(10_000), 9_999);
+        assert!(matches!(r, Err(StoreError::TooBig)), "{r:?}");
+        // A read error mid-stream.
+        let r = deliver_from_reader(&d, "t5", &mut Failing(&data), None, 1 << 20);
+        assert!(matches!(r, Err(StoreError::Io(..))), "{r:?}");
+        assert!(files(&d.join("new")).is_empty());
+        assert!(files(&d.join("tmp")).is_empty());
+        // Exactly at the cap is fine; a bad id is refused.
+        deliver_from_reader(&d, "t6", &mut &data[..], Some(10_000), 10_000).unwrap();
+        let r = deliver_from_reader(&d, "a/b", &mut &data[..], None, 1 << 20);
+        assert!(matches!(r, Err(StoreError::BadName(_))));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn deliver_link_shares_the_file_and_is_idempotent() {
+        let d = test_dir("stream-link");
+        let (a, b) = (d.join("alice"), d.join("bob"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        let src = deliver_from_reader(&a, "m1", &mut &b"Subject: x\r\n\r\nhi\r\n"[..], None, 100)
+            .unwrap();
+        let p = deliver_link(&b, "m1", &src).unwrap();
+        assert!(p.ends_with("new/m1,S=18"), "{p:?}");
+        assert_eq!(fs::read(&p).unwrap(), fs::read(&src).unwrap());
+        assert_eq!(deliver_link(&b, "m1", &src).unwrap(), p);
+        assert_eq!(files(&b.join("new")).len(), 1);
+        let _ = fs::remove_dir_all(&d);
+    }
+}
