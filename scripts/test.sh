@@ -34,6 +34,15 @@ rc=$?
 # pytest exit 5 = no tests collected: that is a failure of this suite, not a pass.
 if [ "$rc" -ne 0 ]; then status=1; fi
 
+step "fuzzing the parsers (30 s per target)"
+bash scripts/fuzz.sh 30 || status=1
+
+step "deployment checks (systemd unit, k3s manifests)"
+bash scripts/check-deploy.sh || status=1
+
+step "aarch64 static build + qemu smoke test"
+bash scripts/build-aarch64.sh || status=1
+
 if [ "$status" -ne 0 ]; then
     printf '\nFAILED (see above)\n'
 else
