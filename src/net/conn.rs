@@ -82,6 +82,12 @@ async fn run(
                         Action::Idle => {
                             watcher = Some(Watcher::new(&session.watch_paths()));
                             last_sent = Instant::now();
+                            // A change between the session's sync and the watch being armed
+                            // would otherwise wait for the next change: look once more.
+                            let bytes = session.idle_sync();
+                            if !bytes.is_empty() {
+                                write(&mut stream, &bytes).await?;
+                            }
                         }
                         Action::Continue => watcher = None,
                     }

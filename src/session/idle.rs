@@ -6,12 +6,11 @@
 //! EXISTS / RECENT / EXPUNGE / FETCH FLAGS that NOOP would send, RFC 2177 §3). Never: touches
 //! the socket (`net::conn` awaits the client and the watcher together and writes the bytes).
 //!
-//! The watcher uses inotify (through rustix, no unsafe) on the mailbox's `new/`, `cur/` and
-//! its own directory (where `dovecot-uidlist` and `dovecot-keywords` are replaced by rename),
-//! registered with async-io, so an idle client costs no CPU until something changes. When
-//! inotify is unavailable (other OS, or the per-user instance limit
-//! `fs.inotify.max_user_instances` is reached) it falls back to polling every
-//! [`POLL_FALLBACK`].
+//! The watcher subscribes to the process-wide inotify instance (`watch_hub`, through rustix,
+//! no unsafe) for the mailbox's `new/`, `cur/` and its own directory (where `dovecot-uidlist`
+//! and `dovecot-keywords` are replaced by rename), so an idle client costs no CPU until
+//! something changes. When inotify is unavailable (other OS, no watch possible) it falls back
+//! to polling every [`POLL_FALLBACK`].
 
 use super::{Action, HandlerError, Output, Pending, Session, State};
 use async_io::Timer;
@@ -106,9 +105,9 @@ pub struct Watcher {
 enum Kind {
     /// Nothing to watch (no mailbox selected): never fires.
     Nothing,
-    /// inotify fd registered with the reactor.
+    /// Watches on the process-wide inotify instance.
     #[cfg(target_os = "linux")]
-    Inotify(async_io::Async<std::os::fd::OwnedFd>),
+    Inotify(super::watch_hub::Subscription),
     /// inotify unavailable: fire every [`POLL_FALLBACK`].
     Poll,
 }
@@ -122,15 +121,15 @@ impl Watcher {
             };
         }
         #[cfg(target_os = "linux")]
-        match inotify_watch(paths) {
-            Ok(fd) => {
+        match super::watch_hub::subscribe(paths) {
+            Ok(sub) => {
                 return Watcher {
-                    kind: Kind::Inotify(fd),
+                    kind: Kind::Inotify(sub),
                 }
             }
-            Err(e) => log::warn!(
-                "inotify unavailable ({e}); IDLE falls back to polling every {POLL_FALLBACK:?}"
-            ),
+            Err(e) => {
+                log::warn!("cannot watch the mailbox ({e}); IDLE polls every {POLL_FALLBACK:?}")
+            }
         }
         Watcher { kind: Kind::Poll }
     }
@@ -141,7 +140,7 @@ impl Watcher {
     }
 
     /// Resolve when the watched mailbox may have changed (after a short settle delay, with
-    /// the pending notifications drained).
+    /// the wake-ups that arrived meanwhile drained).
     pub async fn changed(&mut self) {
         match &mut self.kind {
             Kind::Nothing => std::future::pending::<()>().await,
@@ -149,62 +148,15 @@ impl Watcher {
                 Timer::after(POLL_FALLBACK).await;
             }
             #[cfg(target_os = "linux")]
-            Kind::Inotify(fd) => {
-                if let Err(e) = fd.readable().await {
-                    // A broken fd must not make the connection spin: degrade to polling.
-                    log::warn!("inotify wait failed ({e}); polling instead");
+            Kind::Inotify(sub) => {
+                if !sub.recv().await {
+                    // The hub stopped: degrade to polling rather than hang or spin.
                     self.kind = Kind::Poll;
                     return;
                 }
                 Timer::after(SETTLE).await;
-                if let Err(e) = drain(fd.get_ref()) {
-                    log::warn!("inotify read failed ({e}); polling instead");
-                    self.kind = Kind::Poll;
-                }
+                sub.drain();
             }
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn inotify_watch(paths: &[PathBuf]) -> std::io::Result<async_io::Async<std::os::fd::OwnedFd>> {
-    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-    let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
-    // Deliveries arrive as a rename (or link) into new/; flag changes are renames inside cur/;
-    // expunges are unlinks; the uidlist and keywords files are replaced by rename.
-    let mask = WatchFlags::CREATE
-        | WatchFlags::DELETE
-        | WatchFlags::MOVED_FROM
-        | WatchFlags::MOVED_TO
-        | WatchFlags::CLOSE_WRITE
-        | WatchFlags::DELETE_SELF
-        | WatchFlags::MOVE_SELF
-        | WatchFlags::ONLYDIR;
-    let mut watched = 0;
-    for p in paths {
-        match inotify::add_watch(&fd, p.as_path(), mask) {
-            Ok(_) => watched += 1,
-            // A Maildir without cur/ yet is legal; the others still wake us.
-            Err(e) => log::debug!("inotify watch on {}: {e}", p.display()),
-        }
-    }
-    if watched == 0 {
-        return Err(std::io::Error::other("no directory could be watched"));
-    }
-    async_io::Async::new(fd)
-}
-
-/// Read and discard every queued notification; the session re-reads the mailbox anyway.
-#[cfg(target_os = "linux")]
-fn drain(fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
-    let mut buf = [0u8; 4096];
-    loop {
-        match rustix::io::read(fd, &mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => continue,
-            Err(rustix::io::Errno::AGAIN) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -18,6 +18,8 @@ mod message;
 mod search;
 pub mod special_use;
 pub mod view;
+#[cfg(target_os = "linux")]
+mod watch_hub;
 
 use crate::auth::UserDb;
 use crate::config::MailLocation;

@@ -176,3 +176,36 @@ def test_logout_while_idling_by_closing_socket(server, idler):
     # The server is still fine for others.
     c = server.login(name="B")
     assert c.ok("NOOP").status == "OK"
+
+
+def test_two_idlers_then_one_leaves(server, idler):
+    """Both idling sessions are woken; one leaving must not silence the other (pimap shares
+    one inotify watch per directory between sessions)."""
+    b = server.login(name="B")
+    b.ok("SELECT INBOX")
+    tag_a, _ = idle(idler)
+    tag_b, _ = idle(b)
+    time.sleep(0.2)
+    deliver(server.maildir("demo"), message("m4"), uid=MAIL_UID, gid=MAIL_GID)
+    wait_for(idler, b"4 EXISTS", budget(server))
+    wait_for(b, b"4 EXISTS", budget(server))
+    assert done(b, tag_b).status == "OK"
+    b.logout()
+    time.sleep(0.2)
+    deliver(server.maildir("demo"), message("m5"), uid=MAIL_UID, gid=MAIL_GID)
+    wait_for(idler, b"5 EXISTS", budget(server))
+    assert done(idler, tag_a).status == "OK"
+
+
+def test_many_idlers_all_woken(server):
+    """More idling sessions than a per-session inotify instance scheme would comfortably allow."""
+    conns = []
+    for i in range(20):
+        c = server.login(name=f"I{i}")
+        c.ok("SELECT INBOX")
+        conns.append((c, idle(c)[0]))
+    time.sleep(0.3)
+    deliver(server.maildir("demo"), message("m1"), uid=MAIL_UID, gid=MAIL_GID)
+    for c, tag in conns:
+        wait_for(c, b"1 EXISTS", budget(server))
+        assert done(c, tag).status == "OK"

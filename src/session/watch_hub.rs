@@ -1,0 +1,168 @@
+//! One inotify instance for the whole process, shared by every idling session (Linux only).
+//!
+//! Owns: the inotify fd, the map from watch descriptor to the sessions interested in it, and
+//! one thread blocked in `read(2)` on the fd that wakes those sessions through channels. One
+//! instance instead of one per session keeps pimap far below `fs.inotify.max_user_instances`
+//! (128 by default) however many clients idle, and costs no CPU while nothing changes.
+//! Never: interprets events beyond "this directory changed" (the session re-reads the mailbox).
+
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use smol::channel::{bounded, Receiver, Sender};
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+type Subscribers = HashMap<i32, Vec<(u64, Sender<()>)>>;
+
+struct Hub {
+    fd: OwnedFd,
+    subs: Mutex<Subscribers>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, Subscribers> {
+        // A panic elsewhere must not stop notifications: the map is always consistent.
+        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+static HUB: OnceLock<Option<Arc<Hub>>> = OnceLock::new();
+
+fn hub() -> Option<Arc<Hub>> {
+    HUB.get_or_init(|| match start() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            log::warn!("inotify unavailable ({e}); IDLE will poll");
+            None
+        }
+    })
+    .clone()
+}
+
+fn start() -> std::io::Result<Arc<Hub>> {
+    // Blocking fd: only the hub thread reads it.
+    let fd = inotify::init(CreateFlags::CLOEXEC)?;
+    let hub = Arc::new(Hub {
+        fd,
+        subs: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+    });
+    let h2 = hub.clone();
+    std::thread::Builder::new()
+        .name("pimap-inotify".into())
+        .spawn(move || run(&h2))?;
+    Ok(hub)
+}
+
+fn run(hub: &Hub) {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+    let mut reader = inotify::Reader::new(&hub.fd, &mut buf);
+    loop {
+        let (wd, flags) = match reader.next() {
+            Ok(ev) => (ev.wd(), ev.events()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                log::error!("inotify read failed ({e}); idling sessions fall back to polling");
+                // Dropping every sender closes the channels: each Watcher notices and polls.
+                hub.lock().clear();
+                return;
+            }
+        };
+        let mut subs = hub.lock();
+        if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+            // Events were lost: wake everyone.
+            for v in subs.values() {
+                for (_, tx) in v {
+                    let _ = tx.try_send(());
+                }
+            }
+            continue;
+        }
+        if let Some(v) = subs.get(&wd) {
+            for (_, tx) in v {
+                // A full channel already holds a wake-up; that is enough.
+                let _ = tx.try_send(());
+            }
+        }
+        if flags.contains(ReadFlags::IGNORED) {
+            // The directory is gone (or the watch was removed): forget the descriptor.
+            subs.remove(&wd);
+        }
+    }
+}
+
+/// One session's interest in some directories; dropping it removes the watches nobody else
+/// needs.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    wds: Vec<i32>,
+    rx: Receiver<()>,
+}
+
+/// Watch `paths`; fails when inotify is unavailable or none of the paths can be watched.
+pub fn subscribe(paths: &[PathBuf]) -> std::io::Result<Subscription> {
+    let hub = hub().ok_or_else(|| std::io::Error::other("inotify unavailable"))?;
+    // Deliveries arrive as a rename (or link) into new/; flag changes are renames inside
+    // cur/; expunges are unlinks; the uidlist and keywords files are replaced by rename.
+    let mask = WatchFlags::CREATE
+        | WatchFlags::DELETE
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::MOVED_TO
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::ONLYDIR;
+    let (tx, rx) = bounded(1);
+    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let mut wds = Vec::new();
+    {
+        let mut subs = hub.lock();
+        for p in paths {
+            // Same directory, same mask: the kernel returns the existing descriptor.
+            match inotify::add_watch(&hub.fd, p.as_path(), mask) {
+                Ok(wd) => {
+                    subs.entry(wd).or_default().push((id, tx.clone()));
+                    wds.push(wd);
+                }
+                // A Maildir without cur/ yet is legal; the others still wake us.
+                Err(e) => log::debug!("inotify watch on {}: {e}", p.display()),
+            }
+        }
+    }
+    if wds.is_empty() {
+        return Err(std::io::Error::other("no directory could be watched"));
+    }
+    Ok(Subscription { hub, id, wds, rx })
+}
+
+impl Subscription {
+    /// Wait for the next change; `false` when the hub stopped (the caller should poll).
+    pub async fn recv(&self) -> bool {
+        self.rx.recv().await.is_ok()
+    }
+
+    /// Forget wake-ups that arrived meanwhile (the caller is about to re-read anyway).
+    pub fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.hub.lock();
+        for wd in &self.wds {
+            let Some(v) = subs.get_mut(wd) else { continue };
+            v.retain(|(id, _)| *id != self.id);
+            if v.is_empty() {
+                subs.remove(wd);
+                // May fail when the directory is already gone; nothing to undo then.
+                let _ = inotify::remove_watch(&self.hub.fd, *wd);
+            }
+        }
+    }
+}
