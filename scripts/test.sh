@@ -6,7 +6,10 @@
 # 1. installs the test dependencies (idempotent; Debian packages, pinned Python packages),
 # 2. builds pimap (debug profile: fastest to build on 2 cores; the e2e tests need no speed),
 # 3. runs the Rust tests (unit + integration),
-# 4. runs the end-to-end suite in tests/e2e against the built binary AND Debian's Dovecot.
+# 4. runs the end-to-end suite in tests/e2e against the built binary AND Debian's Dovecot,
+# 5. fuzzes the parsers for a bounded time (scripts/fuzz.sh),
+# 6. checks the systemd unit and k3s manifests (scripts/check-deploy.sh),
+# 7. builds the static aarch64 binary and smoke-tests it under qemu (scripts/build-aarch64.sh).
 #
 # Exits non-zero if any step fails; every step runs even when an earlier test step failed,
 # so one run reports everything. Extra arguments go to pytest (e.g. -k pimap, -x).
