@@ -6,8 +6,14 @@
 //! `net::conn`), or trusts a mailbox name without the store's validation.
 //!
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
-//! (SELECT ... APPEND), `message` (FETCH, STORE, COPY, MOVE, EXPUNGE), `search`, `idle`
-//! (IDLE, RFC 2177), `view`.
+//! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
+//! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `idle` (IDLE,
+//! RFC 2177, and the [`Watcher`] over `watch_hub`'s shared inotify), `special_use`
+//! (RFC 6154), `view`.
+//!
+//! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
+//! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, STATUS=SIZE, SPECIAL-USE,
+//! LIST-EXTENDED, LIST-STATUS; always: LITERAL+, SASL-IR, ID.
 
 mod auth;
 mod fetch;
