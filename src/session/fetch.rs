@@ -211,9 +211,17 @@ fn msg_len_or(meta: &crate::store::MessageMeta, msg: &[u8]) -> u64 {
     }
 }
 
+/// A `literal`. NUL is not allowed in one (RFC 3501 §4.3: only BINARY's literal8 may carry
+/// it), so like Dovecot we send each NUL byte as 0x80, keeping sizes and offsets unchanged.
 fn literal(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    let start = out.len();
     out.extend_from_slice(data);
+    for b in &mut out[start..] {
+        if *b == 0 {
+            *b = 0x80;
+        }
+    }
 }
 
 /// Apply `<offset.length>`, writing the `<offset>` origin to the response (RFC 3501 §7.4.2).

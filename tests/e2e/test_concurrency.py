@@ -128,3 +128,19 @@ def test_delivery_counted_by_status(server):
     vals = r.data("STATUS")[0][2]
     st = {str(k).upper(): int(v) for k, v in zip(vals[0::2], vals[1::2])}
     assert st == {"MESSAGES": 2, "UNSEEN": 2, "UIDNEXT": 3}
+
+
+def test_nul_bytes_from_disk_are_sent_as_0x80(pimap):
+    # A Maildir file may contain NUL (an MDA wrote it as received). NUL can't go in an IMAP
+    # literal (RFC 3501 §4.3), so BODY[] sends 0x80 in its place, keeping the size (Dovecot's
+    # rule too; pimap-only here because the test's Dovecot can't sync a Maildir it didn't create).
+    a = pimap.login()
+    data = message("nul", "before\x00after\r\n")
+    assert b"\x00" in data
+    deliver(pimap.maildir(), data, uid=MAIL_UID, gid=MAIL_GID)
+    a.ok("SELECT INBOX")
+    f = a.ok("FETCH 1 (RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT])").fetches()[1]
+    assert f["BODY[]"] == data.replace(b"\x00", b"\x80")
+    assert f["BODY[TEXT]"] == b"before\x80after\r\n"
+    assert int(f["RFC822.SIZE"]) == len(data)
+    a.logout()
