@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// error, warn, info, debug or trace.
     #[arg(long, env = "PIMAP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Create and subscribe Drafts, Sent, Trash, Junk and Archive (RFC 6154 special-use) the
+    /// first time a user without a Maildir logs in (`true` or `false`).
+    #[arg(long, env = "PIMAP_AUTOCREATE_FOLDERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub autocreate_folders: bool,
     /// The built-in S3 sync (runs inside the server when --sync-interval and --s3-bucket are set).
     #[command(flatten)]
     pub sync: crate::sync::SyncOptions,

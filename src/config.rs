@@ -15,6 +15,7 @@ pub struct Config {
     pub users: Arc<UserDb>,
     pub mail_location: MailLocation,
     pub allow_plaintext_auth: bool,
+    pub autocreate_folders: bool,
     pub limits: Limits,
 }
 
@@ -119,6 +120,7 @@ impl Config {
             users: Arc::new(users),
             mail_location,
             allow_plaintext_auth: args.allow_plaintext_auth,
+            autocreate_folders: args.autocreate_folders,
             limits,
         })
     }

@@ -14,6 +14,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         mail_location: cfg.mail_location.clone(),
         limits: cfg.limits.clone(),
         allow_plaintext_auth: cfg.allow_plaintext_auth,
+        autocreate_folders: cfg.autocreate_folders,
     });
     let mut listeners = Vec::new();
     for addr in &cfg.imap_listen {

@@ -137,6 +137,7 @@ impl Session {
                 ));
             }
         };
+        let new_user = !root.join("cur").exists();
         let store = match UserStore::open(&root) {
             Ok(s) => s,
             Err(e) => {
@@ -150,6 +151,13 @@ impl Session {
                 ));
             }
         };
+        if new_user && self.shared.autocreate_folders {
+            // RFC 6154 folders for a new user, as Dovecot's `auto = subscribe` would.
+            match super::special_use::autocreate(&store) {
+                Ok(()) => log::info!("{}: created the special-use folders for new user {}", self.peer, entry.name),
+                Err(e) => log::warn!("{}: user {}: creating special-use folders: {e}", self.peer, entry.name),
+            }
+        }
         log::info!("{}: login ok user={}", self.peer, entry.name);
         self.state = State::Authenticated {
             user: entry.name,

@@ -44,6 +44,8 @@ pub struct Shared {
     pub mail_location: MailLocation,
     pub limits: Limits,
     pub allow_plaintext_auth: bool,
+    /// Create the special-use folders for a user whose Maildir doesn't exist yet.
+    pub autocreate_folders: bool,
 }
 
 /// What the connection must do after writing a handler's output.

@@ -292,6 +292,9 @@ def start_pimap(workdir: Path, users_file: Path, mail_root: Path, extra: list[st
     cmd = [str(PIMAP_BIN), "serve", "--data-dir", str(data_dir), "--imap-listen", f"{HOST}:{port}",
            "--users", str(users_file), "--mail-location", f"maildir:{mail_root}/%u",
            "--max-message-size", str(MAX_MESSAGE_SIZE), "--log-level", "debug"] + (extra or [])
+    if "--autocreate-folders" not in cmd:
+        # A bare Maildir like the test Dovecot's; test_ext_special_use.py turns it on.
+        cmd += ["--autocreate-folders", "false"]
     if as_mail_user and os.geteuid() == 0:
         chown_tree(data_dir)
         cmd = ["setpriv", f"--reuid={MAIL_UID}", f"--regid={MAIL_GID}", "--clear-groups", "--"] + cmd

@@ -67,3 +67,28 @@ def test_lsub_unaffected(boxes):
     boxes.ok("SUBSCRIBE Sent")
     r = boxes.ok('LSUB "" "*"')
     assert set(listing(r, "LSUB")) == {"Sent"}
+
+
+def test_new_user_gets_special_use_folders(workdir):
+    # With the default --autocreate-folders true, a user's first login creates and subscribes
+    # Drafts, Sent, Trash, Junk and Archive, each marked with its attribute.
+    from conftest import start_pimap
+    srv = start_pimap(workdir, workdir / "users", workdir / "mail", extra=["--autocreate-folders", "true"],
+                      name="pimap-autocreate")
+    try:
+        c = srv.login()
+        names = set(listing(c.ok('LIST "" "*"')))
+        assert names == {"INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"}
+        assert set(listing(c.ok('LSUB "" "*"'), "LSUB")) >= {"Drafts", "Sent", "Trash", "Junk", "Archive"}
+        r = c.ok('LIST (SPECIAL-USE) "" "*"')
+        assert len(listing(r)) == 5
+        c.logout()
+        # An existing user's folders are left alone: delete one and log in again.
+        c = srv.login()
+        c.ok("DELETE Archive")
+        c.logout()
+        c = srv.login()
+        assert "Archive" not in set(listing(c.ok('LIST "" "*"')))
+        c.logout()
+    finally:
+        srv.stop()
