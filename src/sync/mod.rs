@@ -473,7 +473,7 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn run_items(&self, items: &[(Listed, Action)], total_new: usize) {
+    fn run_items(&self, items: &[(Listed, Action)], total_queued: usize) {
         let next = AtomicUsize::new(0);
         let workers = self.cfg.concurrency.min(items.len()).max(1);
         std::thread::scope(|s| {
@@ -493,8 +493,15 @@ impl Pass<'_> {
                         self.count(|r| r.failed += 1);
                     }
                     let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if self.progress && (n.is_multiple_of(25) || n == total_new) {
-                        eprint!("\rs3 sync: {n} objects processed");
+                    if self.progress && (n.is_multiple_of(25) || n == total_queued) {
+                        // A progress line for long first syncs, only when stderr is a
+                        // terminal; the total grows as later listing pages arrive.
+                        let bytes = self.report.lock().map(|r| r.bytes).unwrap_or(0);
+                        eprint!(
+                            "\rs3 sync: {n} of {} objects, {:.1} MiB",
+                            total_queued.max(n),
+                            bytes as f64 / (1024.0 * 1024.0)
+                        );
                     }
                 });
             }
@@ -531,6 +538,8 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
     let mut seen: HashSet<String> = HashSet::new();
     let mut token: Option<String> = None;
     let mut listing_error = None;
+    // Objects handed to workers so far (GETs and after-delivery steps), for the progress line.
+    let mut queued = 0usize;
     loop {
         let page = match client.list_page(&cfg.prefix, token.as_deref(), cfg.max_keys) {
             Ok(p) => p,
@@ -578,8 +587,8 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
                 items.push((obj, action));
             }
         }
-        let total_new = pass.report.lock().map(|r| r.new).unwrap_or(0);
-        pass.run_items(&items, total_new);
+        queued += items.len();
+        pass.run_items(&items, queued);
         match page.next {
             Some(t) if Some(&t) != token.as_ref() => token = Some(t),
             _ => break,
