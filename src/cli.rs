@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "pimap", version, about = "IMAP server over Maildir with built-in S3 sync")]
+#[command(
+    name = "pimap",
+    version,
+    about = "IMAP server over Maildir with built-in S3 sync"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
@@ -31,7 +35,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PIMAP_DATA_DIR", default_value = "./pimap-data")]
     pub data_dir: PathBuf,
     /// Address to accept plain IMAP connections on (repeatable; env: comma-separated).
-    #[arg(long, env = "PIMAP_IMAP_LISTEN", value_delimiter = ',', default_value = "127.0.0.1:1143")]
+    #[arg(
+        long,
+        env = "PIMAP_IMAP_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:1143"
+    )]
     pub imap_listen: Vec<SocketAddr>,
     /// Dovecot passwd-file with the users (default: DATA_DIR/users, created with a demo user).
     #[arg(long, env = "PIMAP_USERS")]
@@ -62,7 +71,12 @@ pub struct ServeArgs {
 pub struct PwArgs {
     /// Scheme: SHA512-CRYPT (default), SHA256-CRYPT, BLF-CRYPT, ARGON2I, ARGON2ID, SSHA,
     /// SSHA256, SSHA512, SHA256, SHA512, PLAIN.
-    #[arg(short = 's', long = "scheme", env = "PIMAP_PW_SCHEME", default_value = "SHA512-CRYPT")]
+    #[arg(
+        short = 's',
+        long = "scheme",
+        env = "PIMAP_PW_SCHEME",
+        default_value = "SHA512-CRYPT"
+    )]
     pub scheme: String,
     /// The password (like doveadm pw -p; prefer the prompt or stdin).
     #[arg(short = 'p', long = "password")]
@@ -127,11 +141,14 @@ fn start_sync(args: &ServeArgs) -> Result<(), String> {
     match (opts.sync_interval, opts.is_configured()) {
         (None, false) => Ok(()),
         (Some(_), false) => Err("--sync-interval needs --s3-bucket".into()),
-        (None, true) => Err("--s3-bucket is set but --sync-interval is not: say how often to sync (e.g. 1m)".into()),
+        (None, true) => Err(
+            "--s3-bucket is set but --sync-interval is not: say how often to sync (e.g. 1m)".into(),
+        ),
         (Some(interval), true) => {
             let sargs = crate::sync::SyncArgs::from_serve(args, opts.clone());
             let env = |k: &str| std::env::var(k).ok();
-            crate::sync::config::SyncConfig::from_args(&sargs, &env).map_err(|e| format!("S3 sync: {e}"))?;
+            crate::sync::config::SyncConfig::from_args(&sargs, &env)
+                .map_err(|e| format!("S3 sync: {e}"))?;
             log::info!("S3 sync every {interval:?}");
             crate::sync::spawn_periodic(sargs, interval);
             Ok(())
@@ -141,7 +158,10 @@ fn start_sync(args: &ServeArgs) -> Result<(), String> {
 
 fn init_logging(level: &str) {
     let level = level.parse().unwrap_or(log::LevelFilter::Info);
-    let _ = simple_logger::SimpleLogger::new().with_level(level).with_utc_timestamps().init();
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init();
 }
 
 fn pw(args: PwArgs) -> i32 {

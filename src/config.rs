@@ -30,7 +30,9 @@ impl MailLocation {
         let t = s.strip_prefix("maildir:").unwrap_or(s);
         // Dovecot options after ':' (e.g. `:LAYOUT=fs`) are not supported: say so.
         if let Some((_, opts)) = t.split_once(':') {
-            return Err(format!("mail location {s:?}: options {opts:?} are not supported (only maildir:PATH)"));
+            return Err(format!(
+                "mail location {s:?}: options {opts:?} are not supported (only maildir:PATH)"
+            ));
         }
         if t.is_empty() {
             return Err("mail location is empty".into());
@@ -50,15 +52,24 @@ impl MailLocation {
             }
         }
         if !(t.starts_with('/') || t.starts_with("~/") || t.starts_with('.')) {
-            return Err(format!("mail location {s:?} must be an absolute path, ./relative or ~/..."));
+            return Err(format!(
+                "mail location {s:?} must be an absolute path, ./relative or ~/..."
+            ));
         }
-        Ok(MailLocation { template: t.to_string() })
+        Ok(MailLocation {
+            template: t.to_string(),
+        })
     }
 
     /// The Maildir root for `user` (whose home is `home`, if the users file gives one).
     /// Refuses user names that could escape the template's directory.
     pub fn resolve(&self, user: &str, home: Option<&str>) -> Result<PathBuf, String> {
-        if user.is_empty() || user.contains('/') || user.contains('\0') || user.starts_with('.') || user.contains("..") {
+        if user.is_empty()
+            || user.contains('/')
+            || user.contains('\0')
+            || user.starts_with('.')
+            || user.contains("..")
+        {
             return Err(format!("user name {user:?} cannot be used in a path"));
         }
         let (local, domain) = match user.rsplit_once('@') {
@@ -68,7 +79,8 @@ impl MailLocation {
         let mut out = String::new();
         let mut chars = self.template.chars().peekable();
         if self.template.starts_with("~/") {
-            let home = home.ok_or_else(|| format!("mail location uses ~ but user {user:?} has no home"))?;
+            let home =
+                home.ok_or_else(|| format!("mail location uses ~ but user {user:?} has no home"))?;
             out.push_str(home.trim_end_matches('/'));
             chars.next();
         }
@@ -112,7 +124,10 @@ impl Config {
             return Err("no --imap-listen address".into());
         }
         let users = UserDb::load(&users_path)?;
-        let limits = Limits { max_message_size: args.max_message_size, ..Limits::default() };
+        let limits = Limits {
+            max_message_size: args.max_message_size,
+            ..Limits::default()
+        };
         Ok(Config {
             data_dir,
             imap_listen: args.imap_listen.clone(),
@@ -129,9 +144,16 @@ impl Config {
     pub fn check_report(&self) -> Result<String, String> {
         let names = self.users.user_names();
         let mut s = String::new();
-        s.push_str(&format!("users file: {} ({} users)\n", self.users_path.display(), names.len()));
+        s.push_str(&format!(
+            "users file: {} ({} users)\n",
+            self.users_path.display(),
+            names.len()
+        ));
         for n in &names {
-            let u = self.users.lookup(n).ok_or_else(|| format!("user {n:?} vanished"))?;
+            let u = self
+                .users
+                .lookup(n)
+                .ok_or_else(|| format!("user {n:?} vanished"))?;
             let root = self.mail_location.resolve(n, u.home.as_deref())?;
             s.push_str(&format!("  {n}: mail in {}\n", root.display()));
         }
@@ -140,9 +162,16 @@ impl Config {
         }
         s.push_str(&format!(
             "plaintext auth: {}\n",
-            if self.allow_plaintext_auth { "allowed everywhere" } else { "loopback only" }
+            if self.allow_plaintext_auth {
+                "allowed everywhere"
+            } else {
+                "loopback only"
+            }
         ));
-        s.push_str(&format!("max message size: {} bytes\n", self.limits.max_message_size));
+        s.push_str(&format!(
+            "max message size: {} bytes\n",
+            self.limits.max_message_size
+        ));
         Ok(s)
     }
 }
@@ -151,14 +180,17 @@ fn absolutize(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
 fn create_demo_users(data_dir: &Path, users: &Path) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
     let password = random_password(16)?;
     let hash = crate::auth::hash_password("SHA512-CRYPT", password.as_bytes()).map_err(|e| e.0)?;
     let mut f = std::fs::OpenOptions::new()
@@ -167,8 +199,11 @@ fn create_demo_users(data_dir: &Path, users: &Path) -> Result<(), String> {
         .mode(0o600)
         .open(users)
         .map_err(|e| format!("creating {}: {e}", users.display()))?;
-    writeln!(f, "# pimap users (Dovecot passwd-file). Add users with: pimap pw\ndemo:{hash}::::::")
-        .map_err(|e| format!("writing {}: {e}", users.display()))?;
+    writeln!(
+        f,
+        "# pimap users (Dovecot passwd-file). Add users with: pimap pw\ndemo:{hash}::::::"
+    )
+    .map_err(|e| format!("writing {}: {e}", users.display()))?;
     println!("demo account: user demo, password {password}");
     Ok(())
 }

@@ -43,5 +43,6 @@ pub fn is_astring_char(b: u8) -> bool {
 
 /// `ATOM-CHAR` (RFC 3501 §9): any CHAR except atom-specials.
 pub fn is_atom_char(b: u8) -> bool {
-    (0x21..0x7f).contains(&b) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+    (0x21..0x7f).contains(&b)
+        && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
 }

@@ -103,7 +103,11 @@ pub struct DateTime {
 impl DateTime {
     /// Seconds since the Unix epoch (UTC).
     pub fn unix_seconds(&self) -> i64 {
-        days_from_civil(self.date.year as i64, self.date.month as u32, self.date.day as u32) * 86400
+        days_from_civil(
+            self.date.year as i64,
+            self.date.month as u32,
+            self.date.day as u32,
+        ) * 86400
             + self.hour as i64 * 3600
             + self.minute as i64 * 60
             + self.second as i64
@@ -179,7 +183,9 @@ pub enum FetchAttr {
         partial: Option<(u32, u32)>,
     },
     /// RFC 3516 `BINARY.SIZE[part]`.
-    BinarySize { part: Vec<u32> },
+    BinarySize {
+        part: Vec<u32>,
+    },
     /// RFC 7162 `MODSEQ`.
     ModSeq,
 }

@@ -18,8 +18,13 @@ pub fn run(cfg: Config) -> Result<(), String> {
     });
     let mut listeners = Vec::new();
     for addr in &cfg.imap_listen {
-        let l = Async::<TcpListener>::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = l.get_ref().local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+        let l = Async::<TcpListener>::bind(*addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = l
+            .get_ref()
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| addr.to_string());
         log::info!("listening for IMAP on {local}");
         listeners.push(l);
     }
@@ -29,7 +34,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.users.user_names().len()
     );
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
     let (_stop, stop_rx) = smol::channel::unbounded::<()>();
     for _ in 1..threads {
         let ex = ex.clone();

@@ -154,8 +154,16 @@ impl Session {
         if new_user && self.shared.autocreate_folders {
             // RFC 6154 folders for a new user, as Dovecot's `auto = subscribe` would.
             match super::special_use::autocreate(&store) {
-                Ok(()) => log::info!("{}: created the special-use folders for new user {}", self.peer, entry.name),
-                Err(e) => log::warn!("{}: user {}: creating special-use folders: {e}", self.peer, entry.name),
+                Ok(()) => log::info!(
+                    "{}: created the special-use folders for new user {}",
+                    self.peer,
+                    entry.name
+                ),
+                Err(e) => log::warn!(
+                    "{}: user {}: creating special-use folders: {e}",
+                    self.peer,
+                    entry.name
+                ),
             }
         }
         log::info!("{}: login ok user={}", self.peer, entry.name);
