@@ -358,20 +358,12 @@ pub(super) fn join_reference(reference: &str, pattern: &str) -> String {
 /// LIST wildcard match: `*` matches anything, `%` anything but the separator. `INBOX` matches
 /// case-insensitively.
 pub(crate) fn list_match(pattern: &str, name: &str) -> bool {
-    let name_cmp: String = if name == "INBOX" || name.to_ascii_uppercase().starts_with("INBOX.") {
-        name.to_string()
-    } else {
-        name.to_string()
+    // The store names INBOX in capitals; fold a pattern's leading "inbox" to match it.
+    let pat = match (pattern.get(..5), pattern.get(5..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case("INBOX") => format!("INBOX{rest}"),
+        _ => pattern.to_string(),
     };
-    let pat: String = if pattern.len() >= 5
-        && pattern[..5].eq_ignore_ascii_case("INBOX")
-        && pattern.is_char_boundary(5)
-    {
-        format!("INBOX{}", &pattern[5..])
-    } else {
-        pattern.to_string()
-    };
-    glob(pat.as_bytes(), name_cmp.as_bytes())
+    glob(pat.as_bytes(), name.as_bytes())
 }
 
 /// Iterative wildcard matching with backtracking bounded by the pattern length (no recursion).
@@ -424,6 +416,9 @@ mod tests {
         assert!(!list_match("a.%", "a.b.c"));
         assert!(list_match("a*", "a.b.c"));
         assert!(list_match("inbox", "INBOX"));
+        assert!(!list_match("inbö", "INBOX"));
+        assert!(!list_match("inbxö", "INBOX")); // byte 5 inside a character: no panic
+        assert!(list_match("Grüße*", "Grüße.x"));
         assert!(!list_match("b*", "a.b"));
         assert!(list_match("%.%", "a.b"));
         assert!(list_match(
