@@ -124,13 +124,6 @@ impl std::fmt::Display for S3Error {
     }
 }
 
-/// A downloaded, checked object body.
-#[derive(Debug)]
-pub struct Object {
-    pub data: Vec<u8>,
-    pub etag: Option<String>,
-}
-
 /// Why a streamed body was refused (recorded by [`Body`] for [`S3Client::get_with`]).
 #[derive(Debug, Clone)]
 enum BodyProblem {
@@ -426,77 +419,12 @@ impl S3Client {
         })
     }
 
-    /// GET `key`, checked: the body length equals Content-Length, its MD5 equals a plain-MD5
-    /// ETag, and it is at most `max_size` bytes (else [`S3Error::TooLarge`], not retried).
-    /// A failed check is retried like a transport error; a body that never passes is an error.
-    pub fn get(&self, key: &str, max_size: u64) -> Result<Object, S3Error> {
-        self.retrying(&format!("GET {key:?}"), || {
-            let action = self.bucket.get_object(Some(&self.cfg.credentials), key);
-            let url = action.sign(SIGN_FOR);
-            let mut resp = match self.agent.get(url.as_str()).call() {
-                Ok(r) => r,
-                Err(e) => return Self::transport(e),
-            };
-            let status = resp.status().as_u16();
-            if status != 200 {
-                return Self::classify(status, &mut resp);
-            }
-            let etag = resp
-                .headers()
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let declared = resp.body().content_length();
-            if let Some(n) = declared.filter(|n| *n > max_size) {
-                return Attempt::Fail(S3Error::TooLarge(n));
-            }
-            let mut data = Vec::with_capacity(declared.unwrap_or(0).min(max_size) as usize);
-            let mut hasher = Md5::new();
-            let mut reader = resp
-                .body_mut()
-                .with_config()
-                .limit(max_size.saturating_add(1))
-                .reader();
-            let mut buf = [0u8; 64 * 1024];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let chunk = buf.get(..n).unwrap_or(&[]);
-                        if data.len() as u64 + n as u64 > max_size {
-                            return Attempt::Fail(S3Error::TooLarge(data.len() as u64 + n as u64));
-                        }
-                        hasher.update(chunk);
-                        data.extend_from_slice(chunk);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Attempt::Retry(format!("reading the body: {e}")),
-                }
-            }
-            if let Some(n) = declared {
-                if n != data.len() as u64 {
-                    return Attempt::Retry(format!("truncated body: {} of {n} bytes", data.len()));
-                }
-            }
-            if let Some(want) = etag.as_deref().and_then(etag_md5) {
-                let got: [u8; 16] = hasher.finalize().into();
-                if got != want {
-                    return Attempt::Retry("body does not match its ETag (MD5)".into());
-                }
-            }
-            Attempt::Done(Object {
-                data,
-                etag: etag.clone(),
-            })
-        })
-    }
-
     /// GET `key` and hand its body, as a checked stream ([`Body`]: size cap, Content-Length,
     /// MD5 against a plain ETag), to `sink`, which typically writes it to disk; memory stays
     /// bounded whatever the object's size. Returns `sink`'s value and the ETag.
     ///
     /// When `sink` fails because the body failed a check or the connection broke, the GET is
-    /// retried like [`get`](Self::get) (so `sink` must be idempotent, or clean up after a
+    /// retried like a transport error (so `sink` must be idempotent, or clean up after a
     /// failure); a body over `max_size` is [`S3Error::TooLarge`] (not retried); any other
     /// `sink` error is [`S3Error::Local`] (not retried).
     pub fn get_with<T>(
