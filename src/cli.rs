@@ -94,6 +94,11 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Cmd::Serve(args) => {
+            // Before any thread exists, so every thread inherits the mask (net::lifecycle).
+            if let Err(e) = crate::net::lifecycle::block_signals() {
+                eprintln!("pimap: {e}");
+                return 1;
+            }
             init_logging(&args.log_level);
             match Config::from_args(&args, true) {
                 Ok(cfg) => match start_sync(&args).and_then(|()| crate::net::server::run(cfg)) {

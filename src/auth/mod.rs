@@ -222,6 +222,15 @@ impl UserDb {
         }
     }
 
+    /// Re-read the file now (SIGHUP), whatever the check interval; a broken file keeps the
+    /// previous users and logs why.
+    pub fn reload(&self) {
+        let mut st = self.lock();
+        st.last_check = Instant::now();
+        st.stamp = None;
+        self.refresh(&mut st);
+    }
+
     /// Look a user up without a password (for the S3 sync's routing). Re-reads if changed.
     pub fn lookup(&self, user: &str) -> Option<User> {
         self.current().get(user).map(|(_, u)| User::clone(u))

@@ -1,24 +1,37 @@
 //! One connection: the framer and the session over a TCP stream. The only place (with
 //! `server`) that awaits sockets. Enforces the idle / login timeouts and the write timeout.
 //! While the session is in IDLE (RFC 2177) it also awaits the session's mailbox [`Watcher`]
-//! and pushes the untagged updates as soon as the mailbox changes.
+//! and pushes the untagged updates as soon as the mailbox changes. On server shutdown it
+//! finishes the command in hand, says `* BYE` and closes.
+//!
+//! The byte stream is a [`Stream`] (a boxed `AsyncRead + AsyncWrite`), so layers such as TLS
+//! can replace it in the middle of a connection.
 
+use super::server::Context;
 use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
-use crate::session::{Action, Session, Shared, Watcher};
-use async_io::{Async, Timer};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use crate::session::{Action, Session, Watcher};
+use async_io::Timer;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Anything a connection can run over (TCP, TLS over TCP, ...).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection's byte stream.
+pub type Stream = Box<dyn Io>;
 
 /// A client that doesn't take our output within this time is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn serve(stream: Async<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
+pub async fn serve(stream: Stream, peer: SocketAddr, ctx: Arc<Context>) {
+    let _counted = ctx.shutdown.connection();
     log::info!("{peer}: connect");
-    let mut session = Session::new(shared.clone(), peer);
-    let reason = match run(stream, &mut session, &shared).await {
+    let mut session = Session::new(ctx.shared.clone(), peer);
+    let reason = match run(stream, &mut session, &ctx).await {
         Ok(r) => r,
         Err(e) => format!("error: {e}"),
     };
@@ -28,13 +41,16 @@ pub async fn serve(stream: Async<TcpStream>, peer: SocketAddr, shared: Arc<Share
     );
 }
 
-async fn write(stream: &mut Async<TcpStream>, bytes: &[u8]) -> io::Result<()> {
-    async { stream.write_all(bytes).await }
-        .or(async {
-            Timer::after(WRITE_TIMEOUT).await;
-            Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
-        })
-        .await
+async fn write(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
+    async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    }
+    .or(async {
+        Timer::after(WRITE_TIMEOUT).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
+    })
+    .await
 }
 
 /// What woke the connection's wait.
@@ -43,18 +59,15 @@ enum Wake {
     Changed,
     KeepAlive,
     Timeout,
+    Shutdown,
 }
 
 /// While idling, send `* OK Still here` after this long without output, so NAT boxes and
 /// phone carriers don't drop a silent connection (RFC 2177 §3 allows any untagged response).
 const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
 
-async fn run(
-    mut stream: Async<TcpStream>,
-    session: &mut Session,
-    shared: &Shared,
-) -> io::Result<String> {
-    let limits = &shared.limits;
+async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Result<String> {
+    let limits = &ctx.shared.limits;
     let mut framer = Framer::new(FramerLimits {
         max_line: limits.max_line,
         max_literal: limits.max_message_size,
@@ -72,6 +85,10 @@ async fn run(
     // Last time anything was written while idling (for the IDLE keep-alive).
     let mut last_sent = Instant::now();
     loop {
+        if ctx.shutdown.is_triggered() {
+            let _ = write(&mut stream, b"* BYE Server shutting down.\r\n").await;
+            return Ok("server shutdown".into());
+        }
         while let Some(ev) = framer.next_event() {
             match ev {
                 FrameEvent::Command(bytes) => {
@@ -112,6 +129,11 @@ async fn run(
             Timer::at(deadline).await;
             Ok(Wake::Timeout)
         };
+        let stop = async {
+            ctx.shutdown.wait().await;
+            Ok(Wake::Shutdown)
+        };
+        let expire = expire.or(stop);
         let wake = match watcher.as_mut() {
             Some(w) => {
                 let changed = async {
@@ -127,6 +149,8 @@ async fn run(
             None => read.or(expire).await?,
         };
         match wake {
+            // Checked at the top of the loop.
+            Wake::Shutdown => continue,
             Wake::Timeout => {
                 let _ = write(&mut stream, b"* BYE Autologout; idle for too long.\r\n").await;
                 return Ok("idle timeout".into());

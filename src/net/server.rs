@@ -1,12 +1,21 @@
 //! Listeners and the executor: bind every `--imap-listen` address (a bind failure is a clear
-//! start-up error naming the address), then accept forever, one task per connection.
+//! start-up error naming the address), tell systemd we are ready, then accept until SIGTERM,
+//! one task per connection. SIGHUP reloads the users file. See [`super::lifecycle`].
 
-use super::conn;
+use super::conn::{self, Stream};
+use super::lifecycle::{self, Request, Shutdown, Signals};
 use crate::config::Config;
 use crate::session::Shared;
 use async_io::Async;
 use std::net::TcpListener;
 use std::sync::Arc;
+
+/// What every connection task shares: the session's configuration plus the network layer's
+/// state.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub shutdown: Shutdown,
+}
 
 pub fn run(cfg: Config) -> Result<(), String> {
     let shared = Arc::new(Shared {
@@ -33,6 +42,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.users_path.display(),
         cfg.users.user_names().len()
     );
+    let signals = Signals::new()?;
+    let ctx = Arc::new(Context {
+        shared,
+        shutdown: Shutdown::new(),
+    });
     let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -51,14 +65,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
     smol::block_on(ex.run(async move {
         let mut tasks = Vec::new();
         for l in listeners {
-            let shared = shared.clone();
+            let ctx = ctx.clone();
             let ex3 = ex2.clone();
             tasks.push(ex2.spawn(async move {
                 loop {
                     match l.accept().await {
                         Ok((stream, peer)) => {
-                            let shared = shared.clone();
-                            ex3.spawn(conn::serve(stream, peer, shared)).detach();
+                            let ctx = ctx.clone();
+                            let stream: Stream = Box::new(stream);
+                            ex3.spawn(conn::serve(stream, peer, ctx)).detach();
                         }
                         Err(e) => {
                             // EMFILE and friends: log and back off instead of spinning.
@@ -69,8 +84,38 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 }
             }));
         }
+        lifecycle::notify("READY=1");
+        loop {
+            match signals.next().await {
+                Ok(Request::Reload) => {
+                    lifecycle::notify("RELOADING=1");
+                    log::info!("SIGHUP: reloading");
+                    ctx.shared.users.reload();
+                    lifecycle::notify("READY=1");
+                }
+                Ok(Request::Stop) => break,
+                Err(e) => {
+                    log::error!("reading signals failed: {e}; shutting down");
+                    break;
+                }
+            }
+        }
+        lifecycle::notify("STOPPING=1");
+        log::info!(
+            "shutting down: {} connection(s) open, waiting up to {:?}",
+            ctx.shutdown.active(),
+            lifecycle::DRAIN_TIMEOUT
+        );
+        // Stop accepting, then let every connection finish its command and say BYE.
         for t in tasks {
-            t.await;
+            t.cancel().await;
+        }
+        ctx.shutdown.trigger();
+        let left = ctx.shutdown.drained(lifecycle::DRAIN_TIMEOUT).await;
+        if left > 0 {
+            log::warn!("{left} connection(s) did not finish in time; exiting anyway");
+        } else {
+            log::info!("all connections closed; bye");
         }
     }));
     Ok(())
