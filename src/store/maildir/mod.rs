@@ -12,6 +12,7 @@ pub mod filename;
 pub mod keywords;
 pub mod lock;
 mod mailbox;
+pub mod modseq;
 pub mod name;
 pub mod subscriptions;
 pub mod uidlist;
