@@ -1,0 +1,356 @@
+//! Process-wide counters, rendered in the Prometheus text exposition format (version 0.0.4)
+//! for `GET /metrics` (`net::http`).
+//!
+//! Owns: the counters and their names. Every other module bumps them with a one-line call on
+//! [`global`]; nothing here does I/O or blocks beyond a short mutex for the per-command
+//! table. Counters only go up (Prometheus `counter`), except the open-connection gauge.
+//!
+//! Metric names follow the Prometheus naming guide: `pimap_` prefix, `_total` for counters,
+//! base units (bytes).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// All counters; get the process's instance with [`global`].
+pub struct Metrics {
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
+    refused_total: AtomicU64,
+    refused_per_ip: AtomicU64,
+    logins_ok: AtomicU64,
+    logins_failed: AtomicU64,
+    commands: Mutex<BTreeMap<&'static str, u64>>,
+    sync_ok: AtomicU64,
+    sync_partial: AtomicU64,
+    sync_error: AtomicU64,
+    sync_delivered: AtomicU64,
+    sync_failed_objects: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    timeouts_login: AtomicU64,
+    timeouts_command: AtomicU64,
+    timeouts_idle: AtomicU64,
+}
+
+static METRICS: Metrics = Metrics::new();
+
+/// The process's counters.
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Total,
+    PerIp,
+}
+
+/// Which deadline closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    Login,
+    Command,
+    Idle,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub const fn new() -> Metrics {
+        Metrics {
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            refused_total: AtomicU64::new(0),
+            refused_per_ip: AtomicU64::new(0),
+            logins_ok: AtomicU64::new(0),
+            logins_failed: AtomicU64::new(0),
+            commands: Mutex::new(BTreeMap::new()),
+            sync_ok: AtomicU64::new(0),
+            sync_partial: AtomicU64::new(0),
+            sync_error: AtomicU64::new(0),
+            sync_delivered: AtomicU64::new(0),
+            sync_failed_objects: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            timeouts_login: AtomicU64::new(0),
+            timeouts_command: AtomicU64::new(0),
+            timeouts_idle: AtomicU64::new(0),
+        }
+    }
+
+    /// An IMAP connection was admitted (pair with [`Metrics::connection_closed`]).
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_refused(&self, why: Refused) {
+        match why {
+            Refused::Total => &self.refused_total,
+            Refused::PerIp => &self.refused_per_ip,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn login(&self, ok: bool) {
+        if ok {
+            &self.logins_ok
+        } else {
+            &self.logins_failed
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A parsed command, by its name (`Command::name`, a fixed set: the table stays small).
+    pub fn command(&self, name: &'static str) {
+        let mut t = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        *t.entry(name).or_insert(0) += 1;
+    }
+
+    /// One S3 sync pass: `Ok((delivered, failed objects))`, or `Err(())` if the pass failed as
+    /// a whole (configuration, listing, a panic).
+    pub fn sync_pass(&self, result: Result<(usize, usize), ()>) {
+        match result {
+            Ok((delivered, failed)) => {
+                if failed == 0 {
+                    &self.sync_ok
+                } else {
+                    &self.sync_partial
+                }
+                .fetch_add(1, Ordering::Relaxed);
+                self.sync_delivered
+                    .fetch_add(delivered as u64, Ordering::Relaxed);
+                self.sync_failed_objects
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+            }
+            Err(()) => {
+                self.sync_error.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn timeout(&self, which: Timeout) {
+        match which {
+            Timeout::Login => &self.timeouts_login,
+            Timeout::Command => &self.timeouts_command,
+            Timeout::Idle => &self.timeouts_idle,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Open connections now.
+    pub fn open_connections(&self) -> i64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text format: `# HELP`, `# TYPE`, then the samples; LF line ends.
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = String::with_capacity(2048);
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(s, "{name}{labels} {v}");
+            }
+        };
+        family(
+            "pimap_connections",
+            "gauge",
+            "IMAP connections open now.",
+            &[("", self.open_connections().max(0) as u64)],
+        );
+        family(
+            "pimap_connections_total",
+            "counter",
+            "IMAP connections accepted.",
+            &[("", g(&self.connections_total))],
+        );
+        family(
+            "pimap_connections_refused_total",
+            "counter",
+            "IMAP connections refused by a connection limit.",
+            &[
+                ("{limit=\"total\"}", g(&self.refused_total)),
+                ("{limit=\"per_ip\"}", g(&self.refused_per_ip)),
+            ],
+        );
+        family(
+            "pimap_logins_total",
+            "counter",
+            "LOGIN and AUTHENTICATE attempts by result.",
+            &[
+                ("{result=\"ok\"}", g(&self.logins_ok)),
+                ("{result=\"failed\"}", g(&self.logins_failed)),
+            ],
+        );
+        let commands: Vec<(String, u64)> = {
+            let t = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+            t.iter()
+                .map(|(k, v)| (format!("{{command=\"{}\"}}", escape_label(k)), *v))
+                .collect()
+        };
+        let commands: Vec<(&str, u64)> = commands.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        family(
+            "pimap_commands_total",
+            "counter",
+            "IMAP commands received, by command name.",
+            &commands,
+        );
+        family(
+            "pimap_timeouts_total",
+            "counter",
+            "Connections closed by a deadline.",
+            &[
+                ("{deadline=\"login\"}", g(&self.timeouts_login)),
+                ("{deadline=\"command\"}", g(&self.timeouts_command)),
+                ("{deadline=\"idle\"}", g(&self.timeouts_idle)),
+            ],
+        );
+        family(
+            "pimap_sync_passes_total",
+            "counter",
+            "S3 sync passes by result (partial: some objects failed and are retried).",
+            &[
+                ("{result=\"ok\"}", g(&self.sync_ok)),
+                ("{result=\"partial\"}", g(&self.sync_partial)),
+                ("{result=\"error\"}", g(&self.sync_error)),
+            ],
+        );
+        family(
+            "pimap_sync_delivered_total",
+            "counter",
+            "Messages the S3 sync delivered.",
+            &[("", g(&self.sync_delivered))],
+        );
+        family(
+            "pimap_sync_failed_objects_total",
+            "counter",
+            "Object deliveries that failed in a sync pass (counted per pass).",
+            &[("", g(&self.sync_failed_objects))],
+        );
+        family(
+            "pimap_received_bytes_total",
+            "counter",
+            "Bytes read from IMAP clients.",
+            &[("", g(&self.bytes_in))],
+        );
+        family(
+            "pimap_sent_bytes_total",
+            "counter",
+            "Bytes written to IMAP clients.",
+            &[("", g(&self.bytes_out))],
+        );
+        s
+    }
+}
+
+/// Escape a label value (backslash, double quote, line feed), as the text format requires.
+fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let m = Metrics::new();
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.connection_refused(Refused::PerIp);
+        m.login(true);
+        m.login(false);
+        m.login(false);
+        m.command("FETCH");
+        m.command("FETCH");
+        m.command("LOGIN");
+        m.sync_pass(Ok((3, 0)));
+        m.sync_pass(Ok((1, 2)));
+        m.sync_pass(Err(()));
+        m.bytes_in(10);
+        m.bytes_out(25);
+        m.timeout(Timeout::Login);
+        let t = m.render();
+        assert_eq!(sample(&t, "pimap_connections"), Some(1));
+        assert_eq!(sample(&t, "pimap_connections_total"), Some(2));
+        assert_eq!(
+            sample(&t, "pimap_connections_refused_total{limit=\"per_ip\"}"),
+            Some(1)
+        );
+        assert_eq!(sample(&t, "pimap_logins_total{result=\"failed\"}"), Some(2));
+        assert_eq!(
+            sample(&t, "pimap_commands_total{command=\"FETCH\"}"),
+            Some(2)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sync_passes_total{result=\"ok\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sync_passes_total{result=\"partial\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sync_passes_total{result=\"error\"}"),
+            Some(1)
+        );
+        assert_eq!(sample(&t, "pimap_sync_delivered_total"), Some(4));
+        assert_eq!(sample(&t, "pimap_received_bytes_total"), Some(10));
+        assert_eq!(sample(&t, "pimap_sent_bytes_total"), Some(25));
+        assert_eq!(
+            sample(&t, "pimap_timeouts_total{deadline=\"login\"}"),
+            Some(1)
+        );
+        // Every sample line belongs to a family announced by # TYPE just before.
+        let mut typed = std::collections::HashSet::new();
+        for l in t.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_string());
+            } else if !l.starts_with('#') {
+                let name = l.split(['{', ' ']).next().unwrap();
+                assert!(typed.contains(name), "{l}");
+            }
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
