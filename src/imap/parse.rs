@@ -91,12 +91,20 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"LOGIN" => login(c)?,
         b"AUTHENTICATE" => authenticate(c)?,
         b"SELECT" => {
-            let (mailbox, condstore) = select(c)?;
-            Command::Select { mailbox, condstore }
+            let (mailbox, condstore, qresync) = select(c)?;
+            Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            }
         }
         b"EXAMINE" => {
-            let (mailbox, condstore) = select(c)?;
-            Command::Examine { mailbox, condstore }
+            let (mailbox, condstore, qresync) = select(c)?;
+            Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            }
         }
         b"CREATE" => Command::Create {
             mailbox: one_mailbox(c)?,
@@ -179,6 +187,11 @@ fn uid(c: &mut Cursor) -> PResult<Command> {
 }
 
 /// `login = "LOGIN" SP userid SP password` (astrings; a literal password works).
+/// session can say which mechanisms exist when it refuses one (§3: BAD).
+        mechanism: String::from_utf8_lossy(mech).into_owned(),
+    })
+}
+
 fn login(c: &mut Cursor) -> PResult<Command> {
     c.sp("after LOGIN")?;
     let user = c.astring_utf8("user name")?;
@@ -223,9 +236,12 @@ fn is_base64(s: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
-/// `select = "SELECT" SP mailbox [select-params]` (RFC 4466 §2.1); the only parameter
-/// supported is RFC 7162 CONDSTORE.
-fn select(c: &mut Cursor) -> PResult<(String, bool)> {
+/// `select = "SELECT" SP mailbox [select-params]` (RFC 4466 §2.1) with the RFC 7162
+/// parameters `CONDSTORE` and
+/// `"QRESYNC" SP "(" uidvalidity SP mod-sequence-value [SP known-uids] [SP seq-match-data] ")"`,
+/// `seq-match-data = "(" known-sequence-set SP known-uid-set ")"` (§3.2.5, §7).
+#[allow(clippy::type_complexity)]
+fn select(c: &mut Cursor) -> PResult<(String, bool, Option<QresyncParams>)> {
     let mailbox = one_mailbox(c)?;
     let mut condstore = false;
     if !c.at_end() {
@@ -234,6 +250,7 @@ fn select(c: &mut Cursor) -> PResult<(String, bool)> {
         if !c.eat(b')') {
             loop {
                 let p = c.atom("SELECT parameter")?;
+    let mut qresync = None;
                 if p.eq_ignore_ascii_case(b"CONDSTORE") {
                     condstore = true;
                 } else {
@@ -242,11 +259,67 @@ fn select(c: &mut Cursor) -> PResult<(String, bool)> {
                 if c.eat(b')') {
                     break;
                 }
+                } else if p.eq_ignore_ascii_case(b"QRESYNC") && qresync.is_none() {
+                    c.sp("after QRESYNC")?;
+                    qresync = Some(qresync_params(c)?);
                 c.sp("between SELECT parameters")?;
             }
         }
     }
-    Ok((mailbox, condstore))
+    Ok((mailbox, condstore, qresync))
+}
+
+/// The parenthesised QRESYNC parameter list (see [`select`]).
+fn qresync_params(c: &mut Cursor) -> PResult<QresyncParams> {
+    c.expect(b'(', "'(' starting the QRESYNC parameters")?;
+    let uid_validity = c.nz_number("QRESYNC UIDVALIDITY")?;
+    c.sp("after the QRESYNC UIDVALIDITY")?;
+    // mod-sequence-value is 1*DIGIT (0 allowed: "the client knows nothing").
+    let mod_seq = c.mod_seq("QRESYNC mod-sequence")?;
+    let mut known_uids = None;
+    let mut seq_match = None;
+    if c.eat(b' ') {
+        if c.peek() != Some(b'(') {
+            known_uids = Some(no_star(c.sequence_set()?, "known-uids")?);
+            if c.eat(b' ') {
+                seq_match = Some(seq_match_data(c)?);
+            }
+        } else {
+            seq_match = Some(seq_match_data(c)?);
+        }
+    }
+    c.expect(b')', "')' ending the QRESYNC parameters")?;
+    Ok(QresyncParams {
+        uid_validity,
+        mod_seq,
+        known_uids,
+        seq_match,
+    })
+}
+
+/// `seq-match-data = "(" known-sequence-set SP known-uid-set ")"`.
+fn seq_match_data(c: &mut Cursor) -> PResult<(SequenceSet, SequenceSet)> {
+    c.expect(b'(', "'(' starting the QRESYNC sequence match data")?;
+    let seqs = no_star(c.sequence_set()?, "known-sequence-set")?;
+    c.sp("inside the QRESYNC sequence match data")?;
+    let uids = no_star(c.sequence_set()?, "known-uid-set")?;
+    c.expect(b')', "')' ending the QRESYNC sequence match data")?;
+    Ok((seqs, uids))
+}
+
+/// RFC 7162 §7: known-uids and seq-match-data sets may not contain `*` (nor `$`).
+fn no_star(set: SequenceSet, what: &str) -> PResult<SequenceSet> {
+    let ok = match &set {
+        SequenceSet::Saved => false,
+        SequenceSet::Ranges(rs) => rs
+            .iter()
+            .all(|r| !matches!(r.start, SeqNum::Star) && !matches!(r.end, SeqNum::Star)),
+    };
+    if ok {
+        Ok(set)
+    } else {
+        Err(format!("QRESYNC {what} may not contain '*' or '$'"))
+    }
 }
 
 /// `status-att` list: `"(" status-att *(SP status-att) ")"` (RFC 3501, RFC 8438 SIZE,
@@ -457,7 +530,11 @@ fn fetch(c: &mut Cursor, uid: bool) -> PResult<Command> {
     c.sp("after FETCH")?;
     let set = c.sequence_set()?;
     c.sp("after the sequence set")?;
-    let (items, changed_since) = fetch::fetch_items(c)?;
+    let (items, changed_since, vanished) = fetch::fetch_items(c)?;
+    // RFC 7162 §3.2.6: VANISHED only with UID FETCH and together with CHANGEDSINCE.
+    if vanished && (!uid || changed_since.is_none()) {
+        return Err("The VANISHED FETCH modifier needs UID FETCH and CHANGEDSINCE".into());
+    }
     Ok(Command::Fetch {
         uid,
         set,
@@ -469,6 +546,7 @@ fn fetch(c: &mut Cursor, uid: bool) -> PResult<Command> {
 /// `store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags` (RFC 3501 §6.4.6,
 /// RFC 7162 §3.1.3 UNCHANGEDSINCE).
 fn store(c: &mut Cursor, uid: bool) -> PResult<Command> {
+        vanished,
     c.sp("after STORE")?;
     let set = c.sequence_set()?;
     c.sp("after the sequence set")?;

@@ -268,6 +268,18 @@ pub enum StoreMode {
     Remove,
 }
 
+/// RFC 7162 §3.2.5 SELECT/EXAMINE parameter
+/// `"QRESYNC" SP "(" uidvalidity SP mod-sequence-value [SP known-uids] [SP seq-match-data] ")"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uid_validity: u32,
+    pub mod_seq: u64,
+    /// UIDs the client knows (no `*`).
+    pub known_uids: Option<SequenceSet>,
+    /// `(known-sequence-set SP known-uid-set)`.
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
+}
+
 /// RFC 5258 LIST-EXTENDED selection options and RFC 5819 `RETURN (STATUS ...)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOptions {
@@ -303,10 +315,13 @@ pub enum Command {
     Select {
         mailbox: String,
         condstore: bool,
+        /// RFC 7162 §3.2.5 `(QRESYNC (...))`
+        qresync: Option<QresyncParams>,
     },
     Examine {
         mailbox: String,
         condstore: bool,
+        qresync: Option<QresyncParams>,
     },
     Create {
         mailbox: String,
@@ -372,6 +387,8 @@ pub enum Command {
     Store {
         uid: bool,
         set: SequenceSet,
+        /// RFC 7162 §3.2.6 `VANISHED` modifier (UID FETCH with CHANGEDSINCE only).
+        vanished: bool,
         mode: StoreMode,
         silent: bool,
         flags: Vec<Flag>,

@@ -14,15 +14,27 @@ impl Session {
             set,
             mut items,
             changed_since,
+            vanished,
         } = cmd
         else {
             return Err(HandlerError::Bad("not a FETCH".into()));
         };
-        if changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
+        // RFC 7162 §3.2.6: VANISHED needs QRESYNC enabled.
+        if vanished && !self.qresync_enabled() {
             return Err(HandlerError::Bad(
-                "MODSEQ / CHANGEDSINCE need CONDSTORE, which is not supported yet.".into(),
+                "The VANISHED modifier needs ENABLE QRESYNC first.".into(),
             ));
         }
+        let mut out = Vec::new();
+        if changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
+            // RFC 7162 §3.1: MODSEQ and CHANGEDSINCE are CONDSTORE-enabling.
+            self.enable_condstore(&mut out);
+        }
+        // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
+        if changed_since.is_some() && !items.contains(&FetchAttr::ModSeq) {
+            items.push(FetchAttr::ModSeq);
+        }
+        let condstore = self.condstore_enabled();
         // RFC 3501 §6.4.8: UID FETCH always returns UID.
         if uid && !items.contains(&FetchAttr::Uid) {
             items.insert(0, FetchAttr::Uid);
@@ -38,15 +50,27 @@ impl Session {
             FetchAttr::BodySection { peek, .. } | FetchAttr::Binary { peek, .. } => !peek,
             _ => false,
         });
-        let mut out = Vec::new();
         let view = self.view_mut()?;
         // No EXPUNGE responses during a non-UID FETCH (RFC 3501 §7.4.1).
         view.sync(&mut out, uid)?;
         let idx = view.resolve(&set, uid).map_err(HandlerError::Bad)?;
+        if let (true, Some(since)) = (vanished, changed_since) {
+            // RFC 7162 §3.2.6: expunged UIDs of the set, before the FETCH responses; `*` may
+            // stand for UIDs above the largest that still exists.
+            super::condstore::vanished_earlier(
+                view,
+                since,
+                &super::condstore::set_ranges(&set, u32::MAX),
+                &mut out,
+            );
+        }
         let mut missing = false;
         for i in idx {
             let msg_uid = view.msgs[i].uid;
             let recent = view.msgs[i].recent;
+            if changed_since.is_some_and(|since| view.modseqs.get(msg_uid) <= since) {
+                continue;
+            }
             let Some(meta) = view.meta(msg_uid).cloned() else {
                 missing = true;
                 continue;
@@ -74,6 +98,9 @@ impl Session {
                     Ok(()) => {
                         flags_changed = true;
                         view.msgs[i].flags = flags.clone();
+                        // The implicit \Seen is a change with its own mod-sequence.
+                        view.modseqs
+                            .observe(view.mbox.uid_validity(), view.mbox.messages())?;
                     }
                     Err(crate::store::StoreError::Expunged(_)) => {}
                     Err(e) => return Err(e.into()),
@@ -176,13 +203,20 @@ impl Session {
                             format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes(),
                         );
                     }
-                    FetchAttr::ModSeq => {}
+                    FetchAttr::ModSeq => line.extend_from_slice(
+                        format!("MODSEQ ({})", view.modseqs.get(msg_uid)).as_bytes(),
+                    ),
                 }
             }
             // RFC 3501 §6.4.5: a \Seen set implicitly is reported.
             if flags_changed && !items.contains(&FetchAttr::Flags) {
                 sep(&mut line);
                 line.extend_from_slice(format!("FLAGS {}", flags_list(&flags, recent)).as_bytes());
+                if condstore && !items.contains(&FetchAttr::ModSeq) {
+                    line.extend_from_slice(
+                        format!(" MODSEQ ({})", view.modseqs.get(msg_uid)).as_bytes(),
+                    );
+                }
             }
             line.extend_from_slice(b")\r\n");
             out.extend_from_slice(&line);

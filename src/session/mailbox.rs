@@ -13,12 +13,31 @@ pub const SEP: char = '.';
 
 impl Session {
     pub(super) fn select(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
-        let (name, read_only) = match cmd {
-            Command::Select { mailbox, .. } => (mailbox, false),
-            Command::Examine { mailbox, .. } => (mailbox, true),
+        let (name, read_only, condstore, qresync) = match cmd {
+            Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            } => (mailbox, false, condstore, qresync),
+            Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            } => (mailbox, true, condstore, qresync),
             _ => return Err(HandlerError::Bad("not a SELECT".into())),
         };
+        // RFC 7162 §3.2.5: the QRESYNC parameter only after ENABLE QRESYNC.
+        if qresync.is_some() && !self.qresync_enabled() {
+            return Err(HandlerError::Bad(
+                "QRESYNC is not enabled (ENABLE QRESYNC first).".into(),
+            ));
+        }
         let name = normalize_mailbox(&name);
+        let was_selected = matches!(self.state, State::Selected { .. });
+        if condstore {
+            // RFC 7162 §3.1: a CONDSTORE-enabling command; SELECT reports HIGHESTMODSEQ itself.
+            self.enabled.condstore = true;
+        }
         // RFC 3501 §6.3.1: a SELECT deselects the current mailbox first, even if it fails.
         let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
         let (user, store) = match state {
@@ -30,14 +49,20 @@ impl Session {
         let opened = store
             .open_mailbox(&name, read_only)
             .and_then(|m| View::new(m, read_only));
-        let view = match opened {
+        let mut view = match opened {
             Ok(v) => v,
             Err(e) => {
                 self.state = State::Authenticated { user, store };
                 return Err(e.into());
             }
         };
+        view.condstore = self.enabled.condstore;
+        view.qresync = self.enabled.qresync;
         let mut out = Vec::new();
+        if was_selected {
+            // RFC 7162 §3.2.11: the previous mailbox's updates end here.
+            out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
+        }
         let keywords = view.mbox.keywords();
         let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|(_, n)| n.to_string()).collect();
         flags.extend(keywords.iter().cloned());
@@ -78,6 +103,19 @@ impl Session {
             )
             .as_bytes(),
         );
+        if view.condstore {
+            // RFC 7162 §3.1.2.1.
+            out.extend_from_slice(
+                format!(
+                    "* OK [HIGHESTMODSEQ {}] Highest\r\n",
+                    view.modseqs.highest()
+                )
+                .as_bytes(),
+            );
+        }
+        if let Some(p) = &qresync {
+            super::condstore::qresync_select(&view, p, &mut out);
+        }
         let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "Examine" } else { "Select" };
         out.extend_from_slice(format!("{tag} OK [{rw}] {verb} completed.\r\n").as_bytes());
@@ -211,9 +249,7 @@ impl Session {
                 StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
                 StatusItem::Size => format!("SIZE {}", st.size),
                 StatusItem::HighestModSeq => {
-                    return Err(HandlerError::Bad(
-                        "STATUS HIGHESTMODSEQ needs CONDSTORE, which is not supported yet.".into(),
-                    ))
+                    format!("HIGHESTMODSEQ {}", self.highest_modseq(name)?)
                 }
             });
         }

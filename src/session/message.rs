@@ -74,7 +74,14 @@ impl Session {
                 } else {
                     "EXPUNGE"
                 };
-                out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+                // RFC 7162 §3.2.10 (as Dovecot does once CONDSTORE is on): the tagged OK tells
+                // the new HIGHESTMODSEQ.
+                let code = if view.condstore {
+                    format!("[HIGHESTMODSEQ {}] ", view.modseqs.highest())
+                } else {
+                    String::new()
+                };
+                out.extend_from_slice(format!("{tag} OK {code}{name} completed.\r\n").as_bytes());
             }
             Command::Store {
                 uid,
@@ -85,13 +92,24 @@ impl Session {
                 unchanged_since,
             } => {
                 if unchanged_since.is_some() {
-                    return Err(HandlerError::Bad(
-                        "UNCHANGEDSINCE needs CONDSTORE, which is not supported yet.".into(),
-                    ));
+                    // RFC 7162 §3.1: UNCHANGEDSINCE is CONDSTORE-enabling.
+                    self.enable_condstore(&mut out);
                 }
-                self.store_flags(&mut out, uid, &set, mode, silent, &flags)?;
+                let modified =
+                    self.store_flags(&mut out, uid, &set, mode, silent, &flags, unchanged_since)?;
                 let name = if uid { "UID STORE" } else { "STORE" };
-                out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+                if modified.is_empty() {
+                    out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+                } else {
+                    // RFC 7162 §3.1.3: the messages that failed the UNCHANGEDSINCE test.
+                    out.extend_from_slice(
+                        format!(
+                            "{tag} OK [MODIFIED {}] Conditional {name} failed.\r\n",
+                            super::search::compress_set(&modified)
+                        )
+                        .as_bytes(),
+                    );
+                }
             }
             Command::Copy { uid, set, mailbox } => {
                 let code = self.copy(&mut out, uid, &set, &mailbox, false)?;
@@ -131,6 +149,9 @@ impl Session {
         }
     }
 
+    /// STORE / UID STORE (RFC 3501 §6.4.6) with RFC 7162 §3.1.3 UNCHANGEDSINCE: returns the
+    /// sequence numbers (UIDs for UID STORE) of the messages that failed the test.
+    #[allow(clippy::too_many_arguments)]
     fn store_flags(
         &mut self,
         out: &mut Vec<u8>,
@@ -139,7 +160,8 @@ impl Session {
         mode: StoreMode,
         silent: bool,
         flags: &[Flag],
-    ) -> Result<(), HandlerError> {
+        unchanged_since: Option<u64>,
+    ) -> Result<Vec<u32>, HandlerError> {
         let given = to_store_flags(flags)?;
         let view = self.view_mut()?;
         if view.read_only {
@@ -149,12 +171,20 @@ impl Session {
         view.sync(out, uid)?;
         let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
         let mut expunged = false;
+        let mut modified = Vec::new();
+        // (view index, changed on disk by this command)
+        let mut done: Vec<(usize, bool)> = Vec::new();
         for i in idx {
-            let (msg_uid, recent) = (view.msgs[i].uid, view.msgs[i].recent);
+            let msg_uid = view.msgs[i].uid;
             let Some(meta) = view.meta(msg_uid) else {
                 expunged = true;
                 continue;
             };
+            // RFC 7162 §3.1.3: a message changed after UNCHANGEDSINCE is left alone.
+            if unchanged_since.is_some_and(|u| view.modseqs.get(msg_uid) > u) {
+                modified.push(if uid { msg_uid } else { i as u32 + 1 });
+                continue;
+            }
             let mut new = meta.flags.clone();
             match mode {
                 StoreMode::Replace => new = given.clone(),
@@ -172,9 +202,10 @@ impl Session {
                         .retain(|x| !given.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
                 }
             }
+            let mut changed = false;
             if new != meta.flags {
                 match view.mbox.set_flags(msg_uid, &new) {
-                    Ok(()) => {}
+                    Ok(()) => changed = true,
                     Err(StoreError::Expunged(_)) => {
                         expunged = true;
                         continue;
@@ -182,29 +213,40 @@ impl Session {
                     Err(e) => return Err(e.into()),
                 }
             }
-            view.msgs[i].flags = new.clone();
-            if !silent {
-                let uid_part = if uid {
-                    format!("UID {msg_uid} ")
-                } else {
-                    String::new()
-                };
-                out.extend_from_slice(
-                    format!(
-                        "* {} FETCH ({uid_part}FLAGS {})\r\n",
-                        i + 1,
-                        flags_list(&new, recent)
-                    )
-                    .as_bytes(),
-                );
+            view.msgs[i].flags = view.meta(msg_uid).map(|m| m.flags.clone()).unwrap_or(new);
+            done.push((i, changed));
+        }
+        // One new mod-sequence for everything this command changed (RFC 7162 §3.1.1).
+        if done.iter().any(|d| d.1) {
+            view.modseqs
+                .observe(view.mbox.uid_validity(), view.mbox.messages())?;
+        }
+        for (i, changed) in done {
+            let m = &view.msgs[i];
+            let mut items = Vec::new();
+            if uid || view.qresync {
+                items.push(format!("UID {}", m.uid));
             }
+            if view.condstore && (changed || !silent) {
+                items.push(format!("MODSEQ ({})", view.modseqs.get(m.uid)));
+            }
+            if !silent {
+                items.push(format!("FLAGS {}", flags_list(&m.flags, m.recent)));
+            }
+            // Silent and nothing to tell (RFC 7162 §3.1.3: with .SILENT, MODSEQ only).
+            if silent && !(view.condstore && changed) {
+                continue;
+            }
+            out.extend_from_slice(
+                format!("* {} FETCH ({})\r\n", i + 1, items.join(" ")).as_bytes(),
+            );
         }
         if expunged {
             return Err(HandlerError::No(
                 "[EXPUNGEISSUED] Some of the messages no longer exist.".into(),
             ));
         }
-        Ok(())
+        Ok(modified)
     }
 
     /// COPY or MOVE; returns the `[COPYUID ...] ` response code (empty if nothing was copied).

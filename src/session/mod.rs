@@ -13,9 +13,11 @@
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, STATUS=SIZE, SPECIAL-USE,
-//! LIST-EXTENDED, LIST-STATUS; always: LITERAL+, SASL-IR, ID.
+//! LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC (`condstore`, RFC 7162); always: LITERAL+,
+//! SASL-IR, ID.
 
 mod auth;
+mod condstore;
 mod fetch;
 mod idle;
 mod list;
@@ -134,6 +136,8 @@ impl Session {
             peer,
             state: State::NotAuthenticated,
             pending: Pending::None,
+    /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
+    enabled: condstore::Enabled,
             bad_in_a_row: 0,
         }
     }
@@ -148,6 +152,7 @@ impl Session {
             State::Authenticated { user, .. } | State::Selected { user, .. } => Some(user),
         }
     }
+            enabled: condstore::Enabled::default(),
 
     pub fn is_authenticated(&self) -> bool {
         !matches!(self.state, State::NotAuthenticated)
@@ -220,6 +225,8 @@ impl Session {
             }
             Err(HandlerError::Bad(reason)) => self.bad(&tag, &reason),
             Err(HandlerError::No(text)) => {
+                "CONDSTORE",
+                "QRESYNC",
                 self.bad_in_a_row = 0;
                 let mut bytes = self.pending_untagged();
                 bytes.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
@@ -319,12 +326,8 @@ impl Session {
                 "STARTTLS is only allowed before authentication.".into(),
             )),
             (_, Idle) => self.idle_start(tag),
-            // RFC 5161 §3.1: none of the extensions pimap implements needs enabling, so the
-            // ENABLED response lists nothing (unknown names are ignored, not an error).
-            // Accepted in the selected state too, as Dovecot does.
-            (_, Enable(_)) => {
-                ok(format!("* ENABLED\r\n{tag} OK ENABLE completed.\r\n").into_bytes())
-            }
+            // RFC 5161 §3.1 (in `condstore`); accepted in the selected state too, as Dovecot does.
+            (_, Enable(caps)) => self.enable(tag, &caps),
             (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),
             (
                 _,

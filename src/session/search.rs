@@ -1,5 +1,6 @@
 //! SEARCH and UID SEARCH (RFC 3501 §6.4.4), with `RETURN (MIN MAX ALL COUNT)` answered by
-//! `* ESEARCH` (RFC 4731) and `RETURN (SAVE)` / `$` (RFC 5182 SEARCHRES).
+//! `* ESEARCH` (RFC 4731) and `RETURN (SAVE)` / `$` (RFC 5182 SEARCHRES), and the MODSEQ key
+//! with its `(MODSEQ n)` / `MODSEQ n` result (RFC 7162 §3.1.5).
 //!
 //! Flag, size, date and set keys are answered from metadata; header and body keys parse the
 //! message (once per message, only when needed).
@@ -38,12 +39,18 @@ impl Session {
             }
         }
         let mut out = Vec::new();
+        let uses_modseq = has_modseq(&criteria);
+        if uses_modseq {
+            // RFC 7162 §3.1: the MODSEQ search key is CONDSTORE-enabling.
+            self.enable_condstore(&mut out);
+        }
         let view = self.view_mut()?;
         view.sync(&mut out, uid)?;
         let needs_doc = needs_content(&criteria);
         let n = view.msgs.len();
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
+        let mut top_modseq = 0u64;
         for i in 0..n {
             let m = &view.msgs[i];
             let Some(meta) = view.meta(m.uid) else {
@@ -62,10 +69,12 @@ impl Session {
                 meta,
                 recent: m.recent,
                 doc: doc.as_ref(),
+                modseq: view.modseqs.get(m.uid),
             };
             if eval(&criteria, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
                 hit_uids.push(m.uid);
+                top_modseq = top_modseq.max(ctx.modseq);
             }
         }
         let name = if uid { "UID SEARCH" } else { "SEARCH" };
@@ -79,7 +88,13 @@ impl Session {
             if returns.contains(&SearchReturn::Save) {
                 view.saved = saved_result(&returns, &hit_uids);
             }
-            out.extend_from_slice(&esearch(tag, uid, &returns, &hits));
+            let mut line = esearch(tag, uid, &returns, &hits);
+            if uses_modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
+                // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
+                line.truncate(line.len() - 2);
+                line.extend_from_slice(format!(" MODSEQ {top_modseq}\r\n").as_bytes());
+            }
+            out.extend_from_slice(&line);
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
             return Ok(Output {
                 bytes: out,
@@ -87,8 +102,12 @@ impl Session {
             });
         }
         out.extend_from_slice(b"* SEARCH");
-        for h in hits {
+        for h in &hits {
             out.extend_from_slice(format!(" {h}").as_bytes());
+        }
+        if uses_modseq && !hits.is_empty() {
+            // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
+            out.extend_from_slice(format!(" (MODSEQ {top_modseq})").as_bytes());
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
@@ -177,6 +196,18 @@ struct Ctx<'a> {
     meta: &'a MessageMeta,
     recent: bool,
     doc: Option<&'a SearchDoc>,
+    modseq: u64,
+}
+
+fn has_modseq(k: &SearchKey) -> bool {
+    use SearchKey::*;
+    match k {
+        ModSeq(_) => true,
+        Not(k) => has_modseq(k),
+        Or(a, b) => has_modseq(a) || has_modseq(b),
+        And(v) => v.iter().any(has_modseq),
+        _ => false,
+    }
 }
 
 fn needs_content(k: &SearchKey) -> bool {
@@ -264,7 +295,8 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         Not(k) => !eval(k, c),
         Or(a, b) => eval(a, c) || eval(b, c),
         And(v) => v.iter().all(|k| eval(k, c)),
-        ModSeq(_) => false,
+        // RFC 7162 §3.1.5: mod-sequence equal to or greater than the value.
+        ModSeq(n) => c.modseq >= *n,
     }
 }
 

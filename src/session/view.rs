@@ -1,8 +1,11 @@
 //! The selected mailbox as this session sees it: message sequence numbers ⇄ UIDs, the flags
 //! last reported, and the untagged EXISTS / RECENT / EXPUNGE / FETCH updates that bring the
-//! client up to date with the disk (RFC 3501 §7.3.1, §7.4.1, §5.2).
+//! client up to date with the disk (RFC 3501 §7.3.1, §7.4.1, §5.2); with CONDSTORE enabled
+//! the FETCH updates carry MODSEQ (RFC 7162 §3.1.4.1), with QRESYNC enabled they carry UID and
+//! expunges are reported as one `VANISHED` (RFC 7162 §3.2.10) instead of `EXPUNGE`s.
 
 use crate::imap::types::{SeqNum, SequenceSet};
+use crate::store::maildir::modseq::ModSeqs;
 use crate::store::{flag, Flags, Mailbox, MessageMeta, Result};
 
 /// One message as the client knows it.
@@ -20,6 +23,12 @@ pub struct View {
     pub read_only: bool,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<u32>,
+    /// Per-message mod-sequences (RFC 7162), refreshed by every [`View::sync`].
+    pub modseqs: ModSeqs,
+    /// CONDSTORE is enabled in this session: FETCH updates include MODSEQ.
+    pub condstore: bool,
+    /// QRESYNC is enabled: FETCH updates include UID, expunges are `VANISHED`.
+    pub qresync: bool,
 }
 
 impl View {
@@ -44,11 +53,16 @@ impl View {
                     .max(claimed.unwrap_or(0)),
             );
         }
+        let mut modseqs = ModSeqs::new(mbox.path());
+        modseqs.observe(mbox.uid_validity(), mbox.messages())?;
         Ok(View {
             mbox,
             msgs,
             read_only,
             saved: Vec::new(),
+            modseqs,
+            condstore: false,
+            qresync: false,
         })
     }
 
@@ -71,35 +85,47 @@ impl View {
     /// Re-read the disk and append the untagged updates to `out`.
     pub fn sync(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
         self.mbox.refresh()?;
+        self.modseqs
+            .observe(self.mbox.uid_validity(), self.mbox.messages())?;
         let current = self.mbox.messages();
         let present = |uid: u32| current.binary_search_by_key(&uid, |m| m.uid).ok();
         if allow_expunge {
             let mut seq = 1usize;
             let mut kept = Vec::with_capacity(self.msgs.len());
+            let mut vanished = Vec::new();
             for m in self.msgs.drain(..) {
                 if present(m.uid).is_some() {
                     kept.push(m);
                     seq += 1;
+                } else if self.qresync {
+                    vanished.push(m.uid);
                 } else {
                     // Sequence numbers shift down after each EXPUNGE (RFC 3501 §7.4.1).
                     out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
                 }
             }
             self.msgs = kept;
+            if !vanished.is_empty() {
+                // RFC 7162 §3.2.10: one VANISHED (without EARLIER) replaces the EXPUNGEs.
+                out.extend_from_slice(
+                    format!("* VANISHED {}\r\n", uid_ranges(&vanished)).as_bytes(),
+                );
+            }
         }
         for (i, m) in self.msgs.iter_mut().enumerate() {
             if let Some(ix) = present(m.uid) {
                 let cur = &current[ix];
                 if cur.flags != m.flags {
                     m.flags = cur.flags.clone();
-                    out.extend_from_slice(
-                        format!(
-                            "* {} FETCH (FLAGS {})\r\n",
-                            i + 1,
-                            flags_list(&m.flags, m.recent)
-                        )
-                        .as_bytes(),
-                    );
+                    let mut items = String::new();
+                    if self.qresync {
+                        items.push_str(&format!("UID {} ", m.uid));
+                    }
+                    items.push_str(&format!("FLAGS {}", flags_list(&m.flags, m.recent)));
+                    if self.condstore {
+                        items.push_str(&format!(" MODSEQ ({})", self.modseqs.get(m.uid)));
+                    }
+                    out.extend_from_slice(format!("* {} FETCH ({items})\r\n", i + 1).as_bytes());
                 }
             }
         }
@@ -190,6 +216,25 @@ impl View {
         out.dedup();
         Ok(out)
     }
+}
+
+/// Ascending UIDs as a compact `1:3,7` set.
+pub fn uid_ranges(uids: &[u32]) -> String {
+    ranges_text(&crate::store::maildir::modseq::to_ranges(uids))
+}
+
+/// `(a, b)` ranges as `a:b,c` text.
+pub fn ranges_text(rs: &[(u32, u32)]) -> String {
+    rs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}:{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn val(n: SeqNum, star: u32) -> u32 {

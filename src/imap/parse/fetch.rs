@@ -18,8 +18,9 @@ use super::lexer::{show, Cursor, PResult};
 use crate::imap::encode::is_atom_char;
 use crate::imap::types::*;
 
-/// The FETCH arguments after the sequence set: items, then optional `(CHANGEDSINCE n)`.
-pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64>)> {
+/// The FETCH arguments after the sequence set: items, then optional modifiers
+/// `(CHANGEDSINCE n [VANISHED])` (RFC 7162 §3.1.4.1, §3.2.6).
+pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64>, bool)> {
     let mut items = Vec::new();
     if c.eat(b'(') {
         if !c.eat(b')') {
@@ -35,6 +36,7 @@ pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64
         fetch_att(c, &mut items, true)?;
     }
     let mut changed_since = None;
+    let mut vanished = false;
     if !c.at_end() {
         c.sp("before FETCH modifiers")?;
         c.expect(b'(', "'(' starting FETCH modifiers")?;
@@ -44,6 +46,8 @@ pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64
                 c.sp("after CHANGEDSINCE")?;
                 // RFC 7162 §3.1.4.1 (0 accepted: "everything changed since the beginning").
                 changed_since = Some(c.mod_seq("CHANGEDSINCE value")?);
+            } else if m.eq_ignore_ascii_case(b"VANISHED") {
+                vanished = true;
             } else {
                 return Err(format!("Unsupported FETCH modifier {}", show(m)));
             }
@@ -53,7 +57,7 @@ pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64
             c.sp("between FETCH modifiers")?;
         }
     }
-    Ok((items, changed_since))
+    Ok((items, changed_since, vanished))
 }
 
 fn push_unique(items: &mut Vec<FetchAttr>, a: FetchAttr) {

@@ -210,27 +210,72 @@ fn select_examine_and_mailbox_commands() {
         ok("4 select \"INBOX\""),
         Command::Select {
             mailbox: "INBOX".into(),
-            condstore: false
+            condstore: false,
+            qresync: None
         }
     );
     assert_eq!(
         ok("4 select inbox (CONDSTORE)"),
         Command::Select {
             mailbox: "inbox".into(),
-            condstore: true
+            condstore: true,
+            qresync: None
         }
     );
     assert_eq!(
         ok("4 EXAMINE \"Sent Items\""),
         Command::Examine {
             mailbox: "Sent Items".into(),
-            condstore: false
+            condstore: false,
+            qresync: None
         }
     );
-    assert_eq!(
-        reason("4 SELECT INBOX (QRESYNC (1 2))"),
-        "Unsupported SELECT parameter QRESYNC"
-    );
+    // RFC 7162 §3.2.5 QRESYNC parameters, with and without known UIDs / sequence match data.
+    let qr = |s: &str| match ok(s) {
+        Command::Select { qresync, .. } | Command::Examine { qresync, .. } => qresync,
+        other => panic!("{other:?}"),
+    };
+    let p = qr("4 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))")
+        .expect("params");
+    assert_eq!((p.uid_validity, p.mod_seq), (67890007, 20050715194045000));
+    assert_eq!(p.known_uids, Some(set(&[(41, 41), (43, 211), (214, 541)])));
+    assert_eq!(p.seq_match, None);
+    let p = qr("4 EXAMINE INBOX (CONDSTORE QRESYNC (1 0 1:9 (1:3 4:6)))").expect("params");
+    assert_eq!(p.mod_seq, 0);
+    assert_eq!(p.seq_match, Some((set(&[(1, 3)]), set(&[(4, 6)]))));
+    let p = qr("4 SELECT INBOX (QRESYNC (1 2 (1 4)))").expect("params");
+    assert_eq!(p.known_uids, None);
+    assert!(p.seq_match.is_some());
+    assert!(qr("4 select INBOX (qresync (1 2))").is_some());
+    for (bad, why) in [
+        ("4 SELECT INBOX (QRESYNC (0 2))", "QRESYNC UIDVALIDITY"),
+        (
+            "4 SELECT INBOX (QRESYNC (1))",
+            "after the QRESYNC UIDVALIDITY",
+        ),
+        ("4 SELECT INBOX (QRESYNC (1 2 1:*))", "may not contain '*'"),
+        (
+            "4 SELECT INBOX (QRESYNC (1 2 1:5 (1:* 1:5)))",
+            "may not contain '*'",
+        ),
+        (
+            "4 SELECT INBOX (QRESYNC (1 2 1:5 (1:5)))",
+            "inside the QRESYNC",
+        ),
+        (
+            "4 SELECT INBOX (QRESYNC (1 99999999999999999999))",
+            "too large",
+        ),
+        ("4 SELECT INBOX (QRESYNC 1 2)", "'(' starting the QRESYNC"),
+        (
+            "4 SELECT INBOX (QRESYNC (1 2) QRESYNC (1 2))",
+            "Unsupported SELECT parameter",
+        ),
+        ("4 SELECT INBOX (QRESYNC (1 2)", "SELECT"),
+    ] {
+        let got = reason(bad);
+        assert!(got.contains(why), "{bad}: {got}");
+    }
     assert_eq!(
         ok("5 CREATE \"Archive/2024\""),
         Command::Create {

@@ -23,7 +23,8 @@ fn fetch_thunderbird_headers() {
                 Flags,
                 peek(Some(SectionText::HeaderFields(fields)))
             ],
-            changed_since: None
+            changed_since: None,
+            vanished: false
         }
     );
 }
@@ -139,7 +140,19 @@ fn fetch_forms() {
             uid: true,
             set: set(&[(1, 0)]),
             items: vec![Flags],
-            changed_since: Some(12345)
+            changed_since: Some(12345),
+            vanished: false
+        }
+    );
+    // RFC 7162 §3.2.6 VANISHED (UID FETCH with CHANGEDSINCE only).
+    assert_eq!(
+        ok("s101 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)"),
+        Command::Fetch {
+            uid: true,
+            set: set(&[(300, 500)]),
+            items: vec![Flags],
+            changed_since: Some(12345),
+            vanished: true
         }
     );
 }
@@ -200,7 +213,19 @@ fn fetch_errors() {
     assert_eq!(reason("a FETCH 1 BINARY[HEADER]"), "Expected ']' closing the BINARY section (only part numbers are allowed), found \"HEADER]\"");
     assert_eq!(
         reason("a FETCH 1 (FLAGS) (VANISHED)"),
-        "Unsupported FETCH modifier VANISHED"
+        "The VANISHED FETCH modifier needs UID FETCH and CHANGEDSINCE"
+    );
+    assert_eq!(
+        reason("a FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)"),
+        "The VANISHED FETCH modifier needs UID FETCH and CHANGEDSINCE"
+    );
+    assert_eq!(
+        reason("a UID FETCH 1 (FLAGS) (VANISHED)"),
+        "The VANISHED FETCH modifier needs UID FETCH and CHANGEDSINCE"
+    );
+    assert_eq!(
+        reason("a UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 FOO)"),
+        "Unsupported FETCH modifier FOO"
     );
     assert_eq!(
         reason("a FETCH 1 (FLAGS"),

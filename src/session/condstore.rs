@@ -1,0 +1,225 @@
+//! CONDSTORE and QRESYNC (RFC 7162) in the session: ENABLE (RFC 5161), turning CONDSTORE on
+//! by a CONDSTORE-enabling command, the QRESYNC part of SELECT / EXAMINE, `VANISHED (EARLIER)`,
+//! and STATUS HIGHESTMODSEQ.
+//!
+//! Owns: which extensions this session has enabled ([`Enabled`]) and the responses that only
+//! exist because of them. The mod-sequences themselves live in the store
+//! (`store::maildir::modseq`, one `pimap-modseq` file per mailbox); the per-command parts sit
+//! with their commands (MODSEQ / CHANGEDSINCE in `fetch`, UNCHANGEDSINCE in `message`, the
+//! MODSEQ search key in `search`, unsolicited FETCH / VANISHED in `view`). Never: hands out a
+//! mod-sequence itself.
+
+use super::view::{flags_list, ranges_text, View};
+use super::{Action, HandlerError, Output, Session, State};
+use crate::imap::types::{QresyncParams, SeqNum, SequenceSet};
+use crate::store::maildir::modseq::ModSeqs;
+
+/// Extensions this session has enabled (RFC 5161 ENABLE, or implicitly, RFC 7162 §3.1).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Enabled {
+    pub condstore: bool,
+    pub qresync: bool,
+}
+
+impl Session {
+    /// `ENABLE cap...` (RFC 5161 §3.1): names pimap does not know are ignored; the `ENABLED`
+    /// response lists the requested names that are enabled now. QRESYNC implies CONDSTORE
+    /// (RFC 7162 §3.2.3).
+    pub(super) fn enable(&mut self, tag: &str, caps: &[String]) -> Result<Output, HandlerError> {
+        let mut out = Vec::new();
+        let mut listed: Vec<&'static str> = Vec::new();
+        let mut condstore = false;
+        for c in caps {
+            let name = if c.eq_ignore_ascii_case("CONDSTORE") {
+                condstore = true;
+                "CONDSTORE"
+            } else if c.eq_ignore_ascii_case("QRESYNC") {
+                condstore = true;
+                self.enabled.qresync = true;
+                "QRESYNC"
+            } else {
+                continue;
+            };
+            if !listed.contains(&name) {
+                listed.push(name);
+            }
+        }
+        let mut pre = Vec::new();
+        if condstore {
+            self.enable_condstore(&mut pre);
+        }
+        self.apply_enabled();
+        out.extend_from_slice(b"* ENABLED");
+        for n in &listed {
+            out.extend_from_slice(format!(" {n}").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&pre);
+        out.extend_from_slice(format!("{tag} OK ENABLE completed.\r\n").as_bytes());
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
+    }
+
+    /// A CONDSTORE-enabling command ran (RFC 7162 §3.1). The first time, with a mailbox
+    /// selected, the client learns the HIGHESTMODSEQ it has not seen in SELECT (§3.1.2.1).
+    pub(super) fn enable_condstore(&mut self, out: &mut Vec<u8>) {
+        if self.enabled.condstore {
+            return;
+        }
+        self.enabled.condstore = true;
+        if let State::Selected { view, .. } = &mut self.state {
+            view.condstore = true;
+            out.extend_from_slice(
+                format!(
+                    "* OK [HIGHESTMODSEQ {}] Highest\r\n",
+                    view.modseqs.highest()
+                )
+                .as_bytes(),
+            );
+        }
+    }
+
+    /// Copy the enabled extensions into the selected mailbox's view.
+    pub(super) fn apply_enabled(&mut self) {
+        let e = self.enabled;
+        if let State::Selected { view, .. } = &mut self.state {
+            view.condstore = e.condstore;
+            view.qresync = e.qresync;
+        }
+    }
+
+    pub(super) fn condstore_enabled(&self) -> bool {
+        self.enabled.condstore
+    }
+
+    pub(super) fn qresync_enabled(&self) -> bool {
+        self.enabled.qresync
+    }
+
+    /// STATUS HIGHESTMODSEQ (RFC 7162 §3.1.2.1 / §6) of a mailbox that need not be selected.
+    pub(super) fn highest_modseq(&self, name: &str) -> Result<u64, HandlerError> {
+        let mb = self.store()?.open_mailbox(name, true)?;
+        let mut m = ModSeqs::new(mb.path());
+        m.observe(mb.uid_validity(), mb.messages())?;
+        Ok(m.highest())
+    }
+}
+
+/// The QRESYNC part of a SELECT / EXAMINE response (RFC 7162 §3.2.5.1), sent after the usual
+/// untagged responses: when the client's UIDVALIDITY is current, `VANISHED (EARLIER)` for the
+/// UIDs (of its known UIDs, or all) expunged since its mod-sequence, then
+/// `FETCH (UID FLAGS MODSEQ)` for every message changed since.
+pub(super) fn qresync_select(view: &View, p: &QresyncParams, out: &mut Vec<u8>) {
+    if p.uid_validity != view.mbox.uid_validity() {
+        return; // §3.2.5.1: a stale UIDVALIDITY gets a plain SELECT.
+    }
+    let known = match &p.known_uids {
+        Some(set) => set_ranges(set, u32::MAX),
+        None => vec![(1, u32::MAX)],
+    };
+    vanished_earlier(view, p.mod_seq, &known, out);
+    for (i, m) in view.msgs.iter().enumerate() {
+        let ms = view.modseqs.get(m.uid);
+        if ms > p.mod_seq {
+            out.extend_from_slice(
+                format!(
+                    "* {} FETCH (UID {} FLAGS {} MODSEQ ({ms}))\r\n",
+                    i + 1,
+                    m.uid,
+                    flags_list(&m.flags, m.recent)
+                )
+                .as_bytes(),
+            );
+        }
+    }
+}
+
+/// `* VANISHED (EARLIER) uids` for the UIDs of `within` expunged after `since` (nothing when
+/// there are none; RFC 7162 §3.2.5.1, §3.2.6).
+pub(super) fn vanished_earlier(view: &View, since: u64, within: &[(u32, u32)], out: &mut Vec<u8>) {
+    let Some(f) = view.modseqs.file() else {
+        return;
+    };
+    let mut gone = f.vanished_since(since, within, view.mbox.uid_next());
+    // Never report a UID the client still sees in this session's view.
+    gone = subtract_present(&gone, view);
+    if !gone.is_empty() {
+        out.extend_from_slice(
+            format!("* VANISHED (EARLIER) {}\r\n", ranges_text(&gone)).as_bytes(),
+        );
+    }
+}
+
+/// Remove the UIDs that are in the view (not yet reported expunged) from `rs`.
+fn subtract_present(rs: &[(u32, u32)], view: &View) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for &(a, b) in rs {
+        let mut next = a;
+        let lo = view.msgs.partition_point(|m| m.uid < a);
+        for m in view.msgs.get(lo..).unwrap_or(&[]) {
+            if m.uid > b {
+                break;
+            }
+            if m.uid > next {
+                out.push((next, m.uid - 1));
+            }
+            next = m.uid.saturating_add(1);
+        }
+        if next <= b && !(next == u32::MAX && view.msgs.last().is_some_and(|m| m.uid == u32::MAX)) {
+            out.push((next, b));
+        }
+    }
+    out
+}
+
+/// A UID set as ascending, merged `(lo, hi)` ranges, `*` standing for `star`.
+pub(super) fn set_ranges(set: &SequenceSet, star: u32) -> Vec<(u32, u32)> {
+    let SequenceSet::Ranges(rs) = set else {
+        return Vec::new();
+    };
+    let v = |n: SeqNum| match n {
+        SeqNum::Value(v) => v,
+        SeqNum::Star => star,
+    };
+    let mut out: Vec<(u32, u32)> = rs
+        .iter()
+        .map(|r| {
+            let (a, b) = (v(r.start), v(r.end));
+            if a <= b {
+                (a, b)
+            } else {
+                (b, a)
+            }
+        })
+        .collect();
+    out.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::new();
+    for (a, b) in out {
+        match merged.last_mut() {
+            Some((_, pb)) if a <= pb.saturating_add(1) => *pb = (*pb).max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::types::SeqRange;
+
+    #[test]
+    fn ranges_of_sets() {
+        let r = |a, b| SeqRange { start: a, end: b };
+        let set = SequenceSet::Ranges(vec![
+            r(SeqNum::Value(7), SeqNum::Value(5)),
+            r(SeqNum::Value(1), SeqNum::Value(1)),
+            r(SeqNum::Value(8), SeqNum::Star),
+            r(SeqNum::Value(2), SeqNum::Value(2)),
+        ]);
+        assert_eq!(set_ranges(&set, 20), vec![(1, 2), (5, 20)]);
+        assert_eq!(set_ranges(&SequenceSet::Saved, 20), vec![]);
+    }
+}
