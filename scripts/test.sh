@@ -9,7 +9,8 @@
 # 4. runs the end-to-end suite in tests/e2e against the built binary AND Debian's Dovecot,
 # 5. fuzzes the parsers for a bounded time (scripts/fuzz.sh),
 # 6. checks the systemd unit and k3s manifests (scripts/check-deploy.sh),
-# 7. builds the static aarch64 binary and smoke-tests it under qemu (scripts/build-aarch64.sh).
+# 7. builds the static aarch64 binary and smoke-tests it under qemu (scripts/build-aarch64.sh),
+# 8. builds the multi-arch container image and runs it (scripts/build-image.sh).
 #
 # Exits non-zero if any step fails; every step runs even when an earlier test step failed,
 # so one run reports everything. Extra arguments go to pytest (e.g. -k pimap, -x).
@@ -44,7 +45,12 @@ step "deployment checks (systemd unit, k3s manifests)"
 bash scripts/check-deploy.sh || status=1
 
 step "aarch64 static build + qemu smoke test"
-bash scripts/build-aarch64.sh || status=1
+if bash scripts/build-aarch64.sh; then
+    step "container image (amd64 + arm64, buildah) + run as uid 5000 in its own rootfs"
+    bash scripts/build-image.sh || status=1
+else
+    status=1
+fi
 
 if [ "$status" -ne 0 ]; then
     printf '\nFAILED (see above)\n'
