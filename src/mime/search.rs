@@ -6,6 +6,7 @@ use super::parse::{self, Field, Part};
 use crate::imap::types::Date;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, PartType};
+use std::cell::OnceCell;
 
 /// Encapsulated messages searched at most this deep.
 const MAX_DEPTH: usize = 20;
@@ -45,63 +46,87 @@ fn collect_text(m: &Message<'_>, depth: usize, out: &mut String) {
     }
 }
 
-/// The searchable form of one message.
+/// The searchable form of one message. Each part is built on first use, so a SEARCH on
+/// one header (FROM, SUBJECT) decodes only that header's fields and never runs the MIME
+/// parser over the body, and a SEARCH on the body decodes it once for all its keys.
 pub struct Doc {
-    headers: Vec<(String, String)>,
-    body: String,
-    date: Option<Date>,
+    msg: Vec<u8>,
+    fields: Vec<Field>,
+    /// Every field as (lowercased name, decoded lowercased value), for TEXT.
+    headers: OnceCell<Vec<(String, String)>>,
+    body: OnceCell<String>,
+    date: OnceCell<Option<Date>>,
 }
 
 impl Doc {
     pub fn new(msg: &[u8]) -> Doc {
         let (fields, _) = parse::parse_header(msg, 0);
-        let headers = header_pairs(msg, &fields);
-        Doc::build(msg, headers, &fields)
+        Doc::build(msg, fields)
     }
 
     pub fn from_part(msg: &[u8], root: &Part) -> Doc {
-        Doc::build(msg, header_pairs(msg, &root.fields), &root.fields)
+        Doc::build(msg, root.fields.clone())
     }
 
-    fn build(msg: &[u8], headers: Vec<(String, String)>, fields: &[Field]) -> Doc {
-        let mut body = String::new();
-        if let Some(m) = MessageParser::default().parse(msg) {
-            collect_text(&m, 0, &mut body);
-        }
-        let date = fields
-            .iter()
-            .rev()
-            .find(|f| parse::name_is(msg, f, "Date"))
-            .and_then(|f| parse_date(&f.value));
+    fn build(msg: &[u8], fields: Vec<Field>) -> Doc {
         Doc {
-            headers,
-            body,
-            date,
+            msg: msg.to_vec(),
+            fields,
+            headers: OnceCell::new(),
+            body: OnceCell::new(),
+            date: OnceCell::new(),
         }
     }
 
+    fn headers(&self) -> &[(String, String)] {
+        self.headers
+            .get_or_init(|| header_pairs(&self.msg, &self.fields))
+    }
+
+    fn body(&self) -> &str {
+        self.body.get_or_init(|| {
+            let mut body = String::new();
+            if let Some(m) = MessageParser::default().parse(&self.msg[..]) {
+                collect_text(&m, 0, &mut body);
+            }
+            body
+        })
+    }
+
+    /// RFC 3501 §6.4.4 HEADER / FROM / SUBJECT...: a field of that name whose decoded value
+    /// contains the needle (any such field when the needle is empty).
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
         let needle = needle.to_lowercase();
-        self.headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case(name) && v.contains(&needle))
+        self.fields.iter().any(|f| {
+            let n = String::from_utf8_lossy(self.msg.get(f.name.clone()).unwrap_or_default());
+            n.eq_ignore_ascii_case(name)
+                && (needle.is_empty()
+                    || decode_header_value(&f.value)
+                        .to_lowercase()
+                        .contains(&needle))
+        })
     }
 
     pub fn body_contains(&self, needle: &str) -> bool {
-        self.body.contains(&needle.to_lowercase())
+        self.body().contains(&needle.to_lowercase())
     }
 
     pub fn text_contains(&self, needle: &str) -> bool {
         let needle = needle.to_lowercase();
-        self.body.contains(&needle)
-            || self
-                .headers
-                .iter()
-                .any(|(n, v)| n.contains(&needle) || v.contains(&needle))
+        self.headers()
+            .iter()
+            .any(|(n, v)| n.contains(&needle) || v.contains(&needle))
+            || self.body().contains(&needle)
     }
 
     pub fn sent_date(&self) -> Option<Date> {
-        self.date
+        *self.date.get_or_init(|| {
+            self.fields
+                .iter()
+                .rev()
+                .find(|f| parse::name_is(&self.msg, f, "Date"))
+                .and_then(|f| parse_date(&f.value))
+        })
     }
 }
 

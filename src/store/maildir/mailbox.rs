@@ -6,7 +6,7 @@
 use super::filename::{self, Letters, FORWARDED};
 use super::keywords::{self, Keywords};
 use super::lock::DotLock;
-use super::uidlist::{Entry, UidList};
+use super::uidlist::UidList;
 use super::{io_err, new_unique, read_optional, sync_dir, uidvalidity};
 use crate::store::{Flags, MessageMeta, Result, StoreError};
 use std::collections::{HashMap, HashSet};
@@ -14,6 +14,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(super) const UIDLIST: &str = "dovecot-uidlist";
@@ -52,7 +53,6 @@ impl Found {
 /// same base name appears twice (a rename seen half-way), the `cur/` one wins.
 pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
     let mut out: Vec<Found> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
     for sub in [Sub::Cur, Sub::New] {
         let d = dir.join(sub.dir());
         let rd = match fs::read_dir(&d) {
@@ -81,11 +81,18 @@ pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
                 }
                 Err(_) => continue, // vanished
             }
-            let f = Found { sub, name };
-            if seen.insert(f.base().to_string()) {
-                out.push(f);
-            }
+            out.push(Found { sub, name });
         }
+    }
+    // The first file of each base name wins (cur/ was read first). The set borrows the
+    // names: this runs on every rescan, so no allocation per file.
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(out.len());
+        out.iter().map(|f| seen.insert(f.base())).collect()
+    };
+    if keep.contains(&false) {
+        let mut k = keep.into_iter();
+        out.retain(|_| k.next().unwrap_or(true));
     }
     Ok(out)
 }
@@ -239,6 +246,10 @@ pub(super) fn sync_locked(root: &Path, dir: &Path, lock: DotLock) -> Result<(Uid
     Ok((list, files))
 }
 
+/// How far the last scan must follow the newest mtime, on file systems with sub-second
+/// timestamps, for an unchanged stamp to prove nothing changed (see [`Mailbox::refresh`]).
+const FINE_SETTLE: Duration = Duration::from_millis(50);
+
 /// Modification times that tell whether a rescan is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
@@ -250,6 +261,73 @@ fn stamp(dir: &Path) -> Stamp {
     Stamp {
         times: [t("new"), t("cur"), t(UIDLIST), t(KEYWORDS)],
     }
+}
+
+/// Identity of a file's content: it is replaced by rename, never rewritten in place
+/// (`DotLock::replace`), so a new version has another inode (or size, or mtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: Option<SystemTime>,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::metadata(path).ok()?;
+    Some(FileId {
+        dev: md.dev(),
+        ino: md.ino(),
+        len: md.len(),
+        mtime: md.modified().ok(),
+    })
+}
+
+/// A message an earlier scan saw (this mailbox's last scan, or the process-wide one).
+struct Prev<'a> {
+    name: &'a str,
+    size: u64,
+    date: i64,
+    /// Its flags, when that scan decoded them with the current keywords.
+    flags: Option<&'a Flags>,
+}
+
+/// The last expensive scan of a mailbox directory, shared by the whole process: a session
+/// opening a mailbox that another session (or this one, for APPEND/COPY) scanned before
+/// stats only the files that scan did not see, instead of every file for its INTERNALDATE.
+struct SharedScan {
+    uid_validity: u32,
+    /// (UID, RFC822.SIZE, INTERNALDATE), ascending UID; parallel to `names`.
+    rows: Vec<(u32, u64, i64)>,
+    names: Vec<Box<str>>,
+}
+
+/// A scan that had to stat more files than this is published for other openers.
+const PUBLISH_AFTER_STATS: usize = 256;
+/// Mailboxes whose last scan the process keeps (most recently published first).
+const SHARED_SCANS: usize = 8;
+
+static SHARED: Mutex<Vec<(PathBuf, Arc<SharedScan>)>> = Mutex::new(Vec::new());
+
+fn shared_scan(dir: &Path) -> Option<Arc<SharedScan>> {
+    let v = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    v.iter().find(|(d, _)| d == dir).map(|(_, s)| s.clone())
+}
+
+fn publish_scan(dir: &Path, uid_validity: u32, messages: &[MessageMeta], locs: &[Loc]) {
+    let scan = Arc::new(SharedScan {
+        uid_validity,
+        rows: messages
+            .iter()
+            .map(|m| (m.uid, m.size, m.internal_date))
+            .collect(),
+        names: locs.iter().map(|l| l.name.as_str().into()).collect(),
+    });
+    let mut v = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    v.retain(|(d, _)| d != dir);
+    v.insert(0, (dir.to_path_buf(), scan));
+    v.truncate(SHARED_SCANS);
 }
 
 /// Location of a message (parallel to `messages`).
@@ -279,8 +357,11 @@ pub struct Mailbox {
     messages: Vec<MessageMeta>,
     locs: Vec<Loc>,
     recent: HashSet<u32>,
-    /// base name → (RFC822.SIZE, INTERNALDATE); never changes for a file.
-    cache: HashMap<String, (u64, i64)>,
+    /// UIDs of files this session unlinked whose uidlist lines may linger (sorted): the next
+    /// APPEND/COPY into this mailbox drops them without scanning the directory.
+    own_expunged: Vec<u32>,
+    /// Identity of the `dovecot-uidlist` the messages' UIDs were last read from.
+    uidlist_id: Option<FileId>,
     last_stamp: Option<Stamp>,
     last_scan: SystemTime,
     /// Messages in new/ at the last scan (STATUS RECENT).
@@ -300,7 +381,8 @@ impl Mailbox {
             messages: Vec::new(),
             locs: Vec::new(),
             recent: HashSet::new(),
-            cache: HashMap::new(),
+            own_expunged: Vec::new(),
+            uidlist_id: None,
             last_stamp: None,
             last_scan: UNIX_EPOCH,
             in_new: 0,
@@ -341,8 +423,13 @@ impl Mailbox {
     }
 
     /// Rescan the disk if anything changed: cheap when the mtimes of new/, cur/, the uidlist
-    /// and the keywords file are unchanged and the last scan began more than a second after
-    /// the newest of them (mtime granularity can hide a change made in the same tick).
+    /// and the keywords file are unchanged and the last scan began later than the newest of
+    /// them by more than the file system's timestamp granularity (a change made in the same
+    /// tick as the last one would leave the mtime as it was). That is one second where
+    /// mtimes are whole seconds; where they carry nanoseconds (ext4, xfs, btrfs, tmpfs) the
+    /// kernel stamps them from a clock that is at most a scheduler tick (≤ 10 ms) coarse, so
+    /// [`FINE_SETTLE`] suffices, and a busy mailbox is not rescanned for a whole second after
+    /// every change.
     pub fn refresh(&mut self) -> Result<()> {
         let st = stamp(&self.dir);
         if self.last_stamp.as_ref() == Some(&st) {
@@ -353,10 +440,20 @@ impl Mailbox {
                 .max()
                 .copied()
                 .unwrap_or(UNIX_EPOCH);
+            let fine = st.times.iter().flatten().any(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos() != 0)
+                    .unwrap_or(false)
+            });
+            let window = if fine {
+                FINE_SETTLE
+            } else {
+                Duration::from_secs(1)
+            };
             let settled = self
                 .last_scan
                 .duration_since(newest)
-                .map(|d| d > Duration::from_secs(1))
+                .map(|d| d > window)
                 .unwrap_or(false);
             if settled {
                 return Ok(());
@@ -374,49 +471,120 @@ impl Mailbox {
         let st = stamp(&self.dir);
         self.keywords = read_keywords(&self.dir)?;
         let mut files = scan(&self.dir)?;
-        let mut list = match read_uidlist(&self.dir)? {
-            Ok(Some(l)) => Some(l),
-            _ => None,
-        };
-        let needs_sync = match &list {
-            None => true,
-            Some(l) => {
-                let known: HashSet<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
-                files.iter().any(|f| !known.contains(f.base()))
-            }
-        };
-        if needs_sync {
-            let synced = DotLock::acquire(&self.dir.join(UIDLIST))
-                .and_then(|l| sync_locked(&self.root, &self.dir, l));
-            match synced {
-                Ok((l, f)) => {
-                    list = Some(l);
-                    files = f;
-                }
-                // EXAMINE on storage we cannot write: show the messages that have UIDs.
-                Err(e) if self.read_only && list.is_some() => {
-                    log::warn!(
-                        "{}: cannot assign UIDs in a read-only session: {e}",
-                        self.dir.display()
-                    );
-                }
-                Err(e) => return Err(e),
+        // What the last scan knew, by UID: a base name keeps its UID within a UIDVALIDITY,
+        // and its RFC822.SIZE and INTERNALDATE never change, so most files need neither the
+        // uidlist parsed again (when it is the same file) nor a stat.
+        let old_messages = std::mem::take(&mut self.messages);
+        let old_locs = std::mem::take(&mut self.locs);
+        let uidlist_id = file_id(&self.dir.join(UIDLIST));
+        let mut uids: HashMap<&str, (u32, Option<u64>)> = HashMap::new();
+        let reuse = uidlist_id.is_some() && uidlist_id == self.uidlist_id && !old_locs.is_empty();
+        if reuse {
+            uids.reserve(old_locs.len());
+            for (m, l) in old_messages.iter().zip(&old_locs) {
+                uids.insert(l.base(), (m.uid, None));
             }
         }
-        let Some(list) = list else {
-            return Err(StoreError::Cannot(format!(
-                "{}: no usable dovecot-uidlist",
-                self.dir.display()
-            )));
+        let mut list = None;
+        let mut synced = false;
+        if !reuse || files.iter().any(|f| !uids.contains_key(f.base())) {
+            // Unknown files (or a new uidlist): read it, and sync it under the lock if a
+            // file still has no UID.
+            uids.clear();
+            let mut l = match read_uidlist(&self.dir)? {
+                Ok(Some(l)) => Some(l),
+                _ => None,
+            };
+            let needs_sync = match &l {
+                None => true,
+                Some(l) => {
+                    let known: HashSet<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
+                    files.iter().any(|f| !known.contains(f.base()))
+                }
+            };
+            if needs_sync {
+                let result = DotLock::acquire(&self.dir.join(UIDLIST))
+                    .and_then(|lk| sync_locked(&self.root, &self.dir, lk));
+                match result {
+                    Ok((written, f)) => {
+                        l = Some(written);
+                        files = f;
+                        synced = true;
+                    }
+                    // EXAMINE on storage we cannot write: show the messages that have UIDs.
+                    Err(e) if self.read_only && l.is_some() => {
+                        log::warn!(
+                            "{}: cannot assign UIDs in a read-only session: {e}",
+                            self.dir.display()
+                        );
+                    }
+                    Err(e) => {
+                        self.messages = old_messages;
+                        self.locs = old_locs;
+                        return Err(e);
+                    }
+                }
+            }
+            let Some(l) = l else {
+                self.messages = old_messages;
+                self.locs = old_locs;
+                return Err(StoreError::Cannot(format!(
+                    "{}: no usable dovecot-uidlist",
+                    self.dir.display()
+                )));
+            };
+            list = Some(l);
+        }
+        let (uid_validity, uid_next) = match &list {
+            Some(l) => (l.uid_validity, l.next_uid),
+            None => (self.uid_validity, self.uid_next),
         };
-        let uids: HashMap<&str, &Entry> =
-            list.entries.iter().map(|e| (e.base.as_str(), e)).collect();
+        if let Some(l) = &list {
+            uids.reserve(l.entries.len());
+            for e in &l.entries {
+                uids.insert(e.base.as_str(), (e.uid, e.vsize()));
+            }
+        }
+        // Old rows are only valid under the same UIDVALIDITY. A mailbox opened afresh (SELECT,
+        // or APPEND/COPY opening its destination) starts from the process-wide last scan.
+        let shared = if old_locs.is_empty() {
+            shared_scan(&self.dir).filter(|s| s.uid_validity == uid_validity)
+        } else {
+            None
+        };
+        let old_valid = uid_validity == self.uid_validity;
+        let known_before = |uid: u32, base: &str| -> Option<Prev<'_>> {
+            if let Some(s) = &shared {
+                let i = s.rows.binary_search_by_key(&uid, |r| r.0).ok()?;
+                let (_, size, date) = *s.rows.get(i)?;
+                let name = s.names.get(i)?;
+                return (filename::split(name).base == base).then_some(Prev {
+                    name,
+                    size,
+                    date,
+                    flags: None,
+                });
+            }
+            if !old_valid {
+                return None;
+            }
+            let i = old_messages.binary_search_by_key(&uid, |m| m.uid).ok()?;
+            let (m, l) = (old_messages.get(i)?, old_locs.get(i)?);
+            (l.base() == base).then_some(Prev {
+                name: &l.name,
+                size: m.size,
+                date: m.internal_date,
+                flags: Some(&m.flags),
+            })
+        };
+        let mut stats = 0usize;
 
         // Move new/ → cur/ (maildir spec: a reader that has seen a message moves it to cur/).
         self.in_new = files.iter().filter(|f| f.sub == Sub::New).count() as u32;
+        let mut moved: Vec<u32> = Vec::new();
         if !self.read_only {
             for f in files.iter_mut().filter(|f| f.sub == Sub::New) {
-                let Some(e) = uids.get(f.base()) else {
+                let Some(&(uid, _)) = uids.get(f.base()) else {
                     continue;
                 };
                 let to = if f.name.contains(':') {
@@ -429,7 +597,7 @@ impl Mailbox {
                     Ok(()) => {
                         f.sub = Sub::Cur;
                         f.name = to;
-                        self.recent.insert(e.uid);
+                        moved.push(uid);
                     }
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                         if let Some(now) = locate(&self.dir, f.base()) {
@@ -440,22 +608,38 @@ impl Mailbox {
                 }
             }
         }
+        self.recent.extend(moved);
 
         let mut rows: Vec<(MessageMeta, Loc)> = Vec::with_capacity(files.len());
-        let mut live: HashSet<String> = HashSet::new();
         for f in files {
-            let Some(e) = uids.get(f.base()) else {
+            let Some(&(uid, vsize)) = uids.get(f.base()) else {
                 continue;
             };
-            let path = self.dir.join(f.sub.dir()).join(&f.name);
-            let (size, date) = match self.cache.get(f.base()) {
-                Some(v) => *v,
+            let old = known_before(uid, f.base());
+            let (size, date, flags) = match old {
+                Some(p) => {
+                    // Same name: same flags, unless it has keyword letters (the keywords
+                    // file may have changed under them).
+                    let letters = filename::split(&f.name).letters;
+                    let flags = match p.flags {
+                        Some(fl)
+                            if p.name == f.name
+                                && !letters.bytes().any(|b| b.is_ascii_lowercase()) =>
+                        {
+                            fl.clone()
+                        }
+                        _ => self.flags_of(&f.name),
+                    };
+                    (p.size, p.date, flags)
+                }
                 None => {
+                    let path = self.dir.join(f.sub.dir()).join(&f.name);
+                    stats += 1;
                     let md = match fs::symlink_metadata(&path) {
                         Ok(md) => md,
                         Err(_) => continue, // vanished: expunged meanwhile
                     };
-                    let size = match filename::sizes(f.base()).1.or_else(|| e.vsize()) {
+                    let size = match filename::sizes(f.base()).1.or(vsize) {
                         Some(w) => w,
                         None => match file_vsize(&path) {
                             Ok(v) => v,
@@ -465,19 +649,15 @@ impl Mailbox {
                             }
                         },
                     };
-                    let v = (size, mtime_secs(&md));
-                    self.cache.insert(f.base().to_string(), v);
-                    v
+                    (size, mtime_secs(&md), self.flags_of(&f.name))
                 }
             };
-            live.insert(f.base().to_string());
-            let flags = self.flags_of(&f.name);
             let meta = MessageMeta {
-                uid: e.uid,
+                uid,
                 flags,
                 size,
                 internal_date: date,
-                recent: self.recent.contains(&e.uid),
+                recent: self.recent.contains(&uid),
             };
             rows.push((
                 meta,
@@ -487,15 +667,27 @@ impl Mailbox {
                 },
             ));
         }
+        // Stable: for a UID seen twice (one base name in cur/ and new/), cur/ (scanned
+        // first) wins.
         rows.sort_by_key(|(m, _)| m.uid);
-        self.cache.retain(|k, _| live.contains(k));
-        let uid_set: HashSet<u32> = rows.iter().map(|(m, _)| m.uid).collect();
-        self.recent.retain(|u| uid_set.contains(u));
-        let (messages, locs) = rows.into_iter().unzip();
+        rows.dedup_by_key(|(m, _)| m.uid);
+        self.recent
+            .retain(|u| rows.binary_search_by_key(u, |(m, _)| m.uid).is_ok());
+        drop(uids);
+        drop(old_messages);
+        drop(old_locs);
+        drop(shared);
+        let (messages, locs): (Vec<MessageMeta>, Vec<Loc>) = rows.into_iter().unzip();
+        if stats > PUBLISH_AFTER_STATS {
+            publish_scan(&self.dir, uid_validity, &messages, &locs);
+        }
         self.messages = messages;
         self.locs = locs;
-        self.uid_validity = list.uid_validity;
-        self.uid_next = list.next_uid;
+        self.uid_validity = uid_validity;
+        self.uid_next = uid_next;
+        // The uidlist as of the stat taken before reading it (a newer file has another
+        // identity, so the next rescan reads it); after a sync, read it again next time.
+        self.uidlist_id = if synced { None } else { uidlist_id };
         self.last_stamp = Some(st);
         self.last_scan = scan_start;
         Ok(())
@@ -520,6 +712,13 @@ impl Mailbox {
     /// Messages in ascending UID order, as of the last `refresh`.
     pub fn messages(&self) -> &[MessageMeta] {
         &self.messages
+    }
+
+    /// True if the last scan saw `base` with this UID.
+    fn knows(&self, uid: u32, base: &str) -> bool {
+        self.index_of(uid)
+            .and_then(|i| self.locs.get(i))
+            .is_some_and(|l| l.base() == base)
     }
 
     fn index_of(&self, uid: u32) -> Option<usize> {
@@ -735,7 +934,52 @@ impl Mailbox {
             }
         }
         sync_dir(&self.dir.join("cur"));
-        let (list, _) = sync_locked(&self.root, &self.dir, lock)?;
+        let list = match read_uidlist(&self.dir)? {
+            // We know the new files: add their lines without scanning the directory (other
+            // files without a UID get theirs at the next rescan, in arrival order anyway).
+            // Only when every line is a message of our last scan: a line we don't know is a
+            // file expunged since (the full sync drops it) or one added by another process.
+            // Lines of files this session expunged itself are dropped here.
+            Ok(Some(mut list))
+                if list.entries.iter().all(|e| {
+                    self.knows(e.uid, &e.base) || self.own_expunged.binary_search(&e.uid).is_ok()
+                }) =>
+            {
+                let own = std::mem::take(&mut self.own_expunged);
+                list.entries.retain(|e| own.binary_search(&e.uid).is_err());
+                let have: HashSet<&str> = placed.iter().map(String::as_str).collect();
+                let listed: HashSet<String> = list
+                    .entries
+                    .iter()
+                    .filter(|e| have.contains(e.base.as_str()))
+                    .map(|e| e.base.clone())
+                    .collect();
+                for b in &placed {
+                    if listed.contains(b) {
+                        continue;
+                    }
+                    let mut ext = Vec::new();
+                    if filename::sizes(b).1.is_none() {
+                        if let Some((_, dst, _, _)) = items.iter().find(|(_, _, base, _)| base == b)
+                        {
+                            if let Ok(v) = file_vsize(dst) {
+                                ext.push(format!("W{v}"));
+                            }
+                        }
+                    }
+                    if list.add(b, ext).is_none() {
+                        return Err(StoreError::Cannot("mailbox ran out of UIDs".into()));
+                    }
+                }
+                lock.replace(list.serialize().as_bytes())?;
+                list
+            }
+            // Missing or corrupt (the full sync creates or rebuilds it), or due for compaction.
+            _ => {
+                self.own_expunged.clear();
+                sync_locked(&self.root, &self.dir, lock)?.0
+            }
+        };
         let by_base: HashMap<&str, u32> = list
             .entries
             .iter()
@@ -834,6 +1078,12 @@ impl Mailbox {
             }
         }
         let gone: HashSet<u32> = removed.iter().copied().collect();
+        if self.own_expunged.len() > 100_000 {
+            self.own_expunged.clear(); // a full sync will compact them
+        }
+        self.own_expunged.extend(&removed);
+        self.own_expunged.sort_unstable();
+        self.own_expunged.dedup();
         let (messages, locs) = std::mem::take(&mut self.messages)
             .into_iter()
             .zip(std::mem::take(&mut self.locs))
@@ -883,4 +1133,106 @@ fn copy_file(src: &Path, dst: &Path, tmp_dir: &Path) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     r
+}
+
+#[cfg(test)]
+mod perf_paths {
+    //! The shortcuts that keep per-command cost flat (benches/run.sh): each must still see
+    //! what other processes did.
+    use super::super::{test_dir, UserStore};
+    use super::*;
+
+    fn setup(tag: &str) -> (PathBuf, UserStore) {
+        let d = test_dir(tag);
+        let s = UserStore::open(&d.join("Maildir")).unwrap();
+        (d, s)
+    }
+
+    fn settle() {
+        // Past FINE_SETTLE and a one-second mtime granularity alike.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+
+    #[test]
+    fn reused_uidlist_still_sees_a_foreign_flag_change_and_delivery() {
+        let (d, s) = setup("perf-foreign");
+        let root = d.join("Maildir");
+        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        let u1 = mb.append(b"a\r\n", &Flags::default(), None).unwrap();
+        mb.refresh().unwrap();
+        settle();
+        // Another process sets \Seen by renaming (uidlist untouched: the reuse path).
+        let name = fs::read_dir(root.join("cur"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let name = name.into_string().unwrap();
+        let seen = filename::cur_name(filename::split(&name).base, "S");
+        fs::rename(root.join("cur").join(&name), root.join("cur").join(&seen)).unwrap();
+        mb.refresh().unwrap();
+        assert_eq!(mb.messages()[0].uid, u1);
+        assert_eq!(mb.messages()[0].flags.system, crate::store::flag::SEEN);
+        // A delivery into new/: a file the reused UIDs don't know gets the next UID.
+        fs::write(root.join("new/1800000000.M1P1.other"), "b\r\n").unwrap();
+        mb.refresh().unwrap();
+        let uids: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![u1, u1 + 1]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn append_after_own_expunge_drops_the_line_without_a_scan_but_keeps_foreign_lines() {
+        let (d, s) = setup("perf-expunge");
+        let root = d.join("Maildir");
+        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        let a = mb.append(b"a\r\n", &Flags::default(), None).unwrap();
+        let b = mb.append(b"b\r\n", &Flags::default(), None).unwrap();
+        mb.refresh().unwrap();
+        assert_eq!(mb.expunge(&[a]).unwrap(), vec![a]);
+        let c = mb.append(b"c\r\n", &Flags::default(), None).unwrap();
+        let text = fs::read_to_string(root.join(UIDLIST)).unwrap();
+        let uids: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(uids, vec![b.to_string(), c.to_string()], "{text}");
+        // A second session appends; ours doesn't know that line: the full sync keeps it.
+        let mut other = s.open_mailbox("INBOX", false).unwrap();
+        let e = other.append(b"e\r\n", &Flags::default(), None).unwrap();
+        let f = mb.append(b"f\r\n", &Flags::default(), None).unwrap();
+        mb.refresh().unwrap();
+        let uids: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![b, c, e, f]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_fresh_open_reuses_the_shared_scan_but_not_across_uidvalidity() {
+        let (d, s) = setup("perf-shared");
+        let root = d.join("Maildir");
+        for i in 0..(PUBLISH_AFTER_STATS + 10) {
+            let name = format!("17000{i:05}.M{i}P1.h,S=3,W=3:2,S");
+            fs::write(root.join("cur").join(name), "x\r\n").unwrap();
+        }
+        let first = s.open_mailbox("INBOX", false).unwrap();
+        assert!(
+            shared_scan(&root).is_some(),
+            "the expensive first scan is published"
+        );
+        let second = s.open_mailbox("INBOX", false).unwrap();
+        assert_eq!(first.messages(), second.messages());
+        // A rebuilt uidlist (new UIDVALIDITY): the shared rows are not used.
+        drop((first, second));
+        fs::remove_file(root.join(UIDLIST)).unwrap();
+        let third = s.open_mailbox("INBOX", false).unwrap();
+        assert_eq!(third.messages().len(), PUBLISH_AFTER_STATS + 10);
+        assert!(third
+            .messages()
+            .iter()
+            .all(|m| m.size == 3 && m.flags.system == crate::store::flag::SEEN));
+        let _ = fs::remove_dir_all(&d);
+    }
 }

@@ -7,6 +7,8 @@
 //! lines `<uid> <base>`) is read and rewritten as version 3. Lines for expunged files may
 //! linger; the next UID is never lower than the highest UID seen plus one.
 
+use std::fmt::Write as _;
+
 /// One message line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -141,8 +143,10 @@ impl UidList {
             out.push_str(t);
         }
         out.push('\n');
+        out.reserve(self.entries.len() * 64);
         for e in &self.entries {
-            out.push_str(&e.uid.to_string());
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{}", e.uid);
             for t in &e.ext {
                 out.push(' ');
                 out.push_str(t);
