@@ -146,6 +146,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"APPEND" => append(c)?,
         b"ID" => id(c)?,
         b"ENABLE" => enable(c)?,
+        b"COMPRESS" => compress(c)?,
         b"SEARCH" => search(c, false)?,
         b"FETCH" => fetch(c, false)?,
         b"STORE" => store(c, false)?,
@@ -184,6 +185,16 @@ fn uid(c: &mut Cursor) -> PResult<Command> {
             show(name)
         )),
     }
+}
+
+/// `compress = "COMPRESS" SP algorithm` (RFC 4978 §5). Any atom is accepted here so the
+/// session can say which mechanisms exist when it refuses one (§3: BAD).
+fn compress(c: &mut Cursor) -> PResult<Command> {
+    c.sp("after COMPRESS")?;
+    let mech = c.atom("compression mechanism")?;
+    Ok(Command::Compress {
+        mechanism: String::from_utf8_lossy(mech).into_owned(),
+    })
 }
 
 /// `login = "LOGIN" SP userid SP password` (astrings; a literal password works).

@@ -363,6 +363,10 @@ pub enum Command {
     Id,
     Enable(Vec<String>),
     Idle,
+    /// `COMPRESS algorithm` (RFC 4978 §5), the mechanism as sent; only `DEFLATE` exists.
+    Compress {
+        mechanism: String,
+    },
     // selected (§6.4)
     Check,
     Close,
@@ -432,6 +436,7 @@ impl Command {
             Command::Id => "ID",
             Command::Enable(_) => "ENABLE",
             Command::Idle => "IDLE",
+            Command::Compress { .. } => "COMPRESS",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",
             Command::Unselect => "UNSELECT",

@@ -7,6 +7,7 @@
 //! The byte stream is a [`Stream`] (a boxed `AsyncRead + AsyncWrite`), so layers such as TLS
 //! can replace it in the middle of a connection.
 
+use super::compress;
 use super::server::Context;
 use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
 use crate::session::{Action, Session, Watcher};
@@ -105,6 +106,12 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                             if !bytes.is_empty() {
                                 write(&mut stream, &bytes).await?;
                             }
+                        }
+                        Action::Compress => {
+                            // RFC 4978 §3: everything after the COMPRESS line's CRLF is
+                            // deflate, including what the framer already holds.
+                            watcher = None;
+                            stream = compress::wrap(stream, framer.take_buffered());
                         }
                         Action::Continue => watcher = None,
                     }

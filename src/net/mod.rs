@@ -1,4 +1,5 @@
 //! Network: listeners and connections. The only place that awaits sockets.
+pub mod compress;
 pub mod conn;
 pub mod lifecycle;
 pub mod server;

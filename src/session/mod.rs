@@ -17,6 +17,7 @@
 //! SASL-IR, ID.
 
 mod auth;
+mod compress;
 mod condstore;
 mod fetch;
 mod idle;
@@ -56,6 +57,9 @@ pub enum Action {
     Continue,
     /// Close the connection after writing.
     Close,
+    /// COMPRESS DEFLATE was accepted (RFC 4978): after writing the tagged OK the connection
+    /// deflates both directions, from the first byte after the command's CRLF.
+    Compress,
     /// The session entered IDLE (RFC 2177): until the next line from the client, the
     /// connection waits on a [`Watcher`] too and writes [`Session::idle_sync`]'s output.
     Idle,
@@ -127,6 +131,8 @@ pub struct Session {
     state: State,
     pending: Pending,
     bad_in_a_row: u32,
+    /// COMPRESS DEFLATE is active (RFC 4978).
+    compressed: bool,
 }
 
 impl Session {
@@ -139,6 +145,7 @@ impl Session {
     /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
     enabled: condstore::Enabled,
             bad_in_a_row: 0,
+            compressed: false,
         }
     }
 
@@ -193,6 +200,10 @@ impl Session {
                 "LIST-EXTENDED",
                 "LIST-STATUS",
             ]);
+            // RFC 4978 §3: not offered once compression is active.
+            if !self.compressed {
+                caps.push("COMPRESS=DEFLATE");
+            }
         }
         caps.join(" ")
     }
@@ -326,6 +337,7 @@ impl Session {
                 "STARTTLS is only allowed before authentication.".into(),
             )),
             (_, Idle) => self.idle_start(tag),
+            (_, Compress { mechanism }) => self.compress(tag, &mechanism),
             // RFC 5161 §3.1 (in `condstore`); accepted in the selected state too, as Dovecot does.
             (_, Enable(caps)) => self.enable(tag, &caps),
             (_, c @ (Select { .. } | Examine { .. })) => self.select(tag, c),

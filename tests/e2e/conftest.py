@@ -327,6 +327,10 @@ first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:{mail_root}/%u
 mail_plugins = quota
+# COMPRESS=DEFLATE (RFC 4978), to compare with pimap's (test_ext_compress.py).
+protocol imap {{
+  mail_plugins = $mail_plugins imap_zlib
+}}
 default_login_user = nobody
 default_internal_user = nobody
 passdb {{
