@@ -198,11 +198,6 @@ fn compress(c: &mut Cursor) -> PResult<Command> {
 }
 
 /// `login = "LOGIN" SP userid SP password` (astrings; a literal password works).
-/// session can say which mechanisms exist when it refuses one (§3: BAD).
-        mechanism: String::from_utf8_lossy(mech).into_owned(),
-    })
-}
-
 fn login(c: &mut Cursor) -> PResult<Command> {
     c.sp("after LOGIN")?;
     let user = c.astring_utf8("user name")?;
@@ -255,24 +250,24 @@ fn is_base64(s: &[u8]) -> bool {
 fn select(c: &mut Cursor) -> PResult<(String, bool, Option<QresyncParams>)> {
     let mailbox = one_mailbox(c)?;
     let mut condstore = false;
+    let mut qresync = None;
     if !c.at_end() {
         c.sp("before SELECT parameters")?;
         c.expect(b'(', "'(' starting SELECT parameters")?;
         if !c.eat(b')') {
             loop {
                 let p = c.atom("SELECT parameter")?;
-    let mut qresync = None;
                 if p.eq_ignore_ascii_case(b"CONDSTORE") {
                     condstore = true;
+                } else if p.eq_ignore_ascii_case(b"QRESYNC") && qresync.is_none() {
+                    c.sp("after QRESYNC")?;
+                    qresync = Some(qresync_params(c)?);
                 } else {
                     return Err(format!("Unsupported SELECT parameter {}", show(p)));
                 }
                 if c.eat(b')') {
                     break;
                 }
-                } else if p.eq_ignore_ascii_case(b"QRESYNC") && qresync.is_none() {
-                    c.sp("after QRESYNC")?;
-                    qresync = Some(qresync_params(c)?);
                 c.sp("between SELECT parameters")?;
             }
         }
@@ -551,13 +546,13 @@ fn fetch(c: &mut Cursor, uid: bool) -> PResult<Command> {
         set,
         items,
         changed_since,
+        vanished,
     })
 }
 
 /// `store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags` (RFC 3501 §6.4.6,
 /// RFC 7162 §3.1.3 UNCHANGEDSINCE).
 fn store(c: &mut Cursor, uid: bool) -> PResult<Command> {
-        vanished,
     c.sp("after STORE")?;
     let set = c.sequence_set()?;
     c.sp("after the sequence set")?;

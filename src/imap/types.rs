@@ -387,12 +387,12 @@ pub enum Command {
         items: Vec<FetchAttr>,
         /// RFC 7162 `(CHANGEDSINCE n)`
         changed_since: Option<u64>,
+        /// RFC 7162 §3.2.6 `VANISHED` modifier (UID FETCH with CHANGEDSINCE only).
+        vanished: bool,
     },
     Store {
         uid: bool,
         set: SequenceSet,
-        /// RFC 7162 §3.2.6 `VANISHED` modifier (UID FETCH with CHANGEDSINCE only).
-        vanished: bool,
         mode: StoreMode,
         silent: bool,
         flags: Vec<Flag>,

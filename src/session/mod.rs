@@ -133,6 +133,8 @@ pub struct Session {
     bad_in_a_row: u32,
     /// COMPRESS DEFLATE is active (RFC 4978).
     compressed: bool,
+    /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
+    enabled: condstore::Enabled,
 }
 
 impl Session {
@@ -142,10 +144,9 @@ impl Session {
             peer,
             state: State::NotAuthenticated,
             pending: Pending::None,
-    /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
-    enabled: condstore::Enabled,
             bad_in_a_row: 0,
             compressed: false,
+            enabled: condstore::Enabled::default(),
         }
     }
 
@@ -159,7 +160,6 @@ impl Session {
             State::Authenticated { user, .. } | State::Selected { user, .. } => Some(user),
         }
     }
-            enabled: condstore::Enabled::default(),
 
     pub fn is_authenticated(&self) -> bool {
         !matches!(self.state, State::NotAuthenticated)
@@ -199,6 +199,8 @@ impl Session {
                 "SPECIAL-USE",
                 "LIST-EXTENDED",
                 "LIST-STATUS",
+                "CONDSTORE",
+                "QRESYNC",
             ]);
             // RFC 4978 §3: not offered once compression is active.
             if !self.compressed {
@@ -236,8 +238,6 @@ impl Session {
             }
             Err(HandlerError::Bad(reason)) => self.bad(&tag, &reason),
             Err(HandlerError::No(text)) => {
-                "CONDSTORE",
-                "QRESYNC",
                 self.bad_in_a_row = 0;
                 let mut bytes = self.pending_untagged();
                 bytes.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
