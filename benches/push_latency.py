@@ -418,6 +418,7 @@ def run_one(server: Server, users: list[str], clients: int, deliveries: int, idl
             lat_last.append(max(got))
         pump(time.monotonic() + 0.1)
     busy1, _, _ = cpu_mem(all_pids)
+    load = open("/proc/loadavg").read().split()[0]
     for c in conns:
         try:
             c.sock.close()
@@ -428,6 +429,7 @@ def run_one(server: Server, users: list[str], clients: int, deliveries: int, idl
         "setup_s": setup,
         "idle": idle,
         "push_cpu_ms": (busy1 - busy0) * 1000 / max(1, deliveries),
+        "load": load,
         "samples": len(lat_all),
         "missed": missed,
         "p50": ms(pct(lat_all, 50)), "p99": ms(pct(lat_all, 99)), "max": ms(max(lat_all, default=float("nan"))),
@@ -494,8 +496,12 @@ def report(args, res: dict, path: Path, rev: str) -> str:
         f"| server CPU per delivery, waking {args.clients // args.users} idlers (ms) "
         f"| {p['push_cpu_ms']:.1f} | {d['push_cpu_ms']:.1f} (all processes) |",
         f"| time to connect + LOGIN + SELECT + IDLE all clients (s) | {p['setup_s']:.2f} | {d['setup_s']:.2f} |",
+        f"| machine load average (1 min) after the deliveries | {p['load']} | {d['load']} |",
         "",
         "Notes:",
+        "- The machine is shared: a load average above its core count means other work competed "
+        "with the servers, which shows in the latencies (not in the CPU figures, which are the "
+        "servers' own).",
         "- pimap wakes an idling session through one process-wide inotify instance, then waits 25 ms "
         "(`idle::SETTLE`) for the writer's burst before re-reading the mailbox: that wait is part of "
         "every pimap figure above.",

@@ -12,6 +12,8 @@ S: A005 NO [COMPRESSIONACTIVE] ...
 """
 
 import re
+import ssl
+import subprocess
 import time
 import zlib
 
@@ -242,3 +244,41 @@ def test_compressed_fetch_is_smaller_and_identical_to_dovecot(both):
         got[srv.kind] = {k: (v["RFC822.SIZE"], v["BODY[]"]) for k, v in f.items()}
         assert c.wire_in < sum(len(v[1]) for v in got[srv.kind].values())
     assert got["dovecot"] == got["pimap"]
+
+
+def _has_tls() -> bool:
+    from conftest import PIMAP_BIN
+    try:
+        out = subprocess.run([str(PIMAP_BIN), "serve", "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--tls-cert" in out.stdout
+
+
+@pytest.mark.skipif(not _has_tls(), reason="this pimap has no --tls-cert")
+def test_compress_inside_starttls(request, workdir, tmp_path):
+    """RFC 4978 §3 (and §6): compression happens inside TLS, i.e. COMPRESS after STARTTLS
+    deflates the plaintext that TLS then encrypts. pimap wraps whatever stream the
+    connection has, so this is STARTTLS → LOGIN → COMPRESS → a session."""
+    from conftest import start_pimap
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True, timeout=60)
+    key.chmod(0o644)
+    srv = start_pimap(workdir, workdir / "users", workdir / "mail",
+                      extra=["--tls-cert", str(cert), "--tls-key", str(key)])
+    request.addfinalizer(srv.stop)
+    c = srv.connect()
+    assert c.command("STARTTLS").status == "OK"
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+    c.login("demo", srv.password("demo"))
+    msgs = seed(c, 2)
+    compress(c)
+    assert c.ok("SELECT INBOX").number("EXISTS") == [2]
+    f = c.ok("FETCH 1:2 BODY.PEEK[]").fetches()
+    assert [f[1]["BODY[]"], f[2]["BODY[]"]] == msgs
+    assert c.wire_in < sum(map(len, msgs))
+    assert c.command("COMPRESS DEFLATE").code == "COMPRESSIONACTIVE"
