@@ -188,10 +188,10 @@ impl View {
                 let hi_ix = self.msgs.partition_point(|m| m.uid <= hi);
                 if lo_ix < hi_ix {
                     out.extend(lo_ix..hi_ix);
-                } else if matches!(r.start, SeqNum::Star) || matches!(r.end, SeqNum::Star) {
-                    if !self.msgs.is_empty() {
-                        out.push(self.msgs.len() - 1);
-                    }
+                } else if (matches!(r.start, SeqNum::Star) || matches!(r.end, SeqNum::Star))
+                    && !self.msgs.is_empty()
+                {
+                    out.push(self.msgs.len() - 1);
                 }
             }
         } else {

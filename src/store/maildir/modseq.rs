@@ -415,7 +415,7 @@ impl ModSeqs {
             if st.uid_validity == uid_validity
                 && self.stamp.is_some()
                 && stamp(&path) == self.stamp
-                && !st.clone_would_change(messages)
+                && !st.would_change(messages)
             {
                 return Ok(());
             }
@@ -453,30 +453,27 @@ impl ModSeqs {
     /// `pimap-modseq.corrupt`) or for another UIDVALIDITY. The bool says it was rebuilt.
     fn read_or_rebuild(&self, path: &Path, uid_validity: u32) -> Result<(ModSeqFile, bool)> {
         let mut floor = self.state.as_ref().map(|s| s.highest).unwrap_or(0);
-        match read_optional(path)? {
-            Some(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                match ModSeqFile::parse(&text) {
-                    Ok(f) if f.uid_validity == uid_validity => return Ok((f, false)),
-                    Ok(f) => {
-                        log::info!(
-                            "{}: UIDVALIDITY changed ({} → {uid_validity}); mod-sequences restart",
-                            path.display(),
-                            f.uid_validity
-                        );
-                        floor = floor.max(f.highest);
-                    }
-                    Err(reason) => {
-                        log::error!(
-                            "{}: corrupt ({reason}); rebuilding (UIDs are not affected)",
-                            path.display()
-                        );
-                        floor = floor.max(salvage_highest(&text));
-                        let _ = std::fs::rename(path, self.dir.join(format!("{FILE}.corrupt")));
-                    }
+        if let Some(bytes) = read_optional(path)? {
+            let text = String::from_utf8_lossy(&bytes);
+            match ModSeqFile::parse(&text) {
+                Ok(f) if f.uid_validity == uid_validity => return Ok((f, false)),
+                Ok(f) => {
+                    log::info!(
+                        "{}: UIDVALIDITY changed ({} → {uid_validity}); mod-sequences restart",
+                        path.display(),
+                        f.uid_validity
+                    );
+                    floor = floor.max(f.highest);
+                }
+                Err(reason) => {
+                    log::error!(
+                        "{}: corrupt ({reason}); rebuilding (UIDs are not affected)",
+                        path.display()
+                    );
+                    floor = floor.max(salvage_highest(&text));
+                    let _ = std::fs::rename(path, self.dir.join(format!("{FILE}.corrupt")));
                 }
             }
-            None => {}
         }
         let base = now_micros().max(floor.saturating_add(1)).min(MAX_MODSEQ);
         Ok((ModSeqFile::new(uid_validity, base), true))
@@ -485,7 +482,7 @@ impl ModSeqs {
 
 impl ModSeqFile {
     /// Would [`ModSeqFile::apply`] change anything for `messages`?
-    fn clone_would_change(&self, messages: &[MessageMeta]) -> bool {
+    fn would_change(&self, messages: &[MessageMeta]) -> bool {
         if messages.len() != self.msgs.len() {
             return true;
         }
