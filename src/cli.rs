@@ -42,6 +42,22 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:1143"
     )]
     pub imap_listen: Vec<SocketAddr>,
+    /// Address to accept implicit-TLS IMAPS connections on (RFC 8314; repeatable; env:
+    /// comma-separated). Needs --tls-cert and --tls-key.
+    #[arg(long, env = "PIMAP_IMAPS_LISTEN", value_delimiter = ',')]
+    pub imaps_listen: Vec<SocketAddr>,
+    /// PEM certificate chain, leaf first (a k8s TLS Secret's tls.crt). Enables STARTTLS on
+    /// --imap-listen; reloaded when the file changes and on SIGHUP.
+    #[arg(long, env = "PIMAP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1; a k8s TLS Secret's tls.key).
+    #[arg(long, env = "PIMAP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Peers (CIDR, comma-separated) that must start each connection with a PROXY protocol
+    /// v1/v2 header naming the real client (a load balancer); Dovecot's
+    /// haproxy_trusted_networks. A header from any other peer is refused.
+    #[arg(long, env = "PIMAP_PROXY_TRUSTED_NETWORKS", value_delimiter = ',')]
+    pub proxy_trusted_networks: Vec<String>,
     /// Dovecot passwd-file with the users (default: DATA_DIR/users, created with a demo user).
     #[arg(long, env = "PIMAP_USERS")]
     pub users: Option<PathBuf>,

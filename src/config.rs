@@ -11,6 +11,12 @@ use std::sync::Arc;
 pub struct Config {
     pub data_dir: PathBuf,
     pub imap_listen: Vec<SocketAddr>,
+    /// Implicit-TLS listeners (RFC 8314); non-empty only with `tls`.
+    pub imaps_listen: Vec<SocketAddr>,
+    /// The certificate and key (IMAPS, STARTTLS), loaded and checked at start-up.
+    pub tls: Option<Arc<crate::net::tls::Tls>>,
+    /// Peers that must send a PROXY header (and the only ones allowed to).
+    pub proxy_trusted: crate::net::proxy::TrustedNetworks,
     pub users_path: PathBuf,
     pub users: Arc<UserDb>,
     pub mail_location: MailLocation,
@@ -123,6 +129,17 @@ impl Config {
         if args.imap_listen.is_empty() {
             return Err("no --imap-listen address".into());
         }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some(Arc::new(crate::net::tls::Tls::load(c, k)?)),
+            (None, None) => None,
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+        };
+        if !args.imaps_listen.is_empty() && tls.is_none() {
+            return Err("--imaps-listen needs a certificate: set --tls-cert and --tls-key".into());
+        }
+        let proxy_trusted =
+            crate::net::proxy::TrustedNetworks::parse(&args.proxy_trusted_networks)?;
         let users = UserDb::load(&users_path)?;
         let limits = Limits {
             max_message_size: args.max_message_size,
@@ -131,6 +148,9 @@ impl Config {
         Ok(Config {
             data_dir,
             imap_listen: args.imap_listen.clone(),
+            imaps_listen: args.imaps_listen.clone(),
+            tls,
+            proxy_trusted,
             users_path,
             users: Arc::new(users),
             mail_location,
@@ -159,6 +179,22 @@ impl Config {
         }
         for a in &self.imap_listen {
             s.push_str(&format!("imap listen: {a}\n"));
+        }
+        for a in &self.imaps_listen {
+            s.push_str(&format!("imaps listen: {a}\n"));
+        }
+        match &self.tls {
+            Some(t) => s.push_str(&format!(
+                "TLS: certificate {} (STARTTLS offered)\n",
+                t.cert_path().display()
+            )),
+            None => s.push_str("TLS: off (no --tls-cert)\n"),
+        }
+        if !self.proxy_trusted.is_empty() {
+            s.push_str(&format!(
+                "PROXY protocol required from: {}\n",
+                self.proxy_trusted
+            ));
         }
         s.push_str(&format!(
             "plaintext auth: {}\n",

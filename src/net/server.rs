@@ -1,13 +1,20 @@
 //! Listeners and the executor: bind every `--imap-listen` address (a bind failure is a clear
 //! start-up error naming the address), tell systemd we are ready, then accept until SIGTERM,
-//! one task per connection. SIGHUP reloads the users file. See [`super::lifecycle`].
+//! one task per connection. SIGHUP reloads the users file and the TLS certificate. See
+//! [`super::lifecycle`].
+//!
+//! Each accepted connection first goes through [`start`]: from a peer in
+//! `--proxy-trusted-networks` the PROXY header ([`super::proxy`]) is required and names the
+//! real client; on an `--imaps-listen` socket the TLS handshake ([`super::tls`]) follows.
 
 use super::conn::{self, Stream};
 use super::lifecycle::{self, Request, Shutdown, Signals};
+use super::proxy::{self, TrustedNetworks};
+use super::tls::Tls;
 use crate::config::Config;
 use crate::session::Shared;
 use async_io::Async;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 /// What every connection task shares: the session's configuration plus the network layer's
@@ -15,6 +22,10 @@ use std::sync::Arc;
 pub struct Context {
     pub shared: Arc<Shared>,
     pub shutdown: Shutdown,
+    /// The certificate for IMAPS and STARTTLS, if configured.
+    pub tls: Option<Arc<Tls>>,
+    /// Peers that must (and alone may) send a PROXY header.
+    pub proxy_trusted: TrustedNetworks,
 }
 
 pub fn run(cfg: Config) -> Result<(), String> {
@@ -24,9 +35,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
         limits: cfg.limits.clone(),
         allow_plaintext_auth: cfg.allow_plaintext_auth,
         autocreate_folders: cfg.autocreate_folders,
+        starttls: cfg.tls.is_some(),
     });
     let mut listeners = Vec::new();
-    for addr in &cfg.imap_listen {
+    let plain = cfg.imap_listen.iter().map(|a| (a, false));
+    for (addr, implicit_tls) in plain.chain(cfg.imaps_listen.iter().map(|a| (a, true))) {
         let l = Async::<TcpListener>::bind(*addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = l
@@ -34,8 +47,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|_| addr.to_string());
-        log::info!("listening for IMAP on {local}");
-        listeners.push(l);
+        log::info!(
+            "listening for {} on {local}",
+            if implicit_tls { "IMAPS" } else { "IMAP" }
+        );
+        listeners.push((l, implicit_tls));
+    }
+    if !cfg.proxy_trusted.is_empty() {
+        log::info!("PROXY protocol header required from {}", cfg.proxy_trusted);
     }
     log::info!(
         "users from {}, {} user(s); mail under the location template",
@@ -46,6 +65,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let ctx = Arc::new(Context {
         shared,
         shutdown: Shutdown::new(),
+        tls: cfg.tls.clone(),
+        proxy_trusted: cfg.proxy_trusted.clone(),
     });
     let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism()
@@ -64,7 +85,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let ex2 = ex.clone();
     smol::block_on(ex.run(async move {
         let mut tasks = Vec::new();
-        for l in listeners {
+        for (l, implicit_tls) in listeners {
             let ctx = ctx.clone();
             let ex3 = ex2.clone();
             tasks.push(ex2.spawn(async move {
@@ -73,7 +94,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                         Ok((stream, peer)) => {
                             let ctx = ctx.clone();
                             let stream: Stream = Box::new(stream);
-                            ex3.spawn(conn::serve(stream, peer, ctx)).detach();
+                            ex3.spawn(start(stream, peer, implicit_tls, ctx)).detach();
                         }
                         Err(e) => {
                             // EMFILE and friends: log and back off instead of spinning.
@@ -84,6 +105,16 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 }
             }));
         }
+        if let Some(tls) = ctx.tls.clone() {
+            // cert-manager rotation / the k8s `..data` swap: look at the files now and then
+            // (new TLS connections look too).
+            tasks.push(ex2.spawn(async move {
+                loop {
+                    async_io::Timer::after(super::tls::RELOAD_CHECK_INTERVAL).await;
+                    tls.check();
+                }
+            }));
+        }
         lifecycle::notify("READY=1");
         loop {
             match signals.next().await {
@@ -91,6 +122,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     lifecycle::notify("RELOADING=1");
                     log::info!("SIGHUP: reloading");
                     ctx.shared.users.reload();
+                    if let Some(tls) = &ctx.tls {
+                        tls.reload();
+                    }
                     lifecycle::notify("READY=1");
                 }
                 Ok(Request::Stop) => break,
@@ -119,4 +153,92 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     }));
     Ok(())
+}
+
+/// Before the session: the PROXY header from a trusted peer (spec §2: required from it,
+/// refused from anyone else), then the TLS handshake on an IMAPS listener (RFC 8314 §3.3;
+/// the PROXY header comes before the ClientHello). Failures are logged with the socket's
+/// peer and the connection closed.
+async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx: Arc<Context>) {
+    let mut stream = stream;
+    let mut peer = socket_peer;
+    let bye = |why: String| {
+        log::warn!("{socket_peer}: {why}; closing");
+    };
+    if ctx.proxy_trusted.contains(socket_peer.ip()) {
+        match proxy::read_header(&mut stream, proxy::HEADER_TIMEOUT).await {
+            Ok((header, rest)) => {
+                if let Some(src) = header.source() {
+                    peer = src;
+                }
+                log::info!(
+                    "{socket_peer}: PROXY v{} header: client {peer}",
+                    header.version
+                );
+                stream = proxy::Rewind::stream(rest, stream);
+            }
+            Err(e) => {
+                bye(format!("bad PROXY header from a trusted peer: {e}"));
+                // Plaintext even on the IMAPS port: no TLS was started.
+                let _ = write_all(&mut stream, b"* BYE Bad PROXY protocol header.\r\n").await;
+                return;
+            }
+        }
+    }
+    if implicit_tls {
+        let Some(tls) = ctx.tls.clone() else {
+            return;
+        };
+        if !ctx.proxy_trusted.contains(socket_peer.ip()) {
+            // A PROXY header where a ClientHello should be: refuse it (spec §2), and say so
+            // in the clear, where the sender (a misconfigured proxy) can read it.
+            let mut first = [0u8; 16];
+            let n = match peek_read(&mut stream, &mut first).await {
+                Ok(n) => n,
+                Err(e) => {
+                    bye(format!("before the TLS handshake: {e}"));
+                    return;
+                }
+            };
+            let first = first.get(..n).unwrap_or_default();
+            if proxy::looks_like_header(first) {
+                bye("PROXY header from an untrusted peer, refused".into());
+                let _ = write_all(
+                    &mut stream,
+                    b"* BYE PROXY protocol header not accepted from this address.\r\n",
+                )
+                .await;
+                return;
+            }
+            stream = proxy::Rewind::stream(first.to_vec(), stream);
+        }
+        stream = match tls.accept(stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                bye(format!("TLS handshake failed (client {peer}): {e}"));
+                return;
+            }
+        };
+    }
+    conn::serve(stream, peer, implicit_tls, ctx).await;
+}
+
+/// The first bytes of a connection (the caller replays them), within the handshake timeout.
+async fn peek_read(stream: &mut Stream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use futures_lite::{AsyncReadExt, FutureExt};
+    async { stream.read(buf).await }
+        .or(async {
+            async_io::Timer::after(super::tls::HANDSHAKE_TIMEOUT).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no TLS ClientHello in time",
+            ))
+        })
+        .await
+}
+
+async fn write_all(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    use futures_lite::AsyncWriteExt;
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }

@@ -1,4 +1,8 @@
-//! LOGIN (RFC 3501 §6.2.3) and AUTHENTICATE PLAIN (RFC 3501 §6.2.2, RFC 4616, RFC 4959 SASL-IR).
+//! STARTTLS (RFC 3501 §6.2.1), LOGIN (RFC 3501 §6.2.3) and AUTHENTICATE PLAIN (RFC 3501 §6.2.2,
+//! RFC 4616, RFC 4959 SASL-IR).
+//!
+//! Plaintext credentials are refused (`LOGINDISABLED` advertised, RFC 3501 §6.2.3) on a
+//! connection that is neither TLS nor from a loopback peer, unless `--allow-plaintext-auth`.
 //!
 //! A failed login costs the client `Limits::failed_login_delay`, and the answer is the same
 //! whether or not the user exists (no user enumeration).
@@ -8,6 +12,23 @@ use crate::store::UserStore;
 use base64::Engine;
 
 impl Session {
+    /// STARTTLS (RFC 3501 §6.2.1, RFC 2595 §3.1): the tagged OK, then the connection runs the
+    /// handshake ([`Action::StartTls`]).
+    pub(super) fn starttls(&mut self, tag: &str) -> Result<Output, HandlerError> {
+        if self.tls {
+            return Err(HandlerError::Bad("TLS is already active.".into()));
+        }
+        if !self.shared.starttls {
+            return Err(HandlerError::Bad(
+                "STARTTLS is not available (no TLS certificate configured).".into(),
+            ));
+        }
+        Ok(Output {
+            bytes: format!("{tag} OK Begin TLS negotiation now.\r\n").into_bytes(),
+            action: Action::StartTls,
+        })
+    }
+
     pub(super) async fn login(
         &mut self,
         tag: &str,
