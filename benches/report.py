@@ -298,7 +298,11 @@ def main():
     w("## S3 sync vs the AWS CLI (benches/sync_vs_awscli.sh)")
     w("")
     if a.sync and os.path.exists(a.sync):
-        w(f"Latest results, from [{os.path.basename(a.sync)}]({os.path.basename(a.sync)}):")
+        if os.path.abspath(a.sync).startswith(os.path.abspath("benches/results")):
+            w(f"Latest results, from [{os.path.basename(a.sync)}]({os.path.basename(a.sync)}):")
+        else:
+            w("This run's `benches/sync_vs_awscli.sh` (same machine, same hour; the annotated "
+              "reports of that benchmark are benches/results/sync-*.md):")
         w("")
         with open(a.sync) as f:
             for line in f.read().splitlines()[1:]:

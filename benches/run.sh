@@ -150,6 +150,7 @@ start_pimap() { # mail root [binary]
     t0=$(date +%s%N)
     TZ=UTC "${AS_MAIL[@]}" "$bin" serve --data-dir "$WORK/pimap-data" --imap-listen "127.0.0.1:$SERVER_PORT" \
         --users "$USERS" --mail-location "maildir:$1/%u" --autocreate-folders false --log-level warn \
+        --max-connections-per-ip 1000 \
         >>"$WORK/pimap.log" 2>&1 &
     SERVER_PID=$!
     SERVER_KIND=pimap
@@ -177,7 +178,8 @@ first_valid_gid = 1
 mail_location = maildir:$1/%u
 default_login_user = nobody
 default_internal_user = nobody
-# Room for the benchmark's sessions (the defaults allow 100 processes, 10 per user and IP).
+# Room for the benchmark's sessions (the defaults allow 100 processes, 10 per user and IP;
+# pimap gets --max-connections-per-ip 1000 likewise).
 default_process_limit = 1000
 default_client_limit = 4000
 protocol imap {
@@ -359,7 +361,8 @@ fi
 SYNC_REPORT=
 if [ "$SYNC" = 1 ]; then
     log "benches/sync_vs_awscli.sh"
-    SYNC_REPORT=benches/results/sync-$(date -u +%Y-%m-%d).md
+    # Into the temp dir: benches/results/sync-*.md are that benchmark's own annotated reports.
+    SYNC_REPORT=$WORK/sync.md
     OUT=$SYNC_REPORT PIMAP=$PIMAP benches/sync_vs_awscli.sh >/dev/null
 else
     SYNC_REPORT=$(ls -t benches/results/sync-*.md 2>/dev/null | head -1 || true)
