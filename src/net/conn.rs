@@ -5,7 +5,12 @@
 //! finishes the command in hand, says `* BYE` and closes.
 //!
 //! The byte stream is a [`Stream`] (a boxed `AsyncRead + AsyncWrite`), so layers such as TLS
-//! can replace it in the middle of a connection.
+//! can replace it in the middle of a connection: after STARTTLS (RFC 3501 §6.2.1) the bytes
+//! the client pipelined behind the command are discarded, never executed (the CVE-2011-0411
+//! command-injection class), and the TLS handshake ([`super::tls`]) runs on the raw stream.
+//!
+//! `peer` is the real client (from a trusted PROXY header, see [`super::proxy`]); a PROXY
+//! header arriving here as the first input is refused with `* BYE`.
 
 use super::compress;
 use super::server::Context;
@@ -28,10 +33,14 @@ pub type Stream = Box<dyn Io>;
 /// A client that doesn't take our output within this time is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn serve(stream: Stream, peer: SocketAddr, ctx: Arc<Context>) {
+/// Serve one connection; `tls` says whether `stream` is already TLS (IMAPS).
+pub async fn serve(stream: Stream, peer: SocketAddr, tls: bool, ctx: Arc<Context>) {
     let _counted = ctx.shutdown.connection();
-    log::info!("{peer}: connect");
+    log::info!("{peer}: connect{}", if tls { " (TLS)" } else { "" });
     let mut session = Session::new(ctx.shared.clone(), peer);
+    if tls {
+        session.set_tls();
+    }
     let reason = match run(stream, &mut session, &ctx).await {
         Ok(r) => r,
         Err(e) => format!("error: {e}"),
@@ -85,7 +94,9 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
     let mut last_input = Instant::now();
     // Last time anything was written while idling (for the IDLE keep-alive).
     let mut last_sent = Instant::now();
-    loop {
+    // Nothing read yet: a PROXY header here came from a peer not trusted to send one.
+    let mut first_input = true;
+    'conn: loop {
         if ctx.shutdown.is_triggered() {
             let _ = write(&mut stream, b"* BYE Server shutting down.\r\n").await;
             return Ok("server shutdown".into());
@@ -114,6 +125,29 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                             stream = compress::wrap(stream, framer.take_buffered());
                         }
                         Action::Continue => watcher = None,
+                        Action::StartTls => {
+                            // RFC 3501 §6.2.1, RFC 2595 §3.1: everything after the STARTTLS
+                            // line was sent in the clear and is dropped, never run after the
+                            // handshake (CVE-2011-0411 style command injection).
+                            let injected = framer.take_buffered();
+                            if !injected.is_empty() {
+                                log::warn!(
+                                    "{}: discarded {} byte(s) pipelined after STARTTLS",
+                                    session.peer(),
+                                    injected.len()
+                                );
+                            }
+                            let Some(tls) = ctx.tls.as_ref() else {
+                                return Ok("STARTTLS without a certificate".into());
+                            };
+                            stream = match tls.accept(stream).await {
+                                Ok(s) => s,
+                                Err(e) => return Ok(format!("STARTTLS handshake failed: {e}")),
+                            };
+                            session.set_tls();
+                            watcher = None;
+                            continue 'conn;
+                        }
                     }
                 }
                 FrameEvent::ContinuationNeeded => write(&mut stream, b"+ OK\r\n").await?,
@@ -176,7 +210,18 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
             Wake::Read(0) => return Ok("client closed".into()),
             Wake::Read(n) => {
                 last_input = Instant::now();
-                framer.push(buf.get(..n).unwrap_or_default());
+                let input = buf.get(..n).unwrap_or_default();
+                if std::mem::take(&mut first_input) && super::proxy::looks_like_header(input) {
+                    // PROXY spec §2: never honour a header from a peer outside
+                    // --proxy-trusted-networks; say why and close.
+                    let _ = write(
+                        &mut stream,
+                        b"* BYE PROXY protocol header not accepted from this address.\r\n",
+                    )
+                    .await;
+                    return Ok("PROXY header from an untrusted peer, refused".into());
+                }
+                framer.push(input);
             }
         }
     }

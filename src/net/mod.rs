@@ -2,4 +2,6 @@
 pub mod compress;
 pub mod conn;
 pub mod lifecycle;
+pub mod proxy;
 pub mod server;
+pub mod tls;

@@ -49,6 +49,8 @@ pub struct Shared {
     pub allow_plaintext_auth: bool,
     /// Create the special-use folders for a user whose Maildir doesn't exist yet.
     pub autocreate_folders: bool,
+    /// A TLS certificate is configured: STARTTLS is offered on plain connections.
+    pub starttls: bool,
 }
 
 /// What the connection must do after writing a handler's output.
@@ -60,6 +62,9 @@ pub enum Action {
     /// COMPRESS DEFLATE was accepted (RFC 4978): after writing the tagged OK the connection
     /// deflates both directions, from the first byte after the command's CRLF.
     Compress,
+    /// STARTTLS was accepted (RFC 3501 §6.2.1): the connection discards anything the client
+    /// sent after the command, runs the TLS handshake, then calls [`Session::set_tls`].
+    StartTls,
     /// The session entered IDLE (RFC 2177): until the next line from the client, the
     /// connection waits on a [`Watcher`] too and writes [`Session::idle_sync`]'s output.
     Idle,
@@ -131,6 +136,8 @@ pub struct Session {
     state: State,
     pending: Pending,
     bad_in_a_row: u32,
+    /// The connection is TLS (IMAPS, or after STARTTLS).
+    tls: bool,
     /// COMPRESS DEFLATE is active (RFC 4978).
     compressed: bool,
     /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
@@ -145,6 +152,7 @@ impl Session {
             state: State::NotAuthenticated,
             pending: Pending::None,
             bad_in_a_row: 0,
+            tls: false,
             compressed: false,
             enabled: condstore::Enabled::default(),
         }
@@ -170,15 +178,31 @@ impl Session {
         format!("* OK [CAPABILITY {}] pimap ready.\r\n", self.capabilities()).into_bytes()
     }
 
-    /// Plaintext LOGIN / AUTHENTICATE PLAIN allowed on this connection? (loopback, or opted in)
+    /// The connection is now TLS (implicit TLS, or STARTTLS completed). The client asks for
+    /// the capabilities again (RFC 3501 §6.2.1): nothing is sent unasked.
+    pub fn set_tls(&mut self) {
+        self.tls = true;
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Plaintext LOGIN / AUTHENTICATE PLAIN allowed on this connection? (TLS, a loopback peer,
+    /// or opted in.) `peer` is the real client: with a trusted PROXY header, the address the
+    /// proxy names, so a remote client behind a local proxy is remote.
     fn plaintext_ok(&self) -> bool {
-        self.shared.allow_plaintext_auth || self.peer.ip().is_loopback()
+        self.tls || self.shared.allow_plaintext_auth || self.peer.ip().to_canonical().is_loopback()
     }
 
     /// The CAPABILITY list for the current state.
     pub fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
         if !self.is_authenticated() {
+            // RFC 3501 §6.2.1: STARTTLS only where it can be used, and not once TLS is on.
+            if self.shared.starttls && !self.tls {
+                caps.push("STARTTLS");
+            }
             if self.plaintext_ok() {
                 caps.push("AUTH=PLAIN");
             } else {
@@ -323,9 +347,7 @@ impl Session {
             (State::NotAuthenticated, Authenticate { mechanism, initial }) => {
                 self.authenticate(tag, &mechanism, initial).await
             }
-            (State::NotAuthenticated, StartTls) => Err(HandlerError::Bad(
-                "STARTTLS is not available (no TLS configured).".into(),
-            )),
+            (State::NotAuthenticated, StartTls) => self.starttls(tag),
             (State::NotAuthenticated, c) => Err(HandlerError::Bad(format!(
                 "{} needs authentication first (LOGIN).",
                 c.name()
