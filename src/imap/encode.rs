@@ -27,6 +27,25 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     }
 }
 
+/// Append a UTF-8 `string` for an IMAP4rev2 / UTF8=ACCEPT peer: quoted when it is short and
+/// holds no control characters (RFC 9051 §9 `QUOTED-CHAR` includes UTF8-2 / UTF8-3 / UTF8-4),
+/// else a literal.
+pub fn utf8_string(out: &mut Vec<u8>, s: &str) {
+    if s.len() < 1024 && !s.chars().any(|c| c.is_control()) {
+        out.push(b'"');
+        for c in s.chars() {
+            if c == '"' || c == '\\' {
+                out.push(b'\\');
+            }
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        out.push(b'"');
+    } else {
+        string(out, s.as_bytes());
+    }
+}
+
 /// Append `astring`: bare atom when possible, else `string`.
 pub fn astring(out: &mut Vec<u8>, s: &[u8]) {
     if !s.is_empty() && s.iter().all(|&b| is_astring_char(b)) {

@@ -343,6 +343,7 @@ fn status_items(c: &mut Cursor) -> PResult<Vec<StatusItem>> {
             b"UNSEEN" => StatusItem::Unseen,
             b"SIZE" => StatusItem::Size,
             b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+            b"DELETED" => StatusItem::Deleted,
             _ => return Err(format!("Unknown STATUS item {}", show(a))),
         };
         if !items.contains(&item) {

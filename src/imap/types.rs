@@ -258,6 +258,8 @@ pub enum StatusItem {
     Size,
     /// RFC 7162
     HighestModSeq,
+    /// RFC 9051 §6.3.11: messages with \Deleted.
+    Deleted,
 }
 
 /// STORE's `+FLAGS` / `-FLAGS` / `FLAGS`.

@@ -19,6 +19,8 @@ use crate::store::maildir::modseq::ModSeqs;
 pub(super) struct Enabled {
     pub condstore: bool,
     pub qresync: bool,
+    /// RFC 9051 IMAP4rev2 behaviour (see `rev2`).
+    pub rev2: bool,
 }
 
 impl Session {
@@ -37,6 +39,10 @@ impl Session {
                 condstore = true;
                 self.enabled.qresync = true;
                 "QRESYNC"
+            } else if c.eq_ignore_ascii_case("IMAP4rev2") {
+                // RFC 9051 §6.3.1.
+                self.enabled.rev2 = true;
+                "IMAP4rev2"
             } else {
                 continue;
             };
@@ -87,6 +93,9 @@ impl Session {
         if let State::Selected { view, .. } = &mut self.state {
             view.condstore = e.condstore;
             view.qresync = e.qresync;
+            if e.rev2 {
+                view.set_rev2();
+            }
         }
     }
 

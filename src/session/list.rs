@@ -8,7 +8,6 @@
 use super::mailbox::{join_reference, list_match, SEP};
 use super::special_use;
 use super::{HandlerError, Session};
-use crate::imap::encode;
 use crate::imap::types::ListOptions;
 use std::collections::BTreeMap;
 
@@ -126,7 +125,7 @@ impl Session {
             }
             attrs.extend(special);
             out.extend_from_slice(format!("* LIST ({}) \".\" ", attrs.join(" ")).as_bytes());
-            encode::string(out, name.as_bytes());
+            self.put_name(out, &name, true);
             if childinfo {
                 out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
@@ -136,7 +135,7 @@ impl Session {
                 match self.status_items(&name, items) {
                     Ok(s) => {
                         out.extend_from_slice(b"* STATUS ");
-                        encode::astring(out, name.as_bytes());
+                        self.put_name(out, &name, false);
                         out.extend_from_slice(format!(" ({s})\r\n").as_bytes());
                     }
                     Err(HandlerError::Bad(e)) => return Err(HandlerError::Bad(e)),

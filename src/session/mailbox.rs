@@ -4,7 +4,6 @@
 
 use super::view::{View, SYSTEM_FLAGS};
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
-use crate::imap::encode;
 use crate::imap::types::{Command, DateTime, Flag, StatusItem};
 use crate::store::{Flags, StoreError};
 
@@ -58,6 +57,10 @@ impl Session {
         };
         view.condstore = self.enabled.condstore;
         view.qresync = self.enabled.qresync;
+        let rev2 = self.enabled.rev2;
+        if rev2 {
+            view.set_rev2();
+        }
         let mut out = Vec::new();
         if was_selected {
             // RFC 7162 §3.2.11: the previous mailbox's updates end here.
@@ -78,18 +81,20 @@ impl Session {
                 .as_bytes(),
             );
         }
-        out.extend_from_slice(
-            format!(
-                "* {} EXISTS\r\n* {} RECENT\r\n",
-                view.exists(),
-                view.recent()
-            )
-            .as_bytes(),
-        );
+        out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
+        if rev2 {
+            // RFC 9051 §6.3.2: the mailbox's name in a LIST response; no RECENT, no UNSEEN.
+            out.extend_from_slice(b"* LIST () \".\" ");
+            super::rev2::put_name(true, &mut out, &name, true);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent()).as_bytes());
+        }
         if let Some(pos) = view
             .msgs
             .iter()
             .position(|m| m.flags.system & crate::store::flag::SEEN == 0)
+            .filter(|_| !rev2)
         {
             out.extend_from_slice(
                 format!("* OK [UNSEEN {}] First unseen.\r\n", pos + 1).as_bytes(),
@@ -203,7 +208,7 @@ impl Session {
                 let name = normalize_mailbox(&mailbox);
                 let items = self.status_items(&name, &items)?;
                 out.extend_from_slice(b"* STATUS ");
-                encode::astring(&mut out, name.as_bytes());
+                self.put_name(&mut out, &name, false);
                 out.extend_from_slice(format!(" ({items})\r\n").as_bytes());
                 self.sync_selected(&mut out, true)?;
                 done(&mut out, "STATUS");
@@ -248,6 +253,15 @@ impl Session {
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
                 StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
                 StatusItem::Size => format!("SIZE {}", st.size),
+                StatusItem::Deleted => {
+                    let mb = self.store()?.open_mailbox(name, true)?;
+                    let n = mb
+                        .messages()
+                        .iter()
+                        .filter(|m| m.flags.system & crate::store::flag::DELETED != 0)
+                        .count();
+                    format!("DELETED {n}")
+                }
                 StatusItem::HighestModSeq => {
                     format!("HIGHESTMODSEQ {}", self.highest_modseq(name)?)
                 }
@@ -285,7 +299,7 @@ impl Session {
                         "\\Noselect"
                     };
                     out.extend_from_slice(format!("* LSUB ({attrs}) \".\" ").as_bytes());
-                    encode::string(out, name.as_bytes());
+                    self.put_name(out, name, true);
                     out.extend_from_slice(b"\r\n");
                     listed.push(name.clone());
                 }
@@ -306,7 +320,7 @@ impl Session {
                     && !listed.iter().any(|l| l == parent)
                 {
                     out.extend_from_slice(b"* LSUB (\\Noselect) \".\" ");
-                    encode::string(out, parent.as_bytes());
+                    self.put_name(out, parent, true);
                     out.extend_from_slice(b"\r\n");
                     listed.push(parent.to_string());
                 }

@@ -14,7 +14,7 @@
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, STATUS=SIZE, SPECIAL-USE,
 //! LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC (`condstore`, RFC 7162); always: LITERAL+,
-//! SASL-IR, ID.
+//! SASL-IR, ID, IMAP4rev2 (RFC 9051, after `ENABLE IMAP4rev2`: `rev2`).
 
 mod auth;
 mod compress;
@@ -24,6 +24,7 @@ mod idle;
 mod list;
 mod mailbox;
 mod message;
+mod rev2;
 mod search;
 pub mod special_use;
 pub mod view;
@@ -197,7 +198,7 @@ impl Session {
 
     /// The CAPABILITY list for the current state.
     pub fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID"];
         if !self.is_authenticated() {
             // RFC 3501 §6.2.1: STARTTLS only where it can be used, and not once TLS is on.
             if self.shared.starttls && !self.tls {
@@ -340,6 +341,8 @@ impl Session {
             }
             _ => {}
         }
+        // RFC 9051 §5.1: UTF-8 mailbox names once IMAP4rev2 is enabled (`rev2`).
+        let command = self.names_from_client(command);
         match (&self.state, command) {
             (State::NotAuthenticated, Login { user, password }) => {
                 self.login(tag, &user, &password.0).await

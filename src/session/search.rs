@@ -38,6 +38,13 @@ impl Session {
                 ));
             }
         }
+        // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH (ALL when no
+        // RETURN options were given).
+        let returns = if self.enabled.rev2 {
+            returns.or(Some(Vec::new()))
+        } else {
+            returns
+        };
         let mut out = Vec::new();
         let uses_modseq = has_modseq(&criteria);
         if uses_modseq {

@@ -29,6 +29,8 @@ pub struct View {
     pub condstore: bool,
     /// QRESYNC is enabled: FETCH updates include UID, expunges are `VANISHED`.
     pub qresync: bool,
+    /// IMAP4rev2 is enabled: no `\Recent`, no `RECENT` response (RFC 9051 Appendix E).
+    pub rev2: bool,
 }
 
 impl View {
@@ -63,7 +65,16 @@ impl View {
             modseqs,
             condstore: false,
             qresync: false,
+            rev2: false,
         })
+    }
+
+    /// Switch to IMAP4rev2 behaviour: `\Recent` no longer exists (RFC 9051 Appendix E).
+    pub fn set_rev2(&mut self) {
+        self.rev2 = true;
+        for m in &mut self.msgs {
+            m.recent = false;
+        }
     }
 
     pub fn exists(&self) -> usize {
@@ -139,7 +150,7 @@ impl View {
                 self.msgs.push(ViewMsg {
                     uid: m.uid,
                     flags: m.flags.clone(),
-                    recent: recent::is_recent(claimed, m),
+                    recent: !self.rev2 && recent::is_recent(claimed, m),
                 });
                 top = m.uid;
             }
@@ -148,14 +159,10 @@ impl View {
             }
         }
         if self.msgs.len() != before {
-            out.extend_from_slice(
-                format!(
-                    "* {} EXISTS\r\n* {} RECENT\r\n",
-                    self.msgs.len(),
-                    self.recent()
-                )
-                .as_bytes(),
-            );
+            out.extend_from_slice(format!("* {} EXISTS\r\n", self.msgs.len()).as_bytes());
+            if !self.rev2 {
+                out.extend_from_slice(format!("* {} RECENT\r\n", self.recent()).as_bytes());
+            }
         }
         Ok(())
     }
