@@ -27,7 +27,8 @@
 #  10. benches/sync_vs_awscli.sh (SYNC=0 skips it; its own report is embedded).
 #
 # Knobs (env): MIX_USERS=10 MIX_MSGS=10000 MIX_SECS=20 MIX_CONNS="1 20 100" HOLD_CONNS=100
-# BIG_SIZES="1000 50000" PANIC_SECS=15 PANIC_CONNS=20 PANIC=1 SYNC=1 PORT=18940 KEEP=0 (keep
+# BIG_SIZES="1000 50000" PANIC_SECS=15 PANIC_CONNS=20 PANIC=1 SYNC=1 (SYNC=0: embed SYNC_FROM, default
+# the newest benches/results/sync-*.md) PORT=18940 KEEP=0 (keep
 # the temp dir) BUILD=1 (0: use the existing target/release/pimap). Measurements share the machine with whatever else runs: compare the ratios
 # within one report, not absolute figures across reports.
 set -euo pipefail
@@ -365,7 +366,7 @@ if [ "$SYNC" = 1 ]; then
     SYNC_REPORT=$WORK/sync.md
     OUT=$SYNC_REPORT PIMAP=$PIMAP benches/sync_vs_awscli.sh >/dev/null
 else
-    SYNC_REPORT=$(ls -t benches/results/sync-*.md 2>/dev/null | head -1 || true)
+    SYNC_REPORT=${SYNC_FROM:-$(ls -t benches/results/sync-*.md 2>/dev/null | head -1 || true)}
 fi
 
 # ---- report --------------------------------------------------------------------------------

@@ -35,11 +35,15 @@ use std::borrow::Cow;
 
 /// The message with every bare LF turned into CRLF (Maildir files written by Dovecot use LF).
 pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    if !raw
+    // Every LF preceded by CR? Two counting passes the compiler vectorizes: this runs over
+    // every message SEARCH or FETCH reads.
+    let lf = raw.iter().filter(|&&b| b == b'\n').count();
+    let crlf = raw
         .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
-    {
+        .zip(raw.iter().skip(1))
+        .filter(|&(&a, &b)| a == b'\r' && b == b'\n')
+        .count();
+    if lf == crlf {
         return Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);

@@ -62,7 +62,7 @@ pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
         };
         for ent in rd {
             let ent = ent.map_err(|e| io_err("reading directory", &d, e))?;
-            let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+            let Ok(name) = ent.file_name().into_string() else {
                 log::warn!("skipping non-UTF-8 file name in {}", d.display());
                 continue;
             };
@@ -667,10 +667,25 @@ impl Mailbox {
                 },
             ));
         }
-        // Stable: for a UID seen twice (one base name in cur/ and new/), cur/ (scanned
-        // first) wins.
-        rows.sort_by_key(|(m, _)| m.uid);
-        rows.dedup_by_key(|(m, _)| m.uid);
+        // Sort small keys, not the rows: (UID, position), so that for a UID seen twice (one
+        // base name in cur/ and new/) cur/, scanned first, wins.
+        let mut order: Vec<u64> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (u64::from(m.uid) << 32) | i as u64)
+            .collect();
+        order.sort_unstable();
+        order.dedup_by_key(|k| *k >> 32);
+        let mut slots: Vec<Option<(MessageMeta, Loc)>> = rows.into_iter().map(Some).collect();
+        let rows: Vec<(MessageMeta, Loc)> = order
+            .iter()
+            .filter_map(|k| {
+                slots
+                    .get_mut((*k & 0xffff_ffff) as usize)
+                    .and_then(Option::take)
+            })
+            .collect();
+        drop(slots);
         self.recent
             .retain(|u| rows.binary_search_by_key(u, |(m, _)| m.uid).is_ok());
         drop(uids);
