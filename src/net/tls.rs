@@ -15,7 +15,7 @@
 //! [`Stream`]), or logs key material.
 
 use super::conn::Stream;
-use futures_lite::FutureExt;
+use futures_lite::{AsyncWrite, FutureExt};
 use futures_rustls::rustls;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -26,7 +26,9 @@ use sha2::{Digest, Sha256};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// How long a client has to complete the TLS handshake.
@@ -191,7 +193,72 @@ impl Tls {
             conn.protocol_version(),
             conn.negotiated_cipher_suite().map(|s| s.suite())
         );
-        Ok(Box::new(tls))
+        Ok(Box::new(TlsConn(tls)))
+    }
+}
+
+/// A server TLS stream that says goodbye properly: when the connection is dropped (LOGOUT,
+/// timeout, shutdown) it sends the TLS `close_notify` alert (RFC 8446 §6.1), so clients
+/// such as `openssl s_client` see a clean end instead of "unexpected EOF". Best effort: one
+/// non-blocking write attempt, since `Drop` cannot wait.
+struct TlsConn(futures_rustls::server::TlsStream<Stream>);
+
+impl futures_lite::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl futures_lite::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+impl Drop for TlsConn {
+    fn drop(&mut self) {
+        let (io, conn) = self.0.get_mut();
+        conn.send_close_notify();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = NonBlocking { io, cx: &mut cx };
+        while conn.wants_write() {
+            match conn.write_tls(&mut out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// `std::io::Write` over an async stream, without waiting: `Pending` is `WouldBlock`.
+struct NonBlocking<'a, 'b> {
+    io: &'a mut Stream,
+    cx: &'a mut Context<'b>,
+}
+
+impl io::Write for NonBlocking<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
