@@ -464,7 +464,19 @@ fn append(c: &mut Cursor) -> PResult<Command> {
         date = Some(c.date_time()?);
         c.sp("after the APPEND date-time")?;
     }
-    if !matches!(c.peek(), Some(b'{' | b'~')) {
+    // RFC 6855 §4 (UTF8=ACCEPT): `append-data =/ "UTF8" SP "(" literal8 ")"`; the message
+    // is stored as sent either way.
+    let utf8 = c.eat_word("UTF8");
+    if utf8 {
+        c.sp("after UTF8")?;
+        c.expect(b'(', "'(' before the UTF8 message")?;
+        if c.peek() != Some(b'~') {
+            return Err(format!(
+                "Expected the UTF8 message as a literal8 (~{{size}}), found {}",
+                c.found()
+            ));
+        }
+    } else if !matches!(c.peek(), Some(b'{' | b'~')) {
         return Err(format!(
             "Expected the message as a literal ({{size}}), found {}",
             c.found()
@@ -472,6 +484,9 @@ fn append(c: &mut Cursor) -> PResult<Command> {
     }
     // NUL is accepted in the message: real mail contains it and the store keeps bytes as is.
     let message = c.literal(true, true)?.to_vec();
+    if utf8 {
+        c.expect(b')', "')' after the UTF8 message")?;
+    }
     if !c.at_end() {
         return Err(format!(
             "Unexpected characters after the APPEND message (one message per APPEND): {}",

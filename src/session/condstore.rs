@@ -21,6 +21,15 @@ pub(super) struct Enabled {
     pub qresync: bool,
     /// RFC 9051 IMAP4rev2 behaviour (see `rev2`).
     pub rev2: bool,
+    /// RFC 6855 UTF8=ACCEPT: UTF-8 mailbox names, like rev2 (see `rev2`).
+    pub utf8: bool,
+}
+
+impl Enabled {
+    /// Mailbox names are UTF-8 on the wire (RFC 9051 §5.1, RFC 6855 §3).
+    pub fn utf8_names(&self) -> bool {
+        self.rev2 || self.utf8
+    }
 }
 
 impl Session {
@@ -43,6 +52,10 @@ impl Session {
                 // RFC 9051 §6.3.1.
                 self.enabled.rev2 = true;
                 "IMAP4rev2"
+            } else if c.eq_ignore_ascii_case("UTF8=ACCEPT") {
+                // RFC 6855 §3.
+                self.enabled.utf8 = true;
+                "UTF8=ACCEPT"
             } else {
                 continue;
             };

@@ -85,7 +85,7 @@ impl Session {
         if rev2 {
             // RFC 9051 §6.3.2: the mailbox's name in a LIST response; no RECENT, no UNSEEN.
             out.extend_from_slice(b"* LIST () \".\" ");
-            super::rev2::put_name(true, &mut out, &name, true);
+            self.put_name(&mut out, &name, true);
             out.extend_from_slice(b"\r\n");
         } else {
             out.extend_from_slice(format!("* {} RECENT\r\n", view.recent()).as_bytes());

@@ -14,7 +14,7 @@
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, STATUS=SIZE, SPECIAL-USE,
 //! LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC (`condstore`, RFC 7162); always: LITERAL+,
-//! SASL-IR, ID, IMAP4rev2 (RFC 9051, after `ENABLE IMAP4rev2`: `rev2`).
+//! SASL-IR, ID, IMAP4rev2 (RFC 9051, after `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
 mod auth;
 mod compress;
@@ -226,6 +226,7 @@ impl Session {
                 "LIST-STATUS",
                 "CONDSTORE",
                 "QRESYNC",
+                "UTF8=ACCEPT",
             ]);
             // RFC 4978 §3: not offered once compression is active.
             if !self.compressed {

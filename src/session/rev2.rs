@@ -1,5 +1,6 @@
 //! IMAP4rev2 (RFC 9051) once a client sends `ENABLE IMAP4rev2` (§6.3.1): mailbox names are
-//! UTF-8 on the wire instead of modified UTF-7 (§5.1, Appendix E item 1).
+//! UTF-8 on the wire instead of modified UTF-7 (§5.1, Appendix E item 1); the same for
+//! `ENABLE UTF8=ACCEPT` (RFC 6855 §3, whose `APPEND ... UTF8 (~{n})` form the parser accepts).
 //!
 //! Owns: translating mailbox names between the wire and the store in rev2 mode — names from
 //! the client are UTF-8 and become the store's modified UTF-7 before any handler sees them;
@@ -38,13 +39,13 @@ impl Session {
     /// Write a store name as an IMAP `mailbox` (`astring`, or always a `string` when
     /// `quoted`): UTF-8 for a rev2 client, modified UTF-7 otherwise.
     pub(super) fn put_name(&self, out: &mut Vec<u8>, name: &str, quoted: bool) {
-        put_name(self.enabled.rev2, out, name, quoted)
+        put_name(self.enabled.utf8_names(), out, name, quoted)
     }
 
     /// In rev2 mode, turn the UTF-8 mailbox names (and LIST patterns) of a command into the
     /// store's modified UTF-7; otherwise return the command unchanged.
     pub(super) fn names_from_client(&self, cmd: Command) -> Command {
-        if !self.enabled.rev2 {
+        if !self.enabled.utf8_names() {
             return cmd;
         }
         let e = |s: String| utf7::encode(&s);

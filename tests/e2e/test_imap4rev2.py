@@ -121,3 +121,23 @@ def test_rev1_session_is_unchanged(pimap):
     assert r.number("RECENT") == [1] and r.data("LIST") == []
     assert re.match(rb"\* SEARCH 1\r\n", c.ok("SEARCH ALL").untagged[0])
     assert "Gr&APwA3w-e" in listing(c.ok('LIST "" "*"'))
+
+
+def test_utf8_accept(pimap):
+    """RFC 6855 §3-4: ENABLE UTF8=ACCEPT switches mailbox names to UTF-8 (without the other
+    rev2 changes) and APPEND accepts `UTF8 (~{n})`."""
+    c = pimap.login()
+    assert "UTF8=ACCEPT" in caps(c)
+    r = c.ok("ENABLE UTF8=ACCEPT")
+    assert r.untagged == [b"* ENABLED UTF8=ACCEPT\r\n"]
+    c.ok('CREATE "Bücher"')
+    assert (pimap.maildir() / ".B&APw-cher").is_dir()
+    data = "Subject: Grüße\r\nFrom: a@example.org\r\n\r\nHallo ✓\r\n".encode()
+    c.send(b'A900 APPEND "B\xc3\xbccher" UTF8 (~{%d+}\r\n' % len(data) + data + b")\r\n")
+    r = c.read_until_tagged("A900")
+    assert r.ok and r.code.startswith("APPENDUID"), r.line
+    r = c.ok('SELECT "Bücher"')
+    assert r.number("RECENT") == [1]  # not rev2: \Recent still exists
+    got = c.ok("FETCH 1 (BODY.PEEK[])").fetches()[1]["BODY[]"]
+    assert got == data
+    assert "Bücher" in listing(c.ok('LIST "" "B*"'))

@@ -205,6 +205,21 @@ fn login_and_authenticate() {
 }
 
 #[test]
+fn append_utf8_data() {
+    // RFC 6855 §4.
+    match ok("a APPEND INBOX (\\Seen) UTF8 (~{5}\r\nhé\r\n)") {
+        Command::Append { message, flags, .. } => {
+            assert_eq!(message, "hé\r\n".as_bytes());
+            assert_eq!(flags, vec![Flag::Seen]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(reason("a APPEND INBOX UTF8 ({5}\r\nhé\r\n)").contains("literal8"));
+    assert!(reason("a APPEND INBOX UTF8 (~{5}\r\nhé\r\n").contains("')' after the UTF8"));
+    assert!(reason("a APPEND INBOX UTF8 ~{5}\r\nhé\r\n").contains("'(' before"));
+}
+
+#[test]
 fn select_examine_and_mailbox_commands() {
     assert_eq!(
         ok("4 select \"INBOX\""),
@@ -347,9 +362,17 @@ fn status_items() {
             ]
         }
     );
+    // RFC 9051 §6.3.11 DELETED.
     assert_eq!(
-        reason("a STATUS x (DELETED)"),
-        "Unknown STATUS item DELETED"
+        ok("a STATUS x (DELETED)"),
+        Command::Status {
+            mailbox: "x".into(),
+            items: vec![StatusItem::Deleted]
+        }
+    );
+    assert_eq!(
+        reason("a STATUS x (DELETED-STORAGE)"),
+        "Unknown STATUS item DELETED-STORAGE"
     );
     assert_eq!(reason("a STATUS x ()"), "Expected STATUS item, found \")\"");
 }
