@@ -192,7 +192,9 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
         if !ctx.proxy_trusted.contains(socket_peer.ip()) {
             // A PROXY header where a ClientHello should be: refuse it (spec §2), and say so
             // in the clear, where the sender (a misconfigured proxy) can read it.
-            let mut first = [0u8; 16];
+            // Whatever has arrived (a whole PROXY header fits), so that closing does not
+            // reset the connection over unread bytes and lose the BYE.
+            let mut first = [0u8; 1024];
             let n = match peek_read(&mut stream, &mut first).await {
                 Ok(n) => n,
                 Err(e) => {
