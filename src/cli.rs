@@ -71,6 +71,40 @@ pub struct ServeArgs {
     /// Largest message APPEND accepts, bytes.
     #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
     pub max_message_size: u64,
+    /// After binding the ports as root, become this user and group (`UID:GID`, numbers or
+    /// names); 0 is refused. Not started as root: ignored (logged).
+    #[arg(long, env = "PIMAP_RUN_AS", default_value = crate::privdrop::DEFAULT_RUN_AS,
+          value_parser = |s: &str| s.parse::<crate::privdrop::RunAs>())]
+    pub run_as: crate::privdrop::RunAs,
+    /// Address for the HTTP health and metrics endpoint (/healthz, /metrics); off if unset.
+    #[arg(long, env = "PIMAP_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Most IMAP connections open at once; more are answered `* BYE Too many connections`.
+    #[arg(long, env = "PIMAP_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+    /// Most IMAP connections open at once from one client address (IPv6: per /64).
+    #[arg(long, env = "PIMAP_MAX_CONNECTIONS_PER_IP", default_value_t = 50)]
+    pub max_connections_per_ip: usize,
+    /// Time from connecting to a completed login (the whole login, however slow the client).
+    #[arg(long, env = "PIMAP_LOGIN_TIMEOUT", default_value = "60s",
+          value_parser = crate::sync::config::parse_duration)]
+    pub login_timeout: std::time::Duration,
+    /// Autologout after this long without a command (RFC 3501 §5.4 asks for at least 30m).
+    #[arg(long, env = "PIMAP_IDLE_TIMEOUT", default_value = "30m",
+          value_parser = crate::sync::config::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Time to finish a command once it started, plus its literals' time at 4 KiB/s.
+    #[arg(long, env = "PIMAP_COMMAND_TIMEOUT", default_value = "60s",
+          value_parser = crate::sync::config::parse_duration)]
+    pub command_timeout: std::time::Duration,
+    /// Delay before answering a failed login; doubles per recent failure from the address.
+    #[arg(long, env = "PIMAP_FAILED_LOGIN_DELAY", default_value = "2s",
+          value_parser = crate::sync::config::parse_duration)]
+    pub failed_login_delay: std::time::Duration,
+    /// Cap of the failed-login delay.
+    #[arg(long, env = "PIMAP_MAX_LOGIN_DELAY", default_value = "30s",
+          value_parser = crate::sync::config::parse_duration)]
+    pub max_login_delay: std::time::Duration,
     /// error, warn, info, debug or trace.
     #[arg(long, env = "PIMAP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -116,8 +150,16 @@ pub fn main() -> i32 {
                 return 1;
             }
             init_logging(&args.log_level);
+            // Started as root: a new data directory belongs to the --run-as user (privdrop).
+            if let Err(e) = crate::privdrop::prepare_dir(&args.data_dir, args.run_as) {
+                eprintln!("pimap: {e}");
+                return 1;
+            }
             match Config::from_args(&args, true) {
-                Ok(cfg) => match start_sync(&args).and_then(|()| crate::net::server::run(cfg)) {
+                Ok(cfg) => match {
+                    let (users, root) = (cfg.users_path.clone(), cfg.mail_location.fixed_root());
+                    crate::net::server::run(cfg, || after_bind(&args, &users, root))
+                } {
                     Ok(()) => 0,
                     Err(e) => {
                         log::error!("{e}");
@@ -153,6 +195,55 @@ pub fn main() -> i32 {
             crate::sync::main_once(args)
         }
     }
+}
+
+/// `serve`, once the ports are bound: become `--run-as` when started as root (privdrop), check
+/// that what pimap reads again later is readable as that user, then start the S3 sync, so
+/// that its passes and files belong to the mail user.
+fn after_bind(
+    args: &ServeArgs,
+    users: &std::path::Path,
+    mail_root: Option<PathBuf>,
+) -> Result<(), String> {
+    let run_as = args.run_as;
+    if let Some(root) = &mail_root {
+        crate::privdrop::prepare_dir(root, run_as)?;
+    }
+    let outcome = crate::privdrop::drop_privileges(run_as)?;
+    if outcome == crate::privdrop::Outcome::Dropped {
+        if let Err(e) = std::fs::File::open(users) {
+            if args.sync.is_configured() {
+                return Err(format!(
+                    "the S3 sync reads the users file {} on every pass, but {run_as} cannot read it: {e} \
+                     (make it readable by that user, e.g. group {} and mode 0640)",
+                    users.display(),
+                    run_as.gid
+                ));
+            }
+            log::warn!(
+                "users file {} is not readable as {run_as} ({e}): the users read at start-up stay; \
+                 changes (SIGHUP, edits) need a restart",
+                users.display()
+            );
+        }
+        if args.sync.is_configured() {
+            // The ledger and its lock live here (sync::config); a clear error now beats a
+            // failing pass every interval.
+            let state_dir = match args.sync.s3_state_file.as_deref().and_then(|f| f.parent()) {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                Some(_) => PathBuf::from("."),
+                None => args.data_dir.clone(),
+            };
+            crate::privdrop::check_writable(&state_dir).map_err(|e| {
+                format!(
+                    "the S3 sync keeps its state in {}, but {run_as} cannot write there: {e} \
+                     (chown the directory to {run_as}, or set --s3-state-file)",
+                    state_dir.display()
+                )
+            })?;
+        }
+    }
+    start_sync(args)
 }
 
 /// `serve --sync-interval`: validate the sync configuration now (a clear start-up error, not a

@@ -23,6 +23,10 @@ pub struct Config {
     pub allow_plaintext_auth: bool,
     pub autocreate_folders: bool,
     pub limits: Limits,
+    /// `--run-as`: who to become after binding, when started as root.
+    pub run_as: crate::privdrop::RunAs,
+    /// `--http-listen`: the /healthz and /metrics endpoint, if enabled.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// A Dovecot-style mail location template (`%u`, `%n`, `%d`, `~`).
@@ -65,6 +69,22 @@ impl MailLocation {
         Ok(MailLocation {
             template: t.to_string(),
         })
+    }
+
+    /// The fixed directory every user's Maildir is created under (the template up to the
+    /// last `/` before its first variable), for the health check and the privilege drop;
+    /// `None` when it depends on the user's home (`~/...`).
+    pub fn fixed_root(&self) -> Option<PathBuf> {
+        if self.template.starts_with("~/") {
+            return None;
+        }
+        let t = self.template.trim_end_matches('/');
+        let fixed = match t.find('%') {
+            Some(i) => t.get(..i).unwrap_or(t),
+            None => t,
+        };
+        let dir = fixed.rsplit_once('/').map_or(".", |(d, _)| d);
+        Some(PathBuf::from(if dir.is_empty() { "/" } else { dir }))
     }
 
     /// The Maildir root for `user` (whose home is `home`, if the users file gives one).
@@ -141,8 +161,18 @@ impl Config {
         let proxy_trusted =
             crate::net::proxy::TrustedNetworks::parse(&args.proxy_trusted_networks)?;
         let users = UserDb::load(&users_path)?;
+        if args.max_connections == 0 || args.max_connections_per_ip == 0 {
+            return Err("--max-connections and --max-connections-per-ip must be at least 1".into());
+        }
         let limits = Limits {
             max_message_size: args.max_message_size,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            login_timeout: args.login_timeout,
+            idle_timeout: args.idle_timeout,
+            command_timeout: args.command_timeout,
+            failed_login_delay: args.failed_login_delay,
+            max_login_delay: args.max_login_delay.max(args.failed_login_delay),
             ..Limits::default()
         };
         Ok(Config {
@@ -157,6 +187,8 @@ impl Config {
             allow_plaintext_auth: args.allow_plaintext_auth,
             autocreate_folders: args.autocreate_folders,
             limits,
+            run_as: args.run_as,
+            http_listen: args.http_listen,
         })
     }
 
@@ -259,4 +291,21 @@ pub fn random_password(n: usize) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_root_is_the_directory_before_the_first_variable() {
+        let f = |t: &str| MailLocation::parse(t).unwrap().fixed_root();
+        assert_eq!(f("maildir:/var/mail/%u"), Some("/var/mail".into()));
+        assert_eq!(f("/var/mail/%d/%n"), Some("/var/mail".into()));
+        assert_eq!(f("/var/mail/u-%u/"), Some("/var/mail".into()));
+        assert_eq!(f("/srv/shared"), Some("/srv".into()));
+        assert_eq!(f("/%u"), Some("/".into()));
+        assert_eq!(f("./mail/%u"), Some("./mail".into()));
+        assert_eq!(f("~/Maildir"), None);
+    }
 }

@@ -110,25 +110,40 @@ pub fn drop_privileges(run_as: RunAs) -> Result<Outcome, String> {
     Ok(Outcome::Dropped)
 }
 
-/// Before the drop, as root: create the directory the Maildirs go under (`mail_root`) if it
-/// does not exist yet, owned by `run_as` with mode 0700, so the mail user can create the
-/// users' Maildirs in it. An existing directory is left alone (its owner is the admin's
-/// choice; `/healthz` reports it if it is not writable). Not root: nothing to do.
-pub fn prepare_mail_root(mail_root: &std::path::Path, run_as: RunAs) -> Result<(), String> {
+/// Before the drop, as root: create a directory pimap writes in after the drop (the data
+/// directory, with the S3 sync's ledger; the directory the Maildirs go under) if it does not
+/// exist yet, owned by `run_as` with mode 0700. An existing directory is left alone (its
+/// owner is the admin's choice; `/healthz` reports a mail root that is not writable). Not
+/// root: nothing to do.
+pub fn prepare_dir(mail_root: &std::path::Path, run_as: RunAs) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     if !unistd::geteuid().is_root() || mail_root.exists() {
         return Ok(());
     }
-    let err = |what: &str, e: &dyn std::fmt::Display| {
-        format!("{what} the mail root {}: {e}", mail_root.display())
-    };
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", mail_root.display());
     std::fs::create_dir_all(mail_root).map_err(|e| err("creating", &e))?;
     std::fs::set_permissions(mail_root, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| err("setting the mode of", &e))?;
     std::os::unix::fs::chown(mail_root, Some(run_as.uid), Some(run_as.gid))
-        .map_err(|e| err("giving", &e))?;
-    log::info!("created the mail root {} for {run_as}", mail_root.display());
+        .map_err(|e| err(&format!("giving to {run_as}"), &e))?;
+    log::info!("created {} for {run_as}", mail_root.display());
     Ok(())
+}
+
+/// Can the current user create files in `dir`? Creates and removes a private file there
+/// (the real test: access(2) misses read-only mounts, ACLs and full inode tables).
+pub fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join(format!(".pimap-write-check.{}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)?;
+    drop(f);
+    std::fs::remove_file(&p)
 }
 
 /// Check that the drop took and cannot be undone.

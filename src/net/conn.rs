@@ -36,6 +36,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Serve one connection; `tls` says whether `stream` is already TLS (IMAPS).
 pub async fn serve(stream: Stream, peer: SocketAddr, tls: bool, ctx: Arc<Context>) {
     let _counted = ctx.shutdown.connection();
+    let _slot = match ctx.limiter.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(why) => return super::limiter::refuse(stream, peer, why).await,
+    };
     log::info!("{peer}: connect{}", if tls { " (TLS)" } else { "" });
     let mut session = Session::new(ctx.shared.clone(), peer);
     if tls {
@@ -52,6 +56,7 @@ pub async fn serve(stream: Stream, peer: SocketAddr, tls: bool, ctx: Arc<Context
 }
 
 async fn write(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
+    crate::metrics::global().bytes_out(bytes.len());
     async {
         stream.write_all(bytes).await?;
         stream.flush().await
@@ -68,7 +73,7 @@ enum Wake {
     Read(usize),
     Changed,
     KeepAlive,
-    Timeout,
+    Timeout(crate::metrics::Timeout),
     Shutdown,
 }
 
@@ -91,7 +96,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
     let mut watcher: Option<Watcher> = None;
     // The autologout timer runs from the client's last input; pushed updates during IDLE do
     // not reset it (RFC 2177 §3: clients re-issue IDLE at least every 29 minutes).
-    let mut last_input = Instant::now();
+    let mut clock = super::limiter::Deadline::new(limits, Instant::now());
     // Last time anything was written while idling (for the IDLE keep-alive).
     let mut last_sent = Instant::now();
     // Nothing read yet: a PROXY header here came from a peer not trusted to send one.
@@ -159,16 +164,12 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 }
             }
         }
-        let timeout = if session.is_authenticated() {
-            limits.idle_timeout
-        } else {
-            limits.login_timeout
-        };
-        let deadline = last_input + timeout;
+        // Login, command and idle deadlines (net::limiter): a trickle does not extend them.
+        let (deadline, why) = clock.next(session.is_authenticated(), framer.buffered());
         let read = async { stream.read(&mut buf).await.map(Wake::Read) };
         let expire = async {
             Timer::at(deadline).await;
-            Ok(Wake::Timeout)
+            Ok(Wake::Timeout(why))
         };
         let stop = async {
             ctx.shutdown.wait().await;
@@ -192,9 +193,10 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
         match wake {
             // Checked at the top of the loop.
             Wake::Shutdown => continue,
-            Wake::Timeout => {
-                let _ = write(&mut stream, b"* BYE Autologout; idle for too long.\r\n").await;
-                return Ok("idle timeout".into());
+            Wake::Timeout(why) => {
+                crate::metrics::global().timeout(why);
+                let _ = write(&mut stream, super::limiter::bye(why)).await;
+                return Ok(format!("{why:?} timeout"));
             }
             Wake::Changed => {
                 let bytes = session.idle_sync();
@@ -209,8 +211,9 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
             }
             Wake::Read(0) => return Ok("client closed".into()),
             Wake::Read(n) => {
-                last_input = Instant::now();
                 let input = buf.get(..n).unwrap_or_default();
+                clock.input(Instant::now(), input);
+                crate::metrics::global().bytes_in(n);
                 if std::mem::take(&mut first_input) && super::proxy::looks_like_header(input) {
                     // PROXY spec §2: never honour a header from a peer outside
                     // --proxy-trusted-networks; say why and close.

@@ -48,31 +48,22 @@ impl Health {
         })
     }
 
+    /// The IMAP listeners started (true) or stopped (false) accepting.
+    pub fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::SeqCst);
+    }
+
     /// `Ok` or why not healthy. Blocking (touches the file system).
     pub fn check(&self) -> Result<(), String> {
         if !self.listening.load(Ordering::SeqCst) {
             return Err("IMAP listeners are not accepting".into());
         }
         if let Some(dir) = &self.mail_root {
-            check_writable(dir)
+            crate::privdrop::check_writable(dir)
                 .map_err(|e| format!("mail root {} is not writable: {e}", dir.display()))?;
         }
         Ok(())
     }
-}
-
-/// Create and remove a private file in `dir`.
-fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let p = dir.join(format!(".pimap-healthz.{}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)?;
-    drop(f);
-    std::fs::remove_file(&p)
 }
 
 /// A parsed request: only what routing needs.

@@ -26,9 +26,13 @@ pub struct Context {
     pub tls: Option<Arc<Tls>>,
     /// Peers that must (and alone may) send a PROXY header.
     pub proxy_trusted: TrustedNetworks,
+    /// Open connections, in total and per client (`--max-connections[-per-ip]`).
+    pub limiter: Arc<super::limiter::ConnLimiter>,
 }
 
-pub fn run(cfg: Config) -> Result<(), String> {
+/// Run the server. `after_bind` runs once every port is bound, before anything is served
+/// (the CLI drops privileges there, then starts the S3 sync); its error aborts the start.
+pub fn run(cfg: Config, after_bind: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let shared = Arc::new(Shared {
         users: cfg.users.clone(),
         mail_location: cfg.mail_location.clone(),
@@ -56,6 +60,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     if !cfg.proxy_trusted.is_empty() {
         log::info!("PROXY protocol header required from {}", cfg.proxy_trusted);
     }
+    let http = cfg.http_listen.map(super::http::bind).transpose()?;
+    after_bind()?;
+    let health = super::http::Health::new(cfg.mail_location.fixed_root());
     log::info!(
         "users from {}, {} user(s); mail under the location template",
         cfg.users_path.display(),
@@ -67,6 +74,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         shutdown: Shutdown::new(),
         tls: cfg.tls.clone(),
         proxy_trusted: cfg.proxy_trusted.clone(),
+        limiter: super::limiter::ConnLimiter::from_limits(&cfg.limits),
     });
     let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism()
@@ -115,6 +123,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 }
             }));
         }
+        if let Some(l) = http {
+            tasks.push(ex2.spawn(super::http::serve(l, health.clone(), ex2.clone())));
+        }
+        health.set_listening(true);
         lifecycle::notify("READY=1");
         loop {
             match signals.next().await {
@@ -134,6 +146,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 }
             }
         }
+        health.set_listening(false);
         lifecycle::notify("STOPPING=1");
         log::info!(
             "shutting down: {} connection(s) open, waiting up to {:?}",

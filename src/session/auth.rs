@@ -126,7 +126,9 @@ impl Session {
     }
 
     async fn fail_delay(&self) {
-        async_io::Timer::after(self.shared.limits.failed_login_delay).await;
+        crate::metrics::global().login(false);
+        // Per-address back-off, growing with recent failures (limits::FailedLogins).
+        async_io::Timer::after(self.shared.limits.failed_login(self.peer.ip())).await;
     }
 
     async fn verify_and_enter(
@@ -188,6 +190,7 @@ impl Session {
             }
         }
         log::info!("{}: login ok user={}", self.peer, entry.name);
+        crate::metrics::global().login(true);
         self.state = State::Authenticated {
             user: entry.name,
             store,

@@ -60,12 +60,12 @@ pub enum Action {
     Continue,
     /// Close the connection after writing.
     Close,
-    /// COMPRESS DEFLATE was accepted (RFC 4978): after writing the tagged OK the connection
-    /// deflates both directions, from the first byte after the command's CRLF.
-    Compress,
     /// STARTTLS was accepted (RFC 3501 §6.2.1): the connection discards anything the client
     /// sent after the command, runs the TLS handshake, then calls [`Session::set_tls`].
     StartTls,
+    /// COMPRESS DEFLATE was accepted (RFC 4978): after writing the tagged OK the connection
+    /// deflates both directions, from the first byte after the command's CRLF.
+    Compress,
     /// The session entered IDLE (RFC 2177): until the next line from the client, the
     /// connection waits on a [`Watcher`] too and writes [`Session::idle_sync`]'s output.
     Idle,
@@ -137,10 +137,10 @@ pub struct Session {
     state: State,
     pending: Pending,
     bad_in_a_row: u32,
-    /// The connection is TLS (IMAPS, or after STARTTLS).
-    tls: bool,
     /// COMPRESS DEFLATE is active (RFC 4978).
     compressed: bool,
+    /// The connection is TLS (IMAPS, or after STARTTLS).
+    tls: bool,
     /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
     enabled: condstore::Enabled,
 }
@@ -153,8 +153,8 @@ impl Session {
             state: State::NotAuthenticated,
             pending: Pending::None,
             bad_in_a_row: 0,
-            tls: false,
             compressed: false,
+            tls: false,
             enabled: condstore::Enabled::default(),
         }
     }
@@ -199,6 +199,8 @@ impl Session {
     /// The CAPABILITY list for the current state.
     pub fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID"];
+        // RFC 7889 §3.1: the server-wide APPEND limit (also enforced by the framer).
+        let appendlimit = format!("APPENDLIMIT={}", self.shared.limits.max_message_size);
         if !self.is_authenticated() {
             // RFC 3501 §6.2.1: STARTTLS only where it can be used, and not once TLS is on.
             if self.shared.starttls && !self.tls {
@@ -228,6 +230,7 @@ impl Session {
                 "QRESYNC",
                 "UTF8=ACCEPT",
             ]);
+            caps.push(&appendlimit);
             // RFC 4978 §3: not offered once compression is active.
             if !self.compressed {
                 caps.push("COMPRESS=DEFLATE");
@@ -251,6 +254,7 @@ impl Session {
             }
         };
         let TaggedCommand { tag, command } = cmd;
+        crate::metrics::global().command(command.name());
         log::debug!(
             "{} {}: {}",
             self.peer,

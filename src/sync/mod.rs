@@ -236,6 +236,10 @@ pub fn main_once(args: SyncArgs) -> i32 {
 
 fn periodic_pass(args: &SyncArgs) {
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(args)));
+    crate::metrics::global().sync_pass(match &res {
+        Ok(Ok(r)) => Ok((r.delivered, r.failed)),
+        _ => Err(()),
+    });
     match res {
         Ok(Ok(r)) if r.failed == 0 => log::info!("s3 sync: {r}"),
         Ok(Ok(r)) => log::warn!("s3 sync: {r}"),

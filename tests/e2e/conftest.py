@@ -291,7 +291,9 @@ def start_pimap(workdir: Path, users_file: Path, mail_root: Path, extra: list[st
     log = workdir / f"{name}.log"
     cmd = [str(PIMAP_BIN), "serve", "--data-dir", str(data_dir), "--imap-listen", f"{HOST}:{port}",
            "--users", str(users_file), "--mail-location", f"maildir:{mail_root}/%u",
-           "--max-message-size", str(MAX_MESSAGE_SIZE), "--log-level", "debug"] + (extra or [])
+           "--max-message-size", str(MAX_MESSAGE_SIZE), "--log-level", "debug",
+           # Started as root, pimap drops to the mail user like Dovecot's mail processes.
+           "--run-as", f"{MAIL_UID}:{MAIL_GID}"] + (extra or [])
     if "--autocreate-folders" not in cmd:
         # A bare Maildir like the test Dovecot's; test_ext_special_use.py turns it on.
         cmd += ["--autocreate-folders", "false"]

@@ -18,6 +18,8 @@ def notify_socket(workdir, monkeypatch):
     path = workdir / "notify.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(str(path))
+    # Writable by all, like systemd's /run/systemd/notify: pimap drops root (--run-as) first.
+    path.chmod(0o777)
     s.settimeout(10)
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     yield s
