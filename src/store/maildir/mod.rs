@@ -1,6 +1,8 @@
 //! Dovecot-compatible Maildir++ (see `/work/shared/notes/dovecot-compat.md`): `dovecot-uidlist`
 //! v3, `dovecot-keywords`, `subscriptions`, `dovecot-uidvalidity`, file names
-//! `<unique>,S=<n>,W=<n>:2,<flags>`, the `dovecot-uidlist.lock` dotlock.
+//! `<unique>,S=<n>,W=<n>:2,<flags>`, the `dovecot-uidlist.lock` dotlock; plus pimap's own
+//! `pimap-recent` (`session::view`) and `pimap-modseq` ([`modseq`], RFC 7162 mod-sequences),
+//! which Dovecot ignores.
 //!
 //! Owns: the user's mail root on disk. Pure parsers live in [`name`], [`filename`],
 //! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], [`mailbox`]
