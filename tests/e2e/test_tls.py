@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (HOST, PIMAP_BIN, USERS, attach, free_port, next_source_address, start_pimap,
-                      stop_process)
+from conftest import (DOVECOT_CONF, HOST, MAX_MESSAGE_SIZE, PIMAP_BIN, USERS, Server, attach, free_port,
+                      next_source_address, start_pimap, stop_process, wait_for_port)
 
 if shutil.which("openssl") is None:
     pytest.skip("openssl CLI not installed", allow_module_level=True)
@@ -83,6 +83,44 @@ def start_tls_pimap(request, workdir: Path, cert: Path, key: Path, extra: list[s
     attach(request.node, "pimap log", srv.log_text)
     request.addfinalizer(srv.stop)
     return srv, port
+
+
+def start_tls_dovecot(request, workdir: Path, cert: Path, key: Path):
+    """The suite's Dovecot with `ssl = yes` and an imaps listener: the reference for STARTTLS."""
+    port, imaps = free_port(), free_port()
+    conf = DOVECOT_CONF.format(workdir=workdir, host=HOST, port=port, mail_root=workdir / "mail",
+                               users=workdir / "users", max_size=MAX_MESSAGE_SIZE)
+    conf = conf.replace("ssl = no\n", f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
+                        "ssl_min_protocol = TLSv1.2\n")
+    old = "  inet_listener imaps {\n    port = 0\n  }"
+    assert old in conf
+    conf = conf.replace(old, f"  inet_listener imaps {{\n    address = {HOST}\n    port = {imaps}\n  }}")
+    (workdir / "dovecot.conf").write_text(conf)
+    out = workdir / "dovecot.stdout"
+    with open(out, "ab") as outf:
+        proc = subprocess.Popen(["dovecot", "-F", "-c", str(workdir / "dovecot.conf")],
+                                stdin=subprocess.DEVNULL, stdout=outf, stderr=subprocess.STDOUT,
+                                cwd=workdir, start_new_session=True)
+    try:
+        wait_for_port(port, proc, out)
+    except Exception:
+        stop_process(proc, group=True)
+        raise
+    srv = Server("dovecot", port, proc, workdir / "dovecot.log", workdir, workdir / "mail")
+    attach(request.node, "dovecot log", srv.log_text)
+    request.addfinalizer(srv.stop)
+    return srv, imaps
+
+
+@pytest.fixture(params=["dovecot", "pimap"])
+def tls_server(request, workdir, ca):
+    """IMAPS + STARTTLS on Dovecot (the reference) and on pimap, same certificate."""
+    if request.param == "dovecot" and shutil.which("dovecot") is None:
+        pytest.skip("dovecot not installed")
+    cert, key = ca.issue(0x1001, "tls")
+    if request.param == "dovecot":
+        return start_tls_dovecot(request, workdir, cert, key)
+    return start_tls_pimap(request, workdir, cert, key)
 
 
 @pytest.fixture
@@ -206,9 +244,9 @@ def test_starttls_with_imaplib(tls_pimap, ca):
             m.shutdown()
 
 
-def test_starttls_transcript(tls_pimap, ca):
+def test_starttls_transcript(tls_server, ca):
     """C: STARTTLS / S: OK / handshake / S: (nothing unasked) / C: CAPABILITY / C: STARTTLS."""
-    srv, _ = tls_pimap
+    srv, _ = tls_server
     c = srv.connect()
     assert "STARTTLS" in caps_of(c.greeting)
     r = c.command("STARTTLS")
@@ -231,16 +269,27 @@ def test_starttls_transcript(tls_pimap, ca):
     c.logout()
 
 
-def test_starttls_command_injection_is_discarded(tls_pimap, ca):
+def test_starttls_command_injection_is_discarded(tls_server, ca):
     """CVE-2011-0411 class: `STARTTLS\\r\\nCAPABILITY\\r\\n` in one packet. The pipelined
     command was sent in the clear; it must never run inside the TLS session."""
-    srv, _ = tls_pimap
+    srv, _ = tls_server
     c = srv.connect()
     c.send(b"a1 STARTTLS\r\nINJ1 CAPABILITY\r\nINJ2 LOGIN demo x\r\n")
     line = c.read_line()
     assert line.startswith(b"a1 OK"), line
     # Nothing else in the clear: the injected commands got no answer before the handshake.
     assert c.buf == b""
+    if not srv.is_pimap:
+        # Dovecot's answer to pipelined input: it drops the connection instead of starting
+        # TLS (also safe). pimap discards the bytes and goes on, checked below.
+        with pytest.raises((ssl.SSLError, OSError)):
+            s = ca.context().wrap_socket(c.sock, server_hostname="127.0.0.1")
+            s.sendall(b"a2 NOOP\r\n")
+            assert b"INJ" not in s.recv(4096)
+            s.recv(4096)  # the connection must be gone
+            raise AssertionError("Dovecot kept the connection")
+        wait_log(srv, r"Disconnected")
+        return
     c.sock = ca.context().wrap_socket(c.sock, server_hostname="127.0.0.1")
     r = c.ok("NOOP")
     assert r.untagged == [], r.untagged
