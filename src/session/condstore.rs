@@ -137,6 +137,9 @@ pub(super) fn qresync_select(view: &View, p: &QresyncParams, out: &mut Vec<u8>) 
     if p.uid_validity != view.mbox.uid_validity() {
         return; // §3.2.5.1: a stale UIDVALIDITY gets a plain SELECT.
     }
+    // seq-match-data (§3.2.5.2) only helps a server whose expunge history is incomplete to
+    // send fewer UIDs; pimap either answers from its history or, below the expunge floor,
+    // reports every missing UID of the known range, which is always correct. It is ignored.
     let known = match &p.known_uids {
         Some(set) => set_ranges(set, u32::MAX),
         None => vec![(1, u32::MAX)],
