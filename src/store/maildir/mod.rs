@@ -185,7 +185,26 @@ impl UserStore {
     }
 
     fn exists(&self, canonical: &str) -> bool {
-        name::is_inbox(canonical) || self.is_mailbox_dir(&self.dir_of(canonical))
+        let dir = self.dir_of(canonical);
+        (name::is_inbox(canonical) || self.is_mailbox_dir(&dir)) && self.subdirs_inside(&dir)
+    }
+
+    /// False if the mailbox's cur/, new/ or tmp/ is a symlink resolving outside the root (a
+    /// planted `cur -> /elsewhere` would otherwise be read and written through).
+    fn subdirs_inside(&self, dir: &Path) -> bool {
+        ["cur", "new", "tmp"].iter().all(|sub| {
+            let p = dir.join(sub);
+            match fs::symlink_metadata(&p) {
+                Ok(md) if md.file_type().is_symlink() => match fs::canonicalize(&p) {
+                    Ok(real) if real.starts_with(&self.real_root) => true,
+                    _ => {
+                        log::warn!("ignoring {}: symlink out of the mail root", p.display());
+                        false
+                    }
+                },
+                _ => true,
+            }
+        })
     }
 
     /// Every folder directory's name (not INBOX).
