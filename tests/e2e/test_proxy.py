@@ -16,7 +16,8 @@ import subprocess
 
 import pytest
 
-from conftest import HOST, USERS, attach, next_source_address, start_pimap
+from conftest import (DOVECOT_CONF, HOST, MAX_MESSAGE_SIZE, USERS, Server, attach, free_port,
+                      next_source_address, start_pimap, stop_process, wait_for_port)
 from imapwire import Closed, Conn
 from test_tls import TestCA, caps_of, start_tls_pimap, wait_log
 
@@ -232,3 +233,69 @@ def test_bad_trusted_networks_is_a_startup_error(workdir):
         p = _serve(workdir, "--proxy-trusted-networks", bad)
         assert p.returncode != 0
         assert "--proxy-trusted-networks" in p.stderr and bad in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Dovecot parity: the same headers against Dovecot's haproxy_trusted_networks
+
+
+def start_proxy_dovecot(request, workdir):
+    port = free_port()
+    conf = DOVECOT_CONF.format(workdir=workdir, host=HOST, port=port, mail_root=workdir / "mail",
+                               users=workdir / "users", max_size=MAX_MESSAGE_SIZE)
+    conf = conf.replace("disable_plaintext_auth = no\n", "disable_plaintext_auth = yes\n"
+                        "haproxy_trusted_networks = 127.0.0.0/8\n")
+    conf = conf.replace("login_trusted_networks = 127.0.0.0/8\n", "")
+    old = f"    port = {port}\n"
+    assert old in conf
+    conf = conf.replace(old, old + "    haproxy = yes\n")
+    (workdir / "dovecot.conf").write_text(conf)
+    out = workdir / "dovecot.stdout"
+    with open(out, "ab") as outf:
+        proc = subprocess.Popen(["dovecot", "-F", "-c", str(workdir / "dovecot.conf")],
+                                stdin=subprocess.DEVNULL, stdout=outf, stderr=subprocess.STDOUT,
+                                cwd=workdir, start_new_session=True)
+    try:
+        wait_for_port(port, proc, out)
+    except Exception:
+        stop_process(proc, group=True)
+        raise
+    srv = Server("dovecot", port, proc, workdir / "dovecot.log", workdir, workdir / "mail")
+    attach(request.node, "dovecot log", srv.log_text)
+    request.addfinalizer(srv.stop)
+    return srv
+
+
+@pytest.fixture(params=["dovecot", "pimap"])
+def proxy_server(request, workdir):
+    if request.param == "dovecot":
+        return start_proxy_dovecot(request, workdir)
+    srv = start_pimap(workdir, workdir / "users", workdir / "mail",
+                      extra=["--proxy-trusted-networks", "127.0.0.0/8"])
+    attach(request.node, "pimap log", srv.log_text)
+    request.addfinalizer(srv.stop)
+    return srv
+
+
+@pytest.mark.parametrize("header,remote", [
+    (v1("203.0.113.5", 40000), True),
+    (v2("2001:db8::7", 4711), True),
+    (v1("127.0.0.1", 40000), False),
+    (v2(None, local=True), False),
+])
+def test_proxy_header_parity_with_dovecot(proxy_server, header, remote):
+    """Both servers: a remote client named by a trusted PROXY header gets LOGINDISABLED and
+    a refused LOGIN; for pimap a loopback one (or v2 LOCAL from loopback) may log in."""
+    if not remote and not proxy_server.is_pimap:
+        # Dovecot counts a client as local only when its IP equals the server's own, pimap
+        # any loopback address (its existing --allow-plaintext-auth rule): not comparable.
+        pytest.skip("Dovecot's 'secured' rule differs for loopback clients")
+    c = proxied(proxy_server, header)
+    caps = caps_of(c.greeting) if b"CAPABILITY" in c.greeting else caps_of(c.ok("CAPABILITY").untagged[0])
+    assert ("LOGINDISABLED" in caps) == remote, caps
+    r = c.command(f"LOGIN demo \"{USERS['demo'][0]}\"")
+    assert (r.status == "OK") == (not remote), r.line
+    c.logout()
+    if remote:
+        who = "203.0.113.5" if header.startswith(b"PROXY") else "2001:db8::7"
+        wait_log(proxy_server, re.escape(who))
