@@ -233,7 +233,7 @@ impl Config {
             if self.allow_plaintext_auth {
                 "allowed everywhere"
             } else {
-                "loopback only"
+                "loopback and TLS connections only"
             }
         ));
         s.push_str(&format!(
