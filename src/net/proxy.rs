@@ -135,6 +135,16 @@ impl Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyError(pub String);
 
+const CLOSED_EARLY: &str = "closed before sending the PROXY header";
+
+impl ProxyError {
+    /// The peer connected and closed without a byte: a load balancer's TCP health check,
+    /// not worth a warning.
+    pub fn is_bare_close(&self) -> bool {
+        self.0 == CLOSED_EARLY
+    }
+}
+
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -479,7 +489,7 @@ pub async fn read_header(
                 .map_err(|e| ProxyError(format!("reading the PROXY header: {e}")))?;
             if n == 0 {
                 return err(if buf.is_empty() {
-                    "closed before sending the PROXY header".to_string()
+                    CLOSED_EARLY.to_string()
                 } else {
                     "closed in the middle of the PROXY header".to_string()
                 });

@@ -190,6 +190,10 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
                 );
                 stream = proxy::Rewind::stream(rest, stream);
             }
+            Err(e) if e.is_bare_close() => {
+                log::debug!("{socket_peer}: {e}");
+                return;
+            }
             Err(e) => {
                 bye(format!("bad PROXY header from a trusted peer: {e}"));
                 // Plaintext even on the IMAPS port: no TLS was started.
@@ -215,6 +219,11 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
                     return;
                 }
             };
+            if n == 0 {
+                // A TCP health check (connect, close): not worth a warning.
+                log::debug!("{socket_peer}: closed before the TLS handshake");
+                return;
+            }
             let first = first.get(..n).unwrap_or_default();
             if proxy::looks_like_header(first) {
                 bye("PROXY header from an untrusted peer, refused".into());
