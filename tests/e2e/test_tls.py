@@ -421,3 +421,19 @@ def test_rsa_certificate_and_check_report(request, workdir, ca):
                         "--imaps-listen", f"{HOST}:993"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert "imaps listen: 127.0.0.1:993" in p.stdout and "STARTTLS offered" in p.stdout, p.stdout
+
+
+def test_alpn_imap_or_none(tls_pimap, ca):
+    """ALPN (RFC 7301): "imap" or none is served; another protocol is refused (the ALPACA
+    cross-protocol attack: an HTTPS client must not be talked into an IMAP session)."""
+    srv, port = tls_pimap
+    for alpn, ok in (("imap", True), ("http/1.1", False)):
+        p = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{port}", "-alpn", alpn,
+                            "-CAfile", str(ca.ca), "-ign_eof"],
+                           input=b"a LOGOUT\r\n", capture_output=True, timeout=30)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        if ok:
+            assert p.returncode == 0 and "ALPN protocol: imap" in out and "* OK" in out, out
+        else:
+            assert p.returncode != 0 and "* OK" not in out, out
+    wait_log(srv, r"TLS handshake failed .*peer doesn.t support any known protocol")
