@@ -644,9 +644,14 @@ impl ModSeqs {
         let path = self.dir.join(FILE);
         let same_validity =
             |s: &Option<ModSeqFile>| s.as_ref().is_some_and(|s| s.uid_validity == uid_validity);
-        // Without the lock: apply what others appended, then see whether anything is left to
-        // record (usually not: another session already recorded the same change).
-        if same_validity(&self.state) && matches!(self.catch_up(&path), Loaded::Current { .. }) {
+        // Without the lock: read the file (or only what others appended since), then see
+        // whether anything is left to record (usually not: a SELECT, or another session
+        // already recorded the same change).
+        let current = match same_validity(&self.state) {
+            true => matches!(self.catch_up(&path), Loaded::Current { .. }),
+            false => false,
+        } || self.read_valid(&path, uid_validity);
+        if current {
             if let Some(s) = &self.state {
                 if s.diff(messages).is_none() {
                     return Ok(());
@@ -732,10 +737,9 @@ impl ModSeqs {
         let Ok(tail) = tail else {
             return Loaded::Reread;
         };
-        let mut next = state.clone();
-        match next.apply_journal(&tail) {
+        // Applied in place: on an error the caller re-reads the file anyway.
+        match state.apply_journal(&tail) {
             Ok(j) => {
-                *state = next;
                 self.pos = Some(Pos {
                     offset: p.offset + j.used as u64,
                     ..p
@@ -750,26 +754,36 @@ impl ModSeqs {
         }
     }
 
+    /// Without the lock: read the whole file into the state if it is valid and for
+    /// `uid_validity` (a torn tail may be a record being appended: left out). False, and the
+    /// state untouched, otherwise: the caller takes the lock and [`ModSeqs::reread`]s.
+    fn read_valid(&mut self, path: &Path, uid_validity: u32) -> bool {
+        let floor = self.state.as_ref().map(|s| s.highest).unwrap_or(0);
+        let Ok(Some((ino, bytes))) = read_file(path) else {
+            return false;
+        };
+        match ModSeqFile::parse_bytes(&bytes) {
+            Ok((f, snap, j)) if f.uid_validity == uid_validity && f.highest >= floor => {
+                self.state = Some(f);
+                self.pos = Some(Pos {
+                    ino,
+                    offset: (snap + j.used) as u64,
+                    snap_len: snap as u64,
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Read the whole file into the state, or start a new record when it is missing, corrupt
     /// (logged, kept as `pimap-modseq.corrupt` when `locked`) or for another UIDVALIDITY.
     /// Returns whether a snapshot must be written (a rebuild, or a torn tail to cut off).
     fn reread(&mut self, path: &Path, uid_validity: u32, locked: bool) -> Result<bool> {
-        use std::os::unix::fs::MetadataExt;
         // Never below what this session has already handed out.
         let mut floor = self.state.as_ref().map(|s| s.highest).unwrap_or(0);
         self.pos = None;
-        let read = std::fs::File::open(path).and_then(|mut f| {
-            let ino = f.metadata()?.ino();
-            let mut buf = Vec::new();
-            f.read_to_end(&mut buf)?;
-            Ok((ino, buf))
-        });
-        let (ino, bytes) = match read {
-            Ok(r) => (Some(r.0), r.1),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Vec::new()),
-            Err(e) => return Err(super::io_err("reading", path, e)),
-        };
-        if let Some(ino) = ino {
+        if let Some((ino, bytes)) = read_file(path)? {
             match ModSeqFile::parse_bytes(&bytes) {
                 Ok((mut f, snap, j)) if f.uid_validity == uid_validity => {
                     let mut snapshot = j.torn;
@@ -835,6 +849,22 @@ impl ModSeqs {
                 None
             }
         }
+    }
+}
+
+/// The file's inode and content; `None` if it does not exist.
+fn read_file(path: &Path) -> Result<Option<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::MetadataExt;
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let ino = f.metadata()?.ino();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok((ino, buf))
+    });
+    match read {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(super::io_err("reading", path, e)),
     }
 }
 
@@ -1034,6 +1064,177 @@ mod tests {
         let mut e = ModSeqs::new(&d);
         e.observe(9, &changed).unwrap();
         assert!(e.highest() > h1 + 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A deterministic sequence of mailbox states: flag flips, deliveries, expunges.
+    fn evolve(msgs: &mut Vec<MessageMeta>, seed: &mut u32, next_uid: &mut u32) {
+        *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let r = (*seed >> 8) as usize;
+        match r % 5 {
+            0 => {
+                msgs.push(meta(*next_uid, 0, &["$Forwarded"]));
+                *next_uid += 1;
+            }
+            1 if msgs.len() > 3 => {
+                msgs.remove(r / 5 % msgs.len());
+            }
+            _ => {
+                let i = r / 5 % msgs.len().max(1);
+                if let Some(m) = msgs.get_mut(i) {
+                    m.flags.system ^= 1 << (r / 7 % 5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn journal_replay_equals_compacted_snapshot_and_in_memory_apply() {
+        let d = super::super::test_dir("modseq-journal");
+        let mut msgs: Vec<MessageMeta> = (1..=20).map(|u| meta(u, 0, &[])).collect();
+        let (mut seed, mut next_uid) = (3u32, 21u32);
+        let mut writer = ModSeqs::new(&d);
+        let mut follower = ModSeqs::new(&d);
+        writer.observe(4, &msgs).unwrap();
+        let mut model = writer.file().unwrap().clone();
+        let mut inodes = std::collections::HashSet::new();
+        let mut max_len = 0;
+        for round in 0..600 {
+            evolve(&mut msgs, &mut seed, &mut next_uid);
+            // Alternate who records the change; the other one catches up from the tail.
+            let (rec, other) = if round % 3 == 0 {
+                (&mut follower, &mut writer)
+            } else {
+                (&mut writer, &mut follower)
+            };
+            rec.observe(4, &msgs).unwrap();
+            assert!(model.apply(&msgs), "round {round}: nothing changed?");
+            assert_eq!(rec.file(), Some(&model), "round {round}");
+            other.observe(4, &msgs).unwrap();
+            assert_eq!(other.file(), Some(&model), "round {round}");
+            let text = std::fs::read_to_string(d.join(FILE)).unwrap();
+            // The file (snapshot + journal) is the state; so is its compaction.
+            let parsed = ModSeqFile::parse(&text).unwrap();
+            assert_eq!(parsed, model, "round {round}");
+            assert_eq!(ModSeqFile::parse(&parsed.serialize()).unwrap(), model);
+            use std::os::unix::fs::MetadataExt;
+            inodes.insert(std::fs::metadata(d.join(FILE)).unwrap().ino());
+            max_len = max_len.max(text.len());
+        }
+        // Mostly appends: a handful of compactions, and the journal stays bounded.
+        assert!(
+            inodes.len() > 1 && inodes.len() < 20,
+            "{} snapshots",
+            inodes.len()
+        );
+        assert!(max_len < MIN_COMPACT as usize + 2 * 1024, "{max_len}");
+        // A fresh session reads the same state.
+        let mut fresh = ModSeqs::new(&d);
+        fresh.observe(4, &msgs).unwrap();
+        assert_eq!(fresh.file(), Some(&model));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn torn_journal_tail_is_ignored_then_cut_off() {
+        let d = super::super::test_dir("modseq-torn");
+        let mut msgs: Vec<MessageMeta> = (1..=5).map(|u| meta(u, 0, &[])).collect();
+        let mut a = ModSeqs::new(&d);
+        a.observe(2, &msgs).unwrap();
+        msgs[1].flags.system = 1;
+        a.observe(2, &msgs).unwrap();
+        let good = a.file().unwrap().clone();
+        let path = d.join(FILE);
+        let clean = std::fs::read(&path).unwrap();
+        let rec = Change {
+            modseq: good.highest + 1,
+            set: vec![(3, 77)],
+            expunged: vec![4],
+        }
+        .encode();
+        let mut bad_sum = rec.clone().into_bytes();
+        if let Some(b) = bad_sum.iter_mut().rev().nth(2) {
+            *b ^= 1; // a flipped bit in the body: checksum fails
+        }
+        for torn in [
+            rec.as_bytes()[..rec.len() - 1].to_vec(), // lost its LF
+            rec.as_bytes()[..9].to_vec(),
+            vec![0u8; 40],
+            bad_sum.clone(),
+        ] {
+            let mut bytes = clean.clone();
+            bytes.extend_from_slice(&torn);
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            assert_eq!(ModSeqFile::parse(&text).as_ref(), Ok(&good));
+            std::fs::write(&path, &bytes).unwrap();
+            // A reader ignores it and leaves the file alone.
+            let mut r = ModSeqs::new(&d);
+            r.observe(2, &msgs).unwrap();
+            assert_eq!(r.file(), Some(&good));
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+            // The next writer cuts it off (a snapshot), so nothing follows torn bytes.
+            let mut changed = msgs.clone();
+            changed[0].flags.system = 8;
+            r.observe(2, &changed).unwrap();
+            assert_eq!(r.highest(), good.highest + 1);
+            let after = std::fs::read_to_string(&path).unwrap();
+            assert!(!after.contains("\nJ ") && !after.contains('\0'), "{after}");
+            assert_eq!(Some(&ModSeqFile::parse(&after).unwrap()), r.file());
+            std::fs::write(&path, &clean).unwrap();
+        }
+        // A damaged record that is not the last is corruption, not a torn write.
+        let mut text = String::from_utf8(clean).unwrap();
+        text.push_str(&String::from_utf8_lossy(&bad_sum));
+        text.push_str(&rec.replace(
+            &format!("H{}", good.highest + 1),
+            &format!("H{}", good.highest + 2),
+        ));
+        assert!(ModSeqFile::parse(&text).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn corrupt_journal_rebuilds_above_every_value_it_shows() {
+        let d = super::super::test_dir("modseq-corrupt-journal");
+        let path = d.join(FILE);
+        let msgs: Vec<MessageMeta> = (1..=3).map(|u| meta(u, 0, &[])).collect();
+        // Values far above the clock, so only the salvaged ones can explain the result.
+        let big = 5_000_000_000_000_000_000u64;
+        let mut f = ModSeqFile::new(6, big);
+        f.apply(&msgs);
+        let mut text = f.serialize();
+        let c1 = Change {
+            modseq: big + 2,
+            set: vec![(1, 5)],
+            expunged: vec![],
+        };
+        let c2 = Change {
+            modseq: big + 3,
+            set: vec![(2, 5)],
+            expunged: vec![3],
+        };
+        let mut c1_line = c1.encode();
+        c1_line = c1_line.replacen("M1:", "M9:", 1); // checksum no longer matches
+        text.push_str(&c1_line);
+        text.push_str(&c2.encode());
+        assert!(ModSeqFile::parse(&text).is_err());
+        std::fs::write(&path, &text).unwrap();
+        let mut s = ModSeqs::new(&d);
+        s.observe(6, &msgs).unwrap();
+        assert!(s.highest() > big + 3, "{} <= {}", s.highest(), big + 3);
+        assert!(d.join(format!("{FILE}.corrupt")).exists());
+        assert!(ModSeqFile::parse(&std::fs::read_to_string(&path).unwrap()).is_ok());
+        // A session that already holds the state and finds a corrupt tail: re-read, and its
+        // values never go down.
+        let before = s.highest();
+        let mut more = msgs.clone();
+        more[0].flags.system = 2;
+        let mut t = std::fs::read_to_string(&path).unwrap();
+        t.push_str("J 3 0000000000000000 H1\nJ 3 0000000000000000 H2\n");
+        std::fs::write(&path, t).unwrap();
+        s.observe(6, &more).unwrap();
+        assert!(s.highest() > before);
+        assert_eq!(s.get(1), s.highest());
         let _ = std::fs::remove_dir_all(&d);
     }
 
