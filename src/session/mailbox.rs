@@ -348,18 +348,29 @@ impl Session {
         }
         let flags = to_store_flags(&flags)?;
         let internal = date.map(|d| d.unix_seconds());
-        let store = self.store()?;
-        let mut mbox = match store.open_mailbox(&name, false) {
-            Ok(m) => m,
-            Err(StoreError::NotFound(_)) => {
-                return Err(HandlerError::No(
-                    "[TRYCREATE] Mailbox doesn't exist.".into(),
-                ));
+        // APPEND into the selected, writable mailbox (a client saving a draft or a copy of
+        // a sent message into the folder it shows) goes through the view's mailbox: opening
+        // another handle would load the whole mailbox again.
+        let (uid, validity) = match &mut self.state {
+            State::Selected { view, .. } if !view.read_only && view.mbox.name() == name => {
+                let uid = view.mbox.append(&message, &flags, internal)?;
+                (uid, view.mbox.uid_validity())
             }
-            Err(e) => return Err(e.into()),
+            _ => {
+                let store = self.store()?;
+                let mut mbox = match store.open_mailbox(&name, false) {
+                    Ok(m) => m,
+                    Err(StoreError::NotFound(_)) => {
+                        return Err(HandlerError::No(
+                            "[TRYCREATE] Mailbox doesn't exist.".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let uid = mbox.append(&message, &flags, internal)?;
+                (uid, mbox.uid_validity())
+            }
         };
-        let uid = mbox.append(&message, &flags, internal)?;
-        let validity = mbox.uid_validity();
         let mut out = Vec::new();
         self.sync_selected(&mut out, true)?;
         out.extend_from_slice(

@@ -69,8 +69,11 @@ def test_append_to_selected_mailbox_sends_exists(server):
     r = append(c, "INBOX", message("x"))
     # §6.3.11: the server SHOULD notify the client via an untagged EXISTS; both do at once.
     assert r.number("EXISTS") == [1]
+    # The new message is \Recent for the session that has the mailbox selected.
+    assert r.number("RECENT") == [1]
     r = append(c, "INBOX", message("y"))
     assert r.number("EXISTS") == [2]
+    assert r.number("RECENT") == [2]
 
 
 def test_append_to_missing_mailbox_says_trycreate(server):
