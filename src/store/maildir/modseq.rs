@@ -132,6 +132,9 @@ const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 /// so the order of keywords on disk does not count as a change).
 pub fn flags_hash(f: &Flags) -> u64 {
     let h = fnv(FNV_START, [f.system]);
+    if f.keywords.is_empty() {
+        return h;
+    }
     let folded_sorted = f
         .keywords
         .iter()
@@ -651,10 +654,13 @@ impl ModSeqs {
             true => matches!(self.catch_up(&path), Loaded::Current { .. }),
             false => false,
         } || self.read_valid(&path, uid_validity);
+        // The difference found here is still right under the lock if nobody appended since.
+        let mut pending = None;
         if current {
             if let Some(s) = &self.state {
-                if s.diff(messages).is_none() {
-                    return Ok(());
+                match s.diff(messages) {
+                    None => return Ok(()),
+                    Some(c) => pending = self.pos.map(|p| (p, c)),
                 }
             }
         }
@@ -671,24 +677,30 @@ impl ModSeqs {
         };
         // Under the lock nobody appends: bytes that do not form a record are a crash's torn
         // write, and the file is compacted so that nothing is appended after them.
-        let mut snapshot = match same_validity(&self.state) {
+        let (mut snapshot, reread) = match same_validity(&self.state) {
             true => match self.catch_up(&path) {
-                Loaded::Current { torn } => torn,
-                Loaded::Reread => self.reread(&path, uid_validity, lock.is_some())?,
+                Loaded::Current { torn } => (torn, false),
+                Loaded::Reread => (self.reread(&path, uid_validity, lock.is_some())?, true),
             },
-            false => self.reread(&path, uid_validity, lock.is_some())?,
+            false => (self.reread(&path, uid_validity, lock.is_some())?, true),
         };
         let Some(state) = self.state.as_mut() else {
             return Err(StoreError::Cannot(format!("{}: no state", path.display())));
         };
-        let change = state.diff(messages);
+        let change = match pending {
+            Some((p, c)) if !reread && self.pos == Some(p) => Some(c),
+            _ => state.diff(messages),
+        };
         if let Some(c) = &change {
             state
                 .apply_change(c)
                 .map_err(|e| StoreError::Cannot(format!("{}: {e}", path.display())))?;
         }
         let Some(lock) = lock else {
-            self.pos = None;
+            // Kept only in memory. `pos` stays: while the file does not change, later calls
+            // compare with this state instead of handing the same changes new values again;
+            // when it does change, records that do not fit make `catch_up` re-read it, and
+            // `reread` keeps values above the ones handed out here.
             return Ok(());
         };
         match (self.pos, &change) {
