@@ -68,6 +68,23 @@ async fn write(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
     .await
 }
 
+/// Run `f` on the session on the blocking thread pool, not on the executor: commands read,
+/// write and fsync files (a big SEARCH takes seconds), and on the executor's few threads that
+/// would stall every other connection, IDLE pushes and logins included.
+async fn on_pool<T: Send + 'static>(
+    session: &mut Session,
+    f: impl FnOnce(&mut Session) -> T + Send + 'static,
+) -> T {
+    let mut owned = std::mem::replace(session, session.stand_in());
+    let (owned, out) = smol::unblock(move || {
+        let out = f(&mut owned);
+        (owned, out)
+    })
+    .await;
+    *session = owned;
+    out
+}
+
 /// What woke the connection's wait.
 enum Wake {
     Read(usize),
@@ -109,7 +126,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
         while let Some(ev) = framer.next_event() {
             match ev {
                 FrameEvent::Command(bytes) => {
-                    let out = session.handle(&bytes).await;
+                    let out = on_pool(session, move |s| smol::block_on(s.handle(&bytes))).await;
                     write(&mut stream, &out.bytes).await?;
                     match out.action {
                         Action::Close => return Ok("closed by server".into()),
@@ -199,7 +216,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 return Ok(format!("{why:?} timeout"));
             }
             Wake::Changed => {
-                let bytes = session.idle_sync();
+                let bytes = on_pool(session, |s| s.idle_sync()).await;
                 if !bytes.is_empty() {
                     write(&mut stream, &bytes).await?;
                     last_sent = Instant::now();

@@ -163,6 +163,12 @@ impl Session {
         self.peer
     }
 
+    /// A fresh, not-authenticated session for the same peer: what stands in for this one
+    /// while it is moved to a blocking thread (`net::conn`).
+    pub fn stand_in(&self) -> Session {
+        Session::new(self.shared.clone(), self.peer)
+    }
+
     pub fn user(&self) -> Option<&str> {
         match &self.state {
             State::NotAuthenticated => None,
