@@ -71,19 +71,35 @@ async fn write(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
 /// Run `f` on the session on the blocking thread pool, not on the executor: commands read,
 /// write and fsync files (a big SEARCH takes seconds), and on the executor's few threads that
 /// would stall every other connection, IDLE pushes and logins included.
+///
+/// A panic (a bug) inside `f` is caught here: `None`, and the caller closes this connection
+/// only; the session, possibly half-updated, is dropped. Files stay consistent (every store
+/// write is a rename or an append).
 async fn on_pool<T: Send + 'static>(
     session: &mut Session,
     f: impl FnOnce(&mut Session) -> T + Send + 'static,
-) -> T {
+) -> Option<T> {
     let mut owned = std::mem::replace(session, session.stand_in());
+    let peer = owned.peer();
     let (owned, out) = smol::unblock(move || {
-        let out = f(&mut owned);
-        (owned, out)
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut owned)));
+        match out {
+            Ok(out) => (Some(owned), Some(out)),
+            Err(_) => (None, None),
+        }
     })
     .await;
-    *session = owned;
+    match owned {
+        Some(s) => *session = s,
+        None => log::error!(
+            "{peer}: internal error (a bug: see the panic message above); closing this connection"
+        ),
+    }
     out
 }
+
+/// Said to a client whose command hit a bug (RFC 3501 §7.1.5: BYE, then close).
+const BYE_BUG: &[u8] = b"* BYE Internal server error; please reconnect.\r\n";
 
 /// What woke the connection's wait.
 enum Wake {
@@ -126,7 +142,12 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
         while let Some(ev) = framer.next_event() {
             match ev {
                 FrameEvent::Command(bytes) => {
-                    let out = on_pool(session, move |s| smol::block_on(s.handle(&bytes))).await;
+                    let Some(out) =
+                        on_pool(session, move |s| smol::block_on(s.handle(&bytes))).await
+                    else {
+                        let _ = write(&mut stream, BYE_BUG).await;
+                        return Ok("internal error".into());
+                    };
                     write(&mut stream, &out.bytes).await?;
                     match out.action {
                         Action::Close => return Ok("closed by server".into()),
@@ -216,7 +237,10 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 return Ok(format!("{why:?} timeout"));
             }
             Wake::Changed => {
-                let bytes = on_pool(session, |s| s.idle_sync()).await;
+                let Some(bytes) = on_pool(session, |s| s.idle_sync()).await else {
+                    let _ = write(&mut stream, BYE_BUG).await;
+                    return Ok("internal error".into());
+                };
                 if !bytes.is_empty() {
                     write(&mut stream, &bytes).await?;
                     last_sent = Instant::now();
@@ -244,5 +268,44 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 framer.push(input);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::UserDb;
+    use crate::config::MailLocation;
+    use crate::session::Shared;
+
+    fn session() -> Session {
+        let dir = std::env::temp_dir().join(format!("pimap-conn-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let users = dir.join("users");
+        std::fs::write(&users, "u:{PLAIN}p::::::\n").unwrap();
+        let shared = Arc::new(Shared {
+            users: Arc::new(UserDb::load(&users).unwrap()),
+            mail_location: MailLocation::parse(&format!("{}/%u", dir.display())).unwrap(),
+            limits: Default::default(),
+            allow_plaintext_auth: false,
+            autocreate_folders: false,
+            starttls: false,
+        });
+        Session::new(shared, "127.0.0.1:9".parse().unwrap())
+    }
+
+    #[test]
+    fn a_panicking_command_is_contained_and_a_good_one_keeps_the_session() {
+        smol::block_on(async {
+            let mut s = session();
+            let out = on_pool(&mut s, |s| smol::block_on(s.handle(b"a LOGIN u p\r\n"))).await;
+            assert!(String::from_utf8_lossy(&out.unwrap().bytes).contains("a OK"));
+            // The session came back from the pool: still logged in.
+            assert!(s.is_authenticated());
+            let out: Option<()> = on_pool(&mut s, |_| panic!("a bug")).await;
+            assert!(out.is_none());
+            // Replaced by the stand-in: whatever the bug left half-done is gone.
+            assert!(!s.is_authenticated());
+        });
     }
 }

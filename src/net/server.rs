@@ -102,7 +102,8 @@ pub fn run(cfg: Config, after_bind: impl FnOnce() -> Result<(), String>) -> Resu
                         Ok((stream, peer)) => {
                             let ctx = ctx.clone();
                             let stream: Stream = Box::new(stream);
-                            ex3.spawn(start(stream, peer, implicit_tls, ctx)).detach();
+                            ex3.spawn(guarded(start(stream, peer, implicit_tls, ctx), peer))
+                                .detach();
                         }
                         Err(e) => {
                             // EMFILE and friends: log and back off instead of spinning.
@@ -245,6 +246,21 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
         };
     }
     conn::serve(stream, peer, implicit_tls, ctx).await;
+}
+
+/// A connection task whose panic (a bug) ends only that connection: with `panic = "unwind"`
+/// (Cargo.toml) it is caught here and logged instead of unwinding through the executor.
+async fn guarded(task: impl std::future::Future<Output = ()>, peer: std::net::SocketAddr) {
+    use futures_lite::FutureExt as _;
+    if std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        log::error!(
+            "{peer}: internal error (a bug: see the panic message above); connection closed"
+        );
+    }
 }
 
 /// The first bytes of a connection (the caller replays them), within the handshake timeout.
