@@ -139,7 +139,7 @@ pub fn flags_hash(f: &Flags) -> u64 {
         .keywords
         .iter()
         .all(|k| !k.bytes().any(|b| b.is_ascii_uppercase()))
-        && f.keywords.windows(2).all(|w| w[0] < w[1]);
+        && f.keywords.windows(2).all(|w| matches!(w, [a, b] if a < b));
     if folded_sorted {
         // The common case (no keywords, or Maildir's usual order): no allocation.
         return f
@@ -382,7 +382,9 @@ impl ModSeqFile {
     /// and changed flags, and vanished UIDs, all with one fresh mod-sequence (one more than
     /// the highest). `None` when nothing changed. Does not allocate in that case.
     pub fn diff(&self, messages: &[MessageMeta]) -> Option<Change> {
-        let sorted = messages.windows(2).all(|w| w[0].uid < w[1].uid);
+        let sorted = messages
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.uid < b.uid));
         if sorted {
             self.diff_sorted(messages.iter())
         } else {
@@ -1202,6 +1204,17 @@ mod tests {
             &format!("H{}", good.highest + 2),
         ));
         assert!(ModSeqFile::parse(&text).is_err());
+        // Arbitrary journal bytes: never a panic.
+        let mut seed: u32 = 11;
+        for len in 0..600 {
+            let mut s = String::from("pimap-modseq 1 V1 H20 E5\nM 1 7 00000000000000ff\nJ ");
+            for _ in 0..len % 70 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                s.push(b"JMX :0123456789abcdefH\n"[(seed >> 16) as usize % 23] as char);
+            }
+            let _ = ModSeqFile::parse(&s);
+            let _ = Change::decode(s.as_bytes());
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 
