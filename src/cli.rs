@@ -156,17 +156,17 @@ pub fn main() -> i32 {
                 return 1;
             }
             match Config::from_args(&args, true) {
-                Ok(cfg) => match {
+                Ok(cfg) => {
                     let (users, root) = (cfg.users_path.clone(), cfg.mail_location.fixed_root());
-                    crate::net::server::run(cfg, || after_bind(&args, &users, root))
-                } {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        log::error!("{e}");
-                        eprintln!("pimap: {e}");
-                        1
+                    match crate::net::server::run(cfg, || after_bind(&args, &users, root)) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            log::error!("{e}");
+                            eprintln!("pimap: {e}");
+                            1
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     eprintln!("pimap: configuration error: {e}");
                     1
