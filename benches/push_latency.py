@@ -524,6 +524,8 @@ def main() -> None:
     ap.add_argument("--deliveries", type=int, default=50)
     ap.add_argument("--idle-seconds", type=float, default=30.0)
     ap.add_argument("--no-build", action="store_true", help="use the existing target/release/pimap")
+    ap.add_argument("--binary", type=Path, help="this pimap binary instead (implies --no-build; e.g. "
+                    "to compare two builds)")
     ap.add_argument("--servers", default="pimap,dovecot")
     ap.add_argument("--out", type=Path,
                     default=REPO / "benches" / "results" / f"push-{dt.date.today().isoformat()}.md")
@@ -531,9 +533,9 @@ def main() -> None:
     if not 1 <= args.users <= args.clients or args.clients > 60000:
         raise SystemExit("need 1 <= users <= clients <= 60000")
     rev = git_rev()
-    if not args.no_build:
+    if not args.no_build and args.binary is None:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True, timeout=3600)
-    binary = REPO / "target" / "release" / "pimap"
+    binary = args.binary or REPO / "target" / "release" / "pimap"
     users = [f"user{i}" for i in range(1, args.users + 1)]
     res = {}
     work = Path(tempfile.mkdtemp(prefix="pimap-push-bench-"))
