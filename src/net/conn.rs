@@ -98,6 +98,16 @@ async fn on_pool<T: Send + 'static>(
     out
 }
 
+/// IDLE updates computed on the blocking pool at once: enough to overlap disk reads, few
+/// enough that the CPU-bound rescans are not split across many more threads than cores.
+fn pool_turns() -> &'static smol::lock::Semaphore {
+    static TURNS: std::sync::OnceLock<smol::lock::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        smol::lock::Semaphore::new((cores * 2).clamp(2, 16))
+    })
+}
+
 /// Said to a client whose command hit a bug (RFC 3501 §7.1.5: BYE, then close).
 const BYE_BUG: &[u8] = b"* BYE Internal server error; please reconnect.\r\n";
 
@@ -237,7 +247,15 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 return Ok(format!("{why:?} timeout"));
             }
             Wake::Changed => {
-                let Some(bytes) = on_pool(session, |s| s.idle_sync()).await else {
+                // A delivery wakes every idler of the mailbox at once: take turns, or 100
+                // threads rescan the same directory together and the last answers long after
+                // the first (IDLE push p99 0.06 s → 0.6 s in benches/push_latency.py).
+                // Commands don't take turns: one may wait seconds inside (a failed login's
+                // delay) and must not hold up the others.
+                let turn = pool_turns().acquire().await;
+                let synced = on_pool(session, |s| s.idle_sync()).await;
+                drop(turn);
+                let Some(bytes) = synced else {
                     let _ = write(&mut stream, BYE_BUG).await;
                     return Ok("internal error".into());
                 };
