@@ -1263,6 +1263,61 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    #[test]
+    fn concurrent_writers_append_every_change_once() {
+        let d = super::super::test_dir("modseq-concurrent");
+        let mailbox = std::sync::Arc::new(std::sync::Mutex::new(
+            (1..=50)
+                .map(|u| meta(u, 0, &[]))
+                .collect::<Vec<MessageMeta>>(),
+        ));
+        let mut first = ModSeqs::new(&d);
+        first.observe(3, &mailbox.lock().unwrap()).unwrap();
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let (d, mailbox) = (d.clone(), mailbox.clone());
+                std::thread::spawn(move || {
+                    let mut s = ModSeqs::new(&d);
+                    let mut seen = Vec::new();
+                    for i in 0..40u32 {
+                        let now = {
+                            let mut mb = mailbox.lock().unwrap();
+                            if let Some(m) = mb.get_mut(((t * 40 + i) % 50) as usize) {
+                                m.flags.system ^= 4;
+                            }
+                            mb.clone()
+                        };
+                        s.observe(3, &now).unwrap();
+                        seen.push(s.highest());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for t in threads {
+            let seen = t.join().unwrap();
+            // A session's HIGHESTMODSEQ never goes down.
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        }
+        // Whatever the interleaving (a session may record a state older than another's, and
+        // the next look corrects it): the file parses, holds the last state once it is
+        // observed, and then a fresh session finds nothing left to record.
+        let last = mailbox.lock().unwrap().clone();
+        let mut s = ModSeqs::new(&d);
+        s.observe(3, &last).unwrap();
+        let bytes = std::fs::read(d.join(FILE)).unwrap();
+        let on_disk = ModSeqFile::parse(&String::from_utf8(bytes.clone()).unwrap()).unwrap();
+        assert_eq!(s.file(), Some(&on_disk));
+        assert!(!on_disk.clone().apply(&last));
+        let mut fresh = ModSeqs::new(&d);
+        fresh.observe(3, &last).unwrap();
+        assert_eq!(fresh.file(), Some(&on_disk));
+        assert_eq!(std::fs::read(d.join(FILE)).unwrap(), bytes);
+        assert!(!d.join(format!("{FILE}.lock")).exists());
+        assert!(!d.join(format!("{FILE}.corrupt")).exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// Bytes this process has passed to write(2) so far (`wchar` in /proc/self/io).
     fn bytes_written() -> u64 {
         std::fs::read_to_string("/proc/self/io")
