@@ -59,8 +59,12 @@
 //! a compaction costs the snapshot's size but happens once per that many journal bytes
 //! (amortised: proportional to the change). A rebuild also writes a snapshot.
 //!
-//! A crash in the middle of an append leaves a torn last record: its length or checksum does
-//! not match, or its line is not terminated. It is ignored (the change it held was never shown
+//! What stays proportional to the mailbox is in memory only: the diff is one merge pass over
+//! the messages and the record (no allocation when nothing changed), done once per `observe`
+//! (its result is reused under the lock when nobody appended meanwhile).
+//!
+//! A crash in the middle of an append leaves a torn last record: its line is not terminated,
+//! or it starts with `J ` but its length or checksum does not match. It is ignored (the change it held was never shown
 //! to a client: that happens only after the fdatasync), and the next writer, holding the lock,
 //! compacts so nothing is ever appended after it. A bad record followed by more data cannot
 //! come from a crash: the file is corrupt and rebuilt. Readers do not take the lock: they
