@@ -214,3 +214,22 @@ def test_ampersand_names_round_trip_in_utf8_mode(pimap, enable):
     r = old.ok('LIST "" "*"')
     assert any(b"&IKw-&-Jjo-" in u for u in r.untagged), r.untagged
     assert any(b'"&-AGE-"' in u or b" &-AGE-" in u for u in r.untagged), r.untagged
+
+
+@pytest.mark.parametrize("enable", ["UTF8=ACCEPT", "IMAP4rev2", None])
+def test_control_and_separator_characters_refused(pimap, enable):
+    """RFC 9051 §5.1: no controls (C0, DEL, C1) nor U+2028/U+2029 in mailbox names. In UTF-8
+    mode such a name used to be encoded to modified UTF-7 (`a\\tb` → `a&AAk-b`) and created."""
+    c = pimap.login()
+    if enable:
+        c.ok(f"ENABLE {enable}")
+    for raw in [b"a\tb", b"a\x7fb", "a\u0085b".encode(), "a\u2028b".encode(),
+                "\u2029".encode(), b"a\x01"]:
+        for cmd in ("CREATE", "RENAME INBOX"):
+            tag = c.next_tag()
+            c.send(tag.encode() + f" {cmd} ".encode() + b"{" + str(len(raw)).encode() + b"+}\r\n"
+                   + raw + b"\r\n")
+            r = c.read_until_tagged(tag)
+            assert r.status in ("NO", "BAD"), (raw, cmd, r.line)
+    r = c.ok('LIST "" "*"')
+    assert len(r.untagged) == 1, r.untagged  # INBOX only

@@ -314,7 +314,21 @@ impl<'a> Cursor<'a> {
 
     /// `mailbox = "INBOX" / astring`: passed on as sent (INBOX folding is the session's job).
     pub(crate) fn mailbox(&mut self) -> PResult<String> {
-        self.astring_utf8("mailbox name")
+        let name = self.astring_utf8("mailbox name")?;
+        // RFC 9051 §5.1 (and RFC 6855 §3): a mailbox name never holds control characters
+        // (U+0000-U+001F, U+007F-U+009F) nor the line / paragraph separators U+2028 / U+2029.
+        // Checked here, before a UTF-8 name is turned into modified UTF-7 for the store, where
+        // `\t` would become the innocuous-looking `&AAk-`.
+        if let Some(bad) = name
+            .chars()
+            .find(|&ch| ch.is_control() || ch == '\u{2028}' || ch == '\u{2029}')
+        {
+            return Err(format!(
+                "Invalid mailbox name: U+{:04X} is not allowed in mailbox names (RFC 9051 section 5.1)",
+                u32::from(bad)
+            ));
+        }
+        Ok(name)
     }
 
     /// `list-mailbox = 1*list-char / string` (LIST / LSUB patterns: may hold `%`, `*`, `]`).

@@ -673,3 +673,29 @@ fn never_panics_on_random_input() {
         let _ = parse_command(&input);
     }
 }
+
+#[test]
+fn mailbox_names_without_controls_or_separators() {
+    // RFC 9051 §5.1: no C0 / DEL / C1 controls, no U+2028 / U+2029, in any command that
+    // takes a mailbox name (a UTF-8 client's name would otherwise reach the store encoded).
+    for line in [
+        "a CREATE {3}\r\na\tb",
+        "a CREATE {3}\r\na\x7fb",
+        "a CREATE \"a\u{85}b\"",
+        "a CREATE \"a\u{2028}b\"",
+        "a SELECT \"\u{2029}\"",
+        "a RENAME x {1}\r\n\x01",
+        "a STATUS {1}\r\n\x1b (MESSAGES)",
+        "a APPEND \"a\u{9f}\" {1}\r\nx",
+    ] {
+        let r = reason(line);
+        assert!(r.contains("not allowed in mailbox names"), "{line:?}: {r}");
+    }
+    for fine in [
+        "a CREATE \"Entwürfe\"",
+        "a CREATE \"a\u{a0}b\"",
+        "a SELECT \"📬\"",
+    ] {
+        ok(fine);
+    }
+}
