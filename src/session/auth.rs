@@ -117,7 +117,7 @@ impl Session {
             .map_err(|_| HandlerError::Bad("User name is not UTF-8.".into()))?;
         if !authz.is_empty() && authz != authc.as_bytes() {
             // Master-user / proxy authorization is not supported.
-            self.fail_delay().await;
+            self.fail_delay();
             return Err(HandlerError::No(
                 "[AUTHORIZATIONFAILED] Authorization as another user is not allowed.".into(),
             ));
@@ -125,10 +125,12 @@ impl Session {
         self.verify_and_enter(tag, authc, pass.to_vec()).await
     }
 
-    async fn fail_delay(&self) {
+    /// Per-address back-off, growing with recent failures (limits::FailedLogins). The
+    /// connection waits it out before writing the answer ([`Session::take_delay`]), off the
+    /// thread that ran the command.
+    fn fail_delay(&mut self) {
         crate::metrics::global().login(false);
-        // Per-address back-off, growing with recent failures (limits::FailedLogins).
-        async_io::Timer::after(self.shared.limits.failed_login(self.peer.ip())).await;
+        self.delay = Some(self.shared.limits.failed_login(self.peer.ip()));
     }
 
     async fn verify_and_enter(
@@ -142,7 +144,7 @@ impl Session {
         let found = smol::unblock(move || users.authenticate(&u, &password)).await;
         let Some(entry) = found else {
             log::info!("{}: login failed user={user:?}", self.peer);
-            self.fail_delay().await;
+            self.fail_delay();
             return Err(HandlerError::No(
                 "[AUTHENTICATIONFAILED] Authentication failed.".into(),
             ));

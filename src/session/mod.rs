@@ -143,6 +143,8 @@ pub struct Session {
     tls: bool,
     /// Extensions turned on by ENABLE or a CONDSTORE-enabling command (RFC 5161, RFC 7162).
     enabled: condstore::Enabled,
+    /// Set by a failed login: see [`Session::take_delay`].
+    delay: Option<std::time::Duration>,
 }
 
 impl Session {
@@ -156,7 +158,14 @@ impl Session {
             compressed: false,
             tls: false,
             enabled: condstore::Enabled::default(),
+            delay: None,
         }
+    }
+
+    /// How long the connection must wait before writing the last command's answer (a failed
+    /// login's back-off), once.
+    pub fn take_delay(&mut self) -> Option<std::time::Duration> {
+        self.delay.take()
     }
 
     pub fn peer(&self) -> SocketAddr {
