@@ -52,7 +52,19 @@ impl Session {
             Ok(v) => v,
             Err(e) => {
                 self.state = State::Authenticated { user, store };
-                return Err(e.into());
+                let err = HandlerError::from(e);
+                // RFC 7162 §3.2.11, RFC 9051 §6.3.2: the previous mailbox was closed, and
+                // `[CLOSED]` says so even though the new one could not be opened (as Dovecot).
+                if let (true, HandlerError::No(text)) = (was_selected, &err) {
+                    return Ok(Output {
+                        bytes: format!(
+                            "* OK [CLOSED] Previous mailbox closed.\r\n{tag} NO {text}\r\n"
+                        )
+                        .into_bytes(),
+                        action: Action::Continue,
+                    });
+                }
+                return Err(err);
             }
         };
         view.condstore = self.enabled.condstore;

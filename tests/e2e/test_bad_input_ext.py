@@ -233,3 +233,18 @@ def test_control_and_separator_characters_refused(pimap, enable):
             assert r.status in ("NO", "BAD"), (raw, cmd, r.line)
     r = c.ok('LIST "" "*"')
     assert len(r.untagged) == 1, r.untagged  # INBOX only
+
+
+@pytest.mark.parametrize("enable", ["QRESYNC", "IMAP4rev2"])
+def test_closed_even_when_select_fails(pimap, enable):
+    """RFC 7162 §3.2.11 / RFC 9051 §6.3.2: a SELECT of a missing mailbox still closes the
+    selected one, and `* OK [CLOSED]` says so before the tagged NO (Dovecot 2.3 does too)."""
+    c = pimap.login()
+    c.ok(f"ENABLE {enable}")
+    c.ok("SELECT INBOX")
+    r = c.command("SELECT nosuch")
+    assert r.status == "NO", r.line
+    assert r.untagged and r.untagged[0].startswith(b"* OK [CLOSED]"), r.untagged
+    assert c.command("FETCH 1 FLAGS").status == "BAD"
+    r = c.command("EXAMINE nosuch")  # nothing selected now: no [CLOSED]
+    assert r.status == "NO" and not r.untagged, r.untagged

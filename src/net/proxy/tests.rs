@@ -294,3 +294,35 @@ fn read_header_from_a_stream() {
     let e = smol::block_on(read_header(&mut s, Duration::from_secs(5))).unwrap_err();
     assert!(e.0.contains("middle"), "{e}");
 }
+
+#[test]
+fn v2_length_edges() {
+    // The largest header accepted (addresses plus TLVs up to V2_MAX_LEN) and one byte more;
+    // the client's bytes after it are never counted as header.
+    let with_len = |fam: u8, n: usize| {
+        let mut h = V2_SIGNATURE.to_vec();
+        h.extend_from_slice(&[0x21, fam]);
+        h.extend_from_slice(&u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes());
+        h.resize(16 + n, 0);
+        h
+    };
+    let mut max = with_len(0x11, V2_MAX_LEN - 16);
+    max.extend_from_slice(b"a1 NOOP\r\n");
+    let (h, len) = done(&max);
+    assert_eq!(len, V2_MAX_LEN);
+    assert_eq!(h.addresses, tcp("0.0.0.0:0", "0.0.0.0:0"));
+    assert!(bad(&with_len(0x11, V2_MAX_LEN - 15)).contains("over the limit"));
+    assert!(bad(&with_len(0x00, usize::from(u16::MAX))).contains("over the limit"));
+    // A length of 0: LOCAL and UNSPEC need no addresses; TCP needs them.
+    let (h, len) = done(&with_len(0x00, 0));
+    assert_eq!((h.addresses, len), (Addresses::Unknown, 16));
+    assert!(bad(&with_len(0x11, 0)).contains("too short"));
+    assert!(bad(&with_len(0x21, 12)).contains("too short"));
+    // Every prefix of the largest header is "read more", never an error or a panic.
+    for n in 0..V2_MAX_LEN {
+        assert!(
+            matches!(parse(&max[..n]), Ok(Parse::Incomplete)),
+            "prefix {n}"
+        );
+    }
+}
