@@ -248,3 +248,19 @@ def test_closed_even_when_select_fails(pimap, enable):
     assert c.command("FETCH 1 FLAGS").status == "BAD"
     r = c.command("EXAMINE nosuch")  # nothing selected now: no [CLOSED]
     assert r.status == "NO" and not r.untagged, r.untagged
+
+
+def test_huge_wildcard_list_pattern_is_cheap(pimap):
+    """A LIST pattern filling most of a 64 KiB line with wildcards, against 20 mailboxes with
+    long names: answered in well under the socket timeout (was |pattern|·|name| per name)."""
+    import time
+    c = pimap.login()
+    for i in range(20):
+        c.ok(f"CREATE {'x' * 200}{i}")
+    stars = "*%" * 15000
+    t = time.monotonic()
+    r = c.ok(f'LIST "" "{stars}x{stars}0"')
+    assert len(r.untagged) == 2, r.untagged  # ...0 and ...10
+    c.ok(f'LSUB "" "{stars}"')
+    c.ok(f'LIST (SUBSCRIBED) "" ("{stars}y" "{stars}")')
+    assert time.monotonic() - t < 5
