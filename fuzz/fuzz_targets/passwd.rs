@@ -35,10 +35,12 @@ fuzz_target!(|data: &[u8]| {
             if let Some(line) = text.split('\n').nth(e.line - 1) {
                 let fields: Vec<&str> = line.split(':').collect();
                 if let Some(pw) = fields.get(1) {
+                    // Reasons quote names escaped ({:?}): `\0` next to digits can spell a
+                    // run of digits that is also the password field.
                     let elsewhere = fields
                         .iter()
                         .enumerate()
-                        .any(|(i, f)| i != 1 && f.contains(pw));
+                        .any(|(i, f)| i != 1 && (f.contains(pw) || format!("{f:?}").contains(pw)));
                     // Hash-like (no space or quote, which the reason's own words contain).
                     let hashlike = pw.chars().all(|c| c.is_ascii_graphic() && c != '"');
                     if pw.len() >= 8 && hashlike && !elsewhere {
