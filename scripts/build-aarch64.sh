@@ -191,6 +191,12 @@ AWS_ACCESS_KEY_ID=AK AWS_SECRET_ACCESS_KEY=SK $QEMU "$STRIPPED" sync --once \
 ls "$smoke/data/mail/alice/new" | grep -q . || die "sync delivered nothing"
 
 imapport=$(free_port)
+# As root, serve binds and then drops to --run-as (default 5000:5000, the vmail ids): give it
+# the data, as a deployment would.
+if [ "$(id -u)" -eq 0 ]; then
+    chmod 0755 "$smoke"
+    chown -R 5000:5000 "$smoke/data"
+fi
 $QEMU "$STRIPPED" serve --data-dir "$smoke/data" --imap-listen "127.0.0.1:$imapport" \
     >"$smoke/serve.log" 2>&1 &
 pids+=($!)
