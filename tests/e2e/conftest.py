@@ -141,6 +141,27 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     raise RuntimeError(f"server did not listen on {port} within {timeout}s:\n{_tail(log)}")
 
 
+def wait_for_greeting(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30.0,
+                      first: bytes = b"") -> None:
+    """Until a connection gets an IMAP greeting. Dovecot's listener accepts before its
+    imap-login and auth processes are ready, and under load (seen in CI order after the
+    privilege-drop and PROXY tests) its first greeting can take more than a client's 10 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as s:
+                if first:
+                    s.sendall(first)  # e.g. a PROXY header, for a listener that needs one
+                if s.recv(64).startswith(b"* OK"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"no IMAP greeting on {port} within {timeout}s:\n{_tail(log)}")
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 5.0, group: bool = False) -> None:
     if group:
         # Our own session leader (start_new_session): its group is ours to end.
@@ -382,6 +403,7 @@ def start_dovecot(workdir: Path, users_file: Path, mail_root: Path) -> Server:
                                 stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True)
     try:
         wait_for_port(port, proc, out)
+        wait_for_greeting(port, proc, log)
     except Exception:
         stop_process(proc, group=True)
         raise

@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from conftest import (DOVECOT_CONF, HOST, MAX_MESSAGE_SIZE, USERS, Server, attach, free_port,
+                      wait_for_greeting,
                       next_source_address, start_pimap, stop_process, wait_for_port)
 from imapwire import Closed, Conn
 from test_tls import TestCA, caps_of, start_tls_pimap, wait_log
@@ -257,6 +258,7 @@ def start_proxy_dovecot(request, workdir):
                                 cwd=workdir, start_new_session=True)
     try:
         wait_for_port(port, proc, out)
+        wait_for_greeting(port, proc, out, first=b"PROXY TCP4 127.0.0.1 127.0.0.1 1 143\r\n")
     except Exception:
         stop_process(proc, group=True)
         raise
