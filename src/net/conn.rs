@@ -282,11 +282,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 if std::mem::take(&mut first_input) && super::proxy::looks_like_header(input) {
                     // PROXY spec §2: never honour a header from a peer outside
                     // --proxy-trusted-networks; say why and close.
-                    let _ = write(
-                        &mut stream,
-                        b"* BYE PROXY protocol header not accepted from this address.\r\n",
-                    )
-                    .await;
+                    let _ = write(&mut stream, super::proxy::UNTRUSTED_BYE).await;
                     return Ok("PROXY header from an untrusted peer, refused".into());
                 }
                 framer.push(input);

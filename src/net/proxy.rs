@@ -174,6 +174,10 @@ pub fn parse(buf: &[u8]) -> Result<Parse, ProxyError> {
     }
 }
 
+/// The answer to a PROXY header from a peer outside `--proxy-trusted-networks` (spec §2:
+/// never honoured), on the plain and the TLS listener alike.
+pub const UNTRUSTED_BYE: &[u8] = b"* BYE PROXY protocol header not accepted from this address.\r\n";
+
 /// Does `buf` (the first bytes a client sent, possibly only part of them) start like a PROXY
 /// header? Used on connections from peers that are not trusted to send one: such a header is
 /// refused, never honoured. A line such as `PROXY CAPABILITY` (an IMAP command with the tag

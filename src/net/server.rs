@@ -228,11 +228,7 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
             let first = first.get(..n).unwrap_or_default();
             if proxy::looks_like_header(first) {
                 bye("PROXY header from an untrusted peer, refused".into());
-                let _ = write_all(
-                    &mut stream,
-                    b"* BYE PROXY protocol header not accepted from this address.\r\n",
-                )
-                .await;
+                let _ = write_all(&mut stream, proxy::UNTRUSTED_BYE).await;
                 return;
             }
             stream = proxy::Rewind::stream(first.to_vec(), stream);
