@@ -935,6 +935,17 @@ fn salvage_highest(text: &str) -> u64 {
 mod tests {
     use super::*;
 
+    /// Append `n` pseudo-random characters from `alphabet` (a linear congruential generator:
+    /// reproducible, no dependency).
+    fn push_noise(s: &mut String, seed: &mut u32, n: usize, alphabet: &[u8]) {
+        for _ in 0..n {
+            *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            if let Some(&b) = alphabet.get((*seed >> 16) as usize % alphabet.len()) {
+                s.push(b as char);
+            }
+        }
+    }
+
     fn meta(uid: u32, system: u8, kws: &[&str]) -> MessageMeta {
         MessageMeta {
             uid,
@@ -1014,10 +1025,7 @@ mod tests {
         let mut seed: u32 = 7;
         for len in 0..400 {
             let mut s = String::from("pimap-modseq 1 V1 H20 E5\n");
-            for _ in 0..len % 60 {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                s.push(b"MX 0123456789abcdefH\nVE-"[(seed >> 16) as usize % 24] as char);
-            }
+            push_noise(&mut s, &mut seed, len % 60, b"MX 0123456789abcdefH\nVE-");
             let _ = ModSeqFile::parse(&s);
         }
         assert_eq!(salvage_highest("pimap-modseq 9 H77 junk"), 77);
@@ -1212,10 +1220,7 @@ mod tests {
         let mut seed: u32 = 11;
         for len in 0..600 {
             let mut s = String::from("pimap-modseq 1 V1 H20 E5\nM 1 7 00000000000000ff\nJ ");
-            for _ in 0..len % 70 {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                s.push(b"JMX :0123456789abcdefH\n"[(seed >> 16) as usize % 23] as char);
-            }
+            push_noise(&mut s, &mut seed, len % 70, b"JMX :0123456789abcdefH\n");
             let _ = ModSeqFile::parse(&s);
             let _ = Change::decode(s.as_bytes());
         }
