@@ -1,10 +1,21 @@
-//! Command line: `pimap serve | check | pw`. Every flag can also come from `PIMAP_<FLAG>`.
+//! Command line: `pimap serve | check | pw | sync`. Every flag can also come from
+//! `PIMAP_<FLAG>`.
+//!
+//! Owns: every clap type. The flags become plain settings here, once
+//! ([`ServeArgs::settings`], [`SyncArgs::settings`]); the layers below (`config`, `net`,
+//! `sync`) never see clap. Never: holds logic a library caller would need.
 
-use crate::config::Config;
+use crate::config::{Config, ServeSettings};
+use crate::limits::Limits;
+use crate::net::server::NetConfig;
+use crate::sync::config::{parse_duration, parse_route_prefix, parse_virus_action, VirusAction};
+use crate::sync::plan::AfterDelivery;
+use crate::sync::SyncSettings;
 use clap::{Args, Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,7 +37,7 @@ pub enum Cmd {
     /// Read a password (prompt or stdin) and print a `{SCHEME}hash` for the users file.
     Pw(PwArgs),
     /// Copy new SES messages from an S3 bucket into the users' Maildirs (exactly once).
-    Sync(crate::sync::SyncArgs),
+    Sync(SyncArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -87,24 +98,24 @@ pub struct ServeArgs {
     pub max_connections_per_ip: usize,
     /// Time from connecting to a completed login (the whole login, however slow the client).
     #[arg(long, env = "PIMAP_LOGIN_TIMEOUT", default_value = "60s",
-          value_parser = crate::sync::config::parse_duration)]
-    pub login_timeout: std::time::Duration,
+          value_parser = parse_duration)]
+    pub login_timeout: Duration,
     /// Autologout after this long without a command (RFC 3501 §5.4 asks for at least 30m).
     #[arg(long, env = "PIMAP_IDLE_TIMEOUT", default_value = "30m",
-          value_parser = crate::sync::config::parse_duration)]
-    pub idle_timeout: std::time::Duration,
+          value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// Time to finish a command once it started, plus its literals' time at 4 KiB/s.
     #[arg(long, env = "PIMAP_COMMAND_TIMEOUT", default_value = "60s",
-          value_parser = crate::sync::config::parse_duration)]
-    pub command_timeout: std::time::Duration,
+          value_parser = parse_duration)]
+    pub command_timeout: Duration,
     /// Delay before answering a failed login; doubles per recent failure from the address.
     #[arg(long, env = "PIMAP_FAILED_LOGIN_DELAY", default_value = "2s",
-          value_parser = crate::sync::config::parse_duration)]
-    pub failed_login_delay: std::time::Duration,
+          value_parser = parse_duration)]
+    pub failed_login_delay: Duration,
     /// Cap of the failed-login delay.
     #[arg(long, env = "PIMAP_MAX_LOGIN_DELAY", default_value = "30s",
-          value_parser = crate::sync::config::parse_duration)]
-    pub max_login_delay: std::time::Duration,
+          value_parser = parse_duration)]
+    pub max_login_delay: Duration,
     /// error, warn, info, debug or trace.
     #[arg(long, env = "PIMAP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -114,7 +125,207 @@ pub struct ServeArgs {
     pub autocreate_folders: bool,
     /// The built-in S3 sync (runs inside the server when --sync-interval and --s3-bucket are set).
     #[command(flatten)]
-    pub sync: crate::sync::SyncOptions,
+    pub sync: SyncOptions,
+}
+
+impl ServeArgs {
+    /// The server's settings (everything but logging and the S3 sync).
+    pub fn settings(&self) -> ServeSettings {
+        ServeSettings {
+            data_dir: self.data_dir.clone(),
+            imap_listen: self.imap_listen.clone(),
+            imaps_listen: self.imaps_listen.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            proxy_trusted_networks: self.proxy_trusted_networks.clone(),
+            users: self.users.clone(),
+            mail_location: self.mail_location.clone(),
+            allow_plaintext_auth: self.allow_plaintext_auth,
+            autocreate_folders: self.autocreate_folders,
+            limits: Limits {
+                max_message_size: self.max_message_size,
+                max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                login_timeout: self.login_timeout,
+                idle_timeout: self.idle_timeout,
+                command_timeout: self.command_timeout,
+                failed_login_delay: self.failed_login_delay,
+                max_login_delay: self.max_login_delay,
+                ..Limits::default()
+            },
+            run_as: self.run_as,
+            http_listen: self.http_listen,
+        }
+    }
+
+    /// The built-in sync's settings: `serve`'s own `--data-dir`, `--users`, `--mail-location`
+    /// and `--max-message-size`, and the sync flags.
+    pub fn sync_settings(&self) -> SyncSettings {
+        self.sync.settings(
+            &self.data_dir,
+            &self.users,
+            &self.mail_location,
+            self.max_message_size,
+        )
+    }
+}
+
+/// `pimap sync` flags. `--data-dir`, `--users` and `--mail-location` are the same as
+/// `pimap serve`'s; the rest is in [`SyncOptions`], which `serve` can flatten in as well.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Directory for pimap's data (default users file, default mail location).
+    #[arg(long, env = "PIMAP_DATA_DIR", default_value = "./pimap-data")]
+    pub data_dir: PathBuf,
+    /// Dovecot passwd-file with the users (default: DATA_DIR/users, created with a demo user).
+    #[arg(long, env = "PIMAP_USERS")]
+    pub users: Option<PathBuf>,
+    /// Where each user's Maildir is: `%u` user, `%n` local part, `%d` domain, `~` home
+    /// (a `maildir:` prefix is accepted). Default: DATA_DIR/mail/%u.
+    #[arg(long, env = "PIMAP_MAIL_LOCATION")]
+    pub mail_location: Option<String>,
+    /// Largest message, bytes: larger objects are skipped (logged with their key).
+    #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_size: u64,
+    /// Run one pass and exit (exit code 1 if anything failed): for a CronJob.
+    #[arg(long, env = "PIMAP_SYNC_ONCE")]
+    pub once: bool,
+    #[command(flatten)]
+    pub opts: SyncOptions,
+}
+
+/// The S3 sync's own flags (shared by `pimap sync` and `pimap serve --sync-interval`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncOptions {
+    /// Run a pass every DURATION (`30s`, `5m`, `1h`); with `serve`, inside the server.
+    #[arg(long, env = "PIMAP_SYNC_INTERVAL", value_parser = parse_duration)]
+    pub sync_interval: Option<Duration>,
+    /// The bucket SES writes to.
+    #[arg(long, env = "PIMAP_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Only objects under this key prefix (e.g. `inbound/`).
+    #[arg(long, env = "PIMAP_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+    /// The bucket's region (used for signing and the default endpoint).
+    #[arg(long, env = "PIMAP_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL).
+    #[arg(long, env = "PIMAP_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// `path` or `virtual` (default: virtual-hosted for AWS, path-style for --s3-endpoint).
+    #[arg(long, env = "PIMAP_S3_URL_STYLE")]
+    pub s3_url_style: Option<String>,
+    /// AWS shared-credentials file (`[profile]` with aws_access_key_id / aws_secret_access_key
+    /// / aws_session_token). Otherwise AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    /// AWS_SESSION_TOKEN, each also as a `*_FILE` variable naming a file that holds it.
+    #[arg(long, env = "PIMAP_S3_CREDENTIALS_FILE")]
+    pub s3_credentials_file: Option<PathBuf>,
+    /// Profile in the credentials file.
+    #[arg(long, env = "PIMAP_S3_PROFILE", default_value = "default")]
+    pub s3_profile: String,
+    /// Per-request network timeout (connect, response, each read).
+    #[arg(long, env = "PIMAP_S3_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub s3_timeout: Duration,
+    /// Attempts per request for 5xx, throttling, timeouts and resets (with backoff).
+    #[arg(long, env = "PIMAP_S3_RETRIES", default_value_t = 5)]
+    pub s3_retries: u32,
+    /// Concurrent GETs.
+    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 8)]
+    pub s3_concurrency: usize,
+    /// The ledger of delivered keys (default DATA_DIR/s3-sync-BUCKET.ledger; lock beside it).
+    #[arg(long, env = "PIMAP_S3_STATE_FILE")]
+    pub s3_state_file: Option<PathBuf>,
+    /// Deliver everything to this user (single-user setups).
+    #[arg(long, env = "PIMAP_DELIVER_TO")]
+    pub deliver_to: Option<String>,
+    /// Route by key prefix: `PREFIX=ADDRESS` (repeatable; env: comma-separated).
+    #[arg(long, env = "PIMAP_ROUTE_PREFIX", value_delimiter = ',', value_parser = parse_route_prefix)]
+    pub route_prefix: Vec<(String, String)>,
+    /// Route by a header a receipt rule's add-header action stamps in (e.g. `X-Mail-To`).
+    #[arg(long, env = "PIMAP_ROUTE_HEADER")]
+    pub route_header: Option<String>,
+    /// Aliases file: `alias@domain: user` and `@domain: user` (catch-all) lines.
+    #[arg(long, env = "PIMAP_ALIASES")]
+    pub aliases: Option<PathBuf>,
+    /// Domains whose local part may match a user name without a domain (repeatable).
+    #[arg(long, env = "PIMAP_LOCAL_DOMAIN", value_delimiter = ',')]
+    pub local_domain: Vec<String>,
+    /// User that gets unroutable mail (logged with its object key).
+    #[arg(long, env = "PIMAP_POSTMASTER")]
+    pub postmaster: Option<String>,
+    /// Maildir++ folder for `X-SES-Spam-Verdict: FAIL` mail.
+    #[arg(long, env = "PIMAP_JUNK_FOLDER", default_value = ".Junk")]
+    pub junk_folder: String,
+    /// `X-SES-Virus-Verdict: FAIL` mail: quarantine (a Maildir users can't see), junk or inbox.
+    #[arg(long, env = "PIMAP_VIRUS_ACTION", value_parser = parse_virus_action, default_value = "quarantine")]
+    pub virus_action: VirusAction,
+    /// The quarantine Maildir (default DATA_DIR/quarantine).
+    #[arg(long, env = "PIMAP_QUARANTINE_DIR")]
+    pub quarantine_dir: Option<PathBuf>,
+    /// After delivery: keep, delete, or move:PREFIX (copy under PREFIX, then delete).
+    #[arg(long, env = "PIMAP_AFTER_DELIVERY", default_value = "keep")]
+    pub after_delivery: AfterDelivery,
+}
+
+impl SyncOptions {
+    /// True when a bucket is configured (so `serve` knows whether to start the timer).
+    pub fn is_configured(&self) -> bool {
+        self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty())
+    }
+
+    /// These flags with the ones `sync` shares with `serve`.
+    fn settings(
+        &self,
+        data_dir: &std::path::Path,
+        users: &Option<PathBuf>,
+        mail_location: &Option<String>,
+        max_message_size: u64,
+    ) -> SyncSettings {
+        SyncSettings {
+            data_dir: data_dir.to_path_buf(),
+            users: users.clone(),
+            mail_location: mail_location.clone(),
+            max_message_size,
+            s3_bucket: self.s3_bucket.clone(),
+            s3_prefix: self.s3_prefix.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_url_style: self.s3_url_style.clone(),
+            s3_credentials_file: self.s3_credentials_file.clone(),
+            s3_profile: self.s3_profile.clone(),
+            s3_timeout: self.s3_timeout,
+            s3_retries: self.s3_retries,
+            s3_concurrency: self.s3_concurrency,
+            s3_state_file: self.s3_state_file.clone(),
+            deliver_to: self.deliver_to.clone(),
+            route_prefix: self.route_prefix.clone(),
+            route_header: self.route_header.clone(),
+            aliases: self.aliases.clone(),
+            local_domain: self.local_domain.clone(),
+            postmaster: self.postmaster.clone(),
+            junk_folder: self.junk_folder.clone(),
+            virus_action: self.virus_action,
+            quarantine_dir: self.quarantine_dir.clone(),
+            after_delivery: self.after_delivery.clone(),
+        }
+    }
+}
+
+impl SyncArgs {
+    /// The sync's settings.
+    pub fn settings(&self) -> SyncSettings {
+        self.opts.settings(
+            &self.data_dir,
+            &self.users,
+            &self.mail_location,
+            self.max_message_size,
+        )
+    }
+
+    /// How often `pimap sync` runs a pass in the foreground; `None`: once, then exit.
+    pub fn every(&self) -> Option<Duration> {
+        self.opts.sync_interval.filter(|_| !self.once)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -155,10 +366,10 @@ pub fn main() -> i32 {
                 eprintln!("pimap: {e}");
                 return 1;
             }
-            match Config::from_args(&args, true) {
-                Ok(cfg) => {
+            match load(&args, true) {
+                Ok((cfg, net)) => {
                     let (users, root) = (cfg.users_path.clone(), cfg.mail_location.fixed_root());
-                    match crate::net::server::run(cfg, || after_bind(&args, &users, root)) {
+                    match crate::net::server::run(cfg, net, || after_bind(&args, &users, root)) {
                         Ok(()) => 0,
                         Err(e) => {
                             log::error!("{e}");
@@ -173,8 +384,8 @@ pub fn main() -> i32 {
                 }
             }
         }
-        Cmd::Check(args) => match Config::from_args(&args, false) {
-            Ok(cfg) => match cfg.check_report() {
+        Cmd::Check(args) => match load(&args, false) {
+            Ok((cfg, net)) => match check_report(&cfg, &net) {
                 Ok(report) => {
                     print!("{report}");
                     0
@@ -192,9 +403,68 @@ pub fn main() -> i32 {
         Cmd::Pw(args) => pw(args),
         Cmd::Sync(args) => {
             init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
-            crate::sync::main_once(args)
+            crate::sync::main_once(args.settings(), args.every())
         }
     }
+}
+
+/// `serve` and `check`: the configuration, then the network layer's TLS certificate and PROXY
+/// networks; either's problem is a configuration error.
+fn load(args: &ServeArgs, create_default: bool) -> Result<(Config, NetConfig), String> {
+    let cfg = Config::from_settings(&args.settings(), create_default)?;
+    let net = NetConfig::load(&cfg)?;
+    Ok((cfg, net))
+}
+
+/// What `pimap check` prints; an error if any user's mail root cannot be resolved.
+fn check_report(cfg: &Config, net: &NetConfig) -> Result<String, String> {
+    let names = cfg.users.user_names();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "users file: {} ({} users)\n",
+        cfg.users_path.display(),
+        names.len()
+    ));
+    for n in &names {
+        let u = cfg
+            .users
+            .lookup(n)
+            .ok_or_else(|| format!("user {n:?} vanished"))?;
+        let root = cfg.mail_location.resolve(n, u.home.as_deref())?;
+        s.push_str(&format!("  {n}: mail in {}\n", root.display()));
+    }
+    for a in &cfg.imap_listen {
+        s.push_str(&format!("imap listen: {a}\n"));
+    }
+    for a in &cfg.imaps_listen {
+        s.push_str(&format!("imaps listen: {a}\n"));
+    }
+    match &net.tls {
+        Some(t) => s.push_str(&format!(
+            "TLS: certificate {} (STARTTLS offered)\n",
+            t.cert_path().display()
+        )),
+        None => s.push_str("TLS: off (no --tls-cert)\n"),
+    }
+    if !net.proxy_trusted.is_empty() {
+        s.push_str(&format!(
+            "PROXY protocol required from: {}\n",
+            net.proxy_trusted
+        ));
+    }
+    s.push_str(&format!(
+        "plaintext auth: {}\n",
+        if cfg.allow_plaintext_auth {
+            "allowed everywhere"
+        } else {
+            "loopback and TLS connections only"
+        }
+    ));
+    s.push_str(&format!(
+        "max message size: {} bytes\n",
+        cfg.limits.max_message_size
+    ));
+    Ok(s)
 }
 
 /// `serve`, once the ports are bound: become `--run-as` when started as root (privdrop), check
@@ -257,12 +527,12 @@ fn start_sync(args: &ServeArgs) -> Result<(), String> {
             "--s3-bucket is set but --sync-interval is not: say how often to sync (e.g. 1m)".into(),
         ),
         (Some(interval), true) => {
-            let sargs = crate::sync::SyncArgs::from_serve(args, opts.clone());
+            let settings = args.sync_settings();
             let env = |k: &str| std::env::var(k).ok();
-            crate::sync::config::SyncConfig::from_args(&sargs, &env)
+            crate::sync::config::SyncConfig::from_settings(&settings, &env)
                 .map_err(|e| format!("S3 sync: {e}"))?;
             log::info!("S3 sync every {interval:?}");
-            crate::sync::spawn_periodic(sargs, interval);
+            crate::sync::spawn_periodic(settings, interval);
             Ok(())
         }
     }
@@ -318,5 +588,110 @@ fn pw(args: PwArgs) -> i32 {
             eprintln!("pimap pw: {}", e.0);
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Cmd, String> {
+        let argv = std::iter::once("pimap").chain(argv.iter().copied());
+        Cli::try_parse_from(argv)
+            .map(|c| c.command)
+            .map_err(|e| e.to_string())
+    }
+
+    fn sync_args(argv: &[&str]) -> SyncArgs {
+        match parse(&[&["sync"], argv].concat()) {
+            Ok(Cmd::Sync(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sync_flags_become_plain_settings() {
+        let a = sync_args(&[
+            "--data-dir",
+            "/srv/pd",
+            "--s3-bucket",
+            "mail-in",
+            "--s3-url-style",
+            "path",
+            "--route-prefix",
+            "in/a/=a@example.org,in/b/=b@example.org",
+            "--virus-action",
+            "junk",
+            "--after-delivery",
+            "move:done/",
+            "--s3-timeout",
+            "90s",
+            "--sync-interval",
+            "5m",
+        ]);
+        let s = a.settings();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/pd"));
+        assert_eq!(s.s3_bucket.as_deref(), Some("mail-in"));
+        assert_eq!(s.s3_url_style.as_deref(), Some("path"));
+        assert_eq!(s.s3_region, "us-east-1");
+        assert_eq!(s.s3_prefix, "");
+        assert_eq!(s.junk_folder, ".Junk");
+        assert_eq!(s.s3_timeout, Duration::from_secs(90));
+        assert_eq!(s.s3_concurrency, 8);
+        assert_eq!(s.max_message_size, 64 * 1024 * 1024);
+        assert_eq!(
+            s.route_prefix,
+            [
+                ("in/a/".to_string(), "a@example.org".to_string()),
+                ("in/b/".to_string(), "b@example.org".to_string())
+            ]
+        );
+        assert_eq!(s.virus_action, VirusAction::Junk);
+        assert_eq!(s.after_delivery, AfterDelivery::Move("done/".into()));
+        assert_eq!(a.every(), Some(Duration::from_secs(300)));
+        let once = sync_args(&["--s3-bucket", "b", "--sync-interval", "5m", "--once"]);
+        assert_eq!(once.every(), None);
+        assert_eq!(sync_args(&["--s3-bucket", "b"]).every(), None);
+        assert!(parse(&["sync", "--after-delivery", "shred"]).is_err());
+        assert!(parse(&["sync", "--virus-action", "ignore"]).is_err());
+        assert!(parse(&["sync", "--route-prefix", "in/a/"]).is_err());
+    }
+
+    #[test]
+    fn serve_flags_become_plain_settings() {
+        let Ok(Cmd::Serve(a)) = parse(&[
+            "serve",
+            "--max-connections",
+            "7",
+            "--failed-login-delay",
+            "3s",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--proxy-trusted-networks",
+            "10.0.0.0/8,192.168.1.5",
+            "--users",
+            "/etc/pimap/users",
+            "--s3-bucket",
+            "b",
+        ]) else {
+            panic!("serve did not parse")
+        };
+        let s = a.settings();
+        assert_eq!(s.limits.max_connections, 7);
+        assert_eq!(s.limits.max_connections_per_ip, 50);
+        assert_eq!(s.limits.failed_login_delay, Duration::from_secs(3));
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(s.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(s.tls_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(s.proxy_trusted_networks, ["10.0.0.0/8", "192.168.1.5"]);
+        assert!(s.autocreate_folders);
+        // The built-in sync shares serve's users file and data directory.
+        let sync = a.sync_settings();
+        assert_eq!(sync.users, Some(PathBuf::from("/etc/pimap/users")));
+        assert_eq!(sync.data_dir, a.data_dir);
+        assert_eq!(sync.s3_bucket.as_deref(), Some("b"));
+        assert!(parse(&["serve", "--tls-cert", "c.pem"]).is_err());
     }
 }

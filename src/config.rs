@@ -1,22 +1,57 @@
-//! Resolved configuration: the CLI's flags turned into paths and values, validated once at
-//! start-up so that a misconfiguration is one clear error, not a crash loop.
+//! Resolved configuration: the server's settings ([`ServeSettings`], plain values the command
+//! line fills in) turned into paths and values, validated once at start-up so that a
+//! misconfiguration is one clear error, not a crash loop.
+//!
+//! Owns: the users file (and the default one with a demo user), the mail location template,
+//! the limits. Never: names a command-line or network type; the TLS certificate and the PROXY
+//! networks are only carried here as given, `net` loads them (`net::server::NetConfig`).
 
 use crate::auth::UserDb;
-use crate::cli::ServeArgs;
 use crate::limits::Limits;
+use crate::privdrop::RunAs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What the server is asked to do, as given (`pimap serve`'s and `pimap check`'s flags):
+/// nothing read or checked yet.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub data_dir: PathBuf,
+    pub imap_listen: Vec<SocketAddr>,
+    pub imaps_listen: Vec<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CIDR lists as given (commas and/or spaces inside an item are allowed).
+    pub proxy_trusted_networks: Vec<String>,
+    /// The passwd-file (default `DATA_DIR/users`).
+    pub users: Option<PathBuf>,
+    /// The mail location template (default `DATA_DIR/mail/%u`).
+    pub mail_location: Option<String>,
+    pub allow_plaintext_auth: bool,
+    pub autocreate_folders: bool,
+    /// `max_login_delay` below `failed_login_delay` is raised to it.
+    pub limits: Limits,
+    pub run_as: RunAs,
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// Where the certificate chain and its key are (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 pub struct Config {
     pub data_dir: PathBuf,
     pub imap_listen: Vec<SocketAddr>,
     /// Implicit-TLS listeners (RFC 8314); non-empty only with `tls`.
     pub imaps_listen: Vec<SocketAddr>,
-    /// The certificate and key (IMAPS, STARTTLS), loaded and checked at start-up.
-    pub tls: Option<Arc<crate::net::tls::Tls>>,
-    /// Peers that must send a PROXY header (and the only ones allowed to).
-    pub proxy_trusted: crate::net::proxy::TrustedNetworks,
+    /// The certificate and key (IMAPS, STARTTLS), if configured.
+    pub tls: Option<TlsFiles>,
+    /// Peers that must send a PROXY header (and the only ones allowed to), as given.
+    pub proxy_trusted_networks: Vec<String>,
     pub users_path: PathBuf,
     pub users: Arc<UserDb>,
     pub mail_location: MailLocation,
@@ -24,7 +59,7 @@ pub struct Config {
     pub autocreate_folders: bool,
     pub limits: Limits,
     /// `--run-as`: who to become after binding, when started as root.
-    pub run_as: crate::privdrop::RunAs,
+    pub run_as: RunAs,
     /// `--http-listen`: the /healthz and /metrics endpoint, if enabled.
     pub http_listen: Option<SocketAddr>,
 }
@@ -130,7 +165,7 @@ impl MailLocation {
 impl Config {
     /// Resolve `args`. With `create_default` (`serve`), a missing default users file is created
     /// holding a `demo` user with a random password, printed once.
-    pub fn from_args(args: &ServeArgs, create_default: bool) -> Result<Config, String> {
+    pub fn from_settings(args: &ServeSettings, create_default: bool) -> Result<Config, String> {
         let data_dir = args.data_dir.clone();
         let users_path = match &args.users {
             Some(p) => p.clone(),
@@ -144,13 +179,20 @@ impl Config {
         };
         let mail_location = match &args.mail_location {
             Some(s) => MailLocation::parse(s)?,
-            None => MailLocation::parse(&format!("{}/mail/%u", absolutize(&data_dir).display()))?,
+            None => {
+                let abs = std::path::absolute(&data_dir)
+                    .map_err(|e| format!("data directory {}: {e}", data_dir.display()))?;
+                MailLocation::parse(&format!("{}/mail/%u", abs.display()))?
+            }
         };
         if args.imap_listen.is_empty() {
             return Err("no --imap-listen address".into());
         }
         let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => Some(Arc::new(crate::net::tls::Tls::load(c, k)?)),
+            (Some(c), Some(k)) => Some(TlsFiles {
+                cert: c.clone(),
+                key: k.clone(),
+            }),
             (None, None) => None,
             (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
             (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
@@ -158,29 +200,18 @@ impl Config {
         if !args.imaps_listen.is_empty() && tls.is_none() {
             return Err("--imaps-listen needs a certificate: set --tls-cert and --tls-key".into());
         }
-        let proxy_trusted =
-            crate::net::proxy::TrustedNetworks::parse(&args.proxy_trusted_networks)?;
         let users = UserDb::load(&users_path)?;
-        if args.max_connections == 0 || args.max_connections_per_ip == 0 {
+        if args.limits.max_connections == 0 || args.limits.max_connections_per_ip == 0 {
             return Err("--max-connections and --max-connections-per-ip must be at least 1".into());
         }
-        let limits = Limits {
-            max_message_size: args.max_message_size,
-            max_connections: args.max_connections,
-            max_connections_per_ip: args.max_connections_per_ip,
-            login_timeout: args.login_timeout,
-            idle_timeout: args.idle_timeout,
-            command_timeout: args.command_timeout,
-            failed_login_delay: args.failed_login_delay,
-            max_login_delay: args.max_login_delay.max(args.failed_login_delay),
-            ..Limits::default()
-        };
+        let mut limits = args.limits.clone();
+        limits.max_login_delay = limits.max_login_delay.max(limits.failed_login_delay);
         Ok(Config {
             data_dir,
             imap_listen: args.imap_listen.clone(),
             imaps_listen: args.imaps_listen.clone(),
             tls,
-            proxy_trusted,
+            proxy_trusted_networks: args.proxy_trusted_networks.clone(),
             users_path,
             users: Arc::new(users),
             mail_location,
@@ -190,67 +221,6 @@ impl Config {
             run_as: args.run_as,
             http_listen: args.http_listen,
         })
-    }
-
-    /// What `pimap check` prints; an error if any user's mail root cannot be resolved.
-    pub fn check_report(&self) -> Result<String, String> {
-        let names = self.users.user_names();
-        let mut s = String::new();
-        s.push_str(&format!(
-            "users file: {} ({} users)\n",
-            self.users_path.display(),
-            names.len()
-        ));
-        for n in &names {
-            let u = self
-                .users
-                .lookup(n)
-                .ok_or_else(|| format!("user {n:?} vanished"))?;
-            let root = self.mail_location.resolve(n, u.home.as_deref())?;
-            s.push_str(&format!("  {n}: mail in {}\n", root.display()));
-        }
-        for a in &self.imap_listen {
-            s.push_str(&format!("imap listen: {a}\n"));
-        }
-        for a in &self.imaps_listen {
-            s.push_str(&format!("imaps listen: {a}\n"));
-        }
-        match &self.tls {
-            Some(t) => s.push_str(&format!(
-                "TLS: certificate {} (STARTTLS offered)\n",
-                t.cert_path().display()
-            )),
-            None => s.push_str("TLS: off (no --tls-cert)\n"),
-        }
-        if !self.proxy_trusted.is_empty() {
-            s.push_str(&format!(
-                "PROXY protocol required from: {}\n",
-                self.proxy_trusted
-            ));
-        }
-        s.push_str(&format!(
-            "plaintext auth: {}\n",
-            if self.allow_plaintext_auth {
-                "allowed everywhere"
-            } else {
-                "loopback and TLS connections only"
-            }
-        ));
-        s.push_str(&format!(
-            "max message size: {} bytes\n",
-            self.limits.max_message_size
-        ));
-        Ok(s)
-    }
-}
-
-fn absolutize(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 

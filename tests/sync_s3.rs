@@ -10,8 +10,9 @@
 //! Run: `scripts/install-s3-tools.sh && cargo test --test sync_s3`.
 
 use clap::Parser;
+use pimap::cli::SyncArgs;
 use pimap::sync::s3::{Retry, S3Client, S3Config};
-use pimap::sync::{PassReport, SyncArgs};
+use pimap::sync::{PassReport, SyncSettings};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -336,9 +337,9 @@ impl Setup {
         v
     }
 
-    fn args(&self, endpoint: &str, extra: &[&str]) -> SyncArgs {
+    fn args(&self, endpoint: &str, extra: &[&str]) -> SyncSettings {
         let argv = std::iter::once("sync".to_string()).chain(self.argv(endpoint, extra));
-        Wrap::try_parse_from(argv).unwrap().args
+        Wrap::try_parse_from(argv).unwrap().args.settings()
     }
 
     fn run(&self, endpoint: &str, extra: &[&str]) -> Result<PassReport, String> {
@@ -1084,10 +1085,11 @@ fn sync_options_flatten_into_serve_args() {
         "10",
     ])
     .unwrap();
-    let args = SyncArgs::from_serve(&p.serve, p.serve.sync.clone());
-    assert_eq!(args.opts.sync_interval, Some(Duration::from_secs(300)));
-    assert_eq!(args.max_message_size, 10);
-    assert!(args.opts.is_configured());
+    let settings = p.serve.sync_settings();
+    assert_eq!(p.serve.sync.sync_interval, Some(Duration::from_secs(300)));
+    assert_eq!(settings.max_message_size, 10);
+    assert_eq!(settings.s3_bucket.as_deref(), Some("b"));
+    assert!(p.serve.sync.is_configured());
 }
 
 /// `spawn_periodic` (what `serve --sync-interval` runs) picks new objects up on its own.
@@ -1196,6 +1198,6 @@ fn child_sync_entry() {
         let argv =
             std::iter::once("sync".to_string()).chain(joined.split('\u{1f}').map(String::from));
         let args = Wrap::try_parse_from(argv).unwrap().args;
-        std::process::exit(pimap::sync::main_once(args));
+        std::process::exit(pimap::sync::main_once(args.settings(), args.every()));
     }
 }

@@ -17,6 +17,28 @@ use async_io::Async;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
+/// The network layer's own settings, loaded from the configuration's plain values: the TLS
+/// certificate and key (read and checked now, so a bad file is a start-up error naming it) and
+/// the networks that must send a PROXY header.
+pub struct NetConfig {
+    /// The certificate for IMAPS and STARTTLS, if configured.
+    pub tls: Option<Arc<Tls>>,
+    /// Peers that must (and alone may) send a PROXY header.
+    pub proxy_trusted: TrustedNetworks,
+}
+
+impl NetConfig {
+    /// Load `cfg`'s certificate and key and parse its PROXY trusted networks.
+    pub fn load(cfg: &Config) -> Result<NetConfig, String> {
+        let tls = match &cfg.tls {
+            Some(f) => Some(Arc::new(Tls::load(&f.cert, &f.key)?)),
+            None => None,
+        };
+        let proxy_trusted = TrustedNetworks::parse(&cfg.proxy_trusted_networks)?;
+        Ok(NetConfig { tls, proxy_trusted })
+    }
+}
+
 /// What every connection task shares: the session's configuration plus the network layer's
 /// state.
 pub struct Context {
@@ -32,14 +54,18 @@ pub struct Context {
 
 /// Run the server. `after_bind` runs once every port is bound, before anything is served
 /// (the CLI drops privileges there, then starts the S3 sync); its error aborts the start.
-pub fn run(cfg: Config, after_bind: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+pub fn run(
+    cfg: Config,
+    net: NetConfig,
+    after_bind: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     let shared = Arc::new(Shared {
         users: cfg.users.clone(),
         mail_location: cfg.mail_location.clone(),
         limits: cfg.limits.clone(),
         allow_plaintext_auth: cfg.allow_plaintext_auth,
         autocreate_folders: cfg.autocreate_folders,
-        starttls: cfg.tls.is_some(),
+        starttls: net.tls.is_some(),
     });
     let mut listeners = Vec::new();
     let plain = cfg.imap_listen.iter().map(|a| (a, false));
@@ -57,8 +83,8 @@ pub fn run(cfg: Config, after_bind: impl FnOnce() -> Result<(), String>) -> Resu
         );
         listeners.push((l, implicit_tls));
     }
-    if !cfg.proxy_trusted.is_empty() {
-        log::info!("PROXY protocol header required from {}", cfg.proxy_trusted);
+    if !net.proxy_trusted.is_empty() {
+        log::info!("PROXY protocol header required from {}", net.proxy_trusted);
     }
     let http = cfg.http_listen.map(super::http::bind).transpose()?;
     after_bind()?;
@@ -72,8 +98,8 @@ pub fn run(cfg: Config, after_bind: impl FnOnce() -> Result<(), String>) -> Resu
     let ctx = Arc::new(Context {
         shared,
         shutdown: Shutdown::new(),
-        tls: cfg.tls.clone(),
-        proxy_trusted: cfg.proxy_trusted.clone(),
+        tls: net.tls,
+        proxy_trusted: net.proxy_trusted,
         limiter: super::limiter::ConnLimiter::from_limits(&cfg.limits),
     });
     let ex = Arc::new(smol::Executor::new());

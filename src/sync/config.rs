@@ -1,12 +1,13 @@
-//! Turning the sync's flags into a resolved configuration: endpoint and URL style, credentials
-//! (environment, `*_FILE` variables, AWS shared-credentials file), durations, routing.
+//! Turning the sync's settings ([`SyncSettings`], plain values the command line fills in) into a
+//! resolved configuration: endpoint and URL style, credentials (environment, `*_FILE`
+//! variables, AWS shared-credentials file), routing. Also the parsers the command line uses for
+//! the sync's values (durations, `PREFIX=ADDRESS`, the virus action).
 //!
 //! Owns: where credentials come from and in which order. Never: logs or prints a secret.
 
 use super::plan::AfterDelivery;
 use super::route::{Aliases, RouteConfig};
 use super::s3::{Retry, S3Config};
-use super::SyncArgs;
 use crate::config::MailLocation;
 use rusty_s3::{Credentials, UrlStyle};
 use std::path::{Path, PathBuf};
@@ -72,6 +73,46 @@ pub fn parse_virus_action(s: &str) -> Result<VirusAction, String> {
         "inbox" => Ok(VirusAction::Inbox),
         _ => Err(format!("{s:?}: expected quarantine, junk or inbox")),
     }
+}
+
+/// What the sync is asked to do, as given (`pimap sync`'s flags, or `pimap serve`'s shared
+/// ones and its sync flags): nothing read or checked yet. [`SyncConfig::from_settings`] resolves
+/// it at every pass, so rotated credentials and an edited aliases file are picked up.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// pimap's data directory: default users file, mail location, ledger and quarantine.
+    pub data_dir: PathBuf,
+    /// The passwd-file (default `DATA_DIR/users`).
+    pub users: Option<PathBuf>,
+    /// The mail location template (default `DATA_DIR/mail/%u`).
+    pub mail_location: Option<String>,
+    /// Larger objects are skipped (logged with their key).
+    pub max_message_size: u64,
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: String,
+    pub s3_region: String,
+    /// Default `https://s3.REGION.amazonaws.com`.
+    pub s3_endpoint: Option<String>,
+    /// `path` or `virtual`; default virtual-hosted for AWS, path-style for a custom endpoint.
+    pub s3_url_style: Option<String>,
+    pub s3_credentials_file: Option<PathBuf>,
+    pub s3_profile: String,
+    pub s3_timeout: Duration,
+    pub s3_retries: u32,
+    pub s3_concurrency: usize,
+    /// The ledger (default `DATA_DIR/s3-sync-BUCKET.ledger`; the lock beside it).
+    pub s3_state_file: Option<PathBuf>,
+    pub deliver_to: Option<String>,
+    pub route_prefix: Vec<(String, String)>,
+    pub route_header: Option<String>,
+    pub aliases: Option<PathBuf>,
+    pub local_domain: Vec<String>,
+    pub postmaster: Option<String>,
+    pub junk_folder: String,
+    pub virus_action: VirusAction,
+    /// Default `DATA_DIR/quarantine`.
+    pub quarantine_dir: Option<PathBuf>,
+    pub after_delivery: AfterDelivery,
 }
 
 /// The resolved sync configuration.
@@ -202,16 +243,6 @@ pub fn resolve_credentials(
         .into())
 }
 
-fn absolutize(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
 /// A file-name-safe form of the bucket name for the default ledger path.
 fn safe(s: &str) -> String {
     s.chars()
@@ -226,9 +257,8 @@ fn safe(s: &str) -> String {
 }
 
 impl SyncConfig {
-    /// Resolve `args` against the environment `env`.
-    pub fn from_args(args: &SyncArgs, env: Env) -> Result<SyncConfig, String> {
-        let o = &args.opts;
+    /// Resolve `o` against the environment `env`.
+    pub fn from_settings(o: &SyncSettings, env: Env) -> Result<SyncConfig, String> {
         let bucket = o
             .s3_bucket
             .clone()
@@ -249,9 +279,10 @@ impl SyncConfig {
         };
         let credentials =
             resolve_credentials(o.s3_credentials_file.as_deref(), &o.s3_profile, env)?;
-        let data_dir = absolutize(&args.data_dir);
-        let users_path = args.users.clone().unwrap_or_else(|| data_dir.join("users"));
-        let mail_location = match &args.mail_location {
+        let data_dir = std::path::absolute(&o.data_dir)
+            .map_err(|e| format!("data directory {}: {e}", o.data_dir.display()))?;
+        let users_path = o.users.clone().unwrap_or_else(|| data_dir.join("users"));
+        let mail_location = match &o.mail_location {
             Some(s) => MailLocation::parse(s)?,
             None => MailLocation::parse(&format!("{}/mail/%u", data_dir.display()))?,
         };
@@ -311,7 +342,7 @@ impl SyncConfig {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("quarantine")),
             after: o.after_delivery.clone(),
-            max_message_size: args.max_message_size,
+            max_message_size: o.max_message_size,
             concurrency: o.s3_concurrency,
             max_keys: 1000,
         })
@@ -391,24 +422,46 @@ mod tests {
         assert!(parse_url_style("vhost").is_err());
     }
 
-    #[derive(clap::Parser, Debug)]
-    struct Wrap {
-        #[command(flatten)]
-        args: SyncArgs,
+    /// `pimap sync`'s defaults (cli.rs) for the bucket mail-in in eu-west-1.
+    fn settings() -> SyncSettings {
+        SyncSettings {
+            data_dir: "./pimap-data".into(),
+            users: None,
+            mail_location: None,
+            max_message_size: 64 * 1024 * 1024,
+            s3_bucket: Some("mail-in".into()),
+            s3_prefix: String::new(),
+            s3_region: "eu-west-1".into(),
+            s3_endpoint: None,
+            s3_url_style: None,
+            s3_credentials_file: None,
+            s3_profile: "default".into(),
+            s3_timeout: Duration::from_secs(60),
+            s3_retries: 5,
+            s3_concurrency: 8,
+            s3_state_file: None,
+            deliver_to: None,
+            route_prefix: Vec::new(),
+            route_header: None,
+            aliases: None,
+            local_domain: Vec::new(),
+            postmaster: None,
+            junk_folder: ".Junk".into(),
+            virus_action: VirusAction::Quarantine,
+            quarantine_dir: None,
+            after_delivery: AfterDelivery::Keep,
+        }
     }
 
-    fn cfg(extra: &[&str]) -> Result<SyncConfig, String> {
-        use clap::Parser;
-        let argv = ["sync", "--s3-bucket", "mail-in", "--s3-region", "eu-west-1"]
-            .into_iter()
-            .chain(extra.iter().copied());
-        let args = Wrap::try_parse_from(argv).map_err(|e| e.to_string())?.args;
+    fn cfg(change: impl FnOnce(&mut SyncSettings)) -> Result<SyncConfig, String> {
+        let mut s = settings();
+        change(&mut s);
         let env = |k: &str| match k {
             "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
             "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
             _ => None,
         };
-        SyncConfig::from_args(&args, &env)
+        SyncConfig::from_settings(&s, &env)
     }
 
     fn base_url(c: &SyncConfig) -> String {
@@ -425,34 +478,40 @@ mod tests {
 
     #[test]
     fn url_style_defaults_virtual_for_aws_path_for_custom_endpoints() {
-        let aws = cfg(&[]).unwrap();
+        let aws = cfg(|_| {}).unwrap();
         assert_eq!(
             base_url(&aws),
             "https://mail-in.s3.eu-west-1.amazonaws.com/"
         );
-        let custom = cfg(&["--s3-endpoint", "http://127.0.0.1:9000"]).unwrap();
+        let custom = cfg(|s| s.s3_endpoint = Some("http://127.0.0.1:9000".into())).unwrap();
         assert_eq!(base_url(&custom), "http://127.0.0.1:9000/mail-in/");
-        let forced = cfg(&[
-            "--s3-endpoint",
-            "https://s3.example.net",
-            "--s3-url-style",
-            "virtual",
-        ])
+        let forced = cfg(|s| {
+            s.s3_endpoint = Some("https://s3.example.net".into());
+            s.s3_url_style = Some("virtual".into());
+        })
         .unwrap();
         assert_eq!(base_url(&forced), "https://mail-in.s3.example.net/");
-        let path_aws = cfg(&["--s3-url-style", "path"]).unwrap();
+        let path_aws = cfg(|s| s.s3_url_style = Some("path".into())).unwrap();
         assert_eq!(
             base_url(&path_aws),
             "https://s3.eu-west-1.amazonaws.com/mail-in/"
         );
-        assert!(cfg(&["--s3-url-style", "sideways"]).is_err());
-        assert!(cfg(&["--s3-concurrency", "0"]).is_err());
-        assert!(cfg(&["--junk-folder", "../x"]).is_err());
+        assert!(cfg(|s| s.s3_url_style = Some("sideways".into())).is_err());
+        assert!(cfg(|s| s.s3_concurrency = 0).is_err());
+        assert!(cfg(|s| s.junk_folder = "../x".into()).is_err());
         assert_eq!(
-            cfg(&["--junk-folder", "Spam"]).unwrap().junk_folder,
+            cfg(|s| s.junk_folder = "Spam".into()).unwrap().junk_folder,
             ".Spam"
         );
-        assert_eq!(cfg(&[]).unwrap().after, AfterDelivery::Keep);
-        assert!(cfg(&["--after-delivery", "shred"]).is_err());
+        assert_eq!(cfg(|_| {}).unwrap().after, AfterDelivery::Keep);
+    }
+
+    #[test]
+    fn relative_data_dir_is_made_absolute() {
+        let c = cfg(|s| s.data_dir = "./pd".into()).unwrap();
+        let want = std::env::current_dir().unwrap().join("pd");
+        assert_eq!(c.users_path, want.join("users"));
+        assert_eq!(c.ledger_path, want.join("s3-sync-mail-in.ledger"));
+        assert_eq!(c.quarantine_dir, want.join("quarantine"));
     }
 }

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod route;
 pub mod s3;
 
+pub use config::SyncSettings;
 use config::{SyncConfig, VirusAction};
 use plan::{Action, AfterDelivery, Listed};
 use route::{Headers, Verdicts};
@@ -37,126 +38,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// `pimap sync` flags. `--data-dir`, `--users` and `--mail-location` are the same as
-/// `pimap serve`'s; the rest is in [`SyncOptions`], which `serve` can flatten in as well.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SyncArgs {
-    /// Directory for pimap's data (default users file, default mail location).
-    #[arg(long, env = "PIMAP_DATA_DIR", default_value = "./pimap-data")]
-    pub data_dir: PathBuf,
-    /// Dovecot passwd-file with the users (default: DATA_DIR/users, created with a demo user).
-    #[arg(long, env = "PIMAP_USERS")]
-    pub users: Option<PathBuf>,
-    /// Where each user's Maildir is: `%u` user, `%n` local part, `%d` domain, `~` home
-    /// (a `maildir:` prefix is accepted). Default: DATA_DIR/mail/%u.
-    #[arg(long, env = "PIMAP_MAIL_LOCATION")]
-    pub mail_location: Option<String>,
-    /// Largest message, bytes: larger objects are skipped (logged with their key).
-    #[arg(long, env = "PIMAP_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
-    pub max_message_size: u64,
-    /// Run one pass and exit (exit code 1 if anything failed): for a CronJob.
-    #[arg(long, env = "PIMAP_SYNC_ONCE")]
-    pub once: bool,
-    #[command(flatten)]
-    pub opts: SyncOptions,
-}
-
-impl SyncArgs {
-    /// The sync's arguments for `pimap serve`: the shared flags (`--data-dir`, `--users`,
-    /// `--mail-location`, `--max-message-size`) from `serve`'s own, the rest from `opts`
-    /// (flatten [`SyncOptions`] into `ServeArgs`).
-    pub fn from_serve(serve: &crate::cli::ServeArgs, opts: SyncOptions) -> SyncArgs {
-        SyncArgs {
-            data_dir: serve.data_dir.clone(),
-            users: serve.users.clone(),
-            mail_location: serve.mail_location.clone(),
-            max_message_size: serve.max_message_size,
-            once: false,
-            opts,
-        }
-    }
-}
-
-/// The S3 sync's own flags (shared by `pimap sync` and `pimap serve --sync-interval`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct SyncOptions {
-    /// Run a pass every DURATION (`30s`, `5m`, `1h`); with `serve`, inside the server.
-    #[arg(long, env = "PIMAP_SYNC_INTERVAL", value_parser = config::parse_duration)]
-    pub sync_interval: Option<Duration>,
-    /// The bucket SES writes to.
-    #[arg(long, env = "PIMAP_S3_BUCKET")]
-    pub s3_bucket: Option<String>,
-    /// Only objects under this key prefix (e.g. `inbound/`).
-    #[arg(long, env = "PIMAP_S3_PREFIX", default_value = "")]
-    pub s3_prefix: String,
-    /// The bucket's region (used for signing and the default endpoint).
-    #[arg(long, env = "PIMAP_S3_REGION", default_value = "us-east-1")]
-    pub s3_region: String,
-    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL).
-    #[arg(long, env = "PIMAP_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// `path` or `virtual` (default: virtual-hosted for AWS, path-style for --s3-endpoint).
-    #[arg(long, env = "PIMAP_S3_URL_STYLE")]
-    pub s3_url_style: Option<String>,
-    /// AWS shared-credentials file (`[profile]` with aws_access_key_id / aws_secret_access_key
-    /// / aws_session_token). Otherwise AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    /// AWS_SESSION_TOKEN, each also as a `*_FILE` variable naming a file that holds it.
-    #[arg(long, env = "PIMAP_S3_CREDENTIALS_FILE")]
-    pub s3_credentials_file: Option<PathBuf>,
-    /// Profile in the credentials file.
-    #[arg(long, env = "PIMAP_S3_PROFILE", default_value = "default")]
-    pub s3_profile: String,
-    /// Per-request network timeout (connect, response, each read).
-    #[arg(long, env = "PIMAP_S3_TIMEOUT", value_parser = config::parse_duration, default_value = "60s")]
-    pub s3_timeout: Duration,
-    /// Attempts per request for 5xx, throttling, timeouts and resets (with backoff).
-    #[arg(long, env = "PIMAP_S3_RETRIES", default_value_t = 5)]
-    pub s3_retries: u32,
-    /// Concurrent GETs.
-    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 8)]
-    pub s3_concurrency: usize,
-    /// The ledger of delivered keys (default DATA_DIR/s3-sync-BUCKET.ledger; lock beside it).
-    #[arg(long, env = "PIMAP_S3_STATE_FILE")]
-    pub s3_state_file: Option<PathBuf>,
-    /// Deliver everything to this user (single-user setups).
-    #[arg(long, env = "PIMAP_DELIVER_TO")]
-    pub deliver_to: Option<String>,
-    /// Route by key prefix: `PREFIX=ADDRESS` (repeatable; env: comma-separated).
-    #[arg(long, env = "PIMAP_ROUTE_PREFIX", value_delimiter = ',', value_parser = config::parse_route_prefix)]
-    pub route_prefix: Vec<(String, String)>,
-    /// Route by a header a receipt rule's add-header action stamps in (e.g. `X-Mail-To`).
-    #[arg(long, env = "PIMAP_ROUTE_HEADER")]
-    pub route_header: Option<String>,
-    /// Aliases file: `alias@domain: user` and `@domain: user` (catch-all) lines.
-    #[arg(long, env = "PIMAP_ALIASES")]
-    pub aliases: Option<PathBuf>,
-    /// Domains whose local part may match a user name without a domain (repeatable).
-    #[arg(long, env = "PIMAP_LOCAL_DOMAIN", value_delimiter = ',')]
-    pub local_domain: Vec<String>,
-    /// User that gets unroutable mail (logged with its object key).
-    #[arg(long, env = "PIMAP_POSTMASTER")]
-    pub postmaster: Option<String>,
-    /// Maildir++ folder for `X-SES-Spam-Verdict: FAIL` mail.
-    #[arg(long, env = "PIMAP_JUNK_FOLDER", default_value = ".Junk")]
-    pub junk_folder: String,
-    /// `X-SES-Virus-Verdict: FAIL` mail: quarantine (a Maildir users can't see), junk or inbox.
-    #[arg(long, env = "PIMAP_VIRUS_ACTION", value_parser = config::parse_virus_action, default_value = "quarantine")]
-    pub virus_action: VirusAction,
-    /// The quarantine Maildir (default DATA_DIR/quarantine).
-    #[arg(long, env = "PIMAP_QUARANTINE_DIR")]
-    pub quarantine_dir: Option<PathBuf>,
-    /// After delivery: keep, delete, or move:PREFIX (copy under PREFIX, then delete).
-    #[arg(long, env = "PIMAP_AFTER_DELIVERY", default_value = "keep")]
-    pub after_delivery: AfterDelivery,
-}
-
-impl SyncOptions {
-    /// True when a bucket is configured (so `serve` knows whether to start the timer).
-    pub fn is_configured(&self) -> bool {
-        self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty())
-    }
-}
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,25 +77,25 @@ impl std::fmt::Display for PassReport {
     }
 }
 
-/// Run one pass with `args` (credentials from the process environment).
-pub fn run_once(args: &SyncArgs) -> Result<PassReport, String> {
+/// Run one pass with `settings` (credentials from the process environment).
+pub fn run_once(settings: &SyncSettings) -> Result<PassReport, String> {
     let env = |k: &str| std::env::var(k).ok();
-    let cfg = SyncConfig::from_args(args, &env)?;
+    let cfg = SyncConfig::from_settings(settings, &env)?;
     let client = S3Client::new(cfg.s3.clone())?;
     run_pass(&cfg, &client)
 }
 
-/// `pimap sync`: one pass (with `--once`, or without `--sync-interval`), else a pass every
-/// interval in the foreground. Returns the exit code: 0, or 1 if the pass (or, looping, the
-/// configuration) failed. Logging is set up by the caller.
-pub fn main_once(args: SyncArgs) -> i32 {
-    if let (false, Some(interval)) = (args.once, args.opts.sync_interval) {
+/// `pimap sync`: one pass (`every` is `None`: `--once`, or no `--sync-interval`), else a pass
+/// `every` interval in the foreground. Returns the exit code: 0, or 1 if the pass (or,
+/// looping, the configuration) failed. Logging is set up by the caller.
+pub fn main_once(settings: SyncSettings, every: Option<Duration>) -> i32 {
+    if let Some(interval) = every {
         loop {
-            periodic_pass(&args);
+            periodic_pass(&settings);
             std::thread::sleep(interval);
         }
     }
-    match run_once(&args) {
+    match run_once(&settings) {
         Ok(r) if r.failed == 0 => {
             log::info!("s3 sync: {r}");
             0
@@ -234,8 +115,8 @@ pub fn main_once(args: SyncArgs) -> i32 {
     }
 }
 
-fn periodic_pass(args: &SyncArgs) {
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(args)));
+fn periodic_pass(settings: &SyncSettings) {
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(settings)));
     crate::metrics::global().sync_pass(match &res {
         Ok(Ok(r)) => Ok((r.delivered, r.failed)),
         _ => Err(()),
@@ -249,14 +130,18 @@ fn periodic_pass(args: &SyncArgs) {
 }
 
 /// Run a pass every `interval` on a background thread, forever; failures are logged.
-pub fn spawn_periodic(args: SyncArgs, interval: Duration) {
-    let _ = spawn_periodic_until(args, interval, std::sync::Arc::new(AtomicBool::new(false)));
+pub fn spawn_periodic(settings: SyncSettings, interval: Duration) {
+    let _ = spawn_periodic_until(
+        settings,
+        interval,
+        std::sync::Arc::new(AtomicBool::new(false)),
+    );
 }
 
 /// [`spawn_periodic`] that ends after the pass during which `stop` becomes true (tests, and
 /// a server that wants to shut down cleanly).
 pub fn spawn_periodic_until(
-    args: SyncArgs,
+    settings: SyncSettings,
     interval: Duration,
     stop: std::sync::Arc<AtomicBool>,
 ) -> Option<std::thread::JoinHandle<()>> {
@@ -264,7 +149,7 @@ pub fn spawn_periodic_until(
         .name("s3-sync".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                periodic_pass(&args);
+                periodic_pass(&settings);
                 // Sleep in small steps so a stop request is seen promptly.
                 let until = Instant::now() + interval;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < until {
