@@ -5,8 +5,9 @@
 //! crypt(3) formats (`$1$`, `$5$`, `$6$`, `$2y$`/`$2b$`/`$2a$`, `$argon2i$`/`$argon2id$`) and
 //! Dovecot's own salted-digest and PBKDF2 layouts. Follows Dovecot 2.3's password-scheme
 //! behaviour (checked against Debian's `doveadm pw`, see `tests/data/doveadm-hashes.txt`), the
-//! SHA-crypt specification (Drepper, "Unix crypt using SHA-256 and SHA-512"), RFC 2104 (HMAC),
-//! RFC 8018 §5.2 (PBKDF2), RFC 9106 / the PHC string format (Argon2) and RFC 4648 (Base64, hex).
+//! SHA-crypt specification (Drepper, "Unix crypt using SHA-256 and SHA-512"), RFC 8018 §5.2
+//! (PBKDF2 with HMAC-SHA1, from the `pbkdf2` crate), RFC 9106 / the PHC string format (Argon2)
+//! and RFC 4648 (Base64, hex). Secrets are compared with `subtle`'s constant-time equality.
 //!
 //! Never: puts a stored hash or a password into an error message (a [`SchemeError`] names the
 //! scheme and what is wrong, nothing more), panics on a malformed stored field, or compares
@@ -15,7 +16,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use sha1::Sha1;
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq as _;
 
 /// A password scheme problem: an unknown scheme, a malformed stored hash, or a password that
 /// the requested scheme cannot store. The message never contains the hash or the password.
@@ -124,6 +126,7 @@ impl Hash {
     }
 
     fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
+        // sha2 (0.10) and sha1/md-5 (0.11) implement two major versions of `digest`.
         fn run<D: sha2::Digest>(parts: &[&[u8]]) -> Vec<u8> {
             let mut d = D::new();
             for p in parts {
@@ -131,16 +134,16 @@ impl Hash {
             }
             d.finalize().to_vec()
         }
-        match self {
-            Hash::Md5 => {
-                use md5::Digest as _;
-                let mut d = md5::Md5::new();
-                for p in parts {
-                    d.update(p);
-                }
-                d.finalize().to_vec()
+        fn run_11<D: sha1::Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p);
             }
-            Hash::Sha1 => run::<Sha1>(parts),
+            d.finalize().to_vec()
+        }
+        match self {
+            Hash::Md5 => run_11::<md5::Md5>(parts),
+            Hash::Sha1 => run_11::<Sha1>(parts),
             Hash::Sha256 => run::<Sha256>(parts),
             Hash::Sha512 => run::<Sha512>(parts),
         }
@@ -428,13 +431,10 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Constant-time equality for equal lengths (the length of a hash is not secret).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+/// Constant-time equality for equal lengths (the length of a hash is not secret; slices of
+/// different lengths are unequal at once).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
 }
 
 fn random(buf: &mut [u8]) -> Result<(), SchemeError> {
@@ -717,50 +717,9 @@ fn verify_pbkdf2(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
     ))
 }
 
-/// HMAC-SHA1 (RFC 2104) with the key already reduced to a block.
-struct HmacSha1 {
-    inner: Sha1,
-    outer: Sha1,
-}
-
-impl HmacSha1 {
-    fn new(key: &[u8]) -> HmacSha1 {
-        let mut block = [0u8; 64];
-        if key.len() > 64 {
-            block[..20].copy_from_slice(&Sha1::digest(key));
-        } else {
-            block[..key.len()].copy_from_slice(key);
-        }
-        let mut inner = Sha1::new();
-        let mut outer = Sha1::new();
-        inner.update(block.map(|b| b ^ 0x36));
-        outer.update(block.map(|b| b ^ 0x5c));
-        HmacSha1 { inner, outer }
-    }
-
-    fn mac(&self, msg: &[u8]) -> [u8; 20] {
-        let mut i = self.inner.clone();
-        i.update(msg);
-        let mut o = self.outer.clone();
-        o.update(i.finalize());
-        o.finalize().into()
-    }
-}
-
 /// PBKDF2 (RFC 8018 §5.2) with HMAC-SHA1 and a 20-byte derived key (one block).
 fn pbkdf2_hmac_sha1(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 20] {
-    let prf = HmacSha1::new(password);
-    let mut msg = salt.to_vec();
-    msg.extend_from_slice(&1u32.to_be_bytes());
-    let mut u = prf.mac(&msg);
-    let mut t = u;
-    for _ in 1..rounds {
-        u = prf.mac(&u);
-        for (a, b) in t.iter_mut().zip(u) {
-            *a ^= b;
-        }
-    }
-    t
+    pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(password, salt, rounds)
 }
 
 #[cfg(test)]
