@@ -1,9 +1,12 @@
-//! Command line: `pimap serve | check | pw | sync`. Every flag can also come from
-//! `PIMAP_<FLAG>`.
+//! Command line: `pimap serve` (the IMAP server, with the built-in S3 sync when asked),
+//! `pimap check` (validate the configuration and users file, print what was found), `pimap pw`
+//! (hash a password for the users file) and `pimap sync` (copy SES mail from S3 into the
+//! Maildirs). Every flag except `pw --password` can also come from its `PIMAP_*` environment
+//! variable (named in `--help`).
 //!
-//! Owns: every clap type. The flags become plain settings here, once
-//! ([`ServeArgs::settings`], [`SyncArgs::settings`]); the layers below (`config`, `net`,
-//! `sync`) never see clap. Never: holds logic a library caller would need.
+//! Owns: every clap type, turned into plain settings once ([`ServeArgs::settings`],
+//! [`ServeArgs::sync_settings`], [`SyncArgs::settings`]), and each command's start-up order and
+//! exit code. Never: lets a clap type reach the layers below (`config`, `net`, `sync`).
 
 use crate::config::{Config, ServeSettings};
 use crate::limits::Limits;

@@ -12,8 +12,22 @@
 //!                                                     auth │   │ mime (ENVELOPE, BODYSTRUCTURE, SEARCH)
 //! ```
 //!
-//! Dependencies flow one way: `net → session → (imap, store, auth, mime)`; `sync` uses only the
-//! store's delivery API. `imap`, `mime` and the parsers in `auth` and `store` are pure (no I/O).
+//! Dependencies between the top-level modules flow one way (`tests/module_graph.rs` fails on a
+//! cycle):
+//!
+//! ```text
+//!  cli ──▶ config, net, sync, privdrop, auth, limits   (clap types stop here)
+//!  net ──▶ session, config, auth, imap, metrics, privdrop, limits
+//!  session ──▶ store, imap, mime, auth, config, metrics, limits
+//!  sync ──▶ store, auth, config, metrics
+//!  config ──▶ auth, limits, privdrop;   mime ──▶ imap;   imap ──▶ limits
+//! ```
+//!
+//! `sync` writes mail only through the store's delivery functions (`store::deliver_from_reader`,
+//! `store::deliver_link`: tmp/, fsync, rename into new/); it reads the users file with `auth`,
+//! resolves each user's Maildir with `config::MailLocation`, and creates a missing Maildir or
+//! Maildir++ folder (cur/new/tmp, `maildirfolder`) itself. `imap`, `mime` and the parsers in
+//! `auth` and `store` are pure (no I/O).
 
 #![forbid(unsafe_code)]
 

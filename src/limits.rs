@@ -1,6 +1,6 @@
 //! Every limit pimap enforces, in one place, with its default and why.
 //!
-//! Owns: the [`Limits`] values (from the command line, see `cli.rs`) and the one piece of
+//! Owns: the [`Limits`] values (built from the flags in `cli.rs`) and the one piece of
 //! shared state a limit needs across connections: the per-IP count of recent failed logins
 //! behind the login back-off ([`FailedLogins`]). Never: touches sockets or sleeps (the caller
 //! waits the delay it is given), so every limit is unit-testable with an injected clock.
@@ -11,8 +11,9 @@
 //! - `max_connections`, `max_connections_per_ip`: `net::limiter` at accept;
 //! - `login_timeout`, `idle_timeout`, `command_timeout`, `min_upload_rate`: `net::limiter`'s
 //!   deadline, awaited by `net::conn`;
-//! - `failed_login_delay`, `max_login_delay`: [`Limits::failed_login`], awaited by
-//!   `session::auth`.
+//! - `failed_login_delay`, `max_login_delay`: [`Limits::failed_login`] (per client address,
+//!   [`FailedLogins`]), called by `session::auth` when a login fails; `net::conn` waits the
+//!   delay (`Session::take_delay`) before writing the answer, off the command thread pool.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

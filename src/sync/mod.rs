@@ -1,4 +1,4 @@
-//! S3 → Maildir sync (issue 4): SES-delivered objects into the users' Maildirs, exactly once.
+//! S3 → Maildir sync: SES-delivered objects into the users' Maildirs, exactly once.
 //!
 //! Amazon SES's receipt-rule S3 action writes each received message as one object (raw RFC
 //! 5322 with CRLF line endings, SES's `Received:` and `X-SES-*` headers prepended). A pass:
@@ -16,7 +16,9 @@
 //! One syncer at a time per ledger ([`ledger::lock`]).
 //!
 //! Modules: [`s3`] (the only HTTP client use), [`plan`] (pure decisions and names), [`ledger`]
-//! (state file and lock), [`route`] (pure routing), [`config`] (flags → configuration).
+//! (state file and lock), [`route`] (pure routing), [`config`] (settings → configuration).
+//! The entry points ([`run_once`], [`main_once`], [`spawn_periodic`]) take plain
+//! [`SyncSettings`]; `cli` fills them in from the flags.
 //!
 //! Never: drops mail (unroutable → postmaster; a failed object is retried next pass), holds
 //! more than one message per worker in memory, or logs a secret.
