@@ -36,8 +36,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const SUBSCRIPTIONS: &str = "subscriptions";
 /// Prefix of directories being deleted: `..` + anything is never a valid mailbox name.
 const DELETED_PREFIX: &str = "..pimap-deleted-";
-/// Maildir spec: files left in tmp/ for 36 hours may be removed.
+/// Maildir spec: files left in tmp/ for 36 hours may be removed. The age is the inode's
+/// change time ([`changed_at`]), never the mtime: APPEND sets a tmp/ file's mtime to the
+/// message's INTERNALDATE (years back for a migration) before renaming it into cur/.
 const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// When the file's inode last changed (ctime): set by the kernel on every write, utime,
+/// chmod or rename, so unlike the mtime no writer can put it into the past (Dovecot judges
+/// tmp/ files by it too).
+fn changed_at(md: &fs::Metadata) -> SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let secs = md.ctime();
+    let nanos = u32::try_from(md.ctime_nsec()).unwrap_or(0).min(999_999_999);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
+    } else {
+        UNIX_EPOCH
+    }
+}
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{what} {}", path.display()), e)
@@ -146,9 +162,8 @@ impl UserStore {
             for e in rd.flatten() {
                 let old = e
                     .metadata()
-                    .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|m| now.duration_since(m).ok())
+                    .and_then(|m| now.duration_since(changed_at(&m)).ok())
                     .is_some_and(|age| age > TMP_MAX_AGE);
                 if old {
                     let _ = fs::remove_file(e.path());
