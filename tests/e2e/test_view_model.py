@@ -113,7 +113,11 @@ def external_writer(maildir, rng: random.Random) -> None:
             pass
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+# PIMAP_E2E_SEEDS=1-50 runs more (a longer soak than CI's).
+_SEEDS = os.environ.get("PIMAP_E2E_SEEDS", "1-3").partition("-")
+
+
+@pytest.mark.parametrize("seed", range(int(_SEEDS[0]), int(_SEEDS[2] or _SEEDS[0]) + 1))
 def test_random_changes_between_commands_stay_inside_the_view(server, seed):
     rng = random.Random(seed)
     a = server.login(name="A")

@@ -48,12 +48,16 @@ impl Found {
     }
 }
 
-/// List the message files of `dir/cur` and `dir/new`, skipping (and logging) anything that
+/// List the message files of `dir/new` and `dir/cur`, skipping (and logging) anything that
 /// is not a plain file with an acceptable name. A missing subdirectory is empty. When the
 /// same base name appears twice (a rename seen half-way), the `cur/` one wins.
+///
+/// new/ is read before cur/: a message moved from new/ to cur/ while the scan runs (any
+/// reader does that) is then seen in one of them at least; in the other order it could be
+/// missed in both, and look expunged.
 pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
     let mut out: Vec<Found> = Vec::new();
-    for sub in [Sub::Cur, Sub::New] {
+    for sub in [Sub::New, Sub::Cur] {
         let d = dir.join(sub.dir());
         let rd = match fs::read_dir(&d) {
             Ok(rd) => rd,
@@ -84,11 +88,13 @@ pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
             out.push(Found { sub, name });
         }
     }
-    // The first file of each base name wins (cur/ was read first). The set borrows the
+    // The last file of each base name wins (cur/ was read last). The set borrows the
     // names: this runs on every rescan, so no allocation per file.
     let keep: Vec<bool> = {
         let mut seen: HashSet<&str> = HashSet::with_capacity(out.len());
-        out.iter().map(|f| seen.insert(f.base())).collect()
+        let mut k: Vec<bool> = out.iter().rev().map(|f| seen.insert(f.base())).collect();
+        k.reverse();
+        k
     };
     if keep.contains(&false) {
         let mut k = keep.into_iter();
@@ -471,6 +477,16 @@ impl Mailbox {
         let st = stamp(&self.dir);
         self.keywords = read_keywords(&self.dir)?;
         let mut files = scan(&self.dir)?;
+        if !self.locs.is_empty() {
+            let have: HashSet<&str> = files.iter().map(Found::base).collect();
+            if self.locs.iter().any(|l| !have.contains(l.base())) {
+                // readdir may miss a file renamed (a flag change by another process) while
+                // the directory was read: look once more before taking it for expunged.
+                let again = scan(&self.dir)?;
+                let have: HashSet<String> = files.iter().map(|f| f.base().to_string()).collect();
+                files.extend(again.into_iter().filter(|f| !have.contains(f.base())));
+            }
+        }
         // What the last scan knew, by UID: a base name keeps its UID within a UIDVALIDITY,
         // and its RFC822.SIZE and INTERNALDATE never change, so most files need neither the
         // uidlist parsed again (when it is the same file) nor a stat.
