@@ -1,8 +1,9 @@
 //! Dovecot-compatible Maildir++ (see `/work/shared/notes/dovecot-compat.md`): `dovecot-uidlist`
 //! v3, `dovecot-keywords`, `subscriptions`, `dovecot-uidvalidity`, file names
 //! `<unique>,S=<n>,W=<n>:2,<flags>`, the `dovecot-uidlist.lock` dotlock; plus pimap's own
-//! `pimap-recent` (`session::view`) and `pimap-modseq` ([`modseq`], RFC 7162 mod-sequences),
-//! which Dovecot ignores.
+//! `pimap-recent` (`session::view`), `pimap-modseq` ([`modseq`], RFC 7162 mod-sequences) and
+//! `pimap-keywords` ([`extra_keywords`], keywords beyond the 26 file-name letters), which
+//! Dovecot ignores.
 //!
 //! Owns: the user's mail root on disk. Pure parsers live in [`name`], [`filename`],
 //! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], [`mailbox`]
@@ -10,6 +11,7 @@
 //! disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive, RFC 3501
 //! §2.3.1.1).
 
+pub mod extra_keywords;
 pub mod filename;
 pub mod keywords;
 pub mod lock;
@@ -24,7 +26,7 @@ pub use mailbox::Mailbox;
 
 use super::{MailboxEntry, MailboxStatus, Result, StoreError};
 use lock::DotLock;
-use mailbox::{Sub, KEYWORDS};
+use mailbox::{Sub, EXTRAS, KEYWORDS};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -379,9 +381,11 @@ impl UserStore {
     fn rename_inbox(&self, to: &str) -> Result<()> {
         self.create(to)?;
         let dest = self.dir_of(to);
-        if let Some(k) = read_optional(&self.root.join(KEYWORDS))? {
-            fs::write(dest.join(KEYWORDS), k)
-                .map_err(|e| io_err("writing", &dest.join(KEYWORDS), e))?;
+        for file in [KEYWORDS, EXTRAS] {
+            if let Some(k) = read_optional(&self.root.join(file))? {
+                fs::write(dest.join(file), k)
+                    .map_err(|e| io_err("writing", &dest.join(file), e))?;
+            }
         }
         // Hold INBOX's uidlist lock so no UIDs are being assigned while files move.
         let lock = DotLock::acquire(&self.root.join(mailbox::UIDLIST))?;
