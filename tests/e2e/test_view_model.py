@@ -177,7 +177,82 @@ def test_random_changes_between_commands_stay_inside_the_view(server, seed):
     model.run("NOOP")
     r = model.run("FETCH 1:* (UID)") if model.uids else None
     assert not model.errors, "\n".join(model.errors)
+    b.ok("NOOP")
     truth = sorted(int(u) for u in (b.ok("UID SEARCH ALL").search()))
     assert model.uids == truth
     if r is not None:
         assert [int(v["UID"]) for _, v in sorted(r.fetches().items())] == truth
+
+
+def random_session_step(c, rng: random.Random, tag: str) -> None:
+    """One change through an IMAP session of either server (the session need not be told)."""
+    n = len(c.ok("SEARCH ALL").search())
+    what = rng.choice(["append", "append", "store", "keyword", "expunge"]) if n else "append"
+    if what == "append":
+        fl = rng.choice(["\\Seen", "$Work", "$Label2", ""])
+        r = c.command(f"APPEND INBOX ({fl}) ", message(f"{tag} {rng.random()}"))
+        assert r.status == "OK", r.line
+        return
+    seq = rng.randrange(1, n + 1)
+    if what == "store":
+        r = c.command(f"STORE {seq} {rng.choice('+-')}FLAGS (\\Flagged)")
+    elif what == "keyword":
+        r = c.command(f"STORE {seq} +FLAGS ($kw{rng.randrange(8)})")
+    else:
+        r = c.command(f"STORE {seq} +FLAGS.SILENT (\\Deleted)")
+        if r.ok:
+            r = c.command("EXPUNGE")
+    assert r.status == "OK", r.line
+
+
+@pytest.mark.parametrize("observed", ["pimap", "dovecot"])
+@pytest.mark.parametrize("seed", range(int(_SEEDS[0]), int(_SEEDS[2] or _SEEDS[0]) + 1))
+def test_dovecot_and_pimap_writing_the_same_maildir_stay_inside_the_view(both, observed, seed):
+    """The observed session is on one server; the other server and a second session of the
+    observed one write the same Maildir between its commands."""
+    dv, pm = both
+    rng = random.Random(seed)
+    obs_srv, other_srv = (pm, dv) if observed == "pimap" else (dv, pm)
+    a = obs_srv.login(name="A")
+    for i in range(5):
+        append(a, "INBOX", message(f"start {i}"))
+    a.ok("CREATE Other")
+    model = ViewModel(a, a.ok("SELECT INBOX"))
+    writers = [other_srv.login(name="W-other"), obs_srv.login(name="W-same")]
+    for w in writers:
+        w.ok("SELECT INBOX")
+    for step in range(80):
+        for _ in range(rng.randrange(3)):
+            random_session_step(rng.choice(writers), rng, f"w{step}")
+        n = len(model.uids)
+        seq = rng.randrange(1, n + 1) if n else None
+        choice = rng.choice(["noop", "fetch", "uidfetch", "store", "search", "copy"])
+        if choice == "noop" or seq is None:
+            model.run("NOOP")
+        elif choice == "fetch":
+            model.run(f"FETCH {seq}:{n} (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        elif choice == "uidfetch":
+            model.run("UID FETCH 1:* (FLAGS)")
+        elif choice == "store":
+            model.run(f"STORE {seq} +FLAGS (\\Seen $mine{rng.randrange(4)})")
+        elif choice == "search":
+            model.run("SEARCH ALL")
+        else:
+            r = model.run(f"COPY {seq} Other", allow=("OK", "NO"))
+            if r.status == "NO":
+                assert r.code == "EXPUNGEISSUED", r.line
+        assert not model.errors, "\n".join(model.errors)
+    model.run("NOOP")
+    assert not model.errors, "\n".join(model.errors)
+    writers[1].ok("NOOP")  # its own view up to date first
+    truth = sorted(writers[1].ok("UID SEARCH ALL").search())
+    model.run("FETCH 1:* (UID)")
+    assert model.uids == truth
+    # Both servers list the same UIDs and flags.
+    views = []
+    for srv in (dv, pm):
+        c = srv.login()
+        c.ok("EXAMINE INBOX")
+        f = c.ok("FETCH 1:* (UID FLAGS)").fetches()
+        views.append({int(v["UID"]): flags(v["FLAGS"]) - {"\\Recent"} for v in f.values()})
+    assert views[0] == views[1]
