@@ -79,3 +79,39 @@ def test_appends_dated_2001_racing_logins_all_succeed(server):
     assert r.number("EXISTS") == [n]
     dates = w.ok("FETCH 1:* INTERNALDATE").fetches()
     assert {v["INTERNALDATE"] for v in dates.values()} == {b"17-May-2001 12:00:00 +0000"}
+
+
+def test_dovecot_appends_dated_2001_while_pimap_logs_in(both):
+    """The same race across servers: Dovecot's APPEND failed with NO [SERVERBUG]
+    (`rename(tmp/..., new/...) failed`) when pimap's login cleaned tmp/ in between."""
+    dv, pm = both
+    w = dv.login(name="dovecot-writer")
+    pm.login(name="first").logout()  # the Maildir exists
+    stop = threading.Event()
+    errors = []
+
+    def logins():
+        try:
+            while not stop.is_set():
+                c = pm.login(name="pimap-reader")
+                c.ok("SELECT INBOX")
+                c.logout()
+                pm.conns.remove(c)
+        except Exception as e:
+            errors.append(e)
+
+    t = threading.Thread(target=logins)
+    t.start()
+    try:
+        n = 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            n += 1
+            r = w.command('APPEND INBOX "17-May-2001 12:00:00 +0000" ', message(f"old {n}"))
+            assert r.status == "OK", r.line
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not errors, errors
+    r = pm.login().ok("SELECT INBOX")
+    assert r.number("EXISTS") == [n]
