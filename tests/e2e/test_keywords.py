@@ -9,7 +9,7 @@ tags...), so a STORE or APPEND with the 27th must not fail.
 import time
 
 from conftest import start_pimap
-from imapwire import append, flags
+from imapwire import append, flags, listing
 from msgs import message
 from test_view_model import ViewModel
 
@@ -135,6 +135,8 @@ def test_dovecot_reads_the_first_26_from_the_file_names(both):
     d = dv.login()
     d.ok("SELECT INBOX")
     assert fetch_flags(d) == {1: set(KW[:26])}
+    assert (pm.maildir() / "pimap-keywords").exists()
+    assert set(listing(d.ok('LIST "" "*"'))) == {"INBOX"}  # not taken for a folder
     # Dovecot changes a flag (renaming the file): pimap keeps its extra keywords.
     d.ok("STORE 1 +FLAGS (\\Flagged)")
     p.ok("SELECT INBOX")
