@@ -9,7 +9,7 @@ tags...), so a STORE or APPEND with the 27th must not fail.
 import time
 
 from conftest import start_pimap
-from imapwire import append, flags, listing
+from imapwire import Response, append, flags, listing
 from msgs import message
 from test_view_model import ViewModel
 
@@ -32,7 +32,7 @@ def test_new_keyword_is_announced_before_use_to_every_session(server):
     c.send(b"I1 IDLE\r\n")
     assert c.read_response().startswith(b"+")
     r = ma.run("STORE 1 +FLAGS ($Label3)")
-    lines = [u for u in r.untagged]
+    lines = r.untagged
     i_flags = next(i for i, u in enumerate(lines) if u.startswith(b"* FLAGS "))
     i_fetch = next(i for i, u in enumerate(lines) if b" FETCH " in u)
     assert i_flags < i_fetch
@@ -48,7 +48,6 @@ def test_new_keyword_is_announced_before_use_to_every_session(server):
     c.send(b"DONE\r\n")
     r = c.read_until_tagged("I1")
     assert r.ok
-    from imapwire import Response
     mc.check(Response("I1", "OK", "", b"", got + r.untagged), "IDLE")
     # APPEND of a message with a keyword new to the mailbox, into the selected mailbox.
     ma.run("APPEND INBOX ($Fresh) ", message("three"))
