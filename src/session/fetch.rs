@@ -71,8 +71,13 @@ impl Session {
             if changed_since.is_some_and(|since| view.modseqs.get(msg_uid) <= since) {
                 continue;
             }
+            let gone = |view: &super::view::View, out: &mut Vec<u8>| {
+                let m = &view.msgs[i];
+                expunged_fetch(out, i + 1, &items, m, view.modseqs.get(msg_uid));
+            };
             let Some(meta) = view.meta(msg_uid).cloned() else {
                 missing = true;
+                gone(view, &mut out);
                 continue;
             };
             let raw = if needs_body {
@@ -81,6 +86,7 @@ impl Session {
                     Err(crate::store::StoreError::Expunged(_))
                     | Err(crate::store::StoreError::NotFound(_)) => {
                         missing = true;
+                        gone(view, &mut out);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -222,9 +228,11 @@ impl Session {
             out.extend_from_slice(&line);
         }
         let name = if uid { "UID FETCH" } else { "FETCH" };
-        if missing && !uid {
+        if missing {
+            // RFC 2180 §4.1.1, RFC 5530 (as Dovecot does): the command succeeds; the client
+            // learns of the expunge at its next NOOP.
             out.extend_from_slice(
-                format!("{tag} NO [EXPUNGEISSUED] Some messages were expunged meanwhile.\r\n")
+                format!("{tag} OK [EXPUNGEISSUED] Some messages were expunged meanwhile.\r\n")
                     .as_bytes(),
             );
         } else {
@@ -235,6 +243,72 @@ impl Session {
             action: Action::Continue,
         })
     }
+}
+
+/// The FETCH response for a message that another session expunged before this one was told
+/// (RFC 2180 §4.1.1): what the view still knows (UID, FLAGS, MODSEQ), and for the rest what
+/// Dovecot sends when its cache has nothing: NIL for every nstring (BODY[], RFC822...), an
+/// all-NIL ENVELOPE, the epoch for INTERNALDATE, 0 for sizes, and the structure of an empty
+/// text/plain message where the grammar allows no NIL (BODY, BODYSTRUCTURE).
+fn expunged_fetch(
+    out: &mut Vec<u8>,
+    seq: usize,
+    items: &[FetchAttr],
+    m: &super::view::ViewMsg,
+    modseq: u64,
+) {
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+    for a in items {
+        let mut p = Vec::new();
+        match a {
+            FetchAttr::Flags => {
+                p.extend_from_slice(format!("FLAGS {}", flags_list(&m.flags, m.recent)).as_bytes())
+            }
+            FetchAttr::Uid => p.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+            FetchAttr::InternalDate => {
+                p.extend_from_slice(format!("INTERNALDATE \"{}\"", imap_datetime(0)).as_bytes())
+            }
+            FetchAttr::Rfc822Size => p.extend_from_slice(b"RFC822.SIZE 0"),
+            FetchAttr::Envelope => {
+                p.extend_from_slice(b"ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)")
+            }
+            FetchAttr::Body => {
+                p.extend_from_slice(b"BODY ");
+                mime::body_structure(b"", false, &mut p);
+            }
+            FetchAttr::BodyStructure => {
+                p.extend_from_slice(b"BODYSTRUCTURE ");
+                mime::body_structure(b"", true, &mut p);
+            }
+            FetchAttr::Rfc822 => p.extend_from_slice(b"RFC822 NIL"),
+            FetchAttr::Rfc822Header => p.extend_from_slice(b"RFC822.HEADER NIL"),
+            FetchAttr::Rfc822Text => p.extend_from_slice(b"RFC822.TEXT NIL"),
+            FetchAttr::BodySection {
+                section, partial, ..
+            } => {
+                p.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+                if let Some((off, _)) = partial {
+                    p.extend_from_slice(format!("<{off}>").as_bytes());
+                }
+                p.extend_from_slice(b" NIL");
+            }
+            FetchAttr::Binary { part, partial, .. } => {
+                p.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
+                if let Some((off, _)) = partial {
+                    p.extend_from_slice(format!("<{off}>").as_bytes());
+                }
+                p.extend_from_slice(b" NIL");
+            }
+            FetchAttr::BinarySize { part } => {
+                p.extend_from_slice(format!("BINARY.SIZE[{}] 0", part_spec(part)).as_bytes())
+            }
+            FetchAttr::ModSeq => p.extend_from_slice(format!("MODSEQ ({modseq})").as_bytes()),
+        }
+        parts.push(p);
+    }
+    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    out.extend_from_slice(&parts.join(&b' '));
+    out.extend_from_slice(b")\r\n");
 }
 
 fn msg_len_or(meta: &crate::store::MessageMeta, msg: &[u8]) -> u64 {

@@ -74,6 +74,9 @@ impl Session {
         {
             log::warn!("{}: sync during IDLE failed: {t}", self.peer);
         }
+        if let State::Selected { view, .. } = &mut self.state {
+            view.begin_command(); // all of it is sent now
+        }
         out
     }
 

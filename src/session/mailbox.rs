@@ -2,7 +2,7 @@
 //! UNSUBSCRIBE, LSUB, STATUS (with SIZE, RFC 8438), APPEND; NAMESPACE (RFC 2342). LIST is in
 //! `list`.
 
-use super::view::{View, SYSTEM_FLAGS};
+use super::view::View;
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
 use crate::imap::types::{Command, DateTime, Flag, StatusItem};
 use crate::store::{Flags, StoreError};
@@ -78,21 +78,7 @@ impl Session {
             // RFC 7162 §3.2.11: the previous mailbox's updates end here.
             out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
         }
-        let keywords = view.mbox.keywords();
-        let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|(_, n)| n.to_string()).collect();
-        flags.extend(keywords.iter().cloned());
-        out.extend_from_slice(format!("* FLAGS ({})\r\n", flags.join(" ")).as_bytes());
-        if read_only {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
-        } else {
-            out.extend_from_slice(
-                format!(
-                    "* OK [PERMANENTFLAGS ({} \\*)] Flags permitted.\r\n",
-                    flags.join(" ")
-                )
-                .as_bytes(),
-            );
-        }
+        out.extend_from_slice(view.flags_responses().as_bytes());
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
         if rev2 {
             // RFC 9051 §6.3.2: the mailbox's name in a LIST response; no RECENT, no UNSEEN.

@@ -170,14 +170,14 @@ impl Session {
         // RFC 3501 §7.4.1: no EXPUNGE responses during (non-UID) STORE.
         view.sync(out, uid)?;
         let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
-        let mut expunged = false;
         let mut modified = Vec::new();
         // (view index, changed on disk by this command)
         let mut done: Vec<(usize, bool)> = Vec::new();
         for i in idx {
             let msg_uid = view.msgs[i].uid;
+            // RFC 2180 §4.2.1: a message expunged meanwhile is skipped; the rest is stored
+            // and the command succeeds (as in Dovecot).
             let Some(meta) = view.meta(msg_uid) else {
-                expunged = true;
                 continue;
             };
             // RFC 7162 §3.1.3: a message changed after UNCHANGEDSINCE is left alone.
@@ -206,10 +206,7 @@ impl Session {
             if new != meta.flags {
                 match view.mbox.set_flags(msg_uid, &new) {
                     Ok(()) => changed = true,
-                    Err(StoreError::Expunged(_)) => {
-                        expunged = true;
-                        continue;
-                    }
+                    Err(StoreError::Expunged(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -221,6 +218,9 @@ impl Session {
             view.modseqs
                 .observe(view.mbox.uid_validity(), view.mbox.messages())?;
         }
+        // RFC 3501 §7.2.6: a keyword this STORE added to the mailbox is announced before
+        // the FETCH responses that carry it.
+        view.announce_keywords(out);
         for (i, changed) in done {
             let m = &view.msgs[i];
             let mut items = Vec::new();
@@ -240,11 +240,6 @@ impl Session {
             out.extend_from_slice(
                 format!("* {} FETCH ({})\r\n", i + 1, items.join(" ")).as_bytes(),
             );
-        }
-        if expunged {
-            return Err(HandlerError::No(
-                "[EXPUNGEISSUED] Some of the messages no longer exist.".into(),
-            ));
         }
         Ok(modified)
     }
@@ -273,6 +268,14 @@ impl Session {
             .map(|&i| view.msgs[i].uid)
             .filter(|u| view.meta(*u).is_some())
             .collect();
+        if uids.len() < idx.len() {
+            // RFC 2180 §4.4.1 (as Dovecot does): a COPY naming a message expunged meanwhile
+            // fails as a whole and copies nothing; the client learns of the expunge and
+            // retries with the messages that are left.
+            return Err(HandlerError::No(
+                "[EXPUNGEISSUED] Some of the requested messages no longer exist.".into(),
+            ));
+        }
         let same = dest_name == view.mbox.name();
         let mut dest = match store.open_mailbox(&dest_name, false) {
             Ok(d) => d,
@@ -284,11 +287,6 @@ impl Session {
             Err(e) => return Err(e.into()),
         };
         if uids.is_empty() {
-            if idx.len() > uids.len() {
-                return Err(HandlerError::No(
-                    "[EXPUNGEISSUED] Messages have been expunged.".into(),
-                ));
-            }
             return Ok(String::new());
         }
         let pairs = view.mbox.copy_to(&uids, &mut dest)?;

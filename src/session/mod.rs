@@ -256,6 +256,9 @@ impl Session {
 
     /// Handle one framed command (or the continuation line the session asked for).
     pub async fn handle(&mut self, frame: &[u8]) -> Output {
+        if let State::Selected { view, .. } = &mut self.state {
+            view.begin_command();
+        }
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::AuthPlain { tag } => return self.auth_plain_continue(tag, frame).await,
             Pending::Idle { tag } => return self.idle_continue(tag, frame),
@@ -279,6 +282,9 @@ impl Session {
         match self.dispatch(&tag, command).await {
             Ok(out) => {
                 self.bad_in_a_row = 0;
+                if let State::Selected { view, .. } = &mut self.state {
+                    view.begin_command();
+                }
                 out
             }
             Err(HandlerError::Bad(reason)) => self.bad(&tag, &reason),
@@ -296,7 +302,8 @@ impl Session {
 
     fn bad(&mut self, tag: &str, reason: &str) -> Output {
         self.bad_in_a_row += 1;
-        let mut bytes = format!("{tag} BAD {reason}\r\n").into_bytes();
+        let mut bytes = self.pending_untagged();
+        bytes.extend_from_slice(format!("{tag} BAD {reason}\r\n").as_bytes());
         if self.bad_in_a_row >= self.shared.limits.max_bad_commands {
             log::info!(
                 "{}: disconnecting after {} invalid commands",
@@ -315,9 +322,15 @@ impl Session {
         }
     }
 
-    /// Untagged updates to send before a NO (the view may have changed).
+    /// Untagged updates to send before a failed command's tagged NO or BAD: what the view
+    /// announced while the command ran (EXISTS, EXPUNGE, FETCH, FLAGS) went into the handler's
+    /// discarded output, but the view already counts it as told, so it is sent anyway.
+    /// Otherwise the client would later get sequence numbers it was never told of.
     fn pending_untagged(&mut self) -> Vec<u8> {
-        Vec::new()
+        match &mut self.state {
+            State::Selected { view, .. } => view.take_told(),
+            _ => Vec::new(),
+        }
     }
 
     /// The one dispatch table: which command runs in which state (RFC 3501 §6).

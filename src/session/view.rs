@@ -31,6 +31,13 @@ pub struct View {
     pub qresync: bool,
     /// IMAP4rev2 is enabled: no `\Recent`, no `RECENT` response (RFC 9051 Appendix E).
     pub rev2: bool,
+    /// Keywords the client was told of by a FLAGS response (RFC 3501 §7.2.6); a FETCH may
+    /// carry no other keyword. Never shrinks while the mailbox is selected.
+    announced: Vec<String>,
+    /// What [`View::sync`] and [`View::announce_keywords`] wrote since the command began:
+    /// the view counts it as told, so a failed command must still send it
+    /// ([`View::take_told`]).
+    told: Vec<u8>,
 }
 
 impl View {
@@ -57,6 +64,7 @@ impl View {
         }
         let mut modseqs = ModSeqs::new(mbox.path());
         modseqs.observe(mbox.uid_validity(), mbox.messages())?;
+        let announced = mbox.keywords();
         Ok(View {
             mbox,
             msgs,
@@ -66,7 +74,57 @@ impl View {
             condstore: false,
             qresync: false,
             rev2: false,
+            announced,
+            told: Vec::new(),
         })
+    }
+
+    /// A new command begins: what earlier syncs told has been sent.
+    pub fn begin_command(&mut self) {
+        self.told.clear();
+        if self.told.capacity() > 64 * 1024 {
+            self.told.shrink_to(4096);
+        }
+    }
+
+    /// The untagged responses this command's syncs produced (for a failed command, whose own
+    /// output is discarded).
+    pub fn take_told(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.told)
+    }
+
+    /// The `* FLAGS` and `* OK [PERMANENTFLAGS]` responses for the announced keywords (as
+    /// SELECT sends them, and again whenever a keyword is added: RFC 3501 §7.2.6).
+    pub fn flags_responses(&self) -> String {
+        let mut flags: Vec<&str> = SYSTEM_FLAGS.iter().map(|(_, n)| *n).collect();
+        flags.extend(self.announced.iter().map(String::as_str));
+        let list = flags.join(" ");
+        if self.read_only {
+            format!("* FLAGS ({list})\r\n* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n")
+        } else {
+            format!("* FLAGS ({list})\r\n* OK [PERMANENTFLAGS ({list} \\*)] Flags permitted.\r\n")
+        }
+    }
+
+    /// Announce keywords of the mailbox that the client was not told of yet with a new
+    /// FLAGS (and PERMANENTFLAGS) response, before any FETCH that could carry them.
+    pub fn announce_keywords(&mut self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.announce_keywords_untracked(out);
+        self.told.extend_from_slice(out.get(start..).unwrap_or(&[]));
+    }
+
+    fn announce_keywords_untracked(&mut self, out: &mut Vec<u8>) {
+        let mut grew = false;
+        for k in self.mbox.keywords() {
+            if !self.announced.iter().any(|a| a.eq_ignore_ascii_case(&k)) {
+                self.announced.push(k);
+                grew = true;
+            }
+        }
+        if grew {
+            out.extend_from_slice(self.flags_responses().as_bytes());
+        }
     }
 
     /// Switch to IMAP4rev2 behaviour: `\Recent` no longer exists (RFC 9051 Appendix E).
@@ -95,9 +153,17 @@ impl View {
 
     /// Re-read the disk and append the untagged updates to `out`.
     pub fn sync(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
+        let start = out.len();
+        let r = self.sync_inner(out, allow_expunge);
+        self.told.extend_from_slice(out.get(start..).unwrap_or(&[]));
+        r
+    }
+
+    fn sync_inner(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
         self.mbox.refresh()?;
         self.modseqs
             .observe(self.mbox.uid_validity(), self.mbox.messages())?;
+        self.announce_keywords_untracked(out);
         let current = self.mbox.messages();
         let present = |uid: u32| current.binary_search_by_key(&uid, |m| m.uid).ok();
         if allow_expunge {

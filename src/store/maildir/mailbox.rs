@@ -3,6 +3,7 @@
 //! EXPUNGE. RFC 3501 §2.3.1.1 (UIDs strictly ascending, never reused within a UIDVALIDITY),
 //! §2.3.2 (flags; `\Recent` for the session that first sees a message).
 
+use super::extra_keywords::{self, ExtraKeywords, Unusable};
 use super::filename::{self, Letters, FORWARDED};
 use super::keywords::{self, Keywords};
 use super::lock::DotLock;
@@ -19,6 +20,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(super) const UIDLIST: &str = "dovecot-uidlist";
 pub(super) const KEYWORDS: &str = "dovecot-keywords";
+/// pimap's own file of keywords beyond the 26 file-name letters ([`extra_keywords`]).
+pub(super) const EXTRAS: &str = "pimap-keywords";
+/// A `pimap-keywords` larger than this is not read (logged).
+const MAX_EXTRAS_FILE: u64 = 32 << 20;
+/// A `pimap-keywords` line whose message is gone may still be waiting for its file (an APPEND
+/// or COPY writes the line first): lines are dropped only once their file name's timestamp is
+/// older than this.
+const EXTRAS_GRACE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Sub {
@@ -48,12 +57,16 @@ impl Found {
     }
 }
 
-/// List the message files of `dir/cur` and `dir/new`, skipping (and logging) anything that
+/// List the message files of `dir/new` and `dir/cur`, skipping (and logging) anything that
 /// is not a plain file with an acceptable name. A missing subdirectory is empty. When the
 /// same base name appears twice (a rename seen half-way), the `cur/` one wins.
+///
+/// new/ is read before cur/: a message moved from new/ to cur/ while the scan runs (any
+/// reader does that) is then seen in one of them at least; in the other order it could be
+/// missed in both, and look expunged.
 pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
     let mut out: Vec<Found> = Vec::new();
-    for sub in [Sub::Cur, Sub::New] {
+    for sub in [Sub::New, Sub::Cur] {
         let d = dir.join(sub.dir());
         let rd = match fs::read_dir(&d) {
             Ok(rd) => rd,
@@ -84,11 +97,13 @@ pub(super) fn scan(dir: &Path) -> Result<Vec<Found>> {
             out.push(Found { sub, name });
         }
     }
-    // The first file of each base name wins (cur/ was read first). The set borrows the
+    // The last file of each base name wins (cur/ was read last). The set borrows the
     // names: this runs on every rescan, so no allocation per file.
     let keep: Vec<bool> = {
         let mut seen: HashSet<&str> = HashSet::with_capacity(out.len());
-        out.iter().map(|f| seen.insert(f.base())).collect()
+        let mut k: Vec<bool> = out.iter().rev().map(|f| seen.insert(f.base())).collect();
+        k.reverse();
+        k
     };
     if keep.contains(&false) {
         let mut k = keep.into_iter();
@@ -172,6 +187,53 @@ pub(super) fn read_keywords(dir: &Path) -> Result<Keywords> {
     Ok(k)
 }
 
+/// Read `pimap-keywords`. Never fails: a missing file is empty; an unreadable, oversized or
+/// malformed one is logged and treated as empty (those messages then show only their first
+/// 26 keywords, from the file names; no mail is touched).
+fn read_extras(dir: &Path) -> ExtraKeywords {
+    let path = dir.join(EXTRAS);
+    match fs::metadata(&path) {
+        Ok(md) if md.len() > MAX_EXTRAS_FILE => {
+            log::error!(
+                "{}: larger than {MAX_EXTRAS_FILE} bytes, not read; keywords beyond the 26 in \
+                 file names are not shown",
+                path.display()
+            );
+            return ExtraKeywords::default();
+        }
+        _ => {}
+    }
+    let bytes = match read_optional(&path) {
+        Ok(Some(b)) => b,
+        Ok(None) => return ExtraKeywords::default(),
+        Err(e) => {
+            log::error!("{e}; keywords beyond the 26 in file names are not shown");
+            return ExtraKeywords::default();
+        }
+    };
+    match ExtraKeywords::parse(&String::from_utf8_lossy(&bytes)) {
+        Ok((k, bad)) => {
+            if bad > 0 {
+                log::warn!("{}: ignored {bad} malformed lines", path.display());
+            }
+            k
+        }
+        Err(Unusable(reason)) => {
+            log::error!(
+                "{}: not usable ({reason}); keywords beyond the 26 in file names are not shown \
+                 (the file is set aside as {EXTRAS}.corrupt at the next keyword change)",
+                path.display()
+            );
+            ExtraKeywords::default()
+        }
+    }
+}
+
+/// The Unix time at the start of a file name written by a maildir writer (`<secs>.`).
+fn name_secs(base: &str) -> Option<u64> {
+    base.split_once('.')?.0.parse().ok()
+}
+
 fn random_guid() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
@@ -253,13 +315,13 @@ const FINE_SETTLE: Duration = Duration::from_millis(50);
 /// Modification times that tell whether a rescan is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
-    times: [Option<SystemTime>; 4],
+    times: [Option<SystemTime>; 5],
 }
 
 fn stamp(dir: &Path) -> Stamp {
     let t = |n: &str| fs::metadata(dir.join(n)).and_then(|m| m.modified()).ok();
     Stamp {
-        times: [t("new"), t("cur"), t(UIDLIST), t(KEYWORDS)],
+        times: [t("new"), t("cur"), t(UIDLIST), t(KEYWORDS), t(EXTRAS)],
     }
 }
 
@@ -354,6 +416,12 @@ pub struct Mailbox {
     uid_validity: u32,
     uid_next: u32,
     keywords: Keywords,
+    /// Keywords beyond the file-name letters, by base name (`pimap-keywords`).
+    extras: ExtraKeywords,
+    /// Every keyword in `extras` (for FLAGS).
+    extra_names: Vec<String>,
+    /// Identity of the `pimap-keywords` that `extras` was read from.
+    extras_id: Option<FileId>,
     messages: Vec<MessageMeta>,
     locs: Vec<Loc>,
     recent: HashSet<u32>,
@@ -378,6 +446,9 @@ impl Mailbox {
             uid_validity: 0,
             uid_next: 1,
             keywords: Keywords::default(),
+            extras: ExtraKeywords::default(),
+            extra_names: Vec::new(),
+            extras_id: None,
             messages: Vec::new(),
             locs: Vec::new(),
             recent: HashSet::new(),
@@ -412,6 +483,11 @@ impl Mailbox {
     /// a message carries the maildir `P` flag.
     pub fn keywords(&self) -> Vec<String> {
         let mut k = self.keywords.all();
+        for e in &self.extra_names {
+            if !k.iter().any(|x| x.eq_ignore_ascii_case(e)) {
+                k.push(e.clone());
+            }
+        }
         let fwd = self
             .messages
             .iter()
@@ -471,6 +547,27 @@ impl Mailbox {
         let st = stamp(&self.dir);
         self.keywords = read_keywords(&self.dir)?;
         let mut files = scan(&self.dir)?;
+        if !self.locs.is_empty() {
+            let have: HashSet<&str> = files.iter().map(Found::base).collect();
+            if self.locs.iter().any(|l| !have.contains(l.base())) {
+                // readdir may miss a file renamed (a flag change by another process) while
+                // the directory was read: look once more before taking it for expunged.
+                let again = scan(&self.dir)?;
+                let have: HashSet<String> = files.iter().map(|f| f.base().to_string()).collect();
+                files.extend(again.into_iter().filter(|f| !have.contains(f.base())));
+            }
+        }
+        // After the scan: a writer adds a message's line before its file appears.
+        let extras_id = file_id(&self.dir.join(EXTRAS));
+        let extras_changed = extras_id != self.extras_id;
+        if extras_changed {
+            self.extras = if extras_id.is_some() {
+                read_extras(&self.dir)
+            } else {
+                ExtraKeywords::default()
+            };
+            self.extra_names = self.extras.names();
+        }
         // What the last scan knew, by UID: a base name keeps its UID within a UIDVALIDITY,
         // and its RFC822.SIZE and INTERNALDATE never change, so most files need neither the
         // uidlist parsed again (when it is the same file) nor a stat.
@@ -624,6 +721,7 @@ impl Mailbox {
                     let flags = match p.flags {
                         Some(fl)
                             if p.name == f.name
+                                && !extras_changed
                                 && !letters.bytes().any(|b| b.is_ascii_lowercase()) =>
                         {
                             fl.clone()
@@ -703,18 +801,25 @@ impl Mailbox {
         // The uidlist as of the stat taken before reading it (a newer file has another
         // identity, so the next rescan reads it); after a sync, read it again next time.
         self.uidlist_id = if synced { None } else { uidlist_id };
+        self.extras_id = extras_id;
         self.last_stamp = Some(st);
         self.last_scan = scan_start;
         Ok(())
     }
 
     fn flags_of(&self, name: &str) -> Flags {
-        let l = filename::decode_letters(filename::split(name).letters);
+        let parts = filename::split(name);
+        let l = filename::decode_letters(parts.letters);
         let mut keywords: Vec<String> = l
             .keyword_indexes
             .iter()
             .filter_map(|&i| self.keywords.get(i).map(str::to_string))
             .collect();
+        for k in self.extras.get(parts.base) {
+            if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                keywords.push(k.clone());
+            }
+        }
         if l.passed && !keywords.iter().any(|k| k.eq_ignore_ascii_case(FORWARDED)) {
             keywords.push(FORWARDED.to_string());
         }
@@ -777,47 +882,126 @@ impl Mailbox {
         }
     }
 
-    /// Letter indexes for keywords, adding new ones to `dovecot-keywords` under its dotlock.
-    fn keyword_indexes(&mut self, kws: &[String]) -> Result<Vec<usize>> {
+    /// Letter indexes for keywords, adding new ones to `dovecot-keywords` under its dotlock,
+    /// and the keywords left without a letter (all 26 taken) for `pimap-keywords`.
+    fn keyword_indexes(&mut self, kws: &[String]) -> Result<(Vec<usize>, Vec<String>)> {
         let wanted: Vec<&String> = kws.iter().collect();
         for k in &wanted {
             if !keywords::valid_keyword(k) {
                 return Err(StoreError::Cannot(format!("invalid keyword {k:?}")));
             }
         }
-        if wanted.iter().all(|k| self.keywords.index_of(k).is_some()) {
-            return Ok(wanted
-                .iter()
-                .filter_map(|k| self.keywords.index_of(k))
-                .collect());
+        let full = (0..keywords::MAX_LETTERS).all(|i| self.keywords.get(i).is_some());
+        if full || wanted.iter().all(|k| self.keywords.index_of(k).is_some()) {
+            let mut idx = Vec::new();
+            let mut overflow = Vec::new();
+            for k in wanted {
+                match self.keywords.index_of(k) {
+                    Some(i) => idx.push(i),
+                    None => overflow.push(k.clone()),
+                }
+            }
+            return Ok((idx, overflow));
         }
         let path = self.dir.join(KEYWORDS);
         let lock = DotLock::acquire(&path)?;
         let mut kw = read_keywords(&self.dir)?;
         let before = kw.clone();
         let mut out = Vec::new();
+        let mut overflow = Vec::new();
         for k in wanted {
             match kw.get_or_add(k) {
                 Ok(i) => out.push(i),
-                Err(keywords::TooMany) => {
-                    return Err(StoreError::Cannot(format!(
-                        "too many keywords in this mailbox (at most {})",
-                        keywords::MAX_LETTERS
-                    )))
-                }
+                Err(keywords::TooMany) => overflow.push(k.clone()),
             }
         }
         if kw != before {
             lock.replace(kw.serialize().as_bytes())?;
         }
         self.keywords = kw;
-        Ok(out)
+        Ok((out, overflow))
+    }
+
+    /// Change `pimap-keywords` under its dotlock: re-read it, apply `change`, drop lines of
+    /// messages long gone, and write it back (tmp + fsync + rename) if anything changed. An
+    /// unusable file is set aside as `pimap-keywords.corrupt` first (logged).
+    fn update_extras(&mut self, change: impl FnOnce(&mut ExtraKeywords) -> bool) -> Result<()> {
+        let path = self.dir.join(EXTRAS);
+        let lock = DotLock::acquire(&path)?;
+        let mut k = match read_optional(&path)? {
+            None => ExtraKeywords::default(),
+            Some(b) => match ExtraKeywords::parse(&String::from_utf8_lossy(&b)) {
+                Ok((k, _)) => k,
+                Err(Unusable(reason)) => {
+                    let aside = self.dir.join(format!("{EXTRAS}.corrupt"));
+                    log::error!(
+                        "{}: not usable ({reason}); moved to {} and started afresh",
+                        path.display(),
+                        aside.display()
+                    );
+                    let _ = fs::rename(&path, &aside);
+                    ExtraKeywords::default()
+                }
+            },
+        };
+        let before = k.clone();
+        let before_names = before.names().len();
+        if !change(&mut k) {
+            return Err(StoreError::Cannot("keyword cannot be stored".into()));
+        }
+        let names = k.names();
+        if names.len() > extra_keywords::MAX_EXTRA && names.len() > before_names {
+            return Err(StoreError::Cannot(format!(
+                "too many keywords in this mailbox (at most {})",
+                keywords::MAX_LETTERS + extra_keywords::MAX_EXTRA
+            )));
+        }
+        self.collect_extras(&mut k);
+        if k != before {
+            lock.replace(k.serialize().as_bytes())?;
+        }
+        self.extra_names = k.names();
+        self.extras = k;
+        Ok(())
+    }
+
+    /// Drop the lines of messages that are gone: not in this mailbox's last scan, written
+    /// long enough ago that no APPEND or COPY can still be placing the file, and absent from
+    /// two fresh directory scans (a flag rename can hide a file from one readdir).
+    fn collect_extras(&self, k: &mut ExtraKeywords) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let known: HashSet<&str> = self.locs.iter().map(Loc::base).collect();
+        let candidates: Vec<String> = k
+            .bases()
+            .filter(|b| !known.contains(b))
+            .filter(|b| name_secs(b).is_some_and(|t| t + EXTRAS_GRACE.as_secs() < now))
+            .map(str::to_string)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let mut present: HashSet<String> = HashSet::new();
+        for _ in 0..2 {
+            match scan(&self.dir) {
+                Ok(files) => present.extend(files.iter().map(|f| f.base().to_string())),
+                Err(_) => return,
+            }
+        }
+        for b in candidates {
+            if !present.contains(&b) {
+                k.set(&b, &[]);
+            }
+        }
     }
 
     /// File-name letters for `flags`, keeping the letters of `old_letters` we don't
     /// interpret. `$Forwarded` is stored like Dovecot 2.3 stores it (a keyword letter); a `P`
     /// already present stands for it and is kept while `$Forwarded` stays set.
-    fn letters_for(&mut self, flags: &Flags, old_letters: &str) -> Result<String> {
+    /// Also returns the keywords that got no letter (for `pimap-keywords`).
+    fn letters_for(&mut self, flags: &Flags, old_letters: &str) -> Result<(String, Vec<String>)> {
         let old = filename::decode_letters(old_letters);
         let fwd = flags
             .keywords
@@ -830,7 +1014,7 @@ impl Mailbox {
             .filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED)))
             .cloned()
             .collect();
-        let idx = self.keyword_indexes(&kws)?;
+        let (idx, overflow) = self.keyword_indexes(&kws)?;
         let mut unknown = old.unknown.clone();
         // Letters of keywords this mailbox does not define are kept as they were.
         for i in old.keyword_indexes {
@@ -844,7 +1028,7 @@ impl Mailbox {
             keyword_indexes: idx,
             unknown,
         };
-        Ok(filename::encode_letters(&l))
+        Ok((filename::encode_letters(&l), overflow))
     }
 
     /// Replace a message's flags (renames the file within cur/; records new keywords).
@@ -852,9 +1036,16 @@ impl Mailbox {
         self.check_writable()?;
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
         let mut loc = self.locs.get(i).cloned().ok_or(StoreError::Expunged(uid))?;
+        // Keywords without a letter first: if they cannot be stored, nothing changes.
+        let old_letters = filename::split(&loc.name).letters.to_string();
+        let (_, overflow) = self.letters_for(flags, &old_letters)?;
+        if self.extras.get(loc.base()) != overflow.as_slice() {
+            let base = loc.base().to_string();
+            self.update_extras(|k| k.set(&base, &overflow))?;
+        }
         for attempt in 0..2 {
             let old_letters = filename::split(&loc.name).letters.to_string();
-            let letters = self.letters_for(flags, &old_letters)?;
+            let (letters, _) = self.letters_for(flags, &old_letters)?;
             let new_name = filename::cur_name(loc.base(), &letters);
             if loc.sub == Sub::Cur && new_name == loc.name {
                 break;
@@ -896,7 +1087,7 @@ impl Mailbox {
         internal_date: Option<i64>,
     ) -> Result<u32> {
         self.check_writable()?;
-        let letters = self.letters_for(flags, "")?;
+        let (letters, overflow) = self.letters_for(flags, "")?;
         let unique = new_unique();
         let tmp = self.dir.join("tmp").join(&unique);
         let mtime = match internal_date {
@@ -908,6 +1099,13 @@ impl Mailbox {
         };
         write_new_file(&tmp, data, mtime)?;
         let base = filename::base_with_sizes(&unique, data.len() as u64, filename::vsize(data));
+        if !overflow.is_empty() {
+            // Before the file appears, so no reader sees the message without them.
+            if let Err(e) = self.update_extras(|k| k.set(&base, &overflow)) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
         let dest = self
             .dir
             .join("cur")
@@ -1021,6 +1219,7 @@ impl Mailbox {
         dest.check_writable()?;
         let mut items = Vec::new();
         let mut src_uids = Vec::new();
+        let mut extras: Vec<(String, Vec<String>)> = Vec::new();
         for &uid in uids {
             let Some(i) = self.index_of(uid) else {
                 continue;
@@ -1041,12 +1240,15 @@ impl Mailbox {
                 .chars()
                 .filter(|c| c.is_ascii_uppercase())
                 .collect();
-            let letters = dest.letters_for(&m.flags, &keep)?;
+            let (letters, overflow) = dest.letters_for(&m.flags, &keep)?;
             let phys = filename::sizes(loc.base())
                 .0
                 .or_else(|| fs::metadata(&src).ok().map(|md| md.len()))
                 .unwrap_or(0);
             let base = filename::base_with_sizes(&new_unique(), phys, m.size);
+            if !overflow.is_empty() {
+                extras.push((base.clone(), overflow));
+            }
             let dst = dest
                 .dir
                 .join("cur")
@@ -1056,6 +1258,10 @@ impl Mailbox {
         }
         if items.is_empty() {
             return Ok(Vec::new());
+        }
+        if !extras.is_empty() {
+            // Before the files appear, so no reader sees the copies without them.
+            dest.update_extras(|k| extras.iter().all(|(b, kws)| k.set(b, kws)))?;
         }
         let got = dest.link_in_locked(&items)?;
         Ok(src_uids
@@ -1093,6 +1299,25 @@ impl Mailbox {
             }
         }
         let gone: HashSet<u32> = removed.iter().copied().collect();
+        let extra_bases: Vec<String> = self
+            .messages
+            .iter()
+            .zip(&self.locs)
+            .filter(|(m, l)| gone.contains(&m.uid) && !self.extras.get(l.base()).is_empty())
+            .map(|(_, l)| l.base().to_string())
+            .collect();
+        if !extra_bases.is_empty() {
+            let r = self.update_extras(|k| {
+                for b in &extra_bases {
+                    k.set(b, &[]);
+                }
+                true
+            });
+            if let Err(e) = r {
+                // The messages are gone either way; the lines are dropped later.
+                log::warn!("{}: {e}", self.dir.join(EXTRAS).display());
+            }
+        }
         if self.own_expunged.len() > 100_000 {
             self.own_expunged.clear(); // a full sync will compact them
         }

@@ -1,8 +1,9 @@
 //! Dovecot-compatible Maildir++ (see `/work/shared/notes/dovecot-compat.md`): `dovecot-uidlist`
 //! v3, `dovecot-keywords`, `subscriptions`, `dovecot-uidvalidity`, file names
 //! `<unique>,S=<n>,W=<n>:2,<flags>`, the `dovecot-uidlist.lock` dotlock; plus pimap's own
-//! `pimap-recent` (`session::view`) and `pimap-modseq` ([`modseq`], RFC 7162 mod-sequences),
-//! which Dovecot ignores.
+//! `pimap-recent` (`session::view`), `pimap-modseq` ([`modseq`], RFC 7162 mod-sequences) and
+//! `pimap-keywords` ([`extra_keywords`], keywords beyond the 26 file-name letters), which
+//! Dovecot ignores.
 //!
 //! Owns: the user's mail root on disk. Pure parsers live in [`name`], [`filename`],
 //! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], [`mailbox`]
@@ -10,6 +11,7 @@
 //! disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive, RFC 3501
 //! §2.3.1.1).
 
+pub mod extra_keywords;
 pub mod filename;
 pub mod keywords;
 pub mod lock;
@@ -24,7 +26,7 @@ pub use mailbox::Mailbox;
 
 use super::{MailboxEntry, MailboxStatus, Result, StoreError};
 use lock::DotLock;
-use mailbox::{Sub, KEYWORDS};
+use mailbox::{Sub, EXTRAS, KEYWORDS};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -36,8 +38,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const SUBSCRIPTIONS: &str = "subscriptions";
 /// Prefix of directories being deleted: `..` + anything is never a valid mailbox name.
 const DELETED_PREFIX: &str = "..pimap-deleted-";
-/// Maildir spec: files left in tmp/ for 36 hours may be removed.
+/// Maildir spec: files left in tmp/ for 36 hours may be removed. The age is the inode's
+/// change time ([`changed_at`]), never the mtime: APPEND sets a tmp/ file's mtime to the
+/// message's INTERNALDATE (years back for a migration) before renaming it into cur/.
 const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// When the file's inode last changed (ctime): set by the kernel on every write, utime,
+/// chmod or rename, so unlike the mtime no writer can put it into the past (Dovecot judges
+/// tmp/ files by it too).
+fn changed_at(md: &fs::Metadata) -> SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let secs = md.ctime();
+    let nanos = u32::try_from(md.ctime_nsec()).unwrap_or(0).min(999_999_999);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
+    } else {
+        UNIX_EPOCH
+    }
+}
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{what} {}", path.display()), e)
@@ -146,9 +164,8 @@ impl UserStore {
             for e in rd.flatten() {
                 let old = e
                     .metadata()
-                    .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|m| now.duration_since(m).ok())
+                    .and_then(|m| now.duration_since(changed_at(&m)).ok())
                     .is_some_and(|age| age > TMP_MAX_AGE);
                 if old {
                     let _ = fs::remove_file(e.path());
@@ -364,9 +381,11 @@ impl UserStore {
     fn rename_inbox(&self, to: &str) -> Result<()> {
         self.create(to)?;
         let dest = self.dir_of(to);
-        if let Some(k) = read_optional(&self.root.join(KEYWORDS))? {
-            fs::write(dest.join(KEYWORDS), k)
-                .map_err(|e| io_err("writing", &dest.join(KEYWORDS), e))?;
+        for file in [KEYWORDS, EXTRAS] {
+            if let Some(k) = read_optional(&self.root.join(file))? {
+                fs::write(dest.join(file), k)
+                    .map_err(|e| io_err("writing", &dest.join(file), e))?;
+            }
         }
         // Hold INBOX's uidlist lock so no UIDs are being assigned while files move.
         let lock = DotLock::acquire(&self.root.join(mailbox::UIDLIST))?;

@@ -336,12 +336,12 @@ fn copy_between_mailboxes() {
 }
 
 #[test]
-fn keyword_limit() {
+fn keywords_beyond_26_go_to_pimap_keywords() {
     let (_t, s) = store("kwlimit");
     let mut mb = s.open_mailbox("INBOX", false).unwrap();
     let u = mb.append(b"x\n", &Flags::default(), None).unwrap();
     mb.refresh().unwrap();
-    let many: Vec<String> = (0..26).map(|i| format!("k{i}")).collect();
+    let many: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
     mb.set_flags(
         u,
         &Flags {
@@ -350,13 +350,50 @@ fn keyword_limit() {
         },
     )
     .unwrap();
-    assert_eq!(mb.messages()[0].flags.keywords.len(), 26);
-    let r = mb.set_flags(u, &kw(0, &["one-too-many"]));
-    assert!(matches!(r, Err(StoreError::Cannot(ref m)) if m.contains("too many keywords")));
+    assert_eq!(mb.messages()[0].flags.keywords, many);
+    // 26 letters in the file name, the rest in pimap-keywords (keyed by the base name).
+    let name = fs::read_dir(s.root().join("cur"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    assert!(name.ends_with(":2,abcdefghijklmnopqrstuvwxyz"), "{name}");
+    let base = name.split(':').next().unwrap();
+    let extras = fs::read_to_string(s.root().join("pimap-keywords")).unwrap();
+    assert_eq!(
+        extras,
+        format!("pimap-keywords 1\n{base} k26 k27 k28 k29\n")
+    );
+    // Another handle reads them; the mailbox lists all 30.
+    let other = s.open_mailbox("INBOX", true).unwrap();
+    assert_eq!(other.messages()[0].flags.keywords, many);
+    assert_eq!(other.keywords(), many);
+    // Removing the extras empties the file; an invalid keyword is still refused.
+    mb.set_flags(u, &kw(0, &["k0"])).unwrap();
+    assert_eq!(
+        fs::read_to_string(s.root().join("pimap-keywords")).unwrap(),
+        "pimap-keywords 1\n"
+    );
     assert!(matches!(
         mb.set_flags(u, &kw(0, &["bad kw"])),
         Err(StoreError::Cannot(_))
     ));
+    // The cap on keywords without a letter.
+    let lots: Vec<String> = (0..super::extra_keywords::MAX_EXTRA + 27)
+        .map(|i| format!("x{i}"))
+        .collect();
+    let r = mb.set_flags(
+        u,
+        &Flags {
+            system: 0,
+            keywords: lots,
+        },
+    );
+    assert!(matches!(r, Err(StoreError::Cannot(ref m)) if m.contains("too many keywords")));
+    assert_eq!(mb.messages()[0].flags.keywords, vec!["k0".to_string()]);
 }
 
 #[test]
