@@ -171,10 +171,12 @@ pub fn enter_data_dir(dir: &Path, run_as: RunAs, needed: bool) -> Result<PathBuf
         .map_err(|e| format!("opening the data dir {}: {e}", given.display()))?;
     let held = PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd()));
     let proc_works = held.is_dir();
+    // By its absolute path, as pimap uses it (config makes the default mail location absolute):
+    // a relative lookup would start at the working directory and miss a 0700 directory above.
     let (reach, enter) = as_run_as(run_as, dir, || {
-        let inside = if proc_works { &held } else { dir };
+        let inside = if proc_works { &held } else { &given };
         (
-            std::fs::metadata(dir).map(drop),
+            std::fs::metadata(&given).map(drop),
             std::fs::metadata(inside.join(".")).map(drop),
         )
     })?;

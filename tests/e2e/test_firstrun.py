@@ -123,12 +123,30 @@ def thread_uids(pid: int) -> set[tuple[int, int]]:
     return out
 
 
+def start_dir(workdir: Path, where: str, owner: tuple[int, int] | None = None) -> Path:
+    """The directory the quick start runs in: a clone (mode 0755, as git makes it) inside a 0700
+    home, or a 0700 directory itself (`mktemp -d`)."""
+    home = private_dir(workdir, "home", owner)
+    if where == "0700 dir":
+        return home
+    clone = home / "pimap"
+    clone.mkdir()
+    clone.chmod(0o755)
+    if owner and IS_ROOT:
+        os.chown(clone, *owner)
+    return clone
+
+
+WHERE = ["clone in a 0700 home", "0700 dir"]
+
+
 @needs_root
-def test_readme_first_command_as_root_from_a_0700_directory(request, workdir):
-    """`pimap serve`, no flags, as root, cwd a fresh 0700 dir: the demo login works, APPEND and
-    FETCH round-trip, SIGHUP reloads the users file, and a second start says how to get a new
-    demo password."""
-    home = private_dir(workdir, "root-home")
+@pytest.mark.parametrize("where", WHERE)
+def test_readme_first_command_as_root_from_a_0700_directory(request, workdir, where):
+    """`pimap serve`, no flags, as root, cwd a clone in a 0700 home or a fresh 0700 dir: the demo
+    login works, APPEND and FETCH round-trip, SIGHUP reloads the users file, and a second start
+    says how to get a new demo password."""
+    home = start_dir(workdir, where)
     srv = Serve(request, home)
     password = srv.demo_password()
     c = srv.conn()
@@ -145,8 +163,8 @@ def test_readme_first_command_as_root_from_a_0700_directory(request, workdir):
     assert owner_and_mode(data / "mail" / "demo") == (*DEFAULT_RUN_AS, 0o700)
     msgs = list((data / "mail" / "demo").glob("cur/*")) + list((data / "mail" / "demo").glob("new/*"))
     assert msgs and all(owner_and_mode(p) == (*DEFAULT_RUN_AS, 0o600) for p in msgs), msgs
-    # The cwd's 0700 is untouched: nothing was opened up to make this work.
-    assert owner_and_mode(home) == (0, 0, 0o700)
+    # The 0700 is untouched: nothing was opened up to make this work.
+    assert owner_and_mode(workdir / "home") == (0, 0, 0o700)
 
     # SIGHUP: a user added to the users file (appending keeps its owner) can log in.
     h = subprocess.run([str(PIMAP_BIN), "pw", "-p", "second-Secret-2"], capture_output=True, text=True,
@@ -183,11 +201,12 @@ def test_readme_first_command_as_root_from_a_0700_directory(request, workdir):
     assert "demo: mail in" in p.stdout and "/proc/self" not in p.stdout, p.stdout
 
 
-def test_readme_first_command_as_a_normal_user_from_a_0700_directory(request, workdir):
+@pytest.mark.parametrize("where", WHERE)
+def test_readme_first_command_as_a_normal_user_from_a_0700_directory(request, workdir, where):
     """The same quick start as an unprivileged user (the mail test user when the suite runs
     as root): nothing to drop, everything belongs to that user."""
     owner = (MAIL_UID, MAIL_GID) if IS_ROOT else (os.getuid(), os.getgid())
-    home = private_dir(workdir, "user-home", owner)
+    home = start_dir(workdir, where, owner)
     srv = Serve(request, home, prefix=as_user(*owner) if IS_ROOT else [])
     c = srv.conn()
     c.login("demo", srv.demo_password())
@@ -211,7 +230,8 @@ Hello.\r
 
 
 @needs_root
-def test_s3_sync_in_serve_with_the_default_data_dir_as_root_from_a_0700_directory(request, workdir):
+@pytest.mark.parametrize("where", WHERE)
+def test_s3_sync_in_serve_with_the_default_data_dir_as_root_from_a_0700_directory(request, workdir, where):
     """`serve` with only the sync's flags, as root, from a 0700 dir: the sync thread (running as
     5000:5000) keeps its ledger in the entered data dir and delivers into demo's Maildir."""
     if shutil.which("s3s-fs") is None:
@@ -226,7 +246,7 @@ def test_s3_sync_in_serve_with_the_default_data_dir_as_root_from_a_0700_director
     request.addfinalizer(lambda: stop_process(s3))
     wait_for_port(s3port, s3, workdir / "s3s.log")
 
-    home = private_dir(workdir, "root-home")
+    home = start_dir(workdir, where)
     env = clean_env() | {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"}
     port = free_port()
     srv = Serve(request, home, port=port, env=env, args=[
@@ -291,11 +311,12 @@ def test_explicit_mail_root_the_run_as_user_cannot_reach_is_a_start_up_error(wor
 
 
 @needs_root
-def test_default_users_file_the_run_as_user_cannot_read_is_a_start_up_error(workdir):
+@pytest.mark.parametrize("where", WHERE)
+def test_default_users_file_the_run_as_user_cannot_read_is_a_start_up_error(workdir, where):
     """A DATA_DIR/users that only root can read (as an older pimap left it): pimap re-reads it
     on SIGHUP and on each change, so after the drop that is an error with the fix, not a
     server that silently stops seeing user changes."""
-    home = private_dir(workdir, "root-home")
+    home = start_dir(workdir, where)
     data = home / "pimap-data"
     data.mkdir(mode=0o700)
     os.chown(data, *DEFAULT_RUN_AS)
