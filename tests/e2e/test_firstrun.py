@@ -193,6 +193,22 @@ def test_readme_first_command_as_root_from_a_0700_directory(request, workdir, wh
     c.login("demo", password)
     c.ok("SELECT INBOX")
     c.logout()
+    # Follow the hint: `pimap pw`, its hash in place of demo's, SIGHUP.
+    h = subprocess.run([str(PIMAP_BIN), "pw", "-p", "new-demo-Secret-3"], capture_output=True, text=True,
+                       check=True).stdout.strip()
+    text = (data / "users").read_text()
+    with open(data / "users", "w") as f:  # in place: owner and mode stay
+        f.write(re.sub(r"^demo:[^:]*:", lambda _: f"demo:{h}:", text, flags=re.M))
+    again.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while again.text().count("reloaded (2 users)") < 1:
+        assert time.monotonic() < deadline, again.text()
+        time.sleep(0.05)
+    c = again.conn()
+    assert c.command(f'LOGIN "demo" "{password}"').status == "NO"
+    c = again.conn()
+    c.login("demo", "new-demo-Secret-3")
+    c.logout()
 
     # `pimap check`, no flags, from the same directory: the same view as serve, exit 0.
     p = subprocess.run([str(PIMAP_BIN), "check"], cwd=home, capture_output=True, text=True, timeout=60,
