@@ -100,6 +100,17 @@ def test_default_run_as_5000_with_a_fresh_data_dir(request, workdir):
     assert "not readable" not in log.read_text() and "Permission denied" not in log.read_text()
 
 
+def test_a_given_root_only_users_file_is_read_before_the_drop(request, workdir):
+    """`--users` naming a file only root may read (systemd LoadCredential): the users are read
+    before the drop and kept; only reloading needs a restart, which is logged, not an error."""
+    (workdir / "users").chmod(0o600)
+    srv = start_pimap(workdir, workdir / "users", workdir / "mail")
+    request.addfinalizer(srv.stop)
+    attach(request.node, "pimap log", srv.log_text)
+    srv.login("demo").ok("SELECT INBOX")
+    assert f"users file {workdir / 'users'} is not readable as {MAIL_UID}:{MAIL_GID}" in srv.log_text()
+
+
 @pytest.mark.parametrize("bad", ["0:0", "0:5000", "5000:0", "root"])
 def test_run_as_root_is_a_configuration_error(workdir, bad):
     p = subprocess.run([str(PIMAP_BIN), "serve", "--data-dir", str(workdir / "pd"), "--imap-listen",
