@@ -357,7 +357,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Cmd::Serve(args) => {
+        Cmd::Serve(mut args) => {
             // Before any thread exists, so every thread inherits the mask (net::lifecycle).
             if let Err(e) = crate::net::lifecycle::block_signals() {
                 eprintln!("pimap: {e}");
@@ -368,6 +368,14 @@ pub fn main() -> i32 {
             if let Err(e) = crate::privdrop::prepare_dir(&args.data_dir, args.run_as) {
                 eprintln!("pimap: {e}");
                 return 1;
+            }
+            // ... and one below a directory it may not enter is entered now (privdrop).
+            match enter_data_dir(&args) {
+                Ok(dir) => args.data_dir = dir,
+                Err(e) => {
+                    eprintln!("pimap: {e}");
+                    return 1;
+                }
             }
             match load(&args, true) {
                 Ok((cfg, net)) => {
@@ -387,22 +395,35 @@ pub fn main() -> i32 {
                 }
             }
         }
-        Cmd::Check(args) => match load(&args, false) {
-            Ok((cfg, net)) => match check_report(&cfg, &net) {
+        Cmd::Check(mut args) => {
+            // As `serve` would: read everything as root, then drop and check as --run-as.
+            let checked = enter_data_dir(&args).and_then(|dir| {
+                args.data_dir = dir;
+                let (cfg, net) =
+                    load(&args, false).map_err(|e| format!("configuration error: {e}"))?;
+                let report = check_report(&cfg, &net)?;
+                if crate::privdrop::drop_privileges(args.run_as)?
+                    == crate::privdrop::Outcome::Dropped
+                {
+                    let root = cfg.mail_location.fixed_root();
+                    crate::privdrop::check_after_drop(
+                        &needs(&args, &cfg.users_path, root),
+                        args.run_as,
+                    )?;
+                }
+                Ok(report)
+            });
+            match checked {
                 Ok(report) => {
-                    print!("{report}");
+                    print!("{}", crate::privdrop::shown_in(&report));
                     0
                 }
                 Err(e) => {
                     eprintln!("pimap check: {e}");
                     1
                 }
-            },
-            Err(e) => {
-                eprintln!("pimap check: configuration error: {e}");
-                1
             }
-        },
+        }
         Cmd::Pw(args) => pw(args),
         Cmd::Sync(args) => {
             init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
@@ -470,9 +491,45 @@ fn check_report(cfg: &Config, net: &NetConfig) -> Result<String, String> {
     Ok(s)
 }
 
+/// `serve` and `check`, as root before the drop: the data dir as pimap uses it from now on
+/// (privdrop).
+fn enter_data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
+    crate::privdrop::enter_data_dir(&args.data_dir, args.run_as, uses_data_dir(args))
+}
+
+/// Does pimap keep files in the data dir: the default users file or mail location, the S3
+/// sync's ledger and quarantine?
+fn uses_data_dir(args: &ServeArgs) -> bool {
+    args.users.is_none() || args.mail_location.is_none() || args.sync.is_configured()
+}
+
+/// What pimap still uses after the privilege drop (privdrop::check_after_drop).
+fn needs(
+    args: &ServeArgs,
+    users: &std::path::Path,
+    mail_root: Option<PathBuf>,
+) -> crate::privdrop::Needs {
+    let sync_state_dir = args.sync.is_configured().then(|| {
+        // The ledger and its lock live here (sync::config).
+        match args.sync.s3_state_file.as_deref().and_then(|f| f.parent()) {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => args.data_dir.clone(),
+        }
+    });
+    crate::privdrop::Needs {
+        data_dir: uses_data_dir(args).then(|| args.data_dir.clone()),
+        users: users.to_path_buf(),
+        users_is_default: args.users.is_none(),
+        mail_root,
+        sync_state_dir,
+    }
+}
+
 /// `serve`, once the ports are bound: become `--run-as` when started as root (privdrop), check
-/// that what pimap reads again later is readable as that user, then start the S3 sync, so
-/// that its passes and files belong to the mail user.
+/// that what pimap uses later works as that user (a clear error now beats a failing login or
+/// sync pass later), then start the S3 sync, so that its passes and files belong to the mail
+/// user.
 fn after_bind(
     args: &ServeArgs,
     users: &std::path::Path,
@@ -482,39 +539,8 @@ fn after_bind(
     if let Some(root) = &mail_root {
         crate::privdrop::prepare_dir(root, run_as)?;
     }
-    let outcome = crate::privdrop::drop_privileges(run_as)?;
-    if outcome == crate::privdrop::Outcome::Dropped {
-        if let Err(e) = std::fs::File::open(users) {
-            if args.sync.is_configured() {
-                return Err(format!(
-                    "the S3 sync reads the users file {} on every pass, but {run_as} cannot read it: {e} \
-                     (make it readable by that user, e.g. group {} and mode 0640)",
-                    users.display(),
-                    run_as.gid
-                ));
-            }
-            log::warn!(
-                "users file {} is not readable as {run_as} ({e}): the users read at start-up stay; \
-                 changes (SIGHUP, edits) need a restart",
-                users.display()
-            );
-        }
-        if args.sync.is_configured() {
-            // The ledger and its lock live here (sync::config); a clear error now beats a
-            // failing pass every interval.
-            let state_dir = match args.sync.s3_state_file.as_deref().and_then(|f| f.parent()) {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                Some(_) => PathBuf::from("."),
-                None => args.data_dir.clone(),
-            };
-            crate::privdrop::check_writable(&state_dir).map_err(|e| {
-                format!(
-                    "the S3 sync keeps its state in {}, but {run_as} cannot write there: {e} \
-                     (chown the directory to {run_as}, or set --s3-state-file)",
-                    state_dir.display()
-                )
-            })?;
-        }
+    if crate::privdrop::drop_privileges(run_as)? == crate::privdrop::Outcome::Dropped {
+        crate::privdrop::check_after_drop(&needs(args, users, mail_root), run_as)?;
     }
     start_sync(args)
 }

@@ -172,7 +172,9 @@ impl Config {
             None => {
                 let p = data_dir.join("users");
                 if !p.exists() && create_default {
-                    create_demo_users(&data_dir, &p)?;
+                    create_demo_users(&data_dir, &p, args.run_as)?;
+                } else if create_default {
+                    hint_demo_password(&p);
                 }
                 p
             }
@@ -224,7 +226,14 @@ impl Config {
     }
 }
 
-fn create_demo_users(data_dir: &Path, users: &Path) -> Result<(), String> {
+/// The embedded default: `users` with a `demo` user and a random password, printed once.
+/// Started as root, the file belongs to `run_as`, which reads it again after the privilege
+/// drop (SIGHUP, edits, the S3 sync), like the data dir `privdrop::prepare_dir` made for it.
+fn create_demo_users(
+    data_dir: &Path,
+    users: &Path,
+    run_as: crate::privdrop::RunAs,
+) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(data_dir)
@@ -242,8 +251,27 @@ fn create_demo_users(data_dir: &Path, users: &Path) -> Result<(), String> {
         "# pimap users (Dovecot passwd-file). Add users with: pimap pw\ndemo:{hash}::::::"
     )
     .map_err(|e| format!("writing {}: {e}", users.display()))?;
+    crate::privdrop::give_to(users, run_as)?;
     println!("demo account: user demo, password {password}");
     Ok(())
+}
+
+/// A later start with the demo users file still there: its password was printed only when
+/// the file was made, so say how to get a new one.
+fn hint_demo_password(users: &Path) {
+    let has_demo =
+        std::fs::read_to_string(users).is_ok_and(|t| t.lines().any(|l| l.starts_with("demo:")));
+    if has_demo {
+        let exe = std::env::args_os().next().unwrap_or_else(|| "pimap".into());
+        log::info!(
+            "users file {u} has the demo account, whose password was printed only when the file \
+             was created. To set a new one, run `{exe} pw`, put the hash it prints in place of \
+             the one after `demo:` in {u} and send SIGHUP; or delete {u} and restart for a new \
+             demo account and password",
+            exe = std::path::Path::new(&exe).display(),
+            u = crate::privdrop::shown(users).display()
+        );
+    }
 }
 
 /// A random password of `n` characters from an unambiguous alphabet.

@@ -71,8 +71,8 @@ def test_runs_as_the_configured_user_and_creates_private_files(request, workdir)
 
 
 def test_default_run_as_5000_with_a_fresh_data_dir(request, workdir):
-    """No --run-as: 5000:5000. The new data dir is given to that user; the demo users file
-    pimap generates as root stays root-only and is read before the drop."""
+    """No --run-as: 5000:5000. The new data dir is given to that user, and so is the demo users
+    file pimap generates as root (it reads it again after the drop: SIGHUP, edits)."""
     port = free_port()
     log = workdir / "serve.log"
     data = workdir / "pd"
@@ -96,9 +96,19 @@ def test_default_run_as_5000_with_a_fresh_data_dir(request, workdir):
     assert owner_and_mode(data / "mail" / "demo") == (5000, 5000, 0o700)
     msgs = list((data / "mail" / "demo").glob("*/*,S=*"))
     assert msgs and all(owner_and_mode(p) == (5000, 5000, 0o600) for p in msgs), msgs
-    # The users file stays root's; a reload cannot read it and keeps the users (logged).
-    assert owner_and_mode(data / "users") == (0, 0, 0o600)
-    assert "users file" in log.read_text() and "not readable as 5000:5000" in log.read_text()
+    assert owner_and_mode(data / "users") == (5000, 5000, 0o600)
+    assert "not readable" not in log.read_text() and "Permission denied" not in log.read_text()
+
+
+def test_a_given_root_only_users_file_is_read_before_the_drop(request, workdir):
+    """`--users` naming a file only root may read (systemd LoadCredential): the users are read
+    before the drop and kept; only reloading needs a restart, which is logged, not an error."""
+    (workdir / "users").chmod(0o600)
+    srv = start_pimap(workdir, workdir / "users", workdir / "mail")
+    request.addfinalizer(srv.stop)
+    attach(request.node, "pimap log", srv.log_text)
+    srv.login("demo").ok("SELECT INBOX")
+    assert f"users file {workdir / 'users'} is not readable as {MAIL_UID}:{MAIL_GID}" in srv.log_text()
 
 
 @pytest.mark.parametrize("bad", ["0:0", "0:5000", "5000:0", "root"])

@@ -134,7 +134,10 @@ impl UserStore {
             .create(root)
             .map_err(|e| io_err("creating mail root", root, e))?;
         ensure_maildir(root)?;
-        let real_root = fs::canonicalize(root).map_err(|e| io_err("resolving", root, e))?;
+        // A root whose absolute path the mail user may not search (a data dir pimap reaches
+        // through the directory it held open before dropping privileges, privdrop) stays as
+        // given: symlinked folders then cannot be shown to stay inside it and are ignored.
+        let real_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let store = UserStore {
             root: root.to_path_buf(),
             real_root,
