@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs the real S3-compatible peers used by the sync integration tests (issue 4):
+# Installs the real S3-compatible peers used by the sync integration tests:
 #   - s3s-fs 0.14.1 (validates SigV4 signatures) from crates.io
 #   - moto[server] 5.2.1 (AWS-like behaviour: ETags in listings, delete/copy) from PyPI
 # Both pinned; each step is skipped when the pinned version is already installed.

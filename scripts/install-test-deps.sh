@@ -74,7 +74,7 @@ else
 fi
 
 # ---- S3 test tools ---------------------------------------------------------------------
-# s3s-fs (validates SigV4) and moto (AWS behaviour), pinned, for the sync tests (issue 4).
+# s3s-fs (validates SigV4) and moto (AWS behaviour), pinned, for the sync tests.
 bash "$(dirname "$0")/install-s3-tools.sh"
 
 log "done"
