@@ -46,6 +46,10 @@ step "tools"
 if ! command -v systemd-analyze >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd
 fi
+# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
+# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
+# over them; a python3 from a venv or pyenv ignores this.
+export PIP_BREAK_SYSTEM_PACKAGES=1
 mapfile -t pip_want < <(grep -E "^($KUBECTL_PIP|kubernetes-validate|yamllint)==" tests/e2e/requirements.txt)
 [ ${#pip_want[@]} -eq 3 ] || die "tests/e2e/requirements.txt must pin $KUBECTL_PIP, kubernetes-validate and yamllint"
 pip_need=0
