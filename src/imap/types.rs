@@ -164,11 +164,11 @@ pub enum FetchAttr {
     Body,
     BodyStructure,
     Uid,
-    /// `RFC822` = BODY[] and sets \Seen; response item name `RFC822`.
+    /// `RFC822` = `BODY[]` and sets \Seen; response item name `RFC822`.
     Rfc822,
-    /// `RFC822.HEADER` = BODY.PEEK[HEADER]; response item name `RFC822.HEADER`.
+    /// `RFC822.HEADER` = `BODY.PEEK[HEADER]`; response item name `RFC822.HEADER`.
     Rfc822Header,
-    /// `RFC822.TEXT` = BODY[TEXT] and sets \Seen; response item name `RFC822.TEXT`.
+    /// `RFC822.TEXT` = `BODY[TEXT]` and sets \Seen; response item name `RFC822.TEXT`.
     Rfc822Text,
     /// `BODY[section]<partial>` or `BODY.PEEK[...]`; partial = (offset, length).
     BodySection {

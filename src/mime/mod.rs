@@ -12,7 +12,7 @@
 //! - [`rfc822`]: the header-value tokenizer (addresses, parameters, RFC 2231 merging).
 //! - [`parse`]: header fields and the MIME tree with exact byte ranges (our own boundary
 //!   scan, because IMAP sizes must match Dovecot's, which differ from mail-parser's offsets).
-//! - [`envelope`], [`structure`], [`section`]: the FETCH items.
+//! - [`mod@envelope`], [`structure`], [`mod@section`]: the FETCH items.
 //! - [`search`]: decoded text for SEARCH, through mail-parser (RFC 2047, charsets, QP/base64).
 //!
 //! Verified item by item against Dovecot 2.3.19 by `tests/mime_dovecot.rs` (3009 of 3012
@@ -96,7 +96,7 @@ impl<'a> Parsed<'a> {
         section::section(self.msg, &self.root, section)
     }
 
-    /// RFC 3516 BINARY[part]; `Err(())` for an unknown Content-Transfer-Encoding.
+    /// RFC 3516 `BINARY[part]`; `Err(())` for an unknown Content-Transfer-Encoding.
     #[allow(clippy::result_unit_err)]
     pub fn binary(&self, part: &[u32]) -> Result<Option<Vec<u8>>, ()> {
         section::binary(self.msg, &self.root, part)
@@ -127,7 +127,7 @@ pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
     Parsed::new(msg).section(section)
 }
 
-/// RFC 3516 BINARY[part]: the part's content with its Content-Transfer-Encoding removed.
+/// RFC 3516 `BINARY[part]`: the part's content with its Content-Transfer-Encoding removed.
 /// `Err(())` when the encoding is unknown (`NO [UNKNOWN-CTE]`); `Ok(None)` if no such part.
 #[allow(clippy::result_unit_err)]
 pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<Vec<u8>>, ()> {

@@ -3,7 +3,7 @@
 //! one task per connection. SIGHUP reloads the users file and the TLS certificate. See
 //! [`super::lifecycle`].
 //!
-//! Each accepted connection first goes through [`start`]: from a peer in
+//! Each accepted connection first goes through `start`: from a peer in
 //! `--proxy-trusted-networks` the PROXY header ([`super::proxy`]) is required and names the
 //! real client; on an `--imaps-listen` socket the TLS handshake ([`super::tls`]) follows.
 

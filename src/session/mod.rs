@@ -105,7 +105,7 @@ enum Pending {
     },
 }
 
-/// Error from a handler, mapped to a response by [`Session::finish`].
+/// Error from a handler, mapped to a response by [`Session::handle`].
 pub(crate) enum HandlerError {
     /// Tagged `BAD <reason>`.
     Bad(String),

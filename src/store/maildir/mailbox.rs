@@ -504,7 +504,7 @@ impl Mailbox {
     /// tick as the last one would leave the mtime as it was). That is one second where
     /// mtimes are whole seconds; where they carry nanoseconds (ext4, xfs, btrfs, tmpfs) the
     /// kernel stamps them from a clock that is at most a scheduler tick (≤ 10 ms) coarse, so
-    /// [`FINE_SETTLE`] suffices, and a busy mailbox is not rescanned for a whole second after
+    /// `FINE_SETTLE` suffices, and a busy mailbox is not rescanned for a whole second after
     /// every change.
     pub fn refresh(&mut self) -> Result<()> {
         let st = stamp(&self.dir);

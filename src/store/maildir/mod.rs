@@ -6,7 +6,7 @@
 //! Dovecot ignores.
 //!
 //! Owns: the user's mail root on disk. Pure parsers live in [`name`], [`filename`],
-//! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], [`mailbox`]
+//! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], `mailbox`
 //! and this file touch the disk. Never: follows a symlink out of the root, trusts a name from
 //! disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive, RFC 3501
 //! §2.3.1.1).
