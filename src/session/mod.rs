@@ -36,7 +36,7 @@ use crate::config::MailLocation;
 use crate::imap::parse::parse_command;
 use crate::imap::types::{Command, TaggedCommand};
 use crate::limits::Limits;
-use crate::store::{StoreError, UserStore};
+use crate::store::{Spool, StoreError, UserStore};
 pub use idle::Watcher;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +76,30 @@ pub enum Action {
 pub struct Output {
     pub bytes: Vec<u8>,
     pub action: Action,
+}
+
+/// Where a handler sends output as it goes, ahead of its [`Output`] (a big FETCH streams
+/// message files through it in [`SINK_CHUNK`] pieces instead of building the whole response).
+/// The connection drains it to the socket; it holds at most [`SINK_DEPTH`] pieces, so a
+/// handler waits for a slow client instead of buffering.
+pub struct Sink(smol::channel::Sender<Vec<u8>>);
+
+/// Largest piece a handler sends through a [`Sink`], bytes.
+pub const SINK_CHUNK: usize = 64 * 1024;
+/// Pieces a [`Sink`] holds before the handler waits for the client.
+pub const SINK_DEPTH: usize = 2;
+
+impl Sink {
+    /// A sink and the receiver the connection drains.
+    pub fn new() -> (Sink, smol::channel::Receiver<Vec<u8>>) {
+        let (tx, rx) = smol::channel::bounded(SINK_DEPTH);
+        (Sink(tx), rx)
+    }
+
+    /// Send `bytes` (blocking while the connection is behind); false if it is gone.
+    fn send(&self, bytes: Vec<u8>) -> bool {
+        bytes.is_empty() || self.0.send_blocking(bytes).is_ok()
+    }
 }
 
 /// RFC 3501 §3 states (Logout is `Action::Close`).
@@ -145,6 +169,11 @@ pub struct Session {
     enabled: condstore::Enabled,
     /// Set by a failed login: see [`Session::take_delay`].
     delay: Option<std::time::Duration>,
+    /// The message literal of the command being handled, received into a file by the
+    /// connection (`Err`: why it could not be); see [`Session::set_spooled`].
+    spooled: Option<Result<Spool, String>>,
+    /// See [`Sink`]; `None`: all output goes into the [`Output`].
+    sink: Option<Sink>,
 }
 
 impl Session {
@@ -159,6 +188,35 @@ impl Session {
             tls: false,
             enabled: condstore::Enabled::default(),
             delay: None,
+            spooled: None,
+            sink: None,
+        }
+    }
+
+    /// Where the connection spools an APPEND literal for this session (the user's INBOX,
+    /// whose `tmp/` is on the same file system as the folders); `None` before login, when
+    /// the literal is read and dropped (the APPEND is refused anyway).
+    pub fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.store().ok().map(|s| s.root().to_path_buf())
+    }
+
+    /// The next command's spooled message literal (the framer passed it in pieces and the
+    /// command holds `{0}` in its place). Dropped, and its file removed, if the command does
+    /// not take it.
+    pub fn set_spooled(&mut self, spooled: Option<Result<Spool, String>>) {
+        self.spooled = spooled;
+    }
+
+    /// Let handlers stream output through `sink` (until set to `None`).
+    pub fn set_sink(&mut self, sink: Option<Sink>) {
+        self.sink = sink;
+    }
+
+    /// Send `out` through the sink, if there is one: false if the connection is gone.
+    fn flush_to_sink(&mut self, out: &mut Vec<u8>) -> bool {
+        match &self.sink {
+            Some(sink) => sink.send(std::mem::take(out)),
+            None => true,
         }
     }
 
