@@ -403,7 +403,7 @@ fn run_spool(input: &[u8], chunk: usize, threshold: u64) -> (Vec<FrameEvent>, Ve
 
 #[test]
 fn append_literals_over_the_threshold_are_spooled_not_buffered() {
-    let msg: Vec<u8> = (0..500u32).map(|i| b"abc\r\n\0xyz"[i as usize % 10]).collect();
+    let msg: Vec<u8> = (0..500u32).map(|i| b"abc\r\n\0xyz"[i as usize % 9]).collect();
     for (ann, sync, cmd_lit) in [
         ("{500}", true, "{0}"),
         ("{500+}", false, "{0}"),
