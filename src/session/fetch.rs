@@ -1,7 +1,8 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 3516 BINARY).
 
+use super::fetch_body::{self, BodyFile, Need};
 use super::view::flags_list;
-use super::{Action, HandlerError, Output, Session};
+use super::{Action, HandlerError, Output, Session, Sink, SINK_CHUNK};
 use crate::imap::encode;
 use crate::imap::types::{Command, FetchAttr, Section, SectionText};
 use crate::mime;
@@ -39,12 +40,10 @@ impl Session {
         if uid && !items.contains(&FetchAttr::Uid) {
             items.insert(0, FetchAttr::Uid);
         }
-        let needs_body = items.iter().any(|a| {
-            !matches!(
-                a,
-                FetchAttr::Flags | FetchAttr::InternalDate | FetchAttr::Rfc822Size | FetchAttr::Uid
-            )
-        });
+        let need = fetch_body::need(&items);
+        let needs_body = need != Need::Nothing;
+        // Big bodies stream through the sink as they are read (see `fetch_body`).
+        let sink = self.sink.take();
         let sets_seen = items.iter().any(|a| match a {
             FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
             FetchAttr::BodySection { peek, .. } | FetchAttr::Binary { peek, .. } => !peek,
@@ -75,9 +74,14 @@ impl Session {
                 missing = true;
                 continue;
             };
-            let raw = if needs_body {
-                match view.mbox.read(msg_uid) {
-                    Ok(r) => Some(r),
+            let (raw, file) = if needs_body {
+                let loaded = match need {
+                    Need::Streamable => view.mbox.open_message(msg_uid).and_then(BodyFile::new),
+                    _ => view.mbox.read(msg_uid).map(Err),
+                };
+                match loaded {
+                    Ok(Ok(file)) => (None, Some(file)),
+                    Ok(Err(r)) => (Some(r), None),
                     Err(crate::store::StoreError::Expunged(_))
                     | Err(crate::store::StoreError::NotFound(_)) => {
                         missing = true;
@@ -86,10 +90,14 @@ impl Session {
                     Err(e) => return Err(e.into()),
                 }
             } else {
-                None
+                (None, None)
             };
             let msg = raw.as_deref().map(mime::to_crlf);
-            let msg: &[u8] = msg.as_deref().unwrap_or(&[]);
+            // A streamed message: only its header block is in memory.
+            let msg: &[u8] = match &file {
+                Some(f) => &f.header,
+                None => msg.as_deref().unwrap_or(&[]),
+            };
             let mut flags = meta.flags.clone();
             let mut flags_changed = false;
             if sets_seen && !view.read_only && flags.system & flag::SEEN == 0 {
@@ -126,7 +134,11 @@ impl Session {
                             .as_bytes(),
                     ),
                     FetchAttr::Rfc822Size => line.extend_from_slice(
-                        format!("RFC822.SIZE {}", msg_len_or(&meta, msg)).as_bytes(),
+                        format!(
+                            "RFC822.SIZE {}",
+                            file.as_ref().map_or(msg_len_or(&meta, msg), BodyFile::size)
+                        )
+                        .as_bytes(),
                     ),
                     FetchAttr::Envelope => {
                         line.extend_from_slice(b"ENVELOPE ");
@@ -142,7 +154,15 @@ impl Session {
                     }
                     FetchAttr::Rfc822 => {
                         line.extend_from_slice(b"RFC822 ");
-                        literal(&mut line, msg);
+                        match file.as_ref() {
+                            Some(f) => {
+                                let size = f.size();
+                                if !file_literal(&sink, &mut out, &mut line, f, 0, size) {
+                                    return Ok(gone());
+                                }
+                            }
+                            None => literal(&mut line, msg),
+                        }
                     }
                     FetchAttr::Rfc822Header => {
                         line.extend_from_slice(b"RFC822.HEADER ");
@@ -152,6 +172,16 @@ impl Session {
                         };
                         literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
                     }
+                    FetchAttr::Rfc822Text if file.is_some() => {
+                        line.extend_from_slice(b"RFC822.TEXT ");
+                        if let Some(f) = file.as_ref() {
+                            let start = f.header.len() as u64;
+                            let len = f.size().saturating_sub(start);
+                            if !file_literal(&sink, &mut out, &mut line, f, start, len) {
+                                return Ok(gone());
+                            }
+                        }
+                    }
                     FetchAttr::Rfc822Text => {
                         line.extend_from_slice(b"RFC822.TEXT ");
                         let s = Section {
@@ -159,6 +189,34 @@ impl Session {
                             text: Some(SectionText::Text),
                         };
                         literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
+                    }
+                    FetchAttr::BodySection {
+                        section, partial, ..
+                    } if file.is_some()
+                        && section.part.is_empty()
+                        && matches!(section.text, None | Some(SectionText::Text)) =>
+                    {
+                        line.extend_from_slice(
+                            format!("BODY[{}]", section_spec(section)).as_bytes(),
+                        );
+                        if let Some(f) = file.as_ref() {
+                            // The section's range in the message, then the partial within it.
+                            let (mut start, end) = match section.text {
+                                Some(_) => (f.header.len() as u64, f.size()),
+                                None => (0, f.size()),
+                            };
+                            let mut len = end.saturating_sub(start);
+                            if let Some((off, n)) = *partial {
+                                line.extend_from_slice(format!("<{off}>").as_bytes());
+                                let off = u64::from(off).min(len);
+                                start += off;
+                                len = (len - off).min(u64::from(n));
+                            }
+                            line.push(b' ');
+                            if !file_literal(&sink, &mut out, &mut line, f, start, len) {
+                                return Ok(gone());
+                            }
+                        }
                     }
                     FetchAttr::BodySection {
                         section, partial, ..
@@ -220,6 +278,13 @@ impl Session {
             }
             line.extend_from_slice(b")\r\n");
             out.extend_from_slice(&line);
+            if out.len() >= SINK_CHUNK {
+                if let Some(sink) = &sink {
+                    if !sink.send(std::mem::take(&mut out)) {
+                        return Ok(gone());
+                    }
+                }
+            }
         }
         let name = if uid { "UID FETCH" } else { "FETCH" };
         if missing && !uid {
@@ -230,10 +295,53 @@ impl Session {
         } else {
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         }
+        self.sink = sink;
         Ok(Output {
             bytes: out,
             action: Action::Continue,
         })
+    }
+}
+
+/// The connection went away while a response streamed (or a message file could not be read
+/// after its literal was announced): nothing more can be said on it.
+fn gone() -> Output {
+    Output {
+        bytes: Vec::new(),
+        action: Action::Close,
+    }
+}
+
+/// Write `{len}` and the bytes `[start, start + len)` of the message `f` into the response:
+/// through the sink when there is one (after `out` and `line`, which precede them), else into
+/// `line`. False when the connection is gone or the file failed mid-literal (logged).
+fn file_literal(
+    sink: &Option<Sink>,
+    out: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    f: &BodyFile,
+    start: u64,
+    len: u64,
+) -> bool {
+    line.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
+    let written = match sink {
+        Some(sink) => {
+            if !sink.send(std::mem::take(out)) || !sink.send(std::mem::take(line)) {
+                return false;
+            }
+            f.write_range(start, len, &mut |piece| sink.send(piece))
+        }
+        None => f.write_range(start, len, &mut |piece| {
+            line.extend_from_slice(&piece);
+            true
+        }),
+    };
+    match written {
+        Ok(more) => more,
+        Err(e) => {
+            log::error!("FETCH: {e}; closing the connection (the literal is announced)");
+            false
+        }
     }
 }
 

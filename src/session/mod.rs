@@ -20,6 +20,7 @@ mod auth;
 mod compress;
 mod condstore;
 mod fetch;
+mod fetch_body;
 mod idle;
 mod list;
 mod mailbox;
@@ -210,14 +211,6 @@ impl Session {
     /// Let handlers stream output through `sink` (until set to `None`).
     pub fn set_sink(&mut self, sink: Option<Sink>) {
         self.sink = sink;
-    }
-
-    /// Send `out` through the sink, if there is one: false if the connection is gone.
-    fn flush_to_sink(&mut self, out: &mut Vec<u8>) -> bool {
-        match &self.sink {
-            Some(sink) => sink.send(std::mem::take(out)),
-            None => true,
-        }
     }
 
     /// How long the connection must wait before writing the last command's answer (a failed
