@@ -179,15 +179,15 @@ impl BodyFile {
                 ));
             }
             let data = raw.get(..n).unwrap_or_default();
+            let before = piece.len();
             if self.clean {
                 piece.extend_from_slice(data);
             } else {
                 conv.convert(data, &mut piece);
             }
-            if piece.len() as u64 > left {
-                piece.truncate(left as usize);
-            }
-            left -= piece.len() as u64;
+            let added = ((piece.len() - before) as u64).min(left);
+            piece.truncate(before + added as usize);
+            left -= added;
             if piece.len() >= SINK_CHUNK / 2 || left == 0 {
                 nul_to_0x80(&mut piece);
                 let full = std::mem::replace(&mut piece, Vec::with_capacity(SINK_CHUNK));
