@@ -326,10 +326,22 @@ fn file_literal(
     line.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
     let written = match sink {
         Some(sink) => {
-            if !sink.send(std::mem::take(out)) || !sink.send(std::mem::take(line)) {
-                return false;
-            }
-            f.write_range(start, len, &mut |piece| sink.send(piece))
+            // What precedes the literal goes out with its first piece: one write, not a
+            // small one that waits for the client's delayed ACK.
+            let mut head = std::mem::take(out);
+            head.append(line);
+            let r = f.write_range(start, len, &mut |piece| {
+                if head.is_empty() {
+                    sink.send(piece)
+                } else {
+                    let mut first = std::mem::take(&mut head);
+                    first.extend_from_slice(&piece);
+                    sink.send(first)
+                }
+            });
+            // An empty range: nothing was sent, the head stays in the response.
+            *line = head;
+            r
         }
         None => f.write_range(start, len, &mut |piece| {
             line.extend_from_slice(&piece);
