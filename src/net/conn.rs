@@ -10,7 +10,7 @@
 //! command-injection class), and the TLS handshake ([`super::tls`]) runs on the raw stream.
 //!
 //! Memory per connection stays bounded whatever the message sizes: an APPEND literal over
-//! [`SPOOL_FROM`] bytes is written to a file as it arrives ([`Spooler`], the framer passes it
+//! [`SPOOL_FROM`] bytes is written to a file as it arrives (`Spooler`; the framer passes it
 //! out in pieces) and handed to the session with its command; a handler's output streams
 //! through a [`Sink`] of [`crate::session::SINK_DEPTH`] pieces of at most
 //! [`crate::session::SINK_CHUNK`] bytes while it runs. Add the 16 KiB read buffer, the
@@ -60,7 +60,9 @@ impl Spooler {
     async fn start(dir: Option<std::path::PathBuf>) -> Spooler {
         let spool = match dir {
             None => Err("not logged in".to_string()),
-            Some(dir) => smol::unblock(move || Spool::create(&dir).map_err(|e| e.to_string())).await,
+            Some(dir) => {
+                smol::unblock(move || Spool::create(&dir).map_err(|e| e.to_string())).await
+            }
         };
         Spooler {
             spool,

@@ -272,6 +272,66 @@ mod tests {
         assert_eq!(header_raw_len(b"a\r\nb\n\nbody", 8), 6);
     }
 
+    /// A message file of `raw` bytes, with the sizes a W= name would give.
+    fn body_file(tag: &str, raw: &[u8]) -> BodyFile {
+        let path = crate::store::maildir::test_dir(tag).join("msg");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, raw).unwrap();
+        let file = MessageFile {
+            file: std::fs::File::open(&path).unwrap(),
+            len: raw.len() as u64,
+            vsize: crate::store::maildir::filename::vsize(raw),
+        };
+        match BodyFile::new(file).unwrap() {
+            Ok(b) => b,
+            Err(_) => panic!("{tag}: read whole instead of streamed"),
+        }
+    }
+
+    #[test]
+    fn every_range_is_byte_exact_for_crlf_and_lf_files() {
+        let line = |i: usize, eol: &str| format!("line {i} {}{eol}", "x".repeat(i % 70));
+        for eol in ["\r\n", "\n"] {
+            let mut raw = format!("Subject: s{eol}X: y{eol}{eol}").into_bytes();
+            let mut i = 0;
+            while raw.len() <= STREAM_FROM as usize * 2 {
+                raw.extend_from_slice(line(i, eol).as_bytes());
+                if i % 1000 == 0 {
+                    raw.push(0);
+                }
+                i += 1;
+            }
+            let b = body_file(if eol == "\n" { "lf" } else { "crlf" }, &raw);
+            let mut want = crate::mime::to_crlf(&raw).into_owned();
+            nul_to_0x80(&mut want);
+            assert_eq!(b.size(), want.len() as u64);
+            assert_eq!(b.header, b"Subject: s\r\nX: y\r\n\r\n");
+            let size = want.len() as u64;
+            for (start, len) in [
+                (0, size),
+                (0, 10),
+                (5, 30),
+                (23, 1),
+                (24, 100_000),
+                (size / 2 + 1, 65_536),
+                (size - 3, 3),
+                (size, 0),
+            ] {
+                let mut got = Vec::new();
+                let done = b
+                    .write_range(start, len, &mut |p| {
+                        assert!(p.len() <= STREAM_FROM as usize);
+                        got.extend_from_slice(&p);
+                        true
+                    })
+                    .unwrap();
+                assert!(done);
+                let (s, e) = (start as usize, (start + len) as usize);
+                assert!(got == want[s..e], "{eol:?} {start}+{len}");
+            }
+        }
+    }
+
     #[test]
     fn crlf_conversion_with_skip_matches_to_crlf() {
         let raw = b"x\ny\r\nz\r\r\n\n\n\0end\n".repeat(7);

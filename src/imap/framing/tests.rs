@@ -403,7 +403,9 @@ fn run_spool(input: &[u8], chunk: usize, threshold: u64) -> (Vec<FrameEvent>, Ve
 
 #[test]
 fn append_literals_over_the_threshold_are_spooled_not_buffered() {
-    let msg: Vec<u8> = (0..500u32).map(|i| b"abc\r\n\0xyz"[i as usize % 9]).collect();
+    let msg: Vec<u8> = (0..500u32)
+        .map(|i| b"abc\r\n\0xyz"[i as usize % 9])
+        .collect();
     for (ann, sync, cmd_lit) in [
         ("{500}", true, "{0}"),
         ("{500+}", false, "{0}"),
@@ -419,7 +421,7 @@ fn append_literals_over_the_threshold_are_spooled_not_buffered() {
                 want.push(FrameEvent::ContinuationNeeded);
             }
             want.push(cmd(
-                format!("A1 append INBOX (\\Seen) {cmd_lit}\r\n\r\n").as_bytes(),
+                format!("A1 append INBOX (\\Seen) {cmd_lit}\r\n\r\n").as_bytes()
             ));
             want.push(cmd(b"A2 NOOP\r\n"));
             assert_eq!(evs, want, "{ann} chunk {chunk}");
@@ -450,5 +452,8 @@ fn small_literals_and_other_commands_are_not_spooled() {
     // Too large: refused as before, nothing spooled.
     let (evs, data) = run_spool(b"a APPEND INBOX {5000}\r\n", 7, 100);
     assert!(data.is_empty());
-    assert!(matches!(&evs[..], [FrameEvent::Rejected { close: false, .. }]));
+    assert!(matches!(
+        &evs[..],
+        [FrameEvent::Rejected { close: false, .. }]
+    ));
 }
