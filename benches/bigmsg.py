@@ -12,7 +12,7 @@ What it measures, for each server in turn on the same machine in the same run:
     the middle for 40 MB) and of `FETCH n (BODY.PEEK[HEADER])`, in ms.
 
 Usage:  python3 benches/bigmsg.py [--clients 8] [--mib 50] [--repeats 30] [--no-build]
-            [--servers pimap,dovecot] [--out benches/results/bigmsg-YYYY-MM-DD.md]
+            [--servers pimap,dovecot] [--pimap-bin PATH] [--out benches/results/bigmsg-YYYY-MM-DD.md]
 Needs: cargo (release build), Debian's dovecot-core + dovecot-imapd, root (the servers drop
 to the mail user as in tests/e2e). Starts both servers with the helpers of tests/e2e/conftest.py
 (same configuration as the e2e tests, message limit raised). 127.0.0.1 only; waits are bounded.
@@ -228,11 +228,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--servers", default="pimap,dovecot")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--pimap-bin", type=Path, help="another pimap binary (e.g. an older build) "
+                    "instead of this tree's release build; implies --no-build")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    if not a.no_build:
+    if not a.no_build and not a.pimap_bin:
         subprocess.run(["cargo", "build", "--release", "--bins"], cwd=REPO, check=True)
-    conftest.PIMAP_BIN = REPO / "target" / "release" / "pimap"
+    conftest.PIMAP_BIN = a.pimap_bin or REPO / "target" / "release" / "pimap"
     conftest.MAX_MESSAGE_SIZE = max(64, a.mib + 1) * 1024 * 1024
     res = {}
     for kind in a.servers.split(","):

@@ -211,3 +211,46 @@ def test_20mib_append_and_fetch_keep_server_memory_bounded(big_pimap, compress):
     # Before streaming, the literal, its copy in the command and the FETCH response each held
     # the whole message (> 60 MiB). Now a few fixed buffers per connection.
     assert grown < 8 * 1024, f"peak RSS grew by {grown} KiB for a 20 MiB message"
+
+
+def test_20mib_append_and_fetch_through_tls_keep_server_memory_bounded(request, workdir, monkeypatch):
+    import socket
+    import ssl
+
+    from test_tls import TestCA, start_tls_pimap
+
+    monkeypatch.setattr(conftest, "MAX_MESSAGE_SIZE", BIG)
+    ca = TestCA(workdir / "ca")
+    cert, key = ca.issue(0x1001, "tls")
+    srv, port = start_tls_pimap(request, workdir, cert, key)
+    sock = ca.context().wrap_socket(socket.create_connection((conftest.HOST, port), timeout=60),
+                                    server_hostname="localhost")
+    buf = bytearray()
+
+    def until(marker: bytes) -> bytes:
+        while marker not in buf:
+            chunk = sock.recv(1 << 20)
+            assert chunk, "server closed the connection"
+            buf.extend(chunk)
+        i = buf.index(marker) + len(marker)
+        out = bytes(buf[:i])
+        del buf[:i]
+        return out
+
+    until(b"\r\n")
+    sock.sendall(f'a LOGIN demo "{srv.password("demo")}"\r\nb SELECT INBOX\r\n'.encode())
+    until(b"b OK")
+    until(b"\r\n")
+    pid = srv.proc.pid
+    before = vm_hwm_kib(pid)
+    msg = big_message(20 * 1024 * 1024, seed=6)
+    sock.sendall(b"c APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    assert b"c OK" in until(b"\r\nc ") + until(b"\r\n")
+    sock.sendall(b"d FETCH 1 (BODY.PEEK[])\r\n")
+    head = until(b"}\r\n")
+    assert head.endswith(b"BODY[] {%d}\r\n" % len(msg)), head[-80:]
+    got = until(b")\r\nd OK")
+    assert got[:-len(b")\r\nd OK")] == msg
+    sock.close()
+    grown = vm_hwm_kib(pid) - before
+    assert grown < 8 * 1024, f"peak RSS grew by {grown} KiB for a 20 MiB message over TLS"
