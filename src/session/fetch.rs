@@ -157,7 +157,7 @@ impl Session {
                         match file.as_ref() {
                             Some(f) => {
                                 let size = f.size();
-                                if !file_literal(&sink, &mut out, &mut line, f, 0, size) {
+                                if !file_literal(&sink, &mut out, &mut line, f, (0, size), false) {
                                     return Ok(gone());
                                 }
                             }
@@ -177,7 +177,7 @@ impl Session {
                         if let Some(f) = file.as_ref() {
                             let start = f.header.len() as u64;
                             let len = f.size().saturating_sub(start);
-                            if !file_literal(&sink, &mut out, &mut line, f, start, len) {
+                            if !file_literal(&sink, &mut out, &mut line, f, (start, len), false) {
                                 return Ok(gone());
                             }
                         }
@@ -213,10 +213,31 @@ impl Session {
                                 len = (len - off).min(u64::from(n));
                             }
                             line.push(b' ');
-                            if !file_literal(&sink, &mut out, &mut line, f, start, len) {
+                            if !file_literal(&sink, &mut out, &mut line, f, (start, len), false) {
                                 return Ok(gone());
                             }
                         }
+                    }
+                    FetchAttr::Binary { part, partial, .. }
+                        if file.is_some() && part.is_empty() =>
+                    {
+                        line.extend_from_slice(b"BINARY[]");
+                        if let Some(f) = file.as_ref() {
+                            let (mut start, mut len) = (0, f.size());
+                            if let Some((off, n)) = *partial {
+                                line.extend_from_slice(format!("<{off}>").as_bytes());
+                                start = u64::from(off).min(len);
+                                len = (len - start).min(u64::from(n));
+                            }
+                            line.push(b' ');
+                            if !file_literal(&sink, &mut out, &mut line, f, (start, len), true) {
+                                return Ok(gone());
+                            }
+                        }
+                    }
+                    FetchAttr::BinarySize { part } if part.is_empty() && file.is_some() => {
+                        let n = file.as_ref().map_or(0, BodyFile::size);
+                        line.extend_from_slice(format!("BINARY.SIZE[] {n}").as_bytes());
                     }
                     FetchAttr::BodySection {
                         section, partial, ..
@@ -314,23 +335,33 @@ fn gone() -> Output {
 
 /// Write `{len}` and the bytes `[start, start + len)` of the message `f` into the response:
 /// through the sink when there is one (after `out` and `line`, which precede them), else into
-/// `line`. False when the connection is gone or the file failed mid-literal (logged).
+/// `line`. `binary` (RFC 3516): NUL bytes are sent as they are, in a `~{len}` literal8 if
+/// there are any. False when the connection is gone or the file failed (logged).
 fn file_literal(
     sink: &Option<Sink>,
     out: &mut Vec<u8>,
     line: &mut Vec<u8>,
     f: &BodyFile,
-    start: u64,
-    len: u64,
+    (start, len): (u64, u64),
+    binary: bool,
 ) -> bool {
-    line.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
+    let literal8 = match binary.then(|| f.contains_nul(start, len)) {
+        Some(Ok(nul)) => nul,
+        Some(Err(e)) => {
+            log::error!("FETCH: {e}; closing the connection");
+            return false;
+        }
+        None => false,
+    };
+    let tilde = if literal8 { "~" } else { "" };
+    line.extend_from_slice(format!("{tilde}{{{len}}}\r\n").as_bytes());
     let written = match sink {
         Some(sink) => {
             // What precedes the literal goes out with its first piece: one write, not a
             // small one that waits for the client's delayed ACK.
             let mut head = std::mem::take(out);
             head.append(line);
-            let r = f.write_range(start, len, &mut |piece| {
+            let r = f.write_range(start, len, !binary, &mut |piece| {
                 if head.is_empty() {
                     sink.send(piece)
                 } else {
@@ -343,7 +374,7 @@ fn file_literal(
             *line = head;
             r
         }
-        None => f.write_range(start, len, &mut |piece| {
+        None => f.write_range(start, len, !binary, &mut |piece| {
             line.extend_from_slice(&piece);
             true
         }),

@@ -48,6 +48,10 @@ pub(super) fn need(items: &[FetchAttr]) -> Need {
             | FetchAttr::Rfc822
             | FetchAttr::Rfc822Header
             | FetchAttr::Rfc822Text => Need::Streamable,
+            // RFC 3516: BINARY[] of the whole message is its bytes, as BODY[] (NUL kept).
+            FetchAttr::Binary { part, .. } | FetchAttr::BinarySize { part } if part.is_empty() => {
+                Need::Streamable
+            }
             FetchAttr::BodySection { section, .. } if section.part.is_empty() => {
                 match section.text {
                     Some(SectionText::Mime) => Need::Whole,
@@ -129,13 +133,24 @@ impl BodyFile {
         self.file.vsize
     }
 
-    /// Write the bytes `[start, start + len)` of the message (CRLF form, NUL as 0x80) to
-    /// `emit` in pieces of at most [`SINK_CHUNK`]; `emit` returns false to stop (the client
-    /// is gone). The caller has clamped the range to [`BodyFile::size`].
+    /// Does `[start, start + len)` hold a NUL byte (BINARY then needs a literal8)?
+    pub fn contains_nul(&self, start: u64, len: u64) -> Result<bool, StoreError> {
+        let mut nul = false;
+        self.write_range(start, len, false, &mut |piece| {
+            nul = piece.contains(&0);
+            !nul
+        })?;
+        Ok(nul)
+    }
+
+    /// Write the bytes `[start, start + len)` of the message (CRLF form; NUL as 0x80 when
+    /// `nul_80`) to `emit` in pieces of at most [`SINK_CHUNK`]; `emit` returns false to stop
+    /// (the client is gone). The caller has clamped the range to [`BodyFile::size`].
     pub fn write_range(
         &self,
         start: u64,
         len: u64,
+        nul_80: bool,
         emit: &mut dyn FnMut(Vec<u8>) -> bool,
     ) -> Result<bool, StoreError> {
         let mut left = len;
@@ -144,7 +159,9 @@ impl BodyFile {
         if pos < hdr_len && left > 0 {
             let n = left.min(hdr_len - pos);
             let mut piece = self.header[pos as usize..(pos + n) as usize].to_vec();
-            nul_to_0x80(&mut piece);
+            if nul_80 {
+                nul_to_0x80(&mut piece);
+            }
             if !emit(piece) {
                 return Ok(false);
             }
@@ -189,7 +206,9 @@ impl BodyFile {
             piece.truncate(before + added as usize);
             left -= added;
             if piece.len() >= SINK_CHUNK / 2 || left == 0 {
-                nul_to_0x80(&mut piece);
+                if nul_80 {
+                    nul_to_0x80(&mut piece);
+                }
                 let full = std::mem::replace(&mut piece, Vec::with_capacity(SINK_CHUNK));
                 if !emit(full) {
                     return Ok(false);
@@ -319,7 +338,7 @@ mod tests {
             ] {
                 let mut got = Vec::new();
                 let done = b
-                    .write_range(start, len, &mut |p| {
+                    .write_range(start, len, true, &mut |p| {
                         assert!(p.len() <= STREAM_FROM as usize);
                         got.extend_from_slice(&p);
                         true
@@ -328,6 +347,8 @@ mod tests {
                 assert!(done);
                 let (s, e) = (start as usize, (start + len) as usize);
                 assert!(got == want[s..e], "{eol:?} {start}+{len}");
+                let nul = crate::mime::to_crlf(&raw)[s..e].contains(&0);
+                assert_eq!(b.contains_nul(start, len).unwrap(), nul);
             }
         }
     }

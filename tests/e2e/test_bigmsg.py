@@ -254,3 +254,23 @@ def test_20mib_append_and_fetch_through_tls_keep_server_memory_bounded(request, 
     sock.close()
     grown = vm_hwm_kib(pid) - before
     assert grown < 8 * 1024, f"peak RSS grew by {grown} KiB for a 20 MiB message over TLS"
+
+
+def test_big_binary_whole_message_and_pieces(big):
+    # RFC 3516: BINARY[] is the whole message as BODY[] but NUL stays NUL, in a literal8.
+    msg = big_message(1024 * 1024, seed=7) + b"NUL here: \0.\r\n"
+    c = big.login()
+    append_plus(c, msg)
+    c.ok("SELECT INBOX")
+    size = len(msg)
+    for off, n, want in [(0, 100, msg[:100]), (size - 20, 100, msg[size - 20:]),
+                         (None, None, msg)]:
+        part = "" if off is None else f"<{off}.{n}>"
+        r = c.ok(f"FETCH 1 (BINARY.PEEK[]{part} BINARY.SIZE[])")
+        raw = b"".join(r.untagged)
+        origin = b"" if off is None else b"<%d>" % off
+        # A piece with NUL must be a literal8; without, either form is right (Dovecot decides
+        # by the whole message, pimap by the piece).
+        lits = [b"~{%d}\r\n" % len(want)] + ([] if b"\0" in want else [b"{%d}\r\n" % len(want)])
+        assert any(b"BINARY[]" + origin + b" " + lit + want in raw for lit in lits), (off, raw[:200])
+        assert b"BINARY.SIZE[] %d" % size in raw
