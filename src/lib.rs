@@ -12,6 +12,11 @@
 //!                                                     auth │   │ mime (ENVELOPE, BODYSTRUCTURE, SEARCH)
 //! ```
 //!
+//! Big messages bypass memory: the framer passes an APPEND literal over 64 KiB out in pieces,
+//! which `net::conn` writes to a `store::Spool` file in `tmp/`; FETCH sends big bodies from
+//! the message file through a bounded `session::Sink` that `net::conn` drains while the
+//! command runs.
+//!
 //! Dependencies flow one way: `net → session → (imap, store, auth, mime)`; `sync` uses only the
 //! store's delivery API. `imap`, `mime` and the parsers in `auth` and `store` are pure (no I/O).
 
