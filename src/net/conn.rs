@@ -23,8 +23,7 @@
 use super::compress;
 use super::server::Context;
 use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
-use crate::session::{Action, Session, Sink, Watcher};
-use crate::store::Spool;
+use crate::session::{Action, Session, Sink, Spool, Watcher};
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use std::io;

@@ -37,7 +37,9 @@ use crate::config::MailLocation;
 use crate::imap::parse::parse_command;
 use crate::imap::types::{Command, TaggedCommand};
 use crate::limits::Limits;
-use crate::store::{Spool, StoreError, UserStore};
+/// The file an APPEND literal is received into (the store owns it; `net::conn` fills it).
+pub use crate::store::Spool;
+use crate::store::{StoreError, UserStore};
 pub use idle::Watcher;
 use std::net::SocketAddr;
 use std::sync::Arc;
