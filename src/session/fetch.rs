@@ -298,7 +298,16 @@ impl Session {
                 }
             }
             line.extend_from_slice(b")\r\n");
-            out.extend_from_slice(&line);
+            match &sink {
+                // A big response (a section of a big message) goes out as it is, not copied
+                // into `out` first: one copy of it in memory besides the message.
+                Some(sink) if line.len() >= SINK_CHUNK => {
+                    if !sink.send(std::mem::take(&mut out)) || !sink.send(line) {
+                        return Ok(gone());
+                    }
+                }
+                _ => out.extend_from_slice(&line),
+            }
             if out.len() >= SINK_CHUNK {
                 if let Some(sink) = &sink {
                     if !sink.send(std::mem::take(&mut out)) {

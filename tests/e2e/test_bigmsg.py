@@ -274,3 +274,19 @@ def test_big_binary_whole_message_and_pieces(big):
         lits = [b"~{%d}\r\n" % len(want)] + ([] if b"\0" in want else [b"{%d}\r\n" % len(want)])
         assert any(b"BINARY[]" + origin + b" " + lit + want in raw for lit in lits), (off, raw[:200])
         assert b"BINARY.SIZE[] %d" % size in raw
+
+
+def test_big_multipart_sections_byte_exact(big):
+    # Sections of MIME parts need the structure: read whole, sent without extra copies.
+    part1 = big_message(1024 * 1024, seed=8).split(b"\r\n\r\n", 1)[1]
+    msg = (b"From: big@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b0undary"\r\n\r\n'
+           b"--b0undary\r\nContent-Type: text/plain\r\n\r\n" + part1 +
+           b"\r\n--b0undary\r\nContent-Type: text/plain\r\n\r\nsmall part\r\n--b0undary--\r\n")
+    c = big.login()
+    append_plus(c, msg)
+    c.ok("SELECT INBOX")
+    f = c.ok("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2] BODY.PEEK[1]<1000.5000>)").fetches()[1]
+    assert f["BODY[1]"] == part1
+    assert f["BODY[2]"] == b"small part"
+    assert f["BODY[1]<1000>"] == part1[1000:6000]
