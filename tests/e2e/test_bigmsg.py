@@ -113,12 +113,15 @@ def test_big_append_then_fetch_whole_and_pieces_byte_exact(big):
         assert list((big.maildir() / "tmp").iterdir()) == []
 
 
-def test_big_lf_only_message_is_served_as_crlf_in_pieces(big):
-    # Written by an MDA with bare LF and no W= in its name: converted while streaming.
+@pytest.mark.parametrize("named", ["plain", "S="])
+def test_big_lf_only_message_is_served_as_crlf_in_pieces(big, named):
+    # Written by an MDA with bare LF and no W= in its name (only S=, as pimap's S3 sync
+    # names them, or nothing): converted while streaming.
     raw = big_message(2 * 1024 * 1024, eol=b"\n", seed=2) + b"with a NUL \0 in it\n"
     c = big.login()
     c.ok("SELECT INBOX")  # creates the Maildir as the mail user
-    deliver(big.maildir(), raw, uid=conftest.MAIL_UID, gid=conftest.MAIL_GID)
+    name = f"{int(time.time())}.M1P1.e2e-big" + (f",S={len(raw)}" if named == "S=" else "")
+    deliver(big.maildir(), raw, name=name, uid=conftest.MAIL_UID, gid=conftest.MAIL_GID)
     c.ok("SELECT INBOX")
     want = raw.replace(b"\n", b"\r\n").replace(b"\0", b"\x80")
     assert fetch_one(c, "BODY.PEEK[]", "BODY[]") == want

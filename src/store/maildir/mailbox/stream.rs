@@ -98,8 +98,9 @@ pub struct MessageFile {
     pub file: fs::File,
     /// Bytes in the file.
     pub len: u64,
-    /// RFC822.SIZE (CRLF line ends), from the name's `W=` when the name's `S=` (if any)
-    /// matches the file, else counted by reading the file once in 64 KiB pieces.
+    /// RFC822.SIZE (CRLF line ends): the name's `W=` when the name's `S=` (if any) matches
+    /// the file, or the size the mailbox scan found for a name with `S=` only that matches;
+    /// else counted by reading the file once in 64 KiB pieces.
     pub vsize: u64,
 }
 
@@ -127,8 +128,12 @@ impl Mailbox {
             .metadata()
             .map_err(|e| io_err("reading", &path, e))?
             .len();
-        let vsize = match filename::sizes(&base) {
-            (s, Some(w)) if s.is_none_or(|s| s == len) && w >= len => w,
+        // The scan's RFC822.SIZE (from W=, the uidlist, or counted once when first seen)
+        // when the file is as large as its name says; else counted now.
+        let scanned = self.messages.get(i).map(|m| m.size);
+        let vsize = match (filename::sizes(&base), scanned) {
+            ((s, Some(w)), _) if s.is_none_or(|s| s == len) && w >= len => w,
+            ((Some(s), None), Some(v)) if s == len && v >= len => v,
             _ => file_vsize(&path).map_err(|e| io_err("reading", &path, e))?,
         };
         Ok(MessageFile { file, len, vsize })
