@@ -161,7 +161,11 @@ impl Session {
                                     return Ok(gone());
                                 }
                             }
-                            None => literal(&mut line, msg),
+                            None => {
+                                if !slice_literal(&sink, &mut out, &mut line, msg) {
+                                    return Ok(gone());
+                                }
+                            }
                         }
                     }
                     FetchAttr::Rfc822Header => {
@@ -248,7 +252,9 @@ impl Session {
                         let data = mime::section(msg, section).unwrap_or_default();
                         let data = apply_partial(&mut line, &data, *partial);
                         line.push(b' ');
-                        literal(&mut line, data);
+                        if !slice_literal(&sink, &mut out, &mut line, data) {
+                            return Ok(gone());
+                        }
                     }
                     FetchAttr::Binary { part, partial, .. } => {
                         let data = match mime::binary(msg, part) {
@@ -409,6 +415,36 @@ fn msg_len_or(meta: &crate::store::MessageMeta, msg: &[u8]) -> u64 {
 /// it), so like Dovecot we send each NUL byte as 0x80, keeping sizes and offsets unchanged.
 fn literal(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    literal_bytes(out, data);
+}
+
+/// [`literal`], but a big one (a section of a message read whole) goes through the sink in
+/// pieces, after `out` and `line`, instead of being copied into the response. False when the
+/// connection is gone.
+fn slice_literal(sink: &Option<Sink>, out: &mut Vec<u8>, line: &mut Vec<u8>, data: &[u8]) -> bool {
+    let Some(sink) = sink.as_ref().filter(|_| data.len() > SINK_CHUNK) else {
+        literal(line, data);
+        return true;
+    };
+    line.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    let mut first = std::mem::take(out);
+    first.append(line);
+    let mut chunks = data.chunks(SINK_CHUNK);
+    if let Some(c) = chunks.next() {
+        literal_bytes(&mut first, c);
+    }
+    if !sink.send(first) {
+        return false;
+    }
+    chunks.all(|c| {
+        let mut piece = Vec::with_capacity(c.len());
+        literal_bytes(&mut piece, c);
+        sink.send(piece)
+    })
+}
+
+/// Append literal content: NUL as 0x80 (see [`literal`]).
+fn literal_bytes(out: &mut Vec<u8>, data: &[u8]) {
     let start = out.len();
     out.extend_from_slice(data);
     for b in &mut out[start..] {

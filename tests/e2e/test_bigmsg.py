@@ -293,3 +293,21 @@ def test_big_multipart_sections_byte_exact(big):
     assert f["BODY[1]"] == part1
     assert f["BODY[2]"] == b"small part"
     assert f["BODY[1]<1000>"] == part1[1000:6000]
+
+
+def test_20mib_mime_part_is_sent_from_one_copy_of_the_message(big_pimap):
+    # BODY[1] needs the MIME structure, so the message is read whole: once, and the part
+    # goes out as a slice of it (before: the part copied twice more, ~3x the message).
+    part1 = big_message(20 * 1024 * 1024, seed=9).split(b"\r\n\r\n", 1)[1]
+    msg = (b"From: big@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b0undary"\r\n\r\n'
+           b"--b0undary\r\nContent-Type: text/plain\r\n\r\n" + part1 +
+           b"\r\n--b0undary--\r\n")
+    c = big_pimap.login()
+    append_plus(c, msg)
+    c.ok("SELECT INBOX")
+    c.ok("FETCH 1 (FLAGS)")
+    before = vm_hwm_kib(big_pimap.proc.pid)
+    assert fetch_one(c, "BODY.PEEK[1]", "BODY[1]") == part1
+    grown = vm_hwm_kib(big_pimap.proc.pid) - before
+    assert grown < 28 * 1024, f"peak RSS grew by {grown} KiB for a 20 MiB part"
