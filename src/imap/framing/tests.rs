@@ -457,3 +457,71 @@ fn small_literals_and_other_commands_are_not_spooled() {
         [FrameEvent::Rejected { close: false, .. }]
     ));
 }
+
+#[test]
+fn spooling_never_panics_and_a_command_gets_exactly_its_announced_bytes() {
+    // Random streams of APPEND-ish tokens in random chunks (a small xorshift, fixed seed).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let tokens: [&[u8]; 12] = [
+        b"a APPEND INBOX ",
+        b"b append \"x\" (\\Seen) ",
+        b"{150}\r\n",
+        b"{150+}\r\n",
+        b"~{300+}\r\n",
+        b"{5000}\r\n",
+        b"{99999999999999999999999+}\r\n",
+        b"\r\n",
+        b"\n",
+        b"c NOOP\r\n",
+        b"UTF8 (",
+        b")",
+    ];
+    let mut spooled_commands = 0;
+    for _ in 0..3000 {
+        let mut input = Vec::new();
+        for _ in 0..(5 + next(40)) {
+            input.extend_from_slice(tokens[next(12) as usize]);
+            for _ in 0..next(4) {
+                let n = next(30) as usize;
+                input.extend(std::iter::repeat_n(b'x', n));
+            }
+        }
+        let mut f = Framer::new(limits()).spool_literals_over(100);
+        let mut spooling: Option<(u64, u64)> = None;
+        for c in input.chunks(1 + next(40) as usize) {
+            f.push(c);
+            while let Some(e) = f.next_event() {
+                match e {
+                    FrameEvent::SpoolStart { size } => {
+                        assert!(size > 100 && size <= limits().max_literal);
+                        spooling = Some((size, 0));
+                    }
+                    FrameEvent::SpoolData(d) => {
+                        let (size, got) = spooling.as_mut().expect("data after a start");
+                        *got += d.len() as u64;
+                        assert!(*got <= *size);
+                    }
+                    FrameEvent::Command(cmd) => {
+                        if let Some((size, got)) = spooling.take() {
+                            assert_eq!(size, got, "{:?}", String::from_utf8_lossy(&cmd));
+                            spooled_commands += 1;
+                        }
+                        assert!(cmd.ends_with(b"\r\n"));
+                    }
+                    FrameEvent::Rejected { .. } => spooling = None,
+                    FrameEvent::ContinuationNeeded => {}
+                }
+            }
+        }
+    }
+    assert!(
+        spooled_commands > 100,
+        "only {spooled_commands} spooled commands"
+    );
+}
