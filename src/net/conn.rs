@@ -242,21 +242,20 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                         None => None,
                     };
                     let turn = pool_turns().acquire().await;
-                    let (sink, pieces) = Sink::new();
+                    let (sink, pieces) = Sink::new(Some(turn), Some(pool_turns()));
                     let work = on_pool(session, move |s| {
                         s.set_spooled(spooled);
                         s.set_sink(Some(sink));
                         let out = smol::block_on(s.handle(&bytes));
+                        // Drops the sink and with it the pool turn.
                         s.set_sink(None);
                         s.set_spooled(None);
                         out
                     });
-                    // The handler's streamed output, written while it runs. A handler that
-                    // streams waits on the client, not the CPU: it gives its turn back.
-                    let mut turn = Some(turn);
+                    // The handler's streamed output, written while it runs (the handler
+                    // gives its turn back while it waits for this).
                     let drain = async {
                         while let Ok(piece) = pieces.recv().await {
-                            drop(turn.take());
                             if let Err(e) = write(&mut stream, &piece).await {
                                 pieces.close();
                                 return Err(e);
@@ -265,7 +264,6 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                         Ok(())
                     };
                     let (done, drained) = futures_lite::future::zip(work, drain).await;
-                    drop(turn);
                     drained?;
                     let Some(out) = done else {
                         let _ = write(&mut stream, BYE_BUG).await;

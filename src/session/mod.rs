@@ -85,7 +85,16 @@ pub struct Output {
 /// message files through it in [`SINK_CHUNK`] pieces instead of building the whole response).
 /// The connection drains it to the socket; it holds at most [`SINK_DEPTH`] pieces, so a
 /// handler waits for a slow client instead of buffering.
-pub struct Sink(smol::channel::Sender<Vec<u8>>);
+pub struct Sink {
+    tx: smol::channel::Sender<Vec<u8>>,
+    /// The thread-pool turn the command runs under (`net::conn`), and its semaphore: given
+    /// back while the handler waits for a slow client, taken again before it goes on, so
+    /// turns bound the handlers that use the CPU, not the ones waiting on the network.
+    turn: std::sync::Mutex<Option<Turn>>,
+    turns: Option<&'static smol::lock::Semaphore>,
+}
+
+type Turn = smol::lock::SemaphoreGuard<'static>;
 
 /// Largest piece a handler sends through a [`Sink`], bytes.
 pub const SINK_CHUNK: usize = 64 * 1024;
@@ -93,15 +102,40 @@ pub const SINK_CHUNK: usize = 64 * 1024;
 pub const SINK_DEPTH: usize = 2;
 
 impl Sink {
-    /// A sink and the receiver the connection drains.
-    pub fn new() -> (Sink, smol::channel::Receiver<Vec<u8>>) {
+    /// A sink and the receiver the connection drains; `turn`: the pool turn the command
+    /// holds, from `turns` (see the field).
+    pub fn new(
+        turn: Option<Turn>,
+        turns: Option<&'static smol::lock::Semaphore>,
+    ) -> (Sink, smol::channel::Receiver<Vec<u8>>) {
         let (tx, rx) = smol::channel::bounded(SINK_DEPTH);
-        (Sink(tx), rx)
+        let sink = Sink {
+            tx,
+            turn: std::sync::Mutex::new(turn),
+            turns,
+        };
+        (sink, rx)
     }
 
     /// Send `bytes` (blocking while the connection is behind); false if it is gone.
     fn send(&self, bytes: Vec<u8>) -> bool {
-        bytes.is_empty() || self.0.send_blocking(bytes).is_ok()
+        if bytes.is_empty() {
+            return true;
+        }
+        let bytes = match self.tx.try_send(bytes) {
+            Ok(()) => return true,
+            Err(smol::channel::TrySendError::Closed(_)) => return false,
+            Err(smol::channel::TrySendError::Full(b)) => b,
+        };
+        let held = self.turn.lock().ok().and_then(|mut t| t.take()).is_some();
+        let sent = self.tx.send_blocking(bytes).is_ok();
+        if let (true, Some(turns)) = (held, self.turns) {
+            let turn = smol::block_on(turns.acquire());
+            if let Ok(mut t) = self.turn.lock() {
+                *t = Some(turn);
+            }
+        }
+        sent
     }
 }
 

@@ -12,6 +12,7 @@ S: * 1 FETCH (BODY[]<1048570> {65536}
 S: <the 64 KiB from that offset, byte-exact>
 """
 
+import os
 import time
 
 import pytest
@@ -311,3 +312,31 @@ def test_20mib_mime_part_is_sent_from_one_copy_of_the_message(big_pimap):
     assert fetch_one(c, "BODY.PEEK[1]", "BODY[1]") == part1
     grown = vm_hwm_kib(big_pimap.proc.pid) - before
     assert grown < 28 * 1024, f"peak RSS grew by {grown} KiB for a 20 MiB part"
+
+
+def test_clients_not_reading_big_fetches_do_not_hold_up_others(big_pimap):
+    # More stalled big FETCHes than the server runs commands at once (4 per core, at least
+    # 4): each handler waits for its client without holding a turn, so others still get
+    # answers.
+    import socket
+
+    msg = big_message(12 * 1024 * 1024, seed=10)
+    c = big_pimap.login()
+    append_plus(c, msg)
+    stalled = []
+    for _ in range(max(4, (os.cpu_count() or 1) * 4) + 2):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect((big_pimap.host, big_pimap.port))
+        pw = big_pimap.password("demo")
+        s.sendall(f'a LOGIN demo "{pw}"\r\nb SELECT INBOX\r\nc FETCH 1 (BODY.PEEK[])\r\n'.encode())
+        stalled.append(s)
+    time.sleep(1.0)
+    t = time.monotonic()
+    d = big_pimap.login()
+    d.ok("SELECT INBOX")
+    assert int(d.ok("FETCH 1 (FLAGS RFC822.SIZE)").fetches()[1]["RFC822.SIZE"]) == len(msg)
+    assert time.monotonic() - t < 5
+    for s in stalled:
+        s.close()
