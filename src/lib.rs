@@ -12,6 +12,11 @@
 //!                                                     auth │   │ mime (ENVELOPE, BODYSTRUCTURE, SEARCH)
 //! ```
 //!
+//! Big messages bypass memory: the framer passes an APPEND literal over 64 KiB out in pieces,
+//! which `net::conn` writes to a `store::Spool` file in `tmp/`; FETCH sends big bodies from
+//! the message file through a bounded `session::Sink` that `net::conn` drains while the
+//! command runs.
+//!
 //! Dependencies between the top-level modules flow one way (`tests/module_graph.rs` fails on a
 //! cycle):
 //!

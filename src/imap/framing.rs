@@ -24,6 +24,13 @@
 //!   * a non-synchronising literal that is too large is already on its way: the framer answers
 //!     `* BYE ...` and asks for the connection to be closed (RFC 7888 §4).
 //! - Empty lines between commands are ignored.
+//! - Spooling (when enabled with [`Framer::spool_literals_over`]): the message literal of an
+//!   APPEND larger than the threshold is not copied into the command. The framer emits
+//!   [`FrameEvent::SpoolStart`], then the literal's bytes as they arrive in
+//!   [`FrameEvent::SpoolData`] pieces (each no larger than what one `push` brought), and the
+//!   command it finally emits carries an empty literal (`{0}`) in its place; the connection
+//!   writes the pieces to a file and hands it to the session with the command. So the memory
+//!   a connection needs for an APPEND does not grow with the message.
 
 use super::encode::is_astring_char;
 
@@ -65,6 +72,12 @@ pub enum FrameEvent {
     /// line, CRLF-terminated) to the client. If `close` the connection must be closed after
     /// writing (e.g. a too-large non-synchronising literal whose bytes are already on the way).
     Rejected { response: Vec<u8>, close: bool },
+    /// An APPEND's message literal of `size` bytes will be passed out in [`FrameEvent::SpoolData`]
+    /// pieces instead of inside the command (see the module doc). A `ContinuationNeeded`
+    /// follows when the literal is synchronising.
+    SpoolStart { size: u64 },
+    /// The next bytes of the literal announced by the last `SpoolStart`.
+    SpoolData(Vec<u8>),
 }
 
 /// How many bytes of a discarded line we remember, to spot a literal announcement at its end
@@ -80,6 +93,8 @@ enum State {
     Line,
     /// Copying a literal's bytes into `cmd`.
     Literal { remaining: u64 },
+    /// Passing a spooled literal's bytes out as `SpoolData`.
+    Spool { remaining: u64 },
     /// Discarding the rest of a rejected command's line; `tail` = its last bytes.
     SkipLine { tail: Vec<u8> },
     /// Discarding a non-synchronising literal of a rejected command.
@@ -100,6 +115,10 @@ pub struct Framer {
     /// Where the current line segment starts in `cmd`.
     seg_start: usize,
     state: State,
+    /// APPEND literals larger than this are spooled (`None`: never).
+    spool_from: Option<u64>,
+    /// A `SpoolStart` for a synchronising literal was emitted: `ContinuationNeeded` is next.
+    continuation_due: bool,
 }
 
 /// A literal announced at the end of a line.
@@ -151,6 +170,16 @@ fn tag_of(cmd: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Is `cmd` (a command's first line so far) an APPEND?
+fn is_append(cmd: &[u8]) -> bool {
+    let head = &cmd[..cmd.len().min(TAG_WINDOW)];
+    tag_of(head).is_some_and(|tag| {
+        head.get(tag.len() + 1..)
+            .and_then(|rest| rest.get(..7))
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND "))
+    })
+}
+
 fn response(tag: Option<&[u8]>, text: &str) -> Vec<u8> {
     let mut r = Vec::with_capacity(text.len() + 16);
     r.extend_from_slice(tag.unwrap_or(b"*"));
@@ -182,7 +211,15 @@ impl Framer {
             cmd: Vec::new(),
             seg_start: 0,
             state: State::Line,
+            spool_from: None,
+            continuation_due: false,
         }
+    }
+
+    /// Spool APPEND literals larger than `threshold` bytes (see the module doc).
+    pub fn spool_literals_over(mut self, threshold: u64) -> Self {
+        self.spool_from = Some(threshold);
+        self
     }
 
     /// Append bytes read from the socket.
@@ -200,6 +237,9 @@ impl Framer {
     /// The next event, or `None` when more input is needed.
     pub fn next_event(&mut self) -> Option<FrameEvent> {
         loop {
+            if std::mem::take(&mut self.continuation_due) {
+                return Some(FrameEvent::ContinuationNeeded);
+            }
             if self.pos >= self.input.len() || matches!(self.state, State::Closed) {
                 // Everything examined: give the memory of consumed input back.
                 self.input.clear();
@@ -220,6 +260,18 @@ impl Framer {
                         self.state = State::Line;
                     }
                     None
+                }
+                State::Spool { remaining } => {
+                    let avail = &self.input[self.pos..];
+                    let n = (*remaining).min(avail.len() as u64) as usize;
+                    let data = avail[..n].to_vec();
+                    self.pos += n;
+                    *remaining -= n as u64;
+                    if *remaining == 0 {
+                        self.seg_start = self.cmd.len();
+                        self.state = State::Line;
+                    }
+                    Some(FrameEvent::SpoolData(data))
                 }
                 State::SkipLiteral { remaining } => {
                     let avail = self.input.len() - self.pos;
@@ -429,6 +481,16 @@ impl Framer {
             });
         }
         let n = ann.size.unwrap_or(0);
+        if self.spool_from.is_some_and(|t| n > t) && is_append(&self.cmd) {
+            // Only `{0}` stays in the command (keeping a `~` before it): the bytes go out.
+            if let Some(brace) = self.cmd[..line_end].iter().rposition(|&b| b == b'{') {
+                self.cmd.truncate(brace + 1);
+                self.cmd.extend_from_slice(b"0}\r\n");
+            }
+            self.state = State::Spool { remaining: n };
+            self.continuation_due = ann.sync;
+            return Some(FrameEvent::SpoolStart { size: n });
+        }
         if n == 0 {
             self.seg_start = self.cmd.len();
         } else {
@@ -444,7 +506,7 @@ impl Framer {
     /// Bytes buffered but not yet part of an event (for limits / diagnostics).
     pub fn buffered(&self) -> usize {
         let partial = match self.state {
-            State::Line | State::Literal { .. } => self.cmd.len(),
+            State::Line | State::Literal { .. } | State::Spool { .. } => self.cmd.len(),
             _ => 0,
         };
         partial + (self.input.len() - self.pos)
@@ -453,7 +515,9 @@ impl Framer {
     /// Take whatever is buffered (used after STARTTLS: must be empty, else the client pipelined).
     pub fn take_buffered(&mut self) -> Vec<u8> {
         let mut out = match self.state {
-            State::Line | State::Literal { .. } => std::mem::take(&mut self.cmd),
+            State::Line | State::Literal { .. } | State::Spool { .. } => {
+                std::mem::take(&mut self.cmd)
+            }
             _ => Vec::new(),
         };
         out.extend_from_slice(&self.input[self.pos..]);

@@ -92,7 +92,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// The bytes of `BODY[section]`; `None` when there is no such part.
-    pub fn section(&self, section: &Section) -> Option<Vec<u8>> {
+    pub fn section(&self, section: &Section) -> Option<Cow<'a, [u8]>> {
         section::section(self.msg, &self.root, section)
     }
 
@@ -123,7 +123,7 @@ pub fn body_structure(msg: &[u8], extensible: bool, out: &mut Vec<u8>) {
 
 /// The bytes of `BODY[section]` (before any partial), or `None` when the part does not exist
 /// (served as an empty string, as Dovecot does).
-pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
+pub fn section<'m>(msg: &'m [u8], section: &Section) -> Option<Cow<'m, [u8]>> {
     Parsed::new(msg).section(section)
 }
 

@@ -9,6 +9,7 @@
 use super::parse::{name_is, Kind, Part};
 use super::structure::transfer_encoding;
 use crate::imap::types::{Section, SectionText};
+use std::borrow::Cow;
 
 /// The part at `path` (empty = the message itself).
 pub fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
@@ -52,12 +53,13 @@ pub fn header_fields(msg: &[u8], part: &Part, names: &[String], not: bool) -> Ve
     out
 }
 
-fn slice(msg: &[u8], r: std::ops::Range<usize>) -> Vec<u8> {
-    msg.get(r).unwrap_or_default().to_vec()
+fn slice(msg: &[u8], r: std::ops::Range<usize>) -> Cow<'_, [u8]> {
+    Cow::Borrowed(msg.get(r).unwrap_or_default())
 }
 
-/// The bytes of `BODY[section]`, or `None` when there is no such part.
-pub fn section(msg: &[u8], root: &Part, s: &Section) -> Option<Vec<u8>> {
+/// The bytes of `BODY[section]`, or `None` when there is no such part: a slice of `msg`
+/// (no copy of a big part) except for HEADER.FIELDS, which are put together.
+pub fn section<'m>(msg: &'m [u8], root: &Part, s: &Section) -> Option<Cow<'m, [u8]>> {
     let part = find(root, &s.part)?;
     let message = if s.part.is_empty() {
         part
@@ -73,8 +75,12 @@ pub fn section(msg: &[u8], root: &Part, s: &Section) -> Option<Vec<u8>> {
         None => slice(msg, message.header.start..message.body.end),
         Some(SectionText::Header) => slice(msg, message.header.clone()),
         Some(SectionText::Text) => slice(msg, message.body.clone()),
-        Some(SectionText::HeaderFields(names)) => header_fields(msg, message, names, false),
-        Some(SectionText::HeaderFieldsNot(names)) => header_fields(msg, message, names, true),
+        Some(SectionText::HeaderFields(names)) => {
+            Cow::Owned(header_fields(msg, message, names, false))
+        }
+        Some(SectionText::HeaderFieldsNot(names)) => {
+            Cow::Owned(header_fields(msg, message, names, true))
+        }
         Some(SectionText::Mime) => return None,
     })
 }
@@ -86,7 +92,9 @@ pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>, 
         return Ok(None);
     };
     if path.is_empty() {
-        return Ok(Some(slice(msg, part.header.start..part.body.end)));
+        return Ok(Some(
+            slice(msg, part.header.start..part.body.end).into_owned(),
+        ));
     }
     let body = msg.get(part.body.clone()).unwrap_or_default();
     let cte = transfer_encoding(msg, part).unwrap_or_else(|| b"7bit".to_vec());

@@ -9,13 +9,21 @@
 //! the client pipelined behind the command are discarded, never executed (the CVE-2011-0411
 //! command-injection class), and the TLS handshake ([`super::tls`]) runs on the raw stream.
 //!
+//! Memory per connection stays bounded whatever the message sizes: an APPEND literal over
+//! [`SPOOL_FROM`] bytes is written to a file as it arrives (`Spooler`; the framer passes it
+//! out in pieces) and handed to the session with its command; a handler's output streams
+//! through a [`Sink`] of [`crate::session::SINK_DEPTH`] pieces of at most
+//! [`crate::session::SINK_CHUNK`] bytes while it runs. Add the 16 KiB read buffer, the
+//! framer's line limits and [`SPOOL_BUFFER`]: a connection fetching or appending a 50 MiB
+//! message holds a few hundred KiB, not the message.
+//!
 //! `peer` is the real client (from a trusted PROXY header, see [`super::proxy`]); a PROXY
 //! header arriving here as the first input is refused with `* BYE`.
 
 use super::compress;
 use super::server::Context;
 use crate::imap::framing::{FrameEvent, Framer, FramerLimits};
-use crate::session::{Action, Session, Watcher};
+use crate::session::{Action, Session, Sink, Spool, Watcher};
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use std::io;
@@ -32,6 +40,69 @@ pub type Stream = Box<dyn Io>;
 
 /// A client that doesn't take our output within this time is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// APPEND literals larger than this go to a file as they arrive instead of into memory.
+pub const SPOOL_FROM: u64 = 64 * 1024;
+
+/// Spooled bytes collected before one write to the file (on the blocking pool).
+pub const SPOOL_BUFFER: usize = 64 * 1024;
+
+/// Receives a spooled APPEND literal into a file in the user's `tmp/` (see the module doc).
+struct Spooler {
+    /// `Err`: no file (not logged in, or creating or writing it failed: why); the rest of
+    /// the literal is read and dropped.
+    spool: Result<Spool, String>,
+    buf: Vec<u8>,
+}
+
+impl Spooler {
+    async fn start(dir: Option<std::path::PathBuf>) -> Spooler {
+        let spool = match dir {
+            None => Err("not logged in".to_string()),
+            Some(dir) => {
+                smol::unblock(move || Spool::create(&dir).map_err(|e| e.to_string())).await
+            }
+        };
+        Spooler {
+            spool,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn push(&mut self, data: &[u8]) {
+        if self.spool.is_err() {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPOOL_BUFFER {
+            self.write_out().await;
+        }
+    }
+
+    /// Write what is buffered to the file, on the blocking pool.
+    async fn write_out(&mut self) {
+        let spool = std::mem::replace(&mut self.spool, Err(String::new()));
+        let mut buf = std::mem::take(&mut self.buf);
+        let (spool, buf) = smol::unblock(move || {
+            let r = spool.and_then(|mut s| match s.write(&buf) {
+                Ok(()) => Ok(s),
+                Err(e) => Err(e.to_string()),
+            });
+            buf.clear();
+            (r, buf)
+        })
+        .await;
+        self.spool = spool;
+        self.buf = buf;
+    }
+
+    async fn finish(mut self) -> Result<Spool, String> {
+        if !self.buf.is_empty() {
+            self.write_out().await;
+        }
+        self.spool
+    }
+}
 
 /// Serve one connection; `tls` says whether `stream` is already TLS (IMAPS).
 pub async fn serve(stream: Stream, peer: SocketAddr, tls: bool, ctx: Arc<Context>) {
@@ -135,7 +206,10 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
         max_command: limits
             .max_message_size
             .saturating_add(limits.max_line as u64 * 4),
-    });
+    })
+    .spool_literals_over(SPOOL_FROM);
+    // The APPEND literal being received into a file, for the command the framer emits next.
+    let mut spooler: Option<Spooler> = None;
     write(&mut stream, &session.greeting()).await?;
     let mut buf = vec![0u8; 16 * 1024];
     // Set while the session is in IDLE (RFC 2177): changes to the selected mailbox wake us.
@@ -154,10 +228,43 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
         }
         while let Some(ev) = framer.next_event() {
             match ev {
+                FrameEvent::SpoolStart { .. } => {
+                    spooler = Some(Spooler::start(session.spool_dir()).await);
+                }
+                FrameEvent::SpoolData(data) => {
+                    if let Some(s) = spooler.as_mut() {
+                        s.push(&data).await;
+                    }
+                }
                 FrameEvent::Command(bytes) => {
+                    let spooled = match spooler.take() {
+                        Some(s) => Some(s.finish().await),
+                        None => None,
+                    };
                     let turn = pool_turns().acquire().await;
-                    let done = on_pool(session, move |s| smol::block_on(s.handle(&bytes))).await;
-                    drop(turn);
+                    let (sink, pieces) = Sink::new(Some(turn), Some(pool_turns()));
+                    let work = on_pool(session, move |s| {
+                        s.set_spooled(spooled);
+                        s.set_sink(Some(sink));
+                        let out = smol::block_on(s.handle(&bytes));
+                        // Drops the sink and with it the pool turn.
+                        s.set_sink(None);
+                        s.set_spooled(None);
+                        out
+                    });
+                    // The handler's streamed output, written while it runs (the handler
+                    // gives its turn back while it waits for this).
+                    let drain = async {
+                        while let Ok(piece) = pieces.recv().await {
+                            if let Err(e) = write(&mut stream, &piece).await {
+                                pieces.close();
+                                return Err(e);
+                            }
+                        }
+                        Ok(())
+                    };
+                    let (done, drained) = futures_lite::future::zip(work, drain).await;
+                    drained?;
                     let Some(out) = done else {
                         let _ = write(&mut stream, BYE_BUG).await;
                         return Ok("internal error".into());
@@ -213,6 +320,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 }
                 FrameEvent::ContinuationNeeded => write(&mut stream, b"+ OK\r\n").await?,
                 FrameEvent::Rejected { response, close } => {
+                    spooler = None;
                     write(&mut stream, &response).await?;
                     if close {
                         return Ok("rejected input".into());

@@ -126,6 +126,10 @@ pub fn run(
                 loop {
                     match l.accept().await {
                         Ok((stream, peer)) => {
+                            // Each response is written in one piece (a big FETCH in 64 KiB
+                            // ones): Nagle would only hold back a response's small end
+                            // until the client's delayed ACK (+40 ms on a big FETCH).
+                            let _ = stream.get_ref().set_nodelay(true);
                             let ctx = ctx.clone();
                             let stream: Stream = Box::new(stream);
                             ex3.spawn(guarded(start(stream, peer, implicit_tls, ctx), peer))

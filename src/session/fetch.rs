@@ -1,7 +1,8 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 3516 BINARY).
 
+use super::fetch_body::{self, BodyFile, Need};
 use super::view::flags_list;
-use super::{Action, HandlerError, Output, Session};
+use super::{Action, HandlerError, Output, Session, Sink, SINK_CHUNK};
 use crate::imap::encode;
 use crate::imap::types::{Command, FetchAttr, Section, SectionText};
 use crate::mime;
@@ -39,12 +40,10 @@ impl Session {
         if uid && !items.contains(&FetchAttr::Uid) {
             items.insert(0, FetchAttr::Uid);
         }
-        let needs_body = items.iter().any(|a| {
-            !matches!(
-                a,
-                FetchAttr::Flags | FetchAttr::InternalDate | FetchAttr::Rfc822Size | FetchAttr::Uid
-            )
-        });
+        let need = fetch_body::need(&items);
+        let needs_body = need != Need::Nothing;
+        // Big bodies stream through the sink as they are read (see `fetch_body`).
+        let sink = self.sink.take();
         let sets_seen = items.iter().any(|a| match a {
             FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
             FetchAttr::BodySection { peek, .. } | FetchAttr::Binary { peek, .. } => !peek,
@@ -71,31 +70,40 @@ impl Session {
             if changed_since.is_some_and(|since| view.modseqs.get(msg_uid) <= since) {
                 continue;
             }
-            let gone = |view: &super::view::View, out: &mut Vec<u8>| {
+            let expunged = |view: &super::view::View, out: &mut Vec<u8>| {
                 let m = &view.msgs[i];
                 expunged_fetch(out, i + 1, &items, m, view.modseqs.get(msg_uid));
             };
             let Some(meta) = view.meta(msg_uid).cloned() else {
                 missing = true;
-                gone(view, &mut out);
+                expunged(view, &mut out);
                 continue;
             };
-            let raw = if needs_body {
-                match view.mbox.read(msg_uid) {
-                    Ok(r) => Some(r),
+            let (raw, file) = if needs_body {
+                let loaded = match need {
+                    Need::Streamable => view.mbox.open_message(msg_uid).and_then(BodyFile::new),
+                    _ => view.mbox.read(msg_uid).map(Err),
+                };
+                match loaded {
+                    Ok(Ok(file)) => (None, Some(file)),
+                    Ok(Err(r)) => (Some(r), None),
                     Err(crate::store::StoreError::Expunged(_))
                     | Err(crate::store::StoreError::NotFound(_)) => {
                         missing = true;
-                        gone(view, &mut out);
+                        expunged(view, &mut out);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
                 }
             } else {
-                None
+                (None, None)
             };
             let msg = raw.as_deref().map(mime::to_crlf);
-            let msg: &[u8] = msg.as_deref().unwrap_or(&[]);
+            // A streamed message: only its header block is in memory.
+            let msg: &[u8] = match &file {
+                Some(f) => &f.header,
+                None => msg.as_deref().unwrap_or(&[]),
+            };
             let mut flags = meta.flags.clone();
             let mut flags_changed = false;
             if sets_seen && !view.read_only && flags.system & flag::SEEN == 0 {
@@ -132,7 +140,11 @@ impl Session {
                             .as_bytes(),
                     ),
                     FetchAttr::Rfc822Size => line.extend_from_slice(
-                        format!("RFC822.SIZE {}", msg_len_or(&meta, msg)).as_bytes(),
+                        format!(
+                            "RFC822.SIZE {}",
+                            file.as_ref().map_or(msg_len_or(&meta, msg), BodyFile::size)
+                        )
+                        .as_bytes(),
                     ),
                     FetchAttr::Envelope => {
                         line.extend_from_slice(b"ENVELOPE ");
@@ -148,7 +160,19 @@ impl Session {
                     }
                     FetchAttr::Rfc822 => {
                         line.extend_from_slice(b"RFC822 ");
-                        literal(&mut line, msg);
+                        match file.as_ref() {
+                            Some(f) => {
+                                let size = f.size();
+                                if !file_literal(&sink, &mut out, &mut line, f, (0, size), false) {
+                                    return Ok(gone());
+                                }
+                            }
+                            None => {
+                                if !slice_literal(&sink, &mut out, &mut line, msg) {
+                                    return Ok(gone());
+                                }
+                            }
+                        }
                     }
                     FetchAttr::Rfc822Header => {
                         line.extend_from_slice(b"RFC822.HEADER ");
@@ -157,6 +181,16 @@ impl Session {
                             text: Some(SectionText::Header),
                         };
                         literal(&mut line, &mime::section(msg, &s).unwrap_or_default());
+                    }
+                    FetchAttr::Rfc822Text if file.is_some() => {
+                        line.extend_from_slice(b"RFC822.TEXT ");
+                        if let Some(f) = file.as_ref() {
+                            let start = f.header.len() as u64;
+                            let len = f.size().saturating_sub(start);
+                            if !file_literal(&sink, &mut out, &mut line, f, (start, len), false) {
+                                return Ok(gone());
+                            }
+                        }
                     }
                     FetchAttr::Rfc822Text => {
                         line.extend_from_slice(b"RFC822.TEXT ");
@@ -168,6 +202,55 @@ impl Session {
                     }
                     FetchAttr::BodySection {
                         section, partial, ..
+                    } if file.is_some()
+                        && section.part.is_empty()
+                        && matches!(section.text, None | Some(SectionText::Text)) =>
+                    {
+                        line.extend_from_slice(
+                            format!("BODY[{}]", section_spec(section)).as_bytes(),
+                        );
+                        if let Some(f) = file.as_ref() {
+                            // The section's range in the message, then the partial within it.
+                            let (mut start, end) = match section.text {
+                                Some(_) => (f.header.len() as u64, f.size()),
+                                None => (0, f.size()),
+                            };
+                            let mut len = end.saturating_sub(start);
+                            if let Some((off, n)) = *partial {
+                                line.extend_from_slice(format!("<{off}>").as_bytes());
+                                let off = u64::from(off).min(len);
+                                start += off;
+                                len = (len - off).min(u64::from(n));
+                            }
+                            line.push(b' ');
+                            if !file_literal(&sink, &mut out, &mut line, f, (start, len), false) {
+                                return Ok(gone());
+                            }
+                        }
+                    }
+                    FetchAttr::Binary { part, partial, .. }
+                        if file.is_some() && part.is_empty() =>
+                    {
+                        line.extend_from_slice(b"BINARY[]");
+                        if let Some(f) = file.as_ref() {
+                            let (mut start, mut len) = (0, f.size());
+                            if let Some((off, n)) = *partial {
+                                line.extend_from_slice(format!("<{off}>").as_bytes());
+                                start = u64::from(off).min(len);
+                                len = (len - start).min(u64::from(n));
+                            }
+                            line.push(b' ');
+                            if !file_literal(&sink, &mut out, &mut line, f, (start, len), true) {
+                                return Ok(gone());
+                            }
+                        }
+                    }
+                    FetchAttr::BinarySize { part } if part.is_empty() && file.is_some() => {
+                        let n = file.as_ref().map_or(0, BodyFile::size);
+                        line.extend_from_slice(format!("BINARY.SIZE[] {n}").as_bytes());
+                    }
+                    FetchAttr::BodySection {
+                        section, partial, ..
                     } => {
                         line.extend_from_slice(
                             format!("BODY[{}]", section_spec(section)).as_bytes(),
@@ -175,7 +258,9 @@ impl Session {
                         let data = mime::section(msg, section).unwrap_or_default();
                         let data = apply_partial(&mut line, &data, *partial);
                         line.push(b' ');
-                        literal(&mut line, data);
+                        if !slice_literal(&sink, &mut out, &mut line, data) {
+                            return Ok(gone());
+                        }
                     }
                     FetchAttr::Binary { part, partial, .. } => {
                         let data = match mime::binary(msg, part) {
@@ -225,7 +310,23 @@ impl Session {
                 }
             }
             line.extend_from_slice(b")\r\n");
-            out.extend_from_slice(&line);
+            match &sink {
+                // A big response (a section of a big message) goes out as it is, not copied
+                // into `out` first: one copy of it in memory besides the message.
+                Some(sink) if line.len() >= SINK_CHUNK => {
+                    if !sink.send(std::mem::take(&mut out)) || !sink.send(line) {
+                        return Ok(gone());
+                    }
+                }
+                _ => out.extend_from_slice(&line),
+            }
+            if out.len() >= SINK_CHUNK {
+                if let Some(sink) = &sink {
+                    if !sink.send(std::mem::take(&mut out)) {
+                        return Ok(gone());
+                    }
+                }
+            }
         }
         let name = if uid { "UID FETCH" } else { "FETCH" };
         if missing {
@@ -238,6 +339,7 @@ impl Session {
         } else {
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         }
+        self.sink = sink;
         Ok(Output {
             bytes: out,
             action: Action::Continue,
@@ -311,6 +413,70 @@ fn expunged_fetch(
     out.extend_from_slice(b")\r\n");
 }
 
+/// The connection went away while a response streamed (or a message file could not be read
+/// after its literal was announced): nothing more can be said on it.
+fn gone() -> Output {
+    Output {
+        bytes: Vec::new(),
+        action: Action::Close,
+    }
+}
+
+/// Write `{len}` and the bytes `[start, start + len)` of the message `f` into the response:
+/// through the sink when there is one (after `out` and `line`, which precede them), else into
+/// `line`. `binary` (RFC 3516): NUL bytes are sent as they are, in a `~{len}` literal8 if
+/// there are any. False when the connection is gone or the file failed (logged).
+fn file_literal(
+    sink: &Option<Sink>,
+    out: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    f: &BodyFile,
+    (start, len): (u64, u64),
+    binary: bool,
+) -> bool {
+    let literal8 = match binary.then(|| f.contains_nul(start, len)) {
+        Some(Ok(nul)) => nul,
+        Some(Err(e)) => {
+            log::error!("FETCH: {e}; closing the connection");
+            return false;
+        }
+        None => false,
+    };
+    let tilde = if literal8 { "~" } else { "" };
+    line.extend_from_slice(format!("{tilde}{{{len}}}\r\n").as_bytes());
+    let written = match sink {
+        Some(sink) => {
+            // What precedes the literal goes out with its first piece: one write, not a
+            // small one that waits for the client's delayed ACK.
+            let mut head = std::mem::take(out);
+            head.append(line);
+            let r = f.write_range(start, len, !binary, &mut |piece| {
+                if head.is_empty() {
+                    sink.send(piece)
+                } else {
+                    let mut first = std::mem::take(&mut head);
+                    first.extend_from_slice(&piece);
+                    sink.send(first)
+                }
+            });
+            // An empty range: nothing was sent, the head stays in the response.
+            *line = head;
+            r
+        }
+        None => f.write_range(start, len, !binary, &mut |piece| {
+            line.extend_from_slice(&piece);
+            true
+        }),
+    };
+    match written {
+        Ok(more) => more,
+        Err(e) => {
+            log::error!("FETCH: {e}; closing the connection (the literal is announced)");
+            false
+        }
+    }
+}
+
 fn msg_len_or(meta: &crate::store::MessageMeta, msg: &[u8]) -> u64 {
     if msg.is_empty() {
         meta.size
@@ -323,6 +489,36 @@ fn msg_len_or(meta: &crate::store::MessageMeta, msg: &[u8]) -> u64 {
 /// it), so like Dovecot we send each NUL byte as 0x80, keeping sizes and offsets unchanged.
 fn literal(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    literal_bytes(out, data);
+}
+
+/// [`literal`], but a big one (a section of a message read whole) goes through the sink in
+/// pieces, after `out` and `line`, instead of being copied into the response. False when the
+/// connection is gone.
+fn slice_literal(sink: &Option<Sink>, out: &mut Vec<u8>, line: &mut Vec<u8>, data: &[u8]) -> bool {
+    let Some(sink) = sink.as_ref().filter(|_| data.len() > SINK_CHUNK) else {
+        literal(line, data);
+        return true;
+    };
+    line.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+    let mut first = std::mem::take(out);
+    first.append(line);
+    let mut chunks = data.chunks(SINK_CHUNK);
+    if let Some(c) = chunks.next() {
+        literal_bytes(&mut first, c);
+    }
+    if !sink.send(first) {
+        return false;
+    }
+    chunks.all(|c| {
+        let mut piece = Vec::with_capacity(c.len());
+        literal_bytes(&mut piece, c);
+        sink.send(piece)
+    })
+}
+
+/// Append literal content: NUL as 0x80 (see [`literal`]).
+fn literal_bytes(out: &mut Vec<u8>, data: &[u8]) {
     let start = out.len();
     out.extend_from_slice(data);
     for b in &mut out[start..] {

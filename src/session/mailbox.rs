@@ -5,7 +5,7 @@
 use super::view::View;
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
 use crate::imap::types::{Command, DateTime, Flag, StatusItem};
-use crate::store::{Flags, StoreError};
+use crate::store::{Flags, Spool, StoreError};
 
 /// The hierarchy separator of Dovecot's Maildir++ layout.
 pub const SEP: char = '.';
@@ -336,12 +336,22 @@ impl Session {
         message: Vec<u8>,
     ) -> Result<Output, HandlerError> {
         let name = normalize_mailbox(mailbox);
-        if message.len() as u64 > self.shared.limits.max_message_size {
+        // A big literal arrives in a file (net::conn) and the command holds `{0}`.
+        let spooled = match self.spooled.take() {
+            Some(Err(why)) => {
+                log::error!("{}: spooling the APPEND message failed: {why}", self.peer);
+                return Err(HandlerError::No(format!("[SERVERBUG] {why}")));
+            }
+            Some(Ok(spool)) if message.is_empty() => Some(spool),
+            _ => None,
+        };
+        let size = spooled.as_ref().map_or(message.len() as u64, Spool::len);
+        if size > self.shared.limits.max_message_size {
             return Err(HandlerError::No(
                 "[TOOBIG] Message is larger than the server accepts.".into(),
             ));
         }
-        if message.is_empty() {
+        if size == 0 {
             return Err(HandlerError::No("[CANNOT] Empty message.".into()));
         }
         let flags = to_store_flags(&flags)?;
@@ -351,7 +361,10 @@ impl Session {
         // another handle would load the whole mailbox again.
         let (uid, validity) = match &mut self.state {
             State::Selected { view, .. } if !view.read_only && view.mbox.name() == name => {
-                let uid = view.mbox.append(&message, &flags, internal)?;
+                let uid = match spooled {
+                    Some(spool) => view.mbox.append_spool(spool, &flags, internal)?,
+                    None => view.mbox.append(&message, &flags, internal)?,
+                };
                 (uid, view.mbox.uid_validity())
             }
             _ => {
@@ -365,7 +378,10 @@ impl Session {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let uid = mbox.append(&message, &flags, internal)?;
+                let uid = match spooled {
+                    Some(spool) => mbox.append_spool(spool, &flags, internal)?,
+                    None => mbox.append(&message, &flags, internal)?,
+                };
                 (uid, mbox.uid_validity())
             }
         };

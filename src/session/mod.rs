@@ -20,6 +20,7 @@ mod auth;
 mod compress;
 mod condstore;
 mod fetch;
+mod fetch_body;
 mod idle;
 mod list;
 mod mailbox;
@@ -36,6 +37,8 @@ use crate::config::MailLocation;
 use crate::imap::parse::parse_command;
 use crate::imap::types::{Command, TaggedCommand};
 use crate::limits::Limits;
+/// The file an APPEND literal is received into (the store owns it; `net::conn` fills it).
+pub use crate::store::Spool;
 use crate::store::{StoreError, UserStore};
 pub use idle::Watcher;
 use std::net::SocketAddr;
@@ -76,6 +79,64 @@ pub enum Action {
 pub struct Output {
     pub bytes: Vec<u8>,
     pub action: Action,
+}
+
+/// Where a handler sends output as it goes, ahead of its [`Output`] (a big FETCH streams
+/// message files through it in [`SINK_CHUNK`] pieces instead of building the whole response).
+/// The connection drains it to the socket; it holds at most [`SINK_DEPTH`] pieces, so a
+/// handler waits for a slow client instead of buffering.
+pub struct Sink {
+    tx: smol::channel::Sender<Vec<u8>>,
+    /// The thread-pool turn the command runs under (`net::conn`), and its semaphore: given
+    /// back while the handler waits for a slow client, taken again before it goes on, so
+    /// turns bound the handlers that use the CPU, not the ones waiting on the network.
+    turn: std::sync::Mutex<Option<Turn>>,
+    turns: Option<&'static smol::lock::Semaphore>,
+}
+
+type Turn = smol::lock::SemaphoreGuard<'static>;
+
+/// Largest piece a handler sends through a [`Sink`], bytes.
+pub const SINK_CHUNK: usize = 64 * 1024;
+/// Pieces a [`Sink`] holds before the handler waits for the client.
+pub const SINK_DEPTH: usize = 2;
+
+impl Sink {
+    /// A sink and the receiver the connection drains; `turn`: the pool turn the command
+    /// holds, from `turns` (see the field).
+    pub fn new(
+        turn: Option<Turn>,
+        turns: Option<&'static smol::lock::Semaphore>,
+    ) -> (Sink, smol::channel::Receiver<Vec<u8>>) {
+        let (tx, rx) = smol::channel::bounded(SINK_DEPTH);
+        let sink = Sink {
+            tx,
+            turn: std::sync::Mutex::new(turn),
+            turns,
+        };
+        (sink, rx)
+    }
+
+    /// Send `bytes` (blocking while the connection is behind); false if it is gone.
+    fn send(&self, bytes: Vec<u8>) -> bool {
+        if bytes.is_empty() {
+            return true;
+        }
+        let bytes = match self.tx.try_send(bytes) {
+            Ok(()) => return true,
+            Err(smol::channel::TrySendError::Closed(_)) => return false,
+            Err(smol::channel::TrySendError::Full(b)) => b,
+        };
+        let held = self.turn.lock().ok().and_then(|mut t| t.take()).is_some();
+        let sent = self.tx.send_blocking(bytes).is_ok();
+        if let (true, Some(turns)) = (held, self.turns) {
+            let turn = smol::block_on(turns.acquire());
+            if let Ok(mut t) = self.turn.lock() {
+                *t = Some(turn);
+            }
+        }
+        sent
+    }
 }
 
 /// RFC 3501 §3 states (Logout is `Action::Close`).
@@ -145,6 +206,11 @@ pub struct Session {
     enabled: condstore::Enabled,
     /// Set by a failed login: see [`Session::take_delay`].
     delay: Option<std::time::Duration>,
+    /// The message literal of the command being handled, received into a file by the
+    /// connection (`Err`: why it could not be); see [`Session::set_spooled`].
+    spooled: Option<Result<Spool, String>>,
+    /// See [`Sink`]; `None`: all output goes into the [`Output`].
+    sink: Option<Sink>,
 }
 
 impl Session {
@@ -159,7 +225,28 @@ impl Session {
             tls: false,
             enabled: condstore::Enabled::default(),
             delay: None,
+            spooled: None,
+            sink: None,
         }
+    }
+
+    /// Where the connection spools an APPEND literal for this session (the user's INBOX,
+    /// whose `tmp/` is on the same file system as the folders); `None` before login, when
+    /// the literal is read and dropped (the APPEND is refused anyway).
+    pub fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.store().ok().map(|s| s.root().to_path_buf())
+    }
+
+    /// The next command's spooled message literal (the framer passed it in pieces and the
+    /// command holds `{0}` in its place). Dropped, and its file removed, if the command does
+    /// not take it.
+    pub fn set_spooled(&mut self, spooled: Option<Result<Spool, String>>) {
+        self.spooled = spooled;
+    }
+
+    /// Let handlers stream output through `sink` (until set to `None`).
+    pub fn set_sink(&mut self, sink: Option<Sink>) {
+        self.sink = sink;
     }
 
     /// How long the connection must wait before writing the last command's answer (a failed

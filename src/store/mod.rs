@@ -6,7 +6,9 @@
 
 pub mod maildir;
 
-pub use maildir::{deliver, deliver_from_reader, deliver_link, Mailbox, UserStore};
+pub use maildir::{
+    deliver, deliver_from_reader, deliver_link, Mailbox, MessageFile, Spool, UserStore,
+};
 
 use std::fmt;
 

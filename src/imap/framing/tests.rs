@@ -379,3 +379,149 @@ fn never_panics_on_random_input() {
         }
     }
 }
+
+/// Feed `input` to a spooling framer in chunks; returns (events without the data pieces,
+/// the data pieces joined).
+fn run_spool(input: &[u8], chunk: usize, threshold: u64) -> (Vec<FrameEvent>, Vec<u8>) {
+    let mut f = Framer::new(limits()).spool_literals_over(threshold);
+    let mut evs = Vec::new();
+    let mut data = Vec::new();
+    for c in input.chunks(chunk.max(1)) {
+        f.push(c);
+        while let Some(e) = f.next_event() {
+            match e {
+                FrameEvent::SpoolData(d) => {
+                    assert!(d.len() <= chunk, "a piece is never larger than one push");
+                    data.extend_from_slice(&d)
+                }
+                e => evs.push(e),
+            }
+        }
+    }
+    (evs, data)
+}
+
+#[test]
+fn append_literals_over_the_threshold_are_spooled_not_buffered() {
+    let msg: Vec<u8> = (0..500u32)
+        .map(|i| b"abc\r\n\0xyz"[i as usize % 9])
+        .collect();
+    for (ann, sync, cmd_lit) in [
+        ("{500}", true, "{0}"),
+        ("{500+}", false, "{0}"),
+        ("~{500}", true, "~{0}"),
+    ] {
+        let mut input = format!("A1 append INBOX (\\Seen) {ann}\r\n").into_bytes();
+        input.extend_from_slice(&msg);
+        input.extend_from_slice(b"\r\nA2 NOOP\r\n");
+        for chunk in [1, 3, 64, 1000] {
+            let (evs, data) = run_spool(&input, chunk, 100);
+            let mut want = vec![FrameEvent::SpoolStart { size: 500 }];
+            if sync {
+                want.push(FrameEvent::ContinuationNeeded);
+            }
+            want.push(cmd(
+                format!("A1 append INBOX (\\Seen) {cmd_lit}\r\n\r\n").as_bytes()
+            ));
+            want.push(cmd(b"A2 NOOP\r\n"));
+            assert_eq!(evs, want, "{ann} chunk {chunk}");
+            assert_eq!(data, msg, "{ann} chunk {chunk}");
+        }
+    }
+}
+
+#[test]
+fn small_literals_and_other_commands_are_not_spooled() {
+    // At the threshold: inline as before.
+    let (evs, data) = run_spool(b"a APPEND INBOX {5}\r\nhello\r\n", 4, 5);
+    assert!(data.is_empty());
+    assert_eq!(
+        evs,
+        vec![
+            FrameEvent::ContinuationNeeded,
+            cmd(b"a APPEND INBOX {5}\r\nhello\r\n")
+        ]
+    );
+    // Not an APPEND (a big SEARCH literal, a mailbox named APPEND): inline.
+    let mut input = b"a SEARCH TEXT {200}\r\n".to_vec();
+    input.extend_from_slice(&[b'x'; 200]);
+    input.extend_from_slice(b"\r\n");
+    let (evs, data) = run_spool(&input, 50, 100);
+    assert!(data.is_empty());
+    assert_eq!(evs, vec![FrameEvent::ContinuationNeeded, cmd(&input)]);
+    // Too large: refused as before, nothing spooled.
+    let (evs, data) = run_spool(b"a APPEND INBOX {5000}\r\n", 7, 100);
+    assert!(data.is_empty());
+    assert!(matches!(
+        &evs[..],
+        [FrameEvent::Rejected { close: false, .. }]
+    ));
+}
+
+#[test]
+fn spooling_never_panics_and_a_command_gets_exactly_its_announced_bytes() {
+    // Random streams of APPEND-ish tokens in random chunks (a small xorshift, fixed seed).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let tokens: [&[u8]; 12] = [
+        b"a APPEND INBOX ",
+        b"b append \"x\" (\\Seen) ",
+        b"{150}\r\n",
+        b"{150+}\r\n",
+        b"~{300+}\r\n",
+        b"{5000}\r\n",
+        b"{99999999999999999999999+}\r\n",
+        b"\r\n",
+        b"\n",
+        b"c NOOP\r\n",
+        b"UTF8 (",
+        b")",
+    ];
+    let mut spooled_commands = 0;
+    for _ in 0..3000 {
+        let mut input = Vec::new();
+        for _ in 0..(5 + next(40)) {
+            input.extend_from_slice(tokens[next(12) as usize]);
+            for _ in 0..next(4) {
+                let n = next(30) as usize;
+                input.extend(std::iter::repeat_n(b'x', n));
+            }
+        }
+        let mut f = Framer::new(limits()).spool_literals_over(100);
+        let mut spooling: Option<(u64, u64)> = None;
+        for c in input.chunks(1 + next(40) as usize) {
+            f.push(c);
+            while let Some(e) = f.next_event() {
+                match e {
+                    FrameEvent::SpoolStart { size } => {
+                        assert!(size > 100 && size <= limits().max_literal);
+                        spooling = Some((size, 0));
+                    }
+                    FrameEvent::SpoolData(d) => {
+                        let (size, got) = spooling.as_mut().expect("data after a start");
+                        *got += d.len() as u64;
+                        assert!(*got <= *size);
+                    }
+                    FrameEvent::Command(cmd) => {
+                        if let Some((size, got)) = spooling.take() {
+                            assert_eq!(size, got, "{:?}", String::from_utf8_lossy(&cmd));
+                            spooled_commands += 1;
+                        }
+                        assert!(cmd.ends_with(b"\r\n"));
+                    }
+                    FrameEvent::Rejected { .. } => spooling = None,
+                    FrameEvent::ContinuationNeeded => {}
+                }
+            }
+        }
+    }
+    assert!(
+        spooled_commands > 100,
+        "only {spooled_commands} spooled commands"
+    );
+}

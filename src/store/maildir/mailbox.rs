@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod stream;
+pub use stream::{MessageFile, Spool};
+
 pub(super) const UIDLIST: &str = "dovecot-uidlist";
 pub(super) const KEYWORDS: &str = "dovecot-keywords";
 /// pimap's own file of keywords beyond the 26 file-name letters ([`extra_keywords`]).
@@ -1090,28 +1093,37 @@ impl Mailbox {
         let (letters, overflow) = self.letters_for(flags, "")?;
         let unique = new_unique();
         let tmp = self.dir.join("tmp").join(&unique);
-        let mtime = match internal_date {
-            Some(t) if t >= 0 => UNIX_EPOCH + Duration::from_secs(t as u64),
-            Some(t) => UNIX_EPOCH
-                .checked_sub(Duration::from_secs(t.unsigned_abs()))
-                .unwrap_or(UNIX_EPOCH),
-            None => SystemTime::now(),
-        };
-        write_new_file(&tmp, data, mtime)?;
-        let base = filename::base_with_sizes(&unique, data.len() as u64, filename::vsize(data));
+        write_new_file(&tmp, data, mtime_of(internal_date))?;
+        let (size, vsize) = (data.len() as u64, filename::vsize(data));
+        self.place_tmp(&tmp, &unique, size, vsize, &letters, &overflow)
+    }
+
+    /// Rename the complete, fsynced `tmp` file (named `unique` in this mailbox's tmp/) into
+    /// cur/ under the uidlist lock and return its new UID; `tmp` is gone afterwards. Keywords
+    /// without a file-name letter (`overflow`) are recorded first, so no reader sees the
+    /// message without them.
+    fn place_tmp(
+        &mut self,
+        tmp: &Path,
+        unique: &str,
+        size: u64,
+        vsize: u64,
+        letters: &str,
+        overflow: &[String],
+    ) -> Result<u32> {
+        let base = filename::base_with_sizes(unique, size, vsize);
         if !overflow.is_empty() {
-            // Before the file appears, so no reader sees the message without them.
-            if let Err(e) = self.update_extras(|k| k.set(&base, &overflow)) {
-                let _ = fs::remove_file(&tmp);
+            if let Err(e) = self.update_extras(|k| k.set(&base, overflow)) {
+                let _ = fs::remove_file(tmp);
                 return Err(e);
             }
         }
         let dest = self
             .dir
             .join("cur")
-            .join(filename::cur_name(&base, &letters));
-        let result = self.link_in_locked(&[(tmp.clone(), dest, base.clone(), true)]);
-        let _ = fs::remove_file(&tmp);
+            .join(filename::cur_name(&base, letters));
+        let result = self.link_in_locked(&[(tmp.to_path_buf(), dest, base.clone(), true)]);
+        let _ = fs::remove_file(tmp);
         let uids = result?;
         uids.first()
             .and_then(|(_, u)| *u)
@@ -1357,18 +1369,32 @@ pub(super) fn write_new_file(path: &Path, data: &[u8], mtime: SystemTime) -> Res
     Ok(())
 }
 
-/// Copy `src` to `dst` through `tmp_dir`, keeping the mtime (INTERNALDATE).
+/// INTERNALDATE (Unix seconds) as a file mtime; now when the client gave none.
+fn mtime_of(internal_date: Option<i64>) -> SystemTime {
+    match internal_date {
+        Some(t) if t >= 0 => UNIX_EPOCH + Duration::from_secs(t as u64),
+        Some(t) => UNIX_EPOCH
+            .checked_sub(Duration::from_secs(t.unsigned_abs()))
+            .unwrap_or(UNIX_EPOCH),
+        None => SystemTime::now(),
+    }
+}
+
+/// Copy `src` to `dst` through `tmp_dir`, keeping the mtime (INTERNALDATE); streamed, so a
+/// big message is never held in memory.
 fn copy_file(src: &Path, dst: &Path, tmp_dir: &Path) -> std::io::Result<()> {
-    let mut data = Vec::new();
-    let mut f = open_nofollow(src)?;
-    f.read_to_end(&mut data)?;
-    let mtime = f.metadata()?.modified()?;
+    let mut from = open_nofollow(src)?;
+    let mtime = from.metadata()?.modified()?;
     let tmp = tmp_dir.join(new_unique());
-    write_new_file(&tmp, &data, mtime).map_err(|e| match e {
-        StoreError::Io(_, e) => e,
-        other => std::io::Error::other(other.to_string()),
-    })?;
-    let r = fs::rename(&tmp, dst);
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let r = std::io::copy(&mut from, &mut to)
+        .and_then(|_| to.set_times(fs::FileTimes::new().set_modified(mtime)))
+        .and_then(|_| to.sync_all())
+        .and_then(|_| fs::rename(&tmp, dst));
     if r.is_err() {
         let _ = fs::remove_file(&tmp);
     }

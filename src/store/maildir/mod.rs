@@ -22,7 +22,7 @@ pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
 
-pub use mailbox::Mailbox;
+pub use mailbox::{Mailbox, MessageFile, Spool};
 
 use super::{MailboxEntry, MailboxStatus, Result, StoreError};
 use lock::DotLock;

@@ -593,3 +593,43 @@ fn parsers_never_panic_on_garbage() {
         let _ = filename::valid_unique(&s);
     }
 }
+
+#[test]
+fn spooled_append_lands_in_another_folder_with_sizes_flags_and_date() {
+    let (_t, s) = store("spool");
+    s.create("Archive").unwrap();
+    let mut mb = s.open_mailbox("Archive", false).unwrap();
+    let msg = b"Subject: spooled\n\nline one\r\nline two\n";
+    let mut sp = Spool::create(s.root()).unwrap();
+    let tmp_file = sp.path().to_path_buf();
+    assert!(tmp_file.starts_with(s.root().join("tmp")));
+    for piece in msg.chunks(5) {
+        sp.write(piece).unwrap();
+    }
+    assert_eq!(sp.len(), msg.len() as u64);
+    let uid = mb
+        .append_spool(sp, &kw(flag::FLAGGED, &["Work"]), Some(2_000_000))
+        .unwrap();
+    assert_eq!(uid, 1);
+    assert!(!tmp_file.exists());
+    assert_eq!(names_in(&s.root().join("tmp")), Vec::<String>::new());
+    assert_eq!(names_in(&mb.path().join("tmp")), Vec::<String>::new());
+    mb.refresh().unwrap();
+    let m = &mb.messages()[0];
+    assert_eq!(m.size, filename::vsize(msg));
+    assert_eq!(m.internal_date, 2_000_000);
+    assert_eq!(m.flags, kw(flag::FLAGGED, &["Work"]));
+    assert_eq!(mb.read(1).unwrap(), msg);
+    let f = mb.open_message(1).unwrap();
+    assert_eq!((f.len, f.vsize), (msg.len() as u64, filename::vsize(msg)));
+}
+
+#[test]
+fn a_spool_dropped_before_it_is_placed_leaves_nothing() {
+    let (_t, s) = store("spool-drop");
+    let mut sp = Spool::create(s.root()).unwrap();
+    sp.write(b"Subject: half a message").unwrap();
+    assert_eq!(names_in(&s.root().join("tmp")).len(), 1);
+    drop(sp);
+    assert_eq!(names_in(&s.root().join("tmp")), Vec::<String>::new());
+}

@@ -1,0 +1,185 @@
+//! Big messages without holding them in memory: an APPEND literal written to `tmp/` as it
+//! arrives ([`Spool`], placed by [`Mailbox::append_spool`]) and a stored message opened for
+//! reading pieces of it ([`Mailbox::open_message`]).
+//!
+//! Owns: the spool file's life (created `O_EXCL` with mode 0600, removed when dropped unless
+//! placed) and the sizes of a message file. Never: reads a whole message into memory.
+
+use super::{file_vsize, io_err, locate, new_unique, open_nofollow, Mailbox, Result, StoreError};
+use crate::store::maildir::filename;
+use crate::store::Flags;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A message being received into a file in a Maildir's `tmp/` (RFC 3501 §6.3.11 APPEND
+/// literal). Dropped before [`Mailbox::append_spool`] took it (the client went away, the
+/// command failed): the file is removed.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    file: Option<fs::File>,
+    len: u64,
+    /// RFC822.SIZE so far (bare LF counted as CRLF, like `filename::vsize`).
+    vsize: u64,
+    prev: u8,
+}
+
+impl Spool {
+    /// Create an empty spool file in `maildir/tmp/` (the directory is created if missing).
+    pub fn create(maildir: &Path) -> Result<Spool> {
+        let dir = maildir.join("tmp");
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("creating directory", &dir, e)),
+        }
+        let path = dir.join(new_unique());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_err("creating", &path, e))?;
+        Ok(Spool {
+            path,
+            file: Some(file),
+            len: 0,
+            vsize: 0,
+            prev: 0,
+        })
+    }
+
+    /// Append the next bytes of the message.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StoreError::Cannot("spool file already placed".into()))?;
+        file.write_all(data)
+            .map_err(|e| io_err("writing", &self.path, e))?;
+        self.len += data.len() as u64;
+        self.vsize += data.len() as u64;
+        for &b in data {
+            if b == b'\n' && self.prev != b'\r' {
+                self.vsize += 1;
+            }
+            self.prev = b;
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A stored message opened for reading, with its sizes.
+#[derive(Debug)]
+pub struct MessageFile {
+    pub file: fs::File,
+    /// Bytes in the file.
+    pub len: u64,
+    /// RFC822.SIZE (CRLF line ends): the name's `W=` when the name's `S=` (if any) matches
+    /// the file, or the size the mailbox scan found for a name with `S=` only that matches;
+    /// else counted by reading the file once in 64 KiB pieces.
+    pub vsize: u64,
+}
+
+impl Mailbox {
+    /// Open the file of `uid` (following a rename by another process once).
+    pub fn open_message(&self, uid: u32) -> Result<MessageFile> {
+        let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
+        let loc = self.locs.get(i).ok_or(StoreError::Expunged(uid))?;
+        let mut path = self.path_of(loc);
+        let mut base = loc.base().to_string();
+        let file = match open_nofollow(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let f = locate(&self.dir, loc.base()).ok_or(StoreError::Expunged(uid))?;
+                path = self.dir.join(f.sub.dir()).join(&f.name);
+                base = f.base().to_string();
+                open_nofollow(&path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => StoreError::Expunged(uid),
+                    _ => io_err("reading", &path, e),
+                })?
+            }
+            Err(e) => return Err(io_err("reading", &path, e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| io_err("reading", &path, e))?
+            .len();
+        // The scan's RFC822.SIZE (from W=, the uidlist, or counted once when first seen)
+        // when the file is as large as its name says; else counted now.
+        let scanned = self.messages.get(i).map(|m| m.size);
+        let vsize = match (filename::sizes(&base), scanned) {
+            ((s, Some(w)), _) if s.is_none_or(|s| s == len) && w >= len => w,
+            ((Some(s), None), Some(v)) if s == len && v >= len => v,
+            _ => file_vsize(&path).map_err(|e| io_err("reading", &path, e))?,
+        };
+        Ok(MessageFile { file, len, vsize })
+    }
+
+    /// APPEND a message received into `spool` (RFC 3501 §6.3.11): like [`Mailbox::append`],
+    /// the file is fsynced with its INTERNALDATE as mtime, moved into this mailbox's `tmp/`
+    /// (copied if that is another file system) and renamed into `cur/` under the uidlist lock.
+    pub fn append_spool(
+        &mut self,
+        mut spool: Spool,
+        flags: &Flags,
+        internal_date: Option<i64>,
+    ) -> Result<u32> {
+        self.check_writable()?;
+        let (letters, overflow) = self.letters_for(flags, "")?;
+        let file = spool
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Cannot("spool file already placed".into()))?;
+        let r = file
+            .set_times(fs::FileTimes::new().set_modified(super::mtime_of(internal_date)))
+            .and_then(|_| file.sync_all());
+        drop(file);
+        let src = spool.path.clone();
+        let remove_src = || {
+            let _ = fs::remove_file(&src);
+        };
+        if let Err(e) = r {
+            remove_src();
+            return Err(io_err("writing", &src, e));
+        }
+        let unique = new_unique();
+        let tmp = self.dir.join("tmp").join(&unique);
+        if let Err(e) = fs::rename(&src, &tmp) {
+            // Another file system (a folder symlinked elsewhere): copy within this one.
+            let copied = super::copy_file(&src, &tmp, &self.dir.join("tmp"));
+            remove_src();
+            if let Err(e2) = copied {
+                return Err(io_err(
+                    "moving the message into place",
+                    &tmp,
+                    std::io::Error::other(format!("{e}; copy: {e2}")),
+                ));
+            }
+        }
+        self.place_tmp(&tmp, &unique, spool.len, spool.vsize, &letters, &overflow)
+    }
+}
