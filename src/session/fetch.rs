@@ -164,12 +164,12 @@ impl Session {
                             Some(f) => {
                                 let size = f.size();
                                 if !file_literal(&sink, &mut out, &mut line, f, (0, size), false) {
-                                    return Ok(gone());
+                                    return Ok(client_gone());
                                 }
                             }
                             None => {
                                 if !slice_literal(&sink, &mut out, &mut line, msg) {
-                                    return Ok(gone());
+                                    return Ok(client_gone());
                                 }
                             }
                         }
@@ -188,7 +188,7 @@ impl Session {
                             let start = f.header.len() as u64;
                             let len = f.size().saturating_sub(start);
                             if !file_literal(&sink, &mut out, &mut line, f, (start, len), false) {
-                                return Ok(gone());
+                                return Ok(client_gone());
                             }
                         }
                     }
@@ -224,7 +224,7 @@ impl Session {
                             }
                             line.push(b' ');
                             if !file_literal(&sink, &mut out, &mut line, f, (start, len), false) {
-                                return Ok(gone());
+                                return Ok(client_gone());
                             }
                         }
                     }
@@ -241,7 +241,7 @@ impl Session {
                             }
                             line.push(b' ');
                             if !file_literal(&sink, &mut out, &mut line, f, (start, len), true) {
-                                return Ok(gone());
+                                return Ok(client_gone());
                             }
                         }
                     }
@@ -259,7 +259,7 @@ impl Session {
                         let data = apply_partial(&mut line, &data, *partial);
                         line.push(b' ');
                         if !slice_literal(&sink, &mut out, &mut line, data) {
-                            return Ok(gone());
+                            return Ok(client_gone());
                         }
                     }
                     FetchAttr::Binary { part, partial, .. } => {
@@ -315,7 +315,7 @@ impl Session {
                 // into `out` first: one copy of it in memory besides the message.
                 Some(sink) if line.len() >= SINK_CHUNK => {
                     if !sink.send(std::mem::take(&mut out)) || !sink.send(line) {
-                        return Ok(gone());
+                        return Ok(client_gone());
                     }
                 }
                 _ => out.extend_from_slice(&line),
@@ -323,7 +323,7 @@ impl Session {
             if out.len() >= SINK_CHUNK {
                 if let Some(sink) = &sink {
                     if !sink.send(std::mem::take(&mut out)) {
-                        return Ok(gone());
+                        return Ok(client_gone());
                     }
                 }
             }
@@ -415,7 +415,7 @@ fn expunged_fetch(
 
 /// The connection went away while a response streamed (or a message file could not be read
 /// after its literal was announced): nothing more can be said on it.
-fn gone() -> Output {
+fn client_gone() -> Output {
     Output {
         bytes: Vec::new(),
         action: Action::Close,
