@@ -264,6 +264,17 @@ python3 "$tmp/podenv.py" "$tmp/rendered-k3s_base.yaml" "$podroot" >"$tmp/pod.env
     printf 'AKIAEXAMPLE\n' >"$AWS_ACCESS_KEY_ID_FILE"
     printf 'secret\n' >"$AWS_SECRET_ACCESS_KEY_FILE"
     echo "users: $PIMAP_USERS, mail: $PIMAP_MAIL_LOCATION, listen: $PIMAP_IMAP_LISTEN"
+    if [ "$(id -u)" -eq 0 ]; then
+        # The pod runs as 5000:5000 with fsGroup 5000, so its volumes are that user's. Run as
+        # root here, `check` drops to --run-as (default 5000:5000) and checks what that user
+        # reaches, so give it the volumes and a way through the temp dir, as the kubelet would.
+        chown -R 5000:5000 "${MOUNTS[@]}"
+        chmod 755 "$tmp" "$podroot"
+        for m in "${MOUNTS[@]}"; do
+            d="$m"
+            while [ "$d" != "$podroot" ] && [ "$d" != / ]; do chmod o+x "$d"; d="$(dirname "$d")"; done
+        done
+    fi
     "$BIN" check || die "pimap check failed with the k3s environment"
 )
 
