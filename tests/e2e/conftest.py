@@ -303,10 +303,11 @@ class Server:
 
 
 def start_pimap(workdir: Path, users_file: Path, mail_root: Path, extra: list[str] | None = None,
-                as_mail_user: bool = False, name: str = "pimap") -> Server:
+                as_mail_user: bool = False, name: str = "pimap", port: int | None = None) -> Server:
+    """`port`: listen there (a restart after a kill keeps the clients' address); default a free one."""
     if not PIMAP_BIN.exists():
         raise RuntimeError(f"pimap binary not found at {PIMAP_BIN} (build it or set PIMAP_BIN)")
-    port = free_port()
+    port = port or free_port()
     data_dir = workdir / f"{name}-data"
     data_dir.mkdir(exist_ok=True)
     log = workdir / f"{name}.log"
