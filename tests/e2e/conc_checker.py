@@ -160,6 +160,14 @@ class Session:
         self.view = View()
         self.n_cid = 0
         self.transcript: list[str] = []
+        self.last_ok = now()  # the connection last answered at this time
+        self.selected = False
+
+    def dropped(self, what: str, e) -> None:
+        """The connection broke: an error, unless the checker killed the server since the
+        connection last answered (then the command's outcome is unknown)."""
+        if not (self.w.kill_mode and self.w.killed_since(self.last_ok)):
+            self.error("closed", f"connection lost during `{what.strip()[:120]}`: {e!r}")
 
     # -- reporting ------------------------------------------------------------------------
     def where(self) -> str:
@@ -177,38 +185,49 @@ class Session:
             f.write("\n".join(self.transcript) + "\n")
 
     def connect(self) -> None:
+        """Connect, log in, ENABLE QRESYNC (half the sessions), SELECT. Retries while the
+        server is down (kill mode); gives up after 30 s (10 s otherwise) with what each
+        attempt met."""
         deadline = now() + (30 if self.w.kill_mode else 10)
-        last = None
+        attempts: list[str] = []
         while now() < deadline and not self.w.stopping():
+            t = now()
+            step = "connect"
             try:
                 if self.conn:
                     self.conn.close()
                 self.save_transcript()
                 self.transcript.append(f"--- {self.sid}: connecting")
+                self.last_ok = now()
                 self.conn = Conn(self.server["host"], self.server["port"], timeout=CMD_TIMEOUT,
                                  transcript=self.transcript, name=self.sid, source=self.source)
+                step = "LOGIN"
                 r = self.conn.command(f"LOGIN {quote(self.user)} {quote(self.password)}")
                 if r.status != "OK":
                     self.error("login", r.line.decode(errors="replace"))
                     time.sleep(0.5)
                     continue
                 if self.qresync:
+                    step = "ENABLE"
                     self.cmd("ENABLE QRESYNC")
+                step = "SELECT"
                 self.select(self.mbox)
                 return
             except (OSError, ImapProtocolError, Unknown) as e:
-                last = e
+                attempts.append(f"{step} after {now() - t:.1f} s: {type(e).__name__} {e}")
                 time.sleep(0.2)
         if not self.w.stopping():
-            raise RuntimeError(f"could not connect and select: {last!r}")
+            raise RuntimeError(f"no session (LOGIN + SELECT {self.mbox}) within "
+                               f"{30 if self.w.kill_mode else 10} s; attempts: {attempts[-6:]}")
 
     def select(self, mbox: str) -> None:
         self.mbox = mbox
         self.view = View()
+        self.selected = False
         r = self.cmd(f"SELECT {mbox}")
         if r.status != "OK":
-            self.error("select", r.line.decode(errors="replace"))
-            return
+            return  # reported by cmd(); the next step tries again
+        self.selected = True
         codes = r.codes()
         if "UIDVALIDITY" in codes:
             self.w.uidvalidity(self, mbox, int(codes["UIDVALIDITY"]))
@@ -237,21 +256,19 @@ class Session:
             self.error("hang", f"no tagged answer to `{text.strip()[:120]}` within {CMD_TIMEOUT:.0f} s")
             raise Unknown(text)
         except Closed as e:
-            if not self.w.kill_mode:
-                self.error("closed", f"connection closed during `{text.strip()[:120]}`: {e}")
+            self.dropped(text, e)
             raise Unknown(text)
         except ImapProtocolError as e:
             self.error("protocol", f"`{text.strip()[:120]}`: {e}")
             raise Unknown(text)
         except OSError as e:
-            if not self.w.kill_mode:
-                self.error("closed", f"`{text.strip()[:120]}`: {e!r}")
+            self.dropped(text, e)
             raise Unknown(text)
         if r.status == "BYE":
-            if not self.w.kill_mode:
-                self.error("closed", f"BYE to `{text.strip()[:120]}`: {r.text}")
+            self.dropped(text, r.text)
             raise Unknown(text)
-        self.w.count(word, r.status)
+        self.last_ok = now()
+        self.w.count(word, r.status if r.ok or not r.code else f"{r.status} [{r.code.split(' ')[0]}]")
         self.process(r.untagged, word)
         if r.status != "OK" and (check or (word.replace("UID ", ""), r.code.split(" ")[0] if r.code else None)
                                  not in ALLOWED_NO):
@@ -359,7 +376,13 @@ class Session:
                 if uid is not None:
                     v.flags[uid] = fl - {"\\Recent"}
             return
-        # Other data (SEARCH, ENABLED, STATUS, LIST...) does not touch the view.
+        if len(p) >= 2 and str(p[1]).upper() == "SEARCH" and word == "SEARCH":
+            nums = [int(x) for x in p[2:] if not isinstance(x, list)]
+            bad = [n for n in nums if not 1 <= n <= len(v.uids)]
+            if bad:
+                self.error("seq", f"`* SEARCH` returns {bad[:5]} but the session knows {len(v.uids)} messages")
+            return
+        # Other data (ENABLED, STATUS, LIST...) does not touch the view.
 
     # -- random operations ----------------------------------------------------------------
     def known(self) -> list[tuple[int, int]]:
@@ -477,7 +500,8 @@ class Session:
         src = expand_set(code.group(2).decode())
         dst = expand_set(code.group(3).decode())
         if len(src) != len(dst) or not set(src) <= set(src_uids):
-            self.error("copyuid", f"COPYUID does not match the command (sent UIDs {src_uids}): {r.line!r}")
+            self.error("copyuid", f"COPYUID {code.group(2).decode()} {code.group(3).decode()} does not match "
+                                  f"the command's messages (UIDs {src_uids} in the session's view)")
             return
         for a, b in zip(sorted(src), sorted(dst)):
             self.w.emit({"ev": "copy", "user": self.user, "src": self.mbox, "dest": dest, "suid": a,
@@ -540,23 +564,38 @@ class Session:
             self.error("hang", f"IDLE/DONE: no answer within {CMD_TIMEOUT:.0f} s")
             raise Unknown("IDLE")
         except (Closed, OSError) as e:
-            if not self.w.kill_mode:
-                self.error("closed", f"IDLE: {e!r}")
+            self.dropped("IDLE", e)
             raise Unknown("IDLE")
         except ImapProtocolError as e:
             self.error("protocol", f"IDLE: {e}")
             raise Unknown("IDLE")
+        self.last_ok = now()
         self.w.count("IDLE", r.status)
         self.process(r.untagged, "IDLE")
         if r.status != "OK":
             self.error(f"tagged {r.status}", f"DONE → {r.line!r}")
 
+    def op_search(self) -> None:
+        kw = self.rng.choice(self.w.kw_pool())
+        crit = self.rng.choice(["ALL", f"KEYWORD {kw}", "UNSEEN", "DELETED", "FLAGGED SINCE 1-Jan-2000"])
+        self.cmd(f"{'UID ' if self.rng.random() < 0.5 else ''}SEARCH {crit}")
+
+    def op_relogin(self) -> None:
+        """Log out and in again (a phone waking up): opening a mailbox while others write."""
+        self.cmd("LOGOUT")
+        self.conn.close()
+        self.connect()
+
     def step(self) -> None:
         rng = self.rng
+        if not self.selected:
+            time.sleep(0.3)
+            self.select(self.mbox)
+            return
         ops = [(self.op_append, 18), (self.op_fetch, 20), (self.op_store, 20),
                (lambda: self.op_copy(False), 8), (lambda: self.op_copy(True), 6),
                (self.op_expunge, 8), (lambda: self.cmd("NOOP"), 8), (self.op_idle, 5),
-               (lambda: self.select(rng.choice(MAILBOXES)), 3)]
+               (lambda: self.select(rng.choice(MAILBOXES)), 3), (self.op_search, 3), (self.op_relogin, 2)]
         f = rng.choices([o for o, _ in ops], weights=[w for _, w in ops])[0]
         if len(self.transcript) > 20000:
             self.save_transcript()
@@ -569,7 +608,7 @@ class Session:
         try:
             self.connect()
         except Exception as e:  # noqa: BLE001 - reported as a checker error, not a crash
-            self.error("connect", repr(e))
+            self.error("connect", str(e))
             return
         while now() < until and not self.w.stopping():
             try:
@@ -581,8 +620,11 @@ class Session:
                 try:
                     self.connect()
                 except Exception as e:  # noqa: BLE001
-                    self.error("connect", repr(e))
+                    self.error("connect", str(e))
                     return
+            except RuntimeError as e:  # connect() gave up (in op_relogin)
+                self.error("connect", str(e))
+                return
             except Exception:  # noqa: BLE001 - a checker bug must show, with the session
                 self.error("checker", traceback.format_exc())
                 return
@@ -607,6 +649,14 @@ class Worker:
         self.counts: dict = {}
         self.stop_file = Path(cfg["stop_file"])
         self._kw_used = 0
+
+    def killed_since(self, t: float) -> bool:
+        """Did the checker kill the server at or after monotonic time t?"""
+        try:
+            kills = [float(x) for x in Path(self.cfg["kills_file"]).read_text().split()]
+        except FileNotFoundError:
+            return False
+        return any(k >= t - 0.1 for k in kills)
 
     def stopping(self) -> bool:
         return self.stop_file.exists()
@@ -726,7 +776,8 @@ def run_clients(endpoints: list[Endpoint], users: dict[str, str], seed: int, dur
                           "source": f"127.3.{p + 1}.{s + 1}"})
             sid += 1
         cfg = {"seed": seed, "duration": duration, "kill_mode": kill_mode, "sessions": specs,
-               "journal": str(jdir / f"p{p}.jsonl"), "stop_file": str(stop_file)}
+               "journal": str(jdir / f"p{p}.jsonl"), "stop_file": str(stop_file),
+               "kills_file": str(jdir / "kills")}
         (jdir / f"p{p}.json").write_text(json.dumps(cfg))
         procs.append(subprocess.Popen([sys.executable, __file__, "--worker", str(jdir / f"p{p}.json")],
                                       stdout=open(jdir / f"p{p}.out", "wb"), stderr=subprocess.STDOUT))
@@ -999,6 +1050,7 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
         eps = [Endpoint(k, v.host, v.port) for k, v in servers.items()]
         setup_mailboxes(eps[0], users)
         errors: list[str] = []
+        (workdir / f"checker-{seed}").mkdir(exist_ok=True)
         state = {"next_kill": now() + rng.uniform(*kill_every)}
 
         def tick() -> None:
@@ -1009,7 +1061,9 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
                 errors.append(f"server: seed={seed}: pimap exited by itself with {pm.proc.returncode}")
                 servers["pimap"] = h.start_pimap(workdir, users_file, mail, port=pm.port)
                 return
-            if mode == "kill" and now() >= state["next_kill"]:
+            if mode == "kill" and state["next_kill"] <= now() < t_clients + duration - 1:
+                with open(workdir / f"checker-{seed}" / "kills", "a") as f:
+                    f.write(f"{now()}\n")  # before the kill: clients check it after they see EOF
                 pm.proc.kill()  # SIGKILL: no shutdown path runs
                 pm.proc.wait(10)
                 report.kills += 1
@@ -1017,6 +1071,7 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
                 servers["pimap"] = h.start_pimap(workdir, users_file, mail, port=pm.port)
                 state["next_kill"] = now() + rng.uniform(*kill_every)
 
+        t_clients = now()
         events, cerrs = run_clients(eps, users, seed, duration, workdir, processes, sessions,
                                     kill_mode=mode == "kill", tick=tick)
         errors += cerrs
