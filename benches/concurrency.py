@@ -78,6 +78,10 @@ def main() -> int:
         lines += ["", f"## {r.mode} (seed {r.seed})", ""]
         no = {k: v for k, v in sorted(r.counts.items()) if not k.endswith(" OK")}
         lines.append(f"Tagged answers other than OK: {no or 'none'}.")
+        lines += ["", "Answer times, slowest commands first (ms):", "",
+                  "| command | count | p50 | p99 | max |", "|---|---|---|---|---|"]
+        for w, n, p50, p99, mx in r.latency_table()[:8]:
+            lines.append(f"| {w} | {n} | {p50:.1f} | {p99:.1f} | {mx:.0f} |")
         if not r.errors:
             lines.append("")
             lines.append("No errors.")

@@ -250,6 +250,7 @@ class Session:
         word = word or text.split(" ")[0].upper()
         if word == "UID":
             word = "UID " + text.split(" ")[1].upper()
+        t = now()
         try:
             r = self.conn.command(*parts)
         except socket.timeout:
@@ -268,6 +269,7 @@ class Session:
             self.dropped(text, r.text)
             raise Unknown(text)
         self.last_ok = now()
+        self.w.latency(word, self.last_ok - t)
         self.w.count(word, r.status if r.ok or not r.code else f"{r.status} [{r.code.split(' ')[0]}]")
         self.process(r.untagged, word)
         if r.status != "OK" and (check or (word.replace("UID ", ""), r.code.split(" ")[0] if r.code else None)
@@ -647,6 +649,7 @@ class Worker:
         self.out = open(cfg["journal"], "a", buffering=1)
         self.uvs: dict = {}
         self.counts: dict = {}
+        self.lat: dict = {}  # command word → answer times (s)
         self.stop_file = Path(cfg["stop_file"])
         self._kw_used = 0
 
@@ -674,6 +677,10 @@ class Worker:
             k = f"{word} {status}"
             self.counts[k] = self.counts.get(k, 0) + 1
 
+    def latency(self, word: str, secs: float) -> None:
+        with self.lock:
+            self.lat.setdefault(word, []).append(round(secs, 4))
+
     def uidvalidity(self, s: Session, mbox: str, uv: int) -> None:
         key = (s.user, mbox)
         with self.lock:
@@ -695,7 +702,7 @@ class Worker:
             t.join(self.cfg["duration"] + 4 * CMD_TIMEOUT + 30)
             if t.is_alive():
                 self.emit({"ev": "error", "kind": "hang", "msg": f"seed={self.seed}: a session thread did not stop"})
-        self.emit({"ev": "counts", "counts": self.counts})
+        self.emit({"ev": "counts", "counts": self.counts, "latency": self.lat})
         self.out.close()
 
 
@@ -719,6 +726,16 @@ class Report:
     kills: int = 0
     messages: int = 0
     duration: float = 0.0
+    latency: dict = field(default_factory=dict)  # command word → answer times (s)
+
+    def latency_table(self) -> list[tuple[str, int, float, float, float]]:
+        """(command, count, p50, p99, max) in ms, slowest first."""
+        rows = []
+        for w, xs in self.latency.items():
+            xs = sorted(xs)
+            rows.append((w, len(xs), 1000 * xs[len(xs) // 2], 1000 * xs[min(len(xs) - 1, int(len(xs) * 0.99))],
+                         1000 * xs[-1]))
+        return sorted(rows, key=lambda r: -r[4])
 
     def groups(self) -> dict:
         """{normalized first line: [errors]}: one group per kind of failure."""
@@ -735,6 +752,10 @@ class Report:
         no = {k: v for k, v in sorted(self.counts.items()) if not k.endswith(" OK")}
         if no:
             lines.append(f"non-OK tagged answers: {no}")
+        slow = self.latency_table()[:4]
+        if slow:
+            lines.append("slowest answers (command: max, p99): " + ", ".join(
+                f"{w} {mx:.0f}/{p99:.0f} ms" for w, _, _, p99, mx in slow))
         for key, errs in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:max_groups]:
             lines.append(f"[{len(errs)}x] {key}")
             for e in errs[:examples]:
@@ -990,13 +1011,17 @@ def count_messages(listing: dict) -> int:
     return sum(len(b["msgs"]) for b in listing.values())
 
 
-def collect_counts(events: list[dict]) -> dict:
+def collect_counts(events: list[dict]) -> tuple[dict, dict]:
+    """(answers per command and status, answer times per command) over all processes."""
     out: dict = {}
+    lat: dict = {}
     for e in events:
         if e["ev"] == "counts":
             for k, v in e["counts"].items():
                 out[k] = out.get(k, 0) + v
-    return out
+            for k, v in e.get("latency", {}).items():
+                lat.setdefault(k, []).extend(v)
+    return out, lat
 
 
 CHECK_USERS = ["demo", "plain", "alice@example.org"]
@@ -1075,7 +1100,7 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
         events, cerrs = run_clients(eps, users, seed, duration, workdir, processes, sessions,
                                     kill_mode=mode == "kill", tick=tick)
         errors += cerrs
-        report.counts = collect_counts(events)
+        report.counts, report.latency = collect_counts(events)
         # Quiescent: list through both servers (start the one the mode did not run).
         if mode == "pimap" or mode == "kill":
             servers["dovecot"] = h.start_dovecot(workdir, users_file, mail)
