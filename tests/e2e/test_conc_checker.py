@@ -26,8 +26,10 @@ def seed_for(mode: str) -> int:
 def check(mode: str, workdir, seed: int) -> None:
     report = conc_checker.run_mode(mode, workdir, seed, SECONDS)
     print(report.summary())
+    if report.errors:
+        pytest.fail(f"{report.summary()}\n(replay: CHECKER_SEED={seed}; every error, transcripts and "
+                    f"journals: {workdir}/checker-{seed}/)", pytrace=False)
     assert sum(report.counts.values()) > 100, f"the clients hardly ran: {report.counts}"
-    assert not report.errors, f"\n{report.summary()}\n(replay: CHECKER_SEED={seed})"
 
 
 @pytest.mark.parametrize("mode", conc_checker.MODES)
