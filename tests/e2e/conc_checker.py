@@ -948,6 +948,16 @@ def final_check(events: list[dict], listings: dict[str, dict], seed: int) -> lis
     for (u_, m_, uid_, f_) in stores:
         touched.setdefault((u_, m_, uid_), set()).add(f_)
 
+    def flags_touched(user, mbox, uid, depth=0) -> set:
+        """Flags the model has an opinion on: APPENDed, STOREd, or so on a COPY's source."""
+        info = creates.get((user, mbox), {}).get(uid)
+        out = set(touched.get((user, mbox, uid), set()))
+        if info and "copy_of" in info and depth < 20:
+            out |= flags_touched(user, *info["copy_of"], depth + 1)
+        elif info:
+            out |= info["flags"]
+        return out
+
     for (user, mbox), uvset in uvs.items():
         if len(uvset) > 1:
             errors.append(f"uidvalidity: seed={seed}: {user}/{mbox} had UIDVALIDITY {sorted(uvset)} during the run")
@@ -981,7 +991,7 @@ def final_check(events: list[dict], listings: dict[str, dict], seed: int) -> lis
                 if info["cid"] is not None and cid != info["cid"]:
                     errors.append(f"final: seed={seed}: {where} holds message {cid}, "
                                   f"the client's APPENDUID/COPYUID said {info['cid']}")
-                universe = set(fl) | touched.get((user, mbox, uid), set()) | set(SYSTEM_FLAGS)
+                universe = set(fl) | flags_touched(user, mbox, uid) | set(SYSTEM_FLAGS)
                 for f in sorted(universe | {"\\Deleted"}):
                     pv = flag_values(user, mbox, uid, f)
                     if (f in fl) not in pv:
