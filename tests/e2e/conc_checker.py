@@ -36,6 +36,15 @@ the same identity and flags a linearizable server could have left (concurrent ST
 one flag allow either value), unless the model says it was expunged or moved; nothing else
 is there, except what commands of unknown outcome (in flight when the server was killed)
 may have created. Two servers' listings must also be identical.
+
+Running it
+----------
+    PIMAP_BIN=$PWD/target/debug/pimap python3 -m pytest -q -p no:cacheprovider \
+        tests/e2e/test_conc_checker.py                  # 25 s per mode (CHECKER_SECONDS)
+    CHECKER_SEED=1302 python3 -m pytest ... -k 'test_checker and pimap'   # replay a seed
+    python3 benches/concurrency.py --seconds 120        # long runs, report in benches/results/
+A failed run keeps its temp dir: checker-<seed>/errors.txt (every error), <sid>.log (each
+session's transcript), p<n>.jsonl (each process's journal of acknowledged writes).
 """
 
 from __future__ import annotations
