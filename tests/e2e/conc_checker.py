@@ -865,27 +865,38 @@ def possible_values(ops: list[dict], initial: set, at: tuple[float, float] | Non
     return out
 
 
-def list_server(ep: Endpoint, users: dict[str, str]) -> dict:
-    """{(user, mbox): {"uv": n, "msgs": {uid: (flags, cid)}}} through one server."""
-    from imapwire import Conn as C
+def list_server(ep: Endpoint, users: dict[str, str], errors: list[str], seed: int) -> dict:
+    """{(user, mbox): {"uv": n, "msgs": {uid: (flags, cid)}}} through one server; a mailbox
+    the server cannot list is left out and reported in `errors`."""
     out = {}
     for u, pw in users.items():
-        c = C(ep.host, ep.port, timeout=60, name=f"final-{ep.kind}")
-        c.ok(f"LOGIN {quote(u)} {quote(pw)}")
-        for mb in MAILBOXES:
-            r = c.ok(f"EXAMINE {mb}")
-            uv = int(r.codes()["UIDVALIDITY"])
-            msgs = {}
-            if r.number("EXISTS") != [0]:
-                f = c.ok("UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (X-Checker-Id)])")
-                for v in f.fetches().values():
-                    hdr = v.get("BODY[HEADER.FIELDS (X-CHECKER-ID)]") or b""
-                    m = re.search(rb"X-Checker-Id: (\S+)", hdr, re.I)
-                    msgs[int(v["UID"])] = ({norm_flag(x) for x in v["FLAGS"]} - {"\\Recent"},
-                                           m.group(1).decode() if m else None)
-            out[(u, mb)] = {"uv": uv, "msgs": msgs}
-        c.command("LOGOUT")
-        c.close()
+        try:
+            c = Conn(ep.host, ep.port, timeout=60, name=f"final-{ep.kind}")
+            c.ok(f"LOGIN {quote(u)} {quote(pw)}")
+            for mb in MAILBOXES:
+                r = c.command(f"EXAMINE {mb}")
+                if not r.ok:
+                    errors.append(f"final: seed={seed}: {ep.kind} cannot list {u}/{mb} after the run: "
+                                  f"EXAMINE → {r.line.decode(errors='replace').strip()}")
+                    continue
+                uv = int(r.codes()["UIDVALIDITY"])
+                msgs = {}
+                if r.number("EXISTS") != [0]:
+                    f = c.command("UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (X-Checker-Id)])")
+                    if not f.ok:
+                        errors.append(f"final: seed={seed}: {ep.kind} cannot list {u}/{mb} after the run: "
+                                      f"UID FETCH → {f.line.decode(errors='replace').strip()}")
+                        continue
+                    for v in f.fetches().values():
+                        hdr = v.get("BODY[HEADER.FIELDS (X-CHECKER-ID)]") or b""
+                        m = re.search(rb"X-Checker-Id: (\S+)", hdr, re.I)
+                        msgs[int(v["UID"])] = ({norm_flag(x) for x in v["FLAGS"]} - {"\\Recent"},
+                                               m.group(1).decode() if m else None)
+                out[(u, mb)] = {"uv": uv, "msgs": msgs}
+            c.command("LOGOUT")
+            c.close()
+        except (OSError, ImapProtocolError, AssertionError, KeyError, ValueError) as e:
+            errors.append(f"final: seed={seed}: {ep.kind} cannot list {u}'s mailboxes after the run: {e!r}")
     return out
 
 
@@ -1135,7 +1146,7 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
         # Quiescent: list through both servers (start the one the mode did not run).
         if mode == "pimap" or mode == "kill":
             servers["dovecot"] = h.start_dovecot(workdir, users_file, mail)
-        listings = {k: list_server(Endpoint(k, v.host, v.port), users) for k, v in servers.items()}
+        listings = {k: list_server(Endpoint(k, v.host, v.port), users, errors, seed) for k, v in servers.items()}
         if mode == "dovecot":
             listings = {"dovecot": listings["dovecot"]}
         errors += final_check(events, listings, seed)
