@@ -23,6 +23,7 @@ What fails a run (each error names the seed, the session, the command and the re
 * a sequence number outside the session's view (`* n EXPUNGE` / `* n FETCH` with n above
   the messages the session was told of), EXISTS that shrinks without EXPUNGE, a FETCH whose
   UID contradicts the session's map, EXPUNGE while answering FETCH/STORE/SEARCH (§7.4.1);
+  each such contradiction counts once: the session then re-SELECTs for a fresh view;
 * a keyword in FETCH FLAGS never announced by an untagged FLAGS since the SELECT (§7.2.6);
 * a missing tagged response, a response this client cannot parse, no answer within the
   timeout (a hang), a dropped connection (except when the checker killed the server);
@@ -171,6 +172,7 @@ class Session:
         self.transcript: list[str] = []
         self.last_ok = now()  # the connection last answered at this time
         self.selected = False
+        self.diverged = False  # the server contradicted this session's view: re-SELECT
 
     def dropped(self, what: str, e) -> None:
         """The connection broke: an error, unless the checker killed the server since the
@@ -183,6 +185,12 @@ class Session:
         return f"seed={self.w.seed} session={self.sid} ({self.user} on {self.server['kind']}:{self.mbox})"
 
     def error(self, kind: str, msg: str) -> None:
+        if kind == "seq":
+            # The first contradiction of the view is the finding; what follows from it in the
+            # same command is not counted again. The next step re-SELECTs (a fresh view).
+            if self.diverged:
+                return
+            self.diverged = True
         tail = "\n      ".join(line.replace("\r", "").replace("\n", "\\n")[:300]
                                    for line in self.transcript[-8:])
         self.w.emit({"ev": "error", "kind": kind, "sid": self.sid,
@@ -239,6 +247,7 @@ class Session:
         self.mbox = mbox
         self.view = View()
         self.selected = False
+        self.diverged = False
         r = self.cmd(f"SELECT {mbox}")
         if r.status != "OK":
             return  # reported by cmd(); the next step tries again
@@ -619,6 +628,8 @@ class Session:
         if len(self.transcript) > 20000:
             self.save_transcript()
         f()
+        if self.diverged:
+            self.select(self.mbox)
         if None in self.view.uids:
             self.fill_uids()
 
