@@ -678,7 +678,6 @@ class Worker:
         self.counts: dict = {}
         self.lat: dict = {}  # command word → answer times (s)
         self.stop_file = Path(cfg["stop_file"])
-        self._kw_used = 0
 
     def killed_since(self, t: float) -> bool:
         """Did the checker kill the server at or after monotonic time t?"""
