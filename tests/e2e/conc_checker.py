@@ -790,7 +790,7 @@ class Report:
 
 
 def group_key(err: str) -> str:
-    k = err.split("\n")[0]
+    k = err.split("\n")[0].split("; attempts:")[0]
     k = re.sub(r"session=\S+ \([^)]*\)", "session=*", k)
     k = re.sub(r"`(UID [A-Z]+|[A-Z]+)\b[^`]*`", r"`\1 ...`", k)
     k = re.sub(r"\[[^\]]*kw[^\]]*\]", "[kw...]", k)
