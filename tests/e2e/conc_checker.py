@@ -791,6 +791,9 @@ class Report:
 
 def group_key(err: str) -> str:
     k = err.split("\n")[0].split("; attempts:")[0]
+    k = re.sub(r"<[^<>]*><[^<>]*>", "", k)  # Dovecot's log: process and session ids
+    k = re.sub(r"/\S*/mail/", ".../mail/", k)  # the run's temp dir
+    k = re.sub(r"(tmp|new|cur)/[^ ,:)]+", r"\1/FILE", k)  # Maildir file names
     k = re.sub(r"session=\S+ \([^)]*\)", "session=*", k)
     k = re.sub(r"`(UID [A-Z]+|[A-Z]+)\b[^`]*`", r"`\1 ...`", k)
     k = re.sub(r"\[[^\]]*kw[^\]]*\]", "[kw...]", k)
