@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The concurrency checker (tests/e2e/conc_checker.py), long runs: many client processes on
-shared mailboxes against Dovecot alone (the control), pimap alone, pimap and Dovecot on one
-Maildir at once, and pimap killed with SIGKILL at random moments. Writes a Markdown report
+shared mailboxes against Dovecot alone (the control), Dovecot killed with SIGKILL at random
+moments (the control for the kill mode), pimap alone, pimap and Dovecot on one Maildir at
+once, and pimap killed with SIGKILL at random moments. Writes a Markdown report
 (benches/results/concurrency-YYYY-MM-DD.md by default) with, per mode: commands run, kills,
 messages at the end, and every kind of error the checker found with a count and an example.
 
-Usage:  python3 benches/concurrency.py [--seconds 120] [--modes dovecot,pimap,both,kill]
+Usage:  python3 benches/concurrency.py [--seconds 120] [--modes dovecot,dovecot-kill,pimap,both,kill]
             [--seed N] [--processes 3] [--sessions 4] [--out FILE] [--no-build]
 Needs what tests/e2e needs (Debian's dovecot-core + dovecot-imapd, root for the mail user).
 Uses target/release/pimap (built unless --no-build); PIMAP_BIN overrides. Exit status 1 if
@@ -30,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120, help="client run time per mode")
-    ap.add_argument("--modes", default="dovecot,pimap,both,kill")
+    ap.add_argument("--modes", default="dovecot,dovecot-kill,pimap,both,kill")
     ap.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
     ap.add_argument("--processes", type=int, default=3, help="client processes")
     ap.add_argument("--sessions", type=int, default=4, help="sessions (connections) per process")

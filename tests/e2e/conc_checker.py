@@ -56,6 +56,7 @@ import os
 import random
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -1080,7 +1081,9 @@ def collect_counts(events: list[dict]) -> tuple[dict, dict]:
 
 
 CHECK_USERS = ["demo", "plain", "alice@example.org"]
-MODES = ("dovecot", "pimap", "both", "kill")
+# "dovecot-kill" is Dovecot killed like pimap in "kill": the control for that mode (what a
+# server that recovers from kill -9 looks like under this checker).
+MODES = ("dovecot", "dovecot-kill", "pimap", "both", "kill")
 
 
 def log_errors(server, kind: str) -> list[str]:
@@ -1106,10 +1109,11 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
     Modes: "dovecot" (the control, Dovecot alone), "pimap" (pimap alone; Dovecot is
     started on its Maildir afterwards to compare), "both" (pimap and Dovecot on one Maildir
     at once, sessions split between them), "kill" (pimap alone, kill -9 at random moments
-    and restarted on the same port)."""
+    and restarted on the same port), "dovecot-kill" (the same with Dovecot: the control)."""
     import conftest as h  # the e2e harness: users file, servers, Maildir ownership
 
     assert mode in MODES, mode
+    kill_mode = mode in ("kill", "dovecot-kill")
     report = Report(seed=seed, mode=mode)
     t0 = now()
     mail = workdir / "mail"
@@ -1123,9 +1127,9 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
     servers: dict = {}
     rng = random.Random(f"{seed}/kill")
     try:
-        if mode in ("dovecot", "both"):
+        if mode in ("dovecot", "both", "dovecot-kill"):
             servers["dovecot"] = h.start_dovecot(workdir, users_file, mail)
-        if mode != "dovecot":
+        if mode in ("pimap", "both", "kill"):
             servers["pimap"] = h.start_pimap(workdir, users_file, mail, as_mail_user=mode == "both")
         eps = [Endpoint(k, v.host, v.port) for k, v in servers.items()]
         setup_mailboxes(eps[0], users)
@@ -1133,34 +1137,41 @@ def run_mode(mode: str, workdir: Path, seed: int, duration: float, processes: in
         (workdir / f"checker-{seed}").mkdir(exist_ok=True)
         state = {"next_kill": now() + rng.uniform(*kill_every)}
 
+        def restart(kind: str, port: int):
+            if kind == "pimap":
+                return h.start_pimap(workdir, users_file, mail, port=port)
+            return h.start_dovecot(workdir, users_file, mail, port=port)
+
         def tick() -> None:
-            pm = servers.get("pimap")
-            if pm is None:
-                return
-            if pm.proc.poll() is not None:
-                errors.append(f"server: seed={seed}: pimap exited by itself with {pm.proc.returncode}")
-                servers["pimap"] = h.start_pimap(workdir, users_file, mail, port=pm.port)
-                return
-            if mode == "kill" and state["next_kill"] <= now() < t_clients + duration - 1:
+            for kind, srv in list(servers.items()):
+                if srv.proc.poll() is not None:
+                    errors.append(f"server: seed={seed}: {kind} exited by itself with {srv.proc.returncode}")
+                    servers[kind] = restart(kind, srv.port)
+            victim = {"kill": "pimap", "dovecot-kill": "dovecot"}.get(mode)
+            if victim and state["next_kill"] <= now() < t_clients + duration - 1:
+                srv = servers[victim]
                 with open(workdir / f"checker-{seed}" / "kills", "a") as f:
                     f.write(f"{now()}\n")  # before the kill: clients check it after they see EOF
-                pm.proc.kill()  # SIGKILL: no shutdown path runs
-                pm.proc.wait(10)
+                if victim == "dovecot":
+                    os.killpg(srv.proc.pid, signal.SIGKILL)  # master and every imap process
+                else:
+                    srv.proc.kill()  # SIGKILL: no shutdown path runs
+                srv.proc.wait(10)
                 report.kills += 1
                 time.sleep(rng.uniform(0, 0.5))
-                servers["pimap"] = h.start_pimap(workdir, users_file, mail, port=pm.port)
+                servers[victim] = restart(victim, srv.port)
                 state["next_kill"] = now() + rng.uniform(*kill_every)
 
         t_clients = now()
         events, cerrs = run_clients(eps, users, seed, duration, workdir, processes, sessions,
-                                    kill_mode=mode == "kill", tick=tick)
+                                    kill_mode=kill_mode, tick=tick)
         errors += cerrs
         report.counts, report.latency = collect_counts(events)
         # Quiescent: list through both servers (start the one the mode did not run).
         if mode == "pimap" or mode == "kill":
             servers["dovecot"] = h.start_dovecot(workdir, users_file, mail)
         listings = {k: list_server(Endpoint(k, v.host, v.port), users, errors, seed) for k, v in servers.items()}
-        if mode == "dovecot":
+        if mode in ("dovecot", "dovecot-kill"):
             listings = {"dovecot": listings["dovecot"]}
         errors += final_check(events, listings, seed)
         report.messages = count_messages(next(iter(listings.values())))

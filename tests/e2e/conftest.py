@@ -387,10 +387,11 @@ plugin {{
 """
 
 
-def start_dovecot(workdir: Path, users_file: Path, mail_root: Path) -> Server:
+def start_dovecot(workdir: Path, users_file: Path, mail_root: Path, port: int | None = None) -> Server:
+    """`port`: listen there (a restart after a kill keeps the clients' address); default a free one."""
     if shutil.which("dovecot") is None:
         raise RuntimeError("dovecot is not installed (run scripts/install-test-deps.sh)")
-    port = free_port()
+    port = port or free_port()
     conf = workdir / "dovecot.conf"
     conf.write_text(DOVECOT_CONF.format(workdir=workdir, host=HOST, port=port, mail_root=mail_root,
                                         users=users_file, max_size=MAX_MESSAGE_SIZE))

@@ -1,7 +1,8 @@
 """The concurrency checker (conc_checker.py), bounded: several client processes, each with
 several sessions, on shared mailboxes of several users, for CHECKER_SECONDS (default 25) per
 mode. Dovecot alone is the control; pimap alone; pimap and Dovecot on one Maildir at once;
-pimap killed with SIGKILL at random moments and restarted.
+pimap killed with SIGKILL at random moments and restarted (and Dovecot killed the same way,
+the control for that mode).
 
 Each mode runs with a fixed seed; `test_checker_random_seed` runs pimap alone with a fresh
 seed (printed in its failure). CHECKER_SEED=N replaces every seed (to replay a failure).
@@ -15,7 +16,7 @@ import pytest
 import conc_checker
 
 SECONDS = float(os.environ.get("CHECKER_SECONDS", "25"))
-FIXED_SEEDS = {"dovecot": 1301, "pimap": 1302, "both": 1303, "kill": 1304}
+FIXED_SEEDS = {"dovecot": 1301, "pimap": 1302, "both": 1303, "kill": 1304, "dovecot-kill": 1305}
 
 
 def seed_for(mode: str) -> int:
