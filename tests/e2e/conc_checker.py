@@ -210,11 +210,13 @@ class Session:
 
     def connect(self) -> None:
         """Connect, log in, ENABLE QRESYNC (half the sessions), SELECT. Retries while the
-        server is down (kill mode); gives up after 30 s (10 s otherwise) with what each
-        attempt met."""
+        server is down (kill mode); gives up after 10 s, or in kill mode after 30 s without a
+        kill (a restarted server that cannot serve a SELECT in 30 s), with what each attempt
+        met."""
         deadline = now() + (30 if self.w.kill_mode else 10)
         attempts: list[str] = []
-        while now() < deadline and not self.w.stopping():
+        while (now() < deadline or (self.w.kill_mode and now() < self.w.last_kill() + 30)) \
+                and not self.w.stopping():
             t = now()
             step = "connect"
             try:
@@ -242,7 +244,8 @@ class Session:
                 time.sleep(0.2)
         if not self.w.stopping():
             raise RuntimeError(f"no session (LOGIN + SELECT {self.mbox}) within "
-                               f"{30 if self.w.kill_mode else 10} s; attempts: {attempts[-6:]}")
+                               f"{'30 s of the last kill' if self.w.kill_mode else '10 s'}; "
+                               f"attempts: {attempts[-6:]}")
 
     def select(self, mbox: str) -> None:
         self.mbox = mbox
@@ -680,13 +683,19 @@ class Worker:
         self.lat: dict = {}  # command word → answer times (s)
         self.stop_file = Path(cfg["stop_file"])
 
+    def kills(self) -> list[float]:
+        """When the checker killed the server (monotonic times, written before each kill)."""
+        try:
+            return [float(x) for x in Path(self.cfg["kills_file"]).read_text().split()]
+        except FileNotFoundError:
+            return []
+
     def killed_since(self, t: float) -> bool:
         """Did the checker kill the server at or after monotonic time t?"""
-        try:
-            kills = [float(x) for x in Path(self.cfg["kills_file"]).read_text().split()]
-        except FileNotFoundError:
-            return False
-        return any(k >= t - 0.1 for k in kills)
+        return any(k >= t - 0.1 for k in self.kills())
+
+    def last_kill(self) -> float:
+        return max(self.kills(), default=float("-inf"))
 
     def stopping(self) -> bool:
         return self.stop_file.exists()
