@@ -303,10 +303,11 @@ class Server:
 
 
 def start_pimap(workdir: Path, users_file: Path, mail_root: Path, extra: list[str] | None = None,
-                as_mail_user: bool = False, name: str = "pimap") -> Server:
+                as_mail_user: bool = False, name: str = "pimap", port: int | None = None) -> Server:
+    """`port`: listen there (a restart after a kill keeps the clients' address); default a free one."""
     if not PIMAP_BIN.exists():
         raise RuntimeError(f"pimap binary not found at {PIMAP_BIN} (build it or set PIMAP_BIN)")
-    port = free_port()
+    port = port or free_port()
     data_dir = workdir / f"{name}-data"
     data_dir.mkdir(exist_ok=True)
     log = workdir / f"{name}.log"
@@ -386,10 +387,11 @@ plugin {{
 """
 
 
-def start_dovecot(workdir: Path, users_file: Path, mail_root: Path) -> Server:
+def start_dovecot(workdir: Path, users_file: Path, mail_root: Path, port: int | None = None) -> Server:
+    """`port`: listen there (a restart after a kill keeps the clients' address); default a free one."""
     if shutil.which("dovecot") is None:
         raise RuntimeError("dovecot is not installed (run scripts/install-test-deps.sh)")
-    port = free_port()
+    port = port or free_port()
     conf = workdir / "dovecot.conf"
     conf.write_text(DOVECOT_CONF.format(workdir=workdir, host=HOST, port=port, mail_root=mail_root,
                                         users=users_file, max_size=MAX_MESSAGE_SIZE))

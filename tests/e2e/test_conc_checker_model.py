@@ -1,0 +1,83 @@
+"""The concurrency checker's model of acknowledged writes (conc_checker.final_check and
+possible_values), on hand-made journals: each kind of damage a server can do is caught, and
+what a correct server may legitimately leave is accepted. No servers needed."""
+
+import conc_checker as cc
+
+KEY = ("demo", "INBOX")
+
+
+def create(uid, cid, flags=(), s=1.0, e=2.0, mbox="INBOX"):
+    return {"ev": "create", "user": "demo", "mbox": mbox, "uid": uid, "cid": cid, "flags": list(flags),
+            "s": s, "e": e, "sid": "p0s0"}
+
+
+def store(uid, flag, val, s, e, certain=True, mbox="INBOX"):
+    return {"ev": "store", "user": "demo", "mbox": mbox, "uid": uid, "flag": flag, "val": val, "s": s,
+            "e": e if certain else None, "certain": certain}
+
+
+def listing(msgs, uv=7, work=None):
+    return {"srv": {KEY: {"uv": uv, "msgs": msgs}, ("demo", "Work"): {"uv": uv, "msgs": work or {}}}}
+
+
+def test_possible_values_orders_only_what_the_times_order():
+    t = lambda v, s, e: {"val": v, "s": s, "e": e, "certain": True}  # noqa: E731
+    assert cc.possible_values([t(True, 1, 2), t(False, 3, 4)], {False}) == {False}
+    assert cc.possible_values([t(True, 1, 3), t(False, 2, 4)], {False}) == {True, False}
+    assert cc.possible_values([], {True}) == {True}
+    # Unknown outcome: either.
+    assert cc.possible_values([{"val": True, "s": 1, "e": None, "certain": False}], {False}) == {True, False}
+    # Read during [5, 6] (a COPY): a STORE done before is seen; one overlapping may or may not be.
+    assert cc.possible_values([t(True, 1, 2)], {False}, (5, 6)) == {True}
+    assert cc.possible_values([t(True, 5.5, 7)], {False}, (5, 6)) == {True, False}
+
+
+def test_a_correct_store_passes():
+    ev = [create(1, "a", ["\\Seen"]), store(1, "kw01", True, 3, 4), store(1, "\\Seen", False, 5, 6)]
+    assert cc.final_check(ev, listing({1: ({"kw01"}, "a")}), 1) == []
+
+
+def test_lost_message_extra_message_wrong_flags_and_identity_are_caught():
+    ev = [create(1, "a"), create(2, "b", ["\\Flagged"]), create(3, "c"), store(3, "kw02", True, 3, 4)]
+    errs = cc.final_check(ev, listing({2: (set(), "b"), 3: ({"kw02"}, "x"), 9: (set(), "z")}), 1)
+    text = "\n".join(errs)
+    assert "UID 1 (a) was acknowledged" in text  # lost
+    assert "UID 2 (b): flag \\Flagged is clear" in text  # flag lost
+    assert "holds message x" in text  # wrong message behind a UID
+    assert "UID 9 (z) is there, but no acknowledged" in text  # appeared from nowhere
+    assert len(errs) == 4, errs
+
+
+def test_expunged_message_must_stay_gone_and_may_go_when_deleted():
+    gone = {"ev": "gone", "user": "demo", "mbox": "INBOX", "uid": 1}
+    assert cc.final_check([create(1, "a"), gone], listing({1: (set(), "a")}), 1)
+    # \Deleted and an EXPUNGE after it: gone without any client seeing it is fine.
+    ev = [create(1, "a"), store(1, "\\Deleted", True, 3, 4),
+          {"ev": "expunge", "user": "demo", "mbox": "INBOX", "s": 5, "e": 6, "uids": None}]
+    assert cc.final_check(ev, listing({}), 1) == []
+
+
+def test_copy_carries_identity_and_flags_at_copy_time():
+    ev = [create(1, "a", ["\\Seen"]), store(1, "kw03", True, 3, 4),
+          {"ev": "copy", "user": "demo", "src": "INBOX", "dest": "Work", "suid": 1, "duid": 5, "s": 5,
+           "e": 6, "move": False}, store(1, "kw03", False, 7, 8)]
+    ok = listing({1: ({"\\Seen"}, "a")}, work={5: ({"\\Seen", "kw03"}, "a")})
+    assert cc.final_check(ev, ok, 1) == []
+    bad = listing({1: ({"\\Seen"}, "a")}, work={5: ({"\\Seen"}, "a")})
+    assert any("flag kw03 is clear" in e for e in cc.final_check(ev, bad, 1))
+
+
+def test_unknown_outcome_append_may_or_may_not_be_there():
+    ev = [{"ev": "unknown_create", "user": "demo", "mbox": "INBOX", "cids": ["u"]}]
+    assert cc.final_check(ev, listing({}), 1) == []
+    assert cc.final_check(ev, listing({4: (set(), "u")}), 1) == []
+    assert cc.final_check(ev, listing({4: (set(), "v")}), 1)
+
+
+def test_two_servers_must_agree():
+    ev = [create(1, "a")]
+    two = {"pimap": {KEY: {"uv": 7, "msgs": {1: (set(), "a")}}},
+           "dovecot": {KEY: {"uv": 7, "msgs": {1: ({"kw09"}, "a")}}}}
+    errs = cc.final_check(ev, two, 1)
+    assert any(e.startswith("cross:") for e in errs), errs
