@@ -1,5 +1,5 @@
 #!/bin/sh
-# Benchmark (issue 4): `pimap sync --once` against `aws s3 sync` on the same SES-shaped
+# Benchmark: `pimap sync --once` against `aws s3 sync` on the same SES-shaped
 # objects, served by s3s-fs (SigV4-checking) on loopback, with the issue's sizes:
 #   - a first sync of N_FIRST objects (default 1,000) into an empty Maildir / directory;
 #   - a no-op pass over N_NOOP objects (default 10,000), both tools having synced them once.

@@ -1014,7 +1014,7 @@ fn oversized_objects_are_skipped_not_failed() {
     assert_eq!((r.delivered, r.skipped, r.failed), (1, 0, 0), "{r}");
 }
 
-/// Bounded memory (issue 4): a 100 MiB object, with two recipients (one stream to disk, then a
+/// Bounded memory: a 100 MiB object, with two recipients (one stream to disk, then a
 /// hard link), synced by the real binary: delivered byte for byte while the process's peak RSS
 /// (VmHWM, polled from /proc while it runs) stays far below the object's size.
 #[test]

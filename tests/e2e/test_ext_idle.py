@@ -7,7 +7,7 @@ S: * 4 EXISTS
 C: DONE
 S: A001 OK IDLE terminated
 
-pimap must push within 1 s (issue 5); Dovecot, the reference, gets a looser budget since its
+pimap must push within 1 s; Dovecot, the reference, gets a looser budget since its
 notification delay is its own business.
 """
 

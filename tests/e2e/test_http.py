@@ -1,5 +1,5 @@
 """`--http-listen`: /healthz and /metrics (Prometheus text format) through the real binary,
-read with curl; malformed requests get a 4xx, never a crash (issue 6)."""
+read with curl; malformed requests get a 4xx, never a crash."""
 
 from __future__ import annotations
 

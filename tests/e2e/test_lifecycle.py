@@ -1,4 +1,4 @@
-"""Process lifecycle through the real binary (issue 7): systemd's sd_notify protocol on
+"""Process lifecycle through the real binary: systemd's sd_notify protocol on
 $NOTIFY_SOCKET (READY=1 once listening, RELOADING=1/READY=1 around SIGHUP, STOPPING=1),
 SIGTERM (every client gets `* BYE`, exit status 0 within the drain timeout) and SIGHUP
 (the users file is re-read at once)."""

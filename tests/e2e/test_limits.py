@@ -1,5 +1,5 @@
 """Connection limits, slow-client deadlines, the failed-login back-off and APPENDLIMIT /
-TOOBIG (issue 6), through the real binary with small limits so the suite stays fast.
+TOOBIG, through the real binary with small limits so the suite stays fast.
 
 pimap only: these are pimap's own limits (`--max-connections`, `--login-timeout`, ...), and
 Dovecot's equivalents are configured differently.

@@ -1,4 +1,4 @@
-"""Privilege drop (issue 6): started as root, pimap binds, reads the users file, then runs as
+"""Privilege drop: started as root, pimap binds, reads the users file, then runs as
 `--run-as UID:GID` — every thread — and everything it creates (Maildirs, messages, the S3
 sync's deliveries) belongs to that user with modes 0700 / 0600. `--run-as 0:0` is refused.
 

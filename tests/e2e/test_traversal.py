@@ -1,4 +1,4 @@
-"""User isolation (issue 6): a mailbox name can never reach outside the user's Maildir —
+"""User isolation: a mailbox name can never reach outside the user's Maildir —
 not with `..`, `/`, NUL or a leading `.`, and not through a symlink planted inside the
 Maildir that points outside it. Through the real binary; pimap only (the checks are pimap's
 own store rules; Dovecot is configured differently)."""
