@@ -74,6 +74,10 @@ MAILBOXES = ["INBOX", "Work"]
 SYSTEM_FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Draft"]
 KEYWORDS = [f"kw{n:02d}" for n in range(40)]  # more than the 26 Maildir file-name letters
 CMD_TIMEOUT = 15.0  # no tagged answer within this = a hang
+# After a kill -9 the restarted server may first wait for lock files the killed process left:
+# Dovecot breaks its own stale dotlocks after up to 2 minutes (seen: SELECT > 15 s in the
+# dovecot-kill control). In the kill modes a hang is therefore no answer within this.
+KILL_CMD_TIMEOUT = 150.0
 
 # Tagged NO answers a correct server may give under concurrency, as (command word, response
 # code). Each was seen from Dovecot 2.3 under this checker (the control): nothing else is
@@ -210,12 +214,11 @@ class Session:
 
     def connect(self) -> None:
         """Connect, log in, ENABLE QRESYNC (half the sessions), SELECT. Retries while the
-        server is down (kill mode); gives up after 10 s, or in kill mode after 30 s without a
-        kill (a restarted server that cannot serve a SELECT in 30 s), with what each attempt
-        met."""
+        server is down (kill mode); gives up after 10 s, or in kill mode KILL_CMD_TIMEOUT after
+        the last kill, with what each attempt met."""
         deadline = now() + (30 if self.w.kill_mode else 10)
         attempts: list[str] = []
-        while (now() < deadline or (self.w.kill_mode and now() < self.w.last_kill() + 30)) \
+        while (now() < deadline or (self.w.kill_mode and now() < self.w.last_kill() + KILL_CMD_TIMEOUT)) \
                 and not self.w.stopping():
             t = now()
             step = "connect"
@@ -225,7 +228,7 @@ class Session:
                 self.save_transcript()
                 self.transcript.append(f"--- {self.sid}: connecting")
                 self.last_ok = now()
-                self.conn = Conn(self.server["host"], self.server["port"], timeout=CMD_TIMEOUT,
+                self.conn = Conn(self.server["host"], self.server["port"], timeout=self.w.cmd_timeout,
                                  transcript=self.transcript, name=self.sid, source=self.source)
                 step = "LOGIN"
                 r = self.conn.command(f"LOGIN {quote(self.user)} {quote(self.password)}")
@@ -244,7 +247,7 @@ class Session:
                 time.sleep(0.2)
         if not self.w.stopping():
             raise RuntimeError(f"no session (LOGIN + SELECT {self.mbox}) within "
-                               f"{'30 s of the last kill' if self.w.kill_mode else '10 s'}; "
+                               f"{f'{KILL_CMD_TIMEOUT:.0f} s of the last kill' if self.w.kill_mode else '10 s'}; "
                                f"attempts: {attempts[-6:]}")
 
     def select(self, mbox: str) -> None:
@@ -282,7 +285,7 @@ class Session:
         try:
             r = self.conn.command(*parts)
         except socket.timeout:
-            self.error("hang", f"no tagged answer to `{text.strip()[:120]}` within {CMD_TIMEOUT:.0f} s")
+            self.error("hang", f"no tagged answer to `{text.strip()[:120]}` within {self.w.cmd_timeout:.0f} s")
             raise Unknown(text)
         except Closed as e:
             self.dropped(text, e)
@@ -593,7 +596,7 @@ class Session:
             c.send(b"DONE\r\n")
             r = c.read_until_tagged(tag)
         except socket.timeout:
-            self.error("hang", f"IDLE/DONE: no answer within {CMD_TIMEOUT:.0f} s")
+            self.error("hang", f"IDLE/DONE: no answer within {self.w.cmd_timeout:.0f} s")
             raise Unknown("IDLE")
         except (Closed, OSError) as e:
             self.dropped("IDLE", e)
@@ -676,6 +679,7 @@ class Worker:
         self.cfg = cfg
         self.seed = cfg["seed"]
         self.kill_mode = cfg["kill_mode"]
+        self.cmd_timeout = KILL_CMD_TIMEOUT if self.kill_mode else CMD_TIMEOUT
         self.lock = threading.Lock()
         self.out = open(cfg["journal"], "a", buffering=1)
         self.uvs: dict = {}
@@ -735,7 +739,7 @@ class Worker:
             t.start()
             threads.append(t)
         for t in threads:
-            t.join(self.cfg["duration"] + 4 * CMD_TIMEOUT + 30)
+            t.join(self.cfg["duration"] + 4 * self.cmd_timeout + 30)
             if t.is_alive():
                 self.emit({"ev": "error", "kind": "hang", "msg": f"seed={self.seed}: a session thread did not stop"})
         self.emit({"ev": "counts", "counts": self.counts, "latency": self.lat})
@@ -841,7 +845,7 @@ def run_clients(endpoints: list[Endpoint], users: dict[str, str], seed: int, dur
         (jdir / f"p{p}.json").write_text(json.dumps(cfg))
         procs.append(subprocess.Popen([sys.executable, __file__, "--worker", str(jdir / f"p{p}.json")],
                                       stdout=open(jdir / f"p{p}.out", "wb"), stderr=subprocess.STDOUT))
-    deadline = now() + duration + 4 * CMD_TIMEOUT + 60
+    deadline = now() + duration + 4 * (KILL_CMD_TIMEOUT if kill_mode else CMD_TIMEOUT) + 60
     while any(p.poll() is None for p in procs) and now() < deadline:
         if tick:
             tick()
@@ -894,7 +898,7 @@ def list_server(ep: Endpoint, users: dict[str, str], errors: list[str], seed: in
     out = {}
     for u, pw in users.items():
         try:
-            c = Conn(ep.host, ep.port, timeout=60, name=f"final-{ep.kind}")
+            c = Conn(ep.host, ep.port, timeout=KILL_CMD_TIMEOUT, name=f"final-{ep.kind}")
             c.ok(f"LOGIN {quote(u)} {quote(pw)}")
             for mb in MAILBOXES:
                 r = c.command(f"EXAMINE {mb}")
