@@ -439,12 +439,16 @@ perf_during() { # case, command... : perf record -g on pimap while the command r
     "$@" > "$RES/profile-$case.run.tsv"
     kill -INT "$pp" 2>/dev/null || true
     wait "$pp" 2>/dev/null || true
-    perf report -i "$data" --no-children --stdio -g none --percent-limit 0.7 2>/dev/null |
+    # Threads merged (--sort dso,sym); the generic frames every stack passes through
+    # (thread start, the blocking pool, syscall entry) left out of the inclusive list.
+    perf report -i "$data" --no-children --sort dso,sym --stdio -g none --percent-limit 0.5 2>/dev/null |
         grep -v '^#' | grep -v '^$' | head -30 > "$RES/profile-$case.self.txt" || true
-    perf report -i "$data" --children --stdio -g none --percent-limit 4 2>/dev/null |
-        grep -v '^#' | grep -v '^$' | head -40 > "$RES/profile-$case.children.txt" || true
-    perf report -i "$data" --no-children --stdio -g caller,0.5,callee,function,percent --percent-limit 3 2>/dev/null |
-        grep -v '^$' | head -150 > "$RES/profile-$case.callers.txt" || true
+    perf report -i "$data" --children --sort dso,sym --stdio -g none --percent-limit 2 2>/dev/null |
+        grep -v '^#' | grep -v '^$' |
+        grep -Ev 'start_thread|thread_start|call_once|__rust_begin_short_backtrace|RawTask|blocking::unblock|LocalKey|entry_SYSCALL|do_syscall_64|__clone|async_executor|futures_lite::future::block_on|std::panic|catch_unwind|std::panicking|\[unknown\]' |
+        head -40 > "$RES/profile-$case.children.txt" || true
+    perf report -i "$data" --no-children --sort dso,sym --stdio -g caller,0.5,callee,function,percent --percent-limit 3 2>/dev/null |
+        grep -v '^$' | head -200 > "$RES/profile-$case.callers.txt" || true
 }
 if [ "$PROFILE" = 1 ]; then
     [ -x "$PROFBIN" ] || { echo "$PROFBIN missing" >&2; exit 1; }

@@ -1226,8 +1226,8 @@ fn probe(a: &Args) -> Result<(), String> {
         one("UID EXPUNGE 1", &mut c, &format!("UID EXPUNGE {uid}"))?;
         // Another session changes one message's flags; this session's next NOOP must report
         // it (the cost of other sessions' changes: O(changes) is the goal, not a rescan).
-        let k = mid / 2 + i + 1;
-        peer_store(&mut peer, k, i)?;
+        let k = mid / 2 + i / 2 + 1;
+        peer_store(&mut peer, k, i.is_multiple_of(2))?;
         let t = Instant::now();
         let r = c.cmd("NOOP")?;
         single
@@ -1290,10 +1290,11 @@ fn login_select(addr: SocketAddr, user: &str) -> Result<Conn, String> {
     Ok(c)
 }
 
-/// The peer session's change: add or remove \Answered on message `k` (alternating by `i`).
-fn peer_store(peer: &mut Conn, k: u64, i: u64) -> Result<(), String> {
-    let sign = if i.is_multiple_of(2) { '+' } else { '-' };
-    let r = peer.cmd(&format!("STORE {k} {sign}FLAGS.SILENT (\\Answered)"))?;
+/// The peer session's change: add \Draft to message `k` when `add`, else remove it (`gen`
+/// never sets \Draft, so each call changes the message if the calls alternate).
+fn peer_store(peer: &mut Conn, k: u64, add: bool) -> Result<(), String> {
+    let sign = if add { '+' } else { '-' };
+    let r = peer.cmd(&format!("STORE {k} {sign}FLAGS.SILENT (\\Draft)"))?;
     if r.status != Status::Ok {
         return Err(format!("peer STORE: {:?} {}", r.status, r.text));
     }
@@ -1319,8 +1320,8 @@ fn churn(a: &Args) -> Result<(), String> {
     let mut v = Vec::new();
     let mut seen = 0;
     for i in 0..reps {
-        let k = (n / 4 + i) % n + 1;
-        peer_store(&mut peer, k, i / 2)?;
+        let k = (n / 4 + i / 2) % n + 1;
+        peer_store(&mut peer, k, i.is_multiple_of(2))?;
         let t = Instant::now();
         let r = c.cmd("NOOP")?;
         v.push(ms(t.elapsed()));
@@ -1335,9 +1336,11 @@ fn churn(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The corpus's messages: every regular file under each of `dirs` (colon-separated), sorted
-/// by path. Bare LF becomes CRLF (as a client sends); files with NUL (not allowed in an
-/// IMAP literal) or without any byte are left out and counted.
+/// The corpus's messages: every `*.eml` and `msg_*.txt` file under each of `dirs`
+/// (colon-separated; CPython's email test data and mail-parser's resources/eml name their
+/// messages so, next to other files), sorted by path. Bare LF becomes CRLF (as a client
+/// sends); files with NUL (not allowed in an IMAP literal) or without any byte are left out
+/// and counted.
 /// A corpus message: its file name and the bytes to send.
 type CorpusMsg = (String, Vec<u8>);
 
@@ -1354,7 +1357,7 @@ fn load_corpus(dirs: &str) -> Result<(Vec<CorpusMsg>, u64), String> {
             let p = e.map_err(|e| e.to_string())?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.is_file() {
+            } else if p.is_file() && is_message_file(&p) {
                 files.push(p);
             }
         }
@@ -1378,6 +1381,11 @@ fn load_corpus(dirs: &str) -> Result<(Vec<CorpusMsg>, u64), String> {
         out.push((p.display().to_string(), m));
     }
     Ok((out, skipped))
+}
+
+fn is_message_file(p: &std::path::Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".eml") || (name.starts_with("msg_") && name.ends_with(".txt"))
 }
 
 /// `corpus --port P --user U --dirs D1:D2 [--limit N]`: APPEND each message of the corpus
