@@ -1241,6 +1241,10 @@ fn probe(a: &Args) -> Result<(), String> {
             seen_changes += 1;
         }
     }
+    if reps % 2 == 1 {
+        // Leave no \Draft behind: the next probe on this mailbox toggles the same messages.
+        peer_store(&mut peer, mid / 2 + (reps - 1) / 2 + 1, false)?;
+    }
     let mut selects = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
