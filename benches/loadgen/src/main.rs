@@ -18,10 +18,17 @@
 //!   every 5th round an IDLE woken by a delivery (a file written into TEMPLATE/new, %u = user);
 //!   LOGOUT and a new session every 20 rounds. Only messages 1..N (the seeded ones, never
 //!   expunged) are addressed by sequence number.
-//! - `hold --port P --users U --conns C --secs S --ready FILE`: C sessions, each LOGIN +
-//!   SELECT INBOX, then idle for S seconds (FILE is created once all are selected).
+//! - `hold --port P --users U --conns C --secs S --ready FILE [--select 0] [--idle 1]`:
+//!   C sessions, each LOGIN + SELECT INBOX (none with `--select 0`), in IDLE with `--idle 1`,
+//!   then held for S seconds (FILE is created once all are ready).
 //! - `probe --port P --user U [--reps R]`: one session timing LOGIN, SELECT,
-//!   FETCH 1:* (FLAGS UID), SEARCH TEXT, then the median of R single-message commands.
+//!   FETCH 1:* (FLAGS UID), SEARCH TEXT, then the median of R single-message commands (NOOP,
+//!   FETCH FLAGS / ENVELOPE / BODYSTRUCTURE / BODY[], STORE, APPEND, UID EXPUNGE, and a NOOP
+//!   after a second session changed one message), then SELECT again.
+//! - `churn --port P --user U [--reps R]`: only the NOOP-after-another-session's-STORE case
+//!   (a workload to profile).
+//! - `corpus --port P --user U --dirs D1:D2 [--limit N]`: APPEND real messages (`*.eml`,
+//!   `msg_*.txt`) one by one, each fetched back and compared byte for byte; total time.
 //! - `wait --port P [--timeout-ms T]`: poll until the server greets; print the time (ns since
 //!   the epoch) the greeting arrived.
 
