@@ -141,7 +141,8 @@ def main():
 
     # ---- key figures
     corp = {k: corpus(res, k) for k in ("pimap", "dovecot")}
-    fsync = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in read_tsv(os.path.join(res, "fsync.tsv")) if len(r) >= 4}
+    fsync = {(r[0], r[1]): (int(r[2]), int(r[3]), float(r[4]) if len(r) > 4 else None)
+             for r in read_tsv(os.path.join(res, "fsync.tsv")) if len(r) >= 4}
     disk = [r for r in read_tsv(os.path.join(res, "disk.tsv")) if len(r) >= 4]
     hold_label = next((lab for (_, lab) in memd if re.fullmatch(r"\d+ sessions", lab)), None)
     idle_label = next((lab for (_, lab) in memd if re.fullmatch(r"\d+ idling sessions", lab)), None)
@@ -212,6 +213,9 @@ def main():
     if fp and fd:
         w(f"| fsync/fdatasync calls per APPEND (session of {fp[0]} APPENDs + FETCHes) | {fp[1] / fp[0]:.2f} | "
           f"{fd[1] / fd[0]:.2f} | {ratio(fp[1], fd[1])} | (reported) |")
+        if fp[2] is not None and fd[2] is not None:
+            w(f"| wall time in those sync calls per APPEND (ms) | {fp[2] * 1000 / fp[0]:.2f} | "
+              f"{fd[2] * 1000 / fd[0]:.2f} | {ratio(fp[2], fd[2])} | (reported) |")
     for case in ("big mailbox", "corpus"):
         rows = {r[0]: r for r in disk if r[1] == case}
         if "pimap" in rows and "dovecot" in rows:
@@ -336,7 +340,7 @@ def main():
             cells = " | ".join("–" if x is None else f"{x:.2f}" for x in vp + vd)
             w(f"| {op} | {cells} | {ratio(vp[-1], vp[0])} | {ratio(vd[-1], vd[0])} |")
         w("")
-        w("*NOOP after other session's STORE*: a second session of the same user changes \\Answered on one "
+        w("*NOOP after other session's STORE*: a second session of the same user adds or removes \\Draft on one "
           "message, then the probing session's NOOP (which must report that FETCH) is timed. "
           "*APPEND* of a generated message of 1-15 KB; *UID STORE+EXPUNGE 1* / *UID EXPUNGE 1* remove it again.")
         seen = [f"{k} {n:,}: {big[(k, n, 'warm')]['seen'][0]}/{big[(k, n, 'warm')]['seen'][1]}"
@@ -378,14 +382,15 @@ def main():
     w("## fsyncs and disk cost")
     w("")
     if fsync:
-        w("`strace -f -c -e trace=fsync,fdatasync,syncfs,sync_file_range`, attached to every process of the "
+        w("`strace -f -c -w -e trace=fsync,fdatasync,syncfs,sync_file_range`, attached to every process of the "
           "server while a fresh session LOGINs, SELECTs an empty INBOX and APPENDs (and fetches back) N "
-          "corpus messages:")
+          "corpus messages (wall time spent inside the calls, as strace measures it, slowed by strace):")
         w("")
-        w("| server | APPENDs | sync calls | per APPEND |")
-        w("|---|---|---|---|")
-        for (k, lab), (n, calls) in sorted(fsync.items()):
-            w(f"| {k} | {n} | {calls} | {calls / max(n, 1):.2f} |")
+        w("| server | APPENDs | sync calls | per APPEND | seconds in sync calls | ms per APPEND |")
+        w("|---|---|---|---|---|---|")
+        for (k, lab), (n, calls, secs) in sorted(fsync.items()):
+            w(f"| {k} | {n} | {calls} | {calls / max(n, 1):.2f} | {'–' if secs is None else f'{secs:.3f}'} | "
+              f"{'–' if secs is None else f'{secs * 1000 / max(n, 1):.2f}'} |")
         w("")
     if disk:
         w("Bytes of each server's own files next to the messages: everything in the mail root except the "

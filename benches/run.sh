@@ -41,6 +41,9 @@
 #      throughput at C=PANIC_CONNS;
 #  10. benches/sync_vs_awscli.sh (SYNC=0 skips it; its own report is embedded).
 #
+# Two reports (say a baseline and the run after a change) side by side:
+#   benches/compare.py benches/results/report-A.md benches/results/report-B.md
+#
 # Knobs (env): MIX_USERS=10 MIX_MSGS=10000 MIX_SECS=20 MIX_CONNS="1 20 100" HOLD_CONNS=100
 # IDLE_CONNS=100 IDLE_MSGS=20 CORPUS=dir:dir CORPUS_LIMIT=all FSYNC_N=50 PROFILE=1
 # PROFILE_CONNS=20 CHURN_REPS=40 BIG_REPS=15
@@ -396,11 +399,11 @@ done
 : > "$RES/fsync.tsv"
 : > "$RES/corpus-pimap.tsv"
 : > "$RES/corpus-dovecot.tsv"
-strace_count() { # label, n, command... → "kind label n calls" in $RES/fsync.tsv
+strace_count() { # label, n, command... → "kind label n calls seconds" in $RES/fsync.tsv
     local label=$1 n=$2 sp pids=()
     shift 2
     for p in $(server_pids); do pids+=(-p "$p"); done
-    strace -f -c -e trace=fsync,fdatasync,syncfs,sync_file_range -o "$WORK/strace.txt" "${pids[@]}" 2>/dev/null &
+    strace -f -c -w -e trace=fsync,fdatasync,syncfs,sync_file_range -o "$WORK/strace.txt" "${pids[@]}" 2>/dev/null &
     sp=$!
     sleep 1
     "$@" > "$WORK/strace-run.tsv"
@@ -408,7 +411,7 @@ strace_count() { # label, n, command... → "kind label n calls" in $RES/fsync.t
     kill -INT "$sp" 2>/dev/null || true
     wait "$sp" 2>/dev/null || true
     printf '%s\t%s\t%s\t%s\n' "$SERVER_KIND" "$label" "$n" \
-        "$(awk '$NF == "total" { c = $4 } END { print c + 0 }' "$WORK/strace.txt")" >> "$RES/fsync.tsv"
+        "$(awk '$NF == "total" { c = $4; t = $2 } END { print c + 0 "\t" t + 0 }' "$WORK/strace.txt")" >> "$RES/fsync.tsv"
     cat "$WORK/strace.txt" >> "$RES/strace-$SERVER_KIND.txt"
 }
 if [ -n "$CORPUS" ]; then
