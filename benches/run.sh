@@ -27,7 +27,8 @@
 #      index/cache files (everything but the messages and Dovecot-format shared files) per message;
 #   7b. real-message corpus (CORPUS, colon-separated directories; default CPython's email test
 #      data + mail-parser's resources/eml, CORPUS_LIMIT to cut): APPEND each one by one to an
-#      empty INBOX and fetch it back (BODY[], compared byte for byte), total time; then the
+#      empty INBOX and fetch it back (BODY[], compared byte for byte), total time (median of
+#      CORPUS_ROUNDS rounds, each into another user's empty INBOX); then the
 #      fsyncs per APPEND: `strace -f -c` attached to every server process while FSYNC_N more
 #      corpus messages are appended (and fetched back) in a fresh session;
 #   7c. profiles (PROFILE=1, needs perf): pimap built with symbols and frame pointers
@@ -45,7 +46,7 @@
 #   benches/compare.py benches/results/report-A.md benches/results/report-B.md
 #
 # Knobs (env): MIX_USERS=10 MIX_MSGS=10000 MIX_SECS=20 MIX_CONNS="1 20 100" HOLD_CONNS=100
-# IDLE_CONNS=100 IDLE_MSGS=20 CORPUS=dir:dir CORPUS_LIMIT=all FSYNC_N=50 PROFILE=1
+# IDLE_CONNS=100 IDLE_MSGS=20 CORPUS=dir:dir CORPUS_LIMIT=all CORPUS_ROUNDS=3 FSYNC_N=50 PROFILE=1
 # PROFILE_CONNS=20 CHURN_REPS=40 BIG_REPS=15
 # BIG_SIZES="1000 10000 100000" PANIC_SECS=15 PANIC_CONNS=20 PANIC=1 SYNC=1 (SYNC=0: embed SYNC_FROM, default
 # the newest benches/results/sync-*.md) PORT=18940 KEEP=0 (keep
@@ -81,6 +82,7 @@ if [ -z "${CORPUS:-}" ]; then
     done
 fi
 CORPUS_LIMIT=${CORPUS_LIMIT:-1000000}
+CORPUS_ROUNDS=${CORPUS_ROUNDS:-3}
 FSYNC_N=${FSYNC_N:-50}
 PROFILE=${PROFILE:-1}
 PROFILE_CONNS=${PROFILE_CONNS:-20}
@@ -161,7 +163,7 @@ AS_MAIL=()
 USERS=$WORK/users
 {
     echo "# benchmark users: Dovecot passwd-file format"
-    for i in $(seq 1 "$MIX_USERS"); do printf 'bench%02d:{PLAIN}benchpw:%s:%s::::\n' "$i" "$MAIL_UID" "$MAIL_GID"; done
+    for i in $(seq 1 "$(( MIX_USERS > CORPUS_ROUNDS + 1 ? MIX_USERS : CORPUS_ROUNDS + 1 ))"); do printf 'bench%02d:{PLAIN}benchpw:%s:%s::::\n' "$i" "$MAIL_UID" "$MAIL_GID"; done
 } > "$USERS"
 chmod 644 "$USERS"
 
@@ -397,8 +399,6 @@ done
 
 # ---- 7b. real-message corpus: APPEND + FETCH back, fsyncs per APPEND ----------------------
 : > "$RES/fsync.tsv"
-: > "$RES/corpus-pimap.tsv"
-: > "$RES/corpus-dovecot.tsv"
 strace_count() { # label, n, command... → "kind label n calls seconds" in $RES/fsync.tsv
     local label=$1 n=$2 sp pids=()
     shift 2
@@ -416,16 +416,20 @@ strace_count() { # label, n, command... → "kind label n calls seconds" in $RES
 }
 if [ -n "$CORPUS" ]; then
     for kind in pimap dovecot; do
-        root=$(mailroot "corpus-$kind" 0 2)
+        # CORPUS_ROUNDS timed rounds, each into its own user's empty INBOX, then one more
+        # user for the fsync count.
+        root=$(mailroot "corpus-$kind" 0 $((CORPUS_ROUNDS + 1)))
         start_server "$kind" "$root"
-        log "$kind: corpus APPEND + FETCH back, one by one"
-        "$LOADGEN" corpus --port "$SERVER_PORT" --user bench01 --dirs "$CORPUS" --limit "$CORPUS_LIMIT" \
-            > "$RES/corpus-$kind.tsv"
-        ncorpus=$(awk '$1 == "corpus" { print $2 }' "$RES/corpus-$kind.tsv")
+        for r in $(seq 1 "$CORPUS_ROUNDS"); do
+            log "$kind: corpus APPEND + FETCH back, one by one (round $r)"
+            "$LOADGEN" corpus --port "$SERVER_PORT" --user "$(printf 'bench%02d' "$r")" --dirs "$CORPUS" \
+                --limit "$CORPUS_LIMIT" > "$RES/corpus-$kind-$r.tsv"
+        done
+        ncorpus=$(awk '$1 == "corpus" { print $2 }' "$RES/corpus-$kind-1.tsv")
         log "$kind: fsyncs during $FSYNC_N APPENDs"
         : > "$RES/strace-$kind.txt"
-        strace_count "APPEND + FETCH" "$FSYNC_N" "$LOADGEN" corpus --port "$SERVER_PORT" --user bench02 \
-            --dirs "$CORPUS" --limit "$FSYNC_N"
+        strace_count "APPEND + FETCH" "$FSYNC_N" "$LOADGEN" corpus --port "$SERVER_PORT" \
+            --user "$(printf 'bench%02d' $((CORPUS_ROUNDS + 1)))" --dirs "$CORPUS" --limit "$FSYNC_N"
         stop_server
         disk_cost "$kind" "corpus" "$root/bench01" "$ncorpus"
         rm -rf "$root"
@@ -563,7 +567,7 @@ python3 benches/report.py "$RES" "$OUT" \
     --meta "machine=$(nproc) cores $(uname -m), $(uname -sr), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average at start $LOADAVG_START, at end $(cut -d" " -f1-3 /proc/loadavg)" \
     --meta "dovecot=$(dovecot --version 2>/dev/null | head -1)" \
     --meta "pimap=$("$PIMAP" --version 2>/dev/null || echo pimap)" \
-    --meta "sizes=MIX_USERS=$MIX_USERS MIX_MSGS=$MIX_MSGS MIX_SECS=$MIX_SECS MIX_CONNS='$MIX_CONNS' HOLD_CONNS=$HOLD_CONNS IDLE_CONNS=$IDLE_CONNS IDLE_MSGS=$IDLE_MSGS BIG_SIZES='$BIG_SIZES' BIG_REPS=$BIG_REPS CORPUS_LIMIT=$CORPUS_LIMIT FSYNC_N=$FSYNC_N PROFILE=$PROFILE PROFILE_CONNS=$PROFILE_CONNS CHURN_REPS=$CHURN_REPS PANIC_CONNS=$PANIC_CONNS PANIC_SECS=$PANIC_SECS$([ $QUICK = 1 ] && echo ' (--quick)')" \
+    --meta "sizes=MIX_USERS=$MIX_USERS MIX_MSGS=$MIX_MSGS MIX_SECS=$MIX_SECS MIX_CONNS='$MIX_CONNS' HOLD_CONNS=$HOLD_CONNS IDLE_CONNS=$IDLE_CONNS IDLE_MSGS=$IDLE_MSGS BIG_SIZES='$BIG_SIZES' BIG_REPS=$BIG_REPS CORPUS_LIMIT=$CORPUS_LIMIT CORPUS_ROUNDS=$CORPUS_ROUNDS FSYNC_N=$FSYNC_N PROFILE=$PROFILE PROFILE_CONNS=$PROFILE_CONNS CHURN_REPS=$CHURN_REPS PANIC_CONNS=$PANIC_CONNS PANIC_SECS=$PANIC_SECS$([ $QUICK = 1 ] && echo ' (--quick)')" \
     --meta "mail_user=$MAIL_USER" \
     --meta "corpus=$CORPUS" \
     --meta "mix_msgs=$MIX_MSGS" \
