@@ -18,10 +18,17 @@
 //!   every 5th round an IDLE woken by a delivery (a file written into TEMPLATE/new, %u = user);
 //!   LOGOUT and a new session every 20 rounds. Only messages 1..N (the seeded ones, never
 //!   expunged) are addressed by sequence number.
-//! - `hold --port P --users U --conns C --secs S --ready FILE`: C sessions, each LOGIN +
-//!   SELECT INBOX, then idle for S seconds (FILE is created once all are selected).
+//! - `hold --port P --users U --conns C --secs S --ready FILE [--select 0] [--idle 1]`:
+//!   C sessions, each LOGIN + SELECT INBOX (none with `--select 0`), in IDLE with `--idle 1`,
+//!   then held for S seconds (FILE is created once all are ready).
 //! - `probe --port P --user U [--reps R]`: one session timing LOGIN, SELECT,
-//!   FETCH 1:* (FLAGS UID), SEARCH TEXT, then the median of R single-message commands.
+//!   FETCH 1:* (FLAGS UID), SEARCH TEXT, then the median of R single-message commands (NOOP,
+//!   FETCH FLAGS / ENVELOPE / BODYSTRUCTURE / BODY[], STORE, APPEND, UID EXPUNGE, and a NOOP
+//!   after a second session changed one message), then SELECT again.
+//! - `churn --port P --user U [--reps R]`: only the NOOP-after-another-session's-STORE case
+//!   (a workload to profile).
+//! - `corpus --port P --user U --dirs D1:D2 [--limit N]`: APPEND real messages (`*.eml`,
+//!   `msg_*.txt`) one by one, each fetched back and compared byte for byte; total time.
 //! - `wait --port P [--timeout-ms T]`: poll until the server greets; print the time (ns since
 //!   the epoch) the greeting arrived.
 
@@ -51,6 +58,8 @@ fn main() {
         "hold" => hold(&args),
         "probe" => probe(&args),
         "wait" => wait(&args),
+        "churn" => churn(&args),
+        "corpus" => corpus(&args),
         other => Err(format!("unknown subcommand {other}")),
     };
     if let Err(e) = r {
@@ -600,7 +609,7 @@ fn gen(a: &Args) -> Result<(), String> {
         return Err("--dir is required".into());
     }
     let count = a.num("count", 1000)?;
-    let mut rng = Rng::new(a.num("seed", 1)?);
+    let seed = a.num("seed", 1)?;
     for sub in [
         "cur",
         "new",
@@ -613,30 +622,38 @@ fn gen(a: &Args) -> Result<(), String> {
     }
     fs::write(dir.join(".Archive/maildirfolder"), b"").map_err(|e| e.to_string())?;
     fs::write(dir.join("subscriptions"), b"Archive\n").map_err(|e| e.to_string())?;
-    // Two years of mail, oldest first, ending on 2026-11-01.
-    let end = 1_793_491_200u64;
-    let span = 2 * 365 * 86400u64;
+    // One writer: parallel writers into one directory were slower here (they contend on the
+    // directory's lock); each message has its own generator seeded by (seed, i).
     for i in 0..count {
-        let t = end - span + span * i / count.max(1);
-        let msg = message(&mut rng, i, t, "");
-        let flags = match rng.next() % 100 {
-            0..=4 => "FS",
-            5..=69 => "S",
-            70..=72 => "RS",
-            _ => "",
-        };
-        let name = format!("{t}.M{i}P1.bench,S={}:2,{flags}", msg.len());
-        let path = dir.join("cur").join(name);
-        let f = fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut w = std::io::BufWriter::new(&f);
-        w.write_all(&msg).map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
-        drop(w);
-        f.set_modified(UNIX_EPOCH + Duration::from_secs(t))
-            .map_err(|e| e.to_string())?;
+        gen_one(&dir, count, seed, i)?;
     }
     println!("generated\t{count}\t{}", dir.display());
     Ok(())
+}
+
+/// Message `i` of a generated Maildir of `count`: two years of mail, oldest first, ending on
+/// 2026-11-01; the file's mtime is its date.
+fn gen_one(dir: &std::path::Path, count: u64, seed: u64, i: u64) -> Result<(), String> {
+    let end = 1_793_491_200u64;
+    let span = 2 * 365 * 86400u64;
+    let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i));
+    let t = end - span + span * i / count.max(1);
+    let msg = message(&mut rng, i, t, "");
+    let flags = match rng.next() % 100 {
+        0..=4 => "FS",
+        5..=69 => "S",
+        70..=72 => "RS",
+        _ => "",
+    };
+    let name = format!("{t}.M{i}P1.bench,S={}:2,{flags}", msg.len());
+    let path = dir.join("cur").join(name);
+    let f = fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::new(&f);
+    w.write_all(&msg).map_err(|e| e.to_string())?;
+    w.flush().map_err(|e| e.to_string())?;
+    drop(w);
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(t))
+        .map_err(|e| e.to_string())
 }
 
 /// A delivery by another program (an MDA, pimap's S3 sync): write tmp/, rename into new/.
@@ -1060,7 +1077,10 @@ fn hold(a: &Args) -> Result<(), String> {
     let users = a.num("users", 1)?.max(1);
     let secs = a.num("secs", 10)?;
     let ready = a.str("ready", "");
-    // Ten connecting threads; the sessions then sit selected in this process.
+    let select = a.num("select", 1)? == 1;
+    let idle = a.num("idle", 0)? == 1;
+    // Ten connecting threads; the sessions then sit selected (and in IDLE with --idle 1) in
+    // this process.
     let mut handles = Vec::new();
     for t in 0..10u64 {
         handles.push(thread::spawn(move || -> Result<Vec<Conn>, String> {
@@ -1072,9 +1092,18 @@ fn hold(a: &Args) -> Result<(), String> {
                 if r.status != Status::Ok {
                     return Err(format!("LOGIN: {}", r.text));
                 }
-                let r = c.cmd("SELECT INBOX")?;
-                if r.status != Status::Ok {
-                    return Err(format!("SELECT: {}", r.text));
+                if select {
+                    let r = c.cmd("SELECT INBOX")?;
+                    if r.status != Status::Ok {
+                        return Err(format!("SELECT: {}", r.text));
+                    }
+                }
+                if idle {
+                    c.send(b"I1 IDLE\r\n")?;
+                    let l = c.line()?;
+                    if !l.skel.starts_with('+') {
+                        return Err(format!("IDLE: {}", l.skel));
+                    }
                 }
                 v.push(c);
                 i += 10;
@@ -1092,6 +1121,10 @@ fn hold(a: &Args) -> Result<(), String> {
     println!("held\t{}", all.len());
     thread::sleep(Duration::from_secs(secs));
     for mut c in all {
+        if idle {
+            let _ = c.send(b"DONE\r\n");
+            let _ = c.until_tagged("I1", Vec::new());
+        }
         let _ = c.cmd("LOGOUT");
     }
     Ok(())
@@ -1141,6 +1174,8 @@ fn probe(a: &Args) -> Result<(), String> {
         .unwrap_or(0);
     // Single-message commands, repeated: their cost should not depend on the mailbox size.
     let mid = (n / 2).max(1);
+    let mut peer = login_select(addr, &user)?;
+    let mut seen_changes = 0u64;
     let mut single: HashMap<&str, Vec<f64>> = HashMap::new();
     let mut rng = Rng::new(3);
     let mut appends = Vec::new();
@@ -1169,6 +1204,11 @@ fn probe(a: &Args) -> Result<(), String> {
             &format!("FETCH {} ENVELOPE", mid + i),
         )?;
         one(
+            "FETCH 1 BODYSTRUCTURE",
+            &mut c,
+            &format!("FETCH {} BODYSTRUCTURE", mid + i),
+        )?;
+        one(
             "FETCH 1 BODY[]",
             &mut c,
             &format!("FETCH {} BODY.PEEK[]", mid + i),
@@ -1191,9 +1231,46 @@ fn probe(a: &Args) -> Result<(), String> {
             &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
         )?;
         one("UID EXPUNGE 1", &mut c, &format!("UID EXPUNGE {uid}"))?;
+        // Another session changes one message's flags; this session's next NOOP must report
+        // it (the cost of other sessions' changes: O(changes) is the goal, not a rescan).
+        let k = mid / 2 + i / 2 + 1;
+        peer_store(&mut peer, k, i.is_multiple_of(2))?;
+        let t = Instant::now();
+        let r = c.cmd("NOOP")?;
+        single
+            .entry("NOOP after other session's STORE")
+            .or_default()
+            .push(ms(t.elapsed()));
+        if r.status != Status::Ok {
+            return Err(format!("NOOP after change: {:?} {}", r.status, r.text));
+        }
+        if fetch_of(&r, k) {
+            seen_changes += 1;
+        }
     }
+    if reps % 2 == 1 {
+        // Leave no \Draft behind: the next probe on this mailbox toggles the same messages.
+        peer_store(&mut peer, mid / 2 + (reps - 1) / 2 + 1, false)?;
+    }
+    let mut selects = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = c.cmd("SELECT INBOX")?;
+        selects.push(ms(t.elapsed()));
+        if r.status != Status::Ok {
+            return Err(format!("SELECT again: {:?} {}", r.status, r.text));
+        }
+    }
+    selects.sort_by(|a, b| a.total_cmp(b));
+    out.push((
+        "SELECT again (median of 3)".into(),
+        selects[1],
+        String::new(),
+    ));
     let _ = c.cmd("LOGOUT");
+    let _ = peer.cmd("LOGOUT");
     single.insert("APPEND", appends);
+    println!("changes_seen\t{seen_changes}\t{reps}");
     println!("messages\t{n}");
     println!("search_hits\t{hits}");
     println!("op\tconnect+greeting\t{connect_ms:.2}\t");
@@ -1206,6 +1283,193 @@ fn probe(a: &Args) -> Result<(), String> {
         let mut v = single[name].clone();
         v.sort_by(|a, b| a.total_cmp(b));
         println!("single\t{name}\t{:.3}", v[v.len() / 2]);
+    }
+    Ok(())
+}
+
+/// A session logged in as `user` with INBOX selected.
+fn login_select(addr: SocketAddr, user: &str) -> Result<Conn, String> {
+    let mut c = Conn::connect(addr)?;
+    let r = c.cmd(&format!("LOGIN {user} {PASSWORD}"))?;
+    if r.status != Status::Ok {
+        return Err(format!("LOGIN: {}", r.text));
+    }
+    let r = c.cmd("SELECT INBOX")?;
+    if r.status != Status::Ok {
+        return Err(format!("SELECT: {}", r.text));
+    }
+    Ok(c)
+}
+
+/// The peer session's change: add \Draft to message `k` when `add`, else remove it (`gen`
+/// never sets \Draft, so each call changes the message if the calls alternate).
+fn peer_store(peer: &mut Conn, k: u64, add: bool) -> Result<(), String> {
+    let sign = if add { '+' } else { '-' };
+    let r = peer.cmd(&format!("STORE {k} {sign}FLAGS.SILENT (\\Draft)"))?;
+    if r.status != Status::Ok {
+        return Err(format!("peer STORE: {:?} {}", r.status, r.text));
+    }
+    Ok(())
+}
+
+/// Whether a response carries a FETCH for sequence number `k`.
+fn fetch_of(r: &Resp, k: u64) -> bool {
+    let want = format!("* {k} FETCH (");
+    r.untagged.iter().any(|l| l.skel.starts_with(&want))
+}
+
+/// `churn --port P --user U --reps R`: only the "NOOP after another session's STORE" case,
+/// repeated (a focused workload to profile): prints its median and how many NOOPs reported
+/// the change.
+fn churn(a: &Args) -> Result<(), String> {
+    let addr = a.addr()?;
+    let user = a.str("user", "bench01");
+    let reps = a.num("reps", 50)?.max(1);
+    let mut c = login_select(addr, &user)?;
+    let n = c.count.max(1);
+    let mut peer = login_select(addr, &user)?;
+    let mut v = Vec::new();
+    let mut seen = 0;
+    for i in 0..reps {
+        let k = (n / 4 + i / 2) % n + 1;
+        peer_store(&mut peer, k, i.is_multiple_of(2))?;
+        let t = Instant::now();
+        let r = c.cmd("NOOP")?;
+        v.push(ms(t.elapsed()));
+        if fetch_of(&r, k) {
+            seen += 1;
+        }
+    }
+    let _ = c.cmd("LOGOUT");
+    let _ = peer.cmd("LOGOUT");
+    v.sort_by(|a, b| a.total_cmp(b));
+    println!("churn\t{n}\t{reps}\t{:.3}\t{seen}", v[v.len() / 2]);
+    Ok(())
+}
+
+/// The corpus's messages: every `*.eml` and `msg_*.txt` file under each of `dirs`
+/// (colon-separated; CPython's email test data and mail-parser's resources/eml name their
+/// messages so, next to other files), sorted by path. Bare LF becomes CRLF (as a client
+/// sends); files with NUL (not allowed in an IMAP literal) or without any byte are left out
+/// and counted.
+/// A corpus message: its file name and the bytes to send.
+type CorpusMsg = (String, Vec<u8>);
+
+fn load_corpus(dirs: &str) -> Result<(Vec<CorpusMsg>, u64), String> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = dirs
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    while let Some(d) = stack.pop() {
+        let rd = fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for e in rd {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file() && is_message_file(&p) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for p in files {
+        let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if raw.is_empty() || raw.contains(&0) {
+            skipped += 1;
+            continue;
+        }
+        let mut m = Vec::with_capacity(raw.len() + raw.len() / 40);
+        for (i, &b) in raw.iter().enumerate() {
+            if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+                m.push(b'\r');
+            }
+            m.push(b);
+        }
+        out.push((p.display().to_string(), m));
+    }
+    Ok((out, skipped))
+}
+
+fn is_message_file(p: &std::path::Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".eml") || (name.starts_with("msg_") && name.ends_with(".txt"))
+}
+
+/// `corpus --port P --user U --dirs D1:D2 [--limit N]`: APPEND each message of the corpus
+/// to INBOX one by one, each fetched back whole (`UID FETCH uid BODY[]`) and compared
+/// byte for byte with what was sent.
+fn corpus(a: &Args) -> Result<(), String> {
+    let addr = a.addr()?;
+    let user = a.str("user", "bench01");
+    let (mut msgs, skipped) = load_corpus(&a.str("dirs", ""))?;
+    let limit = a.num("limit", u64::MAX)?;
+    msgs.truncate(limit.min(msgs.len() as u64) as usize);
+    if msgs.is_empty() {
+        return Err("empty corpus (--dirs)".into());
+    }
+    let mut st = Stats::default();
+    let t0 = Instant::now();
+    let mut c = login_select(addr, &user)?;
+    let mut bytes = 0u64;
+    for (name, m) in &msgs {
+        bytes += m.len() as u64;
+        let t = Instant::now();
+        let r = c.cmd_literal("APPEND INBOX", m)?;
+        st.record("APPEND", t.elapsed());
+        let uid = resp_code(&r.text, "APPENDUID")
+            .and_then(|v| v.get(1).and_then(|u| u.parse::<u64>().ok()));
+        let Some(uid) = uid.filter(|_| r.status == Status::Ok) else {
+            st.error("APPEND", format!("{name}: {:?} {}", r.status, r.text));
+            continue;
+        };
+        let t = Instant::now();
+        let r = c.cmd(&format!("UID FETCH {uid} BODY[]"))?;
+        st.record("FETCH BODY[]", t.elapsed());
+        let body = r
+            .untagged
+            .iter()
+            .find(|l| l.skel.contains(" FETCH (") && l.skel.contains("BODY[] "))
+            .and_then(|l| l.lits.first());
+        match body {
+            _ if r.status != Status::Ok => {
+                st.error("FETCH BODY[]", format!("{name}: {:?} {}", r.status, r.text))
+            }
+            None => st.error("FETCH BODY[]", format!("{name}: no BODY[] literal")),
+            Some(b) if b != m => st.error(
+                "FETCH BODY[]",
+                format!(
+                    "{name}: {} bytes back for {} sent, differing",
+                    b.len(),
+                    m.len()
+                ),
+            ),
+            Some(_) => {}
+        }
+        for e in c.malformed.drain(..) {
+            st.error("FETCH BODY[]", format!("{name}: malformed: {e}"));
+        }
+    }
+    let _ = c.cmd("LOGOUT");
+    let wall = ms(t0.elapsed());
+    let errors: u64 = st.errors.values().sum();
+    let sum = |k: &str| {
+        st.lat
+            .get(k)
+            .map(|v| v.iter().map(|&u| u as f64 / 1000.0).sum::<f64>())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "corpus\t{}\t{bytes}\t{wall:.1}\t{:.1}\t{:.1}\t{errors}\t{skipped}",
+        msgs.len(),
+        sum("APPEND"),
+        sum("FETCH BODY[]")
+    );
+    for s in &st.samples {
+        println!("err\t{}", s.replace(['\t', '\n', '\r'], " "));
     }
     Ok(())
 }
