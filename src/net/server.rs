@@ -132,8 +132,10 @@ pub fn run(
                             let _ = stream.get_ref().set_nodelay(true);
                             let ctx = ctx.clone();
                             let stream: Stream = Box::new(stream);
-                            ex3.spawn(guarded(start(stream, peer, implicit_tls, ctx), peer))
-                                .detach();
+                            // Boxed: an async fn keeps its argument and the future it
+                            // awaits both, and this one is the connection's whole state.
+                            let conn = Box::pin(start(stream, peer, implicit_tls, ctx));
+                            ex3.spawn(guarded(conn, peer)).detach();
                         }
                         Err(e) => {
                             // EMFILE and friends: log and back off instead of spinning.
