@@ -253,9 +253,16 @@ enum Wake {
     Read(usize),
     Changed,
     KeepAlive,
+    /// A compressed connection has had no input for [`QUIET_AFTER`].
+    Quiet,
     Timeout(crate::metrics::Timeout),
     Shutdown,
 }
+
+/// A compressed connection without input for this long (or in IDLE at once) lets its
+/// stream give the compressor's state back ([`compress::Quiet`]); the next response builds
+/// a fresh one. Long enough that a client working through commands keeps it.
+const QUIET_AFTER: Duration = Duration::from_secs(10);
 
 /// While idling, send `* OK Still here` after this long without output, so NAT boxes and
 /// phone carriers don't drop a silent connection (RFC 2177 §3 allows any untagged response).
@@ -284,6 +291,11 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
     let mut last_sent = Instant::now();
     // Nothing read yet: a PROXY header here came from a peer not trusted to send one.
     let mut first_input = true;
+    // After COMPRESS: tells the stream the client has gone quiet (see QUIET_AFTER), and
+    // whether that was said since the client's last input.
+    let mut quiet: Option<compress::Quiet> = None;
+    let mut quiet_told = false;
+    let mut last_input = Instant::now();
     'conn: loop {
         if ctx.shutdown.is_triggered() {
             let _ = write(&mut stream, b"* BYE Server shutting down.\r\n").await;
@@ -342,6 +354,10 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                         Action::Idle => {
                             watcher = Some(Watcher::new(&session.watch_paths()));
                             last_sent = Instant::now();
+                            if let Some(q) = &quiet {
+                                q.signal();
+                                quiet_told = true;
+                            }
                             // A change between the session's sync and the watch being armed
                             // would otherwise wait for the next change: look once more.
                             let bytes = session.idle_sync();
@@ -353,7 +369,9 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                             // RFC 4978 §3: everything after the COMPRESS line's CRLF is
                             // deflate, including what the framer already holds.
                             watcher = None;
-                            stream = compress::wrap(stream, framer.take_buffered());
+                            let (wrapped, q) = compress::wrap(stream, framer.take_buffered());
+                            stream = wrapped;
+                            quiet = Some(q);
                         }
                         Action::Continue => watcher = None,
                         Action::StartTls => {
@@ -407,7 +425,17 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
             ctx.shutdown.wait().await;
             Ok(Wake::Shutdown)
         };
-        let expire = expire.or(stop);
+        let quiet_at = (quiet.is_some() && !quiet_told).then(|| last_input + QUIET_AFTER);
+        let settle = async {
+            match quiet_at {
+                Some(t) => {
+                    Timer::at(t).await;
+                    Ok(Wake::Quiet)
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let expire = expire.or(stop).or(settle);
         let wake = match watcher.as_mut() {
             Some(w) => {
                 let changed = async {
@@ -446,6 +474,12 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                     last_sent = Instant::now();
                 }
             }
+            Wake::Quiet => {
+                if let Some(q) = &quiet {
+                    q.signal();
+                }
+                quiet_told = true;
+            }
             Wake::KeepAlive => {
                 write(&mut stream, b"* OK Still here\r\n").await?;
                 last_sent = Instant::now();
@@ -453,7 +487,9 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
             Wake::Read(0) => return Ok("client closed".into()),
             Wake::Read(n) => {
                 let input = buf.filled(n);
-                clock.input(Instant::now(), input);
+                last_input = Instant::now();
+                quiet_told = false;
+                clock.input(last_input, input);
                 crate::metrics::global().bytes_in(n);
                 if std::mem::take(&mut first_input) && super::proxy::looks_like_header(input) {
                     // PROXY spec §2: never honour a header from a peer outside
