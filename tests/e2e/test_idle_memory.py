@@ -14,13 +14,19 @@ import time
 
 from conftest import MAIL_GID, MAIL_UID, USERS, chown_tree
 from msgs import deliver, message
+from test_ext_compress import compress
 
 SESSIONS = 50
 # Per idle session, KiB of private memory growth. A session holding a 16 KiB read buffer
-# (plus the framer's copy of the last read) measured 22-25 KiB here; without them 9-10 KiB
-# (debug build; 12-13 KiB with 100 sessions in benches/idle_memory.py's release run). The
-# margin absorbs malloc's rounding and noise.
+# (plus the framer's copy of the last read) and an 8.7 KiB connection future measured
+# 22-25 KiB here; without them 7-10 KiB (6-7 KiB in benches/idle_memory.py's release run).
+# The margin absorbs malloc's rounding and noise.
 LIMIT_KIB = 16
+# The same with COMPRESS=DEFLATE (RFC 4978), in IDLE: the compressor's ~240 KiB of state
+# stayed with every session (~290 KiB each); now a quiet one keeps only the inflater's
+# window (~45 KiB). Fewer sessions: the old cost would be 30 x 290 KiB.
+COMPRESSED_SESSIONS = 30
+COMPRESSED_LIMIT_KIB = 100
 
 
 def anonymous_kib(pid: int) -> int:
@@ -31,11 +37,13 @@ def anonymous_kib(pid: int) -> int:
     raise AssertionError("no Anonymous: line in smaps_rollup")
 
 
-def open_sessions(pimap, users: list[str], n: int, idle: bool) -> list[tuple]:
-    """(connection, IDLE tag or None) for n sessions, LOGIN and SELECT done."""
+def open_sessions(pimap, users: list[str], n: int, idle: bool, deflate: bool = False) -> list[tuple]:
+    """(connection, IDLE tag or None) for n sessions, LOGIN (COMPRESS) and SELECT done."""
     conns = []
     for i in range(n):
         c = pimap.login(users[i % len(users)])
+        if deflate:
+            compress(c)
         assert c.ok("SELECT INBOX").ok
         tag = None
         if idle:
@@ -46,7 +54,7 @@ def open_sessions(pimap, users: list[str], n: int, idle: bool) -> list[tuple]:
     return conns
 
 
-def measure(pimap, idle: bool) -> float:
+def measure(pimap, idle: bool, sessions: int = SESSIONS, deflate: bool = False) -> float:
     users = list(USERS)
     for u in users:
         for k in range(10):
@@ -54,22 +62,22 @@ def measure(pimap, idle: bool) -> float:
         chown_tree(pimap.maildir(u))
     pid = pimap.proc.pid
     # Warm-up: one session per user (thread pools, the inotify hub, per-user tables).
-    for c, _ in open_sessions(pimap, users, len(users), idle):
+    for c, _ in open_sessions(pimap, users, len(users), idle, deflate):
         c.close()
     time.sleep(1.0)
     before = anonymous_kib(pid)
-    conns = open_sessions(pimap, users, SESSIONS, idle)
+    conns = open_sessions(pimap, users, sessions, idle, deflate)
     time.sleep(1.0)
     after = anonymous_kib(pid)
     # Every session is still alive and answers (an idle one after DONE).
-    for c, tag in conns[:: SESSIONS // 5]:
+    for c, tag in conns[:: sessions // 5]:
         if tag:
             c.send(b"DONE\r\n")
             assert c.read_until_tagged(tag).ok
         assert c.ok("NOOP").ok
     for c, _ in conns:
         c.close()
-    return (after - before) / SESSIONS
+    return (after - before) / sessions
 
 
 def test_logged_in_sessions_sitting_cost_a_few_kib_each(pimap):
@@ -82,3 +90,9 @@ def test_idling_sessions_cost_a_few_kib_each(pimap):
     per = measure(pimap, idle=True)
     print(f"{per:.1f} KiB per session in IDLE")
     assert per < LIMIT_KIB, f"{per:.1f} KiB per session in IDLE (limit {LIMIT_KIB})"
+
+
+def test_compressed_idling_sessions_give_the_compressor_back(pimap):
+    per = measure(pimap, idle=True, sessions=COMPRESSED_SESSIONS, deflate=True)
+    print(f"{per:.1f} KiB per compressed session in IDLE")
+    assert per < COMPRESSED_LIMIT_KIB, f"{per:.1f} KiB per compressed session in IDLE (limit {COMPRESSED_LIMIT_KIB})"
