@@ -18,7 +18,7 @@
 //! message holds a few hundred KiB, not the message.
 //!
 //! A connection waiting for its next command (logged in and sitting, or in IDLE) holds none
-//! of those buffers: it reads into a small inline buffer ([`ReadBuf`]), and the framer gives
+//! of those buffers: it reads into a small inline buffer (`ReadBuf`), and the framer gives
 //! its buffers back whenever nothing is half-read. Its heap cost is then the session, the
 //! stream (TLS and COMPRESS state when used) and, in IDLE, the mailbox watch.
 //!
