@@ -512,6 +512,18 @@ impl Framer {
         partial + (self.input.len() - self.pos)
     }
 
+    /// Give back the memory of the input buffer and the command buffer when they hold
+    /// nothing (a connection waiting for its next command keeps no buffers).
+    pub fn shrink(&mut self) {
+        if self.pos >= self.input.len() {
+            self.input = Vec::new();
+            self.pos = 0;
+        }
+        if self.cmd.is_empty() {
+            self.cmd = Vec::new();
+        }
+    }
+
     /// Take whatever is buffered (used after STARTTLS: must be empty, else the client pipelined).
     pub fn take_buffered(&mut self) -> Vec<u8> {
         let mut out = match self.state {

@@ -20,9 +20,15 @@
 //!   connection reads 16 KiB at a time into the framer, whose line and literal limits then
 //!   apply), and compressed input is read [`IN_CHUNK`] bytes at a time, so a "zip bomb" costs
 //!   CPU proportional to what it expands to, but no memory beyond the fixed buffers. Output
-//!   waiting for a slow client is capped near [`HIGH_WATER`]. The fixed cost is the state of
-//!   both directions: ~290 KiB per compressed connection (measured as PSS growth over 50
-//!   connections; an uncompressed one costs ~22 KiB), mostly the compressor's hash chains.
+//!   waiting for a slow client is capped near [`HIGH_WATER`]. The state of both directions
+//!   costs ~290 KiB while the connection works, mostly the compressor's hash chains.
+//! - **Quiet connections give memory back** ([`Quiet`]): when the connection loop says the
+//!   client has gone quiet (IDLE, or no input for a while), the next poll drops the
+//!   compressor and the inflater's input buffer once everything is flushed and consumed.
+//!   Every flush ends byte-aligned after an empty stored block, so a fresh compressor's
+//!   blocks continue the same raw deflate stream (it only loses the history for matches,
+//!   RFC 1951 §2). The inflater's 32 KiB window stays: the client's compressor may refer to
+//!   it.
 //! - **Corrupt input**: invalid deflate data from the client is an `InvalidData` I/O error;
 //!   the connection loop ends the connection and logs it with the peer. So is a final block
 //!   (BFINAL): nothing may follow it, so the client can't send more commands.
@@ -147,6 +153,16 @@ impl Inflater {
     }
 
     /// Move the undecoded bytes to the front, so the free space is all at the end.
+    /// Give the input buffer back if it holds nothing not yet inflated; whether it did.
+    pub fn release(&mut self) -> bool {
+        if self.pending_input() == 0 {
+            self.input = Vec::new();
+            self.pos = 0;
+            self.end = 0;
+        }
+        self.input.capacity() == 0
+    }
+
     fn compact(&mut self) {
         if self.pos > 0 {
             let end = self.end.min(self.input.len());
@@ -202,7 +218,8 @@ impl Inflater {
 
 /// Sans-IO raw-deflate encoder for the server's side of the connection.
 pub struct Deflater {
-    state: Box<CompressorOxide>,
+    /// `None` until the first `compress` and after [`Deflater::release`].
+    state: Option<Box<CompressorOxide>>,
     /// Data went in since the last sync flush.
     dirty: bool,
 }
@@ -221,12 +238,28 @@ impl Deflater {
     pub fn new() -> Deflater {
         // Level 6 is zlib's (and Dovecot's imap_zlib) default: most of the gain for IMAP's
         // repetitive text at a modest CPU cost; RFC 4978 §3 leaves the level to the sender.
-        let mut state = Box::<CompressorOxide>::default();
-        state.set_format_and_level(DataFormat::Raw, CompressionLevel::DefaultLevel as u8);
         Deflater {
-            state,
+            state: None,
             dirty: false,
         }
+    }
+
+    fn state(&mut self) -> &mut CompressorOxide {
+        self.state.get_or_insert_with(|| {
+            let mut state = Box::<CompressorOxide>::default();
+            state.set_format_and_level(DataFormat::Raw, CompressionLevel::DefaultLevel as u8);
+            state
+        })
+    }
+
+    /// Drop the compressor's state (its history and buffers) if everything compressed so
+    /// far has been flushed; the next `compress` starts a fresh one (see the module doc).
+    /// Returns whether it is dropped.
+    pub fn release(&mut self) -> bool {
+        if !self.dirty {
+            self.state = None;
+        }
+        self.state.is_none()
     }
 
     /// Compress `data`, appending whatever output the compressor releases to `out` (it may
@@ -240,7 +273,7 @@ impl Deflater {
         let mut rest = data;
         loop {
             let r = miniz_oxide::deflate::stream::deflate(
-                &mut self.state,
+                self.state(),
                 rest,
                 &mut scratch,
                 MZFlush::None,
@@ -272,7 +305,7 @@ impl Deflater {
         let mut scratch = [0u8; SCRATCH];
         loop {
             let r = miniz_oxide::deflate::stream::deflate(
-                &mut self.state,
+                self.state(),
                 &[],
                 &mut scratch,
                 MZFlush::Sync,
@@ -291,8 +324,21 @@ impl Deflater {
 }
 
 /// A stream whose bytes are raw deflate both ways (see the module doc).
+/// Tells a [`DeflateStream`] from outside that its client has gone quiet: its next poll
+/// gives back what can be rebuilt (see the module doc). Cheap to clone and to signal.
+#[derive(Clone, Default)]
+pub struct Quiet(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Quiet {
+    /// Ask the stream to give its buffers back when it next waits for input.
+    pub fn signal(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub struct DeflateStream {
     inner: Stream,
+    quiet: Quiet,
     inflater: Inflater,
     deflater: Deflater,
     /// Compressed output not yet written to `inner`: `out[out_pos..]`.
@@ -302,8 +348,11 @@ pub struct DeflateStream {
 
 /// Compress `inner` from now on. `already_read`: bytes received after the client's
 /// `COMPRESS` line that the framer had buffered (RFC 4978 §3: they are compressed already).
-pub fn wrap(inner: Stream, already_read: Vec<u8>) -> Stream {
-    Box::new(DeflateStream::new(inner, &already_read))
+/// The [`Quiet`] returned signals the stream.
+pub fn wrap(inner: Stream, already_read: Vec<u8>) -> (Stream, Quiet) {
+    let s = DeflateStream::new(inner, &already_read);
+    let quiet = s.quiet.clone();
+    (Box::new(s), quiet)
 }
 
 impl DeflateStream {
@@ -312,6 +361,7 @@ impl DeflateStream {
         inflater.feed(already_read);
         DeflateStream {
             inner,
+            quiet: Quiet::default(),
             inflater,
             deflater: Deflater::new(),
             out: Vec::new(),
@@ -320,6 +370,20 @@ impl DeflateStream {
     }
 
     /// Write all pending compressed output to the inner stream.
+    /// While [`Quiet`] is signalled (until the client sends something): drop what a quiet
+    /// connection doesn't need, as far as nothing is pending in that direction.
+    fn release_if_quiet(&mut self) {
+        if !self.quiet.0.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if self.out.len() == self.out_pos {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        self.deflater.release();
+        self.inflater.release();
+    }
+
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, pending))?;
@@ -357,10 +421,18 @@ impl AsyncRead for DeflateStream {
                 // IN_CHUNK bytes waiting yet no output: read() would have failed; be safe.
                 return Poll::Ready(Err(InflateError::Corrupt.into()));
             }
-            let n = ready!(Pin::new(&mut this.inner).poll_read(cx, space))?;
+            let r = Pin::new(&mut this.inner).poll_read(cx, space);
+            if r.is_pending() {
+                this.release_if_quiet();
+            }
+            let n = ready!(r)?;
             if n == 0 {
                 return Poll::Ready(Ok(0));
             }
+            // The client is talking again.
+            this.quiet
+                .0
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             this.inflater.filled(n);
         }
     }

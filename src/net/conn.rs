@@ -13,9 +13,14 @@
 //! [`SPOOL_FROM`] bytes is written to a file as it arrives (`Spooler`; the framer passes it
 //! out in pieces) and handed to the session with its command; a handler's output streams
 //! through a [`Sink`] of [`crate::session::SINK_DEPTH`] pieces of at most
-//! [`crate::session::SINK_CHUNK`] bytes while it runs. Add the 16 KiB read buffer, the
+//! [`crate::session::SINK_CHUNK`] bytes while it runs. Add the [`READ_BIG`] read buffer, the
 //! framer's line limits and [`SPOOL_BUFFER`]: a connection fetching or appending a 50 MiB
 //! message holds a few hundred KiB, not the message.
+//!
+//! A connection waiting for its next command (logged in and sitting, or in IDLE) holds none
+//! of those buffers: it reads into a small inline buffer (`ReadBuf`), and the framer gives
+//! its buffers back whenever nothing is half-read. Its heap cost is then the session, the
+//! stream (TLS and COMPRESS state when used) and, in IDLE, the mailbox watch.
 //!
 //! `peer` is the real client (from a trusted PROXY header, see [`super::proxy`]); a PROXY
 //! header arriving here as the first input is refused with `* BYE`.
@@ -182,6 +187,64 @@ fn pool_turns() -> &'static smol::lock::Semaphore {
     })
 }
 
+/// Bytes read from the client at a time while it is busy (a literal streaming in, commands
+/// pipelined faster than they run).
+pub const READ_BIG: usize = 16 * 1024;
+
+/// Bytes read at a time while the client is quiet: a typical command line fits. Kept inline
+/// in the connection's future, so a connection that waits for its next command (logged in
+/// and sitting, or in IDLE) holds no read buffer on the heap.
+const READ_SMALL: usize = 512;
+
+/// The connection's read buffer: [`READ_SMALL`] bytes inline while the client is quiet,
+/// [`READ_BIG`] on the heap from the first read that fills the small one until the framer
+/// has nothing left to assemble (then given back). An idle connection costs no 16 KiB
+/// buffer; a streaming one reads in big pieces and allocates once per burst.
+struct ReadBuf {
+    small: [u8; READ_SMALL],
+    big: Vec<u8>,
+}
+
+impl ReadBuf {
+    fn new() -> ReadBuf {
+        ReadBuf {
+            small: [0; READ_SMALL],
+            big: Vec::new(),
+        }
+    }
+
+    /// Where the next read goes.
+    fn space(&mut self) -> &mut [u8] {
+        if self.big.is_empty() {
+            &mut self.small
+        } else {
+            &mut self.big
+        }
+    }
+
+    /// The `n` bytes the last read brought.
+    fn filled(&self, n: usize) -> &[u8] {
+        let all: &[u8] = if self.big.is_empty() {
+            &self.small
+        } else {
+            &self.big
+        };
+        all.get(..n).unwrap_or_default()
+    }
+
+    /// After a read of `n` bytes: a full small buffer means more is coming, so read big.
+    fn grow_if_full(&mut self, n: usize) {
+        if self.big.is_empty() && n == READ_SMALL {
+            self.big = vec![0; READ_BIG];
+        }
+    }
+
+    /// The client's input is all used up: give the big buffer back.
+    fn release(&mut self) {
+        self.big = Vec::new();
+    }
+}
+
 /// Said to a client whose command hit a bug (RFC 3501 §7.1.5: BYE, then close).
 const BYE_BUG: &[u8] = b"* BYE Internal server error; please reconnect.\r\n";
 
@@ -190,9 +253,16 @@ enum Wake {
     Read(usize),
     Changed,
     KeepAlive,
+    /// A compressed connection has had no input for [`QUIET_AFTER`].
+    Quiet,
     Timeout(crate::metrics::Timeout),
     Shutdown,
 }
+
+/// A compressed connection without input for this long (or in IDLE at once) lets its
+/// stream give the compressor's state back ([`compress::Quiet`]); the next response builds
+/// a fresh one. Long enough that a client working through commands keeps it.
+const QUIET_AFTER: Duration = Duration::from_secs(10);
 
 /// While idling, send `* OK Still here` after this long without output, so NAT boxes and
 /// phone carriers don't drop a silent connection (RFC 2177 §3 allows any untagged response).
@@ -211,7 +281,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
     // The APPEND literal being received into a file, for the command the framer emits next.
     let mut spooler: Option<Spooler> = None;
     write(&mut stream, &session.greeting()).await?;
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = ReadBuf::new();
     // Set while the session is in IDLE (RFC 2177): changes to the selected mailbox wake us.
     let mut watcher: Option<Watcher> = None;
     // The autologout timer runs from the client's last input; pushed updates during IDLE do
@@ -221,6 +291,11 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
     let mut last_sent = Instant::now();
     // Nothing read yet: a PROXY header here came from a peer not trusted to send one.
     let mut first_input = true;
+    // After COMPRESS: tells the stream the client has gone quiet (see QUIET_AFTER), and
+    // whether that was said since the client's last input.
+    let mut quiet: Option<compress::Quiet> = None;
+    let mut quiet_told = false;
+    let mut last_input = Instant::now();
     'conn: loop {
         if ctx.shutdown.is_triggered() {
             let _ = write(&mut stream, b"* BYE Server shutting down.\r\n").await;
@@ -229,19 +304,19 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
         while let Some(ev) = framer.next_event() {
             match ev {
                 FrameEvent::SpoolStart { .. } => {
-                    spooler = Some(Spooler::start(session.spool_dir()).await);
+                    spooler = Some(Box::pin(Spooler::start(session.spool_dir())).await);
                 }
                 FrameEvent::SpoolData(data) => {
                     if let Some(s) = spooler.as_mut() {
-                        s.push(&data).await;
+                        Box::pin(s.push(&data)).await;
                     }
                 }
                 FrameEvent::Command(bytes) => {
                     let spooled = match spooler.take() {
-                        Some(s) => Some(s.finish().await),
+                        Some(s) => Some(Box::pin(s.finish()).await),
                         None => None,
                     };
-                    let turn = pool_turns().acquire().await;
+                    let turn = Box::pin(pool_turns().acquire()).await;
                     let (sink, pieces) = Sink::new(Some(turn), Some(pool_turns()));
                     let work = on_pool(session, move |s| {
                         s.set_spooled(spooled);
@@ -263,7 +338,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                         }
                         Ok(())
                     };
-                    let (done, drained) = futures_lite::future::zip(work, drain).await;
+                    let (done, drained) = Box::pin(futures_lite::future::zip(work, drain)).await;
                     drained?;
                     let Some(out) = done else {
                         let _ = write(&mut stream, BYE_BUG).await;
@@ -279,6 +354,10 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                         Action::Idle => {
                             watcher = Some(Watcher::new(&session.watch_paths()));
                             last_sent = Instant::now();
+                            if let Some(q) = &quiet {
+                                q.signal();
+                                quiet_told = true;
+                            }
                             // A change between the session's sync and the watch being armed
                             // would otherwise wait for the next change: look once more.
                             let bytes = session.idle_sync();
@@ -290,7 +369,9 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                             // RFC 4978 §3: everything after the COMPRESS line's CRLF is
                             // deflate, including what the framer already holds.
                             watcher = None;
-                            stream = compress::wrap(stream, framer.take_buffered());
+                            let (wrapped, q) = compress::wrap(stream, framer.take_buffered());
+                            stream = wrapped;
+                            quiet = Some(q);
                         }
                         Action::Continue => watcher = None,
                         Action::StartTls => {
@@ -308,7 +389,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                             let Some(tls) = ctx.tls.as_ref() else {
                                 return Ok("STARTTLS without a certificate".into());
                             };
-                            stream = match tls.accept(stream).await {
+                            stream = match Box::pin(tls.accept(stream)).await {
                                 Ok(s) => s,
                                 Err(e) => return Ok(format!("STARTTLS handshake failed: {e}")),
                             };
@@ -328,9 +409,14 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 }
             }
         }
+        if framer.buffered() == 0 && spooler.is_none() {
+            // Nothing half-read: wait for the next command without the big buffers.
+            buf.release();
+            framer.shrink();
+        }
         // Login, command and idle deadlines (net::limiter): a trickle does not extend them.
         let (deadline, why) = clock.next(session.is_authenticated(), framer.buffered());
-        let read = async { stream.read(&mut buf).await.map(Wake::Read) };
+        let read = async { stream.read(buf.space()).await.map(Wake::Read) };
         let expire = async {
             Timer::at(deadline).await;
             Ok(Wake::Timeout(why))
@@ -339,7 +425,17 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
             ctx.shutdown.wait().await;
             Ok(Wake::Shutdown)
         };
-        let expire = expire.or(stop);
+        let quiet_at = (quiet.is_some() && !quiet_told).then(|| last_input + QUIET_AFTER);
+        let settle = async {
+            match quiet_at {
+                Some(t) => {
+                    Timer::at(t).await;
+                    Ok(Wake::Quiet)
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let expire = expire.or(stop).or(settle);
         let wake = match watcher.as_mut() {
             Some(w) => {
                 let changed = async {
@@ -366,8 +462,8 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                 // A delivery wakes every idler of the mailbox at once: take turns, or 100
                 // threads rescan the same directory together and the last answers long after
                 // the first (IDLE push p99 0.06 s → 0.6 s in benches/push_latency.py).
-                let turn = pool_turns().acquire().await;
-                let synced = on_pool(session, |s| s.idle_sync()).await;
+                let turn = Box::pin(pool_turns().acquire()).await;
+                let synced = Box::pin(on_pool(session, |s| s.idle_sync())).await;
                 drop(turn);
                 let Some(bytes) = synced else {
                     let _ = write(&mut stream, BYE_BUG).await;
@@ -378,14 +474,22 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                     last_sent = Instant::now();
                 }
             }
+            Wake::Quiet => {
+                if let Some(q) = &quiet {
+                    q.signal();
+                }
+                quiet_told = true;
+            }
             Wake::KeepAlive => {
                 write(&mut stream, b"* OK Still here\r\n").await?;
                 last_sent = Instant::now();
             }
             Wake::Read(0) => return Ok("client closed".into()),
             Wake::Read(n) => {
-                let input = buf.get(..n).unwrap_or_default();
-                clock.input(Instant::now(), input);
+                let input = buf.filled(n);
+                last_input = Instant::now();
+                quiet_told = false;
+                clock.input(last_input, input);
                 crate::metrics::global().bytes_in(n);
                 if std::mem::take(&mut first_input) && super::proxy::looks_like_header(input) {
                     // PROXY spec §2: never honour a header from a peer outside
@@ -394,6 +498,7 @@ async fn run(mut stream: Stream, session: &mut Session, ctx: &Context) -> io::Re
                     return Ok("PROXY header from an untrusted peer, refused".into());
                 }
                 framer.push(input);
+                buf.grow_if_full(n);
             }
         }
     }
@@ -420,6 +525,22 @@ mod tests {
             starttls: false,
         });
         Session::new(shared, "127.0.0.1:9".parse().unwrap())
+    }
+
+    #[test]
+    fn read_buffer_is_small_until_a_read_fills_it_and_small_again_after_release() {
+        let mut b = ReadBuf::new();
+        assert_eq!(b.space().len(), READ_SMALL);
+        b.space()[..3].copy_from_slice(b"a1 ");
+        b.grow_if_full(3);
+        assert_eq!(b.filled(3), b"a1 ");
+        assert_eq!(b.space().len(), READ_SMALL);
+        b.grow_if_full(READ_SMALL);
+        assert_eq!(b.space().len(), READ_BIG);
+        b.space()[..2].copy_from_slice(b"ok");
+        assert_eq!(b.filled(2), b"ok");
+        b.release();
+        assert_eq!((b.space().len(), b.big.capacity()), (READ_SMALL, 0));
     }
 
     #[test]

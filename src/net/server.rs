@@ -132,8 +132,10 @@ pub fn run(
                             let _ = stream.get_ref().set_nodelay(true);
                             let ctx = ctx.clone();
                             let stream: Stream = Box::new(stream);
-                            ex3.spawn(guarded(start(stream, peer, implicit_tls, ctx), peer))
-                                .detach();
+                            // Boxed: an async fn keeps its argument and the future it
+                            // awaits both, and this one is the connection's whole state.
+                            let conn = Box::pin(start(stream, peer, implicit_tls, ctx));
+                            ex3.spawn(guarded(conn, peer)).detach();
                         }
                         Err(e) => {
                             // EMFILE and friends: log and back off instead of spinning.
@@ -210,7 +212,7 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
         log::warn!("{socket_peer}: {why}; closing");
     };
     if ctx.proxy_trusted.contains(socket_peer.ip()) {
-        match proxy::read_header(&mut stream, proxy::HEADER_TIMEOUT).await {
+        match Box::pin(proxy::read_header(&mut stream, proxy::HEADER_TIMEOUT)).await {
             Ok((header, rest)) => {
                 if let Some(src) = header.source() {
                     peer = src;
@@ -242,7 +244,7 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
             // in the clear, where the sender (a misconfigured proxy) can read it.
             // Whatever has arrived (a whole PROXY header fits), so that closing does not
             // reset the connection over unread bytes and lose the BYE.
-            let mut first = [0u8; 1024];
+            let mut first = vec![0u8; 1024];
             let n = match peek_read(&mut stream, &mut first).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -263,7 +265,7 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
             }
             stream = proxy::Rewind::stream(first.to_vec(), stream);
         }
-        stream = match tls.accept(stream).await {
+        stream = match Box::pin(tls.accept(stream)).await {
             Ok(s) => s,
             Err(e) => {
                 bye(format!("TLS handshake failed (client {peer}): {e}"));

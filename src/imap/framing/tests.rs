@@ -525,3 +525,23 @@ fn spooling_never_panics_and_a_command_gets_exactly_its_announced_bytes() {
         "only {spooled_commands} spooled commands"
     );
 }
+
+#[test]
+fn shrink_frees_empty_buffers_and_keeps_a_half_read_command() {
+    let mut f = Framer::new(limits());
+    f.push(b"a1 NOOP\r\na2 LOGIN {3}\r\n");
+    assert_eq!(f.next_event(), Some(cmd(b"a1 NOOP\r\n")));
+    assert_eq!(f.next_event(), Some(FrameEvent::ContinuationNeeded));
+    assert_eq!(f.next_event(), None);
+    // Half a command: shrinking must not lose it.
+    f.shrink();
+    assert!(f.buffered() > 0);
+    f.push(b"abc x\r\n");
+    assert_eq!(f.next_event(), Some(cmd(b"a2 LOGIN {3}\r\nabc x\r\n")));
+    assert_eq!(f.next_event(), None);
+    assert_eq!(f.buffered(), 0);
+    f.shrink();
+    assert_eq!((f.input.capacity(), f.cmd.capacity()), (0, 0));
+    f.push(b"a3 NOOP\r\n");
+    assert_eq!(f.next_event(), Some(cmd(b"a3 NOOP\r\n")));
+}

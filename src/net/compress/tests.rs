@@ -289,3 +289,52 @@ fn round_trip_random_bursts_and_chunkings() {
         assert_eq!(inflate_all(&wire), bursts.concat());
     }
 }
+
+#[test]
+fn a_released_compressor_continues_the_same_stream() {
+    let a = noise(1, 5000);
+    let b = b"* 3 EXISTS\r\n".repeat(50);
+    let mut d = Deflater::new();
+    let mut out = Vec::new();
+    d.compress(&a, &mut out).unwrap();
+    // Unflushed data pins the state.
+    assert!(!d.release());
+    d.sync_flush(&mut out).unwrap();
+    assert!(d.release());
+    d.compress(&b, &mut out).unwrap();
+    d.sync_flush(&mut out).unwrap();
+    assert!(d.release());
+    d.compress(&a, &mut out).unwrap();
+    d.sync_flush(&mut out).unwrap();
+    let mut want = a.clone();
+    want.extend_from_slice(&b);
+    want.extend_from_slice(&a);
+    assert_eq!(inflate_all(&out), want);
+}
+
+#[test]
+fn a_released_inflater_keeps_unread_input_and_its_window() {
+    // The second burst refers back into the first (a repeat): the window must survive.
+    let text = noise(7, 3000);
+    let mut twice = text.clone();
+    twice.extend_from_slice(&text);
+    let stream = client_stream(&[&text, &text]);
+    let mut inf = Inflater::new();
+    let cut = stream.len() / 2;
+    inf.feed(&stream[..cut]);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 100_000];
+    while let Ok(Inflated::Data(n)) = inf.read(&mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert!(inf.release());
+    assert_eq!(inf.input_capacity(), 0);
+    inf.feed(&stream[cut..]);
+    inf.feed(b"");
+    // Pending input: not released.
+    assert!(inf.pending_input() == 0 || !inf.release());
+    while let Ok(Inflated::Data(n)) = inf.read(&mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(out, twice);
+}
