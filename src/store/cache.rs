@@ -47,7 +47,7 @@ pub const COMPACT_FROM: u64 = 1024 * 1024;
 pub const MAX_FILE: u64 = 256 * 1024 * 1024;
 
 /// Folders whose cache stays loaded while no session uses it.
-const KEEP_LOADED: usize = 32;
+pub const KEEP_LOADED: usize = 32;
 
 /// Where a live record is: in the file, or (at or past `State::flushed`) in `pending`.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +80,11 @@ pub struct MailboxCache {
     state: Mutex<State>,
 }
 
-fn registry() -> &'static Mutex<Vec<(PathBuf, Arc<MailboxCache>)>> {
-    static R: OnceLock<Mutex<Vec<(PathBuf, Arc<MailboxCache>)>>> = OnceLock::new();
+/// Loaded caches, least recently used first.
+type Registry = Mutex<Vec<(PathBuf, Arc<MailboxCache>)>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| Mutex::new(Vec::new()))
 }
 
@@ -326,6 +329,8 @@ impl MailboxCache {
         let mut slots: Vec<(Box<str>, Slot)> =
             s.index.iter().map(|(k, v)| (k.clone(), *v)).collect();
         slots.sort_by_key(|(_, sl)| sl.off);
+        // Entries of messages expunged by another process (Dovecot, an MDA) go now.
+        let present = present_bases(&self.dir);
         let mut index = HashMap::with_capacity(slots.len());
         for (base, sl) in slots {
             let rec = if sl.off >= s.flushed {
@@ -338,6 +343,9 @@ impl MailboxCache {
                     .and_then(|f| f.read_exact_at(&mut b, sl.off).ok())
                     .map(|_| b)
             };
+            if present.as_ref().is_some_and(|p| !p.contains(&*base)) {
+                continue;
+            }
             let Some(rec) = rec else { continue };
             if codec::decode(&rec).is_err() {
                 continue;
@@ -459,9 +467,61 @@ impl MailboxCache {
     }
 }
 
+/// The base names of the message files in `dir`'s `cur/` and `new/`; `None` when a
+/// directory cannot be read (then nothing is dropped for being absent).
+fn present_bases(dir: &Path) -> Option<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for sub in ["new", "cur"] {
+        let rd = fs::read_dir(dir.join(sub)).ok()?;
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            out.insert(
+                crate::store::maildir::filename::split(&name)
+                    .base
+                    .to_string(),
+            );
+        }
+    }
+    Some(out)
+}
+
 impl Drop for MailboxCache {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// Messages delivered by the S3 sync up to this size are parsed into the cache on arrival
+/// (read back from the page cache); bigger ones are cached on first use.
+pub const FILL_ON_DELIVERY: u64 = 1024 * 1024;
+
+/// Fill the cache for a message just delivered to `path` in the Maildir folder `maildir`
+/// (the sync's deliveries). Best effort: any failure just leaves it to the first FETCH.
+pub fn note_delivery(maildir: &Path, path: &Path) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let base = crate::store::maildir::filename::split(name).base;
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if !md.is_file() || md.len() > FILL_ON_DELIVERY {
+        return;
+    }
+    let c = for_mailbox(maildir);
+    if c.get(base, md.len()).is_some() {
+        return;
+    }
+    let mut data = Vec::new();
+    let read = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .and_then(|f| f.take(FILL_ON_DELIVERY).read_to_end(&mut data));
+    if read.is_ok() && data.len() as u64 == md.len() {
+        c.put(base, md.len(), &compute(&crate::mime::to_crlf(&data)));
+        c.flush();
     }
 }
 

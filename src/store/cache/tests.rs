@@ -10,7 +10,9 @@ fn meta(n: u8) -> Meta {
         envelope: format!("(\"env {n}\" NIL)").into_bytes(),
         body: b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 3 1)".to_vec(),
         bodystructure: vec![n; usize::from(n)],
-        header: (n % 2 == 0).then(|| format!("Subject: {n}\r\n\r\n").into_bytes()),
+        header: n
+            .is_multiple_of(2)
+            .then(|| format!("Subject: {n}\r\n\r\n").into_bytes()),
     }
 }
 
@@ -209,4 +211,25 @@ fn compute_matches_the_mime_functions() {
     assert_eq!(m.vsize, msg.len() as u64);
     // No empty line: no header block kept.
     assert!(compute(b"From: a@b.c\r\n").header.is_none());
+}
+
+#[test]
+fn compaction_drops_messages_gone_from_the_folder() {
+    let dir = tmpdir("prune");
+    fs::create_dir_all(dir.join("new")).unwrap();
+    fs::create_dir_all(dir.join("cur")).unwrap();
+    fs::write(dir.join("cur").join("kept:2,S"), b"x").unwrap();
+    let c = fresh(&dir);
+    c.put("kept", 1, &meta(2));
+    c.put("gone", 1, &meta(3));
+    c.flush();
+    c.state.lock().unwrap().rewrite = true;
+    c.put("kept", 1, &meta(2));
+    c.flush();
+    drop(c);
+    let c = fresh(&dir);
+    assert!(c.get("kept", 1).is_some());
+    assert!(c.get("gone", 1).is_none());
+    assert_eq!(c.len(), 1);
+    let _ = fs::remove_dir_all(&dir);
 }
