@@ -122,7 +122,7 @@ def main() -> None:
             srv.stop()
             restarted = None
             if kind == "pimap":
-                if cache_bytes is None:
+                if cache_bytes is None and (box / "pimap-cache").exists():
                     cache_bytes = (box / "pimap-cache").stat().st_size
                 srv = start(kind, workdir, "pimap-bench")
                 c = login(srv)
@@ -145,8 +145,9 @@ def main() -> None:
         dc, dw, _ = by[("dovecot", label)]
         lines.append(f"| {label} | {pc:.3f} | {pw:.3f} | {pr:.3f} | {dc:.3f} | {dw:.3f} | "
                      f"{pw / dw:.2f}× |")
-    lines += ["", f"`pimap-cache` after the first command: {cache_bytes} bytes, "
-              f"{cache_bytes / a.messages:.0f} bytes per message."]
+    if cache_bytes is not None:
+        lines += ["", f"`pimap-cache` after the first command: {cache_bytes} bytes, "
+                  f"{cache_bytes / a.messages:.0f} bytes per message."]
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     shutil.rmtree(workdir, ignore_errors=True)
