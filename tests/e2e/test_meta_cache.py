@@ -175,3 +175,24 @@ def test_damaged_cache_file_is_rebuilt(pimap, workdir, request, damage):
     request.addfinalizer(pm2.stop)
     assert answers(pm2, FETCH_META, searches=False) == meta
     assert damage_lines(pm2) == []
+
+
+def test_append_and_copy_fill_the_cache(pimap):
+    """Filled on arrival: an APPENDed message and its COPY answer ENVELOPE and BODYSTRUCTURE
+    although their (shared, hard-linked) file was never readable after the APPEND."""
+    from imapwire import append
+    c = pimap.login()
+    c.ok("CREATE Other")
+    data = corpus()[3]
+    append(c, "INBOX", data)
+    [p] = list(pimap.maildir("demo").glob("cur/*"))
+    p.chmod(0)
+    c.ok("SELECT INBOX")
+    inbox = b"".join(c.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE RFC822.SIZE)").untagged)
+    assert b"ENVELOPE (" in inbox and b"BODYSTRUCTURE (" in inbox
+    c.ok("COPY 1 Other")
+    c.ok("SELECT Other")
+    other = b"".join(c.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE RFC822.SIZE)").untagged)
+    assert other == inbox
+    r = c.command("FETCH 1 BODY.PEEK[]")
+    assert not r.ok or b"NIL" in b"".join(r.untagged), r

@@ -233,3 +233,23 @@ fn compaction_drops_messages_gone_from_the_folder() {
     assert_eq!(c.len(), 1);
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn s3_deliveries_fill_the_cache() {
+    let dir = tmpdir("deliver");
+    let msg = b"From: a@example.org\nSubject: s3\n\nbody\n";
+    let mut r = &msg[..];
+    let path = crate::store::maildir::deliver_from_reader(&dir, "1.M1P1.s3", &mut r, None, 1 << 20)
+        .unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let base = crate::store::maildir::filename::split(name).base;
+    let got = for_mailbox(&dir)
+        .get(base, msg.len() as u64)
+        .expect("filled on delivery");
+    assert_eq!(*got, compute(&crate::mime::to_crlf(msg)));
+    let link = crate::store::maildir::deliver_link(&dir, "1.M2P1.s3", &path).unwrap();
+    let name = link.file_name().unwrap().to_str().unwrap();
+    let base = crate::store::maildir::filename::split(name).base;
+    assert!(for_mailbox(&dir).get(base, msg.len() as u64).is_some());
+    let _ = fs::remove_dir_all(&dir);
+}
