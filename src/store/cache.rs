@@ -527,12 +527,14 @@ pub fn note_delivery(maildir: &Path, path: &Path) {
 
 /// The metadata of a message (`msg` with CRLF line ends, as FETCH serves it).
 pub fn compute(msg: &[u8]) -> Meta {
+    // One MIME parse for all three (tests/cache_corpus.rs holds them to the one-item functions).
+    let parsed = crate::mime::Parsed::new(msg);
     let mut envelope = Vec::new();
-    crate::mime::envelope(msg, &mut envelope);
+    parsed.envelope(&mut envelope);
     let mut body = Vec::new();
-    crate::mime::body_structure(msg, false, &mut body);
+    parsed.body_structure(false, &mut body);
     let mut bodystructure = Vec::new();
-    crate::mime::body_structure(msg, true, &mut bodystructure);
+    parsed.body_structure(true, &mut bodystructure);
     let (_, end, ended) = crate::mime::parse::parse_header_ext(msg, 0);
     let header = msg
         .get(..end)
