@@ -2,8 +2,10 @@
 
 The cache answers ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE, the header sections and SEARCH
 header keys. These tests hold it to what a cache must be:
-- answers byte-identical to the uncached ones (cold, warm in the same process, warm from the
-  file after a restart) for a corpus of real messages, and no further from Dovecot's;
+- the same bytes on the first request (which fills the cache), warm in the same process and
+  from the file after a restart, for a corpus of real messages, with ENVELOPE, BODYSTRUCTURE
+  and RFC822.SIZE equal to Dovecot's (tests/cache_corpus.rs holds each cached item to the
+  uncached code path, message by message);
 - the message file is really not read: with its read permission gone, a warm FETCH ENVELOPE
   still answers (and BODY[] proves the file is unreadable);
 - never authoritative: a file rewritten under the same base name with other bytes gets fresh
