@@ -1,12 +1,13 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 3516 BINARY).
 
 use super::fetch_body::{self, BodyFile, Need};
+use super::fetch_cached;
 use super::view::flags_list;
 use super::{Action, HandlerError, Output, Session, Sink, SINK_CHUNK};
 use crate::imap::encode;
 use crate::imap::types::{Command, FetchAttr, Section, SectionText};
 use crate::mime;
-use crate::store::flag;
+use crate::store::{cache, flag};
 
 impl Session {
     pub(super) fn fetch(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
@@ -63,6 +64,8 @@ impl Session {
                 &mut out,
             );
         }
+        let cached = fetch_cached::usage(&items);
+        let cache = cached.any.then(|| cache::for_mailbox(view.mbox.path()));
         let mut missing = false;
         for i in idx {
             let msg_uid = view.msgs[i].uid;
@@ -79,7 +82,13 @@ impl Session {
                 expunged(view, &mut out);
                 continue;
             };
-            let (raw, file) = if needs_body {
+            let hit = cache
+                .as_deref()
+                .and_then(|c| fetch_cached::lookup(c, &view.mbox, msg_uid, cached));
+            let from_cache = hit
+                .as_deref()
+                .is_some_and(|h| fetch_cached::sufficient(h, cached));
+            let (raw, file) = if needs_body && !from_cache {
                 let loaded = match need {
                     Need::Streamable => view.mbox.open_message(msg_uid).and_then(BodyFile::new),
                     _ => view.mbox.read(msg_uid).map(Err),
@@ -100,10 +109,18 @@ impl Session {
             };
             let msg = raw.as_deref().map(mime::to_crlf);
             // A streamed message: only its header block is in memory.
-            let msg: &[u8] = match &file {
-                Some(f) => &f.header,
-                None => msg.as_deref().unwrap_or(&[]),
+            let msg: &[u8] = match (&file, &msg, &hit) {
+                (Some(f), _, _) => &f.header,
+                (None, Some(m), _) => m,
+                // Answered from the cache: the header block is all the header items need.
+                (None, None, Some(h)) => h.header.as_deref().unwrap_or_default(),
+                (None, None, None) => &[],
             };
+            let filled = match (&cache, &raw, &hit) {
+                (Some(c), Some(_), None) => fetch_cached::fill(c, &view.mbox, msg_uid, msg),
+                _ => None,
+            };
+            let cm = hit.as_deref().or(filled.as_deref());
             let mut flags = meta.flags.clone();
             let mut flags_changed = false;
             if sets_seen && !view.read_only && flags.system & flag::SEEN == 0 {
@@ -142,21 +159,33 @@ impl Session {
                     FetchAttr::Rfc822Size => line.extend_from_slice(
                         format!(
                             "RFC822.SIZE {}",
-                            file.as_ref().map_or(msg_len_or(&meta, msg), BodyFile::size)
+                            file.as_ref().map_or(
+                                cm.map_or(msg_len_or(&meta, msg), |c| c.vsize),
+                                BodyFile::size
+                            )
                         )
                         .as_bytes(),
                     ),
                     FetchAttr::Envelope => {
                         line.extend_from_slice(b"ENVELOPE ");
-                        mime::envelope(msg, &mut line);
+                        match cm {
+                            Some(c) => line.extend_from_slice(&c.envelope),
+                            None => mime::envelope(msg, &mut line),
+                        }
                     }
                     FetchAttr::Body => {
                         line.extend_from_slice(b"BODY ");
-                        mime::body_structure(msg, false, &mut line);
+                        match cm {
+                            Some(c) => line.extend_from_slice(&c.body),
+                            None => mime::body_structure(msg, false, &mut line),
+                        }
                     }
                     FetchAttr::BodyStructure => {
                         line.extend_from_slice(b"BODYSTRUCTURE ");
-                        mime::body_structure(msg, true, &mut line);
+                        match cm {
+                            Some(c) => line.extend_from_slice(&c.bodystructure),
+                            None => mime::body_structure(msg, true, &mut line),
+                        }
                     }
                     FetchAttr::Rfc822 => {
                         line.extend_from_slice(b"RFC822 ");
@@ -327,6 +356,9 @@ impl Session {
                     }
                 }
             }
+        }
+        if let Some(c) = &cache {
+            c.flush();
         }
         let name = if uid { "UID FETCH" } else { "FETCH" };
         if missing {

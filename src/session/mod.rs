@@ -21,6 +21,7 @@ mod compress;
 mod condstore;
 mod fetch;
 mod fetch_body;
+mod fetch_cached;
 mod idle;
 mod list;
 mod mailbox;

@@ -54,6 +54,9 @@ impl Session {
         let view = self.view_mut()?;
         view.sync(&mut out, uid)?;
         let needs_doc = needs_content(&criteria);
+        // Header keys only: the cached header block answers them (see `store::cache`).
+        let cache = (needs_doc && !needs_body(&criteria))
+            .then(|| crate::store::cache::for_mailbox(view.mbox.path()));
         let n = view.msgs.len();
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
@@ -65,9 +68,21 @@ impl Session {
             };
             let mut doc = None;
             if needs_doc {
-                match view.mbox.read(m.uid) {
-                    Ok(raw) => doc = Some(SearchDoc::new(&crate::mime::to_crlf(&raw))),
-                    Err(_) => continue,
+                doc = match cache.as_deref() {
+                    Some(c) => super::fetch_cached::header_doc(c, &view.mbox, m.uid),
+                    None => None,
+                };
+                if doc.is_none() {
+                    match view.mbox.read(m.uid) {
+                        Ok(raw) => {
+                            let msg = crate::mime::to_crlf(&raw);
+                            if let Some(c) = cache.as_deref() {
+                                super::fetch_cached::fill(c, &view.mbox, m.uid, &msg);
+                            }
+                            doc = Some(SearchDoc::new(&msg));
+                        }
+                        Err(_) => continue,
+                    }
                 }
             }
             let ctx = Ctx {
@@ -83,6 +98,9 @@ impl Session {
                 hit_uids.push(m.uid);
                 top_modseq = top_modseq.max(ctx.modseq);
             }
+        }
+        if let Some(c) = &cache {
+            c.flush();
         }
         let name = if uid { "UID SEARCH" } else { "SEARCH" };
         if let Some(returns) = returns {
@@ -225,6 +243,18 @@ fn needs_content(k: &SearchKey) -> bool {
         Not(k) => needs_content(k),
         Or(a, b) => needs_content(a) || needs_content(b),
         And(v) => v.iter().any(needs_content),
+        _ => false,
+    }
+}
+
+/// Keys that read the body, not only the header fields.
+fn needs_body(k: &SearchKey) -> bool {
+    use SearchKey::*;
+    match k {
+        Body(_) | Text(_) => true,
+        Not(k) => needs_body(k),
+        Or(a, b) => needs_body(a) || needs_body(b),
+        And(v) => v.iter().any(needs_body),
         _ => false,
     }
 }

@@ -4,6 +4,7 @@
 //! Owns: mailbox names on disk, UIDs, flags, keywords, subscriptions, delivery.
 //! Never: trusts a mailbox name or a file name from disk or the network without validating it.
 
+pub mod cache;
 pub mod maildir;
 
 pub use maildir::{

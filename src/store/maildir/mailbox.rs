@@ -9,6 +9,7 @@ use super::keywords::{self, Keywords};
 use super::lock::DotLock;
 use super::uidlist::UidList;
 use super::{io_err, new_unique, read_optional, sync_dir, uidvalidity};
+use crate::store::cache;
 use crate::store::{Flags, MessageMeta, Result, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -852,6 +853,14 @@ impl Mailbox {
         self.dir.join(loc.sub.dir()).join(&loc.name)
     }
 
+    /// The key of the message's `pimap-cache` entry: its file's base name and size on disk
+    /// (a `stat`, not an `open`); `None` when the file is not where the last scan saw it.
+    pub fn cache_key(&self, uid: u32) -> Option<(&str, u64)> {
+        let loc = self.locs.get(self.index_of(uid)?)?;
+        let md = fs::symlink_metadata(self.path_of(loc)).ok()?;
+        md.is_file().then(|| (loc.base(), md.len()))
+    }
+
     /// The message's bytes as stored.
     pub fn read(&self, uid: u32) -> Result<Vec<u8>> {
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
@@ -1095,7 +1104,14 @@ impl Mailbox {
         let tmp = self.dir.join("tmp").join(&unique);
         write_new_file(&tmp, data, mtime_of(internal_date))?;
         let (size, vsize) = (data.len() as u64, filename::vsize(data));
-        self.place_tmp(&tmp, &unique, size, vsize, &letters, &overflow)
+        let uid = self.place_tmp(&tmp, &unique, size, vsize, &letters, &overflow)?;
+        // Filled on arrival: the message is in memory now, parsed once here.
+        let base = filename::base_with_sizes(&unique, size, vsize);
+        let meta = cache::compute(&crate::mime::to_crlf(data));
+        let c = cache::for_mailbox(&self.dir);
+        c.put(&base, size, &meta);
+        c.flush();
+        Ok(uid)
     }
 
     /// Rename the complete, fsynced `tmp` file (named `unique` in this mailbox's tmp/) into
@@ -1229,6 +1245,7 @@ impl Mailbox {
     /// (source UID, new UID) pairs for the messages that still existed.
     pub fn copy_to(&self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
         dest.check_writable()?;
+        let (src_cache, dst_cache) = (cache::for_mailbox(&self.dir), cache::for_mailbox(&dest.dir));
         let mut items = Vec::new();
         let mut src_uids = Vec::new();
         let mut extras: Vec<(String, Vec<String>)> = Vec::new();
@@ -1265,6 +1282,9 @@ impl Mailbox {
                 .dir
                 .join("cur")
                 .join(filename::cur_name(&base, &letters));
+            if let Some(meta) = src_cache.get(loc.base(), phys) {
+                dst_cache.put(&base, phys, &meta);
+            }
             items.push((src, dst, base, false));
             src_uids.push(uid);
         }
@@ -1295,6 +1315,7 @@ impl Mailbox {
                 continue;
             };
             let path = self.path_of(loc);
+            cache::for_mailbox(&self.dir).forget(loc.base());
             match fs::remove_file(&path) {
                 Ok(()) => removed.push(uid),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

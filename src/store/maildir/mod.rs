@@ -612,7 +612,11 @@ pub fn deliver_from_reader(
     })();
     drop(f);
     match copied {
-        Ok(size) => publish(maildir, unique, &tmp, size),
+        Ok(size) => {
+            let path = publish(maildir, unique, &tmp, size)?;
+            crate::store::cache::note_delivery(maildir, &path);
+            Ok(path)
+        }
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
@@ -640,6 +644,7 @@ pub fn deliver_link(maildir: &Path, unique: &str, src: &Path) -> Result<PathBuf>
     match fs::hard_link(src, &dest) {
         Ok(()) => {
             sync_dir(&maildir.join("new"));
+            crate::store::cache::note_delivery(maildir, &dest);
             Ok(dest)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dest),
