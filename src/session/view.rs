@@ -34,6 +34,13 @@ pub struct View {
     /// Keywords the client was told of by a FLAGS response (RFC 3501 §7.2.6); a FETCH may
     /// carry no other keyword. Never shrinks while the mailbox is selected.
     announced: Vec<String>,
+    /// The [`Mailbox::generation`] this view last matched in full: every message of the
+    /// mailbox is in the view with the flags the client was told, no expunge is pending, and
+    /// every keyword was announced. While the mailbox keeps that generation a sync has
+    /// nothing to compare, so a command in an unchanged mailbox costs O(1).
+    synced: Option<u64>,
+    /// The generation whose keywords were last announced.
+    announced_gen: Option<u64>,
     /// What [`View::sync`] and [`View::announce_keywords`] wrote since the command began:
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
@@ -75,6 +82,8 @@ impl View {
             qresync: false,
             rev2: false,
             announced,
+            synced: None,
+            announced_gen: None,
             told: Vec::new(),
         })
     }
@@ -115,6 +124,11 @@ impl View {
     }
 
     fn announce_keywords_untracked(&mut self, out: &mut Vec<u8>) {
+        let generation = self.mbox.generation();
+        if self.announced_gen == Some(generation) {
+            return;
+        }
+        self.announced_gen = Some(generation);
         let mut grew = false;
         for k in self.mbox.keywords() {
             if !self.announced.iter().any(|a| a.eq_ignore_ascii_case(&k)) {
@@ -161,6 +175,11 @@ impl View {
 
     fn sync_inner(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
         self.mbox.refresh()?;
+        let generation = self.mbox.generation();
+        if self.synced == Some(generation) {
+            return Ok(());
+        }
+        self.synced = None;
         self.modseqs
             .observe(self.mbox.uid_validity(), self.mbox.messages())?;
         self.announce_keywords_untracked(out);
@@ -189,8 +208,10 @@ impl View {
                 );
             }
         }
+        let mut matched = 0usize;
         for (i, m) in self.msgs.iter_mut().enumerate() {
             if let Some(ix) = present(m.uid) {
+                matched += 1;
                 let cur = &current[ix];
                 if cur.flags != m.flags {
                     m.flags = cur.flags.clone();
@@ -206,6 +227,9 @@ impl View {
                 }
             }
         }
+        // Every view message is still there (no expunge pending) and, with the new ones
+        // below, every mailbox message is in the view (UIDs only grow, so none was skipped).
+        let complete = matched == self.msgs.len();
         let last_uid = self.msgs.last().map(|m| m.uid).unwrap_or(0);
         let before = self.msgs.len();
         if current.last().map(|m| m.uid > last_uid).unwrap_or(false) {
@@ -229,6 +253,9 @@ impl View {
             if !self.rev2 {
                 out.extend_from_slice(format!("* {} RECENT\r\n", self.recent()).as_bytes());
             }
+        }
+        if complete && self.msgs.len() == current.len() {
+            self.synced = Some(generation);
         }
         Ok(())
     }

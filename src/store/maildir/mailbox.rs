@@ -15,6 +15,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -437,7 +438,14 @@ pub struct Mailbox {
     last_scan: SystemTime,
     /// Messages in new/ at the last scan (STATUS RECENT).
     pub(super) in_new: u32,
+    /// Changes whenever the messages, their flags or the keywords may have changed
+    /// ([`Mailbox::generation`]).
+    generation: u64,
 }
+
+/// Source of [`Mailbox::generation`] values: process-wide, so that no two states of any
+/// mailbox object ever share a value.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Mailbox {
     pub(super) fn load(root: &Path, dir: &Path, name: &str, read_only: bool) -> Result<Mailbox> {
@@ -460,6 +468,7 @@ impl Mailbox {
             last_stamp: None,
             last_scan: UNIX_EPOCH,
             in_new: 0,
+            generation: 0,
         };
         mb.rescan()?;
         Ok(mb)
@@ -467,6 +476,18 @@ impl Mailbox {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A value that stays the same exactly while [`Mailbox::messages`] and
+    /// [`Mailbox::keywords`] are unchanged: a reader that remembers it can skip comparing
+    /// every message when it has not moved. Any rescan or write by this object gives a new
+    /// value (before it changes anything, so a failed write also counts as a change).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn touch(&mut self) {
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     }
     pub fn uid_validity(&self) -> u32 {
         self.uid_validity
@@ -542,6 +563,7 @@ impl Mailbox {
     }
 
     fn rescan(&mut self) -> Result<()> {
+        self.touch();
         if !self.dir.is_dir() {
             // Deleted or renamed by another session.
             return Err(StoreError::NotFound(self.name.clone()));
@@ -807,6 +829,7 @@ impl Mailbox {
         self.extras_id = extras_id;
         self.last_stamp = Some(st);
         self.last_scan = scan_start;
+        self.touch();
         Ok(())
     }
 
@@ -888,6 +911,7 @@ impl Mailbox {
     /// Letter indexes for keywords, adding new ones to `dovecot-keywords` under its dotlock,
     /// and the keywords left without a letter (all 26 taken) for `pimap-keywords`.
     fn keyword_indexes(&mut self, kws: &[String]) -> Result<(Vec<usize>, Vec<String>)> {
+        self.touch();
         let wanted: Vec<&String> = kws.iter().collect();
         for k in &wanted {
             if !keywords::valid_keyword(k) {
@@ -929,6 +953,7 @@ impl Mailbox {
     /// messages long gone, and write it back (tmp + fsync + rename) if anything changed. An
     /// unusable file is set aside as `pimap-keywords.corrupt` first (logged).
     fn update_extras(&mut self, change: impl FnOnce(&mut ExtraKeywords) -> bool) -> Result<()> {
+        self.touch();
         let path = self.dir.join(EXTRAS);
         let lock = DotLock::acquire(&path)?;
         let mut k = match read_optional(&path)? {
@@ -1036,6 +1061,7 @@ impl Mailbox {
 
     /// Replace a message's flags (renames the file within cur/; records new keywords).
     pub fn set_flags(&mut self, uid: u32, flags: &Flags) -> Result<()> {
+        self.touch();
         self.check_writable()?;
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
         let mut loc = self.locs.get(i).cloned().ok_or(StoreError::Expunged(uid))?;
@@ -1285,6 +1311,7 @@ impl Mailbox {
 
     /// Remove messages (RFC 3501 §6.4.3); returns the UIDs actually removed by this call.
     pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        self.touch();
         self.check_writable()?;
         let mut removed = Vec::new();
         for &uid in uids {
