@@ -6,6 +6,7 @@
 
 use crate::imap::types::{SeqNum, SequenceSet};
 use crate::store::maildir::modseq::ModSeqs;
+use crate::store::maildir::recent;
 use crate::store::{flag, Flags, Mailbox, MessageMeta, Result};
 
 /// One message as the client knows it.
@@ -50,7 +51,7 @@ pub struct View {
 impl View {
     pub fn new(mut mbox: Mailbox, read_only: bool) -> Result<View> {
         mbox.refresh()?;
-        let claimed = recent::read(mbox.path());
+        let claimed = mbox.recent_claimed();
         let msgs: Vec<ViewMsg> = mbox
             .messages()
             .iter()
@@ -61,15 +62,14 @@ impl View {
             })
             .collect();
         if !read_only {
-            recent::claim(
-                mbox.path(),
+            mbox.claim_recent(
                 msgs.last()
                     .map(|m| m.uid)
                     .unwrap_or(0)
                     .max(claimed.unwrap_or(0)),
             );
         }
-        let mut modseqs = ModSeqs::new(mbox.path());
+        let mut modseqs = mbox.mod_seqs();
         modseqs.observe(mbox.uid_validity(), mbox.messages())?;
         let announced = mbox.keywords();
         Ok(View {
@@ -234,7 +234,7 @@ impl View {
         let before = self.msgs.len();
         if current.last().map(|m| m.uid > last_uid).unwrap_or(false) {
             // New messages are \Recent for the first read-write session that sees them.
-            let claimed = recent::read(self.mbox.path());
+            let claimed = self.mbox.recent_claimed();
             let mut top = last_uid;
             for m in current.iter().filter(|m| m.uid > last_uid) {
                 self.msgs.push(ViewMsg {
@@ -245,7 +245,7 @@ impl View {
                 top = m.uid;
             }
             if !self.read_only {
-                recent::claim(self.mbox.path(), top.max(claimed.unwrap_or(0)));
+                self.mbox.claim_recent(top.max(claimed.unwrap_or(0)));
             }
         }
         if self.msgs.len() != before {
@@ -368,41 +368,3 @@ pub const SYSTEM_FLAGS: [(u8, &str); 5] = [
     (flag::SEEN, "\\Seen"),
     (flag::DRAFT, "\\Draft"),
 ];
-
-/// IMAP `\Recent` (RFC 3501 §2.3.2): a message is recent for the first session that selects its
-/// mailbox read-write after it arrived. Dovecot keeps this in its index; pimap keeps the highest
-/// UID already claimed in a small file `pimap-recent` beside `dovecot-uidlist` (Dovecot ignores
-/// it). With no marker yet every message counts as recent once, as Dovecot does with a new index.
-pub mod recent {
-    use crate::store::MessageMeta;
-    use std::path::Path;
-
-    const FILE: &str = "pimap-recent";
-
-    /// The highest UID claimed so far (0 when there is no valid marker yet).
-    pub fn read(dir: &Path) -> Option<u32> {
-        let s = std::fs::read_to_string(dir.join(FILE)).unwrap_or_default();
-        Some(s.trim().parse().unwrap_or(0))
-    }
-
-    pub fn is_recent(claimed: Option<u32>, m: &MessageMeta) -> bool {
-        match claimed {
-            Some(c) => m.uid > c,
-            None => m.recent,
-        }
-    }
-
-    /// Record that UIDs up to `uid` have been seen by a read-write session (write + rename).
-    pub fn claim(dir: &Path, uid: u32) {
-        if read(dir) == Some(uid) {
-            return;
-        }
-        let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-        let res = std::fs::write(&tmp, format!("{uid}\n"))
-            .and_then(|_| std::fs::rename(&tmp, dir.join(FILE)));
-        if let Err(e) = res {
-            let _ = std::fs::remove_file(&tmp);
-            log::warn!("cannot record recent marker in {}: {e}", dir.display());
-        }
-    }
-}

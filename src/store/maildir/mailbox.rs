@@ -503,6 +503,12 @@ impl Mailbox {
         &self.dir
     }
 
+    /// The directories whose changes (by any process) may change this mailbox: for a watcher
+    /// such as IDLE's.
+    pub fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone(), self.dir.join("new"), self.dir.join("cur")]
+    }
+
     /// Keywords defined for this mailbox (for FLAGS / PERMANENTFLAGS), plus `$Forwarded` when
     /// a message carries the maildir `P` flag.
     pub fn keywords(&self) -> Vec<String> {
