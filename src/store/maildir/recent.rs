@@ -28,7 +28,10 @@ fn claim(dir: &Path, uid: u32) {
     if read(dir) == Some(uid) {
         return;
     }
-    let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
+    // Sessions of one process claim concurrently: each writes its own temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{FILE}.{}.{n}.tmp", std::process::id()));
     let res = std::fs::write(&tmp, format!("{uid}\n"))
         .and_then(|_| std::fs::rename(&tmp, dir.join(FILE)));
     if let Err(e) = res {
