@@ -12,7 +12,7 @@
 use super::view::{flags_list, ranges_text, View};
 use super::{Action, HandlerError, Output, Session, State};
 use crate::imap::types::{QresyncParams, SeqNum, SequenceSet};
-use crate::store::maildir::modseq::{ModSeqFile, ModSeqs};
+use crate::store::maildir::modseq::ModSeqFile;
 
 /// Extensions this session has enabled (RFC 5161 ENABLE, or implicitly, RFC 7162 §3.1).
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,7 +123,7 @@ impl Session {
     /// STATUS HIGHESTMODSEQ (RFC 7162 §3.1.2.1 / §6) of a mailbox that need not be selected.
     pub(super) fn highest_modseq(&self, name: &str) -> Result<u64, HandlerError> {
         let mb = self.store()?.open_mailbox(name, true)?;
-        let mut m = ModSeqs::new(mb.path());
+        let mut m = mb.mod_seqs();
         m.observe(mb.uid_validity(), mb.messages())?;
         Ok(m.highest())
     }

@@ -84,10 +84,7 @@ impl Session {
     /// own directory, `new/` and `cur/`. Empty when no mailbox is selected.
     pub fn watch_paths(&self) -> Vec<PathBuf> {
         match &self.state {
-            State::Selected { view, .. } => {
-                let dir = view.mbox.path();
-                vec![dir.to_path_buf(), dir.join("new"), dir.join("cur")]
-            }
+            State::Selected { view, .. } => view.mbox.watch_paths(),
             _ => Vec::new(),
         }
     }

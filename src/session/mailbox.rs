@@ -238,7 +238,7 @@ impl Session {
         let mut st = self.store()?.status(name)?;
         if items.contains(&StatusItem::Recent) {
             let mb = self.store()?.open_mailbox(name, true)?;
-            if let Some(c) = super::view::recent::read(mb.path()) {
+            if let Some(c) = mb.recent_claimed() {
                 st.recent = mb.messages().iter().filter(|m| m.uid > c).count() as u32;
             }
         }

@@ -6,6 +6,7 @@
 
 use crate::imap::types::{SeqNum, SequenceSet};
 use crate::store::maildir::modseq::ModSeqs;
+use crate::store::maildir::recent;
 use crate::store::{flag, Flags, Mailbox, MessageMeta, Result};
 
 /// One message as the client knows it.
@@ -34,6 +35,13 @@ pub struct View {
     /// Keywords the client was told of by a FLAGS response (RFC 3501 §7.2.6); a FETCH may
     /// carry no other keyword. Never shrinks while the mailbox is selected.
     announced: Vec<String>,
+    /// The [`Mailbox::generation`] this view last matched in full: every message of the
+    /// mailbox is in the view with the flags the client was told, no expunge is pending, and
+    /// every keyword was announced. While the mailbox keeps that generation a sync has
+    /// nothing to compare, so a command in an unchanged mailbox costs O(1).
+    synced: Option<u64>,
+    /// The generation whose keywords were last announced.
+    announced_gen: Option<u64>,
     /// What [`View::sync`] and [`View::announce_keywords`] wrote since the command began:
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
@@ -43,7 +51,7 @@ pub struct View {
 impl View {
     pub fn new(mut mbox: Mailbox, read_only: bool) -> Result<View> {
         mbox.refresh()?;
-        let claimed = recent::read(mbox.path());
+        let claimed = mbox.recent_claimed();
         let msgs: Vec<ViewMsg> = mbox
             .messages()
             .iter()
@@ -54,15 +62,14 @@ impl View {
             })
             .collect();
         if !read_only {
-            recent::claim(
-                mbox.path(),
+            mbox.claim_recent(
                 msgs.last()
                     .map(|m| m.uid)
                     .unwrap_or(0)
                     .max(claimed.unwrap_or(0)),
             );
         }
-        let mut modseqs = ModSeqs::new(mbox.path());
+        let mut modseqs = mbox.mod_seqs();
         modseqs.observe(mbox.uid_validity(), mbox.messages())?;
         let announced = mbox.keywords();
         Ok(View {
@@ -75,6 +82,8 @@ impl View {
             qresync: false,
             rev2: false,
             announced,
+            synced: None,
+            announced_gen: None,
             told: Vec::new(),
         })
     }
@@ -115,6 +124,11 @@ impl View {
     }
 
     fn announce_keywords_untracked(&mut self, out: &mut Vec<u8>) {
+        let generation = self.mbox.generation();
+        if self.announced_gen == Some(generation) {
+            return;
+        }
+        self.announced_gen = Some(generation);
         let mut grew = false;
         for k in self.mbox.keywords() {
             if !self.announced.iter().any(|a| a.eq_ignore_ascii_case(&k)) {
@@ -161,6 +175,11 @@ impl View {
 
     fn sync_inner(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
         self.mbox.refresh()?;
+        let generation = self.mbox.generation();
+        if self.synced == Some(generation) {
+            return Ok(());
+        }
+        self.synced = None;
         self.modseqs
             .observe(self.mbox.uid_validity(), self.mbox.messages())?;
         self.announce_keywords_untracked(out);
@@ -189,8 +208,10 @@ impl View {
                 );
             }
         }
+        let mut matched = 0usize;
         for (i, m) in self.msgs.iter_mut().enumerate() {
             if let Some(ix) = present(m.uid) {
+                matched += 1;
                 let cur = &current[ix];
                 if cur.flags != m.flags {
                     m.flags = cur.flags.clone();
@@ -206,11 +227,14 @@ impl View {
                 }
             }
         }
+        // Every view message is still there (no expunge pending) and, with the new ones
+        // below, every mailbox message is in the view (UIDs only grow, so none was skipped).
+        let complete = matched == self.msgs.len();
         let last_uid = self.msgs.last().map(|m| m.uid).unwrap_or(0);
         let before = self.msgs.len();
         if current.last().map(|m| m.uid > last_uid).unwrap_or(false) {
             // New messages are \Recent for the first read-write session that sees them.
-            let claimed = recent::read(self.mbox.path());
+            let claimed = self.mbox.recent_claimed();
             let mut top = last_uid;
             for m in current.iter().filter(|m| m.uid > last_uid) {
                 self.msgs.push(ViewMsg {
@@ -221,7 +245,7 @@ impl View {
                 top = m.uid;
             }
             if !self.read_only {
-                recent::claim(self.mbox.path(), top.max(claimed.unwrap_or(0)));
+                self.mbox.claim_recent(top.max(claimed.unwrap_or(0)));
             }
         }
         if self.msgs.len() != before {
@@ -229,6 +253,9 @@ impl View {
             if !self.rev2 {
                 out.extend_from_slice(format!("* {} RECENT\r\n", self.recent()).as_bytes());
             }
+        }
+        if complete && self.msgs.len() == current.len() {
+            self.synced = Some(generation);
         }
         Ok(())
     }
@@ -341,41 +368,3 @@ pub const SYSTEM_FLAGS: [(u8, &str); 5] = [
     (flag::SEEN, "\\Seen"),
     (flag::DRAFT, "\\Draft"),
 ];
-
-/// IMAP `\Recent` (RFC 3501 §2.3.2): a message is recent for the first session that selects its
-/// mailbox read-write after it arrived. Dovecot keeps this in its index; pimap keeps the highest
-/// UID already claimed in a small file `pimap-recent` beside `dovecot-uidlist` (Dovecot ignores
-/// it). With no marker yet every message counts as recent once, as Dovecot does with a new index.
-pub mod recent {
-    use crate::store::MessageMeta;
-    use std::path::Path;
-
-    const FILE: &str = "pimap-recent";
-
-    /// The highest UID claimed so far (0 when there is no valid marker yet).
-    pub fn read(dir: &Path) -> Option<u32> {
-        let s = std::fs::read_to_string(dir.join(FILE)).unwrap_or_default();
-        Some(s.trim().parse().unwrap_or(0))
-    }
-
-    pub fn is_recent(claimed: Option<u32>, m: &MessageMeta) -> bool {
-        match claimed {
-            Some(c) => m.uid > c,
-            None => m.recent,
-        }
-    }
-
-    /// Record that UIDs up to `uid` have been seen by a read-write session (write + rename).
-    pub fn claim(dir: &Path, uid: u32) {
-        if read(dir) == Some(uid) {
-            return;
-        }
-        let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-        let res = std::fs::write(&tmp, format!("{uid}\n"))
-            .and_then(|_| std::fs::rename(&tmp, dir.join(FILE)));
-        if let Err(e) = res {
-            let _ = std::fs::remove_file(&tmp);
-            log::warn!("cannot record recent marker in {}: {e}", dir.display());
-        }
-    }
-}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 
 import pytest
 
@@ -37,6 +38,8 @@ class ViewModel:
         self.c = conn
         self.uids: list[int | None] = []  # index = sequence number - 1
         self.keywords: set[str] = set()
+        # Flags last told per UID (FETCH FLAGS, solicited or not), without \Recent.
+        self.flags: dict[int, set[str]] = {}
         self.errors: list[str] = []
         self.check(select_response, "SELECT")
 
@@ -61,7 +64,9 @@ class ViewModel:
                 if not 1 <= n <= len(self.uids):
                     self.fail(f"{cmd}: EXPUNGE outside the {len(self.uids)} known messages", raw)
                     continue
-                del self.uids[n - 1]
+                gone = self.uids.pop(n - 1)
+                if gone is not None:
+                    self.flags.pop(gone, None)
             elif kind == "FETCH":
                 if not 1 <= n <= len(self.uids):
                     self.fail(f"{cmd}: FETCH outside the {len(self.uids)} known messages", raw)
@@ -78,6 +83,9 @@ class ViewModel:
                     if (below and max(below) >= uid) or (above and min(above) <= uid):
                         self.fail(f"{cmd}: UIDs out of order {self.uids}", raw)
                 if "FLAGS" in items:
+                    if self.uids[n - 1] is not None:
+                        told = {f.lower() for f in flags(items["FLAGS"])} - {"\\recent"}
+                        self.flags[self.uids[n - 1]] = told
                     for f in flags(items["FLAGS"]):
                         if f not in SYSTEM and f.lower() not in self.keywords:
                             self.fail(f"{cmd}: keyword {f} used before a FLAGS response announced it", raw)
@@ -88,6 +96,27 @@ class ViewModel:
         if r.status not in allow:
             self.fail(f"{cmd}: {r.status} where {allow} was expected", r.line)
         return r
+
+
+def settled_view_matches(model: ViewModel, server) -> None:
+    """Once every writer has been quiet for longer than any mtime granularity, one NOOP tells
+    the client of every change: its UIDs and the flags it was last told equal the mailbox's."""
+    time.sleep(1.2)
+    model.run("NOOP")
+    truth_conn = server.login(name="truth")
+    truth_conn.ok("EXAMINE INBOX")
+    nonempty = bool(truth_conn.ok("SEARCH ALL").search())
+    fetched = truth_conn.ok("FETCH 1:* (UID FLAGS)").fetches() if nonempty else {}
+    truth_conn.ok("LOGOUT")
+    truth = {int(v["UID"]): {f.lower() for f in flags(v["FLAGS"])} - {"\\recent"}
+             for v in fetched.values()}
+    for uid, told in model.flags.items():
+        if uid in truth and told != truth[uid]:
+            model.fail(f"UID {uid}: told {sorted(told)}, mailbox has {sorted(truth[uid])}", b"")
+    known = [u for u in model.uids if u is not None]
+    if any(u not in truth for u in known) or len(model.uids) != len(truth):
+        model.fail(f"view {model.uids} after a settled NOOP, mailbox has {sorted(truth)}", b"")
+    assert not model.errors, "\n".join(model.errors)
 
 
 def external_writer(maildir, rng: random.Random) -> None:
@@ -173,6 +202,8 @@ def test_random_changes_between_commands_stay_inside_the_view(server, seed):
         else:
             model.run("CHECK")
         assert not model.errors, "\n".join(model.errors)
+        if step % 30 == 29:
+            settled_view_matches(model, server)
     # Quiet now: after a NOOP the client's numbering is the server's.
     model.run("NOOP")
     r = model.run("FETCH 1:* (UID)") if model.uids else None
@@ -242,6 +273,8 @@ def test_dovecot_and_pimap_writing_the_same_maildir_stay_inside_the_view(both, o
             if r.status == "NO":
                 assert r.code == "EXPUNGEISSUED", r.line
         assert not model.errors, "\n".join(model.errors)
+        if step % 40 == 39:
+            settled_view_matches(model, obs_srv)
     model.run("NOOP")
     assert not model.errors, "\n".join(model.errors)
     writers[1].ok("NOOP")  # its own view up to date first

@@ -4,10 +4,12 @@
 //! than the stale timeout (Dovecot's uidlist default: 2 minutes) is removed and retaken.
 
 use crate::store::{Result, StoreError};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long to wait for a busy lock before giving up with `Locked`.
@@ -19,6 +21,52 @@ pub struct DotLock {
     lock: PathBuf,
     target: PathBuf,
     file: Option<File>,
+    /// This lock's entry in [`GATE`], released on drop.
+    _gate: Gate,
+}
+
+/// The writer lock inside the process: the lock files its sessions hold. A session waiting
+/// for another session of this process sleeps on [`GATE_FREED`] and wakes when the lock is
+/// released, instead of polling the lock file; the lock file itself then only ever waits for
+/// another process (Dovecot, an MDA), and is taken once per write.
+static GATE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static GATE_FREED: Condvar = Condvar::new();
+
+/// A path held in [`GATE`] (removed and waiters woken on drop).
+struct Gate(PathBuf);
+
+impl Gate {
+    fn enter(lock: &Path, deadline: Instant) -> Result<Gate> {
+        let mut held = GATE.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let set = held.get_or_insert_with(HashSet::new);
+            if set.insert(lock.to_path_buf()) {
+                return Ok(Gate(lock.to_path_buf()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Locked(format!(
+                    "{} is held by another session",
+                    lock.display()
+                )));
+            }
+            held = GATE_FREED
+                .wait_timeout(held, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let mut held = GATE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = held.as_mut() {
+            set.remove(&self.0);
+        }
+        drop(held);
+        GATE_FREED.notify_all();
+    }
 }
 
 impl DotLock {
@@ -32,6 +80,7 @@ impl DotLock {
         lock.push(".lock");
         let lock = PathBuf::from(lock);
         let start = Instant::now();
+        let gate = Gate::enter(&lock, start + timeout)?;
         let mut delay = Duration::from_millis(5);
         loop {
             match OpenOptions::new()
@@ -45,6 +94,7 @@ impl DotLock {
                         lock,
                         target: target.to_path_buf(),
                         file: Some(file),
+                        _gate: gate,
                     })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -111,12 +161,51 @@ impl Drop for DotLock {
         if !self.lock.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.lock);
         }
+        // `_gate` is dropped after this: the lock file is gone before a waiter of this
+        // process is woken.
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_of_the_process_queue_on_the_gate_and_other_processes_on_the_file() {
+        let dir = crate::store::maildir::test_dir("lock-gate");
+        let target = dir.join("f");
+        std::fs::write(&target, "0").unwrap();
+        // Eight threads each add one under the lock: none is lost, none times out.
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    let l = DotLock::acquire(&target).unwrap();
+                    let n: u32 = std::fs::read_to_string(&target).unwrap().parse().unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                    l.replace((n + 1).to_string().as_bytes()).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "8");
+        // Held in this process: a second taker times out with Locked, then gets it once
+        // the first is dropped.
+        let l = DotLock::acquire(&target).unwrap();
+        let r = DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER);
+        assert!(matches!(r, Err(StoreError::Locked(_))));
+        drop(l);
+        drop(DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER).unwrap());
+        // A lock file made by another process still excludes us, though the gate is free.
+        std::fs::write(dir.join("f.lock"), "").unwrap();
+        let r = DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER);
+        assert!(matches!(r, Err(StoreError::Locked(_))));
+        std::fs::remove_file(dir.join("f.lock")).unwrap();
+        drop(DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER).unwrap());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn exclusive_replace_and_stale() {

@@ -16,6 +16,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -438,7 +439,14 @@ pub struct Mailbox {
     last_scan: SystemTime,
     /// Messages in new/ at the last scan (STATUS RECENT).
     pub(super) in_new: u32,
+    /// Changes whenever the messages, their flags or the keywords may have changed
+    /// ([`Mailbox::generation`]).
+    generation: u64,
 }
+
+/// Source of [`Mailbox::generation`] values: process-wide, so that no two states of any
+/// mailbox object ever share a value.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Mailbox {
     pub(super) fn load(root: &Path, dir: &Path, name: &str, read_only: bool) -> Result<Mailbox> {
@@ -461,6 +469,7 @@ impl Mailbox {
             last_stamp: None,
             last_scan: UNIX_EPOCH,
             in_new: 0,
+            generation: 0,
         };
         mb.rescan()?;
         Ok(mb)
@@ -468,6 +477,18 @@ impl Mailbox {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A value that stays the same exactly while [`Mailbox::messages`] and
+    /// [`Mailbox::keywords`] are unchanged: a reader that remembers it can skip comparing
+    /// every message when it has not moved. Any rescan or write by this object gives a new
+    /// value (before it changes anything, so a failed write also counts as a change).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn touch(&mut self) {
+        self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     }
     pub fn uid_validity(&self) -> u32 {
         self.uid_validity
@@ -481,6 +502,12 @@ impl Mailbox {
     /// The mailbox directory (holding cur/ new/ tmp/).
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The directories whose changes (by any process) may change this mailbox: for a watcher
+    /// such as IDLE's.
+    pub fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone(), self.dir.join("new"), self.dir.join("cur")]
     }
 
     /// Keywords defined for this mailbox (for FLAGS / PERMANENTFLAGS), plus `$Forwarded` when
@@ -543,6 +570,7 @@ impl Mailbox {
     }
 
     fn rescan(&mut self) -> Result<()> {
+        self.touch();
         if !self.dir.is_dir() {
             // Deleted or renamed by another session.
             return Err(StoreError::NotFound(self.name.clone()));
@@ -808,6 +836,7 @@ impl Mailbox {
         self.extras_id = extras_id;
         self.last_stamp = Some(st);
         self.last_scan = scan_start;
+        self.touch();
         Ok(())
     }
 
@@ -897,6 +926,7 @@ impl Mailbox {
     /// Letter indexes for keywords, adding new ones to `dovecot-keywords` under its dotlock,
     /// and the keywords left without a letter (all 26 taken) for `pimap-keywords`.
     fn keyword_indexes(&mut self, kws: &[String]) -> Result<(Vec<usize>, Vec<String>)> {
+        self.touch();
         let wanted: Vec<&String> = kws.iter().collect();
         for k in &wanted {
             if !keywords::valid_keyword(k) {
@@ -938,6 +968,7 @@ impl Mailbox {
     /// messages long gone, and write it back (tmp + fsync + rename) if anything changed. An
     /// unusable file is set aside as `pimap-keywords.corrupt` first (logged).
     fn update_extras(&mut self, change: impl FnOnce(&mut ExtraKeywords) -> bool) -> Result<()> {
+        self.touch();
         let path = self.dir.join(EXTRAS);
         let lock = DotLock::acquire(&path)?;
         let mut k = match read_optional(&path)? {
@@ -1045,6 +1076,7 @@ impl Mailbox {
 
     /// Replace a message's flags (renames the file within cur/; records new keywords).
     pub fn set_flags(&mut self, uid: u32, flags: &Flags) -> Result<()> {
+        self.touch();
         self.check_writable()?;
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
         let mut loc = self.locs.get(i).cloned().ok_or(StoreError::Expunged(uid))?;
@@ -1305,6 +1337,7 @@ impl Mailbox {
 
     /// Remove messages (RFC 3501 §6.4.3); returns the UIDs actually removed by this call.
     pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        self.touch();
         self.check_writable()?;
         let mut removed = Vec::new();
         for &uid in uids {

@@ -18,6 +18,7 @@ pub mod lock;
 mod mailbox;
 pub mod modseq;
 pub mod name;
+pub mod recent;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;

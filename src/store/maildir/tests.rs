@@ -633,3 +633,41 @@ fn a_spool_dropped_before_it_is_placed_leaves_nothing() {
     drop(sp);
     assert_eq!(names_in(&s.root().join("tmp")), Vec::<String>::new());
 }
+
+#[test]
+fn generation_holds_while_nothing_changes_and_moves_with_every_change() {
+    let (_t, s) = store("generation");
+    let mut a = s.open_mailbox("INBOX", false).unwrap();
+    let mut b = s.open_mailbox("INBOX", false).unwrap();
+    let u = b
+        .append(b"Subject: a\n\n1\n", &Flags::default(), None)
+        .unwrap();
+    // Settled: refreshes that find nothing new keep the generation.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.refresh().unwrap();
+    let g = a.generation();
+    a.refresh().unwrap();
+    a.refresh().unwrap();
+    assert_eq!(a.generation(), g);
+    assert_eq!(a.messages().len(), 1);
+    // Its own writes move it, even one that fails.
+    a.set_flags(u, &kw(flag::SEEN, &[])).unwrap();
+    let g1 = a.generation();
+    assert_ne!(g1, g);
+    assert!(a.set_flags(u + 7, &kw(flag::SEEN, &[])).is_err());
+    assert_ne!(a.generation(), g1);
+    // Another instance's flag change, seen by a's refresh, moves it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.refresh().unwrap();
+    let g2 = a.generation();
+    b.refresh().unwrap();
+    b.set_flags(u, &kw(flag::FLAGGED, &["Work"])).unwrap();
+    a.refresh().unwrap();
+    assert_ne!(a.generation(), g2);
+    assert_eq!(a.messages()[0].flags, kw(flag::FLAGGED, &["Work"]));
+    // And so does an expunge, and generations of two objects never coincide.
+    let g3 = a.generation();
+    a.expunge(&[u]).unwrap();
+    assert_ne!(a.generation(), g3);
+    assert_ne!(a.generation(), b.generation());
+}
