@@ -906,8 +906,13 @@ impl Mailbox {
             }
             return Ok((idx, overflow));
         }
+        // Dovecot adds keywords to dovecot-keywords only under the uidlist lock (and then
+        // under dovecot-keywords.lock, which it removes unasked first): take both, in that
+        // order, and re-read the file under them, so no letter is ever given twice.
+        let _uidlist = DotLock::acquire(&self.dir.join(UIDLIST))?;
         let path = self.dir.join(KEYWORDS);
         let lock = DotLock::acquire(&path)?;
+        let old_mtime = fs::metadata(&path).ok().map(|md| mtime_secs(&md));
         let mut kw = read_keywords(&self.dir)?;
         let before = kw.clone();
         let mut out = Vec::new();
@@ -919,7 +924,14 @@ impl Mailbox {
             }
         }
         if kw != before {
-            lock.replace(kw.serialize().as_bytes())?;
+            // Dovecot re-reads the file only when its mtime (whole seconds) changed.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let secs = old_mtime.map_or(now, |old| now.max(old.saturating_add(1)));
+            let mtime = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+            lock.replace_with_mtime(kw.serialize().as_bytes(), Some(mtime))?;
         }
         self.keywords = kw;
         Ok((out, overflow))
@@ -1499,6 +1511,81 @@ mod perf_paths {
             .messages()
             .iter()
             .all(|m| m.size == 3 && m.flags.system == crate::store::flag::SEEN));
+        let _ = fs::remove_dir_all(&d);
+    }
+}
+
+#[cfg(test)]
+mod keyword_locks {
+    //! dovecot-keywords is shared with Dovecot, which adds to it under the uidlist lock and
+    //! notices changes by mtime.
+    use super::super::{test_dir, UserStore};
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn kw(k: &str) -> Flags {
+        Flags {
+            system: 0,
+            keywords: vec![k.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_new_keyword_waits_for_the_uidlist_lock_and_keeps_the_letters_given_meanwhile() {
+        let d = test_dir("kw-uidlist-lock");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        // "Dovecot" holds the uidlist lock while it gives letter a to "theirs" (it writes
+        // dovecot-keywords from memory, as Dovecot does).
+        let held = DotLock::acquire(&root.join(UIDLIST)).unwrap();
+        let r2 = root.clone();
+        let dovecot = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            fs::write(r2.join(KEYWORDS), "0 theirs\n").unwrap();
+            drop(held);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        mb.append(b"a\r\n", &kw("mine"), None).unwrap();
+        dovecot.join().unwrap();
+        let text = fs::read_to_string(root.join(KEYWORDS)).unwrap();
+        assert_eq!(text, "0 theirs\n1 mine\n");
+        let name = fs::read_dir(root.join("cur"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        assert!(name.ends_with(":2,b"), "{name}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn dovecot_keywords_mtime_grows_by_whole_seconds() {
+        let d = test_dir("kw-mtime");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        mb.append(b"a\r\n", &kw("one"), None).unwrap();
+        // Dovecot may have set it ahead of the clock (it does so itself).
+        let ahead = SystemTime::now() + Duration::from_secs(100);
+        let f = fs::File::options()
+            .write(true)
+            .open(root.join(KEYWORDS))
+            .unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(ahead))
+            .unwrap();
+        drop(f);
+        let before = fs::metadata(root.join(KEYWORDS)).unwrap().mtime();
+        mb.append(b"b\r\n", &kw("two"), None).unwrap();
+        let after = fs::metadata(root.join(KEYWORDS)).unwrap().mtime();
+        assert_eq!(after, before + 1);
+        assert_eq!(
+            fs::read_to_string(root.join(KEYWORDS)).unwrap(),
+            "0 one\n1 two\n"
+        );
         let _ = fs::remove_dir_all(&d);
     }
 }
