@@ -93,6 +93,44 @@ fn stale_reason(lock: &Path, md: &std::fs::Metadata, stale: Duration) -> Option<
     }
 }
 
+/// Create `lock` already holding `<pid>:<host>` (never empty, even if this process is
+/// killed meanwhile: a lock without a PID would block the mailbox for the whole stale
+/// timeout): the content goes into a file of our own, hard-linked to the lock name (fails
+/// with `AlreadyExists` when held), as Dovecot's non-`O_EXCL` dotlocks do. Where hard
+/// links are not supported, `O_EXCL` then write.
+fn create_named(lock: &Path) -> std::io::Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let me = format!("{}:{}", std::process::id(), host());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp = lock.as_os_str().to_owned();
+    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let linked = f
+        .write_all(me.as_bytes())
+        .and_then(|()| std::fs::hard_link(&tmp, lock));
+    drop(f);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            // No hard links here (some network or FUSE file systems).
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(lock)?;
+            f.write_all(me.as_bytes()).inspect_err(|_| {
+                let _ = std::fs::remove_file(lock);
+            })
+        }
+        other => other,
+    }
+}
+
 impl DotLock {
     /// Lock `target` with the default timeouts.
     pub fn acquire(target: &Path) -> Result<DotLock> {
@@ -106,25 +144,14 @@ impl DotLock {
         let start = Instant::now();
         let mut delay = Duration::from_millis(5);
         loop {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&lock)
-            {
-                Ok(mut file) => {
-                    let me = format!("{}:{}", std::process::id(), host());
-                    let mut held = DotLock {
+            match create_named(&lock) {
+                Ok(()) => {
+                    let id = std::fs::symlink_metadata(&lock).ok().map(|m| file_id(&m));
+                    return Ok(DotLock {
                         lock,
                         target: target.to_path_buf(),
-                        id: None,
-                    };
-                    held.id = file.metadata().ok().map(|m| file_id(&m));
-                    file.write_all(me.as_bytes()).map_err(|e| {
-                        StoreError::Io(format!("writing lock {}", held.lock.display()), e)
-                    })?;
-                    held.id = file.metadata().ok().map(|m| file_id(&m));
-                    return Ok(held);
+                        id,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
@@ -228,6 +255,12 @@ mod tests {
         // The lock names its holder like Dovecot's: <pid>:<host>.
         let content = std::fs::read_to_string(dir.join("f.lock")).unwrap();
         assert_eq!(content, format!("{}:{}", std::process::id(), host()));
+        // Born with that content (hard-linked), nothing else left in the directory.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
         let r = DotLock::acquire_with(&target, Duration::from_millis(50), STALE_AFTER);
         assert!(matches!(r, Err(StoreError::Locked(_))));
         l.replace(b"new").unwrap();
