@@ -841,6 +841,11 @@ impl Mailbox {
     }
 
     fn flags_of(&self, name: &str) -> Flags {
+        self.flags_with_extras(name, true)
+    }
+
+    /// A file name's flags, with (or without) the message's keywords from `pimap-keywords`.
+    fn flags_with_extras(&self, name: &str, with_extras: bool) -> Flags {
         let parts = filename::split(name);
         let l = filename::decode_letters(parts.letters);
         let mut keywords: Vec<String> = l
@@ -848,7 +853,12 @@ impl Mailbox {
             .iter()
             .filter_map(|&i| self.keywords.get(i).map(str::to_string))
             .collect();
-        for k in self.extras.get(parts.base) {
+        let extras = if with_extras {
+            self.extras.get(parts.base)
+        } else {
+            &[]
+        };
+        for k in extras {
             if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
                 keywords.push(k.clone());
             }
@@ -945,8 +955,13 @@ impl Mailbox {
             }
             return Ok((idx, overflow));
         }
+        // Dovecot adds keywords to dovecot-keywords only under the uidlist lock (and then
+        // under dovecot-keywords.lock, which it removes unasked first): take both, in that
+        // order, and re-read the file under them, so no letter is ever given twice.
+        let _uidlist = DotLock::acquire(&self.dir.join(UIDLIST))?;
         let path = self.dir.join(KEYWORDS);
         let lock = DotLock::acquire(&path)?;
+        let old_mtime = fs::metadata(&path).ok().map(|md| mtime_secs(&md));
         let mut kw = read_keywords(&self.dir)?;
         let before = kw.clone();
         let mut out = Vec::new();
@@ -958,7 +973,14 @@ impl Mailbox {
             }
         }
         if kw != before {
-            lock.replace(kw.serialize().as_bytes())?;
+            // Dovecot re-reads the file only when its mtime (whole seconds) changed.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let secs = old_mtime.map_or(now, |old| now.max(old.saturating_add(1)));
+            let mtime = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+            lock.replace_with_mtime(kw.serialize().as_bytes(), Some(mtime))?;
         }
         self.keywords = kw;
         Ok((out, overflow))
@@ -1074,22 +1096,74 @@ impl Mailbox {
         Ok((filename::encode_letters(&l), overflow))
     }
 
-    /// Replace a message's flags (renames the file within cur/; records new keywords).
+    /// Set a message's flags to `flags` (renames the file within cur/; records new
+    /// keywords). Only what differs from the flags of the last `refresh` is changed, and it
+    /// is applied to the message's state on disk at that moment (its current file name,
+    /// `pimap-keywords` re-read under its lock), so flags other sessions or processes
+    /// changed meanwhile are kept, as when Dovecot applies a STORE.
     pub fn set_flags(&mut self, uid: u32, flags: &Flags) -> Result<()> {
         self.touch();
         self.check_writable()?;
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
         let mut loc = self.locs.get(i).cloned().ok_or(StoreError::Expunged(uid))?;
+        let seen = self
+            .messages
+            .get(i)
+            .map(|m| m.flags.clone())
+            .unwrap_or_default();
+        let has = |set: &[String], k: &str| set.iter().any(|x| x.eq_ignore_ascii_case(k));
+        let added: Vec<String> = (flags.keywords.iter())
+            .filter(|k| !has(&seen.keywords, k))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = (seen.keywords.iter())
+            .filter(|k| !has(&flags.keywords, k))
+            .cloned()
+            .collect();
+        let (set_sys, clear_sys) = (flags.system & !seen.system, seen.system & !flags.system);
+        let apply = |cur: &Flags| -> Flags {
+            let mut keywords: Vec<String> = (cur.keywords.iter())
+                .filter(|k| !has(&removed, k))
+                .cloned()
+                .collect();
+            for k in &added {
+                if !has(&keywords, k) {
+                    keywords.push(k.clone());
+                }
+            }
+            Flags {
+                system: (cur.system & !clear_sys) | set_sys,
+                keywords,
+            }
+        };
         // Keywords without a letter first: if they cannot be stored, nothing changes.
-        let old_letters = filename::split(&loc.name).letters.to_string();
-        let (_, overflow) = self.letters_for(flags, &old_letters)?;
-        if self.extras.get(loc.base()) != overflow.as_slice() {
-            let base = loc.base().to_string();
-            self.update_extras(|k| k.set(&base, &overflow))?;
+        let (_, overflow) = self.letters_for(
+            &Flags {
+                system: 0,
+                keywords: added.clone(),
+            },
+            "",
+        )?;
+        let base = loc.base().to_string();
+        if !overflow.is_empty() || (!removed.is_empty() && self.dir.join(EXTRAS).exists()) {
+            self.update_extras(|k| {
+                let mut kws: Vec<String> = (k.get(&base).iter())
+                    .filter(|x| !has(&removed, x))
+                    .cloned()
+                    .collect();
+                for o in &overflow {
+                    if !has(&kws, o) {
+                        kws.push(o.clone());
+                    }
+                }
+                k.get(&base) == kws.as_slice() || k.set(&base, &kws)
+            })?;
         }
-        for attempt in 0..2 {
+        // A rename by someone else meanwhile (ENOENT): find the file again and re-apply.
+        for attempt in 0..20 {
             let old_letters = filename::split(&loc.name).letters.to_string();
-            let (letters, _) = self.letters_for(flags, &old_letters)?;
+            let target = apply(&self.flags_with_extras(&loc.name, false));
+            let (letters, _) = self.letters_for(&target, &old_letters)?;
             let new_name = filename::cur_name(loc.base(), &letters);
             if loc.sub == Sub::Cur && new_name == loc.name {
                 break;
@@ -1102,7 +1176,7 @@ impl Mailbox {
                     };
                     break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 19 => {
                     let f = locate(&self.dir, loc.base()).ok_or(StoreError::Expunged(uid))?;
                     loc = Loc {
                         sub: f.sub,
@@ -1553,6 +1627,152 @@ mod perf_paths {
             .messages()
             .iter()
             .all(|m| m.size == 3 && m.flags.system == crate::store::flag::SEEN));
+        let _ = fs::remove_dir_all(&d);
+    }
+}
+
+#[cfg(test)]
+mod keyword_locks {
+    //! dovecot-keywords is shared with Dovecot, which adds to it under the uidlist lock and
+    //! notices changes by mtime.
+    use super::super::{test_dir, UserStore};
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn kw(k: &str) -> Flags {
+        Flags {
+            system: 0,
+            keywords: vec![k.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_new_keyword_waits_for_the_uidlist_lock_and_keeps_the_letters_given_meanwhile() {
+        let d = test_dir("kw-uidlist-lock");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        // "Dovecot" holds the uidlist lock while it gives letter a to "theirs" (it writes
+        // dovecot-keywords from memory, as Dovecot does).
+        let held = DotLock::acquire(&root.join(UIDLIST)).unwrap();
+        let r2 = root.clone();
+        let dovecot = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            fs::write(r2.join(KEYWORDS), "0 theirs\n").unwrap();
+            drop(held);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        mb.append(b"a\r\n", &kw("mine"), None).unwrap();
+        dovecot.join().unwrap();
+        let text = fs::read_to_string(root.join(KEYWORDS)).unwrap();
+        assert_eq!(text, "0 theirs\n1 mine\n");
+        let name = fs::read_dir(root.join("cur"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        assert!(name.ends_with(":2,b"), "{name}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn dovecot_keywords_mtime_grows_by_whole_seconds() {
+        let d = test_dir("kw-mtime");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        mb.append(b"a\r\n", &kw("one"), None).unwrap();
+        // Dovecot may have set it ahead of the clock (it does so itself).
+        let ahead = SystemTime::now() + Duration::from_secs(100);
+        let f = fs::File::options()
+            .write(true)
+            .open(root.join(KEYWORDS))
+            .unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(ahead))
+            .unwrap();
+        drop(f);
+        let before = fs::metadata(root.join(KEYWORDS)).unwrap().mtime();
+        mb.append(b"b\r\n", &kw("two"), None).unwrap();
+        let after = fs::metadata(root.join(KEYWORDS)).unwrap().mtime();
+        assert_eq!(after, before + 1);
+        assert_eq!(
+            fs::read_to_string(root.join(KEYWORDS)).unwrap(),
+            "0 one\n1 two\n"
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+}
+
+#[cfg(test)]
+mod concurrent_stores {
+    //! Two sessions (or processes) storing flags on one message: neither loses the other's.
+    use super::super::{test_dir, UserStore};
+    use super::*;
+    use crate::store::flag::{FLAGGED, SEEN};
+
+    fn flags(system: u8, kws: &[&str]) -> Flags {
+        Flags {
+            system,
+            keywords: kws.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn sorted(f: &Flags) -> (u8, Vec<String>) {
+        let mut k = f.keywords.clone();
+        k.sort();
+        (f.system, k)
+    }
+
+    #[test]
+    fn a_store_keeps_flags_another_session_set_since_its_last_refresh() {
+        let d = test_dir("conc-store-letters");
+        let s = UserStore::open(&d.join("Maildir")).unwrap();
+        let mut a = s.open_mailbox("INBOX", false).unwrap();
+        let uid = a.append(b"a\r\n", &flags(0, &["one"]), None).unwrap();
+        a.refresh().unwrap();
+        let mut b = s.open_mailbox("INBOX", false).unwrap();
+        // b: +FLAGS (\Seen two), a (not refreshed since): +FLAGS (\Flagged) -FLAGS (one).
+        b.set_flags(uid, &flags(SEEN, &["one", "two"])).unwrap();
+        a.set_flags(uid, &flags(FLAGGED, &[])).unwrap();
+        let mut c = s.open_mailbox("INBOX", false).unwrap();
+        c.refresh().unwrap();
+        assert_eq!(
+            sorted(&c.messages()[0].flags),
+            (SEEN | FLAGGED, vec!["two".to_string()])
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_store_keeps_keywords_without_a_letter_another_session_set() {
+        let d = test_dir("conc-store-extras");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        // All 26 letters taken: further keywords go to pimap-keywords.
+        let all: String = (0..26).map(|i| format!("{i} l{i}\n")).collect();
+        fs::write(root.join(KEYWORDS), all).unwrap();
+        let mut a = s.open_mailbox("INBOX", false).unwrap();
+        let uid = a.append(b"a\r\n", &flags(0, &["x0"]), None).unwrap();
+        a.refresh().unwrap();
+        let mut b = s.open_mailbox("INBOX", false).unwrap();
+        b.refresh().unwrap();
+        // b: +FLAGS (x1); a, whose view is older: +FLAGS (x2), then -FLAGS (x0).
+        b.set_flags(uid, &flags(0, &["x0", "x1"])).unwrap();
+        a.set_flags(uid, &flags(0, &["x0", "x2"])).unwrap();
+        let mut c = s.open_mailbox("INBOX", false).unwrap();
+        c.refresh().unwrap();
+        assert_eq!(sorted(&c.messages()[0].flags).1, ["x0", "x1", "x2"]);
+        // b: -FLAGS (x0); a, not refreshed (its view still has x0): +FLAGS (x3) must not
+        // bring x0 back.
+        b.refresh().unwrap();
+        b.set_flags(uid, &flags(0, &["x1", "x2"])).unwrap();
+        a.set_flags(uid, &flags(0, &["x0", "x1", "x2", "x3"]))
+            .unwrap();
+        c.refresh().unwrap();
+        assert_eq!(sorted(&c.messages()[0].flags).1, ["x1", "x2", "x3"]);
         let _ = fs::remove_dir_all(&d);
     }
 }
