@@ -256,6 +256,19 @@ fn random_guid() -> String {
 /// name order, drop lines of files that are gone, and write it back if anything changed.
 /// Returns the list as written and the scan it matches.
 pub(super) fn sync_locked(root: &Path, dir: &Path, lock: DotLock) -> Result<(UidList, Vec<Found>)> {
+    sync_locked_first(root, dir, lock, &[])
+}
+
+/// [`sync_locked`], giving the files named in `first` (base names, e.g. what a COPY just
+/// placed, in its source UID order) their UIDs before any other new file and in that order,
+/// so COPYUID's destination UIDs ascend with its source UIDs as in Dovecot (RFC 4315 allows
+/// any correspondence, but clients assume this one).
+pub(super) fn sync_locked_first(
+    root: &Path,
+    dir: &Path,
+    lock: DotLock,
+    first: &[String],
+) -> Result<(UidList, Vec<Found>)> {
     let mut changed = false;
     let mut list = match read_uidlist(dir)? {
         Ok(Some(l)) => l,
@@ -278,7 +291,16 @@ pub(super) fn sync_locked(root: &Path, dir: &Path, lock: DotLock) -> Result<(Uid
     let present: HashSet<&str> = files.iter().map(Found::base).collect();
     let known: HashSet<String> = list.entries.iter().map(|e| e.base.clone()).collect();
     let mut unknown: Vec<&Found> = files.iter().filter(|f| !known.contains(f.base())).collect();
-    unknown.sort_by(|a, b| a.base().cmp(b.base()));
+    let rank: HashMap<&str, usize> = first
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.as_str(), i))
+        .collect();
+    unknown.sort_by(|a, b| {
+        let ra = rank.get(a.base()).copied().unwrap_or(usize::MAX);
+        let rb = rank.get(b.base()).copied().unwrap_or(usize::MAX);
+        ra.cmp(&rb).then_with(|| a.base().cmp(b.base()))
+    });
     if !unknown.is_empty() {
         // Compact lines of expunged files; a second scan guards against missing a file that
         // was being renamed while we read the directory.
@@ -1324,7 +1346,7 @@ impl Mailbox {
             // Missing or corrupt (the full sync creates or rebuilds it), or due for compaction.
             _ => {
                 self.own_expunged.clear();
-                sync_locked(&self.root, &self.dir, lock)?.0
+                sync_locked_first(&self.root, &self.dir, lock, &placed)?.0
             }
         };
         let by_base: HashMap<&str, u32> = list
