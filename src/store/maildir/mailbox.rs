@@ -1578,13 +1578,7 @@ mod perf_paths {
         mb.refresh().unwrap();
         settle();
         // Another process sets \Seen by renaming (uidlist untouched: the reuse path).
-        let name = fs::read_dir(root.join("cur"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name();
-        let name = name.into_string().unwrap();
+        let name = crate::store::maildir::first_cur_name(&root);
         let seen = filename::cur_name(filename::split(&name).base, "S");
         fs::rename(root.join("cur").join(&name), root.join("cur").join(&seen)).unwrap();
         mb.refresh().unwrap();
@@ -1688,14 +1682,7 @@ mod keyword_locks {
         dovecot.join().unwrap();
         let text = fs::read_to_string(root.join(KEYWORDS)).unwrap();
         assert_eq!(text, "0 theirs\n1 mine\n");
-        let name = fs::read_dir(root.join("cur"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name()
-            .into_string()
-            .unwrap();
+        let name = crate::store::maildir::first_cur_name(&root);
         assert!(name.ends_with(":2,b"), "{name}");
         let _ = fs::remove_dir_all(&d);
     }

@@ -665,6 +665,17 @@ pub(crate) fn test_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// The name of the first file in `dir/cur` (tests that hold one message).
+#[cfg(test)]
+pub(crate) fn first_cur_name(dir: &Path) -> String {
+    let entry = fs::read_dir(dir.join("cur"))
+        .expect("read cur/")
+        .next()
+        .expect("a file in cur/")
+        .expect("a readable entry");
+    entry.file_name().into_string().expect("a UTF-8 name")
+}
+
 #[cfg(test)]
 mod tests;
 

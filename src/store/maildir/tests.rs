@@ -352,14 +352,7 @@ fn keywords_beyond_26_go_to_pimap_keywords() {
     .unwrap();
     assert_eq!(mb.messages()[0].flags.keywords, many);
     // 26 letters in the file name, the rest in pimap-keywords (keyed by the base name).
-    let name = fs::read_dir(s.root().join("cur"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name()
-        .into_string()
-        .unwrap();
+    let name = super::first_cur_name(s.root());
     assert!(name.ends_with(":2,abcdefghijklmnopqrstuvwxyz"), "{name}");
     let base = name.split(':').next().unwrap();
     let extras = fs::read_to_string(s.root().join("pimap-keywords")).unwrap();
