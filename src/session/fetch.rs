@@ -553,11 +553,7 @@ fn slice_literal(sink: &Option<Sink>, out: &mut Vec<u8>, line: &mut Vec<u8>, dat
 fn literal_bytes(out: &mut Vec<u8>, data: &[u8]) {
     let start = out.len();
     out.extend_from_slice(data);
-    for b in &mut out[start..] {
-        if *b == 0 {
-            *b = 0x80;
-        }
-    }
+    super::fetch_body::nul_to_0x80(&mut out[start..]);
 }
 
 /// Apply `<offset.length>`, writing the `<offset>` origin to the response (RFC 3501 §7.4.2).

@@ -24,8 +24,9 @@ pub(super) const STREAM_FROM: u64 = 256 * 1024;
 /// Most header bytes read to find the end of the header block.
 pub(super) const HEADER_MAX: usize = 256 * 1024;
 
-/// What a FETCH needs of each message's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a FETCH needs of each message's bytes; the variants are in increasing order, so the
+/// needs of several items combine with `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Need {
     /// Flags, sizes, dates only: the file is not opened.
     Nothing,
@@ -60,19 +61,9 @@ pub(super) fn need(items: &[FetchAttr]) -> Need {
             }
             _ => Need::Whole,
         };
-        need = need.max_with(n);
+        need = need.max(n);
     }
     need
-}
-
-impl Need {
-    fn max_with(self, other: Need) -> Need {
-        match (self, other) {
-            (Need::Whole, _) | (_, Need::Whole) => Need::Whole,
-            (Need::Streamable, _) | (_, Need::Streamable) => Need::Streamable,
-            _ => Need::Nothing,
-        }
-    }
 }
 
 /// A big message opened for FETCH: its header block in memory (CRLF line ends), the rest
@@ -244,7 +235,7 @@ fn read_some(mut f: impl Read, buf: &mut [u8]) -> Result<usize, StoreError> {
 }
 
 /// A literal may not carry NUL (RFC 3501 §4.3): like Dovecot, 0x80 in its place.
-fn nul_to_0x80(data: &mut [u8]) {
+pub(super) fn nul_to_0x80(data: &mut [u8]) {
     for b in data {
         if *b == 0 {
             *b = 0x80;
