@@ -257,13 +257,13 @@ async fn start(stream: Stream, socket_peer: SocketAddr, implicit_tls: bool, ctx:
                 log::debug!("{socket_peer}: closed before the TLS handshake");
                 return;
             }
-            let first = first.get(..n).unwrap_or_default();
-            if proxy::looks_like_header(first) {
+            first.truncate(n);
+            if proxy::looks_like_header(&first) {
                 bye("PROXY header from an untrusted peer, refused".into());
                 let _ = write_all(&mut stream, proxy::UNTRUSTED_BYE).await;
                 return;
             }
-            stream = proxy::Rewind::stream(first.to_vec(), stream);
+            stream = proxy::Rewind::stream(first, stream);
         }
         stream = match Box::pin(tls.accept(stream)).await {
             Ok(s) => s,
