@@ -167,14 +167,17 @@ impl Config {
     /// holding a `demo` user with a random password, printed once.
     pub fn from_settings(args: &ServeSettings, create_default: bool) -> Result<Config, String> {
         let data_dir = args.data_dir.clone();
+        // The embedded default's users file, found (not created) this time: say how to get a
+        // new demo password, once the users are read.
+        let mut hint_demo = false;
         let users_path = match &args.users {
             Some(p) => p.clone(),
             None => {
                 let p = data_dir.join("users");
                 if !p.exists() && create_default {
                     create_demo_users(&data_dir, &p, args.run_as)?;
-                } else if create_default {
-                    hint_demo_password(&p);
+                } else {
+                    hint_demo = create_default;
                 }
                 p
             }
@@ -203,6 +206,9 @@ impl Config {
             return Err("--imaps-listen needs a certificate: set --tls-cert and --tls-key".into());
         }
         let users = UserDb::load(&users_path)?;
+        if hint_demo && users.lookup("demo").is_some() {
+            hint_demo_password(&users_path);
+        }
         if args.limits.max_connections == 0 || args.limits.max_connections_per_ip == 0 {
             return Err("--max-connections and --max-connections-per-ip must be at least 1".into());
         }
@@ -259,19 +265,15 @@ fn create_demo_users(
 /// A later start with the demo users file still there: its password was printed only when
 /// the file was made, so say how to get a new one.
 fn hint_demo_password(users: &Path) {
-    let has_demo =
-        std::fs::read_to_string(users).is_ok_and(|t| t.lines().any(|l| l.starts_with("demo:")));
-    if has_demo {
-        let exe = std::env::args_os().next().unwrap_or_else(|| "pimap".into());
-        log::info!(
-            "users file {u} has the demo account, whose password was printed only when the file \
-             was created. To set a new one, run `{exe} pw`, put the hash it prints in place of \
-             the one after `demo:` in {u} and send SIGHUP; or delete {u} and restart for a new \
-             demo account and password",
-            exe = std::path::Path::new(&exe).display(),
-            u = crate::privdrop::shown(users).display()
-        );
-    }
+    let exe = std::env::args_os().next().unwrap_or_else(|| "pimap".into());
+    log::info!(
+        "users file {u} has the demo account, whose password was printed only when the file \
+         was created. To set a new one, run `{exe} pw`, put the hash it prints in place of \
+         the one after `demo:` in {u} and send SIGHUP; or delete {u} and restart for a new \
+         demo account and password",
+        exe = std::path::Path::new(&exe).display(),
+        u = crate::privdrop::shown(users).display()
+    );
 }
 
 /// A random password of `n` characters from an unambiguous alphabet.
