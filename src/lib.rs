@@ -17,6 +17,12 @@
 //! the message file through a bounded `session::Sink` that `net::conn` drains while the
 //! command runs.
 //!
+//! An open mailbox is one `store::maildir::shared::Shared` state for the whole process:
+//! sessions of the same mailbox share its messages, flags and mod-sequences, and each keeps
+//! only a small `session::view::View` (sequence numbers, `\Recent`, pending expunges) that it
+//! brings up to date from the mailbox's change log. Other processes' changes reach that state
+//! by file name from inotify (`store::maildir::watch`).
+//!
 //! Dependencies between the top-level modules flow one way (`tests/module_graph.rs` fails on a
 //! cycle):
 //!

@@ -311,7 +311,7 @@ fn pimap_view(
     let mut msgs = BTreeMap::new();
     let mut status = BTreeMap::new();
     for e in store.list().unwrap().into_iter().filter(|e| !e.nonexistent) {
-        let mb = store.open_mailbox(&e.name, true).unwrap();
+        let mb = store.load_mailbox(&e.name, true).unwrap();
         for m in mb.messages() {
             msgs.insert((e.name.clone(), m.uid), (flag_names(&m.flags), m.size));
         }
@@ -436,7 +436,7 @@ fn dovecot_and_pimap_agree_both_ways() {
     );
 
     // ---- Phase B: pimap writes, Dovecot reads. ----
-    let mut inbox = store.open_mailbox("INBOX", false).unwrap();
+    let mut inbox = store.load_mailbox("INBOX", false).unwrap();
     let u_new = inbox
         .append(
             b"Subject: from pimap\n\nhi\n",
@@ -454,11 +454,11 @@ fn dovecot_and_pimap_agree_both_ways() {
     store.create("Ours.Sub").unwrap();
     store.set_subscribed("Ours.Sub", true).unwrap();
     store.set_subscribed("Sent", false).unwrap();
-    let mut ours = store.open_mailbox("Ours.Sub", false).unwrap();
+    let mut ours = store.load_mailbox("Ours.Sub", false).unwrap();
     inbox.refresh().unwrap();
     let pairs = inbox.copy_to(&[1, 5], &mut ours).unwrap();
     assert_eq!(pairs, vec![(1, 1), (5, 2)]);
-    let mut ab = store.open_mailbox("A.B", false).unwrap();
+    let mut ab = store.load_mailbox("A.B", false).unwrap();
     assert_eq!(ab.expunge(&[1]).unwrap(), vec![1]);
     pimap::store::deliver(
         &dv.maildir(),
@@ -471,7 +471,7 @@ fn dovecot_and_pimap_agree_both_ways() {
         .unwrap();
     // EXAMINE-style open must not have changed anything Dovecot cares about.
     assert!(matches!(
-        store.open_mailbox("Nope", false),
+        store.load_mailbox("Nope", false),
         Err(StoreError::NotFound(_))
     ));
 

@@ -13,6 +13,8 @@ use super::view::{flags_list, ranges_text, View};
 use super::{Action, HandlerError, Output, Session, State};
 use crate::imap::types::{QresyncParams, SeqNum, SequenceSet};
 use crate::store::maildir::modseq::ModSeqFile;
+use crate::store::maildir::shared::Open;
+use crate::store::Result as StoreResult;
 
 /// Extensions this session has enabled (RFC 5161 ENABLE, or implicitly, RFC 7162 §3.1).
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,13 +92,11 @@ impl Session {
         self.enabled.condstore = true;
         if let State::Selected { view, .. } = &mut self.state {
             view.condstore = true;
-            out.extend_from_slice(
-                format!(
-                    "* OK [HIGHESTMODSEQ {}] Highest\r\n",
-                    view.modseqs.highest()
-                )
-                .as_bytes(),
-            );
+            match view.highest_modseq() {
+                Ok(h) => out
+                    .extend_from_slice(format!("* OK [HIGHESTMODSEQ {h}] Highest\r\n").as_bytes()),
+                Err(e) => log::warn!("{}: mod-sequences: {e}", self.peer),
+            }
         }
     }
 
@@ -119,23 +119,16 @@ impl Session {
     pub(super) fn qresync_enabled(&self) -> bool {
         self.enabled.qresync
     }
-
-    /// STATUS HIGHESTMODSEQ (RFC 7162 §3.1.2.1 / §6) of a mailbox that need not be selected.
-    pub(super) fn highest_modseq(&self, name: &str) -> Result<u64, HandlerError> {
-        let mb = self.store()?.open_mailbox(name, true)?;
-        let mut m = mb.mod_seqs();
-        m.observe(mb.uid_validity(), mb.messages())?;
-        Ok(m.highest())
-    }
 }
 
 /// The QRESYNC part of a SELECT / EXAMINE response (RFC 7162 §3.2.5.1), sent after the usual
 /// untagged responses: when the client's UIDVALIDITY is current, `VANISHED (EARLIER)` for the
 /// UIDs (of its known UIDs, or all) expunged since its mod-sequence, then
 /// `FETCH (UID FLAGS MODSEQ)` for every message changed since.
-pub(super) fn qresync_select(view: &View, p: &QresyncParams, out: &mut Vec<u8>) {
-    if p.uid_validity != view.mbox.uid_validity() {
-        return; // §3.2.5.1: a stale UIDVALIDITY gets a plain SELECT.
+pub(super) fn qresync_select(view: &View, p: &QresyncParams, out: &mut Vec<u8>) -> StoreResult<()> {
+    let mut st = view.lock();
+    if p.uid_validity != st.mbox.uid_validity() {
+        return Ok(()); // §3.2.5.1: a stale UIDVALIDITY gets a plain SELECT.
     }
     // seq-match-data (§3.2.5.2) only helps a server whose expunge history is incomplete to
     // send fewer UIDs; pimap either answers from its history or, below the expunge floor,
@@ -144,30 +137,42 @@ pub(super) fn qresync_select(view: &View, p: &QresyncParams, out: &mut Vec<u8>) 
         Some(set) => set_ranges(set, u32::MAX),
         None => vec![(1, u32::MAX)],
     };
-    vanished_earlier(view, p.mod_seq, &known, out);
+    vanished_earlier(view, &mut st, p.mod_seq, &known, out)?;
+    let (modseqs, mbox) = st.observed()?;
     for (i, m) in view.msgs.iter().enumerate() {
-        let ms = view.modseqs.get(m.uid);
+        let ms = modseqs.get(m.uid);
+        let Some(meta) = mbox.meta(m.uid) else {
+            continue;
+        };
         if ms > p.mod_seq {
             out.extend_from_slice(
                 format!(
                     "* {} FETCH (UID {} FLAGS {} MODSEQ ({ms}))\r\n",
                     i + 1,
                     m.uid,
-                    flags_list(&m.flags, m.recent)
+                    flags_list(&meta.flags, m.recent)
                 )
                 .as_bytes(),
             );
         }
     }
+    Ok(())
 }
 
 /// `* VANISHED (EARLIER) uids` for the UIDs of `within` expunged after `since` (nothing when
 /// there are none; RFC 7162 §3.2.5.1, §3.2.6).
-pub(super) fn vanished_earlier(view: &View, since: u64, within: &[(u32, u32)], out: &mut Vec<u8>) {
-    let Some(f) = view.modseqs.file() else {
-        return;
+pub(super) fn vanished_earlier(
+    view: &View,
+    st: &mut Open,
+    since: u64,
+    within: &[(u32, u32)],
+    out: &mut Vec<u8>,
+) -> StoreResult<()> {
+    let (modseqs, mbox) = st.observed()?;
+    let Some(f) = modseqs.file() else {
+        return Ok(());
     };
-    let mut gone = vanished_within(f, since, within, view.mbox.uid_next());
+    let mut gone = vanished_within(f, since, within, mbox.uid_next());
     // Never report a UID the client still sees in this session's view.
     gone = subtract_present(&gone, view);
     if !gone.is_empty() {
@@ -175,6 +180,7 @@ pub(super) fn vanished_earlier(view: &View, since: u64, within: &[(u32, u32)], o
             format!("* VANISHED (EARLIER) {}\r\n", ranges_text(&gone)).as_bytes(),
         );
     }
+    Ok(())
 }
 
 /// The UIDs of `within` (ascending, merged) expunged after `since`. The store is asked once

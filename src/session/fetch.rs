@@ -57,49 +57,61 @@ impl Session {
         if let (true, Some(since)) = (vanished, changed_since) {
             // RFC 7162 §3.2.6: expunged UIDs of the set, before the FETCH responses; `*` may
             // stand for UIDs above the largest that still exists.
+            let shared = view.shared.clone();
+            let mut st = shared.lock();
             super::condstore::vanished_earlier(
                 view,
+                &mut st,
                 since,
                 &super::condstore::set_ranges(&set, u32::MAX),
                 &mut out,
-            );
+            )?;
         }
         let cached = fetch_cached::usage(&items);
-        let cache = cached.any.then(|| cache::for_mailbox(view.mbox.path()));
+        let cache = cached.any.then(|| cache::for_mailbox(view.shared.dir()));
+        let wants_modseq = condstore || changed_since.is_some();
+        let shared = view.shared.clone();
         let mut missing = false;
         for i in idx {
             let msg_uid = view.msgs[i].uid;
             let recent = view.msgs[i].recent;
-            if changed_since.is_some_and(|since| view.modseqs.get(msg_uid) <= since) {
+            // The shared mailbox is locked while this message's metadata is read and its
+            // file opened (or, when small, read); the response is built without it.
+            let mut st = shared.lock();
+            let mut modseq = match wants_modseq {
+                true => st.modseqs()?.get(msg_uid),
+                false => 0,
+            };
+            if changed_since.is_some_and(|since| modseq <= since) {
                 continue;
             }
-            let expunged = |view: &super::view::View, out: &mut Vec<u8>| {
-                let m = &view.msgs[i];
-                expunged_fetch(out, i + 1, &items, m, view.modseqs.get(msg_uid));
-            };
-            let Some(meta) = view.meta(msg_uid).cloned() else {
+            let Some(meta) = st.mbox.meta(msg_uid).cloned() else {
+                drop(st);
                 missing = true;
-                expunged(view, &mut out);
+                let flags = view.pending_flags(msg_uid).cloned().unwrap_or_default();
+                expunged_fetch(&mut out, i + 1, &items, (msg_uid, &flags, recent), modseq);
                 continue;
             };
             let hit = cache
                 .as_deref()
-                .and_then(|c| fetch_cached::lookup(c, &view.mbox, msg_uid, cached));
+                .and_then(|c| fetch_cached::lookup(c, &st.mbox, msg_uid, cached));
             let from_cache = hit
                 .as_deref()
                 .is_some_and(|h| fetch_cached::sufficient(h, cached));
             let (raw, file) = if needs_body && !from_cache {
                 let loaded = match need {
-                    Need::Streamable => view.mbox.open_message(msg_uid).and_then(BodyFile::new),
-                    _ => view.mbox.read(msg_uid).map(Err),
+                    Need::Streamable => st.mbox.open_message(msg_uid).and_then(BodyFile::new),
+                    _ => st.mbox.read(msg_uid).map(Err),
                 };
                 match loaded {
                     Ok(Ok(file)) => (None, Some(file)),
                     Ok(Err(r)) => (Some(r), None),
                     Err(crate::store::StoreError::Expunged(_))
                     | Err(crate::store::StoreError::NotFound(_)) => {
+                        drop(st);
                         missing = true;
-                        expunged(view, &mut out);
+                        let flags = meta.flags.clone();
+                        expunged_fetch(&mut out, i + 1, &items, (msg_uid, &flags, recent), modseq);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -117,7 +129,7 @@ impl Session {
                 (None, None, None) => &[],
             };
             let filled = match (&cache, &raw, &hit) {
-                (Some(c), Some(_), None) => fetch_cached::fill(c, &view.mbox, msg_uid, msg),
+                (Some(c), Some(_), None) => fetch_cached::fill(c, &st.mbox, msg_uid, msg),
                 _ => None,
             };
             let cm = hit.as_deref().or(filled.as_deref());
@@ -125,18 +137,22 @@ impl Session {
             let mut flags_changed = false;
             if sets_seen && !view.read_only && flags.system & flag::SEEN == 0 {
                 flags.system |= flag::SEEN;
-                match view.mbox.set_flags(msg_uid, &flags) {
+                match view.set_flags(&mut st, msg_uid, &flags) {
                     Ok(()) => {
                         flags_changed = true;
-                        view.msgs[i].flags = flags.clone();
+                        if let Some(m) = st.mbox.meta(msg_uid) {
+                            flags = m.flags.clone();
+                        }
                         // The implicit \Seen is a change with its own mod-sequence.
-                        view.modseqs
-                            .observe(view.mbox.uid_validity(), view.mbox.messages())?;
+                        if wants_modseq {
+                            modseq = st.modseqs()?.get(msg_uid);
+                        }
                     }
                     Err(crate::store::StoreError::Expunged(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
+            drop(st);
             let mut line = format!("* {} FETCH (", i + 1).into_bytes();
             let mut first = true;
             let mut sep = |line: &mut Vec<u8>| {
@@ -323,9 +339,9 @@ impl Session {
                             format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes(),
                         );
                     }
-                    FetchAttr::ModSeq => line.extend_from_slice(
-                        format!("MODSEQ ({})", view.modseqs.get(msg_uid)).as_bytes(),
-                    ),
+                    FetchAttr::ModSeq => {
+                        line.extend_from_slice(format!("MODSEQ ({modseq})").as_bytes())
+                    }
                 }
             }
             // RFC 3501 §6.4.5: a \Seen set implicitly is reported.
@@ -333,9 +349,7 @@ impl Session {
                 sep(&mut line);
                 line.extend_from_slice(format!("FLAGS {}", flags_list(&flags, recent)).as_bytes());
                 if condstore && !items.contains(&FetchAttr::ModSeq) {
-                    line.extend_from_slice(
-                        format!(" MODSEQ ({})", view.modseqs.get(msg_uid)).as_bytes(),
-                    );
+                    line.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
                 }
             }
             line.extend_from_slice(b")\r\n");
@@ -388,7 +402,7 @@ fn expunged_fetch(
     out: &mut Vec<u8>,
     seq: usize,
     items: &[FetchAttr],
-    m: &super::view::ViewMsg,
+    (uid, flags, recent): (u32, &crate::store::Flags, bool),
     modseq: u64,
 ) {
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len());
@@ -396,9 +410,9 @@ fn expunged_fetch(
         let mut p = Vec::new();
         match a {
             FetchAttr::Flags => {
-                p.extend_from_slice(format!("FLAGS {}", flags_list(&m.flags, m.recent)).as_bytes())
+                p.extend_from_slice(format!("FLAGS {}", flags_list(flags, recent)).as_bytes())
             }
-            FetchAttr::Uid => p.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+            FetchAttr::Uid => p.extend_from_slice(format!("UID {uid}").as_bytes()),
             FetchAttr::InternalDate => {
                 p.extend_from_slice(format!("INTERNALDATE \"{}\"", imap_datetime(0)).as_bytes())
             }

@@ -84,7 +84,7 @@ impl Session {
     /// own directory, `new/` and `cur/`. Empty when no mailbox is selected.
     pub fn watch_paths(&self) -> Vec<PathBuf> {
         match &self.state {
-            State::Selected { view, .. } => view.mbox.watch_paths(),
+            State::Selected { view, .. } => view.lock().mbox.watch_paths(),
             _ => Vec::new(),
         }
     }

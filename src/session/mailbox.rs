@@ -88,12 +88,15 @@ impl Session {
         } else {
             out.extend_from_slice(format!("* {} RECENT\r\n", view.recent()).as_bytes());
         }
-        if let Some(pos) = view
-            .msgs
-            .iter()
-            .position(|m| m.flags.system & crate::store::flag::SEEN == 0)
-            .filter(|_| !rev2)
-        {
+        let unseen = (!rev2).then(|| {
+            let st = view.lock();
+            view.msgs.iter().position(|m| {
+                st.mbox
+                    .meta(m.uid)
+                    .is_some_and(|x| x.flags.system & crate::store::flag::SEEN == 0)
+            })
+        });
+        if let Some(pos) = unseen.flatten() {
             out.extend_from_slice(
                 format!("* OK [UNSEEN {}] First unseen.\r\n", pos + 1).as_bytes(),
             );
@@ -101,8 +104,8 @@ impl Session {
         out.extend_from_slice(
             format!(
                 "* OK [UIDVALIDITY {}] UIDs valid.\r\n* OK [UIDNEXT {}] Predicted next UID.\r\n",
-                view.mbox.uid_validity(),
-                view.mbox.uid_next()
+                view.uid_validity(),
+                view.uid_next()
             )
             .as_bytes(),
         );
@@ -111,13 +114,13 @@ impl Session {
             out.extend_from_slice(
                 format!(
                     "* OK [HIGHESTMODSEQ {}] Highest\r\n",
-                    view.modseqs.highest()
+                    view.highest_modseq()?
                 )
                 .as_bytes(),
             );
         }
         if let Some(p) = &qresync {
-            super::condstore::qresync_select(&view, p, &mut out);
+            super::condstore::qresync_select(&view, p, &mut out)?;
         }
         let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "Examine" } else { "Select" };
@@ -160,7 +163,7 @@ impl Session {
                     return Err(HandlerError::No("[CANNOT] INBOX can't be deleted.".into()));
                 }
                 if let State::Selected { view, .. } = &self.state {
-                    if view.mbox.name() == name {
+                    if view.name() == name {
                         return Err(HandlerError::No(
                             "[CANNOT] Can't delete the selected mailbox; CLOSE it first.".into(),
                         ));
@@ -235,13 +238,27 @@ impl Session {
         name: &str,
         items: &[StatusItem],
     ) -> Result<String, HandlerError> {
-        let mut st = self.store()?.status(name)?;
-        if items.contains(&StatusItem::Recent) {
-            let mb = self.store()?.open_mailbox(name, true)?;
-            if let Some(c) = mb.recent_claimed() {
-                st.recent = mb.messages().iter().filter(|m| m.uid > c).count() as u32;
-            }
+        // The shared state of the mailbox: one scan when it is not open, what changed since
+        // when it is.
+        let mb = self.store()?.status_mailbox(name)?;
+        let mut g = mb.lock();
+        g.mbox.refresh()?;
+        let mut st = g.mbox.status();
+        let msgs = g.mbox.messages();
+        let count = |f: &dyn Fn(&crate::store::MessageMeta) -> bool| -> u32 {
+            msgs.iter().filter(|m| f(m)).count() as u32
+        };
+        let wants = |i: StatusItem| items.contains(&i);
+        if let Some(c) = wants(StatusItem::Recent)
+            .then(|| g.mbox.recent_claimed())
+            .flatten()
+        {
+            st.recent = count(&|m| m.uid > c);
         }
+        let deleted = match wants(StatusItem::Deleted) {
+            true => count(&|m| m.flags.system & crate::store::flag::DELETED != 0),
+            false => 0,
+        };
         let mut parts = Vec::new();
         for it in items {
             parts.push(match it {
@@ -251,18 +268,8 @@ impl Session {
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
                 StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
                 StatusItem::Size => format!("SIZE {}", st.size),
-                StatusItem::Deleted => {
-                    let mb = self.store()?.open_mailbox(name, true)?;
-                    let n = mb
-                        .messages()
-                        .iter()
-                        .filter(|m| m.flags.system & crate::store::flag::DELETED != 0)
-                        .count();
-                    format!("DELETED {n}")
-                }
-                StatusItem::HighestModSeq => {
-                    format!("HIGHESTMODSEQ {}", self.highest_modseq(name)?)
-                }
+                StatusItem::Deleted => format!("DELETED {deleted}"),
+                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", g.modseqs()?.highest()),
             });
         }
         Ok(parts.join(" "))
@@ -356,34 +363,24 @@ impl Session {
         }
         let flags = to_store_flags(&flags)?;
         let internal = date.map(|d| d.unix_seconds());
-        // APPEND into the selected, writable mailbox (a client saving a draft or a copy of
-        // a sent message into the folder it shows) goes through the view's mailbox: opening
-        // another handle would load the whole mailbox again.
-        let (uid, validity) = match &mut self.state {
-            State::Selected { view, .. } if !view.read_only && view.mbox.name() == name => {
-                let uid = match spooled {
-                    Some(spool) => view.mbox.append_spool(spool, &flags, internal)?,
-                    None => view.mbox.append(&message, &flags, internal)?,
-                };
-                (uid, view.mbox.uid_validity())
+        // The mailbox's shared state: when it is selected here or elsewhere in the process
+        // (a client saving a draft or a sent message into a folder it shows), no scan.
+        let mbox = match self.store()?.open_mailbox(&name, false) {
+            Ok(m) => m,
+            Err(StoreError::NotFound(_)) => {
+                return Err(HandlerError::No(
+                    "[TRYCREATE] Mailbox doesn't exist.".into(),
+                ));
             }
-            _ => {
-                let store = self.store()?;
-                let mut mbox = match store.open_mailbox(&name, false) {
-                    Ok(m) => m,
-                    Err(StoreError::NotFound(_)) => {
-                        return Err(HandlerError::No(
-                            "[TRYCREATE] Mailbox doesn't exist.".into(),
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let uid = match spooled {
-                    Some(spool) => mbox.append_spool(spool, &flags, internal)?,
-                    None => mbox.append(&message, &flags, internal)?,
-                };
-                (uid, mbox.uid_validity())
-            }
+            Err(e) => return Err(e.into()),
+        };
+        let (uid, validity) = {
+            let mut g = mbox.lock();
+            let uid = match spooled {
+                Some(spool) => g.mbox.append_spool(spool, &flags, internal)?,
+                None => g.mbox.append(&message, &flags, internal)?,
+            };
+            (uid, g.mbox.uid_validity())
         };
         let mut out = Vec::new();
         self.sync_selected(&mut out, true)?;

@@ -23,18 +23,13 @@ impl Session {
             Command::Close | Command::Unselect => {
                 let close = matches!(cmd, Command::Close);
                 let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
-                if let State::Selected {
-                    user,
-                    store,
-                    mut view,
-                } = state
-                {
+                if let State::Selected { user, store, view } = state {
                     let mut result = Ok(());
                     if close && !view.read_only {
                         // RFC 3501 §6.4.2: CLOSE expunges silently.
                         let uids: Vec<u32> = deleted_uids(&view, None);
                         if !uids.is_empty() {
-                            result = view.mbox.expunge(&uids).map(|_| ());
+                            result = view.lock().mbox.expunge(&uids).map(|_| ());
                         }
                     }
                     self.state = State::Authenticated { user, store };
@@ -67,7 +62,7 @@ impl Session {
                     }
                     None => deleted_uids(view, None),
                 };
-                view.mbox.expunge(&uids)?;
+                view.lock().mbox.expunge(&uids)?;
                 view.sync(&mut out, true)?;
                 let name = if set.is_some() {
                     "UID EXPUNGE"
@@ -77,7 +72,7 @@ impl Session {
                 // RFC 7162 §3.2.10 (as Dovecot does once CONDSTORE is on): the tagged OK tells
                 // the new HIGHESTMODSEQ.
                 let code = if view.condstore {
-                    format!("[HIGHESTMODSEQ {}] ", view.modseqs.highest())
+                    format!("[HIGHESTMODSEQ {}] ", view.highest_modseq()?)
                 } else {
                     String::new()
                 };
@@ -171,19 +166,24 @@ impl Session {
         view.sync(out, uid)?;
         let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
         let mut modified = Vec::new();
-        // (view index, changed on disk by this command)
-        let mut done: Vec<(usize, bool)> = Vec::new();
+        // (view index, changed on disk by this command, flags now, mod-sequence)
+        let mut done: Vec<(usize, bool, crate::store::Flags, u64)> = Vec::new();
+        // One lock for the whole command: the process's one writer of this mailbox.
+        let shared = view.shared.clone();
+        let mut st = shared.lock();
         for i in idx {
             let msg_uid = view.msgs[i].uid;
             // RFC 2180 §4.2.1: a message expunged meanwhile is skipped; the rest is stored
             // and the command succeeds (as in Dovecot).
-            let Some(meta) = view.meta(msg_uid) else {
+            let Some(meta) = st.mbox.meta(msg_uid).cloned() else {
                 continue;
             };
             // RFC 7162 §3.1.3: a message changed after UNCHANGEDSINCE is left alone.
-            if unchanged_since.is_some_and(|u| view.modseqs.get(msg_uid) > u) {
-                modified.push(if uid { msg_uid } else { i as u32 + 1 });
-                continue;
+            if let Some(u) = unchanged_since {
+                if st.modseqs()?.get(msg_uid) > u {
+                    modified.push(if uid { msg_uid } else { i as u32 + 1 });
+                    continue;
+                }
             }
             let mut new = meta.flags.clone();
             match mode {
@@ -204,34 +204,41 @@ impl Session {
             }
             let mut changed = false;
             if new != meta.flags {
-                match view.mbox.set_flags(msg_uid, &new) {
+                match view.set_flags(&mut st, msg_uid, &new) {
                     Ok(()) => changed = true,
                     Err(StoreError::Expunged(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
-            view.msgs[i].flags = view.meta(msg_uid).map(|m| m.flags.clone()).unwrap_or(new);
-            done.push((i, changed));
+            let now = st
+                .mbox
+                .meta(msg_uid)
+                .map(|m| m.flags.clone())
+                .unwrap_or(new);
+            done.push((i, changed, now, 0));
         }
         // One new mod-sequence for everything this command changed (RFC 7162 §3.1.1).
-        if done.iter().any(|d| d.1) {
-            view.modseqs
-                .observe(view.mbox.uid_validity(), view.mbox.messages())?;
+        if view.condstore {
+            let modseqs = st.modseqs()?;
+            for d in &mut done {
+                d.3 = modseqs.get(view.msgs[d.0].uid);
+            }
         }
+        drop(st);
         // RFC 3501 §7.2.6: a keyword this STORE added to the mailbox is announced before
         // the FETCH responses that carry it.
         view.announce_keywords(out);
-        for (i, changed) in done {
+        for (i, changed, flags, modseq) in done {
             let m = &view.msgs[i];
             let mut items = Vec::new();
             if uid || view.qresync {
                 items.push(format!("UID {}", m.uid));
             }
             if view.condstore && (changed || !silent) {
-                items.push(format!("MODSEQ ({})", view.modseqs.get(m.uid)));
+                items.push(format!("MODSEQ ({modseq})"));
             }
             if !silent {
-                items.push(format!("FLAGS {}", flags_list(&m.flags, m.recent)));
+                items.push(format!("FLAGS {}", flags_list(&flags, m.recent)));
             }
             // Silent and nothing to tell (RFC 7162 §3.1.3: with .SILENT, MODSEQ only).
             if silent && !(view.condstore && changed) {
@@ -263,11 +270,13 @@ impl Session {
         }
         view.sync(out, uid)?;
         let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
-        let uids: Vec<u32> = idx
-            .iter()
-            .map(|&i| view.msgs[i].uid)
-            .filter(|u| view.meta(*u).is_some())
-            .collect();
+        let uids: Vec<u32> = {
+            let st = view.lock();
+            idx.iter()
+                .map(|&i| view.msgs[i].uid)
+                .filter(|u| st.mbox.meta(*u).is_some())
+                .collect()
+        };
         if uids.len() < idx.len() {
             // RFC 2180 §4.4.1 (as Dovecot does): a COPY naming a message expunged meanwhile
             // fails as a whole and copies nothing; the client learns of the expunge and
@@ -276,8 +285,7 @@ impl Session {
                 "[EXPUNGEISSUED] Some of the requested messages no longer exist.".into(),
             ));
         }
-        let same = dest_name == view.mbox.name();
-        let mut dest = match store.open_mailbox(&dest_name, false) {
+        let dest = match store.open_mailbox(&dest_name, false) {
             Ok(d) => d,
             Err(StoreError::NotFound(_)) => {
                 return Err(HandlerError::No(
@@ -289,33 +297,41 @@ impl Session {
         if uids.is_empty() {
             return Ok(String::new());
         }
-        let pairs = view.mbox.copy_to(&uids, &mut dest)?;
+        // Never two mailboxes locked at once: the sources are read under the source's lock,
+        // the copies placed under the destination's (the same lock for a COPY into itself).
+        let same = std::sync::Arc::ptr_eq(&view.shared, &dest);
+        let sources = view.lock().mbox.copy_sources(&uids);
+        let (pairs, dest_validity) = {
+            let mut d = dest.lock();
+            (d.mbox.copy_in(&sources)?, d.mbox.uid_validity())
+        };
         if is_move && !same {
             let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-            view.mbox.expunge(&moved)?;
+            view.lock().mbox.expunge(&moved)?;
             view.sync(out, true)?;
         }
         let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         Ok(format!(
             "[COPYUID {} {} {}] ",
-            dest.uid_validity(),
+            dest_validity,
             uid_set(&src),
             uid_set(&dst)
         ))
     }
 }
 
-/// UIDs in the view flagged \Deleted (optionally only among `only`).
+/// UIDs in the view flagged \Deleted (optionally only among `only`, ascending).
 fn deleted_uids(view: &View, only: Option<&[u32]>) -> Vec<u32> {
+    let st = view.lock();
     view.msgs
         .iter()
         .filter(|m| {
-            let del = view
+            let del = st
+                .mbox
                 .meta(m.uid)
-                .map(|x| x.flags.system & flag::DELETED != 0)
-                .unwrap_or(false);
-            del && only.map(|o| o.contains(&m.uid)).unwrap_or(true)
+                .is_some_and(|x| x.flags.system & flag::DELETED != 0);
+            del && only.is_none_or(|o| o.binary_search(&m.uid).is_ok())
         })
         .map(|m| m.uid)
         .collect()

@@ -56,28 +56,35 @@ impl Session {
         let needs_doc = needs_content(&criteria);
         // Header keys only: the cached header block answers them (see `store::cache`).
         let cache = (needs_doc && !needs_body(&criteria))
-            .then(|| crate::store::cache::for_mailbox(view.mbox.path()));
+            .then(|| crate::store::cache::for_mailbox(view.shared.dir()));
+        // Locked for the whole search: the metadata it reads stays as one state.
+        let shared = view.shared.clone();
+        let mut guard = shared.lock();
+        if uses_modseq || view.condstore {
+            guard.modseqs()?;
+        }
+        let st = &*guard;
         let n = view.msgs.len();
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
         let mut top_modseq = 0u64;
         for i in 0..n {
             let m = &view.msgs[i];
-            let Some(meta) = view.meta(m.uid) else {
+            let Some(meta) = st.mbox.meta(m.uid) else {
                 continue;
             };
             let mut doc = None;
             if needs_doc {
                 doc = match cache.as_deref() {
-                    Some(c) => super::fetch_cached::header_doc(c, &view.mbox, m.uid),
+                    Some(c) => super::fetch_cached::header_doc(c, &st.mbox, m.uid),
                     None => None,
                 };
                 if doc.is_none() {
-                    match view.mbox.read(m.uid) {
+                    match st.mbox.read(m.uid) {
                         Ok(raw) => {
                             let msg = crate::mime::to_crlf(&raw);
                             if let Some(c) = cache.as_deref() {
-                                super::fetch_cached::fill(c, &view.mbox, m.uid, &msg);
+                                super::fetch_cached::fill(c, &st.mbox, m.uid, &msg);
                             }
                             doc = Some(SearchDoc::new(&msg));
                         }
@@ -91,7 +98,7 @@ impl Session {
                 meta,
                 recent: m.recent,
                 doc: doc.as_ref(),
-                modseq: view.modseqs.get(m.uid),
+                modseq: st.last_modseqs().get(m.uid),
             };
             if eval(&criteria, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });

@@ -5,27 +5,31 @@
 //! expunges are reported as one `VANISHED` (RFC 7162 §3.2.10) instead of `EXPUNGE`s.
 
 use crate::imap::types::{SeqNum, SequenceSet};
-use crate::store::maildir::modseq::ModSeqs;
+use crate::store::maildir::changes::{Change, Origin};
 use crate::store::maildir::recent;
-use crate::store::{flag, Flags, Mailbox, MessageMeta, Result};
+use crate::store::maildir::shared::{Open, Shared};
+use crate::store::{flag, Flags, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, MutexGuard};
 
-/// One message as the client knows it.
-#[derive(Debug, Clone)]
+/// One message as the client knows it: 8 bytes. Its flags live once, in the shared mailbox.
+#[derive(Debug, Clone, Copy)]
 pub struct ViewMsg {
     pub uid: u32,
-    pub flags: Flags,
     pub recent: bool,
 }
 
+/// Source of [`View`] origins (0 is "found on disk").
+static NEXT_ORIGIN: AtomicU64 = AtomicU64::new(1);
+
 pub struct View {
-    pub mbox: Mailbox,
+    /// The mailbox, shared with every other session of the process that has it open.
+    pub shared: Arc<Shared>,
     /// Index = sequence number - 1.
     pub msgs: Vec<ViewMsg>,
     pub read_only: bool,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<u32>,
-    /// Per-message mod-sequences (RFC 7162), refreshed by every [`View::sync`].
-    pub modseqs: ModSeqs,
     /// CONDSTORE is enabled in this session: FETCH updates include MODSEQ.
     pub condstore: bool,
     /// QRESYNC is enabled: FETCH updates include UID, expunges are `VANISHED`.
@@ -35,13 +39,17 @@ pub struct View {
     /// Keywords the client was told of by a FLAGS response (RFC 3501 §7.2.6); a FETCH may
     /// carry no other keyword. Never shrinks while the mailbox is selected.
     announced: Vec<String>,
-    /// The [`Mailbox::generation`] this view last matched in full: every message of the
-    /// mailbox is in the view with the flags the client was told, no expunge is pending, and
-    /// every keyword was announced. While the mailbox keeps that generation a sync has
-    /// nothing to compare, so a command in an unchanged mailbox costs O(1).
-    synced: Option<u64>,
     /// The generation whose keywords were last announced.
     announced_gen: Option<u64>,
+    /// Where this view stands in the mailbox's change log: everything before it has been
+    /// told (or is in `pending`).
+    pos: u64,
+    /// Messages expunged that the client was not told of yet (no EXPUNGE may be sent during
+    /// FETCH, STORE or SEARCH: RFC 3501 §7.4.1), ascending UID, with their last flags. They
+    /// keep their sequence numbers until then.
+    pending: Vec<(u32, Flags)>,
+    /// This view's own flag changes in the log (its client was told by STORE or FETCH).
+    origin: Origin,
     /// What [`View::sync`] and [`View::announce_keywords`] wrote since the command began:
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
@@ -49,43 +57,87 @@ pub struct View {
 }
 
 impl View {
-    pub fn new(mut mbox: Mailbox, read_only: bool) -> Result<View> {
-        mbox.refresh()?;
-        let claimed = mbox.recent_claimed();
-        let msgs: Vec<ViewMsg> = mbox
-            .messages()
-            .iter()
-            .map(|m| ViewMsg {
-                uid: m.uid,
-                flags: m.flags.clone(),
-                recent: recent::is_recent(claimed, m),
-            })
-            .collect();
-        if !read_only {
-            mbox.claim_recent(
-                msgs.last()
-                    .map(|m| m.uid)
-                    .unwrap_or(0)
-                    .max(claimed.unwrap_or(0)),
-            );
-        }
-        let mut modseqs = mbox.mod_seqs();
-        modseqs.observe(mbox.uid_validity(), mbox.messages())?;
-        let announced = mbox.keywords();
+    pub fn new(shared: Arc<Shared>, read_only: bool) -> Result<View> {
+        let (msgs, announced, pos) = {
+            let mut st = shared.lock();
+            st.mbox.refresh()?;
+            let claimed = st.mbox.recent_claimed();
+            let msgs: Vec<ViewMsg> = st
+                .mbox
+                .messages()
+                .iter()
+                .map(|m| ViewMsg {
+                    uid: m.uid,
+                    recent: recent::is_recent(claimed, m),
+                })
+                .collect();
+            if !read_only {
+                st.mbox.claim_recent(
+                    msgs.last()
+                        .map(|m| m.uid)
+                        .unwrap_or(0)
+                        .max(claimed.unwrap_or(0)),
+                );
+            }
+            (msgs, st.mbox.keywords(), st.mbox.changes().end())
+        };
         Ok(View {
-            mbox,
+            shared,
             msgs,
             read_only,
             saved: Vec::new(),
-            modseqs,
             condstore: false,
             qresync: false,
             rev2: false,
             announced,
-            synced: None,
             announced_gen: None,
+            pos,
+            pending: Vec::new(),
+            origin: NEXT_ORIGIN.fetch_add(1, Ordering::Relaxed),
             told: Vec::new(),
         })
+    }
+
+    /// Lock the shared mailbox for one operation. Never held across opening another
+    /// mailbox (see `store::maildir::shared`).
+    pub fn lock(&self) -> MutexGuard<'_, Open> {
+        self.shared.lock()
+    }
+
+    /// Set a message's flags through `st` (this view's mailbox, locked), as this view's
+    /// change: its own later syncs do not report it again (its client is told by the command).
+    pub fn set_flags(&self, st: &mut Open, uid: u32, flags: &Flags) -> Result<()> {
+        st.mbox.set_origin(self.origin);
+        let r = st.mbox.set_flags(uid, flags);
+        st.mbox.set_origin(0);
+        r
+    }
+
+    /// HIGHESTMODSEQ (RFC 7162 §3.1.2.1), the mod-sequences first brought up to date.
+    pub fn highest_modseq(&self) -> Result<u64> {
+        Ok(self.lock().modseqs()?.highest())
+    }
+
+    pub fn uid_validity(&self) -> u32 {
+        self.lock().mbox.uid_validity()
+    }
+
+    pub fn uid_next(&self) -> u32 {
+        self.lock().mbox.uid_next()
+    }
+
+    /// The mailbox's name.
+    pub fn name(&self) -> String {
+        self.lock().mbox.name().to_string()
+    }
+
+    /// The flags a message had when it was expunged, if the client was not told yet.
+    pub fn pending_flags(&self, uid: u32) -> Option<&Flags> {
+        self.pending
+            .binary_search_by_key(&uid, |p| p.0)
+            .ok()
+            .and_then(|i| self.pending.get(i))
+            .map(|p| &p.1)
     }
 
     /// A new command begins: what earlier syncs told has been sent.
@@ -119,18 +171,21 @@ impl View {
     /// FLAGS (and PERMANENTFLAGS) response, before any FETCH that could carry them.
     pub fn announce_keywords(&mut self, out: &mut Vec<u8>) {
         let start = out.len();
-        self.announce_keywords_untracked(out);
+        let shared = self.shared.clone();
+        let st = shared.lock();
+        self.announce_keywords_locked(&st, out);
+        drop(st);
         self.told.extend_from_slice(out.get(start..).unwrap_or(&[]));
     }
 
-    fn announce_keywords_untracked(&mut self, out: &mut Vec<u8>) {
-        let generation = self.mbox.generation();
+    fn announce_keywords_locked(&mut self, st: &Open, out: &mut Vec<u8>) {
+        let generation = st.mbox.generation();
         if self.announced_gen == Some(generation) {
             return;
         }
         self.announced_gen = Some(generation);
         let mut grew = false;
-        for k in self.mbox.keywords() {
+        for k in st.mbox.keywords() {
             if !self.announced.iter().any(|a| a.eq_ignore_ascii_case(&k)) {
                 self.announced.push(k);
                 grew = true;
@@ -157,15 +212,12 @@ impl View {
         self.msgs.iter().filter(|m| m.recent).count()
     }
 
-    /// The store's current metadata for `uid`, if it still exists on disk.
-    pub fn meta(&self, uid: u32) -> Option<&MessageMeta> {
-        let all = self.mbox.messages();
-        all.binary_search_by_key(&uid, |m| m.uid)
-            .ok()
-            .and_then(|i| all.get(i))
+    /// The view index of `uid`, if the client knows it.
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
     }
 
-    /// Re-read the disk and append the untagged updates to `out`.
+    /// Bring the view up to date with the mailbox and append the untagged updates to `out`.
     pub fn sync(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
         let start = out.len();
         let r = self.sync_inner(out, allow_expunge);
@@ -173,91 +225,122 @@ impl View {
         r
     }
 
+    /// What changed since `pos`, from the log: work in proportion to the changes. A view
+    /// that fell behind the log compares every message (and repeats every message's flags,
+    /// not knowing which it was told).
     fn sync_inner(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
-        self.mbox.refresh()?;
-        let generation = self.mbox.generation();
-        if self.synced == Some(generation) {
-            return Ok(());
+        let shared = self.shared.clone();
+        let mut st = shared.lock();
+        st.mbox.refresh()?;
+        if self.condstore || self.qresync {
+            st.modseqs()?;
         }
-        self.synced = None;
-        self.modseqs
-            .observe(self.mbox.uid_validity(), self.mbox.messages())?;
-        self.announce_keywords_untracked(out);
-        let current = self.mbox.messages();
-        let present = |uid: u32| current.binary_search_by_key(&uid, |m| m.uid).ok();
-        if allow_expunge {
-            let mut seq = 1usize;
-            let mut kept = Vec::with_capacity(self.msgs.len());
-            let mut vanished = Vec::new();
-            for m in self.msgs.drain(..) {
-                if present(m.uid).is_some() {
-                    kept.push(m);
-                    seq += 1;
-                } else if self.qresync {
-                    vanished.push(m.uid);
-                } else {
-                    // Sequence numbers shift down after each EXPUNGE (RFC 3501 §7.4.1).
-                    out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+        self.announce_keywords_locked(&st, out);
+        let mut changed: Vec<u32> = Vec::new();
+        match st.mbox.changes().since(self.pos) {
+            Some(entries) => {
+                for c in entries {
+                    match c {
+                        Change::Expunged { uid, flags } => self.note_expunged(*uid, flags),
+                        Change::Flags { uid, origin } => {
+                            if *origin != self.origin && self.index_of(*uid).is_some() {
+                                changed.push(*uid);
+                            }
+                        }
+                    }
                 }
             }
-            self.msgs = kept;
-            if !vanished.is_empty() {
-                // RFC 7162 §3.2.10: one VANISHED (without EARLIER) replaces the EXPUNGEs.
-                out.extend_from_slice(
-                    format!("* VANISHED {}\r\n", uid_ranges(&vanished)).as_bytes(),
-                );
-            }
-        }
-        let mut matched = 0usize;
-        for (i, m) in self.msgs.iter_mut().enumerate() {
-            if let Some(ix) = present(m.uid) {
-                matched += 1;
-                let cur = &current[ix];
-                if cur.flags != m.flags {
-                    m.flags = cur.flags.clone();
-                    let mut items = String::new();
-                    if self.qresync {
-                        items.push_str(&format!("UID {} ", m.uid));
+            None => {
+                for i in 0..self.msgs.len() {
+                    let uid = self.msgs[i].uid;
+                    if st.mbox.meta(uid).is_some() {
+                        changed.push(uid);
+                    } else {
+                        self.note_expunged(uid, &Flags::default());
                     }
-                    items.push_str(&format!("FLAGS {}", flags_list(&m.flags, m.recent)));
-                    if self.condstore {
-                        items.push_str(&format!(" MODSEQ ({})", self.modseqs.get(m.uid)));
-                    }
-                    out.extend_from_slice(format!("* {} FETCH ({items})\r\n", i + 1).as_bytes());
                 }
             }
         }
-        // Every view message is still there (no expunge pending) and, with the new ones
-        // below, every mailbox message is in the view (UIDs only grow, so none was skipped).
-        let complete = matched == self.msgs.len();
-        let last_uid = self.msgs.last().map(|m| m.uid).unwrap_or(0);
-        let before = self.msgs.len();
-        if current.last().map(|m| m.uid > last_uid).unwrap_or(false) {
-            // New messages are \Recent for the first read-write session that sees them.
-            let claimed = self.mbox.recent_claimed();
-            let mut top = last_uid;
-            for m in current.iter().filter(|m| m.uid > last_uid) {
-                self.msgs.push(ViewMsg {
-                    uid: m.uid,
-                    flags: m.flags.clone(),
-                    recent: !self.rev2 && recent::is_recent(claimed, m),
-                });
-                top = m.uid;
-            }
-            if !self.read_only {
-                self.mbox.claim_recent(top.max(claimed.unwrap_or(0)));
-            }
+        self.pos = st.mbox.changes().end();
+        if allow_expunge && !self.pending.is_empty() {
+            self.tell_expunges(out);
         }
-        if self.msgs.len() != before {
-            out.extend_from_slice(format!("* {} EXISTS\r\n", self.msgs.len()).as_bytes());
-            if !self.rev2 {
-                out.extend_from_slice(format!("* {} RECENT\r\n", self.recent()).as_bytes());
+        changed.sort_unstable();
+        changed.dedup();
+        for uid in changed {
+            let (Some(i), Some(meta)) = (self.index_of(uid), st.mbox.meta(uid)) else {
+                continue; // expunged since (or still pending)
+            };
+            let mut items = String::new();
+            if self.qresync {
+                items.push_str(&format!("UID {uid} "));
             }
+            let recent = self.msgs.get(i).is_some_and(|m| m.recent);
+            items.push_str(&format!("FLAGS {}", flags_list(&meta.flags, recent)));
+            if self.condstore {
+                items.push_str(&format!(" MODSEQ ({})", st.modseqs()?.get(uid)));
+            }
+            out.extend_from_slice(format!("* {} FETCH ({items})\r\n", i + 1).as_bytes());
         }
-        if complete && self.msgs.len() == current.len() {
-            self.synced = Some(generation);
-        }
+        self.add_new(&st, out);
         Ok(())
+    }
+
+    fn note_expunged(&mut self, uid: u32, flags: &Flags) {
+        if self.index_of(uid).is_none() {
+            return;
+        }
+        if let Err(at) = self.pending.binary_search_by_key(&uid, |p| p.0) {
+            self.pending.insert(at, (uid, flags.clone()));
+        }
+    }
+
+    /// Send the pending expunges: `EXPUNGE`s (sequence numbers shift down after each, RFC
+    /// 3501 §7.4.1), or one `VANISHED` with QRESYNC (RFC 7162 §3.2.10).
+    fn tell_expunges(&mut self, out: &mut Vec<u8>) {
+        let pending = std::mem::take(&mut self.pending);
+        let gone = |uid: u32| pending.binary_search_by_key(&uid, |p| p.0).is_ok();
+        if self.qresync {
+            let uids: Vec<u32> = pending.iter().map(|p| p.0).collect();
+            out.extend_from_slice(format!("* VANISHED {}\r\n", uid_ranges(&uids)).as_bytes());
+        } else {
+            let mut seq = 1usize;
+            for m in &self.msgs {
+                if gone(m.uid) {
+                    out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                } else {
+                    seq += 1;
+                }
+            }
+        }
+        self.msgs.retain(|m| !gone(m.uid));
+    }
+
+    /// Messages above the last UID the view knows are new: EXISTS (and RECENT); they are
+    /// `\Recent` for the first read-write session that sees them.
+    fn add_new(&mut self, st: &Open, out: &mut Vec<u8>) {
+        let last_uid = self.msgs.last().map(|m| m.uid).unwrap_or(0);
+        let current = st.mbox.messages();
+        let from = current.partition_point(|m| m.uid <= last_uid);
+        let Some(new) = current.get(from..).filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let claimed = st.mbox.recent_claimed();
+        let mut top = last_uid;
+        for m in new {
+            self.msgs.push(ViewMsg {
+                uid: m.uid,
+                recent: !self.rev2 && recent::is_recent(claimed, m),
+            });
+            top = m.uid;
+        }
+        if !self.read_only {
+            st.mbox.claim_recent(top.max(claimed.unwrap_or(0)));
+        }
+        out.extend_from_slice(format!("* {} EXISTS\r\n", self.msgs.len()).as_bytes());
+        if !self.rev2 {
+            out.extend_from_slice(format!("* {} RECENT\r\n", self.recent()).as_bytes());
+        }
     }
 
     /// Resolve a set to view indices (ascending, deduplicated). `uid` selects UID semantics;

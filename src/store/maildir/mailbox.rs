@@ -3,11 +3,13 @@
 //! EXPUNGE. RFC 3501 §2.3.1.1 (UIDs strictly ascending, never reused within a UIDVALIDITY),
 //! §2.3.2 (flags; `\Recent` for the session that first sees a message).
 
+use super::changes::{Change, ChangeLog, Origin};
 use super::extra_keywords::{self, ExtraKeywords, Unusable};
 use super::filename::{self, Letters, FORWARDED};
 use super::keywords::{self, Keywords};
 use super::lock::DotLock;
 use super::uidlist::UidList;
+use super::watch::Watch;
 use super::{io_err, new_unique, read_optional, sync_dir, uidvalidity};
 use crate::store::cache;
 use crate::store::{Flags, MessageMeta, Result, StoreError};
@@ -20,7 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod events;
 mod stream;
+mod uidtail;
 pub use stream::{MessageFile, Spool};
 
 pub(super) const UIDLIST: &str = "dovecot-uidlist";
@@ -419,6 +423,51 @@ fn publish_scan(dir: &Path, uid_validity: u32, messages: &[MessageMeta], locs: &
     v.truncate(SHARED_SCANS);
 }
 
+/// Log what a rescan found changed: every UID of `old` missing from `new` is expunged, and
+/// every UID in both with other flags changed (both ascending by UID; one merge pass).
+fn record_diff(log: &mut ChangeLog, old: &[MessageMeta], new: &[MessageMeta]) {
+    let mut n = new.iter().peekable();
+    for o in old {
+        while n.next_if(|m| m.uid < o.uid).is_some() {}
+        match n.peek() {
+            Some(m) if m.uid == o.uid => {
+                if m.flags != o.flags {
+                    log.push(Change::Flags {
+                        uid: o.uid,
+                        origin: 0,
+                    });
+                }
+            }
+            _ => log.push(Change::Expunged {
+                uid: o.uid,
+                flags: o.flags.clone(),
+            }),
+        }
+    }
+}
+
+fn has_forwarded(f: &Flags) -> bool {
+    f.keywords.iter().any(|x| x == FORWARDED)
+}
+
+/// Messages to copy, as [`Mailbox::copy_sources`] found them.
+pub struct CopySources {
+    /// The source mailbox's directory (for its metadata cache).
+    dir: PathBuf,
+    items: Vec<CopySource>,
+}
+
+struct CopySource {
+    uid: u32,
+    path: PathBuf,
+    base: String,
+    flags: Flags,
+    /// Unknown upper-case letters of the source name, kept on the copy.
+    keep: String,
+    phys: u64,
+    vsize: u64,
+}
+
 /// Location of a message (parallel to `messages`).
 #[derive(Debug, Clone)]
 struct Loc {
@@ -464,6 +513,23 @@ pub struct Mailbox {
     /// Changes whenever the messages, their flags or the keywords may have changed
     /// ([`Mailbox::generation`]).
     generation: u64,
+    /// Expunges and flag changes, in order, for the sessions sharing this mailbox.
+    changes: ChangeLog,
+    /// Who the flag changes made now are by ([`Mailbox::set_origin`]).
+    origin: Origin,
+    /// Some message carries `$Forwarded` (for FLAGS; found by the last scan, or set since).
+    forwarded: bool,
+    /// Names changed in the directories, from inotify: when present, a refresh applies them
+    /// instead of comparing mtimes and reading the directories ([`events`]).
+    watch: Option<Watch>,
+    /// Base name hash → UID, for applying events by name (built on first use).
+    base_index: Option<HashMap<u64, u32>>,
+    /// A read-only state saw files without a UID: the next uidlist change rescans.
+    awaiting_uids: bool,
+    /// Full directory reads so far (tests check that events made none).
+    rescans: u64,
+    /// The `dovecot-uidlist` as last read or appended to ([`uidtail`]).
+    uidlist_tail: Option<uidtail::Tail>,
 }
 
 /// Source of [`Mailbox::generation`] values: process-wide, so that no two states of any
@@ -472,6 +538,21 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Mailbox {
     pub(super) fn load(root: &Path, dir: &Path, name: &str, read_only: bool) -> Result<Mailbox> {
+        Self::open(root, dir, name, read_only, false)
+    }
+
+    /// [`Mailbox::load`] for a state that lives on (shared by sessions): it watches its
+    /// directories, so later refreshes cost what changed.
+    pub(super) fn load_watched(
+        root: &Path,
+        dir: &Path,
+        name: &str,
+        read_only: bool,
+    ) -> Result<Mailbox> {
+        Self::open(root, dir, name, read_only, true)
+    }
+
+    fn open(root: &Path, dir: &Path, name: &str, read_only: bool, watch: bool) -> Result<Mailbox> {
         let mut mb = Mailbox {
             root: root.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -492,6 +573,15 @@ impl Mailbox {
             last_scan: UNIX_EPOCH,
             in_new: 0,
             generation: 0,
+            changes: ChangeLog::default(),
+            origin: 0,
+            forwarded: false,
+            // Before the first scan: a change made while it runs is then reported too.
+            watch: if watch { Watch::new(dir) } else { None },
+            base_index: None,
+            awaiting_uids: false,
+            rescans: 0,
+            uidlist_tail: None,
         };
         mb.rescan()?;
         Ok(mb)
@@ -507,6 +597,16 @@ impl Mailbox {
     /// value (before it changes anything, so a failed write also counts as a change).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The log of expunges and flag changes ([`ChangeLog`]).
+    pub fn changes(&self) -> &ChangeLog {
+        &self.changes
+    }
+
+    /// Attribute the flag changes made from now on to `origin` (0: nobody in particular).
+    pub fn set_origin(&mut self, origin: Origin) {
+        self.origin = origin;
     }
 
     fn touch(&mut self) {
@@ -541,11 +641,7 @@ impl Mailbox {
                 k.push(e.clone());
             }
         }
-        let fwd = self
-            .messages
-            .iter()
-            .any(|m| m.flags.keywords.iter().any(|x| x == FORWARDED));
-        if fwd && !k.iter().any(|x| x.eq_ignore_ascii_case(FORWARDED)) {
+        if self.forwarded && !k.iter().any(|x| x.eq_ignore_ascii_case(FORWARDED)) {
             k.push(FORWARDED.to_string());
         }
         k
@@ -560,6 +656,10 @@ impl Mailbox {
     /// `FINE_SETTLE` suffices, and a busy mailbox is not rescanned for a whole second after
     /// every change.
     pub fn refresh(&mut self) -> Result<()> {
+        if let Some(w) = &self.watch {
+            let taken = w.take();
+            return self.apply_events(taken);
+        }
         let st = stamp(&self.dir);
         if self.last_stamp.as_ref() == Some(&st) {
             let newest = st
@@ -593,6 +693,9 @@ impl Mailbox {
 
     fn rescan(&mut self) -> Result<()> {
         self.touch();
+        self.base_index = None;
+        self.awaiting_uids = false;
+        self.rescans += 1;
         if !self.dir.is_dir() {
             // Deleted or renamed by another session.
             return Err(StoreError::NotFound(self.name.clone()));
@@ -664,6 +767,7 @@ impl Mailbox {
                     }
                     // EXAMINE on storage we cannot write: show the messages that have UIDs.
                     Err(e) if self.read_only && l.is_some() => {
+                        self.awaiting_uids = true;
                         log::warn!(
                             "{}: cannot assign UIDs in a read-only session: {e}",
                             self.dir.display()
@@ -841,13 +945,19 @@ impl Mailbox {
         self.recent
             .retain(|u| rows.binary_search_by_key(u, |(m, _)| m.uid).is_ok());
         drop(uids);
-        drop(old_messages);
-        drop(old_locs);
         drop(shared);
         let (messages, locs): (Vec<MessageMeta>, Vec<Loc>) = rows.into_iter().unzip();
+        if old_valid {
+            record_diff(&mut self.changes, &old_messages, &messages);
+        } else {
+            self.changes.reset();
+        }
+        drop(old_messages);
+        drop(old_locs);
         if stats > PUBLISH_AFTER_STATS {
             publish_scan(&self.dir, uid_validity, &messages, &locs);
         }
+        self.forwarded = messages.iter().any(|m| has_forwarded(&m.flags));
         self.messages = messages;
         self.locs = locs;
         self.uid_validity = uid_validity;
@@ -897,6 +1007,27 @@ impl Mailbox {
     /// Messages in ascending UID order, as of the last `refresh`.
     pub fn messages(&self) -> &[MessageMeta] {
         &self.messages
+    }
+
+    /// STATUS counts (RFC 3501 §6.3.10); RECENT is the files in new/ at the last scan.
+    pub fn status(&self) -> crate::store::MailboxStatus {
+        let msgs = &self.messages;
+        crate::store::MailboxStatus {
+            messages: msgs.len() as u32,
+            recent: self.in_new,
+            unseen: msgs
+                .iter()
+                .filter(|m| m.flags.system & crate::store::flag::SEEN == 0)
+                .count() as u32,
+            uid_next: self.uid_next,
+            uid_validity: self.uid_validity,
+            size: msgs.iter().map(|m| m.size).sum(),
+        }
+    }
+
+    /// The message with `uid`, as of the last `refresh` (and this object's own changes).
+    pub fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+        self.index_of(uid).and_then(|i| self.messages.get(i))
     }
 
     /// True if the last scan saw `base` with this UID.
@@ -1213,6 +1344,13 @@ impl Mailbox {
         }
         let new_flags = self.flags_of(&loc.name);
         if let (Some(m), Some(l)) = (self.messages.get_mut(i), self.locs.get_mut(i)) {
+            self.forwarded |= has_forwarded(&new_flags);
+            if m.flags != new_flags {
+                self.changes.push(Change::Flags {
+                    uid,
+                    origin: self.origin,
+                });
+            }
             m.flags = new_flags;
             *l = loc;
         }
@@ -1303,6 +1441,67 @@ impl Mailbox {
             }
         }
         sync_dir(&self.dir.join("cur"));
+        let by_base: HashMap<String, u32> = match self.append_uid_lines(&placed, items)? {
+            Some(uids) => uids,
+            None => self.rewrite_uid_lines(lock, &placed, items)?,
+        };
+        // The new messages are in the state at once: no session has to find them on disk.
+        let mut rows = Vec::new();
+        for (_, dst, base, _) in items {
+            let (Some(&uid), true) = (by_base.get(base.as_str()), placed.contains(base)) else {
+                continue;
+            };
+            let Some(name) = dst.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Ok(md) = fs::symlink_metadata(dst) else {
+                continue;
+            };
+            let size = match filename::sizes(base).1 {
+                Some(w) => w,
+                None => file_vsize(dst).unwrap_or(md.len()),
+            };
+            let meta = MessageMeta {
+                uid,
+                flags: self.flags_of(name),
+                size,
+                internal_date: mtime_secs(&md),
+                recent: false,
+            };
+            rows.push((
+                meta,
+                Loc {
+                    sub: Sub::Cur,
+                    name: name.to_string(),
+                },
+            ));
+        }
+        self.insert_rows(rows);
+        Ok(items
+            .iter()
+            .map(|(_, _, b, _)| {
+                (
+                    b.clone(),
+                    if placed.contains(b) {
+                        by_base.get(b.as_str()).copied()
+                    } else {
+                        None
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// [`Mailbox::link_in_locked`]'s UIDs when the uidlist is rewritten: read it in full, add
+    /// the lines (dropping this state's own expunged ones), or run the full sync when it holds
+    /// lines this state does not know, is missing or corrupt. Returns the placed files' UIDs.
+    fn rewrite_uid_lines(
+        &mut self,
+        lock: DotLock,
+        placed: &[String],
+        items: &[(PathBuf, PathBuf, String, bool)],
+    ) -> Result<HashMap<String, u32>> {
+        self.uidlist_tail = None;
         let list = match read_uidlist(&self.dir)? {
             // We know the new files: add their lines without scanning the directory (other
             // files without a UID get theirs at the next rescan, in arrival order anyway).
@@ -1323,7 +1522,7 @@ impl Mailbox {
                     .filter(|e| have.contains(e.base.as_str()))
                     .map(|e| e.base.clone())
                     .collect();
-                for b in &placed {
+                for b in placed {
                     if listed.contains(b) {
                         continue;
                     }
@@ -1346,37 +1545,30 @@ impl Mailbox {
             // Missing or corrupt (the full sync creates or rebuilds it), or due for compaction.
             _ => {
                 self.own_expunged.clear();
-                sync_locked_first(&self.root, &self.dir, lock, &placed)?.0
+                sync_locked_first(&self.root, &self.dir, lock, placed)?.0
             }
         };
-        let by_base: HashMap<&str, u32> = list
+        self.uid_next = self.uid_next.max(list.next_uid);
+        let wanted: HashSet<&str> = placed.iter().map(String::as_str).collect();
+        Ok(list
             .entries
-            .iter()
-            .map(|e| (e.base.as_str(), e.uid))
-            .collect();
-        Ok(items
-            .iter()
-            .map(|(_, _, b, _)| {
-                (
-                    b.clone(),
-                    if placed.contains(b) {
-                        by_base.get(b.as_str()).copied()
-                    } else {
-                        None
-                    },
-                )
-            })
+            .into_iter()
+            .filter(|e| wanted.contains(e.base.as_str()))
+            .map(|e| (e.base, e.uid))
             .collect())
     }
 
     /// COPY `uids` into `dest` (RFC 3501 §6.4.7; hard links when possible); returns
     /// (source UID, new UID) pairs for the messages that still existed.
     pub fn copy_to(&self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
-        dest.check_writable()?;
-        let (src_cache, dst_cache) = (cache::for_mailbox(&self.dir), cache::for_mailbox(&dest.dir));
+        let sources = self.copy_sources(uids);
+        dest.copy_in(&sources)
+    }
+
+    /// What [`Mailbox::copy_in`] needs of the messages `uids` (those that still exist): taken
+    /// under this mailbox's lock, which is let go before the destination's is taken.
+    pub fn copy_sources(&self, uids: &[u32]) -> CopySources {
         let mut items = Vec::new();
-        let mut src_uids = Vec::new();
-        let mut extras: Vec<(String, Vec<String>)> = Vec::new();
         for &uid in uids {
             let Some(i) = self.index_of(uid) else {
                 continue;
@@ -1397,33 +1589,61 @@ impl Mailbox {
                 .chars()
                 .filter(|c| c.is_ascii_uppercase())
                 .collect();
-            let (letters, overflow) = dest.letters_for(&m.flags, &keep)?;
             let phys = filename::sizes(loc.base())
                 .0
                 .or_else(|| fs::metadata(&src).ok().map(|md| md.len()))
                 .unwrap_or(0);
-            let base = filename::base_with_sizes(&new_unique(), phys, m.size);
+            items.push(CopySource {
+                uid,
+                path: src,
+                base: loc.base().to_string(),
+                flags: m.flags.clone(),
+                keep,
+                phys,
+                vsize: m.size,
+            });
+        }
+        CopySources {
+            dir: self.dir.clone(),
+            items,
+        }
+    }
+
+    /// Place copies of `sources` in this mailbox; returns (source UID, new UID) pairs for
+    /// the messages that still existed.
+    pub fn copy_in(&mut self, sources: &CopySources) -> Result<Vec<(u32, u32)>> {
+        self.check_writable()?;
+        let (src_cache, dst_cache) = (
+            cache::for_mailbox(&sources.dir),
+            cache::for_mailbox(&self.dir),
+        );
+        let mut items = Vec::new();
+        let mut src_uids = Vec::new();
+        let mut extras: Vec<(String, Vec<String>)> = Vec::new();
+        for s in &sources.items {
+            let (letters, overflow) = self.letters_for(&s.flags, &s.keep)?;
+            let base = filename::base_with_sizes(&new_unique(), s.phys, s.vsize);
             if !overflow.is_empty() {
                 extras.push((base.clone(), overflow));
             }
-            let dst = dest
+            let dst = self
                 .dir
                 .join("cur")
                 .join(filename::cur_name(&base, &letters));
-            if let Some(meta) = src_cache.get(loc.base(), phys) {
-                dst_cache.put(&base, phys, &meta);
+            if let Some(meta) = src_cache.get(&s.base, s.phys) {
+                dst_cache.put(&base, s.phys, &meta);
             }
-            items.push((src, dst, base, false));
-            src_uids.push(uid);
+            items.push((s.path.clone(), dst, base, false));
+            src_uids.push(s.uid);
         }
         if items.is_empty() {
             return Ok(Vec::new());
         }
         if !extras.is_empty() {
             // Before the files appear, so no reader sees the copies without them.
-            dest.update_extras(|k| extras.iter().all(|(b, kws)| k.set(b, kws)))?;
+            self.update_extras(|k| extras.iter().all(|(b, kws)| k.set(b, kws)))?;
         }
-        let got = dest.link_in_locked(&items)?;
+        let got = self.link_in_locked(&items)?;
         Ok(src_uids
             .into_iter()
             .zip(got)
@@ -1486,10 +1706,24 @@ impl Mailbox {
         self.own_expunged.extend(&removed);
         self.own_expunged.sort_unstable();
         self.own_expunged.dedup();
+        let changes = &mut self.changes;
+        let index = &mut self.base_index;
         let (messages, locs) = std::mem::take(&mut self.messages)
             .into_iter()
             .zip(std::mem::take(&mut self.locs))
-            .filter(|(m, _)| !gone.contains(&m.uid))
+            .filter(|(m, l)| {
+                if gone.contains(&m.uid) {
+                    if let Some(ix) = index.as_mut() {
+                        ix.remove(&events::base_hash(l.base()));
+                    }
+                    changes.push(Change::Expunged {
+                        uid: m.uid,
+                        flags: m.flags.clone(),
+                    });
+                    return false;
+                }
+                true
+            })
             .unzip();
         self.messages = messages;
         self.locs = locs;
@@ -1573,7 +1807,7 @@ mod perf_paths {
     fn reused_uidlist_still_sees_a_foreign_flag_change_and_delivery() {
         let (d, s) = setup("perf-foreign");
         let root = d.join("Maildir");
-        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        let mut mb = s.load_mailbox("INBOX", false).unwrap();
         let u1 = mb.append(b"a\r\n", &Flags::default(), None).unwrap();
         mb.refresh().unwrap();
         settle();
@@ -1592,30 +1826,55 @@ mod perf_paths {
         let _ = fs::remove_dir_all(&d);
     }
 
-    #[test]
-    fn append_after_own_expunge_drops_the_line_without_a_scan_but_keeps_foreign_lines() {
-        let (d, s) = setup("perf-expunge");
-        let root = d.join("Maildir");
-        let mut mb = s.open_mailbox("INBOX", false).unwrap();
-        let a = mb.append(b"a\r\n", &Flags::default(), None).unwrap();
-        let b = mb.append(b"b\r\n", &Flags::default(), None).unwrap();
-        mb.refresh().unwrap();
-        assert_eq!(mb.expunge(&[a]).unwrap(), vec![a]);
-        let c = mb.append(b"c\r\n", &Flags::default(), None).unwrap();
+    fn uidlist_uids(root: &Path) -> (String, Vec<u32>) {
         let text = fs::read_to_string(root.join(UIDLIST)).unwrap();
-        let uids: Vec<&str> = text
+        let header = text.lines().next().unwrap_or("").to_string();
+        let uids = text
             .lines()
             .skip(1)
-            .filter_map(|l| l.split(' ').next())
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
             .collect();
-        assert_eq!(uids, vec![b.to_string(), c.to_string()], "{text}");
-        // A second session appends; ours doesn't know that line: the full sync keeps it.
-        let mut other = s.open_mailbox("INBOX", false).unwrap();
+        (header, uids)
+    }
+
+    #[test]
+    fn appends_add_lines_in_place_and_rewrite_only_when_dead_lines_dominate() {
+        let (d, s) = setup("perf-expunge");
+        let root = d.join("Maildir");
+        let mut mb = s.load_mailbox("INBOX", false).unwrap();
+        let a = mb.append(b"a\r\n", &Flags::default(), None).unwrap();
+        let b = mb.append(b"b\r\n", &Flags::default(), None).unwrap();
+        let (header, _) = uidlist_uids(&root);
+        let ino =
+            |r: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(r.join(UIDLIST)).unwrap());
+        let before = ino(&root);
+        assert_eq!(mb.expunge(&[a]).unwrap(), vec![a]);
+        let c = mb.append(b"c\r\n", &Flags::default(), None).unwrap();
+        // Appended to the same file, header as it was; the dead line waits for a rewrite.
+        assert_eq!(uidlist_uids(&root), (header.clone(), vec![a, b, c]));
+        assert_eq!(ino(&root), before, "appended in place, not replaced");
+        // Another process appends; ours reads only that new tail before adding its own.
+        let mut other = s.load_mailbox("INBOX", false).unwrap();
         let e = other.append(b"e\r\n", &Flags::default(), None).unwrap();
         let f = mb.append(b"f\r\n", &Flags::default(), None).unwrap();
+        assert_eq!(uidlist_uids(&root).1, vec![a, b, c, e, f]);
+        assert!(f > e);
         mb.refresh().unwrap();
         let uids: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
         assert_eq!(uids, vec![b, c, e, f]);
+        // Mostly dead lines: the next APPEND rewrites the file with the live ones only.
+        let many: Vec<u32> = (0..80)
+            .map(|i| {
+                mb.append(format!("{i}\r\n").as_bytes(), &Flags::default(), None)
+                    .unwrap()
+            })
+            .collect();
+        mb.expunge(&many[..70]).unwrap();
+        let g = mb.append(b"g\r\n", &Flags::default(), None).unwrap();
+        mb.refresh().unwrap();
+        let live: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(uidlist_uids(&root).1, live);
+        assert_eq!(live.last(), Some(&g));
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -1627,17 +1886,17 @@ mod perf_paths {
             let name = format!("17000{i:05}.M{i}P1.h,S=3,W=3:2,S");
             fs::write(root.join("cur").join(name), "x\r\n").unwrap();
         }
-        let first = s.open_mailbox("INBOX", false).unwrap();
+        let first = s.load_mailbox("INBOX", false).unwrap();
         assert!(
             shared_scan(&root).is_some(),
             "the expensive first scan is published"
         );
-        let second = s.open_mailbox("INBOX", false).unwrap();
+        let second = s.load_mailbox("INBOX", false).unwrap();
         assert_eq!(first.messages(), second.messages());
         // A rebuilt uidlist (new UIDVALIDITY): the shared rows are not used.
         drop((first, second));
         fs::remove_file(root.join(UIDLIST)).unwrap();
-        let third = s.open_mailbox("INBOX", false).unwrap();
+        let third = s.load_mailbox("INBOX", false).unwrap();
         assert_eq!(third.messages().len(), PUBLISH_AFTER_STATS + 10);
         assert!(third
             .messages()
@@ -1667,7 +1926,7 @@ mod keyword_locks {
         let d = test_dir("kw-uidlist-lock");
         let root = d.join("Maildir");
         let s = UserStore::open(&root).unwrap();
-        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        let mut mb = s.load_mailbox("INBOX", false).unwrap();
         // "Dovecot" holds the uidlist lock while it gives letter a to "theirs" (it writes
         // dovecot-keywords from memory, as Dovecot does).
         let held = DotLock::acquire(&root.join(UIDLIST)).unwrap();
@@ -1692,7 +1951,7 @@ mod keyword_locks {
         let d = test_dir("kw-mtime");
         let root = d.join("Maildir");
         let s = UserStore::open(&root).unwrap();
-        let mut mb = s.open_mailbox("INBOX", false).unwrap();
+        let mut mb = s.load_mailbox("INBOX", false).unwrap();
         mb.append(b"a\r\n", &kw("one"), None).unwrap();
         // Dovecot may have set it ahead of the clock (it does so itself).
         let ahead = SystemTime::now() + Duration::from_secs(100);
@@ -1739,14 +1998,14 @@ mod concurrent_stores {
     fn a_store_keeps_flags_another_session_set_since_its_last_refresh() {
         let d = test_dir("conc-store-letters");
         let s = UserStore::open(&d.join("Maildir")).unwrap();
-        let mut a = s.open_mailbox("INBOX", false).unwrap();
+        let mut a = s.load_mailbox("INBOX", false).unwrap();
         let uid = a.append(b"a\r\n", &flags(0, &["one"]), None).unwrap();
         a.refresh().unwrap();
-        let mut b = s.open_mailbox("INBOX", false).unwrap();
+        let mut b = s.load_mailbox("INBOX", false).unwrap();
         // b: +FLAGS (\Seen two), a (not refreshed since): +FLAGS (\Flagged) -FLAGS (one).
         b.set_flags(uid, &flags(SEEN, &["one", "two"])).unwrap();
         a.set_flags(uid, &flags(FLAGGED, &[])).unwrap();
-        let mut c = s.open_mailbox("INBOX", false).unwrap();
+        let mut c = s.load_mailbox("INBOX", false).unwrap();
         c.refresh().unwrap();
         assert_eq!(
             sorted(&c.messages()[0].flags),
@@ -1763,15 +2022,15 @@ mod concurrent_stores {
         // All 26 letters taken: further keywords go to pimap-keywords.
         let all: String = (0..26).map(|i| format!("{i} l{i}\n")).collect();
         fs::write(root.join(KEYWORDS), all).unwrap();
-        let mut a = s.open_mailbox("INBOX", false).unwrap();
+        let mut a = s.load_mailbox("INBOX", false).unwrap();
         let uid = a.append(b"a\r\n", &flags(0, &["x0"]), None).unwrap();
         a.refresh().unwrap();
-        let mut b = s.open_mailbox("INBOX", false).unwrap();
+        let mut b = s.load_mailbox("INBOX", false).unwrap();
         b.refresh().unwrap();
         // b: +FLAGS (x1); a, whose view is older: +FLAGS (x2), then -FLAGS (x0).
         b.set_flags(uid, &flags(0, &["x0", "x1"])).unwrap();
         a.set_flags(uid, &flags(0, &["x0", "x2"])).unwrap();
-        let mut c = s.open_mailbox("INBOX", false).unwrap();
+        let mut c = s.load_mailbox("INBOX", false).unwrap();
         c.refresh().unwrap();
         assert_eq!(sorted(&c.messages()[0].flags).1, ["x0", "x1", "x2"]);
         // b: -FLAGS (x0); a, not refreshed (its view still has x0): +FLAGS (x3) must not

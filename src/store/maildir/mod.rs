@@ -11,6 +11,7 @@
 //! disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive, RFC 3501
 //! §2.3.1.1).
 
+pub mod changes;
 pub mod extra_keywords;
 pub mod filename;
 pub mod keywords;
@@ -19,11 +20,13 @@ mod mailbox;
 pub mod modseq;
 pub mod name;
 pub mod recent;
+pub mod shared;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
+pub mod watch;
 
-pub use mailbox::{Mailbox, MessageFile, Spool};
+pub use mailbox::{CopySources, Mailbox, MessageFile, Spool};
 
 use super::{MailboxEntry, MailboxStatus, Result, StoreError};
 use lock::DotLock;
@@ -33,7 +36,7 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SUBSCRIPTIONS: &str = "subscriptions";
@@ -326,6 +329,7 @@ impl UserStore {
             _ => io_err("deleting mailbox", &dir, e),
         })?;
         sync_dir(&self.root);
+        shared::forget(&dir);
         if fs::symlink_metadata(&trash).is_ok_and(|m| m.file_type().is_symlink()) {
             let _ = fs::remove_file(&trash);
         } else if let Err(e) = fs::remove_dir_all(&trash) {
@@ -377,6 +381,7 @@ impl UserStore {
         for (old, new) in &moves {
             let (a, b) = (self.dir_of(old), self.dir_of(new));
             fs::rename(&a, &b).map_err(|e| io_err("renaming mailbox", &a, e))?;
+            shared::forget(&a);
         }
         sync_dir(&self.root);
         Ok(())
@@ -451,24 +456,36 @@ impl UserStore {
         if !self.exists(&n) {
             return Err(StoreError::NotFound(n));
         }
-        let mb = Mailbox::load(&self.root, &dir, &n, true)?;
-        let msgs = mb.messages();
-        Ok(MailboxStatus {
-            messages: msgs.len() as u32,
-            recent: mb.in_new,
-            unseen: msgs
-                .iter()
-                .filter(|m| m.flags.system & super::flag::SEEN == 0)
-                .count() as u32,
-            uid_next: mb.uid_next(),
-            uid_validity: mb.uid_validity(),
-            size: msgs.iter().map(|m| m.size).sum(),
-        })
+        Ok(Mailbox::load(&self.root, &dir, &n, true)?.status())
     }
 
-    /// Open a mailbox for SELECT (`read_only` = EXAMINE: never moves new/ → cur/, never
-    /// changes messages; it may still record UIDs for files that have none).
-    pub fn open_mailbox(&self, name: &str, read_only: bool) -> Result<Mailbox> {
+    /// Open a mailbox for SELECT, APPEND or COPY (`read_only` = EXAMINE: never moves new/ →
+    /// cur/, never changes messages; it may still record UIDs for files that have none): the
+    /// state every session of the process shares ([`shared`]). Refresh it before use.
+    pub fn open_mailbox(&self, name: &str, read_only: bool) -> Result<Arc<shared::Shared>> {
+        let (n, dir) = self.mailbox_dir(name, read_only)?;
+        shared::open(&self.root, &dir, &n, read_only)
+    }
+
+    /// The state to answer STATUS from: the read-write one when a session has the mailbox
+    /// selected (already up to date), else a read-only one (STATUS moves nothing from new/ to
+    /// cur/). Refresh it before use.
+    pub fn status_mailbox(&self, name: &str) -> Result<Arc<shared::Shared>> {
+        let (n, dir) = self.mailbox_dir(name, true)?;
+        match shared::find(&dir, false) {
+            Some(s) => Ok(s),
+            None => shared::open(&self.root, &dir, &n, true),
+        }
+    }
+
+    /// A private copy of a mailbox's state, shared with nobody (tests that play two
+    /// processes).
+    pub fn load_mailbox(&self, name: &str, read_only: bool) -> Result<Mailbox> {
+        let (n, dir) = self.mailbox_dir(name, read_only)?;
+        Mailbox::load(&self.root, &dir, &n, read_only)
+    }
+
+    fn mailbox_dir(&self, name: &str, read_only: bool) -> Result<(String, PathBuf)> {
         let n = Self::canonical(name)?;
         if !self.exists(&n) {
             return Err(StoreError::NotFound(n));
@@ -477,7 +494,7 @@ impl UserStore {
         if !read_only {
             ensure_maildir(&dir)?;
         }
-        Mailbox::load(&self.root, &dir, &n, read_only)
+        Ok((n, dir))
     }
 }
 

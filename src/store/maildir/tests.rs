@@ -56,7 +56,7 @@ fn open_creates_layout() {
 #[test]
 fn append_refresh_flags_expunge() {
     let (_t, s) = store("append");
-    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
     assert_eq!(mb.messages().len(), 0);
     let v = mb.uid_validity();
     assert!(v > 0);
@@ -113,7 +113,7 @@ fn append_refresh_flags_expunge() {
     );
     assert_eq!(mb.uid_next(), 4);
     // Reopen: same UIDVALIDITY and UIDs.
-    let mb2 = s.open_mailbox("inbox", true).unwrap();
+    let mb2 = s.load_mailbox("inbox", true).unwrap();
     assert_eq!(mb2.uid_validity(), v);
     assert_eq!(
         mb2.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
@@ -124,8 +124,8 @@ fn append_refresh_flags_expunge() {
 #[test]
 fn two_instances_see_each_other() {
     let (_t, s) = store("two");
-    let mut a = s.open_mailbox("INBOX", false).unwrap();
-    let mut b = s.open_mailbox("INBOX", false).unwrap();
+    let mut a = s.load_mailbox("INBOX", false).unwrap();
+    let mut b = s.load_mailbox("INBOX", false).unwrap();
     let u = a.append(b"x\n", &Flags::default(), None).unwrap();
     b.refresh().unwrap();
     assert_eq!(b.messages().len(), 1);
@@ -133,7 +133,7 @@ fn two_instances_see_each_other() {
     a.refresh().unwrap();
     assert_eq!(a.messages()[0].flags, kw(flag::FLAGGED, &["$Label1"]));
     // a's location is stale but set_flags finds the renamed file.
-    let mut c = s.open_mailbox("INBOX", false).unwrap();
+    let mut c = s.load_mailbox("INBOX", false).unwrap();
     b.set_flags(u, &kw(flag::SEEN, &[])).unwrap();
     c.set_flags(u, &kw(flag::DRAFT, &[])).unwrap();
     assert_eq!(c.read(u).unwrap(), b"x\n");
@@ -160,15 +160,15 @@ fn new_mail_is_recent_for_the_first_session_only() {
         1,
         "status must not move new/ files"
     );
-    let ro = s.open_mailbox("INBOX", true).unwrap();
+    let ro = s.load_mailbox("INBOX", true).unwrap();
     assert_eq!(ro.messages().len(), 1);
     assert!(!ro.messages()[0].recent);
-    let mut a = s.open_mailbox("INBOX", false).unwrap();
+    let mut a = s.load_mailbox("INBOX", false).unwrap();
     assert!(a.messages()[0].recent);
     assert_eq!(a.messages()[0].size, 21);
     assert!(names_in(&s.root().join("new")).is_empty());
     assert!(names_in(&s.root().join("cur"))[0].ends_with(":2,"));
-    let b = s.open_mailbox("INBOX", false).unwrap();
+    let b = s.load_mailbox("INBOX", false).unwrap();
     assert!(!b.messages()[0].recent);
     a.refresh().unwrap();
     assert!(a.messages()[0].recent);
@@ -183,7 +183,7 @@ fn new_mail_is_recent_for_the_first_session_only() {
 #[test]
 fn refresh_is_cheap_but_sees_changes() {
     let (_t, s) = store("refresh");
-    let mut a = s.open_mailbox("INBOX", false).unwrap();
+    let mut a = s.load_mailbox("INBOX", false).unwrap();
     deliver(s.root(), "m1", b"1\n").unwrap();
     a.refresh().unwrap();
     assert_eq!(a.messages().len(), 1);
@@ -207,7 +207,7 @@ fn deliver_is_idempotent_and_validated() {
     let p2 = deliver(s.root(), "ses-1", b"other").unwrap();
     assert_eq!(p, p2);
     assert_eq!(fs::read(&p).unwrap(), b"data\n");
-    s.open_mailbox("INBOX", false).unwrap(); // moves it to cur/
+    s.load_mailbox("INBOX", false).unwrap(); // moves it to cur/
     let p3 = deliver(s.root(), "ses-1", b"again").unwrap();
     assert!(p3.starts_with(s.root().join("cur")));
     assert!(names_in(&s.root().join("tmp")).is_empty());
@@ -262,15 +262,15 @@ fn folders_create_list_delete_rename() {
     );
 
     // Messages survive rename, children move along.
-    let mut ab = s.open_mailbox("A.B", false).unwrap();
+    let mut ab = s.load_mailbox("A.B", false).unwrap();
     ab.append(b"m\n", &kw(0, &["K"]), None).unwrap();
     s.create("A").unwrap();
     s.rename("A", "Z").unwrap();
     assert!(matches!(
-        s.open_mailbox("A.B", false),
+        s.load_mailbox("A.B", false),
         Err(StoreError::NotFound(_))
     ));
-    let zb = s.open_mailbox("Z.B", false).unwrap();
+    let zb = s.load_mailbox("Z.B", false).unwrap();
     assert_eq!(zb.messages()[0].flags.keywords, vec!["K"]);
     assert!(matches!(
         s.rename("Z", "Sent"),
@@ -296,14 +296,14 @@ fn folders_create_list_delete_rename() {
 #[test]
 fn rename_inbox_moves_messages() {
     let (_t, s) = store("renbox");
-    let mut inbox = s.open_mailbox("INBOX", false).unwrap();
+    let mut inbox = s.load_mailbox("INBOX", false).unwrap();
     inbox
         .append(b"1\n", &kw(flag::SEEN, &["Tag"]), None)
         .unwrap();
     deliver(s.root(), "n1", b"2\n").unwrap();
     s.create("INBOX.Child").unwrap();
     s.rename("INBOX", "Old").unwrap();
-    let old = s.open_mailbox("Old", false).unwrap();
+    let old = s.load_mailbox("Old", false).unwrap();
     assert_eq!(old.messages().len(), 2);
     assert_eq!(old.messages()[0].flags, kw(flag::SEEN, &["Tag"]));
     inbox.refresh().unwrap();
@@ -315,12 +315,12 @@ fn rename_inbox_moves_messages() {
 fn copy_between_mailboxes() {
     let (_t, s) = store("copy");
     s.create("Dest").unwrap();
-    let mut src = s.open_mailbox("INBOX", false).unwrap();
+    let mut src = s.load_mailbox("INBOX", false).unwrap();
     src.append(b"one\n", &kw(flag::FLAGGED, &["Red"]), Some(12345))
         .unwrap();
     src.append(b"two\n", &Flags::default(), None).unwrap();
     src.refresh().unwrap();
-    let mut dst = s.open_mailbox("Dest", false).unwrap();
+    let mut dst = s.load_mailbox("Dest", false).unwrap();
     dst.append(b"zero\n", &kw(0, &["Blue"]), None).unwrap();
     let pairs = src.copy_to(&[1, 2, 99], &mut dst).unwrap();
     assert_eq!(pairs, vec![(1, 2), (2, 3)]);
@@ -338,7 +338,7 @@ fn copy_between_mailboxes() {
 #[test]
 fn keywords_beyond_26_go_to_pimap_keywords() {
     let (_t, s) = store("kwlimit");
-    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
     let u = mb.append(b"x\n", &Flags::default(), None).unwrap();
     mb.refresh().unwrap();
     let many: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
@@ -361,7 +361,7 @@ fn keywords_beyond_26_go_to_pimap_keywords() {
         format!("pimap-keywords 1\n{base} k26 k27 k28 k29\n")
     );
     // Another handle reads them; the mailbox lists all 30.
-    let other = s.open_mailbox("INBOX", true).unwrap();
+    let other = s.load_mailbox("INBOX", true).unwrap();
     assert_eq!(other.messages()[0].flags.keywords, many);
     assert_eq!(other.keywords(), many);
     // Removing the extras empties the file; an invalid keyword is still refused.
@@ -399,7 +399,7 @@ fn unknown_letters_and_uidlist_fields_preserved() {
         "3 V1234 N7 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n6 :gone\n",
     )
     .unwrap();
-    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
     assert_eq!(mb.uid_validity(), 1234);
     assert_eq!(mb.messages()[0].uid, 5);
     mb.set_flags(5, &kw(flag::FLAGGED, &[])).unwrap();
@@ -409,7 +409,7 @@ fn unknown_letters_and_uidlist_fields_preserved() {
     let t = uidlist_text(root);
     assert!(
         t.starts_with(
-            "3 V1234 N8 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n7 :"
+            "3 V1234 N7 G00112233445566778899aabbccddeeff X9\n5 W2 Q1 :100.M1P1.h,S=2\n6 :gone\n7 :"
         ),
         "{t}"
     );
@@ -418,11 +418,11 @@ fn unknown_letters_and_uidlist_fields_preserved() {
 #[test]
 fn corrupt_uidlist_is_rebuilt_with_new_uidvalidity() {
     let (_t, s) = store("corrupt");
-    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
     mb.append(b"x\n", &Flags::default(), None).unwrap();
     let v = mb.uid_validity();
     fs::write(s.root().join("dovecot-uidlist"), "garbage\n").unwrap();
-    let mb2 = s.open_mailbox("INBOX", false).unwrap();
+    let mb2 = s.load_mailbox("INBOX", false).unwrap();
     assert!(mb2.uid_validity() > v);
     assert_eq!(mb2.messages().len(), 1);
     assert!(s.root().join("dovecot-uidlist.corrupt").exists());
@@ -437,14 +437,14 @@ fn malformed_files_skipped() {
     fs::create_dir(root.join("cur/adir")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", root.join("cur/link:2,S")).unwrap();
     fs::write(root.join("cur/ok:2,S"), "x").unwrap();
-    let mb = s.open_mailbox("INBOX", false).unwrap();
+    let mb = s.load_mailbox("INBOX", false).unwrap();
     assert_eq!(mb.messages().len(), 1);
     assert_eq!(mb.read(1).unwrap(), b"x");
     // A folder symlinked out of the root is not a mailbox.
     std::os::unix::fs::symlink("/tmp", root.join(".Evil")).unwrap();
     assert!(!s.list().unwrap().iter().any(|e| e.name == "Evil"));
     assert!(matches!(
-        s.open_mailbox("Evil", false),
+        s.load_mailbox("Evil", false),
         Err(StoreError::NotFound(_))
     ));
 }
@@ -485,7 +485,7 @@ fn subscriptions_v1_and_v2() {
 fn read_only_never_changes_messages() {
     let (_t, s) = store("ro");
     deliver(s.root(), "r1", b"x\n").unwrap();
-    let mut ro = s.open_mailbox("INBOX", true).unwrap();
+    let mut ro = s.load_mailbox("INBOX", true).unwrap();
     assert!(matches!(
         ro.set_flags(1, &Flags::default()),
         Err(StoreError::Cannot(_))
@@ -514,7 +514,7 @@ fn uidvalidity_increases_across_mailboxes() {
 fn passed_letter_is_forwarded() {
     let (_t, s) = store("passed");
     fs::write(s.root().join("cur/p1:2,PS"), "x\n").unwrap();
-    let mut mb = s.open_mailbox("INBOX", false).unwrap();
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
     assert_eq!(mb.messages()[0].flags, kw(flag::SEEN, &["$Forwarded"]));
     mb.set_flags(1, &kw(0, &["$forwarded"])).unwrap();
     assert_eq!(names_in(&s.root().join("cur")), vec!["p1:2,P"]);
@@ -536,7 +536,7 @@ fn dovecot_style_new_files_with_flags() {
         "3 V99 N1 G00\n1 :1.M1P1.vm,S=3,W=4\n",
     )
     .unwrap();
-    let mb = s.open_mailbox("INBOX", false).unwrap();
+    let mb = s.load_mailbox("INBOX", false).unwrap();
     assert_eq!((mb.uid_validity(), mb.uid_next()), (99, 2));
     assert_eq!(mb.messages()[0].flags, kw(flag::SEEN, &["$Work"]));
     assert_eq!(mb.messages()[0].size, 4);
@@ -551,7 +551,7 @@ fn dovecot_style_new_files_with_flags() {
 fn refresh_after_delete_is_not_found() {
     let (_t, s) = store("gone");
     s.create("X").unwrap();
-    let mut mb = s.open_mailbox("X", false).unwrap();
+    let mut mb = s.load_mailbox("X", false).unwrap();
     s.delete("X").unwrap();
     assert!(matches!(mb.refresh(), Err(StoreError::NotFound(_))));
 }
@@ -591,7 +591,7 @@ fn parsers_never_panic_on_garbage() {
 fn spooled_append_lands_in_another_folder_with_sizes_flags_and_date() {
     let (_t, s) = store("spool");
     s.create("Archive").unwrap();
-    let mut mb = s.open_mailbox("Archive", false).unwrap();
+    let mut mb = s.load_mailbox("Archive", false).unwrap();
     let msg = b"Subject: spooled\n\nline one\r\nline two\n";
     let mut sp = Spool::create(s.root()).unwrap();
     let tmp_file = sp.path().to_path_buf();
@@ -630,8 +630,8 @@ fn a_spool_dropped_before_it_is_placed_leaves_nothing() {
 #[test]
 fn generation_holds_while_nothing_changes_and_moves_with_every_change() {
     let (_t, s) = store("generation");
-    let mut a = s.open_mailbox("INBOX", false).unwrap();
-    let mut b = s.open_mailbox("INBOX", false).unwrap();
+    let mut a = s.load_mailbox("INBOX", false).unwrap();
+    let mut b = s.load_mailbox("INBOX", false).unwrap();
     let u = b
         .append(b"Subject: a\n\n1\n", &Flags::default(), None)
         .unwrap();

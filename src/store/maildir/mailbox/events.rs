@@ -1,0 +1,427 @@
+//! Refreshing a watched mailbox from the names inotify reported ([`super::super::watch`]):
+//! work in proportion to what changed, never a directory read unless events were lost.
+//!
+//! For each base name the last event decides: a name that appeared is where the message is
+//! now (a new file, a flag rename, a move from new/ to cur/); a name that went away is gone if
+//! it was the message's current name, and stale otherwise (the first half of a rename whose
+//! second half also arrived, or this process's own change, already applied). A rename always
+//! queues both halves within its system call, so a drained batch never holds only the first.
+
+use super::super::watch::{Part, Taken};
+use super::{file_vsize, mtime_secs, read_uidlist, Loc, Mailbox, Sub, EXTRAS, KEYWORDS, UIDLIST};
+use crate::store::maildir::changes::Change;
+use crate::store::maildir::filename;
+use crate::store::maildir::lock::DotLock;
+use crate::store::maildir::uidlist::UidList;
+use crate::store::{MessageMeta, Result};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+
+/// Where a base name's file is, as the events say.
+struct Last {
+    sub: Sub,
+    name: String,
+}
+
+impl Mailbox {
+    /// Apply what the watch reported since the last refresh; a full rescan when events were
+    /// lost, a keywords file or a subdirectory was replaced, or a new file has no UID yet.
+    pub(super) fn apply_events(&mut self, taken: Taken) -> Result<()> {
+        if taken.lost {
+            return self.rescan();
+        }
+        // Each base name's events in order: the message's file ends up at the last name
+        // that appeared, unless that name went away after.
+        let mut by_base: HashMap<String, Vec<(Sub, String, bool)>> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut uidlist_changed = false;
+        for (part, name, appeared) in taken.names {
+            let sub = match part {
+                Part::Dir => {
+                    match name.as_str() {
+                        UIDLIST => uidlist_changed = true,
+                        KEYWORDS | EXTRAS | "new" | "cur" => return self.rescan(),
+                        _ => {} // locks, Dovecot's index files, pimap's own files
+                    }
+                    continue;
+                }
+                Part::New => Sub::New,
+                Part::Cur => Sub::Cur,
+            };
+            if !filename::acceptable(&name) {
+                continue;
+            }
+            let base = filename::split(&name).base.to_string();
+            let events = by_base.entry(base).or_insert_with_key(|b| {
+                order.push(b.clone());
+                Vec::new()
+            });
+            events.push((sub, name, appeared));
+        }
+        if uidlist_changed && self.awaiting_uids {
+            // A read-only scan left files without a UID: they may have one now.
+            return self.rescan();
+        }
+        if by_base.is_empty() {
+            if uidlist_changed && self.uidlist_validity_changed() {
+                return self.rescan();
+            }
+            return Ok(());
+        }
+        self.touch();
+        let mut fresh: Vec<(String, Last)> = Vec::new();
+        let mut gone: Vec<u32> = Vec::new();
+        for base in order {
+            let Some(events) = by_base.remove(&base) else {
+                continue;
+            };
+            let uid = self.uid_of_base(&base);
+            let mut now: Option<Last> = uid
+                .and_then(|u| self.index_of(u))
+                .and_then(|i| self.locs.get(i))
+                .map(|l| Last {
+                    sub: l.sub,
+                    name: l.name.clone(),
+                });
+            for (sub, name, appeared) in events {
+                if appeared {
+                    now = Some(Last { sub, name });
+                } else if now.as_ref().is_some_and(|n| n.sub == sub && n.name == name) {
+                    now = None;
+                }
+            }
+            match (uid, now) {
+                (Some(uid), Some(l)) => self.relocate(uid, l.sub, l.name),
+                (Some(uid), None) => gone.push(uid),
+                (None, Some(l)) => fresh.push((base, l)),
+                (None, None) => {} // a file that came and went, or this process's expunge
+            }
+        }
+        if !gone.is_empty() {
+            self.forget(&gone);
+        }
+        if !fresh.is_empty() {
+            return self.add_fresh(fresh);
+        }
+        Ok(())
+    }
+
+    /// A known message now has the file name `name` in `sub`.
+    fn relocate(&mut self, uid: u32, sub: Sub, name: String) {
+        let Some(i) = self.index_of(uid) else {
+            return;
+        };
+        if self
+            .locs
+            .get(i)
+            .is_some_and(|l| l.sub == sub && l.name == name)
+        {
+            return; // this process's own rename, already applied
+        }
+        let flags = self.flags_of(&name);
+        if let (Some(m), Some(l)) = (self.messages.get_mut(i), self.locs.get_mut(i)) {
+            if m.flags != flags {
+                self.forwarded |= super::has_forwarded(&flags);
+                self.changes.push(Change::Flags { uid, origin: 0 });
+                m.flags = flags;
+            }
+            *l = Loc { sub, name };
+        }
+    }
+
+    /// Messages whose files were removed by someone else.
+    fn forget(&mut self, uids: &[u32]) {
+        let mut sorted = uids.to_vec();
+        sorted.sort_unstable();
+        let changes = &mut self.changes;
+        let index = &mut self.base_index;
+        let (messages, locs) = std::mem::take(&mut self.messages)
+            .into_iter()
+            .zip(std::mem::take(&mut self.locs))
+            .filter(|(m, l)| {
+                if sorted.binary_search(&m.uid).is_err() {
+                    return true;
+                }
+                if let Some(ix) = index.as_mut() {
+                    ix.remove(&base_hash(l.base()));
+                }
+                changes.push(Change::Expunged {
+                    uid: m.uid,
+                    flags: m.flags.clone(),
+                });
+                false
+            })
+            .unzip();
+        self.messages = messages;
+        self.locs = locs;
+        self.recent.retain(|u| sorted.binary_search(u).is_err());
+    }
+
+    /// New files: their UIDs from the uidlist (read once), a stat each for INTERNALDATE, and
+    /// new/ → cur/ as a read-write reader does. Files the uidlist does not list yet need UIDs
+    /// assigned: that is the full sync's work (a delivery by a process that does not write
+    /// the uidlist, such as an MDA or the S3 sync).
+    fn add_fresh(&mut self, fresh: Vec<(String, Last)>) -> Result<()> {
+        let listed = |l: &UidList| {
+            let have: HashSet<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
+            fresh.iter().all(|(b, _)| have.contains(b.as_str()))
+        };
+        let mut list = match read_uidlist(&self.dir)? {
+            Ok(Some(l)) => l,
+            _ => return self.rescan(),
+        };
+        if !listed(&list) {
+            // Another writer renames first and then adds the line under the uidlist lock
+            // (Dovecot does): once that lock is free, the line is there.
+            if let Ok(lock) = DotLock::acquire(&self.dir.join(UIDLIST)) {
+                if let Ok(Some(l)) = read_uidlist(&self.dir)? {
+                    list = l;
+                }
+                drop(lock);
+            }
+            if !listed(&list) {
+                // Nobody gave them UIDs (an MDA, the S3 sync): the full sync does (also for
+                // STATUS and EXAMINE, as a first open would).
+                return self.rescan();
+            }
+        }
+        if list.uid_validity != self.uid_validity {
+            return self.rescan();
+        }
+        let by_base: HashMap<&str, (u32, Option<u64>)> = list
+            .entries
+            .iter()
+            .map(|e| (e.base.as_str(), (e.uid, e.vsize())))
+            .collect();
+        let mut rows: Vec<(MessageMeta, Loc)> = Vec::new();
+        for (base, l) in fresh {
+            let Some(&(uid, vsize)) = by_base.get(base.as_str()) else {
+                continue; // listed above; unreachable but harmless
+            };
+            let (mut sub, mut name) = (l.sub, l.name);
+            let path = self.dir.join(sub.dir()).join(&name);
+            let Ok(md) = fs::symlink_metadata(&path) else {
+                continue; // gone again: its events come next time
+            };
+            if !md.is_file() {
+                continue;
+            }
+            let size = match filename::sizes(&base).1.or(vsize) {
+                Some(w) => w,
+                None => match file_vsize(&path) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                },
+            };
+            let mut recent = false;
+            if sub == Sub::New && !self.read_only {
+                let to = if name.contains(':') {
+                    name.clone()
+                } else {
+                    filename::cur_name(&name, "")
+                };
+                if fs::rename(&path, self.dir.join("cur").join(&to)).is_ok() {
+                    sub = Sub::Cur;
+                    name = to;
+                    recent = true;
+                }
+            }
+            let meta = MessageMeta {
+                uid,
+                flags: self.flags_of(&name),
+                size,
+                internal_date: mtime_secs(&md),
+                recent,
+            };
+            rows.push((meta, Loc { sub, name }));
+        }
+        self.uid_next = self.uid_next.max(list.next_uid);
+        self.insert_rows(rows);
+        Ok(())
+    }
+
+    /// Add messages (any order) to the state, keeping it in ascending UID order.
+    pub(super) fn insert_rows(&mut self, mut rows: Vec<(MessageMeta, Loc)>) {
+        if rows.is_empty() {
+            return;
+        }
+        self.touch();
+        rows.sort_by_key(|(m, _)| m.uid);
+        for (m, loc) in rows {
+            if self.index_of(m.uid).is_some() {
+                continue;
+            }
+            if m.recent {
+                self.recent.insert(m.uid);
+            }
+            self.forwarded |= super::has_forwarded(&m.flags);
+            if let Some(ix) = self.base_index.as_mut() {
+                ix.insert(base_hash(loc.base()), m.uid);
+            }
+            self.uid_next = self.uid_next.max(m.uid.saturating_add(1));
+            let at = self.messages.partition_point(|x| x.uid < m.uid);
+            self.messages.insert(at, m);
+            self.locs.insert(at, loc);
+        }
+    }
+
+    /// The UID of the message whose file has base name `base`, if the state has it. The
+    /// index by base name is built on first use (one pass) and kept up to date after.
+    fn uid_of_base(&mut self, base: &str) -> Option<u32> {
+        let h = base_hash(base);
+        if self.base_index.is_none() {
+            let ix: HashMap<u64, u32> = self
+                .messages
+                .iter()
+                .zip(&self.locs)
+                .map(|(m, l)| (base_hash(l.base()), m.uid))
+                .collect();
+            self.base_index = Some(ix);
+        }
+        let uid = self.base_index.as_ref()?.get(&h).copied();
+        match uid {
+            Some(u) if self.knows(u, base) => Some(u),
+            // Another base with the same hash (or none): look it up the slow way.
+            _ => self
+                .messages
+                .iter()
+                .zip(&self.locs)
+                .find(|(_, l)| l.base() == base)
+                .map(|(m, _)| m.uid),
+        }
+    }
+
+    /// Whether `dovecot-uidlist` now has another UIDVALIDITY (its header, not the whole file).
+    fn uidlist_validity_changed(&self) -> bool {
+        let mut head = [0u8; 512];
+        let n = fs::File::open(self.dir.join(UIDLIST))
+            .and_then(|mut f| f.read(&mut head))
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(head.get(..n).unwrap_or(&[]));
+        let line = text.lines().next().unwrap_or("");
+        let validity = line
+            .split(' ')
+            .find_map(|t| t.strip_prefix('V').and_then(|v| v.parse::<u32>().ok()));
+        validity != Some(self.uid_validity)
+    }
+}
+
+/// The key of the by-base-name index.
+pub(super) fn base_hash(base: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    base.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    //! A watched mailbox against a second, private state of the same Maildir playing another
+    //! process: what the other does is seen from its events alone, without reading the
+    //! directories (`rescans` stays put), except where a full sync is the job.
+    use super::super::super::{deliver, test_dir, UserStore};
+    use super::*;
+    use crate::store::{flag, Flags};
+
+    fn pair(tag: &str) -> (UserStore, Mailbox, Mailbox) {
+        let d = test_dir(tag);
+        let s = UserStore::open(&d.join("Maildir")).unwrap();
+        let other = s.load_mailbox("INBOX", false).unwrap();
+        let root = s.root().to_path_buf();
+        let watched = Mailbox::load_watched(&root, &root, "INBOX", false).unwrap();
+        assert!(watched.watch.is_some(), "inotify on a local file system");
+        (s, other, watched)
+    }
+
+    fn seen() -> Flags {
+        Flags {
+            system: flag::SEEN,
+            keywords: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn another_writers_append_flag_change_and_expunge_arrive_by_name() {
+        let (_s, mut other, mut w) = pair("events-foreign");
+        let base = w.rescans;
+        let uid = other
+            .append(b"Subject: a\r\n\r\nx\r\n", &Flags::default(), None)
+            .unwrap();
+        w.refresh().unwrap();
+        assert_eq!(
+            w.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+            vec![uid]
+        );
+        other.refresh().unwrap();
+        other.set_flags(uid, &seen()).unwrap();
+        let pos = w.changes().end();
+        w.refresh().unwrap();
+        assert_eq!(w.meta(uid).map(|m| m.flags.system), Some(flag::SEEN));
+        let logged: Vec<&Change> = w.changes().since(pos).into_iter().flatten().collect();
+        assert_eq!(logged, vec![&Change::Flags { uid, origin: 0 }]);
+        other.expunge(&[uid]).unwrap();
+        w.refresh().unwrap();
+        assert!(w.messages().is_empty());
+        assert_eq!(w.rescans, base, "no directory read for any of it");
+        // Nothing changed: nothing to do.
+        w.refresh().unwrap();
+        assert_eq!(w.rescans, base);
+    }
+
+    #[test]
+    fn own_writes_are_applied_once_and_never_make_it_read_the_directories() {
+        let (_s, _other, mut w) = pair("events-own");
+        let base = w.rescans;
+        let uid = w
+            .append(b"Subject: b\r\n\r\ny\r\n", &Flags::default(), None)
+            .unwrap();
+        assert!(w.meta(uid).is_some(), "an APPEND is in the state at once");
+        w.set_origin(7);
+        w.set_flags(uid, &seen()).unwrap();
+        w.set_origin(0);
+        let pos = w.changes().end();
+        w.refresh().unwrap();
+        assert_eq!(
+            w.changes().since(pos).map(|i| i.count()),
+            Some(0),
+            "not logged twice"
+        );
+        assert_eq!(w.meta(uid).map(|m| m.flags.system), Some(flag::SEEN));
+        w.expunge(&[uid]).unwrap();
+        w.refresh().unwrap();
+        assert!(w.messages().is_empty());
+        assert_eq!(w.rescans, base);
+    }
+
+    #[test]
+    fn a_delivery_without_a_uid_gets_one_from_the_full_sync_and_moves_to_cur() {
+        let (s, _other, mut w) = pair("events-mda");
+        let base = w.rescans;
+        deliver(s.root(), "1700000000.M1P1.host", b"Subject: c\r\n\r\nz\r\n").unwrap();
+        w.refresh().unwrap();
+        assert_eq!(w.messages().len(), 1);
+        assert_eq!(w.rescans, base + 1, "assigning UIDs is the full sync's job");
+        assert!(fs::read_dir(s.root().join("new")).unwrap().next().is_none());
+        // Its own move from new/ to cur/ comes back as events and changes nothing.
+        w.refresh().unwrap();
+        assert_eq!(w.rescans, base + 1);
+        assert_eq!(w.messages().len(), 1);
+    }
+
+    #[test]
+    fn a_new_uidvalidity_is_noticed_from_the_uidlist_alone() {
+        let (s, mut other, mut w) = pair("events-validity");
+        other
+            .append(b"Subject: d\r\n\r\n", &Flags::default(), None)
+            .unwrap();
+        w.refresh().unwrap();
+        let before = w.uid_validity();
+        let path = s.root().join(UIDLIST);
+        let text = fs::read_to_string(&path).unwrap();
+        let bumped = text.replacen(&format!("V{before}"), &format!("V{}", before + 1), 1);
+        fs::write(&path, bumped).unwrap();
+        w.refresh().unwrap();
+        assert_eq!(w.uid_validity(), before + 1);
+    }
+}
