@@ -1,0 +1,456 @@
+//! Writing messages: APPEND (tmp/, fsync, rename into cur/ under the uidlist lock), COPY
+//! (hard links, sources read under the source's lock and placed under the destination's),
+//! EXPUNGE; the new messages enter the state at once.
+
+use super::*;
+
+/// Messages to copy, as [`Mailbox::copy_sources`] found them.
+pub struct CopySources {
+    /// The source mailbox's directory (for its metadata cache).
+    dir: PathBuf,
+    items: Vec<CopySource>,
+}
+
+pub(super) struct CopySource {
+    uid: u32,
+    path: PathBuf,
+    base: String,
+    flags: Flags,
+    /// Unknown upper-case letters of the source name, kept on the copy.
+    keep: String,
+    phys: u64,
+    vsize: u64,
+}
+
+/// Create `path` exclusively with `data`, fsync it and set its mtime.
+pub(in crate::store::maildir) fn write_new_file(
+    path: &Path,
+    data: &[u8],
+    mtime: SystemTime,
+) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err("creating", path, e))?;
+    let r = f
+        .write_all(data)
+        .and_then(|_| f.set_times(fs::FileTimes::new().set_modified(mtime)))
+        .and_then(|_| f.sync_all());
+    if let Err(e) = r {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(io_err("writing", path, e));
+    }
+    Ok(())
+}
+
+/// INTERNALDATE (Unix seconds) as a file mtime; now when the client gave none.
+pub(super) fn mtime_of(internal_date: Option<i64>) -> SystemTime {
+    match internal_date {
+        Some(t) if t >= 0 => UNIX_EPOCH + Duration::from_secs(t as u64),
+        Some(t) => UNIX_EPOCH
+            .checked_sub(Duration::from_secs(t.unsigned_abs()))
+            .unwrap_or(UNIX_EPOCH),
+        None => SystemTime::now(),
+    }
+}
+
+/// Copy `src` to `dst` through `tmp_dir`, keeping the mtime (INTERNALDATE); streamed, so a
+/// big message is never held in memory.
+pub(super) fn copy_file(src: &Path, dst: &Path, tmp_dir: &Path) -> std::io::Result<()> {
+    let mut from = open_nofollow(src)?;
+    let mtime = from.metadata()?.modified()?;
+    let tmp = tmp_dir.join(new_unique());
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let r = std::io::copy(&mut from, &mut to)
+        .and_then(|_| to.set_times(fs::FileTimes::new().set_modified(mtime)))
+        .and_then(|_| to.sync_all())
+        .and_then(|_| fs::rename(&tmp, dst));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+impl Mailbox {
+    /// APPEND into this mailbox (RFC 3501 §6.3.11); returns the new UID.
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        flags: &Flags,
+        internal_date: Option<i64>,
+    ) -> Result<u32> {
+        self.check_writable()?;
+        let (letters, overflow) = self.letters_for(flags, "")?;
+        let unique = new_unique();
+        let tmp = self.dir.join("tmp").join(&unique);
+        write_new_file(&tmp, data, mtime_of(internal_date))?;
+        let (size, vsize) = (data.len() as u64, filename::vsize(data));
+        let uid = self.place_tmp(&tmp, &unique, size, vsize, &letters, &overflow)?;
+        // Filled on arrival: the message is in memory now, parsed once here.
+        let base = filename::base_with_sizes(&unique, size, vsize);
+        let meta = cache::compute(&crate::mime::to_crlf(data));
+        let c = cache::for_mailbox(&self.dir);
+        c.put(&base, size, &meta);
+        c.flush();
+        Ok(uid)
+    }
+
+    /// Rename the complete, fsynced `tmp` file (named `unique` in this mailbox's tmp/) into
+    /// cur/ under the uidlist lock and return its new UID; `tmp` is gone afterwards. Keywords
+    /// without a file-name letter (`overflow`) are recorded first, so no reader sees the
+    /// message without them.
+    pub(super) fn place_tmp(
+        &mut self,
+        tmp: &Path,
+        unique: &str,
+        size: u64,
+        vsize: u64,
+        letters: &str,
+        overflow: &[String],
+    ) -> Result<u32> {
+        let base = filename::base_with_sizes(unique, size, vsize);
+        if !overflow.is_empty() {
+            if let Err(e) = self.update_extras(|k| k.set(&base, overflow)) {
+                let _ = fs::remove_file(tmp);
+                return Err(e);
+            }
+        }
+        let dest = self
+            .dir
+            .join("cur")
+            .join(filename::cur_name(&base, letters));
+        let result = self.link_in_locked(&[(tmp.to_path_buf(), dest, base.clone(), true)]);
+        let _ = fs::remove_file(tmp);
+        let uids = result?;
+        uids.first()
+            .and_then(|(_, u)| *u)
+            .ok_or_else(|| StoreError::Cannot("appended message vanished".into()))
+    }
+
+    /// Under the uidlist lock: move or link each `(source, destination)` into place, then
+    /// assign UIDs. Returns the base names with their UIDs (`None` when the source vanished).
+    pub(super) fn link_in_locked(
+        &mut self,
+        items: &[(PathBuf, PathBuf, String, bool)],
+    ) -> Result<Vec<(String, Option<u32>)>> {
+        let lock = DotLock::acquire(&self.dir.join(UIDLIST))?;
+        let mut placed = Vec::new();
+        for (src, dst, base, is_rename) in items {
+            let r = if *is_rename {
+                fs::rename(src, dst)
+            } else {
+                fs::hard_link(src, dst)
+            };
+            match r {
+                Ok(()) => placed.push(base.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if *is_rename => return Err(io_err("moving into place", dst, e)),
+                Err(_) => {
+                    // No hard links here (EXDEV, EPERM, EMLINK, ...): copy.
+                    match copy_file(src, dst, &self.dir.join("tmp")) {
+                        Ok(()) => placed.push(base.clone()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err("copying to", dst, e)),
+                    }
+                }
+            }
+        }
+        sync_dir(&self.dir.join("cur"));
+        let by_base: HashMap<String, u32> = match self.append_uid_lines(&placed, items)? {
+            Some(uids) => uids,
+            None => self.rewrite_uid_lines(lock, &placed, items)?,
+        };
+        // The new messages are in the state at once: no session has to find them on disk.
+        let mut rows = Vec::new();
+        for (_, dst, base, _) in items {
+            let (Some(&uid), true) = (by_base.get(base.as_str()), placed.contains(base)) else {
+                continue;
+            };
+            let Some(name) = dst.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Ok(md) = fs::symlink_metadata(dst) else {
+                continue;
+            };
+            let size = match filename::sizes(base).1 {
+                Some(w) => w,
+                None => file_vsize(dst).unwrap_or(md.len()),
+            };
+            let meta = MessageMeta {
+                uid,
+                flags: self.flags_of(name),
+                size,
+                internal_date: mtime_secs(&md),
+                recent: false,
+            };
+            rows.push((
+                meta,
+                Loc {
+                    sub: Sub::Cur,
+                    name: name.to_string(),
+                },
+            ));
+        }
+        self.insert_rows(rows);
+        Ok(items
+            .iter()
+            .map(|(_, _, b, _)| {
+                (
+                    b.clone(),
+                    if placed.contains(b) {
+                        by_base.get(b.as_str()).copied()
+                    } else {
+                        None
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// [`Mailbox::link_in_locked`]'s UIDs when the uidlist is rewritten: read it in full, add
+    /// the lines (dropping this state's own expunged ones), or run the full sync when it holds
+    /// lines this state does not know, is missing or corrupt. Returns the placed files' UIDs.
+    pub(super) fn rewrite_uid_lines(
+        &mut self,
+        lock: DotLock,
+        placed: &[String],
+        items: &[(PathBuf, PathBuf, String, bool)],
+    ) -> Result<HashMap<String, u32>> {
+        self.uidlist_tail = None;
+        let list = match read_uidlist(&self.dir)? {
+            // We know the new files: add their lines without scanning the directory (other
+            // files without a UID get theirs at the next rescan, in arrival order anyway).
+            // Only when every line is a message of our last scan: a line we don't know is a
+            // file expunged since (the full sync drops it) or one added by another process.
+            // Lines of files this session expunged itself are dropped here.
+            Ok(Some(mut list))
+                if list.entries.iter().all(|e| {
+                    self.knows(e.uid, &e.base) || self.own_expunged.binary_search(&e.uid).is_ok()
+                }) =>
+            {
+                let own = std::mem::take(&mut self.own_expunged);
+                list.entries.retain(|e| own.binary_search(&e.uid).is_err());
+                let have: HashSet<&str> = placed.iter().map(String::as_str).collect();
+                let listed: HashSet<String> = list
+                    .entries
+                    .iter()
+                    .filter(|e| have.contains(e.base.as_str()))
+                    .map(|e| e.base.clone())
+                    .collect();
+                for b in placed {
+                    if listed.contains(b) {
+                        continue;
+                    }
+                    let mut ext = Vec::new();
+                    if filename::sizes(b).1.is_none() {
+                        if let Some((_, dst, _, _)) = items.iter().find(|(_, _, base, _)| base == b)
+                        {
+                            if let Ok(v) = file_vsize(dst) {
+                                ext.push(format!("W{v}"));
+                            }
+                        }
+                    }
+                    if list.add(b, ext).is_none() {
+                        return Err(StoreError::Cannot("mailbox ran out of UIDs".into()));
+                    }
+                }
+                lock.replace(list.serialize().as_bytes())?;
+                list
+            }
+            // Missing or corrupt (the full sync creates or rebuilds it), or due for compaction.
+            _ => {
+                self.own_expunged.clear();
+                sync_locked_first(&self.root, &self.dir, lock, placed)?.0
+            }
+        };
+        self.uid_next = self.uid_next.max(list.next_uid);
+        let wanted: HashSet<&str> = placed.iter().map(String::as_str).collect();
+        Ok(list
+            .entries
+            .into_iter()
+            .filter(|e| wanted.contains(e.base.as_str()))
+            .map(|e| (e.base, e.uid))
+            .collect())
+    }
+
+    /// COPY `uids` into `dest` (RFC 3501 §6.4.7; hard links when possible); returns
+    /// (source UID, new UID) pairs for the messages that still existed.
+    pub fn copy_to(&self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
+        let sources = self.copy_sources(uids);
+        dest.copy_in(&sources)
+    }
+
+    /// What [`Mailbox::copy_in`] needs of the messages `uids` (those that still exist): taken
+    /// under this mailbox's lock, which is let go before the destination's is taken.
+    pub fn copy_sources(&self, uids: &[u32]) -> CopySources {
+        let mut items = Vec::new();
+        for &uid in uids {
+            let Some(i) = self.index_of(uid) else {
+                continue;
+            };
+            let (Some(m), Some(loc)) = (self.messages.get(i), self.locs.get(i)) else {
+                continue;
+            };
+            let mut src = self.path_of(loc);
+            if !src.exists() {
+                match locate(&self.dir, loc.base()) {
+                    Some(f) => src = self.dir.join(f.sub.dir()).join(&f.name),
+                    None => continue,
+                }
+            }
+            let old = filename::decode_letters(filename::split(&loc.name).letters);
+            let keep: String = old
+                .unknown
+                .chars()
+                .filter(|c| c.is_ascii_uppercase())
+                .collect();
+            let phys = filename::sizes(loc.base())
+                .0
+                .or_else(|| fs::metadata(&src).ok().map(|md| md.len()))
+                .unwrap_or(0);
+            items.push(CopySource {
+                uid,
+                path: src,
+                base: loc.base().to_string(),
+                flags: m.flags.clone(),
+                keep,
+                phys,
+                vsize: m.size,
+            });
+        }
+        CopySources {
+            dir: self.dir.clone(),
+            items,
+        }
+    }
+
+    /// Place copies of `sources` in this mailbox; returns (source UID, new UID) pairs for
+    /// the messages that still existed.
+    pub fn copy_in(&mut self, sources: &CopySources) -> Result<Vec<(u32, u32)>> {
+        self.check_writable()?;
+        let (src_cache, dst_cache) = (
+            cache::for_mailbox(&sources.dir),
+            cache::for_mailbox(&self.dir),
+        );
+        let mut items = Vec::new();
+        let mut src_uids = Vec::new();
+        let mut extras: Vec<(String, Vec<String>)> = Vec::new();
+        for s in &sources.items {
+            let (letters, overflow) = self.letters_for(&s.flags, &s.keep)?;
+            let base = filename::base_with_sizes(&new_unique(), s.phys, s.vsize);
+            if !overflow.is_empty() {
+                extras.push((base.clone(), overflow));
+            }
+            let dst = self
+                .dir
+                .join("cur")
+                .join(filename::cur_name(&base, &letters));
+            if let Some(meta) = src_cache.get(&s.base, s.phys) {
+                dst_cache.put(&base, s.phys, &meta);
+            }
+            items.push((s.path.clone(), dst, base, false));
+            src_uids.push(s.uid);
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !extras.is_empty() {
+            // Before the files appear, so no reader sees the copies without them.
+            self.update_extras(|k| extras.iter().all(|(b, kws)| k.set(b, kws)))?;
+        }
+        let got = self.link_in_locked(&items)?;
+        Ok(src_uids
+            .into_iter()
+            .zip(got)
+            .filter_map(|(s, (_, d))| d.map(|d| (s, d)))
+            .collect())
+    }
+
+    /// Remove messages (RFC 3501 §6.4.3); returns the UIDs actually removed by this call.
+    pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        self.touch();
+        self.check_writable()?;
+        let mut removed = Vec::new();
+        for &uid in uids {
+            let Some(i) = self.index_of(uid) else {
+                continue;
+            };
+            let Some(loc) = self.locs.get(i) else {
+                continue;
+            };
+            let path = self.path_of(loc);
+            cache::for_mailbox(&self.dir).forget(loc.base());
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(uid),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(f) = locate(&self.dir, loc.base()) {
+                        let p = self.dir.join(f.sub.dir()).join(&f.name);
+                        match fs::remove_file(&p) {
+                            Ok(()) => removed.push(uid),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(io_err("removing", &p, e)),
+                        }
+                    }
+                }
+                Err(e) => return Err(io_err("removing", &path, e)),
+            }
+        }
+        let gone: HashSet<u32> = removed.iter().copied().collect();
+        let extra_bases: Vec<String> = self
+            .messages
+            .iter()
+            .zip(&self.locs)
+            .filter(|(m, l)| gone.contains(&m.uid) && !self.extras.get(l.base()).is_empty())
+            .map(|(_, l)| l.base().to_string())
+            .collect();
+        if !extra_bases.is_empty() {
+            let r = self.update_extras(|k| {
+                for b in &extra_bases {
+                    k.set(b, &[]);
+                }
+                true
+            });
+            if let Err(e) = r {
+                // The messages are gone either way; the lines are dropped later.
+                log::warn!("{}: {e}", self.dir.join(EXTRAS).display());
+            }
+        }
+        if self.own_expunged.len() > 100_000 {
+            self.own_expunged.clear(); // a full sync will compact them
+        }
+        self.own_expunged.extend(&removed);
+        self.own_expunged.sort_unstable();
+        self.own_expunged.dedup();
+        let changes = &mut self.changes;
+        let index = &mut self.base_index;
+        let (messages, locs) = std::mem::take(&mut self.messages)
+            .into_iter()
+            .zip(std::mem::take(&mut self.locs))
+            .filter(|(m, l)| {
+                if gone.contains(&m.uid) {
+                    if let Some(ix) = index.as_mut() {
+                        ix.remove(&events::base_hash(l.base()));
+                    }
+                    changes.push(Change::Expunged {
+                        uid: m.uid,
+                        flags: m.flags.clone(),
+                    });
+                    return false;
+                }
+                true
+            })
+            .unzip();
+        self.messages = messages;
+        self.locs = locs;
+        self.recent.retain(|u| !gone.contains(u));
+        Ok(removed)
+    }
+}
