@@ -54,6 +54,35 @@ mod perf_paths {
     }
 
     #[test]
+    fn a_batch_bigger_than_a_page_is_written_by_rename_never_appended() {
+        let (d, s) = setup("perf-bigbatch");
+        let root = d.join("Maildir");
+        s.create("B").unwrap();
+        let b_dir = root.join(".B");
+        let mut a = s.load_mailbox("INBOX", false).unwrap();
+        let mut b = s.load_mailbox("B", false).unwrap();
+        let uids: Vec<u32> = (0..100)
+            .map(|i| {
+                a.append(format!("{i}\r\n").as_bytes(), &Flags::default(), None)
+                    .unwrap()
+            })
+            .collect();
+        b.append(b"first\r\n", &Flags::default(), None).unwrap();
+        b.append(b"second\r\n", &Flags::default(), None).unwrap();
+        let ino =
+            |r: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(r.join(UIDLIST)).unwrap());
+        let before = ino(&b_dir);
+        let pairs = a.copy_to(&uids, &mut b).unwrap();
+        assert_eq!(pairs.len(), 100);
+        assert_ne!(ino(&b_dir), before, "6 KiB of lines: replaced by rename");
+        let after = ino(&b_dir);
+        b.append(b"third\r\n", &Flags::default(), None).unwrap();
+        assert_eq!(ino(&b_dir), after, "one line: appended in place");
+        assert_eq!(uidlist_uids(&b_dir).1.len(), 103);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn appends_add_lines_in_place_and_rewrite_only_when_dead_lines_dominate() {
         let (d, s) = setup("perf-expunge");
         let root = d.join("Maildir");

@@ -35,6 +35,12 @@ pub(super) struct Tail {
 /// compaction saves nothing worth a rewrite.
 const MIN_COMPACT_LINES: usize = 64;
 
+/// Appends larger than this go through the rewrite (tmp file + rename) instead: the kernel
+/// can cut a bigger `write(2)` short when the process is killed (it checks for a fatal signal
+/// between pages), which would leave a torn line for Dovecot to read; one page it copies
+/// whole.
+const MAX_APPEND: usize = 4096;
+
 impl Mailbox {
     /// With the uidlist lock held: give `placed` (base names of files just put in cur/, their
     /// paths in `items`) the next UIDs by appending their lines to the file, synced. `None`
@@ -77,6 +83,10 @@ impl Mailbox {
             uids.insert(b.clone(), uid);
             tail.next_uid = uid + 1;
             tail.lines += 1;
+        }
+        if text.len() > MAX_APPEND {
+            self.uidlist_tail = None;
+            return Ok(None);
         }
         let mut f = fs::OpenOptions::new()
             .append(true)
