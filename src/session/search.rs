@@ -57,22 +57,22 @@ impl Session {
         // Header keys only: the cached header block answers them (see `store::cache`).
         let cache = (needs_doc && !needs_body(&criteria))
             .then(|| crate::store::cache::for_mailbox(view.shared.dir()));
-        // Locked for the whole search: the metadata it reads stays as one state.
         let shared = view.shared.clone();
-        let mut guard = shared.lock();
         if uses_modseq || view.condstore {
-            guard.modseqs()?;
+            shared.lock().modseqs()?;
         }
-        let st = &*guard;
         let n = view.msgs.len();
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
         let mut top_modseq = 0u64;
         for i in 0..n {
             let m = &view.msgs[i];
-            let Some(meta) = st.mbox.meta(m.uid) else {
+            // Locked for one message at a time: other sessions of the mailbox go on between.
+            let st = shared.lock();
+            let Some(meta) = st.mbox.meta(m.uid).cloned() else {
                 continue;
             };
+            let modseq = st.last_modseqs().get(m.uid);
             let mut doc = None;
             if needs_doc {
                 doc = match cache.as_deref() {
@@ -92,13 +92,14 @@ impl Session {
                     }
                 }
             }
+            drop(st);
             let ctx = Ctx {
                 view,
                 seq: i as u32 + 1,
-                meta,
+                meta: &meta,
                 recent: m.recent,
                 doc: doc.as_ref(),
-                modseq: st.last_modseqs().get(m.uid),
+                modseq,
             };
             if eval(&criteria, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
