@@ -116,8 +116,8 @@ fn file_vsize(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-fn has_forwarded(f: &Flags) -> bool {
-    f.keywords.iter().any(|x| x == FORWARDED)
+fn has_forwarded(flags: &Flags) -> bool {
+    (flags.keywords.iter()).any(|k| k.eq_ignore_ascii_case(FORWARDED))
 }
 
 /// Location of a message (parallel to `messages`).

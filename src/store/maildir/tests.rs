@@ -664,3 +664,58 @@ fn generation_holds_while_nothing_changes_and_moves_with_every_change() {
     assert_ne!(a.generation(), g3);
     assert_ne!(a.generation(), b.generation());
 }
+
+/// Dovecot renames files in cur/ only while it holds the uidlist lock, and lists cur/ under
+/// it: a file renamed while a directory is listed may be listed under neither name, which
+/// Dovecot takes for an expunge (the message later comes back under a new UID). So pimap's
+/// flag renames wait for that lock too.
+#[test]
+fn a_flag_rename_waits_for_the_uidlist_lock() {
+    let (_t, s) = store("rename-lock");
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
+    let u = mb.append(b"x\r\n", &Flags::default(), None).unwrap();
+    mb.refresh().unwrap();
+    let cur = s.root().join("cur");
+    let before = names_in(&cur);
+    // Dovecot's lock: an O_EXCL file that names no process of this host (live until stale).
+    let lock = s.root().join("dovecot-uidlist.lock");
+    fs::write(&lock, "").unwrap();
+    let (l2, c2) = (lock.clone(), cur.clone());
+    let dovecot = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let while_locked = names_in(&c2);
+        fs::remove_file(&l2).unwrap();
+        while_locked
+    });
+    mb.set_flags(u, &kw(flag::SEEN, &[])).unwrap();
+    let while_locked = dovecot.join().unwrap();
+    assert_eq!(while_locked, before, "renamed under the lock");
+    assert!(names_in(&cur)[0].ends_with(":2,S"), "{:?}", names_in(&cur));
+}
+
+/// Dovecot renames a file to carry a new keyword's letter before it writes that keyword into
+/// dovecot-keywords (both under the uidlist lock): a rescan in between must not read the
+/// message without the keyword (a COPY or MOVE of it then dropped the keyword).
+#[test]
+fn a_keyword_letter_seen_before_its_keyword_waits_for_the_writer() {
+    let (_t, s) = store("late-keyword");
+    let mut mb = s.load_mailbox("INBOX", false).unwrap();
+    let u = mb.append(b"x\r\n", &Flags::default(), None).unwrap();
+    mb.refresh().unwrap();
+    let cur = s.root().join("cur");
+    let name = names_in(&cur).remove(0);
+    // "Dovecot", holding the lock: the new name first, the keyword 300 ms later.
+    let lock = s.root().join("dovecot-uidlist.lock");
+    fs::write(&lock, "").unwrap();
+    fs::rename(cur.join(&name), cur.join(format!("{name}a"))).unwrap();
+    let root = s.root().to_path_buf();
+    let dovecot = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        fs::write(root.join("dovecot-keywords"), "0 late\n").unwrap();
+        fs::remove_file(&lock).unwrap();
+    });
+    mb.refresh().unwrap();
+    dovecot.join().unwrap();
+    assert_eq!(mb.messages()[0].uid, u);
+    assert_eq!(mb.messages()[0].flags, kw(0, &["late"]));
+}

@@ -2,8 +2,10 @@
 //!
 //! Version 3 (Dovecot ≥ 1.0): a header `3 V<uidvalidity> N<next uid> G<guid hex>` whose fields
 //! come in any order (unknown ones are kept), then one line per message
-//! `<uid> [<ext>...] :<base name>` in ascending UID order, where each `<ext>` is a one-letter key
-//! followed by its value (`W<vsize>`, `G<guid>`, ...). Version 1 (`1 <uidvalidity> <next>`,
+//! `<uid> [<ext>...] :<file name>` in ascending UID order, where each `<ext>` is a one-letter key
+//! followed by its value (`W<vsize>`, `G<guid>`, ...). Dovecot writes the base name only; a name
+//! may also carry its `:2,<flags>` part (what pimap writes for the files it adds, see
+//! [`UidList::add`]), which readers match by base name like Dovecot does. Version 1 (`1 <uidvalidity> <next>`,
 //! lines `<uid> <base>`) is read and rewritten as version 3. Lines for expunged files may
 //! linger; the next UID is never lower than the highest UID seen plus one.
 
@@ -17,6 +19,8 @@ pub struct Entry {
     pub ext: Vec<String>,
     /// The file name without its `:2,...` part.
     pub base: String,
+    /// The rest of the name as written (`:2,FS`), or empty; kept verbatim.
+    pub info: String,
 }
 
 impl Entry {
@@ -153,21 +157,30 @@ impl UidList {
             }
             out.push_str(" :");
             out.push_str(&e.base);
+            out.push_str(&e.info);
             out.push('\n');
         }
         out
     }
 
-    /// Append a line for `base` with the next UID; returns the UID (`None` if UIDs ran out).
-    pub fn add(&mut self, base: &str, ext: Vec<String>) -> Option<u32> {
+    /// Append a line for the file `name` with the next UID; returns the UID (`None` if UIDs
+    /// ran out). The name is written whole, flags included: a Dovecot process that reads the
+    /// line before its directory scan shows the file takes the message's flags from this
+    /// name when it adds the message to its index (maildir-sync-index.c), so a base name alone
+    /// would show the message without its flags there until Dovecot rescans cur/ (and a STORE
+    /// there meanwhile works on those wrong flags). Dovecot's own writers put the flags into
+    /// its index instead, which pimap does not write.
+    pub fn add(&mut self, name: &str, ext: Vec<String>) -> Option<u32> {
         let uid = self.next_uid;
         if uid == 0 || uid == u32::MAX {
             return None;
         }
+        let (base, info) = split_name(name);
         self.entries.push(Entry {
             uid,
             ext,
             base: base.to_string(),
+            info: info.to_string(),
         });
         self.next_uid = uid + 1;
         Some(uid)
@@ -178,30 +191,34 @@ fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// A file name as (base, the `:...` rest or empty), split at the first `:` like
+/// `filename::split`.
+fn split_name(name: &str) -> (&str, &str) {
+    name.split_at(name.find(':').unwrap_or(name.len()))
+}
+
+fn entry(uid: u32, ext: Vec<String>, name: &str) -> Option<Entry> {
+    let (base, info) = split_name(name);
+    (!base.is_empty()).then(|| Entry {
+        uid,
+        ext,
+        base: base.to_string(),
+        info: info.to_string(),
+    })
+}
+
 fn parse_line(line: &str, v1: bool) -> Option<Entry> {
     let (uid, rest) = line.split_once(' ')?;
     let uid: u32 = uid.parse().ok().filter(|&u| u > 0)?;
     if v1 {
-        let base = rest.trim_start_matches(' ');
-        return (!base.is_empty()).then(|| Entry {
-            uid,
-            ext: Vec::new(),
-            base: base.to_string(),
-        });
+        return entry(uid, Vec::new(), rest.trim_start_matches(' '));
     }
     let mut rest = rest;
     let mut ext = Vec::new();
     loop {
         rest = rest.trim_start_matches(' ');
-        if let Some(base) = rest.strip_prefix(':') {
-            if base.is_empty() {
-                return None;
-            }
-            return Some(Entry {
-                uid,
-                ext,
-                base: base.to_string(),
-            });
+        if let Some(name) = rest.strip_prefix(':') {
+            return entry(uid, ext, name);
         }
         let (tok, r) = rest.split_once(' ')?;
         ext.push(tok.to_string());
@@ -233,6 +250,22 @@ mod tests {
         assert_eq!(l.entries[2].base, "name with space");
         assert_eq!(l.serialize(), SAMPLE);
         assert_eq!(UidList::parse(&l.serialize()).unwrap().list, *l);
+    }
+
+    #[test]
+    fn names_with_flags_match_by_base_and_round_trip() {
+        let text = "3 V1 N4\n1 :a.host,S=3:2,FS\n2 W5 :b.host:2,\n3 :c.host\n";
+        let l = UidList::parse(text).unwrap().list;
+        let bases: Vec<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
+        assert_eq!(bases, ["a.host,S=3", "b.host", "c.host"]);
+        assert_eq!(l.entries[0].info, ":2,FS");
+        assert_eq!(l.serialize(), text);
+        let mut l = UidList::new(7, "00".into());
+        assert_eq!(l.add("d.host,S=9:2,Sab", vec!["W10".into()]), Some(1));
+        assert_eq!(l.entries[0].base, "d.host,S=9");
+        assert_eq!(l.serialize(), "3 V7 N2 G00\n1 W10 :d.host,S=9:2,Sab\n");
+        // A name that is all info has no base: malformed, like an empty name.
+        assert_eq!(UidList::parse("3 V1 N9\n5 ::2,S\n").unwrap().skipped, 1);
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl Mailbox {
             if !filename::acceptable(&name) {
                 continue;
             }
+            if appeared && super::scan::has_unmapped_letter(&name, &self.keywords) {
+                // A keyword letter whose keyword its writer has not recorded yet: the full
+                // read waits for that writer (see `scan::settled_keywords`).
+                return self.rescan();
+            }
             let base = filename::split(&name).base.to_string();
             let events = by_base.entry(base).or_insert_with_key(|b| {
                 order.push(b.clone());

@@ -156,19 +156,25 @@ impl Mailbox {
         flags: &Flags,
         old_letters: &str,
     ) -> Result<(String, Vec<String>)> {
-        let old = filename::decode_letters(old_letters);
-        let fwd = flags
-            .keywords
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(FORWARDED));
-        let passed = fwd && old.passed;
-        let kws: Vec<String> = flags
-            .keywords
-            .iter()
-            .filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED)))
-            .cloned()
-            .collect();
+        let kws = letter_keywords(flags, old_letters);
         let (idx, overflow) = self.keyword_indexes(&kws)?;
+        Ok((self.encode_letters(flags, old_letters, idx), overflow))
+    }
+
+    /// [`Mailbox::letters_for`] with the letters this mailbox already has, leaving out keywords
+    /// without one; writes nothing and takes no lock (for use under the uidlist lock).
+    pub(super) fn known_letters(&self, flags: &Flags, old_letters: &str) -> String {
+        let idx = (letter_keywords(flags, old_letters).iter())
+            .filter_map(|k| self.keywords.index_of(k))
+            .collect();
+        self.encode_letters(flags, old_letters, idx)
+    }
+
+    /// The letters of `flags` with the keyword letters `idx`, keeping what `old_letters` has
+    /// that this mailbox does not interpret.
+    fn encode_letters(&self, flags: &Flags, old_letters: &str, idx: Vec<usize>) -> String {
+        let old = filename::decode_letters(old_letters);
+        let passed = old.passed && has_forwarded(flags);
         let mut unknown = old.unknown.clone();
         // Letters of keywords this mailbox does not define are kept as they were.
         for i in old.keyword_indexes {
@@ -182,7 +188,7 @@ impl Mailbox {
             keyword_indexes: idx,
             unknown,
         };
-        Ok((filename::encode_letters(&l), overflow))
+        filename::encode_letters(&l)
     }
 
     /// Set a message's flags to `flags` (renames the file within cur/; records new
@@ -248,11 +254,17 @@ impl Mailbox {
                 k.get(&base) == kws.as_slice() || k.set(&base, &kws)
             })?;
         }
+        // Renamed under the uidlist lock, as Dovecot renames only while it holds it: Dovecot
+        // reads cur/ under that lock, and a file renamed while a directory is read may be
+        // listed under neither name, which Dovecot takes for an expunge (and shows the file
+        // again later under a new UID). Every keyword has its letter by now (or lives in
+        // pimap-keywords), so nothing below takes the lock again.
+        let _uidlist = DotLock::acquire(&self.dir.join(UIDLIST))?;
         // A rename by someone else meanwhile (ENOENT): find the file again and re-apply.
         for attempt in 0..20 {
             let old_letters = filename::split(&loc.name).letters.to_string();
             let target = apply(&self.flags_with_extras(&loc.name, false));
-            let (letters, _) = self.letters_for(&target, &old_letters)?;
+            let letters = self.known_letters(&target, &old_letters);
             let new_name = filename::cur_name(loc.base(), &letters);
             if loc.sub == Sub::Cur && new_name == loc.name {
                 break;
@@ -292,4 +304,14 @@ impl Mailbox {
         }
         Ok(())
     }
+}
+
+/// The keywords of `flags` that want a keyword letter: all but `$Forwarded` where the maildir
+/// `P` flag (in `old_letters`) already stands for it.
+fn letter_keywords(flags: &Flags, old_letters: &str) -> Vec<String> {
+    let passed = filename::decode_letters(old_letters).passed && has_forwarded(flags);
+    (flags.keywords.iter())
+        .filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED)))
+        .cloned()
+        .collect()
 }

@@ -220,7 +220,7 @@ pub(in crate::store::maildir) fn sync_locked_first(
                     ext.push(format!("W{v}"));
                 }
             }
-            if list.add(f.base(), ext).is_none() {
+            if list.add(&f.name, ext).is_none() {
                 return Err(StoreError::Cannot("mailbox ran out of UIDs".into()));
             }
         }
@@ -486,6 +486,12 @@ impl Mailbox {
             })
         };
         let mut stats = 0usize;
+        if files
+            .iter()
+            .any(|f| has_unmapped_letter(&f.name, &self.keywords))
+        {
+            self.keywords = settled_keywords(&self.dir)?;
+        }
 
         // Move new/ → cur/ (maildir spec: a reader that has seen a message moves it to cur/).
         self.in_new = files.iter().filter(|f| f.sub == Sub::New).count() as u32;
@@ -624,4 +630,23 @@ impl Mailbox {
         self.touch();
         Ok(())
     }
+}
+
+/// True if `name` has a keyword letter that `keywords` does not map.
+pub(super) fn has_unmapped_letter(name: &str, keywords: &Keywords) -> bool {
+    (filename::split(name).letters.bytes())
+        .any(|b| b.is_ascii_lowercase() && keywords.get(usize::from(b - b'a')).is_none())
+}
+
+/// `dovecot-keywords` once no writer holds the uidlist lock. Dovecot gives a file the letter of
+/// a new keyword before it writes the keyword into dovecot-keywords, both under that lock
+/// (maildir-keywords.c commits at the end of its sync), so a letter read before the keyword is
+/// one a writer is still defining: read without waiting, the message would show without that
+/// keyword, and a COPY or MOVE of it would drop it. Read as it is if the lock cannot be had.
+fn settled_keywords(dir: &Path) -> Result<Keywords> {
+    match DotLock::acquire(&dir.join(UIDLIST)) {
+        Ok(lock) => drop(lock),
+        Err(e) => log::warn!("{}: {e}", dir.display()),
+    }
+    read_keywords(dir)
 }

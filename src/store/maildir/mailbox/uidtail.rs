@@ -70,15 +70,20 @@ impl Mailbox {
                 return Err(StoreError::Cannot("mailbox ran out of UIDs".into()));
             }
             text.push_str(&uid.to_string());
+            let dst = items.iter().find(|(_, _, base, _)| base == b).map(|i| &i.1);
             if filename::sizes(b).1.is_none() {
                 // Cache RFC822.SIZE in the uidlist (Dovecot's `W` extension).
-                let dst = items.iter().find(|(_, _, base, _)| base == b).map(|i| &i.1);
                 if let Some(v) = dst.and_then(|d| file_vsize(d).ok()) {
                     text.push_str(&format!(" W{v}"));
                 }
             }
+            // The whole name, flags included (see `UidList::add`).
+            let name = dst
+                .and_then(|d| d.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or(b);
             text.push_str(" :");
-            text.push_str(b);
+            text.push_str(name);
             text.push('\n');
             uids.insert(b.clone(), uid);
             tail.next_uid = uid + 1;

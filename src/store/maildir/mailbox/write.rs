@@ -258,7 +258,14 @@ impl Mailbox {
                             }
                         }
                     }
-                    if list.add(b, ext).is_none() {
+                    // The whole name, flags included (see `UidList::add`).
+                    let name = items
+                        .iter()
+                        .find(|(_, _, base, _)| base == b)
+                        .and_then(|i| i.1.file_name())
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(b);
+                    if list.add(name, ext).is_none() {
                         return Err(StoreError::Cannot("mailbox ran out of UIDs".into()));
                     }
                 }
