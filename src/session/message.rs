@@ -321,20 +321,19 @@ impl Session {
     }
 }
 
-/// UIDs in the view flagged \Deleted (optionally only among `only`, ascending).
+/// UIDs in the view flagged \Deleted: all of them, or only those of `only` (ascending UIDs
+/// the client named, so a UID EXPUNGE costs what it names, not the mailbox).
 fn deleted_uids(view: &View, only: Option<&[u32]>) -> Vec<u32> {
     let st = view.lock();
-    view.msgs
-        .iter()
-        .filter(|m| {
-            let del = st
-                .mbox
-                .meta(m.uid)
-                .is_some_and(|x| x.flags.system & flag::DELETED != 0);
-            del && only.is_none_or(|o| o.binary_search(&m.uid).is_ok())
-        })
-        .map(|m| m.uid)
-        .collect()
+    let deleted = |uid: &u32| {
+        st.mbox
+            .meta(*uid)
+            .is_some_and(|x| x.flags.system & flag::DELETED != 0)
+    };
+    match only {
+        Some(o) => o.iter().copied().filter(deleted).collect(),
+        None => view.msgs.iter().map(|m| m.uid).filter(deleted).collect(),
+    }
 }
 
 /// Compact `1:3,7` form of a UID list, keeping the order (COPYUID pairs by position).

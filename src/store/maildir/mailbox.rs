@@ -396,6 +396,38 @@ impl Mailbox {
         }
     }
 
+    /// Take the messages `uids` (ascending) out of the state, logging each as expunged. In
+    /// place: no copy of the message list, only the entries after the first one move.
+    fn drop_messages(&mut self, uids: &[u32]) {
+        let idx: Vec<usize> = uids.iter().filter_map(|&u| self.index_of(u)).collect();
+        if idx.is_empty() {
+            return;
+        }
+        self.touch();
+        for &i in &idx {
+            let (Some(m), Some(l)) = (self.messages.get(i), self.locs.get(i)) else {
+                continue;
+            };
+            if let Some(ix) = self.base_index.as_mut() {
+                ix.remove(&events::base_hash(l.base()));
+            }
+            self.recent.remove(&m.uid);
+            self.changes.push(Change::Expunged {
+                uid: m.uid,
+                flags: m.flags.clone(),
+            });
+        }
+        let keep = |n: &mut usize| {
+            let k = idx.binary_search(n).is_err();
+            *n += 1;
+            k
+        };
+        let mut n = 0;
+        self.messages.retain(|_| keep(&mut n));
+        let mut n = 0;
+        self.locs.retain(|_| keep(&mut n));
+    }
+
     /// The message with `uid`, as of the last `refresh` (and this object's own changes).
     pub fn meta(&self, uid: u32) -> Option<&MessageMeta> {
         self.index_of(uid).and_then(|i| self.messages.get(i))

@@ -104,9 +104,8 @@ impl Mailbox {
                 (None, None) => {} // a file that came and went, or this process's expunge
             }
         }
-        if !gone.is_empty() {
-            self.forget(&gone);
-        }
+        gone.sort_unstable();
+        self.drop_messages(&gone);
         if !fresh.is_empty() {
             return self.add_fresh(fresh);
         }
@@ -134,34 +133,6 @@ impl Mailbox {
             }
             *l = Loc { sub, name };
         }
-    }
-
-    /// Messages whose files were removed by someone else.
-    fn forget(&mut self, uids: &[u32]) {
-        let mut sorted = uids.to_vec();
-        sorted.sort_unstable();
-        let changes = &mut self.changes;
-        let index = &mut self.base_index;
-        let (messages, locs) = std::mem::take(&mut self.messages)
-            .into_iter()
-            .zip(std::mem::take(&mut self.locs))
-            .filter(|(m, l)| {
-                if sorted.binary_search(&m.uid).is_err() {
-                    return true;
-                }
-                if let Some(ix) = index.as_mut() {
-                    ix.remove(&base_hash(l.base()));
-                }
-                changes.push(Change::Expunged {
-                    uid: m.uid,
-                    flags: m.flags.clone(),
-                });
-                false
-            })
-            .unzip();
-        self.messages = messages;
-        self.locs = locs;
-        self.recent.retain(|u| sorted.binary_search(u).is_err());
     }
 
     /// New files: their UIDs from the uidlist (read once), a stat each for INTERNALDATE, and

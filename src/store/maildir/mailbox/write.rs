@@ -410,13 +410,11 @@ impl Mailbox {
                 Err(e) => return Err(io_err("removing", &path, e)),
             }
         }
-        let gone: HashSet<u32> = removed.iter().copied().collect();
-        let extra_bases: Vec<String> = self
-            .messages
-            .iter()
-            .zip(&self.locs)
-            .filter(|(m, l)| gone.contains(&m.uid) && !self.extras.get(l.base()).is_empty())
-            .map(|(_, l)| l.base().to_string())
+        removed.sort_unstable();
+        let extra_bases: Vec<String> = (removed.iter())
+            .filter_map(|&u| self.index_of(u).and_then(|i| self.locs.get(i)))
+            .filter(|l| !self.extras.get(l.base()).is_empty())
+            .map(|l| l.base().to_string())
             .collect();
         if !extra_bases.is_empty() {
             let r = self.update_extras(|k| {
@@ -436,28 +434,7 @@ impl Mailbox {
         self.own_expunged.extend(&removed);
         self.own_expunged.sort_unstable();
         self.own_expunged.dedup();
-        let changes = &mut self.changes;
-        let index = &mut self.base_index;
-        let (messages, locs) = std::mem::take(&mut self.messages)
-            .into_iter()
-            .zip(std::mem::take(&mut self.locs))
-            .filter(|(m, l)| {
-                if gone.contains(&m.uid) {
-                    if let Some(ix) = index.as_mut() {
-                        ix.remove(&events::base_hash(l.base()));
-                    }
-                    changes.push(Change::Expunged {
-                        uid: m.uid,
-                        flags: m.flags.clone(),
-                    });
-                    return false;
-                }
-                true
-            })
-            .unzip();
-        self.messages = messages;
-        self.locs = locs;
-        self.recent.retain(|u| !gone.contains(u));
+        self.drop_messages(&removed);
         Ok(removed)
     }
 }
