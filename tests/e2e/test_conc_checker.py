@@ -33,16 +33,18 @@ def check(mode: str, workdir, seed: int) -> None:
     assert sum(report.counts.values()) > 100, f"the clients hardly ran: {report.counts}"
 
 
-# pimap and Dovecot on one Maildir still fails now and then (about one message per 40 s run,
-# seen identically through both servers: Dovecot acting on its older view of a message pimap
-# changed moments before, not yet ruled out as pimap's doing). Known and open; it is marked so
-# that CI reports it (XFAIL / XPASS) without failing on it. Remove the mark once it is fixed.
-BOTH_OPEN = pytest.mark.xfail(reason="pimap + Dovecot on one Maildir: rare stale-view "
-                              "disagreements still under investigation", strict=False)
+# Dovecot alone, SIGKILLed at random moments: on these busy 2-core machines Dovecot now and
+# then damages its own files under kill -9 ("Broken file dovecot-uidlist ... UIDs not
+# ordered", a corrupt cache record, a panic in mail-index-transaction-finish.c, keywords
+# remapped to other letters), with no pimap anywhere; the checker rightly reports what the
+# clients then see. It stays a control for the checker (run it, read its report), but its
+# verdict is Dovecot's, not pimap's. The plain Dovecot control stays strict.
+DOVECOT_KILL_DAMAGE = pytest.mark.xfail(
+    reason="Dovecot alone under kill -9 sometimes damages its own uidlist/index", strict=False)
 
 
-@pytest.mark.parametrize("mode", [pytest.param(m, marks=BOTH_OPEN) if m == "both" else m
-                                  for m in conc_checker.MODES])
+@pytest.mark.parametrize("mode", [pytest.param(m, marks=DOVECOT_KILL_DAMAGE)
+                                  if m == "dovecot-kill" else m for m in conc_checker.MODES])
 def test_checker(mode, workdir):
     check(mode, workdir, seed_for(mode))
 

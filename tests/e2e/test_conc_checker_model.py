@@ -33,6 +33,28 @@ def test_possible_values_orders_only_what_the_times_order():
     assert cc.possible_values([t(True, 5.5, 7)], {False}, (5, 6)) == {True, False}
 
 
+def test_dovecot_may_act_on_a_view_missing_pimap_s_last_flag_changes():
+    t = lambda v, s, e, srv: {"val": v, "s": s, "e": e, "certain": True, "server": srv}  # noqa: E731
+    lag = {("pimap", "dovecot"): 3.0}
+    # pimap sets the flag, Dovecot removes it 1 s later, on a view without it: either value.
+    ops = [t(True, 1, 2, "pimap"), t(False, 3, 4, "dovecot")]
+    assert cc.possible_values(ops, {False}) == {False}
+    assert cc.possible_values(ops, {False}, lag=lag) == {True, False}
+    # Long enough after, Dovecot has seen it.
+    assert cc.possible_values([ops[0], dict(ops[1], s=5.5, e=6)], {False}, lag=lag) == {False}
+    # pimap never lags: its STORE after Dovecot's still wins.
+    ops = [t(True, 1, 2, "dovecot"), t(False, 3, 4, "pimap")]
+    assert cc.possible_values(ops, {False}, lag=lag) == {False}
+    # A COPY through Dovecot 1 s after pimap's STORE may copy the flag as it was before.
+    assert cc.possible_values([t(True, 1, 2, "pimap")], {False}, (3, 4), "dovecot", lag) == {True, False}
+    assert cc.possible_values([t(True, 1, 2, "pimap")], {False}, (3, 4), "pimap", lag) == {True}
+    # In final_check: a Dovecot -FLAGS right after pimap's +FLAGS may leave the flag set.
+    ev = [create(1, "a"), dict(store(1, "kw01", True, 3, 4), server="pimap"),
+          dict(store(1, "kw01", False, 4.5, 5), server="dovecot")]
+    assert cc.final_check(ev, listing({1: ({"kw01"}, "a")}), 1)
+    assert cc.final_check(ev, listing({1: ({"kw01"}, "a")}), 1, lag=lag) == []
+
+
 def test_a_correct_store_passes():
     ev = [create(1, "a", ["\\Seen"]), store(1, "kw01", True, 3, 4), store(1, "\\Seen", False, 5, 6)]
     assert cc.final_check(ev, listing({1: ({"kw01"}, "a")}), 1) == []
@@ -110,3 +132,13 @@ def test_lettered_keywords_reads_dovecot_keywords(tmp_path):
     (tmp_path / "demo" / ".Work").mkdir(parents=True)
     (tmp_path / "demo" / "dovecot-keywords").write_text("0 KW01\n1 kw05\nbad\n30 kw99\n")
     assert cc.lettered_keywords(tmp_path, ["demo"]) == {KEY: {"kw01", "kw05"}, ("demo", "Work"): set()}
+
+
+def test_a_keyword_dovecot_lost_to_a_kill_is_accepted_only_after_a_store_in_doubt():
+    # Killed during STORE +FLAGS (kw01): the letter made it into the file name, the keyword
+    # did not reach dovecot-keywords, and Dovecot names the letter unknown-3.
+    doubt = store(1, "kw01", True, 3, None, certain=False)
+    listed = listing({1: ({"unknown-3"}, "a")})
+    assert cc.final_check([create(1, "a"), doubt], listed, 1) == []
+    errs = cc.final_check([create(1, "a"), store(1, "kw01", True, 3, 4)], listed, 1)
+    assert any("unknown-3 is set" in e for e in errs), errs
