@@ -448,10 +448,16 @@ impl Mailbox {
         self.dir.join(loc.sub.dir()).join(&loc.name)
     }
 
-    /// The key of the message's `pimap-cache` entry: its file's base name and size on disk
-    /// (a `stat`, not an `open`); `None` when the file is not where the last scan saw it.
+    /// The key of the message's `pimap-cache` entry: its file's base name and size. The size
+    /// is the name's `S=` when it has one (every Maildir writer that sets it sets it from the
+    /// bytes it wrote, and a Maildir file is never rewritten in place: the profile of the
+    /// load mix had a fifth of its CPU in this `stat`); otherwise a `stat` (not an `open`),
+    /// `None` when the file is not where the state says.
     pub fn cache_key(&self, uid: u32) -> Option<(&str, u64)> {
         let loc = self.locs.get(self.index_of(uid)?)?;
+        if let Some(size) = filename::sizes(loc.base()).0 {
+            return Some((loc.base(), size));
+        }
         let md = fs::symlink_metadata(self.path_of(loc)).ok()?;
         md.is_file().then(|| (loc.base(), md.len()))
     }

@@ -84,7 +84,12 @@ static OPEN: Mutex<Vec<(PathBuf, bool, Weak<Shared>)>> = Mutex::new(Vec::new());
 /// that is not selected, STATUS of a folder that was just open), so that these do not read
 /// the whole directory each time.
 static KEEP: Mutex<VecDeque<Arc<Shared>>> = Mutex::new(VecDeque::new());
-const KEPT: usize = 4;
+/// At most this many mailboxes are kept open without a session (the load mix's 10 users with
+/// an INBOX and an Archive each re-read them on every login with 4)...
+const KEPT: usize = 32;
+/// ...and at most this many messages in them together (about 200 bytes of state each, so
+/// about 40 MiB at most: a 1 GiB Pi can afford it, and re-reading is what it saves).
+const KEPT_MESSAGES: usize = 200_000;
 
 /// The shared state of the mailbox in `dir`, loading it if no session has it open. The
 /// caller refreshes it (under its lock) before use.
@@ -133,10 +138,25 @@ pub fn find(dir: &Path, read_only: bool) -> Option<Arc<Shared>> {
 }
 
 fn keep(s: &Arc<Shared>) {
-    let mut k = KEEP.lock().unwrap_or_else(|e| e.into_inner());
-    k.retain(|x| !Arc::ptr_eq(x, s));
-    k.push_front(s.clone());
-    k.truncate(KEPT);
+    let dropped: Vec<Arc<Shared>> = {
+        let mut k = KEEP.lock().unwrap_or_else(|e| e.into_inner());
+        k.retain(|x| !Arc::ptr_eq(x, s));
+        k.push_front(s.clone());
+        // A mailbox another session holds locked is counted at the size it had when kept.
+        let mut total = 0usize;
+        let mut n = 0usize;
+        for x in k.iter() {
+            let len = x.state.try_lock().map(|g| g.mbox.messages().len()).unwrap_or(0);
+            if n > 0 && (n >= KEPT || total + len > KEPT_MESSAGES) {
+                break;
+            }
+            total += len;
+            n += 1;
+        }
+        k.split_off(n).into()
+    };
+    // Dropped outside the registry's lock: the last reference takes the mailbox's watch down.
+    drop(dropped);
 }
 
 /// Let go of every kept mailbox under `dir` (it was deleted or renamed).
