@@ -116,6 +116,24 @@ fn file_vsize(path: &Path) -> std::io::Result<u64> {
     }
 }
 
+/// Remove the entries at `idx` (ascending, distinct) from `v`, keeping the order. Only the
+/// entries after the first removed one move: taking out the newest message costs O(1).
+pub(crate) fn remove_sorted<T>(v: &mut Vec<T>, idx: &[usize]) {
+    let Some(&first) = idx.first() else {
+        return;
+    };
+    let mut gone = idx.iter().peekable();
+    let mut w = first;
+    for r in first..v.len() {
+        if gone.next_if(|&&g| g == r).is_some() {
+            continue;
+        }
+        v.swap(w, r);
+        w += 1;
+    }
+    v.truncate(w);
+}
+
 fn has_forwarded(flags: &Flags) -> bool {
     (flags.keywords.iter()).any(|k| k.eq_ignore_ascii_case(FORWARDED))
 }
@@ -417,15 +435,8 @@ impl Mailbox {
                 flags: m.flags.clone(),
             });
         }
-        let keep = |n: &mut usize| {
-            let k = idx.binary_search(n).is_err();
-            *n += 1;
-            k
-        };
-        let mut n = 0;
-        self.messages.retain(|_| keep(&mut n));
-        let mut n = 0;
-        self.locs.retain(|_| keep(&mut n));
+        remove_sorted(&mut self.messages, &idx);
+        remove_sorted(&mut self.locs, &idx);
     }
 
     /// The message with `uid`, as of the last `refresh` (and this object's own changes).

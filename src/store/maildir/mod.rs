@@ -26,6 +26,7 @@ pub mod uidlist;
 pub mod uidvalidity;
 pub mod watch;
 
+pub(crate) use mailbox::remove_sorted;
 pub use mailbox::{CopySources, Mailbox, MessageFile, Spool};
 
 use super::{MailboxEntry, MailboxStatus, Result, StoreError};

@@ -287,3 +287,20 @@ mod concurrent_stores {
         let _ = fs::remove_dir_all(&d);
     }
 }
+
+mod removal {
+    use super::super::remove_sorted;
+
+    #[test]
+    fn remove_sorted_keeps_order_and_matches_a_plain_filter() {
+        for len in 0..9usize {
+            for mask in 0u32..(1 << len) {
+                let mut v: Vec<usize> = (0..len).collect();
+                let idx: Vec<usize> = (0..len).filter(|i| mask & (1 << i) != 0).collect();
+                let want: Vec<usize> = (0..len).filter(|i| mask & (1 << i) == 0).collect();
+                remove_sorted(&mut v, &idx);
+                assert_eq!(v, want, "len {len} idx {idx:?}");
+            }
+        }
+    }
+}
