@@ -207,14 +207,6 @@ fn entry(uid: u32, ext: Vec<String>, name: &str) -> Option<Entry> {
     })
 }
 
-impl Entry {
-    /// One version 3 message line (`<uid> [<ext>...] :<name>`), as appended to a file whose
-    /// header was read before; `None` if malformed.
-    pub fn parse_v3(line: &str) -> Option<Entry> {
-        parse_line(line.trim_end_matches('\r'), false)
-    }
-}
-
 fn parse_line(line: &str, v1: bool) -> Option<Entry> {
     let (uid, rest) = line.split_once(' ')?;
     let uid: u32 = uid.parse().ok().filter(|&u| u > 0)?;

@@ -9,17 +9,13 @@
 
 use super::{file_vsize, io_err, Mailbox, UIDLIST};
 use crate::store::maildir::filename;
-use crate::store::maildir::lock::DotLock;
-use crate::store::maildir::uidlist::{Entry, UidList};
+use crate::store::maildir::uidlist::UidList;
 use crate::store::{Result, StoreError};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-
-/// Base name → (UID, RFC822.SIZE from the uidlist's `W`, if any).
-pub(super) type Uids = HashMap<String, (u32, Option<u64>)>;
 
 /// What this mailbox knows of the uidlist file it last read or appended to.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +51,7 @@ impl Mailbox {
         items: &[(PathBuf, PathBuf, String, bool)],
     ) -> Result<Option<HashMap<String, u32>>> {
         let path = self.dir.join(UIDLIST);
-        let Some((mut tail, _)) = self.catch_up_tail(&path) else {
+        let Some(mut tail) = self.catch_up_tail(&path) else {
             self.uidlist_tail = None;
             return Ok(None);
         };
@@ -112,15 +108,14 @@ impl Mailbox {
         Ok(Some(uids))
     }
 
-    /// The tail as of now, with the lines read to get there: only the bytes appended since
-    /// the last read (by anyone: Dovecot appends too); a replaced, shrunk or unknown file is
-    /// read in full once (and all its lines returned).
-    fn catch_up_tail(&mut self, path: &Path) -> Option<(Tail, Vec<Entry>)> {
+    /// The tail as of now: only the bytes appended since the last read are read (by anyone:
+    /// Dovecot appends too); a replaced, shrunk or unknown file is read in full once.
+    fn catch_up_tail(&mut self, path: &Path) -> Option<Tail> {
         let md = fs::symlink_metadata(path).ok()?;
         if let Some(mut t) = self.uidlist_tail {
             if t.dev == md.dev() && t.ino == md.ino() && md.len() >= t.len {
                 if md.len() == t.len {
-                    return Some((t, Vec::new()));
+                    return Some(t);
                 }
                 let mut f = fs::File::open(path).ok()?;
                 f.seek(SeekFrom::Start(t.len)).ok()?;
@@ -131,19 +126,17 @@ impl Mailbox {
                     return None; // a line being written, or a torn one: rewrite in full
                 }
                 let mut last = t.next_uid.saturating_sub(1);
-                let mut entries = Vec::new();
                 for line in text.lines() {
-                    let e = Entry::parse_v3(line)?;
-                    if e.uid <= last {
+                    let uid: u32 = line.split_once(' ')?.0.parse().ok()?;
+                    if uid <= last {
                         return None; // out of order: the full path decides what to do
                     }
-                    last = e.uid;
+                    last = uid;
                     t.lines += 1;
-                    entries.push(e);
                 }
                 t.next_uid = last.saturating_add(1);
                 t.len = md.len();
-                return Some((t, entries));
+                return Some(t);
             }
         }
         let bytes = fs::read(path).ok()?;
@@ -163,60 +156,6 @@ impl Mailbox {
             next_uid: parsed.list.next_uid,
             lines: parsed.list.entries.len(),
         };
-        Some((t, parsed.list.entries))
-    }
-
-    /// UIDs (and the uidlist's RFC822.SIZE, if any) of the new files `fresh` (base name,
-    /// path): from the lines other writers appended since the last read, and, for files no
-    /// line names yet (an MDA's delivery, the S3 sync), from new lines appended under the
-    /// uidlist lock, as Dovecot gives a delivery its UID. `None`: the caller reads the
-    /// uidlist in full instead (the tail is unusable, or the file is due for a rewrite).
-    pub(super) fn uids_for_fresh(&mut self, fresh: &[(String, PathBuf)]) -> Result<Option<Uids>> {
-        let path = self.dir.join(UIDLIST);
-        let mut found: Uids = HashMap::new();
-        let wanted: HashMap<&str, ()> = fresh.iter().map(|(b, _)| (b.as_str(), ())).collect();
-        let take = |this: &mut Mailbox, found: &mut Uids| {
-            let (t, entries) = this.catch_up_tail(&path)?;
-            if t.uid_validity != this.uid_validity {
-                return None;
-            }
-            this.uidlist_tail = Some(t);
-            for e in entries {
-                if wanted.contains_key(e.base.as_str()) {
-                    let v = e.vsize();
-                    found.insert(e.base, (e.uid, v));
-                }
-            }
-            Some(())
-        };
-        if take(self, &mut found).is_none() {
-            self.uidlist_tail = None;
-            return Ok(None);
-        }
-        if found.len() == wanted.len() {
-            return Ok(Some(found));
-        }
-        // Whoever is adding the lines holds the lock; once it is free they are there, or
-        // nobody will add them and they are ours to add.
-        let Ok(lock) = DotLock::acquire(&path) else {
-            return Ok(None);
-        };
-        if take(self, &mut found).is_none() {
-            self.uidlist_tail = None;
-            return Ok(None);
-        }
-        let missing: Vec<(PathBuf, PathBuf, String, bool)> = (fresh.iter())
-            .filter(|(b, _)| !found.contains_key(b))
-            .map(|(b, p)| (p.clone(), p.clone(), b.clone(), false))
-            .collect();
-        if !missing.is_empty() {
-            let bases: Vec<String> = missing.iter().map(|m| m.2.clone()).collect();
-            match self.append_uid_lines(&bases, &missing)? {
-                Some(uids) => found.extend(uids.into_iter().map(|(b, u)| (b, (u, None)))),
-                None => return Ok(None),
-            }
-        }
-        drop(lock);
-        Ok(Some(found))
+        Some(t)
     }
 }
