@@ -19,6 +19,13 @@
 # 8. aarch64: the static aarch64 binary, smoke-tested under qemu (scripts/build-aarch64.sh),
 # 9. image: the multi-arch container image, built and run (scripts/build-image.sh).
 #
+# Root or a normal user: install, e2e, deploy, aarch64 and image need root for part of their
+# work (apt-get, useradd, Dovecot's mail processes as another user, the privilege-drop tests,
+# buildah). Run as a normal user, those parts go through `sudo -n` (the e2e suite runs as root
+# as a whole, with this user's PATH and build); without passwordless sudo the command says so
+# in one line and stops. The rest (cargo, the user's own toolchain and CARGO_HOME) runs as the
+# user, so nothing in the checkout becomes root's.
+#
 # Exits non-zero if any step fails; every step runs even when an earlier test step failed,
 # so one run reports everything. Other arguments go to pytest (e.g. -k pimap, -x).
 set -uo pipefail
@@ -51,6 +58,8 @@ finish() {
 }
 
 ALL_STAGES=(install build lint rust e2e fuzz deploy aarch64 image)
+# Stages that need root for part of their work (see the header).
+ROOT_STAGES=(install e2e deploy aarch64 image)
 
 usage() {
     echo "usage: bash scripts/test.sh [--lint | --only STAGE,...] [pytest arguments]" \
@@ -76,6 +85,38 @@ want() {
     return 1
 }
 
+# A normal user needs passwordless sudo for the root stages; say so once, before any work.
+check_privileges() {
+    local s
+    [ "$(id -u)" -eq 0 ] && return 0
+    for s in "${ROOT_STAGES[@]}"; do
+        if want "$s" && ! sudo -n true 2>/dev/null; then
+            echo "scripts/test.sh: stage '$s' needs root: run it as root or as a user with" \
+                "passwordless sudo (\`sudo -n true\` fails for $(id -un)), or choose stages" \
+                "that do not: --only build,lint,rust,fuzz" >&2
+            exit 2
+        fi
+    done
+}
+
+# The e2e suite, as root: Dovecot's mail processes and pimap's privilege drop run as other
+# users, and the privilege tests check what root can and cannot do. A normal user's run hands
+# it to root through sudo with this user's PATH (cargo's bin dir: s3s-fs) and PIMAP_*
+# settings; no bytecode, so nothing in the checkout becomes root's.
+e2e() {
+    local py env_args=() name
+    py=$(command -v python3)
+    if [ "$(id -u)" -eq 0 ]; then
+        "$py" -m pytest -q -p no:cacheprovider tests/e2e "$@"
+        return
+    fi
+    env_args=("PATH=$PATH" PYTHONDONTWRITEBYTECODE=1)
+    for name in $(compgen -e); do
+        case "$name" in PIMAP_* | CHECKER_*) env_args+=("$name=${!name}") ;; esac
+    done
+    sudo -n env "${env_args[@]}" "$py" -m pytest -q -p no:cacheprovider tests/e2e "$@"
+}
+
 stages=("${ALL_STAGES[@]}")
 case "${1:-}" in
 --lint)
@@ -89,6 +130,13 @@ case "${1:-}" in
     shift 2
     ;;
 esac
+check_privileges
+
+# Debian puts dovecot, doveadm and useradd in sbin, which a normal user's PATH leaves out.
+for d in /usr/local/sbin /usr/sbin /sbin; do
+    case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac
+done
+export PATH
 
 status=0
 if want install; then
@@ -116,7 +164,7 @@ if want e2e; then
     step "end-to-end tests (pytest tests/e2e)"
     export PIMAP_BIN="$PWD/target/debug/pimap"
     # pytest exit 5 = no tests collected: that is a failure of this suite, not a pass.
-    python3 -m pytest -q -p no:cacheprovider tests/e2e "$@" || status=1
+    e2e "$@" || status=1
 fi
 
 if want fuzz; then

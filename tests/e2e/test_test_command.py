@@ -9,8 +9,9 @@ chosen with `--only` and PIMAP_TEST_COMMAND_INNER keeps the inner run from recur
 selected test must pass and none may be skipped: a root-only test skipped as a normal user
 is the failure this file is about.
 
-The copy's target/debug is seeded from this checkout's (a fresh debug build takes minutes on
-2 cores); a normal user also gets a copy of root's cargo registry and s3s-fs, and root's
+Root's copy has its target/debug seeded from this checkout's (a fresh debug build takes minutes
+on 2 cores). The normal user builds from scratch (its own CARGO_HOME makes cargo rebuild every
+dependency anyway, ≈2 minutes), with a copy of root's cargo registry and s3s-fs, and root's
 rustup toolchains through a bind mount in a private mount namespace: root's home is 0700 and
 its modes are left alone.
 """
@@ -52,16 +53,16 @@ def tree_files() -> list[str]:
     return [f for f in out.stdout.decode().split("\0") if f and (REPO / f).exists()]
 
 
-def copy_checkout(dest: Path) -> None:
-    """This checkout's files into `dest`, and its debug build without incremental/ (cp -a keeps
-    the mtimes cargo's freshness checks compare)."""
+def copy_checkout(dest: Path, with_build: bool = True) -> None:
+    """This checkout's files into `dest`, and with `with_build` its debug build without
+    incremental/ (cp -a keeps the mtimes cargo's freshness checks compare)."""
     listing = dest.parent / f"{dest.name}.files"
     listing.write_text("\0".join(tree_files()))
     subprocess.run(f"tar -C {REPO} --null -T {listing} -cf - | tar -C {dest} -xf -", shell=True,
                    check=True, timeout=300)
     listing.unlink()
     debug = REPO / "target" / "debug"
-    if debug.is_dir():
+    if with_build and debug.is_dir():
         (dest / "target" / "debug").mkdir(parents=True)
         for entry in debug.iterdir():
             if entry.name != "incremental":
@@ -83,7 +84,7 @@ def run_logged(request, name: str, cmd: list[str], cwd: Path, env: dict[str, str
         p = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                            stderr=subprocess.STDOUT, timeout=TIMEOUT)
     text = log.read_text(errors="replace")
-    assert p.returncode == 0, f"{' '.join(cmd)} exited with {p.returncode}"
+    assert p.returncode == 0, f"the test command exited with {p.returncode} (its output: below, and {log})"
     return text
 
 
@@ -171,7 +172,8 @@ def test_readme_test_command_as_a_normal_user_with_sudo(request, workdir, sudo_u
     home = Path(sudo_user.pw_dir)
     clone = home / "pimap"
     clone.mkdir()
-    copy_checkout(clone)
+    # No seeded build: with another CARGO_HOME cargo rebuilds every dependency anyway (≈2 min).
+    copy_checkout(clone, with_build=False)
     rustup_home = lend_toolchain(home)
     subprocess.run(["chown", "-R", f"{sudo_user.pw_uid}:{sudo_user.pw_gid}", str(home)], check=True, timeout=600)
     # A login's environment on Debian (no sbin in PATH), plus rustup's ~/.cargo/bin.
