@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, attach, make_workdir
+from conftest import REPO, attach
 
 GUARD = "PIMAP_TEST_COMMAND_INNER"
 STAGES = "install,build,e2e"
@@ -47,10 +48,18 @@ pytestmark = [
 
 
 def tree_files() -> list[str]:
-    """The checkout's files as git sees them (tracked and new, not ignored): no target/."""
-    out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"],
-                         capture_output=True, check=True, timeout=60)
-    return [f for f in out.stdout.decode().split("\0") if f and (REPO / f).exists()]
+    """The checkout's files as git sees them (tracked and new, not ignored); without git, every
+    file but build output and caches."""
+    if (REPO / ".git").exists() and shutil.which("git"):
+        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"],
+                             capture_output=True, check=True, timeout=60)
+        return [f for f in out.stdout.decode().split("\0") if f and (REPO / f).exists()]
+    skip = {".git", "target", "__pycache__", ".pytest_cache", "artifacts", "pimap-data"}
+    files = []
+    for top, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in skip]
+        files += [os.path.relpath(os.path.join(top, n), REPO) for n in names if n not in skip]
+    return files
 
 
 def copy_checkout(dest: Path, with_build: bool = True) -> None:
@@ -58,8 +67,8 @@ def copy_checkout(dest: Path, with_build: bool = True) -> None:
     incremental/ (cp -a keeps the mtimes cargo's freshness checks compare)."""
     listing = dest.parent / f"{dest.name}.files"
     listing.write_text("\0".join(tree_files()))
-    subprocess.run(f"tar -C {REPO} --null -T {listing} -cf - | tar -C {dest} -xf -", shell=True,
-                   check=True, timeout=300)
+    subprocess.run(f"tar -C {shlex.quote(str(REPO))} --null -T {shlex.quote(str(listing))} -cf - | "
+                   f"tar -C {shlex.quote(str(dest))} -xf -", shell=True, check=True, timeout=300)
     listing.unlink()
     debug = REPO / "target" / "debug"
     if with_build and debug.is_dir():
