@@ -40,7 +40,8 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { echo "build-aarch64: $*" >&2; exit 1; }
 SECONDS=0
 
-if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+# shellcheck source=scripts/privilege.sh
+. scripts/privilege.sh
 
 # --- host tools (Debian) -------------------------------------------------------------------
 step "host packages (gcc-aarch64-linux-gnu + libc6-dev-arm64-cross, qemu-user-static, file)"
@@ -49,17 +50,17 @@ for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-    $SUDO dpkg --add-architecture arm64
+    as_root dpkg --add-architecture arm64
     apt_updated=
 else
     apt_updated=1
 fi
 if [ ${#need_pkgs[@]} -gt 0 ] || [ -z "$apt_updated" ]; then
-    $SUDO apt-get update -qq
+    apt_get update -qq
     apt_updated=1
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    apt_get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 
 # --- Debian's rustc-web + arm64 std, unpacked (not installed) -------------------------------
@@ -68,7 +69,7 @@ version_available() {
     apt-cache madison "$1" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | grep -qxF "$2"
 }
 if ! version_available rustc-web "$RUST_WEB_VERSION"; then
-    if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+    if [ -z "$apt_updated" ]; then apt_get update -qq; apt_updated=1; fi
 fi
 if ! version_available rustc-web "$RUST_WEB_VERSION"; then
     cand=$(apt-cache policy rustc-web | awk '/Candidate:/ {print $2}')

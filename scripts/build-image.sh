@@ -7,8 +7,9 @@
 #
 # Output: target/image/pimap-<version>.oci.tar, an OCI archive holding the image index with
 # both architectures (`skopeo copy --all oci-archive:... docker://REGISTRY/pimap:<version>` to
-# publish, or `k3s ctr images import` it on a Pi). Run as root (buildah's vfs storage and the
-# chroot smoke test); CI runs as root.
+# publish, or `k3s ctr images import` it on a Pi). buildah's vfs storage and the chroot smoke
+# test need root: run as a normal user, the script builds the binary as that user and runs the
+# rest through `sudo -n`, with the storage in a temp dir and the outputs given back to the user.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,10 +18,24 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { echo "build-image: $*" >&2; exit 1; }
 SECONDS=0
 
-[ "$(id -u)" -eq 0 ] || die "run as root (buildah vfs storage, chroot smoke test)"
 VERSION=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 ARM64_BIN=${PIMAP_ARM64_BIN:-$ROOT/target/debian-aarch64/aarch64-unknown-linux-gnu/release/pimap}
 [ -x "$ARM64_BIN" ] || die "no arm64 binary at $ARM64_BIN: run scripts/build-aarch64.sh first"
+AMD64_BIN=$ROOT/target/static-amd64/x86_64-unknown-linux-gnu/release/pimap
+
+# Set when a normal user's run handed the rest to root: the binary is built, by that user.
+if [ -z "${PIMAP_IMAGE_BUILT_BY:-}" ]; then
+    step "static amd64 binary (glibc, +crt-static)"
+    # getrandom_backend: see .cargo/config.toml (no /dev/urandom in the image).
+    RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' cargo build --release \
+        --locked --target x86_64-unknown-linux-gnu --target-dir "$ROOT/target/static-amd64"
+fi
+file "$AMD64_BIN" | grep -Eq "static(-pie)? linked|statically linked" || die "$AMD64_BIN is not static: $(file "$AMD64_BIN")"
+if [ "$(id -u)" -ne 0 ]; then
+    step "the rest as root (sudo -n)"
+    exec sudo -n env "PATH=$PATH" "PIMAP_ARM64_BIN=$ARM64_BIN" "PIMAP_IMAGE_BUILT_BY=$(id -u):$(id -g)" \
+        bash "$ROOT/scripts/build-image.sh"
+fi
 
 step "buildah (Debian package)"
 if ! command -v buildah >/dev/null; then
@@ -28,16 +43,25 @@ if ! command -v buildah >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah >/dev/null
 fi
 buildah --version
-# Private storage under target/, so nothing outside the checkout is touched.
+# Private storage: under target/ for root, so nothing outside the checkout is touched; for a
+# normal user's run a temp dir, so no root-owned files stay in that user's checkout.
 STORE=$ROOT/target/image/storage
+if [ -n "${PIMAP_IMAGE_BUILT_BY:-}" ]; then
+    STORE=$(mktemp -d)
+fi
 B=(buildah --storage-driver vfs --root "$STORE/root" --runroot "$STORE/run")
-
-step "static amd64 binary (glibc, +crt-static)"
-# getrandom_backend: see .cargo/config.toml (no /dev/urandom in the image).
-RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' cargo build --release --locked \
-    --target x86_64-unknown-linux-gnu --target-dir "$ROOT/target/static-amd64"
-AMD64_BIN=$ROOT/target/static-amd64/x86_64-unknown-linux-gnu/release/pimap
-file "$AMD64_BIN" | grep -Eq "static(-pie)? linked|statically linked" || die "$AMD64_BIN is not static: $(file "$AMD64_BIN")"
+cleanup() {
+    [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null
+    if [ -n "${CTR:-}" ]; then
+        "${B[@]}" umount "$CTR" >/dev/null 2>&1 || true
+        "${B[@]}" rm "$CTR" >/dev/null 2>&1 || true
+    fi
+    if [ -n "${PIMAP_IMAGE_BUILT_BY:-}" ]; then
+        rm -rf "$STORE"
+        chown -R "$PIMAP_IMAGE_BUILT_BY" "$ROOT/target/image"
+    fi
+}
+trap cleanup EXIT
 
 DIST=$ROOT/target/image/dist
 rm -rf "$DIST" && mkdir -p "$DIST/amd64" "$DIST/arm64"
@@ -76,12 +100,6 @@ echo "$OUT: $(du -h "$OUT" | cut -f1), architectures: $archs"
 step "run the amd64 image's root filesystem as uid 5000 (chroot, nothing else in it)"
 CTR=$("${B[@]}" from --quiet "$IMAGE-amd64")
 MNT=$("${B[@]}" mount "$CTR")
-cleanup() {
-    [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null
-    "${B[@]}" umount "$CTR" >/dev/null 2>&1 || true
-    "${B[@]}" rm "$CTR" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
 listing=$(cd "$MNT" && find . -mindepth 1 | sort | tr '\n' ' ')
 [ "$listing" = "./pimap " ] || die "the image holds more than /pimap: $listing"
 mode=$(stat -c %a "$MNT/pimap")

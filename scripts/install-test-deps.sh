@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on a fresh Debian 12 machine, as root.
+# Install everything the test suite needs on a fresh Debian 12 machine, as root or as a user
+# with passwordless sudo (what needs root goes through `sudo -n`: scripts/privilege.sh).
 # Idempotent and non-interactive: steps that are already satisfied are skipped, so a re-run
 # takes a second or two.
 #
@@ -7,7 +8,8 @@
 #
 # What it installs:
 #   apt:  dovecot-core dovecot-imapd (the reference IMAP server every protocol test also runs
-#         against), isync (mbsync), offlineimap3, curl, util-linux (setpriv)
+#         against), isync (mbsync), offlineimap3, curl, util-linux (setpriv), sudo (a normal
+#         user's run, and the e2e test that runs the test command as one)
 #   pip:  tests/e2e/requirements.txt (pinned; python3-pip from Debian if pip is missing)
 #   user: `pimaptest`, a system user that owns the Maildirs Dovecot serves in the tests
 #         (Dovecot refuses to access mail as uid 0).
@@ -18,12 +20,11 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
 
-sudo_if_needed() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
-}
+# shellcheck source=scripts/privilege.sh
+. "$here/scripts/privilege.sh"
 
 # ---- Debian packages --------------------------------------------------------------------
-apt_packages=(dovecot-core dovecot-imapd isync offlineimap3 curl util-linux)
+apt_packages=(dovecot-core dovecot-imapd isync offlineimap3 curl util-linux sudo)
 missing=()
 for p in "${apt_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -32,10 +33,10 @@ for p in "${apt_packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
-    sudo_if_needed apt-get update -qq
+    apt_get update -qq
     # Installing dovecot-core may try to start the system-wide service; on a machine without
     # systemd as PID 1 that fails harmlessly, and the tests run their own private instance.
-    sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     log "apt packages present: ${apt_packages[*]}"
 fi
@@ -46,21 +47,18 @@ fi
 # ---- the unprivileged mail user for Dovecot ----------------------------------------------
 if ! getent passwd pimaptest >/dev/null; then
     log "creating system user pimaptest"
-    sudo_if_needed useradd --system --user-group --no-create-home \
+    as_root useradd --system --user-group --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin pimaptest
 else
     log "user pimaptest present"
 fi
 
 # ---- Python packages ---------------------------------------------------------------------
-# Debian 12's python3 is "externally managed" (PEP 668): its pip refuses to install packages
-# unless told to. The pinned test packages then go to /usr/local, beside Debian's own, never
-# over them; a python3 from a venv or pyenv ignores this.
-export PIP_BREAK_SYSTEM_PACKAGES=1
+# Where they go and why: pip_install in scripts/privilege.sh.
 if ! python3 -m pip --version >/dev/null 2>&1; then
     log "apt-get install python3-pip"
-    sudo_if_needed apt-get update -qq
-    sudo_if_needed apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    apt_get update -qq
+    apt_get install -y -qq --no-install-recommends python3-pip >/dev/null
 fi
 req="$here/tests/e2e/requirements.txt"
 need_pip=0
@@ -77,7 +75,7 @@ while read -r line; do
 done <"$req"
 if [ "$need_pip" -eq 1 ]; then
     log "pip install -r tests/e2e/requirements.txt"
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r "$req"
+    pip_install -r "$req"
 else
     log "python packages present"
 fi

@@ -131,7 +131,8 @@ fn free_port() -> u16 {
         .unwrap_or(31143)
 }
 
-fn current_ids() -> (u32, u32, String) {
+/// uid, gid, user name and group name of this process.
+fn current_ids() -> (u32, u32, String, String) {
     let id = |arg: &str| {
         Command::new("id")
             .arg(arg)
@@ -144,6 +145,7 @@ fn current_ids() -> (u32, u32, String) {
         id("-u").parse().unwrap_or(0),
         id("-g").parse().unwrap_or(0),
         id("-un"),
+        id("-gn"),
     )
 }
 
@@ -158,12 +160,19 @@ fn start_dovecot(bin: PathBuf, messages: &[(String, Vec<u8>)]) -> Dovecot {
     for (i, (_, data)) in messages.iter().enumerate() {
         std::fs::write(maildir.join(format!("cur/{:06}.corpus:2,", i + 1)), data).unwrap();
     }
-    let (uid, gid, user) = current_ids();
-    // Dovecot refuses to run mail processes as root: serve the mail as `nobody` then.
-    let (mail_uid, mail_gid, service_user) = if uid == 0 {
-        (65534, 65534, "nobody".to_string())
+    let (uid, gid, user, group) = current_ids();
+    // Dovecot refuses to run mail processes as root: serve the mail as `nobody` then. Not
+    // root, every service runs as this user, and its sockets' group (default_internal_group,
+    // else the `dovecot` group, which a normal user cannot chown to) is this user's.
+    let (mail_uid, mail_gid, service_user, internal_group) = if uid == 0 {
+        (65534, 65534, "nobody".to_string(), String::new())
     } else {
-        (uid, gid, user)
+        (
+            uid,
+            gid,
+            user,
+            format!("default_internal_group = {group}\n"),
+        )
     };
     if uid == 0 {
         let _ = Command::new("chown")
@@ -186,7 +195,7 @@ fn start_dovecot(bin: PathBuf, messages: &[(String, Vec<u8>)]) -> Dovecot {
     let conf = format!(
         "base_dir = {d}/run\nlog_path = {d}/log\nprotocols = imap\nlisten = 127.0.0.1\nssl = no\n\
          disable_plaintext_auth = no\nauth_mechanisms = plain\nmail_location = maildir:{d}/home/Maildir\n\
-         default_login_user = {service_user}\ndefault_internal_user = {service_user}\n\
+         default_login_user = {service_user}\ndefault_internal_user = {service_user}\n{internal_group}\
          passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
          userdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
          service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = {port}\n  }}\n}}\n\

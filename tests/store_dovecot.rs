@@ -56,10 +56,21 @@ impl Dovecot {
         )
         .unwrap();
         let d = dir.display();
+        // Not root, every service runs as this user, and its sockets' group
+        // (default_internal_group, else the `dovecot` group, which a normal user cannot chown
+        // to) is this user's.
         let internal = if nix::unistd::getuid().is_root() {
             String::new()
         } else {
-            format!("default_internal_user = {user_name}\ndefault_login_user = {user_name}\n")
+            let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+                .unwrap_or_default();
+            format!(
+                "default_internal_user = {user_name}\ndefault_login_user = {user_name}\n\
+                 default_internal_group = {group}\n"
+            )
         };
         let conf = format!(
             "base_dir = {d}/run\nstate_dir = {d}/run\nlog_path = {d}/dovecot.log\n{internal}\

@@ -84,6 +84,11 @@ def test_default_run_as_5000_with_a_fresh_data_dir(request, workdir):
     request.addfinalizer(lambda: stop_process(proc))
     attach(request.node, "serve log", lambda: log.read_text())
     wait_for_port(port, proc, log)
+    # pimap binds, then drops: the port can answer before the drop is done.
+    deadline = time.monotonic() + 10
+    while "dropped privileges" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
     for uid, gid, groups in ids_of_every_thread(proc.pid):
         assert (uid, gid, groups) == ([5000] * 4, [5000] * 4, "")
     m = re.search(r"demo account: user demo, password (\S+)", log.read_text())
