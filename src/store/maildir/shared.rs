@@ -146,7 +146,11 @@ fn keep(s: &Arc<Shared>) {
         let mut total = 0usize;
         let mut n = 0usize;
         for x in k.iter() {
-            let len = x.state.try_lock().map(|g| g.mbox.messages().len()).unwrap_or(0);
+            let len = x
+                .state
+                .try_lock()
+                .map(|g| g.mbox.messages().len())
+                .unwrap_or(0);
             if n > 0 && (n >= KEPT || total + len > KEPT_MESSAGES) {
                 break;
             }
