@@ -43,14 +43,7 @@ DOVECOT_KILL_DAMAGE = pytest.mark.xfail(
     reason="Dovecot alone under kill -9 sometimes damages its own uidlist/index", strict=False)
 
 
-# pimap + Dovecot on one Maildir: 0 errors on 13 seeds x 40 s before the shared mailbox state
-# and inotify events; with them, release runs find 2-6 "flag kwNN is set, but acknowledged
-# writes leave it clear" per 30 s (messages copied or moved while the other server changed
-# their keywords). Not yet explained; the pimap-only and kill modes stay strict.
-BOTH_OPEN = pytest.mark.xfail(
-    reason="pimap + Dovecot: rare keyword disagreements after COPY/MOVE under investigation",
-    strict=False)
-MARKS = {"dovecot-kill": DOVECOT_KILL_DAMAGE, "both": BOTH_OPEN}
+MARKS = {"dovecot-kill": DOVECOT_KILL_DAMAGE}
 
 
 @pytest.mark.parametrize("mode", [pytest.param(m, marks=MARKS[m]) if m in MARKS else m

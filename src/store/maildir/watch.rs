@@ -29,12 +29,24 @@ pub enum Part {
     Cur,
 }
 
+/// What happened to a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Created, renamed or linked to, or written.
+    Appeared,
+    /// Renamed to another name (a flag change, or new/ to cur/).
+    MovedAway,
+    /// Unlinked: the file behind the name is gone for good, so a file that appears later
+    /// under the same base name is another message (Dovecot's COPY keeps a message's base
+    /// name, so a copy back into the mailbox it was expunged from reuses it).
+    Deleted,
+}
+
 /// What one [`Watch::take`] found.
 #[derive(Debug, Default)]
 pub struct Taken {
-    /// Names of entries created, deleted or renamed, in order, each with `true` when the name
-    /// appeared (created, renamed or linked to it, written) and `false` when it went away.
-    pub names: Vec<(Part, String, bool)>,
+    /// Names of entries created, deleted or renamed, in order, with what happened.
+    pub names: Vec<(Part, String, Event)>,
     /// Events were lost or a watched directory went away: read everything again.
     pub lost: bool,
 }
@@ -185,9 +197,13 @@ fn drain(inst: &mut Instance) {
         let wd = ev.wd();
         let gone =
             flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF);
-        let appeared = flags.intersects(
-            ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MODIFY | ReadFlags::CLOSE_WRITE,
-        );
+        let event = if flags.contains(ReadFlags::DELETE) {
+            Event::Deleted
+        } else if flags.contains(ReadFlags::MOVED_FROM) {
+            Event::MovedAway
+        } else {
+            Event::Appeared
+        };
         let name = ev
             .file_name()
             .and_then(|n| n.to_str().ok())
@@ -205,7 +221,7 @@ fn drain(inst: &mut Instance) {
                     q.taken.names = Vec::new();
                     q.taken.lost = true;
                 } else if let Some(n) = name {
-                    q.taken.names.push((*part, n.to_string(), appeared));
+                    q.taken.names.push((*part, n.to_string(), event));
                 } else if !flags.is_empty() {
                     // A non-UTF-8 name: not a message file pimap accepts, but be safe.
                     q.taken.lost = true;

@@ -7,7 +7,7 @@
 //! second half also arrived, or this process's own change, already applied). A rename always
 //! queues both halves within its system call, so a drained batch never holds only the first.
 
-use super::super::watch::{Part, Taken};
+use super::super::watch::{Event, Part, Taken};
 use super::{file_vsize, mtime_secs, read_uidlist, Loc, Mailbox, Sub, EXTRAS, KEYWORDS, UIDLIST};
 use crate::store::maildir::changes::Change;
 use crate::store::maildir::filename;
@@ -34,10 +34,10 @@ impl Mailbox {
         }
         // Each base name's events in order: the message's file ends up at the last name
         // that appeared, unless that name went away after.
-        let mut by_base: HashMap<String, Vec<(Sub, String, bool)>> = HashMap::new();
+        let mut by_base: HashMap<String, Vec<(Sub, String, Event)>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut uidlist_changed = false;
-        for (part, name, appeared) in taken.names {
+        for (part, name, event) in taken.names {
             let sub = match part {
                 Part::Dir => {
                     match name.as_str() {
@@ -53,7 +53,7 @@ impl Mailbox {
             if !filename::acceptable(&name) {
                 continue;
             }
-            if appeared && super::scan::has_unmapped_letter(&name, &self.keywords) {
+            if event == Event::Appeared && super::scan::has_unmapped_letter(&name, &self.keywords) {
                 // A keyword letter whose keyword its writer has not recorded yet: the full
                 // read waits for that writer (see `scan::settled_keywords`).
                 return self.rescan();
@@ -63,7 +63,7 @@ impl Mailbox {
                 order.push(b.clone());
                 Vec::new()
             });
-            events.push((sub, name, appeared));
+            events.push((sub, name, event));
         }
         if uidlist_changed && self.awaiting_uids {
             // A read-only scan left files without a UID: they may have one now.
@@ -90,18 +90,33 @@ impl Mailbox {
                     sub: l.sub,
                     name: l.name.clone(),
                 });
-            for (sub, name, appeared) in events {
-                if appeared {
-                    now = Some(Last { sub, name });
-                } else if now.as_ref().is_some_and(|n| n.sub == sub && n.name == name) {
-                    now = None;
+            // Once the known message's file is unlinked, a file that appears under its base
+            // name is another message (`after`), with a UID of its own from the uidlist.
+            let mut unlinked = false;
+            let mut after: Option<Last> = None;
+            for (sub, name, event) in events {
+                let slot = if unlinked { &mut after } else { &mut now };
+                match event {
+                    Event::Appeared => *slot = Some(Last { sub, name }),
+                    Event::MovedAway | Event::Deleted => {
+                        if slot
+                            .as_ref()
+                            .is_some_and(|n| n.sub == sub && n.name == name)
+                        {
+                            *slot = None;
+                            unlinked |= event == Event::Deleted && uid.is_some();
+                        }
+                    }
                 }
             }
             match (uid, now) {
                 (Some(uid), Some(l)) => self.relocate(uid, l.sub, l.name),
                 (Some(uid), None) => gone.push(uid),
-                (None, Some(l)) => fresh.push((base, l)),
+                (None, Some(l)) => fresh.push((base.clone(), l)),
                 (None, None) => {} // a file that came and went, or this process's expunge
+            }
+            if let Some(l) = after {
+                fresh.push((base, l));
             }
         }
         gone.sort_unstable();
@@ -383,6 +398,47 @@ mod tests {
         w.refresh().unwrap();
         assert_eq!(w.rescans, base + 1);
         assert_eq!(w.messages().len(), 1);
+    }
+
+    #[test]
+    fn a_base_name_reused_after_an_unlink_is_another_message() {
+        // Dovecot's COPY keeps the base name: a message copied out, expunged, and copied back
+        // comes back under its old base name with a new UID.
+        let (s, mut other, mut w) = pair("events-reuse");
+        let a = other
+            .append(b"Subject: r\r\n\r\n", &Flags::default(), None)
+            .unwrap();
+        w.refresh().unwrap();
+        let cur = s.root().join("cur");
+        let name = fs::read_dir(&cur)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let name = name.to_str().unwrap().to_string();
+        let base = filename::split(&name).base.to_string();
+        let elsewhere = s.root().join("copy-elsewhere");
+        fs::hard_link(cur.join(&name), &elsewhere).unwrap();
+        fs::remove_file(cur.join(&name)).unwrap();
+        fs::hard_link(&elsewhere, cur.join(format!("{base}:2,S"))).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(s.root().join(UIDLIST))
+            .unwrap();
+        std::io::Write::write_all(&mut f, format!("{} :{base}\n", a + 1).as_bytes()).unwrap();
+        let pos = w.changes().end();
+        w.refresh().unwrap();
+        let uids: Vec<u32> = w.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(
+            uids,
+            vec![a + 1],
+            "the copy is a new message, the old one is gone"
+        );
+        assert_eq!(w.meta(a + 1).map(|m| m.flags.system), Some(flag::SEEN));
+        let expunged = (w.changes().since(pos).into_iter().flatten())
+            .any(|c| matches!(c, Change::Expunged { uid, .. } if *uid == a));
+        assert!(expunged);
     }
 
     #[test]
