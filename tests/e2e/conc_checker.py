@@ -1017,6 +1017,7 @@ def final_check(events: list[dict], listings: dict[str, dict], seed: int,
     creates: dict = {}  # (user, mbox) → {uid: {"cid", "ops": {flag: [op]}, "init": set, ...}}
     gone: dict = {}
     unknown_cids: dict = {}
+    vague: set = set()  # mailboxes an uncertain copy of a message of unknown lineage went to
     expunges: dict = {}
     unknown_gone: dict = {}
     uvs: dict = {}
@@ -1050,10 +1051,20 @@ def final_check(events: list[dict], listings: dict[str, dict], seed: int,
             unknown_cids.setdefault(by_key(e, e["mbox"]), set()).update(e["cids"])
         elif e["ev"] == "unknown_copy":
             srcs = creates.get(by_key(e, e["src"]), {})
-            unknown_cids.setdefault(by_key(e, e["dest"]), set()).update(
-                srcs[u]["cid"] for u in e["uids"] if u in srcs)
+            dest = unknown_cids.setdefault(by_key(e, e["dest"]), set())
+            for u in e["uids"]:
+                cid = srcs.get(u, {}).get("cid")
+                if cid is not None:
+                    dest.add(cid)
+                else:
+                    # The source itself came from a command of unknown outcome (no record, or
+                    # a copy of such a message): its message is one of those commands'.
+                    vague.add(by_key(e, e["dest"]))
             if e["move"]:
                 unknown_gone.setdefault(by_key(e, e["src"]), set()).update(e["uids"])
+    for user, mbox in vague:
+        unknown_cids[(user, mbox)] |= {c for (u, _), cids in list(unknown_cids.items())
+                                       if u == user for c in cids}
 
     def flag_values(user, mbox, uid, flag, at=None, depth=0, reader=None) -> set:
         info = creates.get((user, mbox), {}).get(uid)

@@ -142,3 +142,28 @@ def test_a_keyword_dovecot_lost_to_a_kill_is_accepted_only_after_a_store_in_doub
     assert cc.final_check([create(1, "a"), doubt], listed, 1) == []
     errs = cc.final_check([create(1, "a"), store(1, "kw01", True, 3, 4)], listed, 1)
     assert any("unknown-3 is set" in e for e in errs), errs
+
+
+def test_an_uncertain_copy_of_a_message_from_an_uncertain_copy_is_allowed_once():
+    # Work 73 ("a") moved to INBOX by a command cut by a kill: it shows up as INBOX 139, which
+    # has no record; 139 is copied to Work 153 and that to INBOX 452 (acknowledged), and 452
+    # moved to Work by a command cut by a kill: its copy, Work 581, names "a". Nothing else
+    # may appear.
+    def copy(src, suid, dest, duid, s):
+        return {"ev": "copy", "user": "demo", "src": src, "dest": dest, "suid": suid, "duid": duid,
+                "s": s, "e": s + 1, "move": False}
+
+    def cut(src, uids, dest):
+        return {"ev": "unknown_copy", "user": "demo", "src": src, "dest": dest, "uids": uids,
+                "move": True}
+
+    ev = [create(73, "a", mbox="Work"), cut("Work", [73], "INBOX"),
+          copy("INBOX", 139, "Work", 153, 5), copy("Work", 153, "INBOX", 452, 7),
+          cut("INBOX", [452], "Work")]
+    ok = listing({139: (set(), "a"), 452: (set(), "a")},
+                 work={153: (set(), "a"), 581: (set(), "a")})
+    assert cc.final_check(ev, ok, 1) == []
+    stray = listing({139: (set(), "a"), 452: (set(), "a")},
+                    work={153: (set(), "a"), 581: (set(), "a"), 582: (set(), "zzz")})
+    errs = cc.final_check(ev, stray, 1)
+    assert len(errs) == 1 and "582" in errs[0], errs
