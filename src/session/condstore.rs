@@ -125,8 +125,15 @@ impl Session {
 /// untagged responses: when the client's UIDVALIDITY is current, `VANISHED (EARLIER)` for the
 /// UIDs (of its known UIDs, or all) expunged since its mod-sequence, then
 /// `FETCH (UID FLAGS MODSEQ)` for every message changed since.
-pub(super) fn qresync_select(view: &View, p: &QresyncParams, out: &mut Vec<u8>) -> StoreResult<()> {
-    let mut st = view.lock();
+pub(super) fn qresync_select(
+    view: &mut View,
+    p: &QresyncParams,
+    out: &mut Vec<u8>,
+) -> StoreResult<()> {
+    let shared = view.shared.clone();
+    let mut st = shared.lock();
+    // A keyword added since the view was made is announced before a FETCH carries it.
+    view.announce_keywords_in(&st, out);
     if p.uid_validity != st.mbox.uid_validity() {
         return Ok(()); // §3.2.5.1: a stale UIDVALIDITY gets a plain SELECT.
     }

@@ -152,6 +152,9 @@ impl Session {
                     Err(e) => return Err(e.into()),
                 }
             }
+            // Another session may have given the mailbox a keyword since this command's sync:
+            // announced before the FETCH that could carry it (RFC 3501 §7.2.6).
+            view.announce_keywords_in(&st, &mut out);
             drop(st);
             let mut line = format!("* {} FETCH (", i + 1).into_bytes();
             let mut first = true;

@@ -120,7 +120,7 @@ impl Session {
             );
         }
         if let Some(p) = &qresync {
-            super::condstore::qresync_select(&view, p, &mut out)?;
+            super::condstore::qresync_select(&mut view, p, &mut out)?;
         }
         let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "Examine" } else { "Select" };

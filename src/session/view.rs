@@ -178,6 +178,15 @@ impl View {
         self.told.extend_from_slice(out.get(start..).unwrap_or(&[]));
     }
 
+    /// [`View::announce_keywords`] with the mailbox already locked: for a command that
+    /// writes FLAGS from the shared state after its sync (another session may have added a
+    /// keyword since), just before it does.
+    pub fn announce_keywords_in(&mut self, st: &Open, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.announce_keywords_locked(st, out);
+        self.told.extend_from_slice(out.get(start..).unwrap_or(&[]));
+    }
+
     fn announce_keywords_locked(&mut self, st: &Open, out: &mut Vec<u8>) {
         let generation = st.mbox.generation();
         if self.announced_gen == Some(generation) {
