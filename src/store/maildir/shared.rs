@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 /// An open mailbox shared by the sessions of this process.
 pub struct Shared {
     dir: PathBuf,
-    read_only: bool,
     state: Mutex<Open>,
 }
 
@@ -71,10 +70,6 @@ impl Shared {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    pub fn read_only(&self) -> bool {
-        self.read_only
-    }
 }
 
 /// Every open mailbox of the process, by directory and mode (EXAMINE sessions never move
@@ -103,7 +98,6 @@ pub fn open(root: &Path, dir: &Path, name: &str, read_only: bool) -> Result<Arc<
     let mbox = Mailbox::load_watched(root, dir, name, read_only)?;
     let fresh = Arc::new(Shared {
         dir: dir.to_path_buf(),
-        read_only,
         state: Mutex::new(Open {
             modseqs: mbox.mod_seqs(),
             mbox,
