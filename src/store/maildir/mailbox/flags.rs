@@ -217,18 +217,9 @@ impl Mailbox {
             .collect();
         let (set_sys, clear_sys) = (flags.system & !seen.system, seen.system & !flags.system);
         let apply = |cur: &Flags| -> Flags {
-            let mut keywords: Vec<String> = (cur.keywords.iter())
-                .filter(|k| !has(&removed, k))
-                .cloned()
-                .collect();
-            for k in &added {
-                if !has(&keywords, k) {
-                    keywords.push(k.clone());
-                }
-            }
             Flags {
                 system: (cur.system & !clear_sys) | set_sys,
-                keywords,
+                keywords: edit_keywords(&cur.keywords, &removed, &added),
             }
         };
         // Keywords without a letter first: if they cannot be stored, nothing changes.
@@ -242,15 +233,7 @@ impl Mailbox {
         let base = loc.base().to_string();
         if !overflow.is_empty() || (!removed.is_empty() && self.dir.join(EXTRAS).exists()) {
             self.update_extras(|k| {
-                let mut kws: Vec<String> = (k.get(&base).iter())
-                    .filter(|x| !has(&removed, x))
-                    .cloned()
-                    .collect();
-                for o in &overflow {
-                    if !has(&kws, o) {
-                        kws.push(o.clone());
-                    }
-                }
+                let kws = edit_keywords(k.get(&base), &removed, &overflow);
                 k.get(&base) == kws.as_slice() || k.set(&base, &kws)
             })?;
         }
@@ -314,4 +297,20 @@ fn letter_keywords(flags: &Flags, old_letters: &str) -> Vec<String> {
         .filter(|k| !(passed && k.eq_ignore_ascii_case(FORWARDED)))
         .cloned()
         .collect()
+}
+
+/// `keywords` without those in `removed` and with those of `added` it lacks (keywords compare
+/// case-insensitively; order kept, additions last).
+fn edit_keywords(keywords: &[String], removed: &[String], added: &[String]) -> Vec<String> {
+    let has = |set: &[String], k: &str| set.iter().any(|x| x.eq_ignore_ascii_case(k));
+    let mut out: Vec<String> = (keywords.iter())
+        .filter(|k| !has(removed, k))
+        .cloned()
+        .collect();
+    for k in added {
+        if !has(&out, k) {
+            out.push(k.clone());
+        }
+    }
+    out
 }
