@@ -145,6 +145,12 @@ impl SearchDoc {
             doc: search::Doc::new(msg),
         }
     }
+    /// [`SearchDoc::new`] taking the bytes it searches.
+    pub fn from_vec(msg: Vec<u8>) -> SearchDoc {
+        SearchDoc {
+            doc: search::Doc::from_vec(msg),
+        }
+    }
     /// HEADER name needle (and FROM/TO/CC/BCC/SUBJECT): does any field `name` contain `needle`
     /// (after RFC 2047 decoding, case-insensitive)? An empty needle matches if the field exists.
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {

@@ -43,31 +43,104 @@ pub fn parse_header(msg: &[u8], start: usize) -> (Vec<Field>, usize) {
 
 /// [`parse_header`], also telling whether the header ended with the empty line.
 pub fn parse_header_ext(msg: &[u8], start: usize) -> (Vec<Field>, usize, bool) {
-    let mut fields: Vec<Field> = Vec::new();
-    let mut pos = start;
-    while pos < msg.len() {
-        let line_end = match msg[pos..].iter().position(|&b| b == b'\n') {
-            Some(i) => pos + i + 1,
-            None => msg.len(),
-        };
-        let line = &msg[pos..line_end];
+    let mut it = RawFields::new(msg, start);
+    let mut fields = Vec::new();
+    for raw in it.by_ref() {
+        let mut value = Vec::new();
+        raw.value_into(msg, &mut value);
+        fields.push(Field {
+            name: raw.name,
+            value,
+            raw: raw.raw,
+            has_colon: raw.has_colon,
+        });
+    }
+    (fields, it.body, it.complete)
+}
+
+/// One header field located but not copied: what [`Field`] holds, with the value left in
+/// the message until [`RawField::value_into`] builds it. Lets a SEARCH on one field skip
+/// building every other field's value.
+#[derive(Debug, Clone)]
+pub struct RawField {
+    /// The name as written, trailing whitespace removed.
+    pub name: Range<usize>,
+    /// The first line's value: after the colon and the whitespace following it, before the
+    /// line end.
+    first: Range<usize>,
+    /// Every line of the field, with line endings.
+    pub raw: Range<usize>,
+    /// False for a line without `:` (kept as a field named by the whole line).
+    pub has_colon: bool,
+}
+
+impl RawField {
+    /// The value as [`Field::value`] has it (lines joined with `\n`, NULs replaced), into
+    /// `out` (appended).
+    pub fn value_into(&self, msg: &[u8], out: &mut Vec<u8>) {
+        push_value(out, &msg[self.first.clone()]);
+        let mut pos = line_end(msg, self.first.end);
+        while pos < self.raw.end {
+            let end = line_end(msg, pos);
+            out.push(b'\n');
+            push_value(out, strip_eol(&msg[pos..end]));
+            pos = end;
+        }
+    }
+}
+
+/// Where the line containing `pos` ends (after its `\n`, or at the end of input).
+fn line_end(msg: &[u8], pos: usize) -> usize {
+    match msg[pos..].iter().position(|&b| b == b'\n') {
+        Some(i) => pos + i + 1,
+        None => msg.len(),
+    }
+}
+
+/// The fields of the header block at a position, in order, as [`RawField`]s. Once it
+/// returns `None`, `body` is where the body starts and `complete` whether the block ended
+/// with the empty line (RFC 5322 §2.1).
+pub struct RawFields<'a> {
+    msg: &'a [u8],
+    pos: usize,
+    /// Where the body starts (valid once the iterator is exhausted).
+    pub body: usize,
+    /// The header ended with the empty line (valid once the iterator is exhausted).
+    pub complete: bool,
+}
+
+impl<'a> RawFields<'a> {
+    pub fn new(msg: &'a [u8], start: usize) -> RawFields<'a> {
+        RawFields {
+            msg,
+            pos: start,
+            body: msg.len(),
+            complete: false,
+        }
+    }
+}
+
+impl Iterator for RawFields<'_> {
+    type Item = RawField;
+
+    fn next(&mut self) -> Option<RawField> {
+        let msg = self.msg;
+        let pos = self.pos;
+        if pos >= msg.len() {
+            return None;
+        }
+        let end = line_end(msg, pos);
+        let line = &msg[pos..end];
         let content = strip_eol(line);
-        if content.is_empty() && line_end > pos && line.last() == Some(&b'\n') {
+        if content.is_empty() && line.last() == Some(&b'\n') {
             // RFC 5322 §2.1: the empty line ends the header.
-            return (fields, line_end, true);
+            self.pos = msg.len();
+            self.body = end;
+            self.complete = true;
+            return None;
         }
-        let folded = matches!(content.first(), Some(b' ' | b'\t'));
-        if folded {
-            if let Some(f) = fields.last_mut() {
-                f.value.push(b'\n');
-                push_value(&mut f.value, content);
-                f.raw.end = line_end;
-                pos = line_end;
-                continue;
-            }
-        }
-        let colon = content.contains(&b':');
-        let (name, value) = match content.iter().position(|&b| b == b':') {
+        let colon = content.iter().position(|&b| b == b':');
+        let (name, first) = match colon {
             Some(colon) => {
                 let mut n = colon;
                 while n > 0 && matches!(content[n - 1], b' ' | b'\t') {
@@ -77,21 +150,26 @@ pub fn parse_header_ext(msg: &[u8], start: usize) -> (Vec<Field>, usize, bool) {
                 while v < content.len() && matches!(content[v], b' ' | b'\t') {
                     v += 1;
                 }
-                (pos..pos + n, &content[v..])
+                (pos..pos + n, pos + v..pos + content.len())
             }
-            None => (pos..pos + content.len(), &b""[..]),
+            None => (
+                pos..pos + content.len(),
+                pos + content.len()..pos + content.len(),
+            ),
         };
-        let mut f = Field {
+        // Folded lines (starting with whitespace) continue this field.
+        let mut raw_end = end;
+        while raw_end < msg.len() && matches!(msg[raw_end], b' ' | b'\t') {
+            raw_end = line_end(msg, raw_end);
+        }
+        self.pos = raw_end;
+        Some(RawField {
             name,
-            value: Vec::new(),
-            raw: pos..line_end,
-            has_colon: colon,
-        };
-        push_value(&mut f.value, value);
-        fields.push(f);
-        pos = line_end;
+            first,
+            raw: pos..raw_end,
+            has_colon: colon.is_some(),
+        })
     }
-    (fields, msg.len(), false)
 }
 
 fn strip_eol(line: &[u8]) -> &[u8] {

@@ -47,11 +47,12 @@ fn collect_text(m: &Message<'_>, depth: usize, out: &mut String) {
 }
 
 /// The searchable form of one message. Each part is built on first use, so a SEARCH on
-/// one header (FROM, SUBJECT) decodes only that header's fields and never runs the MIME
-/// parser over the body, and a SEARCH on the body decodes it once for all its keys.
+/// one header (FROM, SUBJECT) looks only at that header's fields (scanned in place, not
+/// copied) and never runs the MIME parser over the body, and a SEARCH on the body decodes it
+/// once for all its keys.
 pub struct Doc {
     msg: Vec<u8>,
-    fields: Vec<Field>,
+    fields: OnceCell<Vec<Field>>,
     /// Every field as (lowercased name, decoded lowercased value), for TEXT.
     headers: OnceCell<Vec<(String, String)>>,
     body: OnceCell<String>,
@@ -60,27 +61,34 @@ pub struct Doc {
 
 impl Doc {
     pub fn new(msg: &[u8]) -> Doc {
-        let (fields, _) = parse::parse_header(msg, 0);
-        Doc::build(msg, fields)
+        Doc::from_vec(msg.to_vec())
     }
 
-    pub fn from_part(msg: &[u8], root: &Part) -> Doc {
-        Doc::build(msg, root.fields.clone())
-    }
-
-    fn build(msg: &[u8], fields: Vec<Field>) -> Doc {
+    /// A document over `msg` (a whole message, or only its header block).
+    pub fn from_vec(msg: Vec<u8>) -> Doc {
         Doc {
-            msg: msg.to_vec(),
-            fields,
+            msg,
+            fields: OnceCell::new(),
             headers: OnceCell::new(),
             body: OnceCell::new(),
             date: OnceCell::new(),
         }
     }
 
+    pub fn from_part(msg: &[u8], root: &Part) -> Doc {
+        let d = Doc::new(msg);
+        let _ = d.fields.set(root.fields.clone());
+        d
+    }
+
+    fn fields(&self) -> &[Field] {
+        self.fields
+            .get_or_init(|| parse::parse_header(&self.msg, 0).0)
+    }
+
     fn headers(&self) -> &[(String, String)] {
         self.headers
-            .get_or_init(|| header_pairs(&self.msg, &self.fields))
+            .get_or_init(|| header_pairs(&self.msg, self.fields()))
     }
 
     fn body(&self) -> &str {
@@ -97,13 +105,17 @@ impl Doc {
     /// contains the needle (any such field when the needle is empty).
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
         let needle = needle.to_lowercase();
-        self.fields.iter().any(|f| {
-            let n = String::from_utf8_lossy(self.msg.get(f.name.clone()).unwrap_or_default());
-            n.eq_ignore_ascii_case(name)
-                && (needle.is_empty()
-                    || decode_header_value(&f.value)
-                        .to_lowercase()
-                        .contains(&needle))
+        let mut value = Vec::new();
+        parse::RawFields::new(&self.msg, 0).any(|f| {
+            if !self.msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()) {
+                return false;
+            }
+            if needle.is_empty() {
+                return true;
+            }
+            value.clear();
+            f.value_into(&self.msg, &mut value);
+            value_contains(&value, &needle)
         })
     }
 
@@ -121,13 +133,51 @@ impl Doc {
 
     pub fn sent_date(&self) -> Option<Date> {
         *self.date.get_or_init(|| {
-            self.fields
+            self.fields()
                 .iter()
                 .rev()
                 .find(|f| parse::name_is(&self.msg, f, "Date"))
                 .and_then(|f| parse_date(&f.value))
         })
     }
+}
+
+/// Does the header value `value` (as [`Field::value`] holds it), RFC 2047-decoded and
+/// lowercased, contain `needle` (already lowercased)?
+///
+/// Most values are plain ASCII without encoded-words, and most needles are one word: then
+/// decoding changes nothing a word can match (it only unfolds lines and trims whitespace),
+/// so an ASCII case-insensitive search of the raw bytes gives the same answer without the
+/// decoder's allocations. Anything else takes the decoder.
+pub fn value_contains(value: &[u8], needle: &str) -> bool {
+    if let Some(fast) = ascii_contains(value, needle) {
+        return fast;
+    }
+    decode_header_value(value).to_lowercase().contains(needle)
+}
+
+/// [`value_contains`] without the decoder, or `None` when the answer could differ: `value`
+/// must be printable ASCII (tabs and the `\n` of unfolding allowed) without `=?`, and
+/// `needle` printable ASCII without whitespace or capitals.
+fn ascii_contains(value: &[u8], needle: &str) -> Option<bool> {
+    let n = needle.as_bytes();
+    let word = !n.is_empty()
+        && n.iter()
+            .all(|&b| (0x21..0x7f).contains(&b) && !b.is_ascii_uppercase());
+    let plain = value
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t' || b == b'\n')
+        && !value.windows(2).any(|w| w == b"=?");
+    if !(word && plain) {
+        return None;
+    }
+    Some(value.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n)))
+}
+
+/// The decoder's answer, for tests comparing it with [`ascii_contains`].
+#[cfg(test)]
+pub fn value_contains_slow(value: &[u8], needle: &str) -> bool {
+    decode_header_value(value).to_lowercase().contains(needle)
 }
 
 /// RFC 5322 §3.3 date (obsolete forms accepted by mail-parser), in its own zone.

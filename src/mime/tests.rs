@@ -281,3 +281,203 @@ fn boundary_scan_is_linear() {
     p.body_structure(true, &mut out);
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// The header match without the decoder gives the decoder's answer on every value it takes:
+/// random values and needles over an alphabet of letters of both cases, spaces, tabs, the
+/// unfolding `\n`, `=?` encoded-word starts, control bytes and non-ASCII.
+#[test]
+fn header_match_fast_path_agrees_with_decoder() {
+    let atoms: &[&str] = &[
+        "a",
+        "b",
+        "A",
+        "B",
+        "x",
+        " ",
+        "  ",
+        "\t",
+        "\n ",
+        "\n\t",
+        "=?",
+        "?=",
+        "=?utf-8?q?a=41?=",
+        "\u{1}",
+        "\r",
+        "é",
+        "K",
+        "\u{212a}",
+        "(",
+        ")",
+        "\"",
+        "<",
+        ">",
+        "@",
+        ".",
+        "-",
+        "_",
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut fast_taken = 0;
+    for _ in 0..20_000 {
+        let mut value = String::new();
+        for _ in 0..next(12) {
+            value.push_str(atoms[next(atoms.len())]);
+        }
+        let mut needle = String::new();
+        for _ in 0..1 + next(3) {
+            needle.push_str(atoms[next(atoms.len())]);
+        }
+        let needle = needle.to_lowercase();
+        let fast = super::search::value_contains(value.as_bytes(), &needle);
+        let slow = super::search::value_contains_slow(value.as_bytes(), &needle);
+        assert_eq!(fast, slow, "value {value:?} needle {needle:?}");
+        if !value.contains("=?") && value.is_ascii() && needle.is_ascii() {
+            fast_taken += 1;
+        }
+    }
+    assert!(
+        fast_taken > 1000,
+        "the fast path was hardly exercised: {fast_taken}"
+    );
+}
+
+/// The line-by-line header parser the field scanner replaced, kept as the reference it must
+/// agree with.
+fn reference_parse_header(msg: &[u8], start: usize) -> (Vec<super::parse::Field>, usize, bool) {
+    let mut fields: Vec<super::parse::Field> = Vec::new();
+    let mut pos = start;
+    while pos < msg.len() {
+        let line_end = match msg[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => pos + i + 1,
+            None => msg.len(),
+        };
+        let line = &msg[pos..line_end];
+        let content = ref_strip_eol(line);
+        if content.is_empty() && line_end > pos && line.last() == Some(&b'\n') {
+            // RFC 5322 §2.1: the empty line ends the header.
+            return (fields, line_end, true);
+        }
+        let folded = matches!(content.first(), Some(b' ' | b'\t'));
+        if folded {
+            if let Some(f) = fields.last_mut() {
+                f.value.push(b'\n');
+                ref_push_value(&mut f.value, content);
+                f.raw.end = line_end;
+                pos = line_end;
+                continue;
+            }
+        }
+        let colon = content.contains(&b':');
+        let (name, value) = match content.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let mut n = colon;
+                while n > 0 && matches!(content[n - 1], b' ' | b'\t') {
+                    n -= 1;
+                }
+                let mut v = colon + 1;
+                while v < content.len() && matches!(content[v], b' ' | b'\t') {
+                    v += 1;
+                }
+                (pos..pos + n, &content[v..])
+            }
+            None => (pos..pos + content.len(), &b""[..]),
+        };
+        let mut f = super::parse::Field {
+            name,
+            value: Vec::new(),
+            raw: pos..line_end,
+            has_colon: colon,
+        };
+        ref_push_value(&mut f.value, value);
+        fields.push(f);
+        pos = line_end;
+    }
+    (fields, msg.len(), false)
+}
+
+fn ref_strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn ref_push_value(out: &mut Vec<u8>, v: &[u8]) {
+    for &b in v {
+        if b == 0 {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// Scanning fields in place (and `parse_header_ext`, built on it) finds what the reference
+/// parser finds: names, values, raw ranges, the body start and whether the empty line ended
+/// the header, on odd headers and on random ones.
+#[test]
+fn raw_fields_match_parsed_fields() {
+    let cases: &[&[u8]] = &[
+        b"From: a\r\nSubject: b\r\n\tc\r\n\r\nbody",
+        b" folded-first: x\r\nTo:y\r\n  \r\nNoColon\r\nX:\r\n\r\n",
+        b"A: 1\nB : 2\n \n\nrest",
+        b"Trailing: no end",
+        b"Nul: a\0b\r\n\r\n",
+        b"\r\n",
+        b"",
+        b"X: y\r",
+    ];
+    for m in cases {
+        check_against_reference(m);
+    }
+    let atoms: &[&[u8]] = &[
+        b"A",
+        b":",
+        b" ",
+        b"\t",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\0",
+        b"x",
+        b"\r\n\r\n",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20_000 {
+        let mut m = Vec::new();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut s = state;
+        for _ in 0..(s % 16) {
+            s /= 16;
+            if s == 0 {
+                s = state.rotate_left(17);
+            }
+            m.extend_from_slice(atoms[(s % atoms.len() as u64) as usize]);
+        }
+        check_against_reference(&m);
+    }
+}
+
+fn check_against_reference(m: &[u8]) {
+    let (fields, body, complete) = reference_parse_header(m, 0);
+    let (f2, b2, c2) = super::parse::parse_header_ext(m, 0);
+    assert_eq!((b2, c2, f2.len()), (body, complete, fields.len()), "{m:?}");
+    let mut it = super::parse::RawFields::new(m, 0);
+    let raws: Vec<_> = it.by_ref().collect();
+    assert_eq!((it.body, it.complete), (body, complete), "{m:?}");
+    assert_eq!(raws.len(), fields.len(), "{m:?}");
+    for (r, f) in raws.iter().zip(&fields) {
+        let mut v = Vec::new();
+        r.value_into(m, &mut v);
+        assert_eq!(
+            (&r.name, &r.raw, r.has_colon, &v),
+            (&f.name, &f.raw, f.has_colon, &f.value)
+        );
+    }
+}

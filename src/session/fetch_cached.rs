@@ -90,8 +90,12 @@ pub(super) fn fill(c: &MailboxCache, mbox: &Mailbox, uid: u32, msg: &[u8]) -> Op
 
 /// A SEARCH document of message `uid`'s header block from its cache entry (header keys and
 /// the sent date read nothing else).
-pub(super) fn header_doc(c: &MailboxCache, mbox: &Mailbox, uid: u32) -> Option<SearchDoc> {
+pub(super) fn header_doc(
+    c: &MailboxCache,
+    mbox: &Mailbox,
+    uid: u32,
+    window: &mut cache::Window,
+) -> Option<SearchDoc> {
     let (base, size) = mbox.cache_key(uid)?;
-    let entry = c.get(base, size)?;
-    entry.header.as_deref().map(SearchDoc::new)
+    c.header(base, size, window).map(SearchDoc::from_vec)
 }

@@ -9,7 +9,9 @@ use super::view::View;
 use super::{Action, HandlerError, Output, Session};
 use crate::imap::types::{Command, Date, SearchKey, SearchReturn};
 use crate::mime::SearchDoc;
-use crate::store::{flag, MessageMeta};
+use crate::store::cache::{MailboxCache, Window};
+use crate::store::{flag, Mailbox, MessageMeta};
+use std::cell::{OnceCell, RefCell};
 
 impl Session {
     pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
@@ -61,47 +63,29 @@ impl Session {
         if uses_modseq || view.condstore {
             shared.lock().modseqs()?;
         }
-        let n = view.msgs.len();
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
         let mut top_modseq = 0u64;
-        for i in 0..n {
-            let m = &view.msgs[i];
+        let view = &*view;
+        let window = RefCell::new(Window::default());
+        for (i, m) in view.msgs.iter().enumerate() {
             // Locked for one message at a time: other sessions of the mailbox go on between.
             let st = shared.lock();
-            let Some(meta) = st.mbox.meta(m.uid).cloned() else {
+            let Some(meta) = st.mbox.meta(m.uid) else {
                 continue;
             };
-            let modseq = st.last_modseqs().get(m.uid);
-            let mut doc = None;
-            if needs_doc {
-                doc = match cache.as_deref() {
-                    Some(c) => super::fetch_cached::header_doc(c, &st.mbox, m.uid),
-                    None => None,
-                };
-                if doc.is_none() {
-                    match st.mbox.read(m.uid) {
-                        Ok(raw) => {
-                            let msg = crate::mime::to_crlf(&raw);
-                            if let Some(c) = cache.as_deref() {
-                                super::fetch_cached::fill(c, &st.mbox, m.uid, &msg);
-                            }
-                            doc = Some(SearchDoc::new(&msg));
-                        }
-                        Err(_) => continue,
-                    }
-                }
-            }
-            drop(st);
+            let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
+            let doc = LazyDoc::new(&load);
             let ctx = Ctx {
                 view,
                 seq: i as u32 + 1,
-                meta: &meta,
+                meta,
                 recent: m.recent,
-                doc: doc.as_ref(),
-                modseq,
+                doc: &doc,
+                modseq: st.last_modseqs().get(m.uid),
             };
-            if eval(&criteria, &ctx) {
+            // A message whose file went away while it was read is not reported.
+            if eval(&criteria, &ctx) && !doc.unreadable() {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
                 hit_uids.push(m.uid);
                 top_modseq = top_modseq.max(ctx.modseq);
@@ -110,6 +94,7 @@ impl Session {
         if let Some(c) = &cache {
             c.flush();
         }
+        let view = self.view_mut()?;
         let name = if uid { "UID SEARCH" } else { "SEARCH" };
         if let Some(returns) = returns {
             // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
@@ -228,8 +213,54 @@ struct Ctx<'a> {
     seq: u32,
     meta: &'a MessageMeta,
     recent: bool,
-    doc: Option<&'a SearchDoc>,
+    doc: &'a LazyDoc<'a>,
     modseq: u64,
+}
+
+/// The SEARCH document of one message, made when a key first needs it: `SINCE d SUBJECT s`
+/// reads no header of a message `SINCE` already ruled out.
+struct LazyDoc<'a> {
+    cell: OnceCell<Option<SearchDoc>>,
+    load: &'a dyn Fn() -> Option<SearchDoc>,
+}
+
+impl<'a> LazyDoc<'a> {
+    fn new(load: &'a dyn Fn() -> Option<SearchDoc>) -> LazyDoc<'a> {
+        LazyDoc {
+            cell: OnceCell::new(),
+            load,
+        }
+    }
+
+    fn get(&self) -> Option<&SearchDoc> {
+        self.cell.get_or_init(self.load).as_ref()
+    }
+
+    /// A key needed the document and the message could not be read.
+    fn unreadable(&self) -> bool {
+        matches!(self.cell.get(), Some(None))
+    }
+}
+
+/// The SEARCH document of message `uid`: its cached header block when `cache` is given (the
+/// keys read only header fields) and has one, else the message read whole (then filling the
+/// cache). `None` when the message cannot be read.
+fn doc_of(
+    mbox: &Mailbox,
+    cache: Option<&MailboxCache>,
+    uid: u32,
+    window: &RefCell<Window>,
+) -> Option<SearchDoc> {
+    let mut w = window.borrow_mut();
+    if let Some(doc) = cache.and_then(|c| super::fetch_cached::header_doc(c, mbox, uid, &mut w)) {
+        return Some(doc);
+    }
+    let raw = mbox.read(uid).ok()?;
+    let msg = crate::mime::to_crlf(&raw);
+    if let Some(c) = cache {
+        super::fetch_cached::fill(c, mbox, uid, &msg);
+    }
+    Some(SearchDoc::from_vec(msg.into_owned()))
 }
 
 fn has_modseq(k: &SearchKey) -> bool {
@@ -289,10 +320,11 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
     };
     let hdr = |name: &str, needle: &str| {
         c.doc
+            .get()
             .map(|d| d.header_contains(name, needle))
             .unwrap_or(false)
     };
-    let sent = || c.doc.and_then(|d| d.sent_date());
+    let sent = || c.doc.get().and_then(|d| d.sent_date());
     match k {
         All => true,
         Answered => sys & flag::ANSWERED != 0,
@@ -324,8 +356,8 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         To(s) => hdr("To", s),
         Subject(s) => hdr("Subject", s),
         Header(name, s) => hdr(name, s),
-        Body(s) => c.doc.map(|d| d.body_contains(s)).unwrap_or(false),
-        Text(s) => c.doc.map(|d| d.text_contains(s)).unwrap_or(false),
+        Body(s) => c.doc.get().map(|d| d.body_contains(s)).unwrap_or(false),
+        Text(s) => c.doc.get().map(|d| d.text_contains(s)).unwrap_or(false),
         Uid(set) => {
             let star = c.view.msgs.last().map(|m| m.uid).unwrap_or(0);
             match set {

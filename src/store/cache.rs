@@ -49,6 +49,55 @@ pub const MAX_FILE: u64 = 256 * 1024 * 1024;
 /// Folders whose cache stays loaded while no session uses it.
 pub const KEEP_LOADED: usize = 32;
 
+/// A stretch of a cache file read ahead by [`MailboxCache::header`], reused across the
+/// messages of one SEARCH.
+#[derive(Default)]
+pub struct Window {
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    at: u64,
+    /// `State::files` when `buf` was read.
+    file: u64,
+}
+
+/// Bytes read ahead by a [`Window`].
+const WINDOW: usize = 64 * 1024;
+
+impl Window {
+    /// The bytes `range` of `file`, from the window or after refilling it from there on.
+    fn read(&mut self, s: &State, range: std::ops::Range<u64>) -> Option<&[u8]> {
+        let have = self.at..self.at + self.buf.len() as u64;
+        if self.file != s.files || !(have.start <= range.start && range.end <= have.end) {
+            self.file = s.files;
+            let want = (range.end - range.start) as usize;
+            self.buf.resize(want.max(WINDOW), 0);
+            let n = read_at_most(s.file.as_ref()?, &mut self.buf, range.start).ok()?;
+            self.buf.truncate(n);
+            self.at = range.start;
+            if n < want {
+                return None;
+            }
+        }
+        let from = (range.start - self.at) as usize;
+        self.buf
+            .get(from..from + (range.end - range.start) as usize)
+    }
+}
+
+/// `pread` until `buf` is full or the end of the file: the bytes read.
+fn read_at_most(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Where a live record is: in the file, or (at or past `State::flushed`) in `pending`.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -63,6 +112,9 @@ struct State {
     file: Option<File>,
     /// The file's length as this process last wrote or read it.
     flushed: u64,
+    /// Counts the files `file` has been (a compaction replaces it): read-ahead of an older
+    /// one is stale.
+    files: u64,
     index: HashMap<Box<str>, Slot>,
     /// Encoded records not yet written; offsets `flushed..` point into it.
     pending: Vec<u8>,
@@ -132,24 +184,7 @@ impl MailboxCache {
     /// when there is none, it was computed for another size, or its record is unreadable.
     pub fn get(&self, base: &str, size: u64) -> Option<Arc<Meta>> {
         let mut s = self.lock();
-        let slot = *s.index.get(base)?;
-        if slot.size != size {
-            return None;
-        }
-        let buf = if slot.off >= s.flushed {
-            let at = (slot.off - s.flushed) as usize;
-            s.pending.get(at..at + slot.len as usize)?.to_vec()
-        } else {
-            let mut b = vec![0u8; slot.len as usize];
-            let ok = s
-                .file
-                .as_ref()
-                .is_some_and(|f| f.read_exact_at(&mut b, slot.off).is_ok());
-            if !ok {
-                b.clear();
-            }
-            b
-        };
+        let buf = Self::record(&mut s, base, size)?;
         match codec::decode(&buf) {
             Ok((
                 Record::Put {
@@ -159,18 +194,70 @@ impl MailboxCache {
                 },
                 _,
             )) if b == base && z == size => Some(Arc::new(meta)),
-            _ => {
-                log::warn!(
-                    "{}: damaged record for {base}; rebuilding it",
-                    self.path().display()
-                );
-                if let Some(sl) = s.index.remove(base) {
-                    s.live_bytes = s.live_bytes.saturating_sub(u64::from(sl.len));
-                }
-                s.rewrite = true;
-                None
-            }
+            _ => self.damaged(&mut s, base),
         }
+    }
+
+    /// The cached header block of the message file `base` of `size` bytes, as
+    /// [`get`](Self::get) would give it in [`Meta::header`], without decoding (and copying)
+    /// the rest of the record: SEARCH on header fields asks this of every message, so the
+    /// file is read through `window` (records of neighbouring messages usually lie next to
+    /// each other: one `pread` serves many), and the checksum is not computed again (every
+    /// record in the index was checked when the file was loaded, or written by this process).
+    pub fn header(&self, base: &str, size: u64, window: &mut Window) -> Option<Vec<u8>> {
+        let mut s = self.lock();
+        let slot = *s.index.get(base)?;
+        if slot.size != size {
+            return None;
+        }
+        let range = slot.off..slot.off + u64::from(slot.len);
+        let rec = if slot.off >= s.flushed {
+            let at = (slot.off - s.flushed) as usize;
+            s.pending.get(at..at + slot.len as usize)
+        } else {
+            window.read(&s, range)
+        };
+        match rec.map(|r| codec::decode_header(r, base, size, false)) {
+            Some(Ok(Some(h))) => rec.map(|r| r[h].to_vec()),
+            Some(Ok(None)) => None,
+            _ => self.damaged(&mut s, base),
+        }
+    }
+
+    /// The bytes of the live record for `base`, if it was computed for `size`; empty when
+    /// they cannot be read (which then fails to decode, as damage).
+    fn record(s: &mut State, base: &str, size: u64) -> Option<Vec<u8>> {
+        let slot = *s.index.get(base)?;
+        if slot.size != size {
+            return None;
+        }
+        if slot.off >= s.flushed {
+            let at = (slot.off - s.flushed) as usize;
+            return Some(s.pending.get(at..at + slot.len as usize)?.to_vec());
+        }
+        let mut b = vec![0u8; slot.len as usize];
+        let ok = s
+            .file
+            .as_ref()
+            .is_some_and(|f| f.read_exact_at(&mut b, slot.off).is_ok());
+        if !ok {
+            b.clear();
+        }
+        Some(b)
+    }
+
+    /// A record that does not decode: logged, dropped from the index, and the file marked
+    /// for rewriting.
+    fn damaged<T>(&self, s: &mut State, base: &str) -> Option<T> {
+        log::warn!(
+            "{}: damaged record for {base}; rebuilding it",
+            self.path().display()
+        );
+        if let Some(sl) = s.index.remove(base) {
+            s.live_bytes = s.live_bytes.saturating_sub(u64::from(sl.len));
+        }
+        s.rewrite = true;
+        None
     }
 
     /// Remember `meta` for the message file `base` of `size` bytes on disk (written at the
@@ -301,6 +388,7 @@ impl MailboxCache {
                 return Err(std::io::Error::other("cache file appeared under us"));
             }
             s.file = Some(f);
+            s.files += 1;
         }
         let Some(f) = s.file.as_mut() else {
             return Ok(());
@@ -369,6 +457,7 @@ impl MailboxCache {
         s.flushed = out.len() as u64;
         s.index = index;
         s.file = Some(f);
+        s.files += 1;
         s.pending.clear();
         s.rewrite = false;
         Ok(())
@@ -464,6 +553,7 @@ impl MailboxCache {
         drop(r);
         s.flushed = if s.rewrite { off } else { len };
         s.file = Some(f);
+        s.files += 1;
     }
 }
 

@@ -130,6 +130,55 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), Bad> {
     Ok((rec, 8 + len))
 }
 
+/// The header block of the put record at the start of `buf`, if that record is for `base`
+/// of `size` bytes: where it lies in `buf` (`None` when the record keeps no header block).
+/// Checks what [`decode`] checks (the checksum only when `check`: a caller that checked the
+/// record when it loaded the file skips it), without copying the other fields: SEARCH reads
+/// only this, once per message.
+pub fn decode_header(
+    buf: &[u8],
+    base: &str,
+    size: u64,
+    check: bool,
+) -> Result<Option<std::ops::Range<usize>>, Bad> {
+    let len_b = buf.get(..4).ok_or(Bad::Short)?;
+    let len = u32::from_le_bytes([len_b[0], len_b[1], len_b[2], len_b[3]]) as usize;
+    if len == 0 || len > MAX_RECORD {
+        return Err(Bad::Corrupt("record length out of bounds"));
+    }
+    let payload = buf.get(4..4 + len).ok_or(Bad::Short)?;
+    let sum = buf.get(4 + len..8 + len).ok_or(Bad::Short)?;
+    if check && u32::from_le_bytes([sum[0], sum[1], sum[2], sum[3]]) != checksum(len_b, payload) {
+        return Err(Bad::Corrupt("checksum mismatch"));
+    }
+    let bad = Bad::Corrupt("malformed record");
+    let mut c = Cur(payload);
+    let blen = match c.u8() {
+        Some(PUT) => c.u16().ok_or(bad.clone())? as usize,
+        _ => return Err(bad),
+    };
+    if c.take(blen) != Some(base.as_bytes()) || c.u64() != Some(size) {
+        return Err(Bad::Corrupt("record for another message"));
+    }
+    c.u64().ok_or(bad.clone())?;
+    for _ in 0..3 {
+        let n = c.u32().ok_or(bad.clone())?;
+        c.take(n as usize).ok_or(bad.clone())?;
+    }
+    let header = match c.u32().ok_or(bad.clone())? {
+        ABSENT => None,
+        n => {
+            let at = 4 + payload.len() - c.0.len();
+            c.take(n as usize).ok_or(bad.clone())?;
+            Some(at..at + n as usize)
+        }
+    };
+    if !c.0.is_empty() {
+        return Err(bad);
+    }
+    Ok(header)
+}
+
 /// A cursor over a payload; every read is bounds-checked.
 struct Cur<'a>(&'a [u8]);
 
