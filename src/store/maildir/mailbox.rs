@@ -194,6 +194,8 @@ pub struct Mailbox {
     watch: Option<Watch>,
     /// Base name hash → UID, for applying events by name (built on first use).
     base_index: Option<HashMap<u64, u32>>,
+    /// Two base names in `base_index` had the same hash: a name it lacks may still be known.
+    base_collided: bool,
     /// A read-only state saw files without a UID: the next uidlist change rescans.
     awaiting_uids: bool,
     /// Full directory reads so far (tests check that events made none).
@@ -249,6 +251,7 @@ impl Mailbox {
             // Before the first scan: a change made while it runs is then reported too.
             watch: if watch { Watch::new(dir) } else { None },
             base_index: None,
+            base_collided: false,
             awaiting_uids: false,
             rescans: 0,
             uidlist_tail: None,

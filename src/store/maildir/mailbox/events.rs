@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
+use std::path::PathBuf;
 
 /// Where a base name's file is, as the events say.
 struct Last {
@@ -151,34 +152,43 @@ impl Mailbox {
     }
 
     /// New files: their UIDs from the uidlist (read once), a stat each for INTERNALDATE, and
-    /// new/ → cur/ as a read-write reader does. Files the uidlist does not list yet need UIDs
-    /// assigned: that is the full sync's work (a delivery by a process that does not write
-    /// the uidlist, such as an MDA or the S3 sync).
+    /// new/ → cur/ as a read-write reader does. Files the uidlist does not list yet (a
+    /// delivery by a process that does not write the uidlist, such as an MDA or the S3 sync)
+    /// get the next UIDs here, under the uidlist lock, as the full sync would give them, but
+    /// without reading the directories; a read-only state leaves that to the full sync.
     fn add_fresh(&mut self, fresh: Vec<(String, Last)>) -> Result<()> {
-        let listed = |l: &UidList| {
+        let unlisted = |l: &UidList| {
             let have: HashSet<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
-            fresh.iter().all(|(b, _)| have.contains(b.as_str()))
+            fresh.iter().any(|(b, _)| !have.contains(b.as_str()))
         };
         let mut list = match read_uidlist(&self.dir)? {
             Ok(Some(l)) => l,
             _ => return self.rescan(),
         };
-        if !listed(&list) {
+        let mut lock = None;
+        if unlisted(&list) {
             // Another writer renames first and then adds the line under the uidlist lock
-            // (Dovecot does): once that lock is free, the line is there.
-            if let Ok(lock) = DotLock::acquire(&self.dir.join(UIDLIST)) {
-                if let Ok(Some(l)) = read_uidlist(&self.dir)? {
-                    list = l;
-                }
-                drop(lock);
-            }
-            if !listed(&list) {
-                // Nobody gave them UIDs (an MDA, the S3 sync): the full sync does (also for
-                // STATUS and EXAMINE, as a first open would).
+            // (Dovecot does): once that lock is free, the line is there. Whatever is still
+            // unlisted with the lock held is nobody's to list but ours.
+            // (The full sync takes the lock itself: every path to it lets go first.)
+            let Ok(l) = DotLock::acquire(&self.dir.join(UIDLIST)) else {
                 return self.rescan();
+            };
+            let reread = read_uidlist(&self.dir);
+            match reread {
+                Ok(Ok(Some(now))) if !(self.read_only && unlisted(&now)) => {
+                    list = now;
+                    lock = Some(l);
+                }
+                _ => {
+                    drop(l);
+                    reread?.ok();
+                    return self.rescan();
+                }
             }
         }
         if list.uid_validity != self.uid_validity {
+            drop(lock);
             return self.rescan();
         }
         let by_base: HashMap<&str, (u32, Option<u64>)> = list
@@ -187,50 +197,78 @@ impl Mailbox {
             .map(|e| (e.base.as_str(), (e.uid, e.vsize())))
             .collect();
         let mut rows: Vec<(MessageMeta, Loc)> = Vec::new();
+        let mut adopt = Vec::new();
         for (base, l) in fresh {
-            let Some(&(uid, vsize)) = by_base.get(base.as_str()) else {
-                continue; // listed above; unreachable but harmless
-            };
-            let (mut sub, mut name) = (l.sub, l.name);
-            let path = self.dir.join(sub.dir()).join(&name);
-            let Ok(md) = fs::symlink_metadata(&path) else {
-                continue; // gone again: its events come next time
-            };
-            if !md.is_file() {
-                continue;
+            match by_base.get(base.as_str()) {
+                Some(&(uid, vsize)) => rows.extend(self.fresh_row(&base, l, uid, vsize)),
+                None => adopt.push((base, l)),
             }
-            let size = match filename::sizes(&base).1.or(vsize) {
-                Some(w) => w,
-                None => match file_vsize(&path) {
-                    Ok(v) => v,
-                    Err(_) => continue,
-                },
-            };
-            let mut recent = false;
-            if sub == Sub::New && !self.read_only {
-                let to = if name.contains(':') {
-                    name.clone()
-                } else {
-                    filename::cur_name(&name, "")
-                };
-                if fs::rename(&path, self.dir.join("cur").join(&to)).is_ok() {
-                    sub = Sub::Cur;
-                    name = to;
-                    recent = true;
-                }
-            }
-            let meta = MessageMeta {
-                uid,
-                flags: self.flags_of(&name),
-                size,
-                internal_date: mtime_secs(&md),
-                recent,
-            };
-            rows.push((meta, Loc { sub, name }));
         }
         self.uid_next = self.uid_next.max(list.next_uid);
         self.insert_rows(rows);
-        Ok(())
+        match lock {
+            Some(lock) if !adopt.is_empty() => self.adopt(lock, adopt),
+            _ => Ok(()),
+        }
+    }
+
+    /// The state's row for a new file the uidlist lists with `uid` (and `vsize` when it
+    /// caches one), moved from new/ to cur/ unless read-only; `None` when it is gone again
+    /// (its events come next time).
+    fn fresh_row(
+        &mut self,
+        base: &str,
+        l: Last,
+        uid: u32,
+        vsize: Option<u64>,
+    ) -> Option<(MessageMeta, Loc)> {
+        let (mut sub, mut name) = (l.sub, l.name);
+        let path = self.dir.join(sub.dir()).join(&name);
+        let md = fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
+        let size = match filename::sizes(base).1.or(vsize) {
+            Some(w) => w,
+            None => file_vsize(&path).ok()?,
+        };
+        let mut recent = false;
+        if sub == Sub::New && !self.read_only {
+            let to = if name.contains(':') {
+                name.clone()
+            } else {
+                filename::cur_name(&name, "")
+            };
+            if fs::rename(&path, self.dir.join("cur").join(&to)).is_ok() {
+                sub = Sub::Cur;
+                name = to;
+                recent = true;
+            }
+        }
+        let meta = MessageMeta {
+            uid,
+            flags: self.flags_of(&name),
+            size,
+            internal_date: mtime_secs(&md),
+            recent,
+        };
+        Some((meta, Loc { sub, name }))
+    }
+
+    /// With the uidlist `lock` held: give files nobody listed (delivered by another process)
+    /// the next UIDs, moving those in new/ to cur/, as the full sync does for them.
+    fn adopt(&mut self, lock: DotLock, files: Vec<(String, Last)>) -> Result<()> {
+        let cur = self.dir.join("cur");
+        let items: Vec<(PathBuf, PathBuf, String, bool)> = files
+            .into_iter()
+            .map(|(base, l)| {
+                let to = if l.sub == Sub::New && !l.name.contains(':') {
+                    filename::cur_name(&l.name, "")
+                } else {
+                    l.name.clone()
+                };
+                let from = self.dir.join(l.sub.dir()).join(&l.name);
+                (from, cur.join(to), base, true)
+            })
+            .collect();
+        self.link_in(lock, &items, true).map(|_| ())
     }
 
     /// Add messages (any order) to the state, keeping it in ascending UID order.
@@ -249,7 +287,8 @@ impl Mailbox {
             }
             self.forwarded |= super::has_forwarded(&m.flags);
             if let Some(ix) = self.base_index.as_mut() {
-                ix.insert(base_hash(loc.base()), m.uid);
+                let had = ix.insert(base_hash(loc.base()), m.uid);
+                self.base_collided |= had.is_some_and(|u| u != m.uid);
             }
             self.uid_next = self.uid_next.max(m.uid.saturating_add(1));
             let at = self.messages.partition_point(|x| x.uid < m.uid);
@@ -269,12 +308,16 @@ impl Mailbox {
                 .zip(&self.locs)
                 .map(|(m, l)| (base_hash(l.base()), m.uid))
                 .collect();
+            self.base_collided = ix.len() < self.messages.len();
             self.base_index = Some(ix);
         }
         let uid = self.base_index.as_ref()?.get(&h).copied();
         match uid {
             Some(u) if self.knows(u, base) => Some(u),
-            // Another base with the same hash (or none): look it up the slow way.
+            // Not indexed and no two names ever shared a hash: a name the state lacks (a new
+            // file), answered without a pass over every message.
+            None if !self.base_collided => None,
+            // Another base with the same hash: look it up the slow way.
             _ => self
                 .messages
                 .iter()
@@ -386,18 +429,78 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_without_a_uid_gets_one_from_the_full_sync_and_moves_to_cur() {
-        let (s, _other, mut w) = pair("events-mda");
+    fn a_delivery_without_a_uid_gets_one_by_name_and_moves_to_cur() {
+        let (s, mut other, mut w) = pair("events-mda");
+        let old = other
+            .append(b"Subject: a\r\n\r\nx\r\n", &Flags::default(), None)
+            .unwrap();
+        w.refresh().unwrap();
         let base = w.rescans;
         deliver(s.root(), "1700000000.M1P1.host", b"Subject: c\r\n\r\nz\r\n").unwrap();
+        deliver(
+            s.root(),
+            "1700000001.M2P1.host",
+            b"Subject: d\r\n\r\nzz\r\n",
+        )
+        .unwrap();
         w.refresh().unwrap();
-        assert_eq!(w.messages().len(), 1);
-        assert_eq!(w.rescans, base + 1, "assigning UIDs is the full sync's job");
+        assert_eq!(
+            w.rescans, base,
+            "UIDs for new files without reading the directories"
+        );
+        let uids: Vec<u32> = w.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(
+            uids,
+            vec![old, old + 1, old + 2],
+            "the next UIDs, in arrival order"
+        );
+        assert!(
+            w.messages()[1..].iter().all(|m| m.recent),
+            "first seen here: \\Recent"
+        );
         assert!(fs::read_dir(s.root().join("new")).unwrap().next().is_none());
-        // Its own move from new/ to cur/ comes back as events and changes nothing.
+        // The uidlist lists them (another reader, and Dovecot, find the same UIDs)...
+        let list = read_uidlist(s.root()).unwrap().unwrap().unwrap();
+        let listed: Vec<(u32, &str)> = list
+            .entries
+            .iter()
+            .map(|e| (e.uid, e.base.split(',').next().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            listed[1..],
+            [
+                (old + 1, "1700000000.M1P1.host"),
+                (old + 2, "1700000001.M2P1.host")
+            ]
+        );
+        other.refresh().unwrap();
+        let seen_there: Vec<u32> = other.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(seen_there, uids);
+        // ...and the move from new/ to cur/ comes back as events and changes nothing.
         w.refresh().unwrap();
-        assert_eq!(w.rescans, base + 1);
-        assert_eq!(w.messages().len(), 1);
+        assert_eq!(w.rescans, base);
+        assert_eq!(w.messages().len(), 3);
+    }
+
+    #[test]
+    fn a_read_only_state_leaves_unlisted_files_to_the_full_sync() {
+        let (s, mut other, _w) = pair("events-mda-ro");
+        // A uidlist to read (without one, the full sync is the only way anyway).
+        other
+            .append(b"Subject: a\r\n\r\nx\r\n", &Flags::default(), None)
+            .unwrap();
+        let root = s.root().to_path_buf();
+        let mut r = Mailbox::load_watched(&root, &root, "INBOX", true).unwrap();
+        let base = r.rescans;
+        deliver(s.root(), "1700000000.M1P1.host", b"Subject: c\r\n\r\nz\r\n").unwrap();
+        r.refresh().unwrap();
+        assert_eq!(r.rescans, base + 1);
+        // The full sync gives it a UID under the uidlist lock (so this path must not hold it).
+        assert_eq!(r.messages().len(), 2);
+        assert!(
+            fs::read_dir(s.root().join("new")).unwrap().next().is_some(),
+            "not moved"
+        );
     }
 
     #[test]

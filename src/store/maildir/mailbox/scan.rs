@@ -347,6 +347,7 @@ impl Mailbox {
     pub(super) fn rescan(&mut self) -> Result<()> {
         self.touch();
         self.base_index = None;
+        self.base_collided = false;
         self.awaiting_uids = false;
         self.rescans += 1;
         if !self.dir.is_dir() {

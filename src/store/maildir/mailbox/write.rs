@@ -142,6 +142,18 @@ impl Mailbox {
         items: &[(PathBuf, PathBuf, String, bool)],
     ) -> Result<Vec<(String, Option<u32>)>> {
         let lock = DotLock::acquire(&self.dir.join(UIDLIST))?;
+        self.link_in(lock, items, false)
+    }
+
+    /// [`Mailbox::link_in_locked`] with the uidlist `lock` already held. `recent`: the
+    /// messages are \Recent here (files another process delivered, first seen by this state)
+    /// rather than this process's own APPEND or COPY.
+    pub(super) fn link_in(
+        &mut self,
+        lock: DotLock,
+        items: &[(PathBuf, PathBuf, String, bool)],
+        recent: bool,
+    ) -> Result<Vec<(String, Option<u32>)>> {
         let mut placed = Vec::new();
         for (src, dst, base, is_rename) in items {
             let r = if *is_rename {
@@ -189,7 +201,7 @@ impl Mailbox {
                 flags: self.flags_of(name),
                 size,
                 internal_date: mtime_secs(&md),
-                recent: false,
+                recent,
             };
             rows.push((
                 meta,
