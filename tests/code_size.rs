@@ -26,7 +26,6 @@ const LONG_FNS: &[(&str, &str, usize)] = &[
     ("imap/parse/search.rs", "key", 124),
     ("mime/parse.rs", "part", 109),
     ("mime/rfc822.rs", "params", 112),
-    ("net/server.rs", "run", 146),
     ("session/fetch.rs", "fetch", 384),
     ("session/list.rs", "list", 123),
     ("session/mailbox.rs", "select", 124),
