@@ -139,9 +139,8 @@ fn selected(
             return None;
         }
     } else if options.special_use {
-        if special.is_none() {
-            return None;
-        }
+        // RFC 6154 §5.1: only names with a special-use attribute.
+        special?;
     } else {
         if !n.exists && n.has_children && !has_percent {
             // Nonexistent parents are listed only when `%` stops at them (§6.3.8).
