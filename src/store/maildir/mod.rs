@@ -7,9 +7,9 @@
 //!
 //! Owns: the user's mail root on disk. Pure parsers live in [`name`], [`filename`],
 //! [`uidlist`], [`keywords`] and [`subscriptions`]; [`lock`], [`uidvalidity`], `mailbox`,
-//! `delivery` and this file touch the disk. Never: follows a symlink out of the root, trusts a name from
-//! disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive, RFC 3501
-//! §2.3.1.1).
+//! `delivery` and this file touch the disk. Never: follows a symlink out of the root, trusts a
+//! name from disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive,
+//! RFC 3501 §2.3.1.1).
 
 pub mod changes;
 mod delivery;
