@@ -379,6 +379,8 @@ impl Framer {
         tag_of(&head).map(|t| t.to_vec())
     }
 
+    /// Reads the current line segment up to its LF: rejects it when over the limit, else
+    /// ends the command or starts the literal the line announces.
     fn step_line(&mut self) -> Option<FrameEvent> {
         let avail = &self.input[self.pos..];
         let seg_len = self.cmd.len() - self.seg_start;
@@ -395,38 +397,7 @@ impl Framer {
         };
         let content = if last_is_cr { total - 1 } else { total };
         if content > limit {
-            let tag = self.current_tag(avail);
-            let text = if by_command {
-                "BAD Command too long"
-            } else {
-                "BAD Command line too long"
-            };
-            let mut tail = Vec::new();
-            push_tail(&mut tail, &self.cmd[self.seg_start..]);
-            push_tail(&mut tail, chunk);
-            let ev = FrameEvent::Rejected {
-                response: response(tag.as_deref(), text),
-                close: false,
-            };
-            self.cmd.clear();
-            self.seg_start = 0;
-            match lf {
-                None => {
-                    self.pos = self.input.len();
-                    self.state = State::SkipLine { tail };
-                }
-                Some(i) => {
-                    self.pos += i + 1;
-                    if tail.last() == Some(&b'\r') {
-                        tail.pop();
-                    }
-                    // A too-large literal announced at the end: the BYE wins.
-                    if let Some(close) = self.after_skipped_line(&tail) {
-                        return Some(close);
-                    }
-                }
-            }
-            return Some(ev);
+            return self.reject_long_line(lf, by_command);
         }
         self.cmd.extend_from_slice(chunk);
         let Some(i) = lf else {
@@ -452,6 +423,53 @@ impl Framer {
             self.reset_command();
             return Some(FrameEvent::Command(cmd));
         };
+        self.start_literal(ann, line_end)
+    }
+
+    /// The line segment in hand (up to the LF at `lf` in the input, if it came) is over the
+    /// limit: answer BAD and skip the rest of the line, and a non-synchronising literal it
+    /// announces, without keeping them.
+    fn reject_long_line(&mut self, lf: Option<usize>, by_command: bool) -> Option<FrameEvent> {
+        let avail = &self.input[self.pos..];
+        let chunk = &avail[..lf.unwrap_or(avail.len())];
+        let tag = self.current_tag(avail);
+        let text = if by_command {
+            "BAD Command too long"
+        } else {
+            "BAD Command line too long"
+        };
+        let mut tail = Vec::new();
+        push_tail(&mut tail, &self.cmd[self.seg_start..]);
+        push_tail(&mut tail, chunk);
+        let ev = FrameEvent::Rejected {
+            response: response(tag.as_deref(), text),
+            close: false,
+        };
+        self.cmd.clear();
+        self.seg_start = 0;
+        match lf {
+            None => {
+                self.pos = self.input.len();
+                self.state = State::SkipLine { tail };
+            }
+            Some(i) => {
+                self.pos += i + 1;
+                if tail.last() == Some(&b'\r') {
+                    tail.pop();
+                }
+                // A too-large literal announced at the end: the BYE wins.
+                if let Some(close) = self.after_skipped_line(&tail) {
+                    return Some(close);
+                }
+            }
+        }
+        Some(ev)
+    }
+
+    /// The line (ending at `line_end` in the command, before its CRLF) announced a literal:
+    /// refuse it when it would break the limits, else start receiving it (into the command,
+    /// or into a file for a big APPEND).
+    fn start_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
         let used = self.cmd.len() as u64;
         let fits = match ann.size {
             Some(n) => {
@@ -463,22 +481,7 @@ impl Framer {
             if !ann.sync {
                 return Some(self.close_for_literal(ann.size));
             }
-            let tag = tag_of(&self.cmd[..self.cmd.len().min(TAG_WINDOW)]).map(|t| t.to_vec());
-            let size = ann
-                .size
-                .map_or_else(|| "an enormous number of".to_string(), |n| n.to_string());
-            let text = match ann.size {
-                Some(n) if n <= self.limits.max_literal => format!(
-                    "NO [TOOBIG] Command too large: literal of {} bytes would exceed the limit of {} bytes per command",
-                    size, self.limits.max_command
-                ),
-                _ => format!("NO [TOOBIG] Literal of {} bytes exceeds the limit of {} bytes", size, self.limits.max_literal),
-            };
-            self.reset_command();
-            return Some(FrameEvent::Rejected {
-                response: response(tag.as_deref(), &text),
-                close: false,
-            });
+            return Some(self.refuse_literal(ann.size));
         }
         let n = ann.size.unwrap_or(0);
         if self.spool_from.is_some_and(|t| n > t) && is_append(&self.cmd) {
@@ -500,6 +503,25 @@ impl Framer {
             Some(FrameEvent::ContinuationNeeded)
         } else {
             None
+        }
+    }
+
+    /// A synchronising literal of `size` bytes that breaks the limits: the command is dropped
+    /// with `NO [TOOBIG]` instead of `+`, so the client does not send the bytes.
+    fn refuse_literal(&mut self, size: Option<u64>) -> FrameEvent {
+        let tag = tag_of(&self.cmd[..self.cmd.len().min(TAG_WINDOW)]).map(|t| t.to_vec());
+        let shown = size.map_or_else(|| "an enormous number of".to_string(), |n| n.to_string());
+        let text = match size {
+            Some(n) if n <= self.limits.max_literal => format!(
+                "NO [TOOBIG] Command too large: literal of {} bytes would exceed the limit of {} bytes per command",
+                shown, self.limits.max_command
+            ),
+            _ => format!("NO [TOOBIG] Literal of {} bytes exceeds the limit of {} bytes", shown, self.limits.max_literal),
+        };
+        self.reset_command();
+        FrameEvent::Rejected {
+            response: response(tag.as_deref(), &text),
+            close: false,
         }
     }
 

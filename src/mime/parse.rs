@@ -385,38 +385,7 @@ impl Ctx<'_> {
         let is_mime = parent.is_some()
             || ct.is_some()
             || fields.iter().any(|f| name_is(msg, f, "MIME-Version"));
-        let mut multipart = None;
-        let mut message = false;
-        let mut text = false;
-        match ct {
-            Some(f) => {
-                let mut p = Parser::new(&f.value);
-                let mut t = Vec::new();
-                let ret = p.content_type_checked(&mut t);
-                if t.eq_ignore_ascii_case(b"message/rfc822") {
-                    message = true;
-                } else if t.len() >= 4
-                    && t[..4].eq_ignore_ascii_case(b"text")
-                    && (t.len() == 4 || t[4] == b'/')
-                {
-                    text = true;
-                } else if t.len() >= 10 && t[..10].eq_ignore_ascii_case(b"multipart/") {
-                    let mut boundary = None;
-                    if ret >= 0 {
-                        for (k, v) in p.params() {
-                            if k.eq_ignore_ascii_case(b"boundary") {
-                                boundary =
-                                    Some(v.into_iter().take(MAX_BOUNDARY).collect::<Vec<u8>>());
-                                break;
-                            }
-                        }
-                    }
-                    multipart = Some(boundary);
-                }
-            }
-            None if parent == Some(true) => message = true,
-            None => text = true,
-        }
+        let declared = declared(ct, parent);
         let limited = depth + 1 >= MAX_DEPTH || self.parts >= MAX_PARTS || cut.is_some();
         let header = start..body_start;
         let mk = |kind, end: usize| Part {
@@ -427,41 +396,20 @@ impl Ctx<'_> {
             is_mime,
             kind,
         };
-        let (mut part, found) = match multipart {
-            Some(Some(boundary)) if !limited && !boundary.is_empty() => {
-                let mine = self.stack.len();
-                self.stack.push(boundary);
-                let mut children = Vec::new();
-                let mut f = self.find_boundary(body_start);
-                loop {
-                    match f.boundary {
-                        Some((i, ls, false)) if i == mine => {
-                            let child_start = self.after_line(ls);
-                            let (child, cf) =
-                                self.part(child_start, Some(is_digest(ct)), depth + 1);
-                            children.push(child);
-                            f = cf;
-                        }
-                        Some((i, ls, true)) if i == mine => {
-                            self.stack.truncate(mine);
-                            f = self.find_boundary(self.after_line(ls));
-                            break;
-                        }
-                        _ => break,
-                    }
-                }
-                self.stack.truncate(mine);
+        let (mut part, found) = match declared {
+            Declared::Multipart(Some(boundary)) if !limited && !boundary.is_empty() => {
+                let (children, f) = self.children(boundary, body_start, is_digest(ct), depth);
                 (mk(Kind::Multipart(children), f.outer_end()), f)
             }
-            Some(_) => {
+            Declared::Multipart(_) => {
                 let f = cut.unwrap_or_else(|| self.find_boundary(body_start));
                 (mk(Kind::Multipart(Vec::new()), f.content_end), f)
             }
-            None if message && !limited => {
+            Declared::Message if !limited => {
                 let (child, f) = self.part(body_start, None, depth + 1);
                 (mk(Kind::Message(Box::new(child)), f.outer_end()), f)
             }
-            None if message && cut.is_some() => {
+            Declared::Message if cut.is_some() => {
                 let f = cut.unwrap_or_else(|| self.find_boundary(body_start));
                 let child = Part {
                     header: body_start..body_start,
@@ -473,8 +421,9 @@ impl Ctx<'_> {
                 };
                 (mk(Kind::Message(Box::new(child)), f.content_end), f)
             }
-            None => {
+            other => {
                 let f = cut.unwrap_or_else(|| self.find_boundary(body_start));
+                let text = matches!(other, Declared::Text);
                 (mk(Kind::Leaf { text }, f.content_end), f)
             }
         };
@@ -485,6 +434,86 @@ impl Ctx<'_> {
             part.body = part.header.end..part.header.end;
         }
         (part, found)
+    }
+
+    /// The children of a multipart whose body starts at `body_start`: the parts between its
+    /// `boundary` lines, up to its close line or an enclosing multipart's boundary. `Found`:
+    /// where the multipart ends.
+    fn children(
+        &mut self,
+        boundary: Vec<u8>,
+        body_start: usize,
+        digest: bool,
+        depth: usize,
+    ) -> (Vec<Part>, Found) {
+        let mine = self.stack.len();
+        self.stack.push(boundary);
+        let mut children = Vec::new();
+        let mut f = self.find_boundary(body_start);
+        loop {
+            match f.boundary {
+                Some((i, ls, false)) if i == mine => {
+                    let child_start = self.after_line(ls);
+                    let (child, cf) = self.part(child_start, Some(digest), depth + 1);
+                    children.push(child);
+                    f = cf;
+                }
+                Some((i, ls, true)) if i == mine => {
+                    self.stack.truncate(mine);
+                    f = self.find_boundary(self.after_line(ls));
+                    break;
+                }
+                _ => break,
+            }
+        }
+        self.stack.truncate(mine);
+        (children, f)
+    }
+}
+
+/// What a part's Content-Type makes of its body.
+enum Declared {
+    /// `multipart/*`, with its boundary parameter (`None`: none, or a broken Content-Type).
+    Multipart(Option<Vec<u8>>),
+    /// `message/rfc822`, or no Content-Type in a `multipart/digest`.
+    Message,
+    /// `text/*`, or no Content-Type elsewhere (RFC 2045 §5.2: `text/plain`).
+    Text,
+    /// Any other type: a leaf that isn't text.
+    Other,
+}
+
+/// How the part with Content-Type field `ct` is parsed; `parent` is `Some(is_digest)` for the
+/// children of a multipart.
+fn declared(ct: Option<&Field>, parent: Option<bool>) -> Declared {
+    let Some(f) = ct else {
+        return if parent == Some(true) {
+            Declared::Message
+        } else {
+            Declared::Text
+        };
+    };
+    let mut p = Parser::new(&f.value);
+    let mut t = Vec::new();
+    let ret = p.content_type_checked(&mut t);
+    if t.eq_ignore_ascii_case(b"message/rfc822") {
+        Declared::Message
+    } else if t.len() >= 4 && t[..4].eq_ignore_ascii_case(b"text") && (t.len() == 4 || t[4] == b'/')
+    {
+        Declared::Text
+    } else if t.len() >= 10 && t[..10].eq_ignore_ascii_case(b"multipart/") {
+        let mut boundary = None;
+        if ret >= 0 {
+            for (k, v) in p.params() {
+                if k.eq_ignore_ascii_case(b"boundary") {
+                    boundary = Some(v.into_iter().take(MAX_BOUNDARY).collect::<Vec<u8>>());
+                    break;
+                }
+            }
+        }
+        Declared::Multipart(boundary)
+    } else {
+        Declared::Other
     }
 }
 

@@ -415,13 +415,6 @@ impl<'a> Parser<'a> {
     /// plain parameters first in order, then merged ones sorted by name. Extended values are
     /// not decoded (`name*` keeps `charset'lang'%XX`), as IMAP serves them.
     pub fn params(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        struct Cont {
-            key: Vec<u8>,
-            idx: u32,
-            extended: bool,
-            value: Vec<u8>,
-            order: usize,
-        }
         let mut result = Vec::new();
         let mut conts: Vec<Cont> = Vec::new();
         // Dovecot reuses one record, so a `name*` without an index inherits the previous index.
@@ -438,94 +431,120 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 continue;
             }
-            let Some(star) = key.iter().position(|&b| b == b'*') else {
-                result.push((key, value));
-                continue;
-            };
-            let mut p = star;
-            if key.get(p + 1).is_some() {
-                p += 1;
-                idx = 0;
-                while let Some(&d) = key.get(p).filter(|d| d.is_ascii_digit()) {
-                    idx = idx.saturating_mul(10).saturating_add(u32::from(d - b'0'));
-                    p += 1;
-                }
+            match continuation_key(&key, &mut idx) {
+                Some((star, extended)) => conts.push(Cont {
+                    key: key[..star].to_vec(),
+                    idx,
+                    extended,
+                    value,
+                    order: conts.len(),
+                }),
+                None => result.push((key, value)),
             }
-            let extended = key.get(p) == Some(&b'*');
-            if extended {
-                p += 1;
-            }
-            if p < key.len() {
-                result.push((key, value));
-                continue;
-            }
-            let order = conts.len();
-            conts.push(Cont {
-                key: key[..star].to_vec(),
-                idx,
-                extended,
-                value,
-                order,
-            });
         }
-        conts.sort_by(|a, b| {
-            a.key
-                .to_ascii_lowercase()
-                .cmp(&b.key.to_ascii_lowercase())
-                .then(a.idx.cmp(&b.idx))
-                .then(a.order.cmp(&b.order))
-        });
-        let mut i = 0;
-        while i < conts.len() {
-            let mut j = i;
-            let mut ok = true;
-            let mut have_extended = false;
-            let mut next_idx = 0u32;
-            while j < conts.len() && conts[j].key.eq_ignore_ascii_case(&conts[i].key) {
-                if conts[j].idx != next_idx {
-                    ok = false;
-                }
-                have_extended |= conts[j].extended;
-                next_idx = next_idx.saturating_add(1);
-                j += 1;
-            }
-            if !ok {
-                for c in &conts[i..j] {
-                    let mut k = c.key.clone();
-                    k.extend_from_slice(format!("*{}", c.idx).as_bytes());
-                    if c.extended {
-                        k.push(b'*');
-                    }
-                    result.push((k, c.value.clone()));
-                }
-            } else {
-                let mut v = Vec::new();
-                if !conts[i].extended && have_extended {
-                    v.extend_from_slice(b"''");
-                }
-                for c in &conts[i..j] {
-                    if !c.extended && have_extended {
-                        for &b in &c.value {
-                            if b == b'%' {
-                                v.extend_from_slice(b"%25");
-                            } else {
-                                v.push(b);
-                            }
-                        }
-                    } else {
-                        v.extend_from_slice(&c.value);
-                    }
-                }
-                let mut k = conts[i].key.clone();
-                if have_extended {
-                    k.push(b'*');
-                }
-                result.push((k, v));
-            }
-            i = j;
-        }
+        merge_continuations(conts, &mut result);
         result
     }
+}
+
+/// One RFC 2231 section of a parameter: `name*idx` or `name*idx*`.
+struct Cont {
+    /// The name before the `*`.
+    key: Vec<u8>,
+    idx: u32,
+    /// `name*idx*`: the value is percent-encoded.
+    extended: bool,
+    value: Vec<u8>,
+    /// Position among the sections, to keep duplicates in order.
+    order: usize,
+}
+
+/// If `key` is an RFC 2231 section name (`name*`, `name*N`, `name*N*`): where its `*` is and
+/// whether it is extended. A digit run after the `*` sets `idx` (even when the name turns out
+/// not to be a section name, as Dovecot's reused record does); `None`: a plain parameter.
+fn continuation_key(key: &[u8], idx: &mut u32) -> Option<(usize, bool)> {
+    let star = key.iter().position(|&b| b == b'*')?;
+    let mut p = star;
+    if key.get(p + 1).is_some() {
+        p += 1;
+        *idx = 0;
+        while let Some(&d) = key.get(p).filter(|d| d.is_ascii_digit()) {
+            *idx = idx.saturating_mul(10).saturating_add(u32::from(d - b'0'));
+            p += 1;
+        }
+    }
+    let extended = key.get(p) == Some(&b'*');
+    if extended {
+        p += 1;
+    }
+    (p == key.len()).then_some((star, extended))
+}
+
+/// Appends the sections, sorted by name, to `result`: the sections of a name numbered 0, 1,
+/// 2, ... become one parameter; any other numbering is kept section by section.
+fn merge_continuations(mut conts: Vec<Cont>, result: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    conts.sort_by(|a, b| {
+        a.key
+            .to_ascii_lowercase()
+            .cmp(&b.key.to_ascii_lowercase())
+            .then(a.idx.cmp(&b.idx))
+            .then(a.order.cmp(&b.order))
+    });
+    let mut i = 0;
+    while i < conts.len() {
+        let mut j = i;
+        let mut ok = true;
+        let mut next_idx = 0u32;
+        while j < conts.len() && conts[j].key.eq_ignore_ascii_case(&conts[i].key) {
+            if conts[j].idx != next_idx {
+                ok = false;
+            }
+            next_idx = next_idx.saturating_add(1);
+            j += 1;
+        }
+        if ok {
+            result.push(merged(&conts[i..j]));
+        } else {
+            for c in &conts[i..j] {
+                let mut k = c.key.clone();
+                k.extend_from_slice(format!("*{}", c.idx).as_bytes());
+                if c.extended {
+                    k.push(b'*');
+                }
+                result.push((k, c.value.clone()));
+            }
+        }
+        i = j;
+    }
+}
+
+/// One parameter from the complete sections of a name. If any section is extended the result
+/// is `name*` with an extended value: plain sections get their `%` escaped, and a plain first
+/// section an empty `''` charset and language.
+fn merged(group: &[Cont]) -> (Vec<u8>, Vec<u8>) {
+    let have_extended = group.iter().any(|c| c.extended);
+    let mut v = Vec::new();
+    if !group[0].extended && have_extended {
+        v.extend_from_slice(b"''");
+    }
+    for c in group {
+        if !c.extended && have_extended {
+            for &b in &c.value {
+                if b == b'%' {
+                    v.extend_from_slice(b"%25");
+                } else {
+                    v.push(b);
+                }
+            }
+        } else {
+            v.extend_from_slice(&c.value);
+        }
+    }
+    let mut k = group[0].key.clone();
+    if have_extended {
+        k.push(b'*');
+    }
+    (k, v)
 }
 
 #[cfg(test)]

@@ -67,22 +67,7 @@ pub fn run(
         autocreate_folders: cfg.autocreate_folders,
         starttls: net.tls.is_some(),
     });
-    let mut listeners = Vec::new();
-    let plain = cfg.imap_listen.iter().map(|a| (a, false));
-    for (addr, implicit_tls) in plain.chain(cfg.imaps_listen.iter().map(|a| (a, true))) {
-        let l = Async::<TcpListener>::bind(*addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = l
-            .get_ref()
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| addr.to_string());
-        log::info!(
-            "listening for {} on {local}",
-            if implicit_tls { "IMAPS" } else { "IMAP" }
-        );
-        listeners.push((l, implicit_tls));
-    }
+    let listeners = bind(&cfg)?;
     if !net.proxy_trusted.is_empty() {
         log::info!("PROXY protocol header required from {}", net.proxy_trusted);
     }
@@ -103,48 +88,13 @@ pub fn run(
         limiter: super::limiter::ConnLimiter::from_limits(&cfg.limits),
     });
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
-    let (_stop, stop_rx) = smol::channel::unbounded::<()>();
-    for _ in 1..threads {
-        let ex = ex.clone();
-        let rx = stop_rx.clone();
-        std::thread::Builder::new()
-            .name("pimap-worker".into())
-            .spawn(move || smol::block_on(ex.run(rx.recv())))
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-    }
+    // Dropped when `run` returns: the worker threads stop.
+    let _stop = start_workers(&ex)?;
     let ex2 = ex.clone();
     smol::block_on(ex.run(async move {
         let mut tasks = Vec::new();
         for (l, implicit_tls) in listeners {
-            let ctx = ctx.clone();
-            let ex3 = ex2.clone();
-            tasks.push(ex2.spawn(async move {
-                loop {
-                    match l.accept().await {
-                        Ok((stream, peer)) => {
-                            // Each response is written in one piece (a big FETCH in 64 KiB
-                            // ones): Nagle would only hold back a response's small end
-                            // until the client's delayed ACK (+40 ms on a big FETCH).
-                            let _ = stream.get_ref().set_nodelay(true);
-                            let ctx = ctx.clone();
-                            let stream: Stream = Box::new(stream);
-                            // Boxed: an async fn keeps its argument and the future it
-                            // awaits both, and this one is the connection's whole state.
-                            let conn = Box::pin(start(stream, peer, implicit_tls, ctx));
-                            ex3.spawn(guarded(conn, peer)).detach();
-                        }
-                        Err(e) => {
-                            // EMFILE and friends: log and back off instead of spinning.
-                            log::warn!("accept failed: {e}");
-                            async_io::Timer::after(std::time::Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }));
+            tasks.push(ex2.spawn(accept(l, implicit_tls, ctx.clone(), ex2.clone())));
         }
         if let Some(tls) = ctx.tls.clone() {
             // cert-manager rotation / the k8s `..data` swap: look at the files now and then
@@ -161,44 +111,128 @@ pub fn run(
         }
         health.set_listening(true);
         lifecycle::notify("READY=1");
-        loop {
-            match signals.next().await {
-                Ok(Request::Reload) => {
-                    lifecycle::notify("RELOADING=1");
-                    log::info!("SIGHUP: reloading");
-                    ctx.shared.users.reload();
-                    if let Some(tls) = &ctx.tls {
-                        tls.reload();
-                    }
-                    lifecycle::notify("READY=1");
-                }
-                Ok(Request::Stop) => break,
-                Err(e) => {
-                    log::error!("reading signals failed: {e}; shutting down");
-                    break;
-                }
-            }
-        }
+        until_stop(&signals, &ctx).await;
         health.set_listening(false);
         lifecycle::notify("STOPPING=1");
-        log::info!(
-            "shutting down: {} connection(s) open, waiting up to {:?}",
-            ctx.shutdown.active(),
-            lifecycle::DRAIN_TIMEOUT
-        );
-        // Stop accepting, then let every connection finish its command and say BYE.
-        for t in tasks {
-            t.cancel().await;
-        }
-        ctx.shutdown.trigger();
-        let left = ctx.shutdown.drained(lifecycle::DRAIN_TIMEOUT).await;
-        if left > 0 {
-            log::warn!("{left} connection(s) did not finish in time; exiting anyway");
-        } else {
-            log::info!("all connections closed; bye");
-        }
+        drain(tasks, &ctx).await;
     }));
     Ok(())
+}
+
+/// A listener and whether it is IMAPS (TLS from the first byte).
+type Listener = (Async<TcpListener>, bool);
+
+/// Binds every `--imap-listen` and `--imaps-listen` address; a failure names the address.
+fn bind(cfg: &Config) -> Result<Vec<Listener>, String> {
+    let mut listeners = Vec::new();
+    let plain = cfg.imap_listen.iter().map(|a| (a, false));
+    for (addr, implicit_tls) in plain.chain(cfg.imaps_listen.iter().map(|a| (a, true))) {
+        let l = Async::<TcpListener>::bind(*addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = l
+            .get_ref()
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| addr.to_string());
+        log::info!(
+            "listening for {} on {local}",
+            if implicit_tls { "IMAPS" } else { "IMAP" }
+        );
+        listeners.push((l, implicit_tls));
+    }
+    Ok(listeners)
+}
+
+/// Runs `ex` on up to 3 more threads (4 in all with the caller's), so connections are served
+/// on several cores. The threads stop when the returned sender is dropped.
+fn start_workers(ex: &Arc<smol::Executor<'static>>) -> Result<smol::channel::Sender<()>, String> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let (stop, stop_rx) = smol::channel::unbounded::<()>();
+    for _ in 1..threads {
+        let ex = ex.clone();
+        let rx = stop_rx.clone();
+        std::thread::Builder::new()
+            .name("pimap-worker".into())
+            .spawn(move || smol::block_on(ex.run(rx.recv())))
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+    }
+    Ok(stop)
+}
+
+/// Accepts connections on `l` for ever, one task on `ex` each.
+async fn accept(
+    l: Async<TcpListener>,
+    implicit_tls: bool,
+    ctx: Arc<Context>,
+    ex: Arc<smol::Executor<'static>>,
+) {
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                // Each response is written in one piece (a big FETCH in 64 KiB ones): Nagle
+                // would only hold back a response's small end until the client's delayed
+                // ACK (+40 ms on a big FETCH).
+                let _ = stream.get_ref().set_nodelay(true);
+                let ctx = ctx.clone();
+                let stream: Stream = Box::new(stream);
+                // Boxed: an async fn keeps its argument and the future it awaits both, and
+                // this one is the connection's whole state.
+                let conn = Box::pin(start(stream, peer, implicit_tls, ctx));
+                ex.spawn(guarded(conn, peer)).detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: log and back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                async_io::Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves signals until a stop is asked for (SIGTERM, SIGINT) or they cannot be read: SIGHUP
+/// reloads the users file and the TLS certificate.
+async fn until_stop(signals: &Signals, ctx: &Context) {
+    loop {
+        match signals.next().await {
+            Ok(Request::Reload) => {
+                lifecycle::notify("RELOADING=1");
+                log::info!("SIGHUP: reloading");
+                ctx.shared.users.reload();
+                if let Some(tls) = &ctx.tls {
+                    tls.reload();
+                }
+                lifecycle::notify("READY=1");
+            }
+            Ok(Request::Stop) => break,
+            Err(e) => {
+                log::error!("reading signals failed: {e}; shutting down");
+                break;
+            }
+        }
+    }
+}
+
+/// Stops accepting (cancels `tasks`), then lets every connection finish its command and say
+/// BYE, waiting at most [`lifecycle::DRAIN_TIMEOUT`].
+async fn drain(tasks: Vec<smol::Task<()>>, ctx: &Context) {
+    log::info!(
+        "shutting down: {} connection(s) open, waiting up to {:?}",
+        ctx.shutdown.active(),
+        lifecycle::DRAIN_TIMEOUT
+    );
+    for t in tasks {
+        t.cancel().await;
+    }
+    ctx.shutdown.trigger();
+    let left = ctx.shutdown.drained(lifecycle::DRAIN_TIMEOUT).await;
+    if left > 0 {
+        log::warn!("{left} connection(s) did not finish in time; exiting anyway");
+    } else {
+        log::info!("all connections closed; bye");
+    }
 }
 
 /// Before the session: the PROXY header from a trusted peer (spec §2: required from it,

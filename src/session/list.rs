@@ -21,6 +21,10 @@ struct Node {
     subscribed_child: bool,
 }
 
+/// The names LIST considers, in the order they are listed: every mailbox (and hierarchy
+/// level) of the store, then names only known through a subscription.
+type Names = (BTreeMap<String, Node>, Vec<String>);
+
 impl Session {
     pub(super) fn list(
         &mut self,
@@ -34,39 +38,8 @@ impl Session {
             out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
             return Ok(());
         }
-        let store = self.store()?;
-        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
-        let mut order: Vec<String> = Vec::new();
-        for e in store.list()? {
-            order.push(e.name.clone());
-            nodes.insert(
-                e.name,
-                Node {
-                    exists: !e.nonexistent,
-                    has_children: e.has_children,
-                    ..Node::default()
-                },
-            );
-        }
         let want_subs = options.subscribed || options.return_subscribed;
-        if want_subs {
-            for name in store.subscriptions()? {
-                // Every ancestor learns it has a subscribed child (RFC 5258 §3.5 CHILDINFO).
-                for (i, c) in name.char_indices() {
-                    if c == SEP {
-                        let parent = name.get(..i).unwrap_or_default().to_string();
-                        if !nodes.contains_key(&parent) {
-                            order.push(parent.clone());
-                        }
-                        nodes.entry(parent).or_default().subscribed_child = true;
-                    }
-                }
-                if !nodes.contains_key(&name) {
-                    order.push(name.clone());
-                }
-                nodes.entry(name).or_default().subscribed = true;
-            }
-        }
+        let (nodes, order) = self.list_names(want_subs)?;
         let matches = |name: &str| {
             patterns
                 .iter()
@@ -83,46 +56,10 @@ impl Session {
             } else {
                 None
             };
-            let mut childinfo = false;
-            if options.subscribed {
-                // RFC 5258 §3: SUBSCRIBED selects subscribed names, existing or not;
-                // RECURSIVEMATCH adds matching parents of subscribed names, with CHILDINFO.
-                childinfo = options.recursive_match && n.subscribed_child;
-                if !n.subscribed && !childinfo {
-                    continue;
-                }
-            } else if options.special_use {
-                if special.is_none() {
-                    continue;
-                }
-            } else {
-                if !n.exists && n.has_children && !has_percent {
-                    // Nonexistent parents are listed only when `%` stops at them (§6.3.8).
-                    continue;
-                }
-                if !n.exists && !n.has_children {
-                    // Only known through a subscription: not part of a plain LIST.
-                    continue;
-                }
-            }
-            let mut attrs: Vec<&str> = Vec::new();
-            if !n.exists {
-                // RFC 5258 §3.4: \NonExistent implies \Noselect; plain LIST keeps the RFC 3501
-                // \Noselect for parents that only exist as a hierarchy level.
-                attrs.push(if options.subscribed || !n.has_children {
-                    "\\NonExistent"
-                } else {
-                    "\\Noselect"
-                });
-            }
-            attrs.push(if n.has_children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
-            if want_subs && n.subscribed {
-                attrs.push("\\Subscribed");
-            }
+            let Some(childinfo) = selected(n, options, special, has_percent) else {
+                continue;
+            };
+            let mut attrs = attributes(n, options, want_subs);
             attrs.extend(special);
             out.extend_from_slice(format!("* LIST ({}) \".\" ", attrs.join(" ")).as_bytes());
             self.put_name(out, &name, true);
@@ -145,4 +82,97 @@ impl Session {
         }
         Ok(())
     }
+
+    /// The store's mailboxes and, with `want_subs`, the subscriptions: each subscribed name
+    /// and the parents of one (for CHILDINFO) are marked, and added when not in the store.
+    fn list_names(&self, want_subs: bool) -> Result<Names, HandlerError> {
+        let store = self.store()?;
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        for e in store.list()? {
+            order.push(e.name.clone());
+            nodes.insert(
+                e.name,
+                Node {
+                    exists: !e.nonexistent,
+                    has_children: e.has_children,
+                    ..Node::default()
+                },
+            );
+        }
+        if want_subs {
+            for name in store.subscriptions()? {
+                // Every ancestor learns it has a subscribed child (RFC 5258 §3.5 CHILDINFO).
+                for (i, c) in name.char_indices() {
+                    if c == SEP {
+                        let parent = name.get(..i).unwrap_or_default().to_string();
+                        if !nodes.contains_key(&parent) {
+                            order.push(parent.clone());
+                        }
+                        nodes.entry(parent).or_default().subscribed_child = true;
+                    }
+                }
+                if !nodes.contains_key(&name) {
+                    order.push(name.clone());
+                }
+                nodes.entry(name).or_default().subscribed = true;
+            }
+        }
+        Ok((nodes, order))
+    }
+}
+
+/// Whether the selection options list the matching name `n` (with its SPECIAL-USE attribute
+/// `special`); `Some(true)`: listed with CHILDINFO, `None`: not listed.
+fn selected(
+    n: &Node,
+    options: &ListOptions,
+    special: Option<&str>,
+    has_percent: bool,
+) -> Option<bool> {
+    let mut childinfo = false;
+    if options.subscribed {
+        // RFC 5258 §3: SUBSCRIBED selects subscribed names, existing or not; RECURSIVEMATCH
+        // adds matching parents of subscribed names, with CHILDINFO.
+        childinfo = options.recursive_match && n.subscribed_child;
+        if !n.subscribed && !childinfo {
+            return None;
+        }
+    } else if options.special_use {
+        // RFC 6154 §5.1: only names with a special-use attribute.
+        special?;
+    } else {
+        if !n.exists && n.has_children && !has_percent {
+            // Nonexistent parents are listed only when `%` stops at them (§6.3.8).
+            return None;
+        }
+        if !n.exists && !n.has_children {
+            // Only known through a subscription: not part of a plain LIST.
+            return None;
+        }
+    }
+    Some(childinfo)
+}
+
+/// The name attributes of a listed name, SPECIAL-USE ones aside.
+fn attributes(n: &Node, options: &ListOptions, want_subs: bool) -> Vec<&'static str> {
+    let mut attrs: Vec<&str> = Vec::new();
+    if !n.exists {
+        // RFC 5258 §3.4: \NonExistent implies \Noselect; plain LIST keeps the RFC 3501
+        // \Noselect for parents that only exist as a hierarchy level.
+        attrs.push(if options.subscribed || !n.has_children {
+            "\\NonExistent"
+        } else {
+            "\\Noselect"
+        });
+    }
+    attrs.push(if n.has_children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    });
+    if want_subs && n.subscribed {
+        attrs.push("\\Subscribed");
+    }
+    attrs
 }

@@ -424,43 +424,8 @@ impl Session {
     /// The one dispatch table: which command runs in which state (RFC 3501 §6).
     async fn dispatch(&mut self, tag: &str, command: Command) -> Result<Output, HandlerError> {
         use Command::*;
-        let ok = |bytes: Vec<u8>| {
-            Ok(Output {
-                bytes,
-                action: Action::Continue,
-            })
-        };
-        // Commands valid in every state.
-        match &command {
-            Capability => {
-                return ok(format!(
-                    "* CAPABILITY {}\r\n{tag} OK CAPABILITY completed.\r\n",
-                    self.capabilities()
-                )
-                .into_bytes())
-            }
-            Noop => {
-                let mut out = Vec::new();
-                self.sync_selected(&mut out, true)?;
-                out.extend_from_slice(format!("{tag} OK NOOP completed.\r\n").as_bytes());
-                return ok(out);
-            }
-            Logout => {
-                log::info!("{}: logout user={}", self.peer, self.user().unwrap_or("-"));
-                return Ok(Output {
-                    bytes: format!("* BYE Logging out.\r\n{tag} OK LOGOUT completed.\r\n")
-                        .into_bytes(),
-                    action: Action::Close,
-                });
-            }
-            Id => {
-                return ok(format!(
-                    "* ID (\"name\" \"pimap\" \"version\" \"{}\")\r\n{tag} OK ID completed.\r\n",
-                    env!("CARGO_PKG_VERSION")
-                )
-                .into_bytes())
-            }
-            _ => {}
+        if let Some(out) = self.any_state_command(tag, &command)? {
+            return Ok(out);
         }
         // RFC 9051 §5.1: UTF-8 mailbox names once IMAP4rev2 is enabled (`rev2`).
         let command = self.names_from_client(command);
@@ -526,6 +491,48 @@ impl Session {
                 c.name()
             ))),
             (_, c) => Err(HandlerError::Bad(format!("{} is not supported.", c.name()))),
+        }
+    }
+
+    /// The commands valid in every state (RFC 3501 §6.1): CAPABILITY, NOOP, LOGOUT, and ID
+    /// (RFC 2971); `None` for any other command.
+    fn any_state_command(
+        &mut self,
+        tag: &str,
+        command: &Command,
+    ) -> Result<Option<Output>, HandlerError> {
+        let ok = |bytes: Vec<u8>| {
+            Ok(Some(Output {
+                bytes,
+                action: Action::Continue,
+            }))
+        };
+        match command {
+            Command::Capability => ok(format!(
+                "* CAPABILITY {}\r\n{tag} OK CAPABILITY completed.\r\n",
+                self.capabilities()
+            )
+            .into_bytes()),
+            Command::Noop => {
+                let mut out = Vec::new();
+                self.sync_selected(&mut out, true)?;
+                out.extend_from_slice(format!("{tag} OK NOOP completed.\r\n").as_bytes());
+                ok(out)
+            }
+            Command::Logout => {
+                log::info!("{}: logout user={}", self.peer, self.user().unwrap_or("-"));
+                Ok(Some(Output {
+                    bytes: format!("* BYE Logging out.\r\n{tag} OK LOGOUT completed.\r\n")
+                        .into_bytes(),
+                    action: Action::Close,
+                }))
+            }
+            Command::Id => ok(format!(
+                "* ID (\"name\" \"pimap\" \"version\" \"{}\")\r\n{tag} OK ID completed.\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .into_bytes()),
+            _ => Ok(None),
         }
     }
 

@@ -398,6 +398,66 @@ impl Pass<'_> {
             }
         });
     }
+
+    /// Decides what to do with each object of a listing page not listed before (`seen` holds
+    /// the keys so far: a server repeating keys across pages is not obeyed twice), counts and
+    /// logs the decisions, and returns the objects that need work: a GET and delivery, or the
+    /// after-delivery step.
+    fn plan_page(
+        &self,
+        objects: Vec<Listed>,
+        seen: &mut HashSet<String>,
+    ) -> Result<Vec<(Listed, Action)>, String> {
+        let mut items = Vec::new();
+        for obj in objects {
+            if !seen.insert(obj.key.clone()) {
+                continue; // a misbehaving server repeating keys across pages
+            }
+            let action = {
+                let l = self
+                    .ledger
+                    .lock()
+                    .map_err(|_| "ledger lock poisoned".to_string())?;
+                plan::decide(
+                    &obj,
+                    l.get(&obj.key),
+                    &self.cfg.after,
+                    self.cfg.max_message_size,
+                )
+            };
+            self.note(&obj, &action)?;
+            if matches!(action, Action::Fetch | Action::Finish) {
+                items.push((obj, action));
+            }
+        }
+        Ok(items)
+    }
+
+    /// Counts the decision for `obj` in the report and logs the skipped and changed ones; a
+    /// changed object's new ETag goes in the ledger, so it is not warned about every pass.
+    fn note(&self, obj: &Listed, action: &Action) -> Result<(), String> {
+        match action {
+            Action::Fetch => self.count(|r| r.new += 1),
+            Action::Skip(why) => {
+                if obj.key.ends_with(plan::SES_SETUP_NOTIFICATION) || obj.key.ends_with('/') {
+                    log::debug!("s3 sync: skipping {:?}: {why}", obj.key);
+                } else {
+                    log::warn!("s3 sync: skipping {:?}: {why}", obj.key);
+                }
+                self.count(|r| r.skipped += 1);
+            }
+            Action::Changed { old, new } => {
+                log::warn!(
+                    "s3 sync: {:?} was delivered with ETag {old} and now has ETag {new}: not delivering it again",
+                    obj.key
+                );
+                self.ledger(|l| l.record_changed(&obj.key, new))?;
+                self.count(|r| r.changed += 1);
+            }
+            Action::Finish | Action::Done => {}
+        }
+        Ok(())
+    }
 }
 
 /// One pass with a resolved configuration and client.
@@ -442,42 +502,7 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
                 break;
             }
         };
-        let mut items = Vec::new();
-        for obj in page.objects {
-            if !seen.insert(obj.key.clone()) {
-                continue; // a misbehaving server repeating keys across pages
-            }
-            let action = {
-                let l = pass
-                    .ledger
-                    .lock()
-                    .map_err(|_| "ledger lock poisoned".to_string())?;
-                plan::decide(&obj, l.get(&obj.key), &cfg.after, cfg.max_message_size)
-            };
-            match &action {
-                Action::Fetch => pass.count(|r| r.new += 1),
-                Action::Skip(why) => {
-                    if obj.key.ends_with(plan::SES_SETUP_NOTIFICATION) || obj.key.ends_with('/') {
-                        log::debug!("s3 sync: skipping {:?}: {why}", obj.key);
-                    } else {
-                        log::warn!("s3 sync: skipping {:?}: {why}", obj.key);
-                    }
-                    pass.count(|r| r.skipped += 1);
-                }
-                Action::Changed { old, new } => {
-                    log::warn!(
-                        "s3 sync: {:?} was delivered with ETag {old} and now has ETag {new}: not delivering it again",
-                        obj.key
-                    );
-                    pass.ledger(|l| l.record_changed(&obj.key, new))?;
-                    pass.count(|r| r.changed += 1);
-                }
-                Action::Finish | Action::Done => {}
-            }
-            if matches!(action, Action::Fetch | Action::Finish) {
-                items.push((obj, action));
-            }
-        }
+        let items = pass.plan_page(page.objects, &mut seen)?;
         queued += items.len();
         pass.run_items(&items, queued);
         match page.next {

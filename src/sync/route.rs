@@ -280,53 +280,64 @@ pub fn route(
         });
     }
     let mut unmatched = Vec::new();
-    let best_prefix = cfg
+    if let Some(r) = by_prefix(cfg, &resolver, key, &mut unmatched) {
+        return Ok(Route {
+            users: r,
+            reason: RouteReason::Prefix,
+            unmatched,
+        });
+    }
+    if let Some((r, reason)) = by_headers(cfg, &resolver, headers, &mut unmatched) {
+        return Ok(Route {
+            users: r,
+            reason,
+            unmatched,
+        });
+    }
+    to_postmaster(cfg, &resolver, unmatched)
+}
+
+/// The users of the longest `--route-prefix` matching the object `key`, if it resolves (else
+/// its target goes in `unmatched`).
+fn by_prefix(
+    cfg: &RouteConfig,
+    resolver: &Resolver,
+    key: &str,
+    unmatched: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    let (_, target) = cfg
         .prefixes
         .iter()
         .filter(|(p, _)| key.starts_with(p.as_str()))
-        .max_by_key(|(p, _)| p.len());
-    if let Some((_, target)) = best_prefix {
-        let r = resolver.resolve(target, true);
-        if !r.is_empty() {
-            return Ok(Route {
-                users: r,
-                reason: RouteReason::Prefix,
-                unmatched,
-            });
-        }
+        .max_by_key(|(p, _)| p.len())?;
+    let r = resolver.resolve(target, true);
+    if r.is_empty() {
         unmatched.push(target.clone());
+        return None;
     }
-    let try_addrs =
-        |addrs: Vec<String>, envelope: bool, unmatched: &mut Vec<String>| -> Vec<String> {
-            let mut set = BTreeSet::new();
-            for a in addrs {
-                let r = resolver.resolve(&a, envelope);
-                if r.is_empty() {
-                    unmatched.push(a);
-                }
-                set.extend(r);
-            }
-            set.into_iter().collect()
-        };
+    Some(r)
+}
+
+/// The users the message's header names, first found wins: the configured routing header,
+/// then the envelope recipient in SES's `Received:` field, then To and Cc. Addresses that
+/// match no user go in `unmatched`.
+fn by_headers(
+    cfg: &RouteConfig,
+    resolver: &Resolver,
+    headers: &Headers,
+    unmatched: &mut Vec<String>,
+) -> Option<(Vec<String>, RouteReason)> {
     if let Some(name) = &cfg.header {
         let addrs: Vec<String> = headers.all(name).flat_map(addresses).collect();
-        let r = try_addrs(addrs, true, &mut unmatched);
+        let r = resolve_all(resolver, addrs, true, unmatched);
         if !r.is_empty() {
-            return Ok(Route {
-                users: r,
-                reason: RouteReason::Header,
-                unmatched,
-            });
+            return Some((r, RouteReason::Header));
         }
     }
     if let Some(addr) = ses_received(headers).and_then(received_for) {
-        let r = try_addrs(vec![addr], true, &mut unmatched);
+        let r = resolve_all(resolver, vec![addr], true, unmatched);
         if !r.is_empty() {
-            return Ok(Route {
-                users: r,
-                reason: RouteReason::Envelope,
-                unmatched,
-            });
+            return Some((r, RouteReason::Envelope));
         }
     }
     let addrs: Vec<String> = headers
@@ -334,14 +345,35 @@ pub fn route(
         .chain(headers.all("Cc"))
         .flat_map(addresses)
         .collect();
-    let r = try_addrs(addrs, false, &mut unmatched);
-    if !r.is_empty() {
-        return Ok(Route {
-            users: r,
-            reason: RouteReason::ToCc,
-            unmatched,
-        });
+    let r = resolve_all(resolver, addrs, false, unmatched);
+    (!r.is_empty()).then_some((r, RouteReason::ToCc))
+}
+
+/// The users `addrs` resolve to, deduplicated and sorted; the addresses that match no user
+/// go in `unmatched`.
+fn resolve_all(
+    resolver: &Resolver,
+    addrs: Vec<String>,
+    envelope: bool,
+    unmatched: &mut Vec<String>,
+) -> Vec<String> {
+    let mut set = BTreeSet::new();
+    for a in addrs {
+        let r = resolver.resolve(&a, envelope);
+        if r.is_empty() {
+            unmatched.push(a);
+        }
+        set.extend(r);
     }
+    set.into_iter().collect()
+}
+
+/// A message nothing else routed: to `--postmaster`, or an error.
+fn to_postmaster(
+    cfg: &RouteConfig,
+    resolver: &Resolver,
+    unmatched: Vec<String>,
+) -> Result<Route, String> {
     match &cfg.postmaster {
         Some(p) => {
             let r = resolver.resolve(p, true);

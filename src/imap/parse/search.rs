@@ -128,23 +128,7 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
     }
     use SearchKey as K;
     match c.peek() {
-        Some(b'(') => {
-            c.eat(b'(');
-            if c.peek() == Some(b')') {
-                return Err("Empty parenthesised search criteria".to_string());
-            }
-            let mut keys = Vec::new();
-            loop {
-                keys.push(key(c, mode, depth + 1)?);
-                if c.eat(b')') {
-                    return Ok(K::And(keys));
-                }
-                if c.at_end() {
-                    return Err("Missing ')' in search criteria".to_string());
-                }
-                c.sp("between search keys")?;
-            }
-        }
+        Some(b'(') => return group(c, mode, depth),
         Some(b'0'..=b'9' | b'*' | b'$') => return Ok(K::SequenceSet(c.sequence_set()?)),
         _ => {}
     }
@@ -171,21 +155,7 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
         b"SUBJECT" => K::Subject(text(c, mode, "SUBJECT")?),
         b"TEXT" => K::Text(text(c, mode, "TEXT")?),
         b"TO" => K::To(text(c, mode, "TO")?),
-        b"HEADER" => {
-            c.sp("after HEADER")?;
-            let field = c.astring_utf8("header field name")?;
-            if field.is_empty()
-                || field
-                    .bytes()
-                    .any(|b| !(0x21..0x7f).contains(&b) || b == b':')
-            {
-                return Err(format!(
-                    "Invalid header field name \"{}\"",
-                    show(field.as_bytes())
-                ));
-            }
-            K::Header(field, text(c, mode, "HEADER field name")?)
-        }
+        b"HEADER" => header(c, mode)?,
         b"BEFORE" => K::Before(date_arg(c, "BEFORE")?),
         b"ON" => K::On(date_arg(c, "ON")?),
         b"SINCE" => K::Since(date_arg(c, "SINCE")?),
@@ -217,30 +187,73 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
             let b = key(c, mode, depth + 1)?;
             K::Or(Box::new(a), Box::new(b))
         }
-        b"MODSEQ" => {
-            // RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer;
-            // the per-flag entry is accepted and ignored (pimap keeps one modseq per message).
-            c.sp("after MODSEQ")?;
-            if c.peek() == Some(b'"') {
-                let entry = c.string("MODSEQ entry name")?;
-                if !entry.to_ascii_lowercase().starts_with(b"/flags/") {
-                    return Err(format!("Invalid MODSEQ entry name \"{}\"", show(&entry)));
-                }
-                c.sp("after the MODSEQ entry name")?;
-                let t = c.atom("MODSEQ entry type")?;
-                if !["priv", "shared", "all"]
-                    .iter()
-                    .any(|w| w.as_bytes().eq_ignore_ascii_case(t))
-                {
-                    return Err(format!(
-                        "Invalid MODSEQ entry type {} (expected priv, shared or all)",
-                        show(t)
-                    ));
-                }
-                c.sp("after the MODSEQ entry type")?;
-            }
-            K::ModSeq(c.mod_seq("MODSEQ value")?)
-        }
+        b"MODSEQ" => K::ModSeq(modseq(c)?),
         _ => return Err(format!("Unknown search key {}", show(name))),
     })
+}
+
+/// A parenthesised list of keys (the `(` is next): all of them must match.
+fn group(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
+    c.eat(b'(');
+    if c.peek() == Some(b')') {
+        return Err("Empty parenthesised search criteria".to_string());
+    }
+    let mut keys = Vec::new();
+    loop {
+        keys.push(key(c, mode, depth + 1)?);
+        if c.eat(b')') {
+            return Ok(SearchKey::And(keys));
+        }
+        if c.at_end() {
+            return Err("Missing ')' in search criteria".to_string());
+        }
+        c.sp("between search keys")?;
+    }
+}
+
+/// The arguments of `HEADER field-name string`: the name must be a valid header field name
+/// (printable ASCII, no colon), else no message could ever match and the client has a bug.
+fn header(c: &mut Cursor, mode: Charset) -> PResult<SearchKey> {
+    c.sp("after HEADER")?;
+    let field = c.astring_utf8("header field name")?;
+    if field.is_empty()
+        || field
+            .bytes()
+            .any(|b| !(0x21..0x7f).contains(&b) || b == b':')
+    {
+        return Err(format!(
+            "Invalid header field name \"{}\"",
+            show(field.as_bytes())
+        ));
+    }
+    Ok(SearchKey::Header(
+        field,
+        text(c, mode, "HEADER field name")?,
+    ))
+}
+
+/// The argument of `MODSEQ`. RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP
+/// mod-sequence-valzer; the per-flag entry is checked, then ignored (pimap keeps one modseq
+/// per message).
+fn modseq(c: &mut Cursor) -> PResult<u64> {
+    c.sp("after MODSEQ")?;
+    if c.peek() == Some(b'"') {
+        let entry = c.string("MODSEQ entry name")?;
+        if !entry.to_ascii_lowercase().starts_with(b"/flags/") {
+            return Err(format!("Invalid MODSEQ entry name \"{}\"", show(&entry)));
+        }
+        c.sp("after the MODSEQ entry name")?;
+        let t = c.atom("MODSEQ entry type")?;
+        if !["priv", "shared", "all"]
+            .iter()
+            .any(|w| w.as_bytes().eq_ignore_ascii_case(t))
+        {
+            return Err(format!(
+                "Invalid MODSEQ entry type {} (expected priv, shared or all)",
+                show(t)
+            ));
+        }
+        c.sp("after the MODSEQ entry type")?;
+    }
+    c.mod_seq("MODSEQ value")
 }
