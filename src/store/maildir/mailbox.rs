@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod base_index;
 mod events;
 mod flags;
 mod scan;
@@ -31,6 +32,7 @@ mod tests;
 mod uidtail;
 mod write;
 
+use base_index::BaseIndex;
 pub(super) use scan::scan;
 use scan::{read_keywords, read_uidlist, stamp, sync_locked_first, FileId, Stamp, FINE_SETTLE};
 pub use stream::{MessageFile, Spool};
@@ -192,12 +194,15 @@ pub struct Mailbox {
     /// Names changed in the directories, from inotify: when present, a refresh applies them
     /// instead of comparing mtimes and reading the directories ([`events`]).
     watch: Option<Watch>,
-    /// Base name hash → UID, for applying events by name (built on first use).
-    base_index: Option<HashMap<u64, u32>>,
+    /// Base name → UID, for applying events by name (built on first use).
+    base_index: Option<BaseIndex>,
     /// A read-only state saw files without a UID: the next uidlist change rescans.
     awaiting_uids: bool,
     /// Full directory reads so far (tests check that events made none).
     rescans: u64,
+    /// Lookups by base name that compared every message's name (tests check that events,
+    /// this process's own included, made none).
+    name_scans: u64,
     /// The `dovecot-uidlist` as last read or appended to ([`uidtail`]).
     uidlist_tail: Option<uidtail::Tail>,
 }
@@ -251,6 +256,7 @@ impl Mailbox {
             base_index: None,
             awaiting_uids: false,
             rescans: 0,
+            name_scans: 0,
             uidlist_tail: None,
         };
         mb.rescan()?;
@@ -427,7 +433,7 @@ impl Mailbox {
                 continue;
             };
             if let Some(ix) = self.base_index.as_mut() {
-                ix.remove(&events::base_hash(l.base()));
+                ix.remove(l.base(), m.uid);
             }
             self.recent.remove(&m.uid);
             self.changes.push(Change::Expunged {
