@@ -13,7 +13,7 @@ use super::watch::Watch;
 use super::{io_err, new_unique, read_optional, sync_dir, uidvalidity};
 use crate::store::cache;
 use crate::store::{Flags, MessageMeta, Result, StoreError};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -172,6 +172,9 @@ pub struct Mailbox {
     extras_id: Option<FileId>,
     messages: Vec<MessageMeta>,
     locs: Vec<Loc>,
+    /// UIDs of the messages flagged `\Deleted` ([`Mailbox::deleted`]), kept with every change
+    /// of a message's flags or of the message list.
+    deleted: BTreeSet<u32>,
     recent: HashSet<u32>,
     /// UIDs of files this session unlinked whose uidlist lines may linger (sorted): the next
     /// APPEND/COPY into this mailbox drops them without scanning the directory.
@@ -241,6 +244,7 @@ impl Mailbox {
             extras_id: None,
             messages: Vec::new(),
             locs: Vec::new(),
+            deleted: BTreeSet::new(),
             recent: HashSet::new(),
             own_expunged: Vec::new(),
             uidlist_id: None,
@@ -436,6 +440,7 @@ impl Mailbox {
                 ix.remove(l.base(), m.uid);
             }
             self.recent.remove(&m.uid);
+            self.deleted.remove(&m.uid);
             self.changes.push(Change::Expunged {
                 uid: m.uid,
                 flags: m.flags.clone(),
@@ -443,6 +448,21 @@ impl Mailbox {
         }
         remove_sorted(&mut self.messages, &idx);
         remove_sorted(&mut self.locs, &idx);
+    }
+
+    /// The UIDs of the messages flagged `\Deleted`, ascending, as of the last `refresh`: what
+    /// EXPUNGE and CLOSE remove (RFC 3501 §6.4.3), found without a pass over every message.
+    pub fn deleted(&self) -> impl Iterator<Item = u32> + '_ {
+        self.deleted.iter().copied()
+    }
+
+    /// Keep [`Mailbox::deleted`] in step: message `uid` now has the system flags `system`.
+    fn track_deleted(&mut self, uid: u32, system: u8) {
+        if system & crate::store::flag::DELETED != 0 {
+            self.deleted.insert(uid);
+        } else {
+            self.deleted.remove(&uid);
+        }
     }
 
     /// The message with `uid`, as of the last `refresh` (and this object's own changes).

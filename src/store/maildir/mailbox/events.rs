@@ -140,6 +140,7 @@ impl Mailbox {
             return; // this process's own rename, already applied
         }
         let flags = self.flags_of(&name);
+        let system = flags.system;
         if let (Some(m), Some(l)) = (self.messages.get_mut(i), self.locs.get_mut(i)) {
             if m.flags != flags {
                 self.forwarded |= super::has_forwarded(&flags);
@@ -147,6 +148,7 @@ impl Mailbox {
                 m.flags = flags;
             }
             *l = Loc { sub, name };
+            self.track_deleted(uid, system);
         }
     }
 
@@ -248,6 +250,7 @@ impl Mailbox {
                 self.recent.insert(m.uid);
             }
             self.forwarded |= super::has_forwarded(&m.flags);
+            self.track_deleted(m.uid, m.flags.system);
             if let Some(ix) = self.base_index.as_mut() {
                 ix.insert(loc.base(), m.uid);
             }
@@ -401,6 +404,49 @@ mod tests {
         let left: Vec<u32> = w.messages().iter().map(|m| m.uid).collect();
         assert_eq!(left, vec![uids[0], uids[3]]);
         assert_eq!((w.rescans, w.name_scans), (rescans, scans));
+    }
+
+    /// `deleted()` (what EXPUNGE removes, kept without a pass over the messages) agrees with
+    /// the messages' flags after every kind of change: own and foreign flag changes, APPENDs
+    /// with \Deleted, expunges, a full rescan.
+    #[test]
+    fn the_deleted_set_follows_every_flag_change() {
+        let (_s, mut other, mut w) = pair("events-deleted");
+        let check = |w: &Mailbox, what: &str| {
+            let by_flags: Vec<u32> = (w.messages().iter())
+                .filter(|m| m.flags.system & flag::DELETED != 0)
+                .map(|m| m.uid)
+                .collect();
+            assert_eq!(w.deleted().collect::<Vec<_>>(), by_flags, "{what}");
+        };
+        let del = Flags {
+            system: flag::DELETED,
+            keywords: Vec::new(),
+        };
+        let u1 = w.append(b"Subject: 1\r\n\r\n", &del, None).unwrap();
+        let u2 = w.append(b"Subject: 2\r\n\r\n", &seen(), None).unwrap();
+        let u3 = w.append(b"Subject: 3\r\n\r\n", &seen(), None).unwrap();
+        w.refresh().unwrap();
+        assert_eq!(w.deleted().collect::<Vec<_>>(), vec![u1], "own APPEND");
+        w.set_flags(u2, &del).unwrap();
+        check(&w, "own STORE");
+        other.refresh().unwrap();
+        other.set_flags(u3, &del).unwrap();
+        other.set_flags(u1, &seen()).unwrap();
+        w.refresh().unwrap();
+        assert_eq!(w.deleted().collect::<Vec<_>>(), vec![u2, u3], "foreign");
+        check(&w, "foreign STOREs");
+        w.expunge(&[u2]).unwrap();
+        w.refresh().unwrap();
+        check(&w, "own EXPUNGE");
+        other.refresh().unwrap();
+        other.expunge(&[u3]).unwrap();
+        let u4 = other.append(b"Subject: 4\r\n\r\n", &del, None).unwrap();
+        w.refresh().unwrap();
+        assert_eq!(w.deleted().collect::<Vec<_>>(), vec![u4], "foreign");
+        check(&w, "foreign EXPUNGE and APPEND");
+        w.rescan().unwrap();
+        check(&w, "rescan");
     }
 
     #[test]
