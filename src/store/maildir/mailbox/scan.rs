@@ -347,7 +347,6 @@ impl Mailbox {
     pub(super) fn rescan(&mut self) -> Result<()> {
         self.touch();
         self.base_index = None;
-        self.base_collided = false;
         self.awaiting_uids = false;
         self.rescans += 1;
         if !self.dir.is_dir() {
@@ -618,6 +617,10 @@ impl Mailbox {
             publish_scan(&self.dir, uid_validity, &messages, &locs);
         }
         self.forwarded = messages.iter().any(|m| has_forwarded(&m.flags));
+        self.deleted = (messages.iter())
+            .filter(|m| m.flags.system & crate::store::flag::DELETED != 0)
+            .map(|m| m.uid)
+            .collect();
         self.messages = messages;
         self.locs = locs;
         self.uid_validity = uid_validity;
