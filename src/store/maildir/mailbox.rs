@@ -10,7 +10,7 @@ use super::keywords::{self, Keywords};
 use super::lock::DotLock;
 use super::uidlist::UidList;
 use super::watch::Watch;
-use super::{io_err, new_unique, read_optional, sync_dir, uidvalidity};
+use super::{durable, io_err, new_unique, read_optional, uidvalidity};
 use crate::store::cache;
 use crate::store::{Flags, MessageMeta, Result, StoreError};
 use std::collections::{BTreeSet, HashMap, HashSet};

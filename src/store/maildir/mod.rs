@@ -13,6 +13,7 @@
 
 pub mod changes;
 mod delivery;
+mod durable;
 pub mod extra_keywords;
 pub mod filename;
 pub mod keywords;
