@@ -67,7 +67,7 @@ fn run(path: &Path, kind: Kind) -> io::Result<()> {
 }
 
 /// The sync itself, as `batched` runs it (tests pass a slow one).
-type Op = dyn Fn(&Path, Kind) -> io::Result<()>;
+type Op = dyn Fn(&Path, Kind) -> io::Result<()> + Send + Sync;
 
 fn batched(path: &Path, kind: Kind, op: &Op) -> io::Result<()> {
     let key = (path.to_path_buf(), kind);
@@ -127,7 +127,7 @@ mod tests {
                 run(p, k)
             }
         };
-        let op: Arc<dyn Fn(&Path, Kind) -> io::Result<()> + Send + Sync> = Arc::new(op);
+        let op: Arc<Op> = Arc::new(op);
         let threads: Vec<_> = (0..12)
             .map(|i| {
                 let (dir, op) = (dir.clone(), op.clone());
