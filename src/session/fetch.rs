@@ -7,7 +7,7 @@ use super::{Action, HandlerError, Output, Session, Sink, SINK_CHUNK};
 use crate::imap::encode;
 use crate::imap::types::{Command, FetchAttr, Section, SectionText};
 use crate::mime;
-use crate::store::{cache, flag};
+use crate::store::flag;
 
 impl Session {
     pub(super) fn fetch(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
@@ -68,7 +68,7 @@ impl Session {
             )?;
         }
         let cached = fetch_cached::usage(&items);
-        let cache = cached.any.then(|| cache::for_mailbox(view.shared.dir()));
+        let cache = cached.any.then(|| view.shared.cache());
         let wants_modseq = condstore || changed_since.is_some();
         let shared = view.shared.clone();
         let mut missing = false;

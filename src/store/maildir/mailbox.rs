@@ -315,10 +315,12 @@ impl Mailbox {
         &self.dir
     }
 
-    /// The directories whose changes (by any process) may change this mailbox: for a watcher
-    /// such as IDLE's.
-    pub fn watch_paths(&self) -> Vec<PathBuf> {
-        vec![self.dir.clone(), self.dir.join("new"), self.dir.join("cur")]
+    /// Wake-ups whenever this mailbox may have changed, by any process (for IDLE): its
+    /// `new/`, `cur/` and its own directory (where `dovecot-uidlist` and `dovecot-keywords`
+    /// are replaced by rename). Fails when inotify is unavailable; the waiter then polls.
+    #[cfg(target_os = "linux")]
+    pub fn subscribe(&self) -> std::io::Result<super::wake::Subscription> {
+        super::wake::subscribe(&[self.dir.clone(), self.dir.join("new"), self.dir.join("cur")])
     }
 
     /// Keywords defined for this mailbox (for FLAGS / PERMANENTFLAGS), plus `$Forwarded` when
