@@ -14,6 +14,8 @@
 //!   scan, because IMAP sizes must match Dovecot's, which differ from mail-parser's offsets).
 //! - [`mod@envelope`], [`structure`], [`mod@section`]: the FETCH items.
 //! - [`search`]: decoded text for SEARCH, through mail-parser (RFC 2047, charsets, QP/base64).
+//! - [`casemap`], [`subject`], [`sortkey`]: the `i;unicode-casemap` comparator, the base
+//!   subject and the other values SORT compares (RFC 5051, RFC 5256, RFC 5957).
 //!
 //! Verified item by item against Dovecot 2.3.19 by `tests/mime_dovecot.rs` (3009 of 3012
 //! items equal over ~180 real and malformed messages; the rest is documented there). Callers
@@ -23,12 +25,15 @@
 //! free functions are shortcuts that parse each time. This module does no I/O and must never
 //! panic or take more than linear time on any input (nesting and part counts are bounded).
 
+pub mod casemap;
 pub mod envelope;
 pub mod parse;
 pub mod rfc822;
 pub mod search;
 pub mod section;
+pub mod sortkey;
 pub mod structure;
+pub mod subject;
 
 use crate::imap::types::{Date, Section};
 use std::borrow::Cow;
@@ -167,6 +172,10 @@ impl SearchDoc {
     /// The Date: header's date (in its own zone), for SENTBEFORE/SENTON/SENTSINCE.
     pub fn sent_date(&self) -> Option<Date> {
         self.doc.sent_date()
+    }
+    /// The value of the first field `name` (raw: folding kept, encoded-words not decoded).
+    pub fn first_field(&self, name: &str) -> Option<Vec<u8>> {
+        self.doc.first_field(name)
     }
 }
 

@@ -119,6 +119,15 @@ impl Doc {
         })
     }
 
+    /// The value of the first field `name`, as [`Field::value`] holds it.
+    pub fn first_field(&self, name: &str) -> Option<Vec<u8>> {
+        let f = parse::RawFields::new(&self.msg, 0)
+            .find(|f| self.msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))?;
+        let mut value = Vec::new();
+        f.value_into(&self.msg, &mut value);
+        Some(value)
+    }
+
     pub fn body_contains(&self, needle: &str) -> bool {
         self.body().contains(&needle.to_lowercase())
     }
