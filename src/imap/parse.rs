@@ -23,6 +23,8 @@ mod search;
 mod tests;
 #[cfg(test)]
 mod tests_selected;
+#[cfg(test)]
+mod tests_sort;
 
 pub use search::MAX_SEARCH_DEPTH;
 
@@ -148,6 +150,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"ENABLE" => enable(c)?,
         b"COMPRESS" => compress(c)?,
         b"SEARCH" => search(c, false)?,
+        b"SORT" => sort(c, false)?,
         b"FETCH" => fetch(c, false)?,
         b"STORE" => store(c, false)?,
         b"COPY" => copy_move(c, false, false)?,
@@ -173,6 +176,7 @@ fn uid(c: &mut Cursor) -> PResult<Command> {
     match name.to_ascii_uppercase().as_slice() {
         b"FETCH" => fetch(c, true),
         b"SEARCH" => search(c, true),
+        b"SORT" => sort(c, true),
         b"STORE" => store(c, true),
         b"COPY" => copy_move(c, true, false),
         b"MOVE" => copy_move(c, true, true),
@@ -181,7 +185,7 @@ fn uid(c: &mut Cursor) -> PResult<Command> {
             Ok(Command::UidExpunge(c.sequence_set()?))
         }
         _ => Err(format!(
-            "UID must be followed by FETCH, SEARCH, STORE, COPY, MOVE or EXPUNGE, not {}",
+            "UID must be followed by FETCH, SEARCH, SORT, STORE, COPY, MOVE or EXPUNGE, not {}",
             show(name)
         )),
     }
@@ -544,6 +548,17 @@ fn search(c: &mut Cursor, uid: bool) -> PResult<Command> {
         uid,
         charset: a.charset,
         returns: a.returns,
+        criteria: a.criteria,
+    })
+}
+
+fn sort(c: &mut Cursor, uid: bool) -> PResult<Command> {
+    let (a, program) = search::sort_args(c)?;
+    Ok(Command::Sort {
+        uid,
+        returns: a.returns,
+        program,
+        charset: a.charset.unwrap_or_default(),
         criteria: a.criteria,
     })
 }

@@ -237,6 +237,27 @@ pub enum SearchKey {
     ModSeq(u64),
 }
 
+/// A SORT key (RFC 5256 §3; DISPLAYFROM and DISPLAYTO from RFC 5957 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    DisplayFrom,
+    DisplayTo,
+    From,
+    Size,
+    Subject,
+    To,
+}
+
+/// `sort-criterion = ["REVERSE" SP] sort-key` (RFC 5256 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
 /// RFC 4731 ESEARCH `RETURN (...)` options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
@@ -383,6 +404,15 @@ pub enum Command {
         returns: Option<Vec<SearchReturn>>,
         criteria: SearchKey,
     },
+    /// `SORT [RETURN (...)] (criteria) charset search-keys` (RFC 5256 §3, RFC 5267 §3).
+    Sort {
+        uid: bool,
+        /// `Some` when `RETURN (...)` was given (ESORT).
+        returns: Option<Vec<SearchReturn>>,
+        program: Vec<SortCriterion>,
+        charset: String,
+        criteria: SearchKey,
+    },
     Fetch {
         uid: bool,
         set: SequenceSet,
@@ -445,6 +475,7 @@ impl Command {
             Command::Expunge => "EXPUNGE",
             Command::UidExpunge(_) => "UID EXPUNGE",
             Command::Search { .. } => "SEARCH",
+            Command::Sort { .. } => "SORT",
             Command::Fetch { .. } => "FETCH",
             Command::Store { .. } => "STORE",
             Command::Copy { .. } => "COPY",

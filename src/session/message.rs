@@ -124,6 +124,7 @@ impl Session {
             }
             c @ Command::Fetch { .. } => return self.fetch(tag, c),
             c @ Command::Search { .. } => return self.search(tag, c),
+            c @ Command::Sort { .. } => return self.sort(tag, c),
             other => {
                 return Err(HandlerError::Bad(format!(
                     "{} is not allowed here.",

@@ -28,6 +28,7 @@ mod mailbox;
 mod message;
 mod rev2;
 mod search;
+mod sort;
 pub mod special_use;
 pub mod view;
 
@@ -323,6 +324,10 @@ impl Session {
                 "ENABLE",
                 "ESEARCH",
                 "SEARCHRES",
+                "SORT",
+                "SORT=DISPLAY",
+                "ESORT",
+                "I18NLEVEL=1",
                 "STATUS=SIZE",
                 "SPECIAL-USE",
                 "LIST-EXTENDED",
@@ -480,6 +485,7 @@ impl Session {
                 | Expunge
                 | UidExpunge(_)
                 | Search { .. }
+                | Sort { .. }
                 | Fetch { .. }
                 | Store { .. }
                 | Copy { .. }

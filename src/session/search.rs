@@ -24,22 +24,7 @@ impl Session {
         else {
             return Err(HandlerError::Bad("not a SEARCH".into()));
         };
-        if let Some(cs) = &charset {
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty.
-                if returns
-                    .as_ref()
-                    .is_some_and(|r| r.contains(&SearchReturn::Save))
-                {
-                    if let Ok(view) = self.view_mut() {
-                        view.saved.clear();
-                    }
-                }
-                return Err(HandlerError::No(
-                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into(),
-                ));
-            }
-        }
+        self.check_charset(charset.as_deref(), returns.as_deref())?;
         // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH (ALL when no
         // RETURN options were given).
         let returns = if self.enabled.rev2 {
@@ -48,23 +33,151 @@ impl Session {
             returns
         };
         let mut out = Vec::new();
-        let uses_modseq = has_modseq(&criteria);
+        let found = self.matching(uid, &criteria, false, &mut out, |_, _, _| {})?;
+        let name = if uid { "UID SEARCH" } else { "SEARCH" };
+        let answer = Answer {
+            uid,
+            modseq: has_modseq(&criteria),
+            word: "SEARCH",
+        };
+        self.answer(tag, &answer, returns, &found, &mut out)?;
+        out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
+    }
+
+    /// `NO [BADCHARSET]` unless `charset` is one pimap searches in (RFC 3501 §6.4.4).
+    pub(super) fn check_charset(
+        &mut self,
+        charset: Option<&str>,
+        returns: Option<&[SearchReturn]>,
+    ) -> Result<(), HandlerError> {
+        let Some(cs) = charset else {
+            return Ok(());
+        };
+        if cs.eq_ignore_ascii_case("UTF-8") || cs.eq_ignore_ascii_case("US-ASCII") {
+            return Ok(());
+        }
+        // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty.
+        if returns.is_some_and(|r| r.contains(&SearchReturn::Save)) {
+            if let Ok(view) = self.view_mut() {
+                view.saved.clear();
+            }
+        }
+        Err(HandlerError::No(
+            "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into(),
+        ))
+    }
+
+    /// The untagged answer to a SEARCH or SORT whose result is `found` (in the order to
+    /// report): `* ESEARCH` for `RETURN (...)` (RFC 4731, RFC 5267 §3.2: MIN and MAX are
+    /// then the first and last in that order), saving `$` for SAVE (RFC 5182), else
+    /// `* SEARCH` / `* SORT` with the numbers.
+    pub(super) fn answer(
+        &mut self,
+        tag: &str,
+        a: &Answer,
+        returns: Option<Vec<SearchReturn>>,
+        found: &[Hit],
+        out: &mut Vec<u8>,
+    ) -> Result<(), HandlerError> {
+        let hits: Vec<u32> = found.iter().map(|h| h.number(a.uid)).collect();
+        let top_modseq = found.iter().map(|h| h.modseq).max().unwrap_or(0);
+        let Some(returns) = returns else {
+            out.extend_from_slice(format!("* {}", a.word).as_bytes());
+            for h in &hits {
+                out.extend_from_slice(format!(" {h}").as_bytes());
+            }
+            if a.modseq && !hits.is_empty() {
+                // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
+                out.extend_from_slice(format!(" (MODSEQ {top_modseq})").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            return Ok(());
+        };
+        // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
+        let returns = if returns.is_empty() {
+            vec![SearchReturn::All]
+        } else {
+            returns
+        };
+        if returns.contains(&SearchReturn::Save) {
+            let hit_uids: Vec<u32> = found.iter().map(|h| h.uid).collect();
+            let mut saved = saved_result(&returns, &hit_uids);
+            saved.sort_unstable();
+            self.view_mut()?.saved = saved;
+        }
+        let mut line = esearch(tag, a.uid, &returns, &hits);
+        if a.modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
+            // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
+            line.truncate(line.len() - 2);
+            line.extend_from_slice(format!(" MODSEQ {top_modseq}\r\n").as_bytes());
+        }
+        out.extend_from_slice(&line);
+        Ok(())
+    }
+}
+
+/// How to word an [`Session::answer`].
+pub(super) struct Answer {
+    /// Numbers are UIDs.
+    pub uid: bool,
+    /// The criteria had a MODSEQ key: the highest mod-sequence is reported.
+    pub modseq: bool,
+    /// `SEARCH` or `SORT`.
+    pub word: &'static str,
+}
+
+/// A message that matched the criteria.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+impl Hit {
+    /// The number a UID command (`uid`) or a plain one reports.
+    pub fn number(&self, uid: bool) -> u32 {
+        if uid {
+            self.uid
+        } else {
+            self.seq
+        }
+    }
+}
+
+impl Session {
+    /// The messages of the selected mailbox matching `criteria`, in ascending order, after
+    /// syncing the view (its untagged responses go to `out`). A MODSEQ key enables CONDSTORE
+    /// (RFC 7162 §3.1). `each` is called for every hit with its metadata and, when `header`
+    /// is set, its header fields (from the cache when it has them) or `None` if there are no
+    /// such fields to read; SORT takes its keys from there in the same pass.
+    pub(super) fn matching(
+        &mut self,
+        uid: bool,
+        criteria: &SearchKey,
+        header: bool,
+        out: &mut Vec<u8>,
+        mut each: impl FnMut(&Hit, &MessageMeta, Option<&SearchDoc>),
+    ) -> Result<Vec<Hit>, HandlerError> {
+        let uses_modseq = has_modseq(criteria);
         if uses_modseq {
             // RFC 7162 §3.1: the MODSEQ search key is CONDSTORE-enabling.
-            self.enable_condstore(&mut out);
+            self.enable_condstore(out);
         }
         let view = self.view_mut()?;
-        view.sync(&mut out, uid)?;
-        let needs_doc = needs_content(&criteria);
+        view.sync(out, uid)?;
+        let needs_doc = header || needs_content(criteria);
         // Header keys only: the cached header block answers them (see `store::cache`).
-        let cache = (needs_doc && !needs_body(&criteria)).then(|| view.shared.cache());
+        let cache = (needs_doc && !needs_body(criteria)).then(|| view.shared.cache());
         let shared = view.shared.clone();
         if uses_modseq || view.condstore {
             shared.lock().modseqs()?;
         }
         let mut hits = Vec::new();
-        let mut hit_uids = Vec::new();
-        let mut top_modseq = 0u64;
         let view = &*view;
         let window = RefCell::new(Window::default());
         for (i, m) in view.msgs.iter().enumerate() {
@@ -83,62 +196,33 @@ impl Session {
                 doc: &doc,
                 modseq: st.last_modseqs().get(m.uid),
             };
-            // A message whose file went away while it was read is not reported.
-            if eval(&criteria, &ctx) && !doc.unreadable() {
-                hits.push(if uid { m.uid } else { i as u32 + 1 });
-                hit_uids.push(m.uid);
-                top_modseq = top_modseq.max(ctx.modseq);
+            if !eval(criteria, &ctx) {
+                continue;
             }
+            let fields = if header { doc.get() } else { None };
+            // A message whose file went away while it was read is not reported.
+            if doc.unreadable() {
+                continue;
+            }
+            let hit = Hit {
+                seq: ctx.seq,
+                uid: m.uid,
+                modseq: ctx.modseq,
+            };
+            each(&hit, meta, fields);
+            hits.push(hit);
         }
         if let Some(c) = &cache {
             c.flush();
         }
-        let view = self.view_mut()?;
-        let name = if uid { "UID SEARCH" } else { "SEARCH" };
-        if let Some(returns) = returns {
-            // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
-            let returns = if returns.is_empty() {
-                vec![SearchReturn::All]
-            } else {
-                returns
-            };
-            if returns.contains(&SearchReturn::Save) {
-                view.saved = saved_result(&returns, &hit_uids);
-            }
-            let mut line = esearch(tag, uid, &returns, &hits);
-            if uses_modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
-                // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
-                line.truncate(line.len() - 2);
-                line.extend_from_slice(format!(" MODSEQ {top_modseq}\r\n").as_bytes());
-            }
-            out.extend_from_slice(&line);
-            out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
-            return Ok(Output {
-                bytes: out,
-                action: Action::Continue,
-            });
-        }
-        out.extend_from_slice(b"* SEARCH");
-        for h in &hits {
-            out.extend_from_slice(format!(" {h}").as_bytes());
-        }
-        if uses_modseq && !hits.is_empty() {
-            // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
-            out.extend_from_slice(format!(" (MODSEQ {top_modseq})").as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
-        Ok(Output {
-            bytes: out,
-            action: Action::Continue,
-        })
+        Ok(hits)
     }
 }
 
 /// What `RETURN (SAVE ...)` stores as `$` (RFC 5182 §2.4): with MIN and/or MAX but neither
 /// ALL nor COUNT only those messages, otherwise the whole result. UIDs, so that later
 /// expunges cannot shift it.
-fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
+pub(super) fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
     let has = |r| returns.contains(&r);
     if (has(SearchReturn::Min) || has(SearchReturn::Max))
         && !has(SearchReturn::All)
@@ -159,7 +243,7 @@ fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
 
 /// The `* ESEARCH (TAG "t") [UID] ...` response (RFC 4731 §3.1); nothing when SAVE is the
 /// only option (RFC 5182 §2.4). MIN, MAX and ALL are omitted when nothing matched.
-fn esearch(tag: &str, uid: bool, returns: &[SearchReturn], hits: &[u32]) -> Vec<u8> {
+pub(super) fn esearch(tag: &str, uid: bool, returns: &[SearchReturn], hits: &[u32]) -> Vec<u8> {
     if returns.iter().all(|r| *r == SearchReturn::Save) {
         return Vec::new();
     }
@@ -262,7 +346,7 @@ fn doc_of(
     Some(SearchDoc::from_vec(msg.into_owned()))
 }
 
-fn has_modseq(k: &SearchKey) -> bool {
+pub(super) fn has_modseq(k: &SearchKey) -> bool {
     use SearchKey::*;
     match k {
         ModSeq(_) => true,

@@ -36,6 +36,48 @@ pub(crate) struct SearchArgs {
 /// Everything after `SEARCH` (the cursor is just after the command name).
 pub(crate) fn search_args(c: &mut Cursor) -> PResult<SearchArgs> {
     c.sp("after SEARCH")?;
+    let returns = return_opts(c)?;
+    let mut charset = None;
+    let mut mode = Charset::Utf8;
+    if c.eat_word("CHARSET") {
+        c.sp("after CHARSET")?;
+        let cs = c.astring_utf8("charset name")?;
+        mode = charset_mode(&cs);
+        charset = Some(cs);
+        c.sp("after the charset name")?;
+    }
+    Ok(SearchArgs {
+        charset,
+        returns,
+        criteria: criteria(c, mode)?,
+    })
+}
+
+/// How search strings in `charset` become UTF-8.
+fn charset_mode(charset: &str) -> Charset {
+    match charset.to_ascii_uppercase().as_str() {
+        "UTF-8" | "UTF8" | "US-ASCII" | "ASCII" => Charset::Utf8,
+        "ISO-8859-1" | "ISO8859-1" | "LATIN1" => Charset::Latin1,
+        _ => Charset::Other,
+    }
+}
+
+/// `1*(SP search-key)` after the leading space, to the end of the command: one `And`.
+fn criteria(c: &mut Cursor, mode: Charset) -> PResult<SearchKey> {
+    let mut keys = Vec::new();
+    loop {
+        keys.push(key(c, mode, 0)?);
+        if c.at_end() {
+            break;
+        }
+        c.sp("between search keys")?;
+    }
+    Ok(SearchKey::And(keys))
+}
+
+/// `[SP "RETURN" SP "(" [option *(SP option)] ")"]` then a space (RFC 4731 §3.1,
+/// RFC 5267 §3 for SORT); the cursor is after the command name's space.
+fn return_opts(c: &mut Cursor) -> PResult<Option<Vec<SearchReturn>>> {
     let mut returns = None;
     if c.eat_word("RETURN") {
         c.sp("after RETURN")?;
@@ -64,32 +106,71 @@ pub(crate) fn search_args(c: &mut Cursor) -> PResult<SearchArgs> {
         returns = Some(opts);
         c.sp("after RETURN options")?;
     }
-    let mut charset = None;
-    let mut mode = Charset::Utf8;
-    if c.eat_word("CHARSET") {
-        c.sp("after CHARSET")?;
-        let cs = c.astring_utf8("charset name")?;
-        mode = match cs.to_ascii_uppercase().as_str() {
-            "UTF-8" | "UTF8" | "US-ASCII" | "ASCII" => Charset::Utf8,
-            "ISO-8859-1" | "ISO8859-1" | "LATIN1" => Charset::Latin1,
-            _ => Charset::Other,
-        };
-        charset = Some(cs);
-        c.sp("after the charset name")?;
+    Ok(returns)
+}
+
+/// `sort = ["UID" SP] "SORT" [SP "RETURN" ...] SP sort-criteria SP search-criteria`
+/// (RFC 5256 §4, RFC 5267 §3); `search-criteria = charset 1*(SP search-key)`. The cursor is
+/// just after `SORT`. `REVERSE REVERSE` cancels out (Dovecot accepts it too).
+pub(crate) fn sort_args(c: &mut Cursor) -> PResult<(SearchArgs, Vec<SortCriterion>)> {
+    c.sp("after SORT")?;
+    let returns = return_opts(c)?;
+    if !c.eat(b'(') {
+        return Err("Invalid sort argument: expected a parenthesised list of sort keys".into());
     }
-    let mut keys = Vec::new();
+    let mut program = Vec::new();
+    let mut reverse = false;
+    let mut first = true;
     loop {
-        keys.push(key(c, mode, 0)?);
-        if c.at_end() {
+        if c.eat(b')') {
             break;
         }
-        c.sp("between search keys")?;
+        if !first {
+            c.sp("between sort keys")?;
+        }
+        first = false;
+        let a = c.atom("sort key")?;
+        let key = match a.to_ascii_uppercase().as_slice() {
+            b"REVERSE" => {
+                reverse = !reverse;
+                continue;
+            }
+            b"ARRIVAL" => SortKey::Arrival,
+            b"CC" => SortKey::Cc,
+            b"DATE" => SortKey::Date,
+            b"DISPLAYFROM" => SortKey::DisplayFrom,
+            b"DISPLAYTO" => SortKey::DisplayTo,
+            b"FROM" => SortKey::From,
+            b"SIZE" => SortKey::Size,
+            b"SUBJECT" => SortKey::Subject,
+            b"TO" => SortKey::To,
+            _ => return Err(format!("Unknown sort argument: {}", show(a))),
+        };
+        program.push(SortCriterion { reverse, key });
+        reverse = false;
     }
-    Ok(SearchArgs {
-        charset,
+    if reverse {
+        return Err("Sort list ends with REVERSE".into());
+    }
+    if program.is_empty() {
+        return Err("Empty sort program".into());
+    }
+    if c.at_end() {
+        return Err("Invalid charset argument: SORT needs a charset".into());
+    }
+    c.sp("after the sort keys")?;
+    let cs = c.astring_utf8("charset name")?;
+    let mode = charset_mode(&cs);
+    if c.at_end() {
+        return Err("Missing search parameters".into());
+    }
+    c.sp("after the charset name")?;
+    let args = SearchArgs {
+        charset: Some(cs),
         returns,
-        criteria: SearchKey::And(keys),
-    })
+        criteria: criteria(c, mode)?,
+    };
+    Ok((args, program))
 }
 
 fn text(c: &mut Cursor, mode: Charset, what: &str) -> PResult<String> {
