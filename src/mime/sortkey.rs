@@ -28,7 +28,7 @@ pub fn mailbox(value: Option<&[u8]>) -> String {
 }
 
 /// DISPLAYFROM, DISPLAYTO (RFC 5957 §3): the first address's display name, RFC 2047-decoded;
-/// without one, its `mailbox@domain`.
+/// without one, its `mailbox@domain`; for a group, the group's name (as Dovecot).
 pub fn display(value: Option<&[u8]>) -> String {
     let Some(a) = first_address(value) else {
         return String::new();
@@ -45,23 +45,15 @@ pub fn display(value: Option<&[u8]>) -> String {
             );
             casemap::fold(&addr)
         }
+        (Some(group), None) => casemap::fold(&String::from_utf8_lossy(&group)),
         _ => String::new(),
     }
 }
 
-/// DATE: the Date field as seconds since the epoch (UTC), if it parses (RFC 5256 §3: else
-/// the caller uses the INTERNALDATE).
+/// DATE: the Date field as seconds since the epoch (UTC), if it parses the way Dovecot parses
+/// it (RFC 5256 §3: else the caller uses the INTERNALDATE).
 pub fn sent_time(value: Option<&[u8]>) -> Option<i64> {
-    use mail_parser::parsers::MessageStream;
-    use mail_parser::HeaderValue;
-    let value = value?;
-    let mut v = Vec::with_capacity(value.len() + 2);
-    v.extend_from_slice(value);
-    v.extend_from_slice(b"\r\n");
-    match MessageStream::new(&v).parse_date() {
-        HeaderValue::DateTime(dt) if dt.is_valid() => Some(dt.to_timestamp()),
-        _ => None,
-    }
+    super::sentdate::parse(value?)
 }
 
 #[cfg(test)]
@@ -81,6 +73,7 @@ mod tests {
         assert_eq!(mailbox(None), "");
         assert_eq!(display(None), "");
         assert_eq!(display(Some(b"")), "");
+        assert_eq!(display(Some(b"undisclosed: a@b;")), "UNDISCLOSED");
     }
 
     #[test]
