@@ -1,7 +1,9 @@
 //! Text for SEARCH (RFC 3501 §6.4.4): header values with RFC 2047 encoded-words decoded, the
 //! decoded text of the body parts (transfer encoding and charset undone by mail-parser), and
-//! the Date: field. Matching is a case-insensitive substring test on lowercased Unicode text.
+//! the Date: field. Matching is a substring test on text in `i;unicode-casemap` form
+//! ([`super::casemap`], RFC 5255 I18NLEVEL=1), as Dovecot's: `e` finds `café` (E + U+0301).
 
+use super::casemap::fold;
 use super::parse::{self, Field, Part};
 use crate::imap::types::Date;
 use mail_parser::parsers::MessageStream;
@@ -27,8 +29,8 @@ fn header_pairs(msg: &[u8], fields: &[Field]) -> Vec<(String, String)> {
         .iter()
         .map(|f| {
             let name = String::from_utf8_lossy(msg.get(f.name.clone()).unwrap_or_default())
-                .to_ascii_lowercase();
-            (name, decode_header_value(&f.value).to_lowercase())
+                .to_ascii_uppercase();
+            (name, fold(&decode_header_value(&f.value)))
         })
         .collect()
 }
@@ -37,7 +39,7 @@ fn collect_text(m: &Message<'_>, depth: usize, out: &mut String) {
     for p in &m.parts {
         match &p.body {
             PartType::Text(t) | PartType::Html(t) => {
-                out.push_str(&t.to_lowercase());
+                out.push_str(&fold(t));
                 out.push('\n');
             }
             PartType::Message(inner) if depth < MAX_DEPTH => collect_text(inner, depth + 1, out),
@@ -53,7 +55,7 @@ fn collect_text(m: &Message<'_>, depth: usize, out: &mut String) {
 pub struct Doc {
     msg: Vec<u8>,
     fields: OnceCell<Vec<Field>>,
-    /// Every field as (lowercased name, decoded lowercased value), for TEXT.
+    /// Every field as (uppercased name, decoded folded value), for TEXT.
     headers: OnceCell<Vec<(String, String)>>,
     body: OnceCell<String>,
     date: OnceCell<Option<Date>>,
@@ -104,7 +106,7 @@ impl Doc {
     /// RFC 3501 §6.4.4 HEADER / FROM / SUBJECT...: a field of that name whose decoded value
     /// contains the needle (any such field when the needle is empty).
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
-        let needle = needle.to_lowercase();
+        let needle = fold(needle);
         let mut value = Vec::new();
         parse::RawFields::new(&self.msg, 0).any(|f| {
             if !self.msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()) {
@@ -129,11 +131,11 @@ impl Doc {
     }
 
     pub fn body_contains(&self, needle: &str) -> bool {
-        self.body().contains(&needle.to_lowercase())
+        self.body().contains(&fold(needle))
     }
 
     pub fn text_contains(&self, needle: &str) -> bool {
-        let needle = needle.to_lowercase();
+        let needle = fold(needle);
         self.headers()
             .iter()
             .any(|(n, v)| n.contains(&needle) || v.contains(&needle))
@@ -152,7 +154,7 @@ impl Doc {
 }
 
 /// Does the header value `value` (as [`Field::value`] holds it), RFC 2047-decoded and
-/// lowercased, contain `needle` (already lowercased)?
+/// folded, contain `needle` (already folded)?
 ///
 /// Most values are plain ASCII without encoded-words, and most needles are one word: then
 /// decoding changes nothing a word can match (it only unfolds lines and trims whitespace),
@@ -162,17 +164,17 @@ pub fn value_contains(value: &[u8], needle: &str) -> bool {
     if let Some(fast) = ascii_contains(value, needle) {
         return fast;
     }
-    decode_header_value(value).to_lowercase().contains(needle)
+    fold(&decode_header_value(value)).contains(needle)
 }
 
 /// [`value_contains`] without the decoder, or `None` when the answer could differ: `value`
 /// must be printable ASCII (tabs and the `\n` of unfolding allowed) without `=?`, and
-/// `needle` printable ASCII without whitespace or capitals.
+/// `needle` printable ASCII without whitespace or lowercase letters (it is folded).
 fn ascii_contains(value: &[u8], needle: &str) -> Option<bool> {
     let n = needle.as_bytes();
     let word = !n.is_empty()
         && n.iter()
-            .all(|&b| (0x21..0x7f).contains(&b) && !b.is_ascii_uppercase());
+            .all(|&b| (0x21..0x7f).contains(&b) && !b.is_ascii_lowercase());
     let plain = value
         .iter()
         .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t' || b == b'\n')
@@ -186,7 +188,7 @@ fn ascii_contains(value: &[u8], needle: &str) -> Option<bool> {
 /// The decoder's answer, for tests comparing it with [`ascii_contains`].
 #[cfg(test)]
 pub fn value_contains_slow(value: &[u8], needle: &str) -> bool {
-    decode_header_value(value).to_lowercase().contains(needle)
+    fold(&decode_header_value(value)).contains(needle)
 }
 
 /// RFC 5322 §3.3 date (obsolete forms accepted by mail-parser), in its own zone.

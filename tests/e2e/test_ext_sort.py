@@ -283,3 +283,32 @@ def test_warm_sort_does_not_read_message_files(pimap):
     # The files are really unreadable to the server.
     r = c2.command("FETCH 1 BODY.PEEK[]")
     assert not r.ok or b"NIL" in b"".join(r.untagged), r
+
+
+I18N_SUBJECTS = ["café", "CAFE", "straße", "Ǆungla", "ﬁsh", "Ｆish", "naïve", "Ǖ"]
+
+
+@pytest.mark.parametrize("needle,expected", [
+    ("e", [1, 2, 3, 7]),  # café is CAFE + U+0301, naïve NAI + U+0308 + VE
+    ("é", [1]),
+    ("E\u0301", [1]),
+    ("strasse", []),  # ß has no one-character titlecase
+    ("ß", [3]),
+    ("ǆ", [4]),
+    ("dž", []),  # the titlecase digraph stays whole
+    ("fi", [6]),  # ﬁ decomposes after titlecasing: "fi", not "FI"
+    ("ﬁ", [5]),
+    ("f", [1, 2, 6]),
+    ("ï", [7]),
+    ("ü", []),  # Ǖ is Ü + U+0304: one level of decomposition
+    ("u", [4]),
+])
+def test_search_uses_casemap(server, needle, expected):
+    """I18NLEVEL=1 (RFC 5255 §4.3): SEARCH compares with i;unicode-casemap too."""
+    import base64
+    c = box(server, [raw(f"=?utf-8?b?{base64.b64encode(s.encode()).decode()}?=", body=f"{s} body\n")
+                     for s in I18N_SUBJECTS])
+    assert c.ok(f'SEARCH CHARSET UTF-8 SUBJECT "{needle}"').search() == expected
+    assert c.ok(f'SEARCH CHARSET UTF-8 BODY "{needle}"').search() == expected
+    # TEXT also looks at field names ("Subject" holds E and U).
+    assert set(expected) <= set(c.ok(f'SEARCH CHARSET UTF-8 TEXT "{needle}"').search())
