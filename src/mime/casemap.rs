@@ -5,7 +5,7 @@
 //!
 //! As Dovecot 2.3 does it (`uni_utf8_to_decomposed_titlecase`), which is the reference for
 //! pimap: one character at a time, titlecase, then that character's decomposition mapping
-//! (canonical or compatibility) taken *one level* deep ([`table`], generated from
+//! (canonical or compatibility) taken *one level* deep (`casemap/table.rs`, generated from
 //! UnicodeData.txt by `scripts/casemap_table.py`), Hangul syllables into their jamo; no
 //! recursion and no reordering of marks, unlike RFC 5051's NFKD. So `ǖ` becomes `Ü` + U+0304
 //! (as in Dovecot), not `U` + U+0308 + U+0304; and the titlecase digraphs (`ǅ`) are left

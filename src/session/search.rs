@@ -14,7 +14,11 @@ use crate::store::{flag, Mailbox, MessageMeta};
 use std::cell::{OnceCell, RefCell};
 
 impl Session {
+    /// SEARCH, or SORT (which [`Session::sort`] answers).
     pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
+        if let Command::Sort { .. } = cmd {
+            return self.sort(tag, cmd);
+        }
         let Command::Search {
             uid,
             charset,
