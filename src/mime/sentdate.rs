@@ -65,8 +65,9 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// A number of at most four digits (no field of a date has more).
 fn digits(a: &[u8]) -> Option<i64> {
-    if a.is_empty() || !a.iter().all(u8::is_ascii_digit) {
+    if a.is_empty() || a.len() > 4 || !a.iter().all(u8::is_ascii_digit) {
         return None;
     }
     Some(a.iter().fold(0, |n, &d| n * 10 + i64::from(d - b'0')))
@@ -196,6 +197,8 @@ mod tests {
             b"02 Mar 2020 09",
             b"02 Mar 2020 9:0",
             b"123 Mar 2020 09:00",
+            // Found by fuzzing: a long run of digits overflowed.
+            b"9999999999999999999999999999999\"g<",
         ] {
             assert_eq!(parse(v), None, "{}", String::from_utf8_lossy(v));
         }

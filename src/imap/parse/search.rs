@@ -1,5 +1,6 @@
 //! SEARCH arguments (RFC 3501 §6.4.4 / §9 `search-key`, RFC 4731 ESEARCH `RETURN`, RFC 5182
-//! `SAVE` / `$`, RFC 7162 `MODSEQ`).
+//! `SAVE` / `$`, RFC 7162 `MODSEQ`), and SORT's (RFC 5256 §4, RFC 5957 DISPLAYFROM/DISPLAYTO,
+//! RFC 5267 `RETURN`), which end in the same search criteria.
 //!
 //! ```text
 //! search = "SEARCH" [search-return-opts] [SP "CHARSET" SP astring] 1*(SP search-key)
