@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The metadata cache: FETCH ENVELOPE / FETCH BODYSTRUCTURE / SEARCH FROM over N messages
+"""The metadata cache: FETCH ENVELOPE / FETCH BODYSTRUCTURE / SEARCH FROM / SORT over N messages
 (default 10,000), cold vs warm, pimap vs Dovecot, and the cache's disk cost per message.
 
 The messages are the real-message corpus of tests/e2e/test_meta_cache.py (CPython's email test
@@ -40,6 +40,8 @@ COMMANDS = {
     "FETCH ENVELOPE": "FETCH 1:* (ENVELOPE)",
     "FETCH BODYSTRUCTURE": "FETCH 1:* (BODYSTRUCTURE)",
     "SEARCH FROM": 'SEARCH FROM "barry"',
+    "SORT SUBJECT": "SORT (SUBJECT) UTF-8 ALL",
+    "SORT DATE FROM": "SORT (REVERSE DATE FROM) UTF-8 ALL",
 }
 
 
