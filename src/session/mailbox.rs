@@ -374,14 +374,25 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
-        let (uid, validity) = {
-            let mut g = mbox.lock();
-            let uid = match spooled {
-                Some(spool) => g.mbox.append_spool(spool, &flags, internal)?,
-                None => g.mbox.append(&message, &flags, internal)?,
-            };
-            (uid, g.mbox.uid_validity())
+        // Written and synced without the mailbox's lock (other sessions APPENDing here do
+        // the same side by side), placed under it, and made durable after it together with
+        // their syncs: the OK below is sent only then.
+        let prepared = match spooled {
+            Some(_) => None,
+            None => Some(mbox.prepare_append(&message, internal)?),
         };
+        let (uid, validity, pending) = {
+            let mut g = mbox.lock();
+            let (uid, pending) = match (spooled, prepared) {
+                (Some(spool), _) => g.mbox.append_spool(spool, &flags, internal)?,
+                (None, Some(p)) => g.mbox.append_prepared(p, &flags)?,
+                (None, None) => {
+                    return Err(HandlerError::No("[SERVERBUG] nothing to append".into()))
+                }
+            };
+            (uid, g.mbox.uid_validity(), pending)
+        };
+        pending.wait()?;
         let mut out = Vec::new();
         self.sync_selected(&mut out, true)?;
         out.extend_from_slice(

@@ -301,10 +301,14 @@ impl Session {
         // the copies placed under the destination's (the same lock for a COPY into itself).
         let same = std::sync::Arc::ptr_eq(&view.shared, &dest);
         let sources = view.lock().mbox.copy_sources(&uids);
-        let (pairs, dest_validity) = {
+        let (pairs, dest_validity, pending) = {
             let mut d = dest.lock();
-            (d.mbox.copy_in(&sources)?, d.mbox.uid_validity())
+            let (pairs, pending) = d.mbox.copy_in_deferred(&sources)?;
+            (pairs, d.mbox.uid_validity(), pending)
         };
+        // Durable (synced with other sessions' writes, after the lock) before the OK, and
+        // before a MOVE removes the originals.
+        pending.wait()?;
         if is_move && !same {
             let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
             view.lock().mbox.expunge(&moved)?;
