@@ -228,6 +228,12 @@ def main():
         if fp[2] is not None and fd[2] is not None:
             w(f"| wall time in those sync calls per APPEND (ms) | {fp[2] * 1000 / fp[0]:.2f} | "
               f"{fd[2] * 1000 / fd[0]:.2f} | {ratio(fp[2], fd[2])} | (reported) |")
+    fp, fd = (fsync.get(("pimap", "concurrent APPEND + FETCH")),
+              fsync.get(("dovecot", "concurrent APPEND + FETCH")))
+    if fp and fd:
+        w(f"| fsync/fdatasync calls per APPEND, {meta.get('fsync_sessions', 'several')} sessions APPENDing "
+          f"into one mailbox at once ({fp[0]} APPENDs) | {fp[1] / fp[0]:.2f} | {fd[1] / fd[0]:.2f} | "
+          f"{ratio(fp[1], fd[1])} | (reported: sessions' syncs batched) |")
     for case in ("big mailbox", "corpus"):
         rows = {r[0]: r for r in disk if r[1] == case}
         if "pimap" in rows and "dovecot" in rows:

@@ -46,7 +46,7 @@
 #   benches/compare.py benches/results/report-A.md benches/results/report-B.md
 #
 # Knobs (env): MIX_USERS=10 MIX_MSGS=10000 MIX_SECS=20 MIX_CONNS="1 20 100" HOLD_CONNS=100
-# IDLE_CONNS=100 IDLE_MSGS=20 CORPUS=dir:dir CORPUS_LIMIT=all CORPUS_ROUNDS=3 FSYNC_N=50 PROFILE=1
+# IDLE_CONNS=100 IDLE_MSGS=20 CORPUS=dir:dir CORPUS_LIMIT=all CORPUS_ROUNDS=3 FSYNC_N=50 FSYNC_SESSIONS=4 PROFILE=1
 # PROFILE_CONNS=20 CHURN_REPS=40 BIG_REPS=15
 # BIG_SIZES="1000 10000 100000" PANIC_SECS=15 PANIC_CONNS=20 PANIC=1 SYNC=1 (SYNC=0: embed SYNC_FROM, default
 # the newest benches/results/sync-*.md) PORT=18940 KEEP=0 (keep
@@ -84,6 +84,7 @@ fi
 CORPUS_LIMIT=${CORPUS_LIMIT:-1000000}
 CORPUS_ROUNDS=${CORPUS_ROUNDS:-3}
 FSYNC_N=${FSYNC_N:-50}
+FSYNC_SESSIONS=${FSYNC_SESSIONS:-4}
 PROFILE=${PROFILE:-1}
 PROFILE_CONNS=${PROFILE_CONNS:-20}
 CHURN_REPS=${CHURN_REPS:-40}
@@ -430,6 +431,13 @@ if [ -n "$CORPUS" ]; then
         : > "$RES/strace-$kind.txt"
         strace_count "APPEND + FETCH" "$FSYNC_N" "$LOADGEN" corpus --port "$SERVER_PORT" \
             --user "$(printf 'bench%02d' $((CORPUS_ROUNDS + 1)))" --dirs "$CORPUS" --limit "$FSYNC_N"
+        # The same from FSYNC_SESSIONS sessions at once into that one mailbox: what the
+        # sessions share (a writer's fsyncs batched with the others').
+        log "$kind: fsyncs during $FSYNC_SESSIONS x $FSYNC_N concurrent APPENDs into one mailbox"
+        strace_count "concurrent APPEND + FETCH" "$((FSYNC_SESSIONS * FSYNC_N))" bash -c \
+            'for i in $(seq 1 "$1"); do "$2" corpus --port "$3" --user "$4" --dirs "$5" --limit "$6" & done; wait' \
+            _ "$FSYNC_SESSIONS" "$LOADGEN" "$SERVER_PORT" "$(printf 'bench%02d' $((CORPUS_ROUNDS + 1)))" \
+            "$CORPUS" "$FSYNC_N"
         stop_server
         disk_cost "$kind" "corpus" "$root/bench01" "$ncorpus"
         rm -rf "$root"
@@ -567,10 +575,11 @@ python3 benches/report.py "$RES" "$OUT" \
     --meta "machine=$(nproc) cores $(uname -m), $(uname -sr), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average at start $LOADAVG_START, at end $(cut -d" " -f1-3 /proc/loadavg)" \
     --meta "dovecot=$(dovecot --version 2>/dev/null | head -1)" \
     --meta "pimap=$("$PIMAP" --version 2>/dev/null || echo pimap)" \
-    --meta "sizes=MIX_USERS=$MIX_USERS MIX_MSGS=$MIX_MSGS MIX_SECS=$MIX_SECS MIX_CONNS='$MIX_CONNS' HOLD_CONNS=$HOLD_CONNS IDLE_CONNS=$IDLE_CONNS IDLE_MSGS=$IDLE_MSGS BIG_SIZES='$BIG_SIZES' BIG_REPS=$BIG_REPS CORPUS_LIMIT=$CORPUS_LIMIT CORPUS_ROUNDS=$CORPUS_ROUNDS FSYNC_N=$FSYNC_N PROFILE=$PROFILE PROFILE_CONNS=$PROFILE_CONNS CHURN_REPS=$CHURN_REPS PANIC_CONNS=$PANIC_CONNS PANIC_SECS=$PANIC_SECS$([ $QUICK = 1 ] && echo ' (--quick)')" \
+    --meta "sizes=MIX_USERS=$MIX_USERS MIX_MSGS=$MIX_MSGS MIX_SECS=$MIX_SECS MIX_CONNS='$MIX_CONNS' HOLD_CONNS=$HOLD_CONNS IDLE_CONNS=$IDLE_CONNS IDLE_MSGS=$IDLE_MSGS BIG_SIZES='$BIG_SIZES' BIG_REPS=$BIG_REPS CORPUS_LIMIT=$CORPUS_LIMIT CORPUS_ROUNDS=$CORPUS_ROUNDS FSYNC_N=$FSYNC_N FSYNC_SESSIONS=$FSYNC_SESSIONS PROFILE=$PROFILE PROFILE_CONNS=$PROFILE_CONNS CHURN_REPS=$CHURN_REPS PANIC_CONNS=$PANIC_CONNS PANIC_SECS=$PANIC_SECS$([ $QUICK = 1 ] && echo ' (--quick)')" \
     --meta "mail_user=$MAIL_USER" \
     --meta "corpus=$CORPUS" \
     --meta "mix_msgs=$MIX_MSGS" \
     --meta "big_reps=$BIG_REPS" \
+    --meta "fsync_sessions=$FSYNC_SESSIONS" \
     --sync "${SYNC_REPORT:-}"
 cat "$OUT"

@@ -468,7 +468,7 @@ impl<'a> Conn<'a> {
 
     /// IDLE began: arm the mailbox watch, and push what changed before it was armed.
     async fn start_idle(&mut self) -> io::Result<()> {
-        self.watcher = Some(Watcher::new(&self.session.watch_paths()));
+        self.watcher = Some(self.session.watcher());
         self.last_sent = Instant::now();
         if let Some(q) = &self.quiet {
             q.signal();

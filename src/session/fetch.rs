@@ -11,7 +11,7 @@ use super::view::View;
 use super::{Action, HandlerError, Output, Session, Sink};
 use crate::imap::types::{Command, FetchAttr, SequenceSet};
 use crate::mime;
-use crate::store::cache::{self, MailboxCache};
+use crate::store::cache::MailboxCache;
 use crate::store::maildir::shared::{Open, Shared};
 use crate::store::{flag, Flags, StoreError};
 
@@ -66,10 +66,7 @@ impl Session {
         if let (true, Some(since)) = (vanished, changed_since) {
             vanished_in_set(view, since, &set, &mut out)?;
         }
-        let cache = req
-            .cached
-            .any
-            .then(|| cache::for_mailbox(view.shared.dir()));
+        let cache = req.cached.any.then(|| view.shared.cache());
         let Some(missing) = fetch_messages(view, &req, idx, cache.as_deref(), &sink, &mut out)?
         else {
             return Ok(client_gone());

@@ -6,15 +6,15 @@
 //! EXISTS / RECENT / EXPUNGE / FETCH FLAGS that NOOP would send, RFC 2177 §3). Never: touches
 //! the socket (`net::conn` awaits the client and the watcher together and writes the bytes).
 //!
-//! The watcher subscribes to the process-wide inotify instance (`watch_hub`, through rustix,
-//! no unsafe) for the mailbox's `new/`, `cur/` and its own directory (where `dovecot-uidlist`
-//! and `dovecot-keywords` are replaced by rename), so an idle client costs no CPU until
-//! something changes. When inotify is unavailable (other OS, no watch possible) it falls back
-//! to polling every [`POLL_FALLBACK`].
+//! The watcher takes the selected mailbox's wake-ups from the store (one process-wide inotify
+//! instance, see `store::maildir::wake`), so an idle client costs no CPU until something
+//! changes. When inotify is unavailable (other OS, no watch possible) it falls back to polling
+//! every [`POLL_FALLBACK`].
 
 use super::{Action, HandlerError, Output, Pending, Session, State};
+#[cfg(target_os = "linux")]
+use crate::store::maildir::wake::Subscription;
 use async_io::Timer;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// How often an idling session re-reads its mailbox when inotify is unavailable.
@@ -80,12 +80,17 @@ impl Session {
         out
     }
 
-    /// The directories whose changes should wake an idling session: the selected mailbox's
-    /// own directory, `new/` and `cur/`. Empty when no mailbox is selected.
-    pub fn watch_paths(&self) -> Vec<PathBuf> {
+    /// What wakes this session while it idles: the selected mailbox's changes (nothing when
+    /// none is selected).
+    pub fn watcher(&self) -> Watcher {
         match &self.state {
-            State::Selected { view, .. } => view.lock().mbox.watch_paths(),
-            _ => Vec::new(),
+            #[cfg(target_os = "linux")]
+            State::Selected { view, .. } => Watcher::new(view.lock().mbox.subscribe()),
+            #[cfg(not(target_os = "linux"))]
+            State::Selected { .. } => Watcher { kind: Kind::Poll },
+            _ => Watcher {
+                kind: Kind::Nothing,
+            },
         }
     }
 }
@@ -105,33 +110,25 @@ pub struct Watcher {
 enum Kind {
     /// Nothing to watch (no mailbox selected): never fires.
     Nothing,
-    /// Watches on the process-wide inotify instance.
+    /// Wake-ups from the store.
     #[cfg(target_os = "linux")]
-    Inotify(super::watch_hub::Subscription),
+    Inotify(Subscription),
     /// inotify unavailable: fire every [`POLL_FALLBACK`].
     Poll,
 }
 
 impl Watcher {
-    /// Watch `paths` (see [`Session::watch_paths`]).
-    pub fn new(paths: &[PathBuf]) -> Watcher {
-        if paths.is_empty() {
-            return Watcher {
-                kind: Kind::Nothing,
-            };
-        }
-        #[cfg(target_os = "linux")]
-        match super::watch_hub::subscribe(paths) {
-            Ok(sub) => {
-                return Watcher {
-                    kind: Kind::Inotify(sub),
-                }
-            }
+    /// A watcher over a mailbox's wake-ups (on an error: poll every [`POLL_FALLBACK`]).
+    #[cfg(target_os = "linux")]
+    fn new(sub: std::io::Result<Subscription>) -> Watcher {
+        let kind = match sub {
+            Ok(sub) => Kind::Inotify(sub),
             Err(e) => {
-                log::warn!("cannot watch the mailbox ({e}); IDLE polls every {POLL_FALLBACK:?}")
+                log::warn!("cannot watch the mailbox ({e}); IDLE polls every {POLL_FALLBACK:?}");
+                Kind::Poll
             }
-        }
-        Watcher { kind: Kind::Poll }
+        };
+        Watcher { kind }
     }
 
     /// True when changes are noticed by polling rather than by notification.
@@ -173,13 +170,13 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn watcher_wakes_on_delivery() {
-        let dir = std::env::temp_dir().join(format!("pimap-idle-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for sub in ["new", "cur", "tmp"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap_or_default();
-        }
-        let mut w = Watcher::new(&[dir.clone(), dir.join("new"), dir.join("cur")]);
+        let root = crate::store::maildir::test_dir("idle-watcher");
+        let store = crate::store::UserStore::open(&root.join("Maildir")).unwrap();
+        let mbox = store.load_mailbox("INBOX", false).unwrap();
+        let dir = store.root().to_path_buf();
+        let mut w = Watcher::new(mbox.subscribe());
         let polling = w.is_polling();
         let d2 = dir.clone();
         let t = std::thread::spawn(move || {
@@ -192,7 +189,7 @@ mod tests {
         futures_lite::future::block_on(w.changed());
         let took = start.elapsed();
         let _ = t.join();
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&root);
         if !polling {
             assert!(took < Duration::from_secs(1), "woke after {took:?}");
         }

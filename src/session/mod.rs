@@ -31,8 +31,6 @@ mod rev2;
 mod search;
 pub mod special_use;
 pub mod view;
-#[cfg(target_os = "linux")]
-mod watch_hub;
 
 use crate::auth::UserDb;
 use crate::config::MailLocation;

@@ -101,8 +101,7 @@ fn matching(
 ) -> Result<Hits, HandlerError> {
     let needs_doc = needs_content(criteria);
     // Header keys only: the cached header block answers them (see `store::cache`).
-    let cache = (needs_doc && !needs_body(criteria))
-        .then(|| crate::store::cache::for_mailbox(view.shared.dir()));
+    let cache = (needs_doc && !needs_body(criteria)).then(|| view.shared.cache());
     let shared = view.shared.clone();
     if uses_modseq || view.condstore {
         shared.lock().modseqs()?;

@@ -27,6 +27,10 @@
 //!   after a second session changed one message), then SELECT again.
 //! - `churn --port P --user U [--reps R]`: only the NOOP-after-another-session's-STORE case
 //!   (a workload to profile).
+//! - `expunge --port P --user U [--reps R] [--op expunge|uid-expunge|move|copy]`: only the
+//!   single-message removal cases, repeated (a workload to profile): APPEND, STORE \Deleted
+//!   and EXPUNGE or UID EXPUNGE of the new message, or MOVE / COPY it to `Trash` (created if
+//!   missing); prints the median of the timed command.
 //! - `corpus --port P --user U --dirs D1:D2 [--limit N]`: APPEND real messages (`*.eml`,
 //!   `msg_*.txt`) one by one, each fetched back and compared byte for byte; total time.
 //! - `wait --port P [--timeout-ms T]`: poll until the server greets; print the time (ns since
@@ -59,6 +63,7 @@ fn main() {
         "probe" => probe(&args),
         "wait" => wait(&args),
         "churn" => churn(&args),
+        "expunge" => expunge(&args),
         "corpus" => corpus(&args),
         other => Err(format!("unknown subcommand {other}")),
     };
@@ -1344,6 +1349,62 @@ fn churn(a: &Args) -> Result<(), String> {
     let _ = peer.cmd("LOGOUT");
     v.sort_by(|a, b| a.total_cmp(b));
     println!("churn\t{n}\t{reps}\t{:.3}\t{seen}", v[v.len() / 2]);
+    Ok(())
+}
+
+/// `expunge --port P --user U --reps R --op OP`: one session's APPEND of a message, then one
+/// timed command that removes or copies it (`expunge`: STORE \Deleted + EXPUNGE, timing the
+/// EXPUNGE; `uid-expunge`: the same with UID EXPUNGE; `move` / `copy`: UID MOVE / UID COPY to
+/// `Trash`, a COPY's original then removed untimed so the mailbox keeps its size). Prints
+/// the op, the message count, reps and the median in ms.
+fn expunge(a: &Args) -> Result<(), String> {
+    let addr = a.addr()?;
+    let user = a.str("user", "bench01");
+    let reps = a.num("reps", 50)?.max(1);
+    let op = a.str("op", "uid-expunge");
+    let mut c = login_select(addr, &user)?;
+    let n = c.count;
+    let _ = c.cmd("CREATE Trash")?;
+    let mut rng = Rng::new(5);
+    let mut v = Vec::new();
+    for i in 0..reps {
+        let body = message(&mut rng, i, 1_793_000_000, "");
+        let r = c.cmd_literal("APPEND INBOX", &body)?;
+        let uid = resp_code(&r.text, "APPENDUID")
+            .and_then(|v| v.get(1).and_then(|u| u.parse::<u64>().ok()))
+            .ok_or(format!("APPEND: {:?} {}", r.status, r.text))?;
+        let ok = |r: Resp, what: &str| -> Result<(), String> {
+            match r.status {
+                Status::Ok => Ok(()),
+                _ => Err(format!("{what}: {:?} {}", r.status, r.text)),
+            }
+        };
+        let del = format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)");
+        let timed = match op.as_str() {
+            "expunge" | "uid-expunge" => {
+                ok(c.cmd(&del)?, "STORE")?;
+                if op == "expunge" {
+                    "EXPUNGE".to_string()
+                } else {
+                    format!("UID EXPUNGE {uid}")
+                }
+            }
+            "move" => format!("UID MOVE {uid} Trash"),
+            "copy" => format!("UID COPY {uid} Trash"),
+            other => return Err(format!("unknown --op {other}")),
+        };
+        let t = Instant::now();
+        let r = c.cmd(&timed)?;
+        v.push(ms(t.elapsed()));
+        ok(r, &timed)?;
+        if op == "copy" {
+            ok(c.cmd(&del)?, "STORE")?;
+            ok(c.cmd(&format!("UID EXPUNGE {uid}"))?, "UID EXPUNGE")?;
+        }
+    }
+    let _ = c.cmd("LOGOUT");
+    v.sort_by(|a, b| a.total_cmp(b));
+    println!("{op}\t{n}\t{reps}\t{:.3}", v[v.len() / 2]);
     Ok(())
 }
 

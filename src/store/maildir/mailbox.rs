@@ -10,10 +10,10 @@ use super::keywords::{self, Keywords};
 use super::lock::DotLock;
 use super::uidlist::UidList;
 use super::watch::Watch;
-use super::{io_err, new_unique, read_optional, sync_dir, uidvalidity};
+use super::{durable, io_err, new_unique, read_optional, uidvalidity};
 use crate::store::cache;
 use crate::store::{Flags, MessageMeta, Result, StoreError};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod base_index;
 mod events;
 mod flags;
 mod scan;
@@ -31,6 +32,7 @@ mod tests;
 mod uidtail;
 mod write;
 
+use base_index::BaseIndex;
 pub(super) use scan::scan;
 use scan::{read_keywords, read_uidlist, stamp, sync_locked_first, FileId, Stamp, FINE_SETTLE};
 pub use stream::{MessageFile, Spool};
@@ -116,20 +118,29 @@ fn file_vsize(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// Remove the entries at `idx` (ascending, distinct) from `v`, keeping the order. Only the
-/// entries after the first removed one move: taking out the newest message costs O(1).
+/// Remove the entries at `idx` (ascending, distinct; others are sorted first, and those past
+/// the end ignored) from `v`, keeping the order. Only the entries after the first removed
+/// one move: taking out the newest message costs O(1). Each run of kept entries moves in one
+/// `rotate_left` (a memmove, the removed entries rotated behind it), not entry by entry: in
+/// the middle of 100,000 messages entry-wise swaps were 40 % of a single-message EXPUNGE.
 pub(crate) fn remove_sorted<T>(v: &mut Vec<T>, idx: &[usize]) {
-    let Some(&first) = idx.first() else {
+    let len = v.len();
+    let mut gone: Vec<usize> = idx.iter().copied().filter(|&g| g < len).collect();
+    if !gone.windows(2).all(|p| p[0] < p[1]) {
+        gone.sort_unstable();
+        gone.dedup();
+    }
+    let Some(&first) = gone.first() else {
         return;
     };
-    let mut gone = idx.iter().peekable();
+    // v[..w] is final; v[w..g] holds the k entries removed so far.
     let mut w = first;
-    for r in first..v.len() {
-        if gone.next_if(|&&g| g == r).is_some() {
-            continue;
+    for (k, &g) in gone.iter().enumerate() {
+        let end = gone.get(k + 1).copied().unwrap_or(len);
+        if let Some(run) = v.get_mut(w..end) {
+            run.rotate_left(k + 1);
         }
-        v.swap(w, r);
-        w += 1;
+        w += end - (g + 1);
     }
     v.truncate(w);
 }
@@ -170,6 +181,9 @@ pub struct Mailbox {
     extras_id: Option<FileId>,
     messages: Vec<MessageMeta>,
     locs: Vec<Loc>,
+    /// UIDs of the messages flagged `\Deleted` ([`Mailbox::deleted`]), kept with every change
+    /// of a message's flags or of the message list.
+    deleted: BTreeSet<u32>,
     recent: HashSet<u32>,
     /// UIDs of files this session unlinked whose uidlist lines may linger (sorted): the next
     /// APPEND/COPY into this mailbox drops them without scanning the directory.
@@ -192,14 +206,15 @@ pub struct Mailbox {
     /// Names changed in the directories, from inotify: when present, a refresh applies them
     /// instead of comparing mtimes and reading the directories ([`events`]).
     watch: Option<Watch>,
-    /// Base name hash → UID, for applying events by name (built on first use).
-    base_index: Option<HashMap<u64, u32>>,
-    /// Two base names in `base_index` had the same hash: a name it lacks may still be known.
-    base_collided: bool,
+    /// Base name → UID, for applying events by name (built on first use).
+    base_index: Option<BaseIndex>,
     /// A read-only state saw files without a UID: the next uidlist change rescans.
     awaiting_uids: bool,
     /// Full directory reads so far (tests check that events made none).
     rescans: u64,
+    /// Lookups by base name that compared every message's name (tests check that events,
+    /// this process's own included, made none).
+    name_scans: u64,
     /// The `dovecot-uidlist` as last read or appended to ([`uidtail`]).
     uidlist_tail: Option<uidtail::Tail>,
 }
@@ -238,6 +253,7 @@ impl Mailbox {
             extras_id: None,
             messages: Vec::new(),
             locs: Vec::new(),
+            deleted: BTreeSet::new(),
             recent: HashSet::new(),
             own_expunged: Vec::new(),
             uidlist_id: None,
@@ -251,9 +267,9 @@ impl Mailbox {
             // Before the first scan: a change made while it runs is then reported too.
             watch: if watch { Watch::new(dir) } else { None },
             base_index: None,
-            base_collided: false,
             awaiting_uids: false,
             rescans: 0,
+            name_scans: 0,
             uidlist_tail: None,
         };
         mb.rescan()?;
@@ -299,10 +315,12 @@ impl Mailbox {
         &self.dir
     }
 
-    /// The directories whose changes (by any process) may change this mailbox: for a watcher
-    /// such as IDLE's.
-    pub fn watch_paths(&self) -> Vec<PathBuf> {
-        vec![self.dir.clone(), self.dir.join("new"), self.dir.join("cur")]
+    /// Wake-ups whenever this mailbox may have changed, by any process (for IDLE): its
+    /// `new/`, `cur/` and its own directory (where `dovecot-uidlist` and `dovecot-keywords`
+    /// are replaced by rename). Fails when inotify is unavailable; the waiter then polls.
+    #[cfg(target_os = "linux")]
+    pub fn subscribe(&self) -> std::io::Result<super::wake::Subscription> {
+        super::wake::subscribe(&[self.dir.clone(), self.dir.join("new"), self.dir.join("cur")])
     }
 
     /// Keywords defined for this mailbox (for FLAGS / PERMANENTFLAGS), plus `$Forwarded` when
@@ -430,9 +448,10 @@ impl Mailbox {
                 continue;
             };
             if let Some(ix) = self.base_index.as_mut() {
-                ix.remove(&events::base_hash(l.base()));
+                ix.remove(l.base(), m.uid);
             }
             self.recent.remove(&m.uid);
+            self.deleted.remove(&m.uid);
             self.changes.push(Change::Expunged {
                 uid: m.uid,
                 flags: m.flags.clone(),
@@ -440,6 +459,21 @@ impl Mailbox {
         }
         remove_sorted(&mut self.messages, &idx);
         remove_sorted(&mut self.locs, &idx);
+    }
+
+    /// The UIDs of the messages flagged `\Deleted`, ascending, as of the last `refresh`: what
+    /// EXPUNGE and CLOSE remove (RFC 3501 §6.4.3), found without a pass over every message.
+    pub fn deleted(&self) -> impl Iterator<Item = u32> + '_ {
+        self.deleted.iter().copied()
+    }
+
+    /// Keep [`Mailbox::deleted`] in step: message `uid` now has the system flags `system`.
+    fn track_deleted(&mut self, uid: u32, system: u8) {
+        if system & crate::store::flag::DELETED != 0 {
+            self.deleted.insert(uid);
+        } else {
+            self.deleted.remove(&uid);
+        }
     }
 
     /// The message with `uid`, as of the last `refresh` (and this object's own changes).

@@ -13,6 +13,7 @@
 
 pub mod changes;
 mod delivery;
+mod durable;
 pub mod extra_keywords;
 pub mod filename;
 pub mod keywords;
@@ -25,6 +26,8 @@ pub mod shared;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
+#[cfg(target_os = "linux")]
+pub mod wake;
 pub mod watch;
 
 pub use delivery::{deliver, deliver_from_reader, deliver_link};

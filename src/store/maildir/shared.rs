@@ -67,8 +67,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The mailbox's metadata cache (`store::cache`), shared by the process.
+    pub fn cache(&self) -> Arc<crate::store::cache::MailboxCache> {
+        crate::store::cache::for_mailbox(&self.dir)
     }
 }
 

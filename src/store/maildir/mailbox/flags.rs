@@ -274,6 +274,7 @@ impl Mailbox {
             }
         }
         let new_flags = self.flags_of(&loc.name);
+        let system = new_flags.system;
         if let (Some(m), Some(l)) = (self.messages.get_mut(i), self.locs.get_mut(i)) {
             self.forwarded |= has_forwarded(&new_flags);
             if m.flags != new_flags {
@@ -284,6 +285,7 @@ impl Mailbox {
             }
             m.flags = new_flags;
             *l = loc;
+            self.track_deleted(uid, system);
         }
         Ok(())
     }

@@ -406,7 +406,6 @@ impl Mailbox {
     pub(super) fn rescan(&mut self) -> Result<()> {
         self.touch();
         self.base_index = None;
-        self.base_collided = false;
         self.awaiting_uids = false;
         self.rescans += 1;
         if !self.dir.is_dir() {
@@ -485,9 +484,7 @@ impl Mailbox {
         if stats > PUBLISH_AFTER_STATS {
             publish_scan(&self.dir, uid_validity, &messages, &locs);
         }
-        self.forwarded = messages.iter().any(|m| has_forwarded(&m.flags));
-        self.messages = messages;
-        self.locs = locs;
+        self.set_messages(messages, locs);
         self.uid_validity = uid_validity;
         self.uid_next = uid_next;
         // The uidlist as of the stat taken before reading it (a newer file has another
@@ -498,6 +495,18 @@ impl Mailbox {
         self.last_scan = scan_start;
         self.touch();
         Ok(())
+    }
+
+    /// Take `messages` (and their `locs`) as the mailbox's, with what is kept about their
+    /// flags: whether one has `$Forwarded`, and the UIDs of the `\Deleted` ones.
+    fn set_messages(&mut self, messages: Vec<MessageMeta>, locs: Vec<Loc>) {
+        self.forwarded = messages.iter().any(|m| has_forwarded(&m.flags));
+        self.deleted = (messages.iter())
+            .filter(|m| m.flags.system & crate::store::flag::DELETED != 0)
+            .map(|m| m.uid)
+            .collect();
+        self.messages = messages;
+        self.locs = locs;
     }
 
     /// [`scan()`] the directory, and once more when a message of the last scan is not found:

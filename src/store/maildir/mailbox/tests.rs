@@ -303,4 +303,17 @@ mod removal {
             }
         }
     }
+
+    /// Indexes out of contract (repeated, unordered, past the end) remove what they name
+    /// and never panic.
+    #[test]
+    fn remove_sorted_takes_any_index_list() {
+        let cases: [&[usize]; 4] = [&[2, 2], &[5, 1, 3], &[1, 99], &[7, 0, 7, 100]];
+        for idx in cases {
+            let mut v: Vec<usize> = (0..8).collect();
+            let want: Vec<usize> = (0..8).filter(|i| !idx.contains(i)).collect();
+            remove_sorted(&mut v, idx);
+            assert_eq!(v, want, "idx {idx:?}");
+        }
+    }
 }

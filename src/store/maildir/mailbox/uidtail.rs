@@ -43,8 +43,9 @@ const MAX_APPEND: usize = 4096;
 
 impl Mailbox {
     /// With the uidlist lock held: give `placed` (base names of files just put in cur/, their
-    /// paths in `items`) the next UIDs by appending their lines to the file, synced. `None`
-    /// when the file must be rewritten instead (see the module's doc).
+    /// paths in `items`) the next UIDs by appending their lines to the file (not synced: the
+    /// caller syncs after letting go of the lock, see `durable`). `None` when the file must be
+    /// rewritten instead (see the module's doc).
     pub(super) fn append_uid_lines(
         &mut self,
         placed: &[String],
@@ -100,7 +101,6 @@ impl Mailbox {
             .map_err(|e| io_err("opening", &path, e))?;
         // One write: a reader (or a crash) never sees part of a line in between.
         f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_data())
             .map_err(|e| io_err("appending to", &path, e))?;
         tail.len += text.len() as u64;
         self.uidlist_tail = Some(tail);

@@ -175,11 +175,21 @@ impl Mailbox {
                 }
             }
         }
-        sync_dir(&self.dir.join("cur"));
         let by_base: HashMap<String, u32> = match self.append_uid_lines(&placed, items)? {
-            Some(uids) => uids,
+            Some(uids) => {
+                // Synced below, after the lock: the next writer's lines join that sync.
+                drop(lock);
+                let path = self.dir.join(UIDLIST);
+                durable::sync_data(&path).map_err(|e| io_err("syncing", &path, e))?;
+                uids
+            }
             None => self.rewrite_uid_lines(lock, &placed, items)?,
         };
+        // The renames into cur/, made durable together with other sessions' (the uidlist
+        // line of a file lost in a crash before this is a message never acknowledged, which
+        // every reader drops as expunged).
+        let cur = self.dir.join("cur");
+        durable::sync_dir(&cur).map_err(|e| io_err("syncing", &cur, e))?;
         // The new messages are in the state at once: no session has to find them on disk.
         let mut rows = Vec::new();
         for (_, dst, base, _) in items {

@@ -1,10 +1,13 @@
-//! One inotify instance for the whole process, shared by every idling session (Linux only).
+//! Wake-ups when a mailbox may have changed, for whoever waits on it (an idling session):
+//! one inotify instance for the whole process (Linux only), apart from [`super::watch`]'s,
+//! which is read without blocking when a mailbox refreshes.
 //!
-//! Owns: the inotify fd, the map from watch descriptor to the sessions interested in it, and
-//! one thread blocked in `read(2)` on the fd that wakes those sessions through channels. One
-//! instance instead of one per session keeps pimap far below `fs.inotify.max_user_instances`
+//! Owns: the inotify fd, the map from watch descriptor to the waiters interested in it, and
+//! one thread blocked in `read(2)` on the fd that wakes those waiters through channels. One
+//! instance instead of one per waiter keeps pimap far below `fs.inotify.max_user_instances`
 //! (128 by default) however many clients idle, and costs no CPU while nothing changes.
-//! Never: interprets events beyond "this directory changed" (the session re-reads the mailbox).
+//! Never: interprets events beyond "this directory changed" (the waiter refreshes the
+//! mailbox, which learns what changed from [`super::watch`]).
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use smol::channel::{bounded, Receiver, Sender};
@@ -97,6 +100,7 @@ fn run(hub: &Hub) {
 
 /// One session's interest in some directories; dropping it removes the watches nobody else
 /// needs.
+/// Wake-ups for one waiter: ends its watches when dropped.
 pub struct Subscription {
     hub: Arc<Hub>,
     id: u64,
@@ -105,7 +109,7 @@ pub struct Subscription {
 }
 
 /// Watch `paths`; fails when inotify is unavailable or none of the paths can be watched.
-pub fn subscribe(paths: &[PathBuf]) -> std::io::Result<Subscription> {
+pub(super) fn subscribe(paths: &[PathBuf]) -> std::io::Result<Subscription> {
     let hub = hub().ok_or_else(|| std::io::Error::other("inotify unavailable"))?;
     // Deliveries arrive as a rename (or link) into new/; flag changes are renames inside
     // cur/; expunges are unlinks; the uidlist and keywords files are replaced by rename.
