@@ -22,6 +22,7 @@ mod condstore;
 mod fetch;
 mod fetch_body;
 mod fetch_cached;
+mod fetch_response;
 mod idle;
 mod list;
 mod mailbox;

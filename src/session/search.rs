@@ -13,6 +13,16 @@ use crate::store::cache::{MailboxCache, Window};
 use crate::store::{flag, Mailbox, MessageMeta};
 use std::cell::{OnceCell, RefCell};
 
+/// The messages a SEARCH matched, in view order.
+struct Hits {
+    /// Their sequence numbers, or UIDs for UID SEARCH: what the response lists.
+    listed: Vec<u32>,
+    /// Their UIDs: what `RETURN (SAVE)` keeps.
+    uids: Vec<u32>,
+    /// The highest mod-sequence among them (RFC 7162 §3.1.5).
+    top_modseq: u64,
+}
+
 impl Session {
     pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
         let Command::Search {
@@ -24,22 +34,7 @@ impl Session {
         else {
             return Err(HandlerError::Bad("not a SEARCH".into()));
         };
-        if let Some(cs) = &charset {
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty.
-                if returns
-                    .as_ref()
-                    .is_some_and(|r| r.contains(&SearchReturn::Save))
-                {
-                    if let Ok(view) = self.view_mut() {
-                        view.saved.clear();
-                    }
-                }
-                return Err(HandlerError::No(
-                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into(),
-                ));
-            }
-        }
+        self.check_charset(charset.as_deref(), returns.as_deref())?;
         // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH (ALL when no
         // RETURN options were given).
         let returns = if self.enabled.rev2 {
@@ -55,84 +50,137 @@ impl Session {
         }
         let view = self.view_mut()?;
         view.sync(&mut out, uid)?;
-        let needs_doc = needs_content(&criteria);
-        // Header keys only: the cached header block answers them (see `store::cache`).
-        let cache = (needs_doc && !needs_body(&criteria)).then(|| view.shared.cache());
-        let shared = view.shared.clone();
-        if uses_modseq || view.condstore {
-            shared.lock().modseqs()?;
-        }
-        let mut hits = Vec::new();
-        let mut hit_uids = Vec::new();
-        let mut top_modseq = 0u64;
-        let view = &*view;
-        let window = RefCell::new(Window::default());
-        for (i, m) in view.msgs.iter().enumerate() {
-            // Locked for one message at a time: other sessions of the mailbox go on between.
-            let st = shared.lock();
-            let Some(meta) = st.mbox.meta(m.uid) else {
-                continue;
-            };
-            let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
-            let doc = LazyDoc::new(&load);
-            let ctx = Ctx {
-                view,
-                seq: i as u32 + 1,
-                meta,
-                recent: m.recent,
-                doc: &doc,
-                modseq: st.last_modseqs().get(m.uid),
-            };
-            // A message whose file went away while it was read is not reported.
-            if eval(&criteria, &ctx) && !doc.unreadable() {
-                hits.push(if uid { m.uid } else { i as u32 + 1 });
-                hit_uids.push(m.uid);
-                top_modseq = top_modseq.max(ctx.modseq);
-            }
-        }
-        if let Some(c) = &cache {
-            c.flush();
-        }
+        let hits = matching(view, &criteria, uid, uses_modseq)?;
         let view = self.view_mut()?;
         let name = if uid { "UID SEARCH" } else { "SEARCH" };
-        if let Some(returns) = returns {
-            // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
-            let returns = if returns.is_empty() {
-                vec![SearchReturn::All]
-            } else {
-                returns
-            };
-            if returns.contains(&SearchReturn::Save) {
-                view.saved = saved_result(&returns, &hit_uids);
+        match returns {
+            Some(returns) => {
+                out.extend_from_slice(&esearch_result(view, tag, uid, returns, &hits, uses_modseq))
             }
-            let mut line = esearch(tag, uid, &returns, &hits);
-            if uses_modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
-                // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
-                line.truncate(line.len() - 2);
-                line.extend_from_slice(format!(" MODSEQ {top_modseq}\r\n").as_bytes());
-            }
-            out.extend_from_slice(&line);
-            out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
-            return Ok(Output {
-                bytes: out,
-                action: Action::Continue,
-            });
+            None => out.extend_from_slice(&search_result(&hits, uses_modseq)),
         }
-        out.extend_from_slice(b"* SEARCH");
-        for h in &hits {
-            out.extend_from_slice(format!(" {h}").as_bytes());
-        }
-        if uses_modseq && !hits.is_empty() {
-            // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
-            out.extend_from_slice(format!(" (MODSEQ {top_modseq})").as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         Ok(Output {
             bytes: out,
             action: Action::Continue,
         })
     }
+
+    /// Only UTF-8 and its subset US-ASCII are searched: any other charset fails the command
+    /// (RFC 3501 §6.4.4), before anything else is done.
+    fn check_charset(
+        &mut self,
+        charset: Option<&str>,
+        returns: Option<&[SearchReturn]>,
+    ) -> Result<(), HandlerError> {
+        let Some(cs) = charset else {
+            return Ok(());
+        };
+        if cs.eq_ignore_ascii_case("UTF-8") || cs.eq_ignore_ascii_case("US-ASCII") {
+            return Ok(());
+        }
+        // RFC 5182 §2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty.
+        if returns.is_some_and(|r| r.contains(&SearchReturn::Save)) {
+            if let Ok(view) = self.view_mut() {
+                view.saved.clear();
+            }
+        }
+        Err(HandlerError::No(
+            "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into(),
+        ))
+    }
+}
+
+/// The messages of the view that match `criteria`, each read only as far as the keys need
+/// (metadata, the cached header block, or the message).
+fn matching(
+    view: &View,
+    criteria: &SearchKey,
+    uid: bool,
+    uses_modseq: bool,
+) -> Result<Hits, HandlerError> {
+    let needs_doc = needs_content(criteria);
+    // Header keys only: the cached header block answers them (see `store::cache`).
+    let cache = (needs_doc && !needs_body(criteria)).then(|| view.shared.cache());
+    let shared = view.shared.clone();
+    if uses_modseq || view.condstore {
+        shared.lock().modseqs()?;
+    }
+    let mut hits = Hits {
+        listed: Vec::new(),
+        uids: Vec::new(),
+        top_modseq: 0,
+    };
+    let window = RefCell::new(Window::default());
+    for (i, m) in view.msgs.iter().enumerate() {
+        // Locked for one message at a time: other sessions of the mailbox go on between.
+        let st = shared.lock();
+        let Some(meta) = st.mbox.meta(m.uid) else {
+            continue;
+        };
+        let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
+        let doc = LazyDoc::new(&load);
+        let ctx = Ctx {
+            view,
+            seq: i as u32 + 1,
+            meta,
+            recent: m.recent,
+            doc: &doc,
+            modseq: st.last_modseqs().get(m.uid),
+        };
+        // A message whose file went away while it was read is not reported.
+        if eval(criteria, &ctx) && !doc.unreadable() {
+            hits.listed.push(if uid { m.uid } else { i as u32 + 1 });
+            hits.uids.push(m.uid);
+            hits.top_modseq = hits.top_modseq.max(ctx.modseq);
+        }
+    }
+    if let Some(c) = &cache {
+        c.flush();
+    }
+    Ok(hits)
+}
+
+/// The `* ESEARCH` response asked for by `RETURN (...)` (RFC 4731), keeping `$` first when
+/// SAVE is among the options (RFC 5182).
+fn esearch_result(
+    view: &mut View,
+    tag: &str,
+    uid: bool,
+    returns: Vec<SearchReturn>,
+    hits: &Hits,
+    uses_modseq: bool,
+) -> Vec<u8> {
+    // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
+    let returns = if returns.is_empty() {
+        vec![SearchReturn::All]
+    } else {
+        returns
+    };
+    if returns.contains(&SearchReturn::Save) {
+        view.saved = saved_result(&returns, &hits.uids);
+    }
+    let mut line = esearch(tag, uid, &returns, &hits.listed);
+    if uses_modseq && !hits.listed.is_empty() && line.ends_with(b"\r\n") {
+        // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
+        line.truncate(line.len() - 2);
+        line.extend_from_slice(format!(" MODSEQ {}\r\n", hits.top_modseq).as_bytes());
+    }
+    line
+}
+
+/// The `* SEARCH` response (RFC 3501 §7.2.5).
+fn search_result(hits: &Hits, uses_modseq: bool) -> Vec<u8> {
+    let mut out = b"* SEARCH".to_vec();
+    for h in &hits.listed {
+        out.extend_from_slice(format!(" {h}").as_bytes());
+    }
+    if uses_modseq && !hits.listed.is_empty() {
+        // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
+        out.extend_from_slice(format!(" (MODSEQ {})", hits.top_modseq).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// What `RETURN (SAVE ...)` stores as `$` (RFC 5182 §2.4): with MIN and/or MAX but neither
