@@ -64,7 +64,7 @@ impl Session {
         }
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
-        let mut top_modseq = 0u64;
+        let mut hit_modseqs = Vec::new();
         let view = &*view;
         let window = RefCell::new(Window::default());
         for (i, m) in view.msgs.iter().enumerate() {
@@ -87,7 +87,7 @@ impl Session {
             if eval(&criteria, &ctx) && !doc.unreadable() {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
                 hit_uids.push(m.uid);
-                top_modseq = top_modseq.max(ctx.modseq);
+                hit_modseqs.push(ctx.modseq);
             }
         }
         if let Some(c) = &cache {
@@ -107,9 +107,10 @@ impl Session {
             }
             let mut line = esearch(tag, uid, &returns, &hits);
             if uses_modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
-                // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
+                // RFC 7162 §3.1.5, after the other results.
+                let top = returned_modseq(&returns, &hit_modseqs);
                 line.truncate(line.len() - 2);
-                line.extend_from_slice(format!(" MODSEQ {top_modseq}\r\n").as_bytes());
+                line.extend_from_slice(format!(" MODSEQ {top}\r\n").as_bytes());
             }
             out.extend_from_slice(&line);
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
@@ -124,7 +125,8 @@ impl Session {
         }
         if uses_modseq && !hits.is_empty() {
             // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
-            out.extend_from_slice(format!(" (MODSEQ {top_modseq})").as_bytes());
+            let top = hit_modseqs.iter().max().copied().unwrap_or(0);
+            out.extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
@@ -155,6 +157,22 @@ fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
         return v;
     }
     hit_uids.to_vec()
+}
+
+/// The `MODSEQ` of an ESEARCH response (RFC 7162 §3.1.5, `modseqs` in the order of the
+/// matches): the highest mod-sequence of the messages it returns. With MIN and/or MAX but
+/// neither ALL nor COUNT those are only the first and/or last match, as Dovecot answers.
+fn returned_modseq(returns: &[SearchReturn], modseqs: &[u64]) -> u64 {
+    let has = |r| returns.contains(&r);
+    if (has(SearchReturn::Min) || has(SearchReturn::Max))
+        && !has(SearchReturn::All)
+        && !has(SearchReturn::Count)
+    {
+        let min = modseqs.first().filter(|_| has(SearchReturn::Min));
+        let max = modseqs.last().filter(|_| has(SearchReturn::Max));
+        return min.into_iter().chain(max).max().copied().unwrap_or(0);
+    }
+    modseqs.iter().max().copied().unwrap_or(0)
 }
 
 /// The `* ESEARCH (TAG "t") [UID] ...` response (RFC 4731 §3.1); nothing when SAVE is the
@@ -406,5 +424,17 @@ mod esearch_tests {
         assert_eq!(saved_result(&[Save, Min], &[3, 5, 8]), vec![3]);
         assert_eq!(saved_result(&[Save, Min, Max], &[3, 5, 8]), vec![3, 8]);
         assert_eq!(saved_result(&[Save, Min, Count], &[3, 5, 8]), vec![3, 5, 8]);
+    }
+
+    #[test]
+    fn modseq_of_the_returned_messages() {
+        use SearchReturn::*;
+        let m = [4, 9, 6];
+        assert_eq!(returned_modseq(&[Min], &m), 4);
+        assert_eq!(returned_modseq(&[Max], &m), 6);
+        assert_eq!(returned_modseq(&[Min, Max], &m), 6);
+        assert_eq!(returned_modseq(&[Save, Min], &m), 4);
+        assert_eq!(returned_modseq(&[Min, Count], &m), 9);
+        assert_eq!(returned_modseq(&[All], &m), 9);
     }
 }
