@@ -299,13 +299,14 @@ impl Session {
         }
         // Never two mailboxes locked at once: the sources are read under the source's lock,
         // the copies placed under the destination's (the same lock for a COPY into itself).
-        let same = std::sync::Arc::ptr_eq(&view.shared, &dest);
         let sources = view.lock().mbox.copy_sources(&uids);
         let (pairs, dest_validity) = {
             let mut d = dest.lock();
             (d.mbox.copy_in(&sources)?, d.mbox.uid_validity())
         };
-        if is_move && !same {
+        if is_move {
+            // RFC 6851 §3.3: also into the selected mailbox itself; the sync then
+            // reports the EXPUNGE and the new message's EXISTS, as Dovecot does.
             let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
             view.lock().mbox.expunge(&moved)?;
             view.sync(out, true)?;
