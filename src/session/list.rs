@@ -45,7 +45,6 @@ impl Session {
                 .iter()
                 .any(|p| list_match(&join_reference(reference, p), name))
         };
-        let has_percent = patterns.iter().any(|p| p.contains('%'));
         for name in order {
             let Some(n) = nodes.get(&name) else { continue };
             if !matches(&name) {
@@ -56,7 +55,7 @@ impl Session {
             } else {
                 None
             };
-            let Some(childinfo) = selected(n, options, special, has_percent) else {
+            let Some(childinfo) = selected(n, options, special) else {
                 continue;
             };
             let mut attrs = attributes(n, options, want_subs);
@@ -124,12 +123,7 @@ impl Session {
 
 /// Whether the selection options list the matching name `n` (with its SPECIAL-USE attribute
 /// `special`); `Some(true)`: listed with CHILDINFO, `None`: not listed.
-fn selected(
-    n: &Node,
-    options: &ListOptions,
-    special: Option<&str>,
-    has_percent: bool,
-) -> Option<bool> {
+fn selected(n: &Node, options: &ListOptions, special: Option<&str>) -> Option<bool> {
     let mut childinfo = false;
     if options.subscribed {
         // RFC 5258 §3: SUBSCRIBED selects subscribed names, existing or not; RECURSIVEMATCH
@@ -141,15 +135,11 @@ fn selected(
     } else if options.special_use {
         // RFC 6154 §5.1: only names with a special-use attribute.
         special?;
-    } else {
-        if !n.exists && n.has_children && !has_percent {
-            // Nonexistent parents are listed only when `%` stops at them (§6.3.8).
-            return None;
-        }
-        if !n.exists && !n.has_children {
-            // Only known through a subscription: not part of a plain LIST.
-            return None;
-        }
+    } else if !n.exists && !n.has_children {
+        // Only known through a subscription: not part of a plain LIST. A parent that exists
+        // only through its children is listed (`\Noselect`), as Dovecot does: clients draw
+        // the folder tree from `LIST "" *`.
+        return None;
     }
     Some(childinfo)
 }
@@ -158,9 +148,10 @@ fn selected(
 fn attributes(n: &Node, options: &ListOptions, want_subs: bool) -> Vec<&'static str> {
     let mut attrs: Vec<&str> = Vec::new();
     if !n.exists {
-        // RFC 5258 §3.4: \NonExistent implies \Noselect; plain LIST keeps the RFC 3501
-        // \Noselect for parents that only exist as a hierarchy level.
-        attrs.push(if options.subscribed || !n.has_children {
+        // RFC 5258 §3.4: \NonExistent implies \Noselect; a LIST without selection or return
+        // options keeps the RFC 3501 \Noselect for parents that only exist as a hierarchy
+        // level (Dovecot answers the same).
+        attrs.push(if options.extended || !n.has_children {
             "\\NonExistent"
         } else {
             "\\Noselect"
