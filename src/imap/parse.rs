@@ -24,7 +24,7 @@ mod tests;
 #[cfg(test)]
 mod tests_selected;
 
-pub use search::MAX_SEARCH_DEPTH;
+pub use search::{MAX_SEARCH_DEPTH, MAX_SEARCH_KEYS};
 
 use super::encode::is_astring_char;
 use super::types::*;

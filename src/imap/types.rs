@@ -211,7 +211,9 @@ pub enum SearchKey {
     Not(Box<SearchKey>),
     Old,
     On(Date),
-    Or(Box<SearchKey>, Box<SearchKey>),
+    /// `OR a b`, and a chain of ORs flattened (`OR OR a b c` = any of a, b, c): at least two
+    /// keys, any of which must match.
+    Or(Vec<SearchKey>),
     Recent,
     Seen,
     SentBefore(Date),

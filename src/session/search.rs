@@ -285,7 +285,7 @@ fn has_modseq(k: &SearchKey) -> bool {
     match k {
         ModSeq(_) => true,
         Not(k) => has_modseq(k),
-        Or(a, b) => has_modseq(a) || has_modseq(b),
+        Or(v) => v.iter().any(has_modseq),
         And(v) => v.iter().any(has_modseq),
         _ => false,
     }
@@ -297,7 +297,7 @@ fn needs_content(k: &SearchKey) -> bool {
         Bcc(_) | Body(_) | Cc(_) | From(_) | Header(..) | Subject(_) | Text(_) | To(_)
         | SentBefore(_) | SentOn(_) | SentSince(_) => true,
         Not(k) => needs_content(k),
-        Or(a, b) => needs_content(a) || needs_content(b),
+        Or(v) => v.iter().any(needs_content),
         And(v) => v.iter().any(needs_content),
         _ => false,
     }
@@ -309,7 +309,7 @@ fn needs_body(k: &SearchKey) -> bool {
     match k {
         Body(_) | Text(_) => true,
         Not(k) => needs_body(k),
-        Or(a, b) => needs_body(a) || needs_body(b),
+        Or(v) => v.iter().any(needs_body),
         And(v) => v.iter().any(needs_body),
         _ => false,
     }
@@ -387,7 +387,7 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
             _ => set.contains(c.seq, c.view.msgs.len() as u32),
         },
         Not(k) => !eval(k, c),
-        Or(a, b) => eval(a, c) || eval(b, c),
+        Or(v) => v.iter().any(|k| eval(k, c)),
         And(v) => v.iter().all(|k| eval(k, c)),
         // RFC 7162 §3.1.5: mod-sequence equal to or greater than the value.
         ModSeq(n) => c.modseq >= *n,

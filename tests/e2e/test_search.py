@@ -139,3 +139,53 @@ def test_search_syntax_errors(box):
                 "SEARCH OR FROM alice", "SEARCH LARGER x"):
         assert box.command(bad).status == "BAD", bad
     box.ok("NOOP")
+
+
+# -- long OR chains ----------------------------------------------------------------------------
+
+@pytest.fixture
+def ids3(server):
+    c = server.login()
+    for i in (7, 500, 999):
+        append(c, "INBOX", message(f"m{i}", msgid=f"<id{i}@example.org>"))
+    c.ok("SELECT INBOX")
+    return c
+
+
+def id_terms(n: int) -> list[str]:
+    return [f"HEADER Message-ID <id{i}@example.org>" for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [150, 1000])
+@pytest.mark.parametrize("nesting", ["right", "left"])
+def test_long_or_chain(ids3, n, nesting):
+    """A client looking for n Message-IDs sends n-1 nested ORs (`OR a OR b OR c d`, or
+    `OR OR OR a b c d`); Dovecot accepts 1,000 terms, pimap refused more than 100 levels.
+
+    C: A1 SEARCH OR HEADER Message-ID <id0@example.org> OR ... HEADER Message-ID <id149@...>
+    S: * SEARCH 1
+    """
+    terms = id_terms(n)
+    if nesting == "right":
+        chain = " ".join(f"OR {t}" for t in terms[:-1]) + " " + terms[-1]
+    else:
+        chain = "OR " * (n - 1) + " ".join(terms)
+    r = ids3.ok(f"SEARCH {chain}")
+    assert r.untagged == [b"* SEARCH 1\r\n" if n == 150 else b"* SEARCH 1 2 3\r\n"]
+    r = ids3.ok(f"SEARCH NOT ({chain}) UNDELETED")
+    assert r.untagged == [b"* SEARCH\r\n" if n == 1000 else b"* SEARCH 2 3\r\n"]
+
+
+def test_search_keys_bounded_without_deep_recursion(pimap):
+    """The work is bounded by the number of keys (10,000), nesting of parentheses and NOT by
+    100 levels; pathological input gets a BAD, never a crash (Dovecot accepts these)."""
+    c = pimap.login()
+    append(c, "INBOX", message("x"))
+    c.ok("SELECT INBOX")
+    r = c.command("SEARCH " + "OR ALL " * 6000 + "ALL")
+    assert r.status == "BAD" and "Too many search keys (at most 10000)" in r.text, r.line
+    for deep in ["NOT " * 10_000 + "ALL", "(" * 10_000 + "ALL" + ")" * 10_000,
+                 "OR NOT " * 5_000 + "ALL" + " ALL" * 5_000]:
+        r = c.command("SEARCH " + deep)
+        assert r.status == "BAD" and "nested too deeply" in r.text, r.line
+    assert c.ok("SEARCH " + "OR ALL " * 4000 + "ALL").untagged == [b"* SEARCH 1\r\n"]
