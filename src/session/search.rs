@@ -341,6 +341,11 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
             .map(|d| d.header_contains(name, needle))
             .unwrap_or(false)
     };
+    let addr = |name: &str, needle: &str| {
+        c.doc
+            .get()
+            .is_some_and(|d| d.address_contains(name, needle))
+    };
     let sent = || c.doc.get().and_then(|d| d.sent_date());
     match k {
         All => true,
@@ -367,10 +372,10 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         SentBefore(d) => sent().map(|s| s < *d).unwrap_or(false),
         SentOn(d) => sent().map(|s| s == *d).unwrap_or(false),
         SentSince(d) => sent().map(|s| s >= *d).unwrap_or(false),
-        Bcc(s) => hdr("Bcc", s),
-        Cc(s) => hdr("Cc", s),
-        From(s) => hdr("From", s),
-        To(s) => hdr("To", s),
+        Bcc(s) => addr("Bcc", s),
+        Cc(s) => addr("Cc", s),
+        From(s) => addr("From", s),
+        To(s) => addr("To", s),
         Subject(s) => hdr("Subject", s),
         Header(name, s) => hdr(name, s),
         Body(s) => c.doc.get().map(|d| d.body_contains(s)).unwrap_or(false),
