@@ -145,8 +145,8 @@ fn parents_of_unmatched_subscriptions<'a>(
 }
 
 /// Whether the selection options list the matching name `n` (with its SPECIAL-USE attribute
-/// `special`; `reach`: a subscribed descendant of it matches no pattern); `Some(true)`:
-/// listed with CHILDINFO, `None`: not listed.
+/// `special`; `reach`: RECURSIVEMATCH was given and a subscribed descendant of it matches no
+/// pattern); `Some(true)`: listed with CHILDINFO, `None`: not listed.
 fn selected(n: &Node, options: &ListOptions, special: Option<&str>, reach: bool) -> Option<bool> {
     let mut childinfo = false;
     if options.subscribed {
@@ -156,7 +156,7 @@ fn selected(n: &Node, options: &ListOptions, special: Option<&str>, reach: bool)
         // children all match), and marks every listed name with a subscribed descendant
         // with CHILDINFO (Dovecot too, also when that descendant is listed).
         childinfo = options.recursive_match && n.subscribed_child;
-        if !n.subscribed && !(options.recursive_match && reach) {
+        if !n.subscribed && !reach {
             return None;
         }
     } else if options.special_use {
