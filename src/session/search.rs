@@ -106,11 +106,8 @@ impl Session {
                 view.saved = saved_result(&returns, &hit_uids);
             }
             let mut line = esearch(tag, uid, &returns, &hits);
-            if uses_modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
-                // RFC 7162 §3.1.5, after the other results.
-                let top = returned_modseq(&returns, &hit_modseqs);
-                line.truncate(line.len() - 2);
-                line.extend_from_slice(format!(" MODSEQ {top}\r\n").as_bytes());
+            if uses_modseq && !hits.is_empty() {
+                append_modseq(&mut line, returned_modseq(&returns, &hit_modseqs));
             }
             out.extend_from_slice(&line);
             out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
@@ -125,7 +122,7 @@ impl Session {
         }
         if uses_modseq && !hits.is_empty() {
             // RFC 7162 §3.1.5: `* SEARCH 2 5 (MODSEQ 917162500)`.
-            let top = hit_modseqs.iter().max().copied().unwrap_or(0);
+            let top = returned_modseq(&[], &hit_modseqs);
             out.extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
         }
         out.extend_from_slice(b"\r\n");
@@ -157,6 +154,15 @@ fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u32> {
         return v;
     }
     hit_uids.to_vec()
+}
+
+/// `MODSEQ n` after the other results of an ESEARCH line (RFC 7162 §3.1.5); nothing when
+/// there is no line (SAVE alone).
+fn append_modseq(line: &mut Vec<u8>, modseq: u64) {
+    if line.ends_with(b"\r\n") {
+        line.truncate(line.len() - 2);
+        line.extend_from_slice(format!(" MODSEQ {modseq}\r\n").as_bytes());
+    }
 }
 
 /// The `MODSEQ` of an ESEARCH response (RFC 7162 §3.1.5, `modseqs` in the order of the
