@@ -24,7 +24,7 @@ mod tests;
 #[cfg(test)]
 mod tests_selected;
 
-pub use search::MAX_SEARCH_DEPTH;
+pub use search::{MAX_SEARCH_DEPTH, MAX_SEARCH_KEYS};
 
 use super::encode::is_astring_char;
 use super::types::*;
@@ -362,6 +362,7 @@ fn list(c: &mut Cursor) -> PResult<Command> {
     let mut options = ListOptions::default();
     c.sp("after LIST")?;
     if c.eat(b'(') {
+        options.extended = true;
         let mut base = false;
         if !c.eat(b')') {
             loop {
@@ -401,6 +402,7 @@ fn list(c: &mut Cursor) -> PResult<Command> {
     c.sp("before the LIST pattern")?;
     let mut patterns = Vec::new();
     if c.eat(b'(') {
+        options.extended = true;
         loop {
             patterns.push(c.list_mailbox()?);
             if c.eat(b')') {
@@ -421,6 +423,7 @@ fn list(c: &mut Cursor) -> PResult<Command> {
         }
         c.sp("after RETURN")?;
         c.expect(b'(', "'(' starting the LIST return options")?;
+        options.extended = true;
         if !c.eat(b')') {
             loop {
                 let o = c.atom("LIST return option")?;

@@ -278,7 +278,6 @@ impl Session {
         }
         // Never two mailboxes locked at once: the sources are read under the source's lock,
         // the copies placed under the destination's (the same lock for a COPY into itself).
-        let same = std::sync::Arc::ptr_eq(&view.shared, &dest);
         let sources = view.lock().mbox.copy_sources(&uids);
         let (pairs, dest_validity, pending) = {
             let mut d = dest.lock();
@@ -288,7 +287,9 @@ impl Session {
         // Durable (synced with other sessions' writes, after the lock) before the OK, and
         // before a MOVE removes the originals.
         pending.wait()?;
-        if is_move && !same {
+        if is_move {
+            // RFC 6851 §3.3: also into the selected mailbox itself; the sync then
+            // reports the EXPUNGE and the new message's EXISTS, as Dovecot does.
             let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
             view.lock().mbox.expunge(&moved)?;
             view.sync(out, true)?;
