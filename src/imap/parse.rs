@@ -26,7 +26,7 @@ mod tests_selected;
 #[cfg(test)]
 mod tests_sort;
 
-pub use search::MAX_SEARCH_DEPTH;
+pub use search::{MAX_SEARCH_DEPTH, MAX_SEARCH_KEYS};
 
 use super::encode::is_astring_char;
 use super::types::*;
@@ -366,6 +366,7 @@ fn list(c: &mut Cursor) -> PResult<Command> {
     let mut options = ListOptions::default();
     c.sp("after LIST")?;
     if c.eat(b'(') {
+        options.extended = true;
         let mut base = false;
         if !c.eat(b')') {
             loop {
@@ -405,6 +406,7 @@ fn list(c: &mut Cursor) -> PResult<Command> {
     c.sp("before the LIST pattern")?;
     let mut patterns = Vec::new();
     if c.eat(b'(') {
+        options.extended = true;
         loop {
             patterns.push(c.list_mailbox()?);
             if c.eat(b')') {
@@ -425,6 +427,7 @@ fn list(c: &mut Cursor) -> PResult<Command> {
         }
         c.sp("after RETURN")?;
         c.expect(b'(', "'(' starting the LIST return options")?;
+        options.extended = true;
         if !c.eat(b')') {
             loop {
                 let o = c.atom("LIST return option")?;

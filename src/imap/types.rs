@@ -211,7 +211,9 @@ pub enum SearchKey {
     Not(Box<SearchKey>),
     Old,
     On(Date),
-    Or(Box<SearchKey>, Box<SearchKey>),
+    /// `OR a b`, and a chain of ORs flattened (`OR OR a b c` = any of a, b, c): at least two
+    /// keys, any of which must match.
+    Or(Vec<SearchKey>),
     Recent,
     Seen,
     SentBefore(Date),
@@ -314,6 +316,10 @@ pub struct ListOptions {
     pub return_children: bool,
     pub return_special_use: bool,
     pub return_status: Option<Vec<StatusItem>>,
+    /// The extended syntax was used (selection options, a pattern list or RETURN, even
+    /// empty ones): a parent that is only a hierarchy level is then `\NonExistent`, not
+    /// `\Noselect` (RFC 5258 §3.4; Dovecot answers the same).
+    pub extended: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 //! Date, Subject, In-Reply-To and Message-ID: the last field wins; address fields are
 //! concatenated over repeated fields. Sender and Reply-To default to From. Addresses are parsed
 //! tolerantly (RFC 5322 §3.4 plus obsolete syntax, §4.4): the last comment of a bare address
-//! becomes its name, a missing local part or domain is served as `MISSING_MAILBOX` /
+//! becomes its name (never a comment inside `<...>`: the name is then the phrase before it),
+//! a missing local part or domain is served as `MISSING_MAILBOX` /
 //! `MISSING_DOMAIN`, and groups become a `(NIL NIL "name" NIL)` ... `(NIL NIL NIL NIL)` pair.
 
 use super::parse::{name_is, Field};
@@ -209,7 +210,7 @@ impl AddrParser<'_> {
         if ret < 0 {
             self.p.pos = start;
             self.cur = Address::default();
-            ret = self.addr_spec();
+            ret = self.addr_spec(false);
         }
         if self.cur.mailbox.is_none() {
             self.cur.mailbox = Some(b"MISSING_MAILBOX".to_vec());
@@ -254,7 +255,7 @@ impl AddrParser<'_> {
             }
         }
         if !self.p.at(b'>') {
-            if self.addr_spec() < 0 {
+            if self.addr_spec(true) < 0 {
                 return -1;
             }
             if !self.p.at(b'>') {
@@ -291,8 +292,10 @@ impl AddrParser<'_> {
         1
     }
 
-    /// `addr-spec = local-part "@" domain`; a bare comment names the address.
-    fn addr_spec(&mut self) -> i32 {
+    /// `addr-spec = local-part "@" domain`; outside `<...>` (`in_angle` false) a comment
+    /// names the address, as Dovecot does: `e@f (Name)`. Inside, comments are only CFWS
+    /// (RFC 5322 §3.2.2): `Pete <pete(his account)@silly.test>` is Pete's.
+    fn addr_spec(&mut self, in_angle: bool) -> i32 {
         if let Some(c) = self.p.last_comment.as_mut() {
             c.clear();
         }
@@ -321,7 +324,7 @@ impl AddrParser<'_> {
             .p
             .last_comment
             .as_ref()
-            .filter(|c| !c.is_empty())
+            .filter(|c| !c.is_empty() && !in_angle)
             .cloned();
         if let Some(c) = comment {
             self.cur.name = Some(c);
@@ -375,6 +378,19 @@ mod tests {
         assert_eq!(
             e,
             "(\"Mon, 1 Jan 2001  \" \"=?utf-8?q?x?=\" NIL NIL NIL NIL NIL NIL NIL \"<a@b>\")"
+        );
+    }
+
+    #[test]
+    fn comments_inside_angle_brackets_are_no_name() {
+        let e = env("From: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>\nTo: <user-from (comment)@ (comment) domain.org>\n\n");
+        assert!(
+            e.contains("((\"Pete\" NIL \"pete\" \"silly.test\")) ((\"Pete\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("((NIL NIL \"user-from\" \"domain.org\"))"),
+            "{e}"
         );
     }
 

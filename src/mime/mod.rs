@@ -157,10 +157,15 @@ impl SearchDoc {
             doc: search::Doc::from_vec(msg),
         }
     }
-    /// HEADER name needle (and FROM/TO/CC/BCC/SUBJECT): does any field `name` contain `needle`
-    /// (after RFC 2047 decoding, case-insensitive)? An empty needle matches if the field exists.
+    /// HEADER name needle (and SUBJECT): does any field `name` contain `needle` (after RFC
+    /// 2047 decoding, case-insensitive)? An empty needle matches if the field exists.
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
         self.doc.header_contains(name, needle)
+    }
+    /// FROM/TO/CC/BCC: [`SearchDoc::header_contains`] over the field's addresses as Dovecot
+    /// writes them for SEARCH (comments and folding gone, `name <mailbox@domain>`).
+    pub fn address_contains(&self, name: &str, needle: &str) -> bool {
+        self.doc.address_contains(name, needle)
     }
     /// BODY: the decoded text of the body parts contains `needle`.
     pub fn body_contains(&self, needle: &str) -> bool {

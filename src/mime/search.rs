@@ -130,6 +130,25 @@ impl Doc {
         Some(value)
     }
 
+    /// RFC 3501 §6.4.4 FROM / TO / CC / BCC: a field of that name whose addresses, written
+    /// the way Dovecot matches them ([`address_search_text`]), contain the needle. So
+    /// `FROM user@domain.org` finds `<user (comment)@ (comment) domain.org>`.
+    pub fn address_contains(&self, name: &str, needle: &str) -> bool {
+        let needle = fold(needle);
+        let mut value = Vec::new();
+        parse::RawFields::new(&self.msg, 0).any(|f| {
+            if !self.msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()) {
+                return false;
+            }
+            if needle.is_empty() {
+                return true;
+            }
+            value.clear();
+            f.value_into(&self.msg, &mut value);
+            value_contains(&address_search_text(&value), &needle)
+        })
+    }
+
     pub fn body_contains(&self, needle: &str) -> bool {
         self.body().contains(&fold(needle))
     }
@@ -189,6 +208,71 @@ fn ascii_contains(value: &[u8], needle: &str) -> Option<bool> {
 #[cfg(test)]
 pub fn value_contains_slow(value: &[u8], needle: &str) -> bool {
     fold(&decode_header_value(value)).contains(needle)
+}
+
+/// An address list written back as Dovecot 2.3 matches FROM / TO / CC / BCC against it
+/// (then RFC 2047-decoded): comments and folding gone, each address as `<mailbox@domain>`,
+/// `name <@route:mailbox@domain>` (the name quoted unless it is an atom or holds an
+/// encoded-word), a group as `"name": a, b;`, all joined by `, `.
+pub fn address_search_text(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut in_group = false;
+    let mut first_member = false;
+    for (i, a) in super::envelope::parse_addresses(value).iter().enumerate() {
+        if a.domain.is_none() {
+            // A group's start (its name in `mailbox`) or end (all NIL).
+            if !in_group {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                write_phrase(&mut out, a.mailbox.as_deref().unwrap_or_default());
+                out.push(b':');
+                first_member = true;
+            } else {
+                out.push(b';');
+                first_member = false;
+            }
+            in_group = !in_group;
+            continue;
+        }
+        if first_member {
+            out.push(b' ');
+            first_member = false;
+        } else if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        if let Some(name) = a.name.as_deref().filter(|n| !n.is_empty()) {
+            write_phrase(&mut out, name);
+            out.push(b' ');
+        }
+        out.push(b'<');
+        if let Some(route) = &a.route {
+            out.extend_from_slice(route);
+            out.push(b':');
+        }
+        out.extend_from_slice(a.mailbox.as_deref().unwrap_or_default());
+        out.push(b'@');
+        out.extend_from_slice(a.domain.as_deref().unwrap_or_default());
+        out.push(b'>');
+    }
+    out
+}
+
+/// A display name as Dovecot writes it for SEARCH: as is when it is an atom or holds an
+/// encoded-word (which must not be quoted, RFC 2047 §5), else a quoted-string.
+fn write_phrase(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().all(|&b| super::rfc822::is_atext(b)) || s.windows(2).any(|w| w == b"=?") {
+        out.extend_from_slice(s);
+        return;
+    }
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 /// RFC 5322 §3.3 date (obsolete forms accepted by mail-parser), in its own zone.

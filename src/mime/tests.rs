@@ -481,3 +481,34 @@ fn check_against_reference(m: &[u8]) {
         );
     }
 }
+
+#[test]
+fn address_search_text_like_dovecot() {
+    let t = |v: &str| String::from_utf8(search::address_search_text(v.as_bytes())).unwrap();
+    assert_eq!(
+        t("<user-from (comment)@ (comment) domain.org>"),
+        "<user-from@domain.org>"
+    );
+    assert_eq!(
+        t("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>, x@y.test"),
+        "Pete <pete@silly.test>, <x@y.test>"
+    );
+    assert_eq!(
+        t("G:Ed Jones <c@a.test>,j@w.test;, U R:;, \"a\\\"b\" <@r:q@x>"),
+        "G: \"Ed Jones\" <c@a.test>, <j@w.test>;, \"U R\":;, \"a\\\"b\" <@r:q@x>"
+    );
+    assert_eq!(
+        t("=?utf-8?q?J=C3=B6rg?= <j@x>"),
+        "=?utf-8?q?J=C3=B6rg?= <j@x>"
+    );
+    assert_eq!(t(""), "");
+    for m in both("From: <a (zz)@ b.example>\nTo: Bob <bob(y)@ex>\n\nbody\n") {
+        let d = SearchDoc::new(&m);
+        assert!(d.address_contains("From", "a@b.example"));
+        assert!(!d.address_contains("From", "zz"));
+        assert!(d.header_contains("From", "zz"));
+        assert!(d.address_contains("To", "BOB <bob@ex>"));
+        assert!(d.address_contains("To", ""));
+        assert!(!d.address_contains("Cc", ""));
+    }
+}

@@ -9,7 +9,7 @@ use super::mailbox::{join_reference, list_match, SEP};
 use super::special_use;
 use super::{HandlerError, Session};
 use crate::imap::types::ListOptions;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// What LIST knows about one name.
 #[derive(Default)]
@@ -45,7 +45,11 @@ impl Session {
                 .iter()
                 .any(|p| list_match(&join_reference(reference, p), name))
         };
-        let has_percent = patterns.iter().any(|p| p.contains('%'));
+        let unreached = if options.recursive_match {
+            parents_of_unmatched_subscriptions(&nodes, &matches)
+        } else {
+            HashSet::new()
+        };
         for name in order {
             let Some(n) = nodes.get(&name) else { continue };
             if !matches(&name) {
@@ -56,7 +60,8 @@ impl Session {
             } else {
                 None
             };
-            let Some(childinfo) = selected(n, options, special, has_percent) else {
+            let reach = unreached.contains(name.as_str());
+            let Some(childinfo) = selected(n, options, special, reach) else {
                 continue;
             };
             let mut attrs = attributes(n, options, want_subs);
@@ -122,34 +127,46 @@ impl Session {
     }
 }
 
+/// The names with a subscribed descendant that no pattern matches (so it is not listed
+/// itself): RECURSIVEMATCH lists them (RFC 5258 §3.5).
+fn parents_of_unmatched_subscriptions<'a>(
+    nodes: &'a BTreeMap<String, Node>,
+    matches: &dyn Fn(&str) -> bool,
+) -> HashSet<&'a str> {
+    let mut out = HashSet::new();
+    for (name, _) in nodes.iter().filter(|(k, n)| n.subscribed && !matches(k)) {
+        for (i, c) in name.char_indices() {
+            if c == SEP {
+                out.extend(name.get(..i));
+            }
+        }
+    }
+    out
+}
+
 /// Whether the selection options list the matching name `n` (with its SPECIAL-USE attribute
-/// `special`); `Some(true)`: listed with CHILDINFO, `None`: not listed.
-fn selected(
-    n: &Node,
-    options: &ListOptions,
-    special: Option<&str>,
-    has_percent: bool,
-) -> Option<bool> {
+/// `special`; `reach`: RECURSIVEMATCH was given and a subscribed descendant of it matches no
+/// pattern); `Some(true)`: listed with CHILDINFO, `None`: not listed.
+fn selected(n: &Node, options: &ListOptions, special: Option<&str>, reach: bool) -> Option<bool> {
     let mut childinfo = false;
     if options.subscribed {
-        // RFC 5258 §3: SUBSCRIBED selects subscribed names, existing or not; RECURSIVEMATCH
-        // adds matching parents of subscribed names, with CHILDINFO.
+        // RFC 5258 §3.5 and the examples of §5: SUBSCRIBED selects subscribed names,
+        // existing or not; RECURSIVEMATCH adds the matching parents of subscribed names the
+        // patterns do not reach (`foo2` for `*2` and `foo2.bar1`, not `baz2` whose subscribed
+        // children all match), and marks every listed name with a subscribed descendant
+        // with CHILDINFO (Dovecot too, also when that descendant is listed).
         childinfo = options.recursive_match && n.subscribed_child;
-        if !n.subscribed && !childinfo {
+        if !n.subscribed && !reach {
             return None;
         }
     } else if options.special_use {
         // RFC 6154 §5.1: only names with a special-use attribute.
         special?;
-    } else {
-        if !n.exists && n.has_children && !has_percent {
-            // Nonexistent parents are listed only when `%` stops at them (§6.3.8).
-            return None;
-        }
-        if !n.exists && !n.has_children {
-            // Only known through a subscription: not part of a plain LIST.
-            return None;
-        }
+    } else if !n.exists && !n.has_children {
+        // Only known through a subscription: not part of a plain LIST. A parent that exists
+        // only through its children is listed (`\Noselect`), as Dovecot does: clients draw
+        // the folder tree from `LIST "" *`.
+        return None;
     }
     Some(childinfo)
 }
@@ -158,9 +175,10 @@ fn selected(
 fn attributes(n: &Node, options: &ListOptions, want_subs: bool) -> Vec<&'static str> {
     let mut attrs: Vec<&str> = Vec::new();
     if !n.exists {
-        // RFC 5258 §3.4: \NonExistent implies \Noselect; plain LIST keeps the RFC 3501
-        // \Noselect for parents that only exist as a hierarchy level.
-        attrs.push(if options.subscribed || !n.has_children {
+        // RFC 5258 §3.4: \NonExistent implies \Noselect; a LIST without selection or return
+        // options keeps the RFC 3501 \Noselect for parents that only exist as a hierarchy
+        // level (Dovecot answers the same).
+        attrs.push(if options.extended || !n.has_children {
             "\\NonExistent"
         } else {
             "\\Noselect"

@@ -10,6 +10,30 @@ use crate::store::{Flags, Spool, StoreError};
 /// The hierarchy separator of Dovecot's Maildir++ layout.
 pub const SEP: char = '.';
 
+/// The answer to a SELECT whose mailbox could not be opened. A mailbox selected before
+/// (`was_selected`) is closed all the same, and `[CLOSED]` says so before the tagged NO
+/// (RFC 7162 §3.2.11, RFC 9051 §6.3.2; as Dovecot).
+fn failed_select(tag: &str, was_selected: bool, err: HandlerError) -> Result<Output, HandlerError> {
+    if let (true, HandlerError::No(text)) = (was_selected, &err) {
+        return Ok(Output {
+            bytes: format!("* OK [CLOSED] Previous mailbox closed.\r\n{tag} NO {text}\r\n")
+                .into_bytes(),
+            action: Action::Continue,
+        });
+    }
+    Err(err)
+}
+
+/// The position in the view of the first message without \Seen (RFC 3501 §7.1: `UNSEEN`).
+fn first_unseen(view: &View) -> Option<usize> {
+    let st = view.lock();
+    view.msgs.iter().position(|m| {
+        st.mbox
+            .meta(m.uid)
+            .is_some_and(|x| x.flags.system & crate::store::flag::SEEN == 0)
+    })
+}
+
 impl Session {
     pub(super) fn select(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
         let (name, read_only, condstore, qresync) = match cmd {
@@ -52,19 +76,7 @@ impl Session {
             Ok(v) => v,
             Err(e) => {
                 self.state = State::Authenticated { user, store };
-                let err = HandlerError::from(e);
-                // RFC 7162 §3.2.11, RFC 9051 §6.3.2: the previous mailbox was closed, and
-                // `[CLOSED]` says so even though the new one could not be opened (as Dovecot).
-                if let (true, HandlerError::No(text)) = (was_selected, &err) {
-                    return Ok(Output {
-                        bytes: format!(
-                            "* OK [CLOSED] Previous mailbox closed.\r\n{tag} NO {text}\r\n"
-                        )
-                        .into_bytes(),
-                        action: Action::Continue,
-                    });
-                }
-                return Err(err);
+                return failed_select(tag, was_selected, HandlerError::from(e));
             }
         };
         view.condstore = self.enabled.condstore;
@@ -74,6 +86,34 @@ impl Session {
             view.set_rev2();
         }
         let mut out = Vec::new();
+        self.select_responses(&view, &name, was_selected, rev2, &mut out)?;
+        if let Some(p) = &qresync {
+            super::condstore::qresync_select(&mut view, p, &mut out)?;
+        }
+        let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        let verb = if read_only { "Examine" } else { "Select" };
+        out.extend_from_slice(format!("{tag} OK [{rw}] {verb} completed.\r\n").as_bytes());
+        self.state = State::Selected {
+            user,
+            store,
+            view: Box::new(view),
+        };
+        Ok(Output {
+            bytes: out,
+            action: Action::Continue,
+        })
+    }
+
+    /// The untagged responses of a SELECT or EXAMINE (RFC 3501 §6.3.1; RFC 9051 §6.3.2 under
+    /// IMAP4rev2, `rev2`), `[CLOSED]` first when it replaces a selected mailbox.
+    fn select_responses(
+        &self,
+        view: &View,
+        name: &str,
+        was_selected: bool,
+        rev2: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HandlerError> {
         if was_selected {
             // RFC 7162 §3.2.11: the previous mailbox's updates end here.
             out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
@@ -83,19 +123,12 @@ impl Session {
         if rev2 {
             // RFC 9051 §6.3.2: the mailbox's name in a LIST response; no RECENT, no UNSEEN.
             out.extend_from_slice(b"* LIST () \".\" ");
-            self.put_name(&mut out, &name, true);
+            self.put_name(out, name, true);
             out.extend_from_slice(b"\r\n");
         } else {
             out.extend_from_slice(format!("* {} RECENT\r\n", view.recent()).as_bytes());
         }
-        let unseen = (!rev2).then(|| {
-            let st = view.lock();
-            view.msgs.iter().position(|m| {
-                st.mbox
-                    .meta(m.uid)
-                    .is_some_and(|x| x.flags.system & crate::store::flag::SEEN == 0)
-            })
-        });
+        let unseen = (!rev2).then(|| first_unseen(view));
         if let Some(pos) = unseen.flatten() {
             out.extend_from_slice(
                 format!("* OK [UNSEEN {}] First unseen.\r\n", pos + 1).as_bytes(),
@@ -119,21 +152,7 @@ impl Session {
                 .as_bytes(),
             );
         }
-        if let Some(p) = &qresync {
-            super::condstore::qresync_select(&mut view, p, &mut out)?;
-        }
-        let rw = if read_only { "READ-ONLY" } else { "READ-WRITE" };
-        let verb = if read_only { "Examine" } else { "Select" };
-        out.extend_from_slice(format!("{tag} OK [{rw}] {verb} completed.\r\n").as_bytes());
-        self.state = State::Selected {
-            user,
-            store,
-            view: Box::new(view),
-        };
-        Ok(Output {
-            bytes: out,
-            action: Action::Continue,
-        })
+        Ok(())
     }
 
     pub(super) fn mailbox_command(
@@ -374,14 +393,25 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
-        let (uid, validity) = {
-            let mut g = mbox.lock();
-            let uid = match spooled {
-                Some(spool) => g.mbox.append_spool(spool, &flags, internal)?,
-                None => g.mbox.append(&message, &flags, internal)?,
-            };
-            (uid, g.mbox.uid_validity())
+        // Written and synced without the mailbox's lock (other sessions APPENDing here do
+        // the same side by side), placed under it, and made durable after it together with
+        // their syncs: the OK below is sent only then.
+        let prepared = match spooled {
+            Some(_) => None,
+            None => Some(mbox.prepare_append(&message, internal)?),
         };
+        let (uid, validity, pending) = {
+            let mut g = mbox.lock();
+            let (uid, pending) = match (spooled, prepared) {
+                (Some(spool), _) => g.mbox.append_spool(spool, &flags, internal)?,
+                (None, Some(p)) => g.mbox.append_prepared(p, &flags)?,
+                (None, None) => {
+                    return Err(HandlerError::No("[SERVERBUG] nothing to append".into()))
+                }
+            };
+            (uid, g.mbox.uid_validity(), pending)
+        };
+        pending.wait()?;
         let mut out = Vec::new();
         self.sync_selected(&mut out, true)?;
         out.extend_from_slice(

@@ -6,7 +6,7 @@ use super::mailbox::to_store_flags;
 use super::view::{flags_list, View};
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
 use crate::imap::types::{Command, Flag, SequenceSet, StoreMode};
-use crate::store::{flag, StoreError};
+use crate::store::{flag, Flags, StoreError};
 
 impl Session {
     pub(super) fn selected_command(
@@ -22,62 +22,12 @@ impl Session {
             }
             Command::Close | Command::Unselect => {
                 let close = matches!(cmd, Command::Close);
-                let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
-                if let State::Selected { user, store, view } = state {
-                    let mut result = Ok(());
-                    if close && !view.read_only {
-                        // RFC 3501 §6.4.2: CLOSE expunges silently.
-                        let uids: Vec<u32> = deleted_uids(&view, None);
-                        if !uids.is_empty() {
-                            result = view.lock().mbox.expunge(&uids).map(|_| ());
-                        }
-                    }
-                    self.state = State::Authenticated { user, store };
-                    result?;
-                } else {
-                    self.state = state;
-                }
+                self.leave_mailbox(close)?;
                 let name = if close { "CLOSE" } else { "UNSELECT" };
                 out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
             }
-            Command::Expunge | Command::UidExpunge(_) => {
-                let set = if let Command::UidExpunge(s) = &cmd {
-                    Some(s.clone())
-                } else {
-                    None
-                };
-                let view = self.view_mut()?;
-                if view.read_only {
-                    return Err(HandlerError::No("[READ-ONLY] Mailbox is read-only.".into()));
-                }
-                view.sync(&mut out, true)?;
-                let uids = match &set {
-                    Some(s) => {
-                        let idx = view.resolve(s, true).map_err(HandlerError::Bad)?;
-                        let mut sel = Vec::new();
-                        for i in idx {
-                            sel.push(view.msgs[i].uid);
-                        }
-                        deleted_uids(view, Some(&sel))
-                    }
-                    None => deleted_uids(view, None),
-                };
-                view.lock().mbox.expunge(&uids)?;
-                view.sync(&mut out, true)?;
-                let name = if set.is_some() {
-                    "UID EXPUNGE"
-                } else {
-                    "EXPUNGE"
-                };
-                // RFC 7162 §3.2.10 (as Dovecot does once CONDSTORE is on): the tagged OK tells
-                // the new HIGHESTMODSEQ.
-                let code = if view.condstore {
-                    format!("[HIGHESTMODSEQ {}] ", view.highest_modseq()?)
-                } else {
-                    String::new()
-                };
-                out.extend_from_slice(format!("{tag} OK {code}{name} completed.\r\n").as_bytes());
-            }
+            Command::Expunge => self.expunge(tag, None, &mut out)?,
+            Command::UidExpunge(set) => self.expunge(tag, Some(&set), &mut out)?,
             Command::Store {
                 uid,
                 set,
@@ -144,6 +94,70 @@ impl Session {
         }
     }
 
+    /// CLOSE (`expunge`) or UNSELECT (RFC 3691): back to the authenticated state. CLOSE first
+    /// removes the messages flagged \Deleted, silently (RFC 3501 §6.4.2), unless read-only;
+    /// the mailbox is left even when that fails.
+    fn leave_mailbox(&mut self, expunge: bool) -> Result<(), HandlerError> {
+        let state = std::mem::replace(&mut self.state, State::NotAuthenticated);
+        if let State::Selected { user, store, view } = state {
+            let mut result = Ok(());
+            if expunge && !view.read_only {
+                // RFC 3501 §6.4.2: CLOSE expunges silently.
+                let uids: Vec<u32> = deleted_uids(&view, None);
+                if !uids.is_empty() {
+                    result = view.lock().mbox.expunge(&uids).map(|_| ());
+                }
+            }
+            self.state = State::Authenticated { user, store };
+            result?;
+        } else {
+            self.state = state;
+        }
+        Ok(())
+    }
+
+    /// EXPUNGE (RFC 3501 §6.4.3), or UID EXPUNGE of the UIDs in `set` (RFC 4315 §2.1): remove
+    /// the messages flagged \Deleted and report them, with the tagged OK.
+    fn expunge(
+        &mut self,
+        tag: &str,
+        set: Option<&SequenceSet>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HandlerError> {
+        let view = self.view_mut()?;
+        if view.read_only {
+            return Err(HandlerError::No("[READ-ONLY] Mailbox is read-only.".into()));
+        }
+        view.sync(out, true)?;
+        let uids = match set {
+            Some(s) => {
+                let idx = view.resolve(s, true).map_err(HandlerError::Bad)?;
+                let mut sel = Vec::new();
+                for i in idx {
+                    sel.push(view.msgs[i].uid);
+                }
+                deleted_uids(view, Some(&sel))
+            }
+            None => deleted_uids(view, None),
+        };
+        view.lock().mbox.expunge(&uids)?;
+        view.sync(out, true)?;
+        let name = if set.is_some() {
+            "UID EXPUNGE"
+        } else {
+            "EXPUNGE"
+        };
+        // RFC 7162 §3.2.10 (as Dovecot does once CONDSTORE is on): the tagged OK tells
+        // the new HIGHESTMODSEQ.
+        let code = if view.condstore {
+            format!("[HIGHESTMODSEQ {}] ", view.highest_modseq()?)
+        } else {
+            String::new()
+        };
+        out.extend_from_slice(format!("{tag} OK {code}{name} completed.\r\n").as_bytes());
+        Ok(())
+    }
+
     /// STORE / UID STORE (RFC 3501 §6.4.6) with RFC 7162 §3.1.3 UNCHANGEDSINCE: returns the
     /// sequence numbers (UIDs for UID STORE) of the messages that failed the test.
     #[allow(clippy::too_many_arguments)]
@@ -167,7 +181,7 @@ impl Session {
         let idx = view.resolve(set, uid).map_err(HandlerError::Bad)?;
         let mut modified = Vec::new();
         // (view index, changed on disk by this command, flags now, mod-sequence)
-        let mut done: Vec<(usize, bool, crate::store::Flags, u64)> = Vec::new();
+        let mut done: Vec<(usize, bool, Flags, u64)> = Vec::new();
         // One lock for the whole command: the process's one writer of this mailbox.
         let shared = view.shared.clone();
         let mut st = shared.lock();
@@ -185,23 +199,7 @@ impl Session {
                     continue;
                 }
             }
-            let mut new = meta.flags.clone();
-            match mode {
-                StoreMode::Replace => new = given.clone(),
-                StoreMode::Add => {
-                    new.system |= given.system;
-                    for k in &given.keywords {
-                        if !new.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                            new.keywords.push(k.clone());
-                        }
-                    }
-                }
-                StoreMode::Remove => {
-                    new.system &= !given.system;
-                    new.keywords
-                        .retain(|x| !given.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
-                }
-            }
+            let new = stored_flags(&meta.flags, mode, &given);
             let mut changed = false;
             if new != meta.flags {
                 match view.set_flags(&mut st, msg_uid, &new) {
@@ -228,26 +226,7 @@ impl Session {
         // RFC 3501 §7.2.6: a keyword this STORE added to the mailbox is announced before
         // the FETCH responses that carry it.
         view.announce_keywords(out);
-        for (i, changed, flags, modseq) in done {
-            let m = &view.msgs[i];
-            let mut items = Vec::new();
-            if uid || view.qresync {
-                items.push(format!("UID {}", m.uid));
-            }
-            if view.condstore && (changed || !silent) {
-                items.push(format!("MODSEQ ({modseq})"));
-            }
-            if !silent {
-                items.push(format!("FLAGS {}", flags_list(&flags, m.recent)));
-            }
-            // Silent and nothing to tell (RFC 7162 §3.1.3: with .SILENT, MODSEQ only).
-            if silent && !(view.condstore && changed) {
-                continue;
-            }
-            out.extend_from_slice(
-                format!("* {} FETCH ({})\r\n", i + 1, items.join(" ")).as_bytes(),
-            );
-        }
+        store_responses(view, out, done, uid, silent);
         Ok(modified)
     }
 
@@ -299,13 +278,18 @@ impl Session {
         }
         // Never two mailboxes locked at once: the sources are read under the source's lock,
         // the copies placed under the destination's (the same lock for a COPY into itself).
-        let same = std::sync::Arc::ptr_eq(&view.shared, &dest);
         let sources = view.lock().mbox.copy_sources(&uids);
-        let (pairs, dest_validity) = {
+        let (pairs, dest_validity, pending) = {
             let mut d = dest.lock();
-            (d.mbox.copy_in(&sources)?, d.mbox.uid_validity())
+            let (pairs, pending) = d.mbox.copy_in_deferred(&sources)?;
+            (pairs, d.mbox.uid_validity(), pending)
         };
-        if is_move && !same {
+        // Durable (synced with other sessions' writes, after the lock) before the OK, and
+        // before a MOVE removes the originals.
+        pending.wait()?;
+        if is_move {
+            // RFC 6851 §3.3: also into the selected mailbox itself; the sync then
+            // reports the EXPUNGE and the new message's EXISTS, as Dovecot does.
             let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
             view.lock().mbox.expunge(&moved)?;
             view.sync(out, true)?;
@@ -318,6 +302,59 @@ impl Session {
             uid_set(&src),
             uid_set(&dst)
         ))
+    }
+}
+
+/// The flags of a message after STORE in `mode` with the flags `given` (keywords compare
+/// without case; an added keyword already there keeps its spelling).
+fn stored_flags(old: &Flags, mode: StoreMode, given: &Flags) -> Flags {
+    let mut new = old.clone();
+    match mode {
+        StoreMode::Replace => new = given.clone(),
+        StoreMode::Add => {
+            new.system |= given.system;
+            for k in &given.keywords {
+                if !new.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    new.keywords.push(k.clone());
+                }
+            }
+        }
+        StoreMode::Remove => {
+            new.system &= !given.system;
+            new.keywords
+                .retain(|x| !given.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+        }
+    }
+    new
+}
+
+/// The untagged FETCH responses of a STORE for the messages it `done` (view index, changed on
+/// disk, flags now, mod-sequence): the flags unless `.SILENT`, the UID for UID STORE and under
+/// QRESYNC (RFC 7162), MODSEQ under CONDSTORE.
+fn store_responses(
+    view: &View,
+    out: &mut Vec<u8>,
+    done: Vec<(usize, bool, Flags, u64)>,
+    uid: bool,
+    silent: bool,
+) {
+    for (i, changed, flags, modseq) in done {
+        let m = &view.msgs[i];
+        let mut items = Vec::new();
+        if uid || view.qresync {
+            items.push(format!("UID {}", m.uid));
+        }
+        if view.condstore && (changed || !silent) {
+            items.push(format!("MODSEQ ({modseq})"));
+        }
+        if !silent {
+            items.push(format!("FLAGS {}", flags_list(&flags, m.recent)));
+        }
+        // Silent and nothing to tell (RFC 7162 §3.1.3: with .SILENT, MODSEQ only).
+        if silent && !(view.condstore && changed) {
+            continue;
+        }
+        out.extend_from_slice(format!("* {} FETCH ({})\r\n", i + 1, items.join(" ")).as_bytes());
     }
 }
 

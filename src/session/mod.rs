@@ -23,6 +23,7 @@ mod condstore;
 mod fetch;
 mod fetch_body;
 mod fetch_cached;
+mod fetch_response;
 mod idle;
 mod list;
 mod mailbox;

@@ -114,10 +114,9 @@ impl Session {
             self.view_mut()?.saved = saved;
         }
         let mut line = esearch(tag, a.uid, &returns, &hits);
-        if a.modseq && !hits.is_empty() && line.ends_with(b"\r\n") {
-            // RFC 7162 §3.1.5: the highest mod-sequence of the matches, after the others.
-            line.truncate(line.len() - 2);
-            line.extend_from_slice(format!(" MODSEQ {top_modseq}\r\n").as_bytes());
+        if a.modseq && !hits.is_empty() {
+            let modseqs: Vec<u64> = found.iter().map(|h| h.modseq).collect();
+            append_modseq(&mut line, returned_modseq(&returns, &modseqs));
         }
         out.extend_from_slice(&line);
         Ok(())
@@ -245,6 +244,31 @@ pub(super) fn saved_result(returns: &[SearchReturn], hit_uids: &[u32]) -> Vec<u3
     hit_uids.to_vec()
 }
 
+/// `MODSEQ n` after the other results of an ESEARCH line (RFC 7162 §3.1.5); nothing when
+/// there is no line (SAVE alone).
+fn append_modseq(line: &mut Vec<u8>, modseq: u64) {
+    if line.ends_with(b"\r\n") {
+        line.truncate(line.len() - 2);
+        line.extend_from_slice(format!(" MODSEQ {modseq}\r\n").as_bytes());
+    }
+}
+
+/// The `MODSEQ` of an ESEARCH response (RFC 7162 §3.1.5, `modseqs` in the order of the
+/// matches): the highest mod-sequence of the messages it returns. With MIN and/or MAX but
+/// neither ALL nor COUNT those are only the first and/or last match, as Dovecot answers.
+fn returned_modseq(returns: &[SearchReturn], modseqs: &[u64]) -> u64 {
+    let has = |r| returns.contains(&r);
+    if (has(SearchReturn::Min) || has(SearchReturn::Max))
+        && !has(SearchReturn::All)
+        && !has(SearchReturn::Count)
+    {
+        let min = modseqs.first().filter(|_| has(SearchReturn::Min));
+        let max = modseqs.last().filter(|_| has(SearchReturn::Max));
+        return min.into_iter().chain(max).max().copied().unwrap_or(0);
+    }
+    modseqs.iter().max().copied().unwrap_or(0)
+}
+
 /// The `* ESEARCH (TAG "t") [UID] ...` response (RFC 4731 §3.1); nothing when SAVE is the
 /// only option (RFC 5182 §2.4). MIN, MAX and ALL are omitted when nothing matched.
 pub(super) fn esearch(tag: &str, uid: bool, returns: &[SearchReturn], hits: &[u32]) -> Vec<u8> {
@@ -355,7 +379,7 @@ pub(super) fn has_modseq(k: &SearchKey) -> bool {
     match k {
         ModSeq(_) => true,
         Not(k) => has_modseq(k),
-        Or(a, b) => has_modseq(a) || has_modseq(b),
+        Or(v) => v.iter().any(has_modseq),
         And(v) => v.iter().any(has_modseq),
         _ => false,
     }
@@ -367,7 +391,7 @@ fn needs_content(k: &SearchKey) -> bool {
         Bcc(_) | Body(_) | Cc(_) | From(_) | Header(..) | Subject(_) | Text(_) | To(_)
         | SentBefore(_) | SentOn(_) | SentSince(_) => true,
         Not(k) => needs_content(k),
-        Or(a, b) => needs_content(a) || needs_content(b),
+        Or(v) => v.iter().any(needs_content),
         And(v) => v.iter().any(needs_content),
         _ => false,
     }
@@ -379,7 +403,7 @@ fn needs_body(k: &SearchKey) -> bool {
     match k {
         Body(_) | Text(_) => true,
         Not(k) => needs_body(k),
-        Or(a, b) => needs_body(a) || needs_body(b),
+        Or(v) => v.iter().any(needs_body),
         And(v) => v.iter().any(needs_body),
         _ => false,
     }
@@ -411,6 +435,11 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
             .map(|d| d.header_contains(name, needle))
             .unwrap_or(false)
     };
+    let addr = |name: &str, needle: &str| {
+        c.doc
+            .get()
+            .is_some_and(|d| d.address_contains(name, needle))
+    };
     let sent = || c.doc.get().and_then(|d| d.sent_date());
     match k {
         All => true,
@@ -437,10 +466,10 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         SentBefore(d) => sent().map(|s| s < *d).unwrap_or(false),
         SentOn(d) => sent().map(|s| s == *d).unwrap_or(false),
         SentSince(d) => sent().map(|s| s >= *d).unwrap_or(false),
-        Bcc(s) => hdr("Bcc", s),
-        Cc(s) => hdr("Cc", s),
-        From(s) => hdr("From", s),
-        To(s) => hdr("To", s),
+        Bcc(s) => addr("Bcc", s),
+        Cc(s) => addr("Cc", s),
+        From(s) => addr("From", s),
+        To(s) => addr("To", s),
         Subject(s) => hdr("Subject", s),
         Header(name, s) => hdr(name, s),
         Body(s) => c.doc.get().map(|d| d.body_contains(s)).unwrap_or(false),
@@ -457,7 +486,7 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
             _ => set.contains(c.seq, c.view.msgs.len() as u32),
         },
         Not(k) => !eval(k, c),
-        Or(a, b) => eval(a, c) || eval(b, c),
+        Or(v) => v.iter().any(|k| eval(k, c)),
         And(v) => v.iter().all(|k| eval(k, c)),
         // RFC 7162 §3.1.5: mod-sequence equal to or greater than the value.
         ModSeq(n) => c.modseq >= *n,
@@ -494,5 +523,17 @@ mod esearch_tests {
         assert_eq!(saved_result(&[Save, Min], &[3, 5, 8]), vec![3]);
         assert_eq!(saved_result(&[Save, Min, Max], &[3, 5, 8]), vec![3, 8]);
         assert_eq!(saved_result(&[Save, Min, Count], &[3, 5, 8]), vec![3, 5, 8]);
+    }
+
+    #[test]
+    fn modseq_of_the_returned_messages() {
+        use SearchReturn::*;
+        let m = [4, 9, 6];
+        assert_eq!(returned_modseq(&[Min], &m), 4);
+        assert_eq!(returned_modseq(&[Max], &m), 6);
+        assert_eq!(returned_modseq(&[Min, Max], &m), 6);
+        assert_eq!(returned_modseq(&[Save, Min], &m), 4);
+        assert_eq!(returned_modseq(&[Min, Count], &m), 9);
+        assert_eq!(returned_modseq(&[All], &m), 9);
     }
 }

@@ -109,3 +109,107 @@ def test_list_status_skips_nonexistent(tree):
     r = tree.ok('LIST (SUBSCRIBED) "" "*" RETURN (STATUS (MESSAGES))')
     names = {text(d[1]) for d in r.data("STATUS")}
     assert names == {"Home", "Work.Reports"}
+
+
+# -- RECURSIVEMATCH: the examples of RFC 5258 §5 (with "." as the separator) -----------------
+
+def sub_listing(c, command: str) -> dict[str, tuple[set[str], bool]]:
+    """{name: (attributes, CHILDINFO ("SUBSCRIBED") given)} of a LIST. Children attributes
+    count only when asked for (RETURN (CHILDREN)): unasked, Dovecot leaves them out and pimap
+    sends them (RFC 5258 §4 allows both)."""
+    r = c.ok(command)
+    info = ext(r)
+    out = {}
+    for name, (attrs, _) in listing(r).items():
+        if "CHILDREN" not in command:
+            attrs = {a for a in attrs if "children" not in a}
+        childinfo = name in info
+        if childinfo:
+            assert text(info[name][0]).upper() == "CHILDINFO"
+            assert [text(x).upper() for x in info[name][1]] == ["SUBSCRIBED"]
+        out[name] = (attrs, childinfo)
+    return out
+
+
+def test_rfc5258_example_8(server):
+    """RFC 5258 §5 example 8: Foo, Foo/Bar, Foo/Baz, Moo."""
+    c = server.login()
+    for name in ["Foo", "Foo.Bar", "Foo.Baz", "Moo"]:
+        c.ok(f"CREATE {name}")
+    # A: only Foo/Baz is subscribed; "%" reaches it only through RECURSIVEMATCH.
+    c.ok("SUBSCRIBE Foo.Baz")
+    assert sub_listing(c, 'LIST (SUBSCRIBED) "" "*"') == {"Foo.Baz": ({"\\subscribed"}, False)}
+    assert sub_listing(c, 'LIST (SUBSCRIBED) "" "%"') == {}
+    assert sub_listing(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"') == {"Foo": (set(), True)}
+    # A1: Foo is subscribed too.
+    c.ok("SUBSCRIBE Foo")
+    assert sub_listing(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"') == {
+        "Foo": ({"\\subscribed"}, True)}
+    # A2: a subscribed name whose parent does not exist.
+    c.ok("UNSUBSCRIBE Foo")
+    c.ok("UNSUBSCRIBE Foo.Baz")
+    c.ok("CREATE Xyzzy.Plugh")
+    c.ok("SUBSCRIBE Xyzzy.Plugh")
+    c.ok("DELETE Xyzzy.Plugh")
+    assert sub_listing(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"') == {
+        "Xyzzy": ({"\\nonexistent"}, True)}
+    # B: nothing subscribed, nothing listed.
+    c.ok("UNSUBSCRIBE Xyzzy.Plugh")
+    assert sub_listing(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"') == {}
+    # C: Foo and Moo subscribed, no subscribed child: no CHILDINFO.
+    c.ok("SUBSCRIBE Foo")
+    c.ok("SUBSCRIBE Moo")
+    assert sub_listing(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (CHILDREN)') == {
+        "Foo": ({"\\subscribed", "\\haschildren"}, False),
+        "Moo": ({"\\subscribed", "\\hasnochildren"}, False),
+    }
+
+
+@pytest.fixture
+def example9(server):
+    """RFC 5258 §5 example 9's mailboxes and subscriptions."""
+    c = server.login()
+    for name in ["foo2", "foo2.bar1", "foo2.bar2", "baz2", "baz2.bar2", "baz2.bar22",
+                 "baz2.bar222", "eps2", "eps2.mamba", "qux2.bar2"]:
+        c.ok(f"CREATE {name}")
+    for name in ["foo2.bar1", "foo2.bar2", "baz2.bar2", "baz2.bar22", "baz2.bar222", "eps2",
+                 "eps2.mamba", "qux2.bar2"]:
+        c.ok(f"SUBSCRIBE {name}")
+    return c
+
+
+def test_rfc5258_example_9(example9):
+    """`*2`: foo2 is listed (with CHILDINFO) for foo2/bar1, which `*2` does not match; baz2
+    is not, since its subscribed children all match and are listed themselves."""
+    s = {"\\subscribed"}
+    assert sub_listing(example9, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*2"') == {
+        "foo2": (set(), True),
+        "foo2.bar2": (s, False),
+        "baz2.bar2": (s, False),
+        "baz2.bar22": (s, False),
+        "baz2.bar222": (s, False),
+        "eps2": (s, True),
+        "qux2.bar2": (s, False),
+    }
+
+
+def test_recursivematch_star_and_percent(example9):
+    """The same names with `*` (every subscription matches: no parent is added, a listed
+    subscribed parent still gets CHILDINFO, as Dovecot answers) and with `%`."""
+    s = {"\\subscribed"}
+    assert sub_listing(example9, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"') == {
+        "foo2.bar1": (s, False),
+        "foo2.bar2": (s, False),
+        "baz2.bar2": (s, False),
+        "baz2.bar22": (s, False),
+        "baz2.bar222": (s, False),
+        "eps2": (s, True),
+        "eps2.mamba": (s, False),
+        "qux2.bar2": (s, False),
+    }
+    assert sub_listing(example9, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"') == {
+        "foo2": (set(), True),
+        "baz2": (set(), True),
+        "eps2": (s, True),
+        "qux2": ({"\\nonexistent"}, True),
+    }

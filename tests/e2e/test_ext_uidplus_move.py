@@ -131,6 +131,33 @@ def test_uid_move(inbox3):
     assert r.number("EXPUNGE") == [3]
 
 
+@pytest.mark.parametrize("cmd", ["MOVE 1 INBOX", "UID MOVE 1 INBOX"])
+def test_move_into_the_selected_mailbox(inbox3, cmd):
+    """RFC 6851 §3.3: a MOVE into the selected mailbox expunges the message and reports
+    the new copy, as Dovecot does:
+
+    C: A1 MOVE 1 INBOX
+    S: * OK [COPYUID v 1 4] ...
+    S: * 1 EXPUNGE
+    S: * 3 EXISTS
+    """
+    c = inbox3
+    v = uidvalidity(c, "INBOX")
+    r = c.ok(cmd)
+    # The \Recent count is unchanged (one recent message out, one in): Dovecot leaves the
+    # RECENT response out, pimap repeats it.
+    assert [u for u in r.untagged if b"RECENT" not in u] == [
+        f"* OK [COPYUID {v} 1 4] ".encode() + r.untagged[0].split(b"] ", 1)[1],
+        b"* 1 EXPUNGE\r\n",
+        b"* 3 EXISTS\r\n",
+    ]
+    assert [u for u in r.untagged if b"RECENT" in u] in ([], [b"* 3 RECENT\r\n"])
+    r = c.ok("FETCH 1:* (UID)")
+    assert r.untagged == [b"* 1 FETCH (UID 2)\r\n", b"* 2 FETCH (UID 3)\r\n",
+                          b"* 3 FETCH (UID 4)\r\n"]
+    assert c.ok("NOOP").untagged == []
+
+
 def test_move_seen_by_other_session_on_source(server, inbox3):
     """RFC 6851 §4.3: the other session sees the EXPUNGEs at its next NOOP, not during FETCH."""
     c = inbox3

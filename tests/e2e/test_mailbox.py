@@ -6,7 +6,7 @@ The hierarchy separator is "." (Maildir++), as with Dovecot's default Maildir la
 
 import pytest
 
-from imapwire import append, flags, listing, quote
+from imapwire import append, flags, listing, quote, text
 from msgs import message
 
 SYSTEM_FLAGS = {"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"}
@@ -156,6 +156,45 @@ def test_create_deep_name_lists_superiors(server):
     assert "A" in listing(c.ok('LIST "" "%"'))
     assert "A.B" in listing(c.ok('LIST "" "A.%"'))
     c.ok("SELECT A.B.C")
+
+
+def attrs_by_name(r) -> dict[str, list[str]]:
+    """{name: attributes in the order sent} of every LIST line."""
+    return {text(d[3]): [str(a) for a in d[1]] for d in r.data("LIST")}
+
+
+@pytest.mark.parametrize("command, expected", [
+    ('LIST "" "*"', {"INBOX": ["\\HasNoChildren"], "A": ["\\Noselect", "\\HasChildren"],
+                     "A.B": ["\\Noselect", "\\HasChildren"], "A.B.C": ["\\HasNoChildren"]}),
+    ('LIST "" "A*"', {"A": ["\\Noselect", "\\HasChildren"],
+                      "A.B": ["\\Noselect", "\\HasChildren"], "A.B.C": ["\\HasNoChildren"]}),
+    ('LIST "" "A.*"', {"A.B": ["\\Noselect", "\\HasChildren"], "A.B.C": ["\\HasNoChildren"]}),
+    ('LIST "" "A.B"', {"A.B": ["\\Noselect", "\\HasChildren"]}),
+    # RFC 5258 §3.4: with the extended syntax the same parents are \NonExistent.
+    ('LIST "" "*" RETURN (CHILDREN)', {
+        "INBOX": ["\\HasNoChildren"], "A": ["\\NonExistent", "\\HasChildren"],
+        "A.B": ["\\NonExistent", "\\HasChildren"], "A.B.C": ["\\HasNoChildren"]}),
+    ('LIST () "" "A.B"', {"A.B": ["\\NonExistent"]}),
+    ('LIST "" "A.B" RETURN ()', {"A.B": ["\\NonExistent"]}),
+])
+def test_list_star_shows_missing_parents(server, command, expected):
+    """After `CREATE A.B.C` (whose parents are not created), `LIST "" "*"` lists the
+    parents too, \\Noselect, as Dovecot does: clients draw the folder tree from it.
+
+    C: A1 LIST "" "*"
+    S: * LIST (\\Noselect \\HasChildren) "." A
+    S: * LIST (\\Noselect \\HasChildren) "." A.B
+    S: * LIST (\\HasNoChildren) "." A.B.C
+    """
+    c = server.login()
+    c.ok("CREATE A.B.C")
+    got = attrs_by_name(c.ok(command))
+    if "(" in command and "CHILDREN" not in command:
+        # Children attributes were not asked for: Dovecot leaves them out, pimap sends them
+        # anyway (RFC 5258 §4 allows both).
+        got = {n: [a for a in v if "children" not in a.lower()] for n, v in got.items()}
+    assert got == expected
+    assert c.command("SELECT A.B").status == "NO"
 
 
 def test_delete(server):

@@ -139,3 +139,124 @@ def test_search_syntax_errors(box):
                 "SEARCH OR FROM alice", "SEARCH LARGER x"):
         assert box.command(bad).status == "BAD", bad
     box.ok("NOOP")
+
+
+# -- long OR chains ----------------------------------------------------------------------------
+
+@pytest.fixture
+def ids3(server):
+    c = server.login()
+    for i in (7, 500, 999):
+        append(c, "INBOX", message(f"m{i}", msgid=f"<id{i}@example.org>"))
+    c.ok("SELECT INBOX")
+    return c
+
+
+def id_terms(n: int) -> list[str]:
+    return [f"HEADER Message-ID <id{i}@example.org>" for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [150, 1000])
+@pytest.mark.parametrize("nesting", ["right", "left"])
+def test_long_or_chain(ids3, n, nesting):
+    """A client looking for n Message-IDs sends n-1 nested ORs (`OR a OR b OR c d`, or
+    `OR OR OR a b c d`); Dovecot accepts 1,000 terms, pimap refused more than 100 levels.
+
+    C: A1 SEARCH OR HEADER Message-ID <id0@example.org> OR ... HEADER Message-ID <id149@...>
+    S: * SEARCH 1
+    """
+    terms = id_terms(n)
+    if nesting == "right":
+        chain = " ".join(f"OR {t}" for t in terms[:-1]) + " " + terms[-1]
+    else:
+        chain = "OR " * (n - 1) + " ".join(terms)
+    r = ids3.ok(f"SEARCH {chain}")
+    assert r.untagged == [b"* SEARCH 1\r\n" if n == 150 else b"* SEARCH 1 2 3\r\n"]
+    r = ids3.ok(f"SEARCH NOT ({chain}) UNDELETED")
+    assert r.untagged == [b"* SEARCH\r\n" if n == 1000 else b"* SEARCH 2 3\r\n"]
+
+
+def test_search_keys_bounded_without_deep_recursion(pimap):
+    """The work is bounded by the number of keys (10,000), nesting of parentheses and NOT by
+    100 levels; pathological input gets a BAD, never a crash (Dovecot accepts these)."""
+    c = pimap.login()
+    append(c, "INBOX", message("x"))
+    c.ok("SELECT INBOX")
+    r = c.command("SEARCH " + "OR ALL " * 6000 + "ALL")
+    assert r.status == "BAD" and "Too many search keys (at most 10000)" in r.text, r.line
+    for deep in ["NOT " * 10_000 + "ALL", "(" * 10_000 + "ALL" + ")" * 10_000,
+                 "OR NOT " * 5_000 + "ALL" + " ALL" * 5_000]:
+        r = c.command("SEARCH " + deep)
+        assert r.status == "BAD" and "nested too deeply" in r.text, r.line
+    assert c.ok("SEARCH " + "OR ALL " * 4000 + "ALL").untagged == [b"* SEARCH 1\r\n"]
+
+
+# -- FROM / TO / CC / BCC match addresses, not the raw field (RFC 5322 CFWS) ----------------
+
+ADDRESSES = crlf("""\
+From: <user-from (comment)@ (comment) domain.org>
+To: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>, x@y.test, <@r1,@r2:g@h.test>
+Cc: A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;, Undisclosed recipients:;
+Bcc: "Quoted (not comment)" <q@x.test> (trailing), =?utf-8?q?J=C3=B6rg?= <j@x.test>
+Subject: addresses
+Message-ID: <addr@example.org>
+
+body
+""")
+
+# The ENVELOPE Dovecot 2.3 gives: names from the phrase, never from a comment inside <...>;
+# groups as (NIL NIL "name" NIL) ... (NIL NIL NIL NIL) (RFC 3501 §7.4.2).
+ADDRESSES_ENVELOPE = (
+    b'(NIL "addresses" ((NIL NIL "user-from" "domain.org")) ((NIL NIL "user-from" "domain.org")) '
+    b'((NIL NIL "user-from" "domain.org")) (("Pete" NIL "pete" "silly.test")'
+    b'(NIL NIL "x" "y.test")(NIL "@r1,@r2" "g" "h.test")) '
+    b'((NIL NIL "A Group" NIL)("Ed Jones" NIL "c" "a.test")(NIL NIL "joe" "where.test")'
+    b'("John" NIL "jdoe" "one.test")(NIL NIL NIL NIL)(NIL NIL "Undisclosed recipients" NIL)'
+    b'(NIL NIL NIL NIL)) (("Quoted (not comment)" NIL "q" "x.test")'
+    b'("=?utf-8?q?J=C3=B6rg?=" NIL "j" "x.test")) NIL "<addr@example.org>")'
+)
+
+
+def test_address_envelope_ignores_comments(server):
+    c = server.login()
+    append(c, "INBOX", ADDRESSES)
+    c.ok("SELECT INBOX")
+    r = c.ok("FETCH 1 ENVELOPE")
+    assert r.untagged == [b"* 1 FETCH (ENVELOPE " + ADDRESSES_ENVELOPE + b")\r\n"]
+    r = c.ok("SEARCH CHARSET UTF-8 BCC ", "Jörg <j@x.test>".encode())
+    assert r.untagged == [b"* SEARCH 1\r\n"]
+
+
+# (key, matches): the field's addresses are matched as Dovecot writes them back:
+# `<mailbox@domain>`, `name <mailbox@domain>` (a name that is not an atom quoted), a group as
+# `"name": a, b;`, joined by ", ", encoded-words decoded; comments and folding gone.
+ADDRESS_KEYS = [
+    ("FROM user-from@domain.org", True),
+    ('FROM "<user-from@domain.org>"', True),
+    ("FROM comment", False),
+    ("TO pete@silly.test", True),
+    ('TO "Pete <pete@silly.test>"', True),
+    ('TO "his host"', False),
+    ("TO nice", False),
+    ('TO "<pete@silly.test>, <x@y.test>, <@r1,@r2:g@h.test>"', True),
+    ('TO "x@y.test, "', False),
+    ('CC "\\"Ed Jones\\" <c@a.test>"', True),
+    ('CC "Ed Jones <c@a.test>"', False),
+    ('CC "\\"A Group\\": \\"Ed"', True),
+    ('CC "jdoe@one.test>;, \\"Undisclosed recipients\\":;"', True),
+    ('BCC "\\"Quoted (not comment)\\" <q@x.test>"', True),
+    ("BCC trailing", False),
+    ('BCC "rg <j@x.test>"', True),
+    ('BCC "=?utf-8"', False),
+    # HEADER keeps matching the raw field.
+    ("HEADER From comment", True),
+    ("HEADER From user-from@domain.org", False),
+]
+
+
+@pytest.mark.parametrize("key, matches", ADDRESS_KEYS)
+def test_address_search_ignores_comments(server, key, matches):
+    c = server.login()
+    append(c, "INBOX", ADDRESSES)
+    c.ok("SELECT INBOX")
+    assert c.ok(f"SEARCH {key}").untagged == [b"* SEARCH 1\r\n" if matches else b"* SEARCH\r\n"]

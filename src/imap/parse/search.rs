@@ -7,8 +7,11 @@
 //! search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
 //! ```
 //!
-//! Nesting (parentheses, NOT, OR) is bounded by [`MAX_SEARCH_DEPTH`] so hostile input cannot
-//! exhaust the stack.
+//! Nesting of parentheses and NOT is bounded by [`MAX_SEARCH_DEPTH`] so hostile input cannot
+//! exhaust the stack. OR chains are not nested calls: a client searching for 150 Message-IDs
+//! sends 149 nested ORs (Dovecot accepts a thousand), so a chain is parsed in a loop into one
+//! flat n-ary [`SearchKey::Or`]. What bounds the work is [`MAX_SEARCH_KEYS`], the number of
+//! keys in all.
 //!
 //! Search strings become UTF-8 here: with no CHARSET, US-ASCII or UTF-8 they must be valid
 //! UTF-8 (else BAD); with ISO-8859-1 / Latin-1 the bytes are mapped to code points; with any
@@ -18,8 +21,12 @@
 use super::lexer::{show, Cursor, PResult};
 use crate::imap::types::*;
 
-/// Deepest nesting of parentheses / NOT / OR accepted in SEARCH criteria.
+/// Deepest nesting of parentheses / NOT accepted in SEARCH criteria (OR chains are flat).
 pub const MAX_SEARCH_DEPTH: usize = 100;
+
+/// Most keys (OR and NOT included) in one SEARCH: a 1,000-term OR chain is 1,999 keys; a
+/// 64 KiB command line holds about 16,000 (`OR ALL `...), so this bounds the work per message.
+pub const MAX_SEARCH_KEYS: usize = 10_000;
 
 #[derive(Clone, Copy)]
 enum Charset {
@@ -66,8 +73,9 @@ fn charset_mode(charset: &str) -> Charset {
 /// `1*(SP search-key)` after the leading space, to the end of the command: one `And`.
 fn criteria(c: &mut Cursor, mode: Charset) -> PResult<SearchKey> {
     let mut keys = Vec::new();
+    let mut budget = MAX_SEARCH_KEYS;
     loop {
-        keys.push(key(c, mode, 0)?);
+        keys.push(key(c, mode, 0, &mut budget)?);
         if c.at_end() {
             break;
         }
@@ -201,16 +209,56 @@ fn keyword(c: &mut Cursor, what: &str) -> PResult<String> {
     Ok(String::from_utf8_lossy(a).into_owned())
 }
 
-/// One `search-key` at nesting `depth`.
-fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
+/// Count one key against the budget of [`MAX_SEARCH_KEYS`].
+fn spend(budget: &mut usize) -> PResult<()> {
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| format!("Too many search keys (at most {MAX_SEARCH_KEYS})"))?;
+    Ok(())
+}
+
+/// One `search-key` at nesting `depth`. `OR a b` is a loop over the ORs still waiting for
+/// operands (`OR OR a b c`, `OR a OR b c` and any mix), so a chain of any length takes no
+/// stack; the operands of a chain end up in one flat Or.
+fn key(c: &mut Cursor, mode: Charset, depth: usize, budget: &mut usize) -> PResult<SearchKey> {
     if depth >= MAX_SEARCH_DEPTH {
         return Err(format!(
             "Search criteria nested too deeply (at most {MAX_SEARCH_DEPTH} levels)"
         ));
     }
+    // The open ORs, innermost last: the operands so far, and how many of its two were read.
+    let mut open: Vec<(Vec<SearchKey>, u8)> = Vec::new();
+    loop {
+        while c.eat_word("OR") {
+            spend(budget)?;
+            c.sp("after OR")?;
+            open.push((Vec::new(), 0));
+        }
+        let mut k = single(c, mode, depth, budget)?;
+        loop {
+            let Some((ops, seen)) = open.last_mut() else {
+                return Ok(k);
+            };
+            match k {
+                SearchKey::Or(v) => ops.extend(v),
+                other => ops.push(other),
+            }
+            *seen += 1;
+            if *seen < 2 {
+                c.sp("between the two OR keys")?;
+                break;
+            }
+            k = SearchKey::Or(open.pop().map(|(ops, _)| ops).unwrap_or_default());
+        }
+    }
+}
+
+/// A `search-key` that is not an OR.
+fn single(c: &mut Cursor, mode: Charset, depth: usize, budget: &mut usize) -> PResult<SearchKey> {
+    spend(budget)?;
     use SearchKey as K;
     match c.peek() {
-        Some(b'(') => return group(c, mode, depth),
+        Some(b'(') => return group(c, mode, depth, budget),
         Some(b'0'..=b'9' | b'*' | b'$') => return Ok(K::SequenceSet(c.sequence_set()?)),
         _ => {}
     }
@@ -260,14 +308,7 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
         }
         b"NOT" => {
             c.sp("after NOT")?;
-            K::Not(Box::new(key(c, mode, depth + 1)?))
-        }
-        b"OR" => {
-            c.sp("after OR")?;
-            let a = key(c, mode, depth + 1)?;
-            c.sp("between the two OR keys")?;
-            let b = key(c, mode, depth + 1)?;
-            K::Or(Box::new(a), Box::new(b))
+            K::Not(Box::new(key(c, mode, depth + 1, budget)?))
         }
         b"MODSEQ" => K::ModSeq(modseq(c)?),
         _ => return Err(format!("Unknown search key {}", show(name))),
@@ -275,14 +316,14 @@ fn key(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
 }
 
 /// A parenthesised list of keys (the `(` is next): all of them must match.
-fn group(c: &mut Cursor, mode: Charset, depth: usize) -> PResult<SearchKey> {
+fn group(c: &mut Cursor, mode: Charset, depth: usize, budget: &mut usize) -> PResult<SearchKey> {
     c.eat(b'(');
     if c.peek() == Some(b')') {
         return Err("Empty parenthesised search criteria".to_string());
     }
     let mut keys = Vec::new();
     loop {
-        keys.push(key(c, mode, depth + 1)?);
+        keys.push(key(c, mode, depth + 1, budget)?);
         if c.eat(b')') {
             return Ok(SearchKey::And(keys));
         }

@@ -415,13 +415,20 @@ fn list_and_lsub() {
                 return_children: true,
                 return_special_use: true,
                 return_status: Some(vec![StatusItem::Messages, StatusItem::Unseen]),
+                extended: true,
             }
         }
     );
     let Command::List { options, .. } = ok("a LIST () \"\" * RETURN ()") else {
         panic!()
     };
-    assert_eq!(options, ListOptions::default());
+    assert_eq!(
+        options,
+        ListOptions {
+            extended: true,
+            ..ListOptions::default()
+        }
+    );
     assert_eq!(
         reason("a LIST (RECURSIVEMATCH) \"\" *"),
         "LIST selection option RECURSIVEMATCH requires SUBSCRIBED or SPECIAL-USE"

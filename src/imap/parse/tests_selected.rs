@@ -411,13 +411,13 @@ fn search_forms() {
     assert_eq!(
         crit("a UID SEARCH OR (FROM \"bob\") (OR SUBJECT \"bob\" TO bob) UNDELETED"),
         vec![
-            K::Or(
-                Box::new(K::And(vec![K::From("bob".into())])),
-                Box::new(K::And(vec![K::Or(
-                    Box::new(K::Subject("bob".into())),
-                    Box::new(K::To("bob".into()))
-                )]))
-            ),
+            K::Or(vec![
+                K::And(vec![K::From("bob".into())]),
+                K::And(vec![K::Or(vec![
+                    K::Subject("bob".into()),
+                    K::To("bob".into())
+                ])])
+            ]),
             K::Undeleted,
         ]
     );
@@ -577,7 +577,63 @@ fn search_nesting_is_bounded() {
     let nots = format!("a SEARCH {}SEEN", "NOT ".repeat(10_000));
     assert!(reason(&nots).contains("nested too deeply"));
     let ors = format!("a SEARCH {}SEEN", "OR SEEN ".repeat(10_000));
-    assert!(reason(&ors).contains("nested too deeply"));
+    assert_eq!(
+        reason(&ors),
+        format!("Too many search keys (at most {MAX_SEARCH_KEYS})")
+    );
     let fine = format!("a SEARCH {}SEEN{}", "(".repeat(50), ")".repeat(50));
     assert!(parse_command(fine.as_bytes()).is_ok());
+}
+
+/// A client searching for many Message-IDs sends a long OR chain, nested either way or
+/// mixed; each becomes one flat Or, whatever its length.
+#[test]
+fn search_or_chains_are_flat() {
+    use SearchKey as K;
+    let only = |line: &str| match ok(line) {
+        Command::Search {
+            criteria: K::And(mut keys),
+            ..
+        } if keys.len() == 1 => keys.remove(0),
+        c => panic!("{c:?}"),
+    };
+    let ids: Vec<String> = (0..1000)
+        .map(|i| format!("HEADER Message-ID <{i}@x>"))
+        .collect();
+    let want = K::Or(
+        (0..1000)
+            .map(|i| K::Header("Message-ID".into(), format!("<{i}@x>")))
+            .collect(),
+    );
+    // OR a OR b OR c d
+    let right = format!(
+        "a SEARCH {} {}",
+        ids[..999]
+            .iter()
+            .map(|t| format!("OR {t}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        ids[999]
+    );
+    assert_eq!(only(&right), want);
+    // OR OR OR a b c d
+    let left = format!("a SEARCH {}{}", "OR ".repeat(999), ids.join(" "));
+    assert_eq!(only(&left), want);
+    // OR (OR a b) NOT OR c d: parentheses and NOT keep their own Or.
+    assert_eq!(
+        only("a SEARCH OR OR SEEN (OR DRAFT NEW) NOT OR OLD FLAGGED"),
+        K::Or(vec![
+            K::Seen,
+            K::And(vec![K::Or(vec![K::Draft, K::New])]),
+            K::Not(Box::new(K::Or(vec![K::Old, K::Flagged]))),
+        ])
+    );
+    assert_eq!(
+        reason("a SEARCH OR SEEN"),
+        "Expected SP between the two OR keys, found end of line"
+    );
+    assert_eq!(
+        reason("a SEARCH OR OR SEEN DRAFT"),
+        "Expected SP between the two OR keys, found end of line"
+    );
 }

@@ -58,6 +58,42 @@ pub(crate) fn sync_data(path: &Path) -> io::Result<()> {
     batched(path, Kind::Data, &run)
 }
 
+/// Syncs a write still owes before it may be acknowledged: run them (after letting go of the
+/// mailbox's lock, so other sessions' writes join the same syncs) with [`Pending::wait`].
+#[must_use = "a write is durable only once its Pending is waited for"]
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Files whose data to sync (the uidlist after an append to it).
+    data: Vec<PathBuf>,
+    /// Directories whose entries to sync (cur/ after renames or links into it).
+    dirs: Vec<PathBuf>,
+}
+
+impl Pending {
+    pub(crate) fn data(&mut self, path: PathBuf) {
+        if !self.data.contains(&path) {
+            self.data.push(path);
+        }
+    }
+
+    pub(crate) fn dir(&mut self, path: PathBuf) {
+        if !self.dirs.contains(&path) {
+            self.dirs.push(path);
+        }
+    }
+
+    /// Run the syncs (each shared with concurrent callers); the first error, naming its path.
+    pub fn wait(self) -> crate::store::Result<()> {
+        for p in &self.data {
+            sync_data(p).map_err(|e| super::io_err("syncing", p, e))?;
+        }
+        for p in &self.dirs {
+            sync_dir(p).map_err(|e| super::io_err("syncing", p, e))?;
+        }
+        Ok(())
+    }
+}
+
 fn run(path: &Path, kind: Kind) -> io::Result<()> {
     let f = File::open(path)?;
     match kind {

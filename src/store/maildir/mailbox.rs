@@ -4,13 +4,14 @@
 //! §2.3.2 (flags; `\Recent` for the session that first sees a message).
 
 use super::changes::{Change, ChangeLog, Origin};
+use super::durable::Pending;
 use super::extra_keywords::{self, ExtraKeywords, Unusable};
 use super::filename::{self, Letters, FORWARDED};
 use super::keywords::{self, Keywords};
 use super::lock::DotLock;
 use super::uidlist::UidList;
 use super::watch::Watch;
-use super::{durable, io_err, new_unique, read_optional, uidvalidity};
+use super::{io_err, new_unique, read_optional, uidvalidity};
 use crate::store::cache;
 use crate::store::{Flags, MessageMeta, Result, StoreError};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -37,8 +38,8 @@ pub(super) use scan::scan;
 use scan::{read_keywords, read_uidlist, stamp, sync_locked_first, FileId, Stamp, FINE_SETTLE};
 pub use stream::{MessageFile, Spool};
 pub(super) use write::write_new_file;
-pub use write::CopySources;
 use write::{copy_file, mtime_of};
+pub use write::{CopySources, Prepared};
 
 pub(super) const UIDLIST: &str = "dovecot-uidlist";
 pub(super) const KEYWORDS: &str = "dovecot-keywords";

@@ -31,8 +31,9 @@ pub mod wake;
 pub mod watch;
 
 pub use delivery::{deliver, deliver_from_reader, deliver_link};
+pub use durable::Pending;
 pub(crate) use mailbox::remove_sorted;
-pub use mailbox::{CopySources, Mailbox, MessageFile, Spool};
+pub use mailbox::{CopySources, Mailbox, MessageFile, Prepared, Spool};
 
 use super::{MailboxEntry, MailboxStatus, Result, StoreError};
 use lock::DotLock;

@@ -67,6 +67,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The first half of an APPEND, done without the lock ([`Mailbox::prepare_append`]):
+    /// place the result with [`Mailbox::append_prepared`] under it.
+    pub fn prepare_append(
+        &self,
+        data: &[u8],
+        internal_date: Option<i64>,
+    ) -> Result<super::Prepared> {
+        Mailbox::prepare_append(&self.dir, data, internal_date)
+    }
+
     /// The mailbox's metadata cache (`store::cache`), shared by the process.
     pub fn cache(&self) -> Arc<crate::store::cache::MailboxCache> {
         crate::store::cache::for_mailbox(&self.dir)

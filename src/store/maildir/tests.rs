@@ -600,9 +600,10 @@ fn spooled_append_lands_in_another_folder_with_sizes_flags_and_date() {
         sp.write(piece).unwrap();
     }
     assert_eq!(sp.len(), msg.len() as u64);
-    let uid = mb
+    let (uid, pending) = mb
         .append_spool(sp, &kw(flag::FLAGGED, &["Work"]), Some(2_000_000))
         .unwrap();
+    pending.wait().unwrap();
     assert_eq!(uid, 1);
     assert!(!tmp_file.exists());
     assert_eq!(names_in(&s.root().join("tmp")), Vec::<String>::new());

@@ -270,7 +270,9 @@ impl Mailbox {
                 (from, cur.join(to), base, true)
             })
             .collect();
-        self.link_in(lock, &items, true).map(|_| ())
+        // Synced at once: this runs inside a refresh, with nothing to batch it with.
+        let (_, pending) = self.link_in(lock, &items, true)?;
+        pending.wait()
     }
 
     /// Add messages (any order) to the state, keeping it in ascending UID order.

@@ -343,7 +343,66 @@ pub(super) fn record_diff(log: &mut ChangeLog, old: &[MessageMeta], new: &[Messa
 /// A `pimap-keywords` larger than this is not read (logged).
 pub(super) const MAX_EXTRAS_FILE: u64 = 32 << 20;
 
+/// A UID's entry in the uidlist: the UID and the cached RFC822.SIZE (Dovecot's `W`), by base
+/// name.
+type Uids<'a> = HashMap<&'a str, (u32, Option<u64>)>;
+
+/// What earlier scans knew of the messages, by UID (see [`Prev`]).
+struct Before<'a> {
+    /// The process-wide last scan, for a mailbox opened afresh (under the same UIDVALIDITY).
+    shared: Option<Arc<SharedScan>>,
+    /// This mailbox's last scan (its rows, its locations), when under the same UIDVALIDITY.
+    own: Option<(&'a [MessageMeta], &'a [Loc])>,
+}
+
+impl<'a> Before<'a> {
+    /// A mailbox opened afresh (SELECT, or APPEND/COPY opening its destination: no `old`
+    /// locations) starts from the process-wide last scan; `old` counts when `old_valid`.
+    fn new(
+        dir: &Path,
+        (messages, locs): (&'a [MessageMeta], &'a [Loc]),
+        old_valid: bool,
+        uid_validity: u32,
+    ) -> Before<'a> {
+        let shared = match locs.is_empty() {
+            true => shared_scan(dir).filter(|s| s.uid_validity == uid_validity),
+            false => None,
+        };
+        Before {
+            shared,
+            own: old_valid.then_some((messages, locs)),
+        }
+    }
+
+    /// What the earlier scan knew of `uid`, if it had the base name `base`.
+    fn get(&self, uid: u32, base: &str) -> Option<Prev<'_>> {
+        if let Some(s) = &self.shared {
+            let i = s.rows.binary_search_by_key(&uid, |r| r.0).ok()?;
+            let (_, size, date) = *s.rows.get(i)?;
+            let name = s.names.get(i)?;
+            return (filename::split(name).base == base).then_some(Prev {
+                name,
+                size,
+                date,
+                flags: None,
+            });
+        }
+        let (messages, locs) = self.own?;
+        let i = messages.binary_search_by_key(&uid, |m| m.uid).ok()?;
+        let (m, l) = (messages.get(i)?, locs.get(i)?);
+        (l.base() == base).then_some(Prev {
+            name: &l.name,
+            size: m.size,
+            date: m.internal_date,
+            flags: Some(&m.flags),
+        })
+    }
+}
+
 impl Mailbox {
+    /// Rebuild the state from the directories: the scan, the uidlist (synced under its lock
+    /// when a file has no UID yet), the keyword files, new/ moved to cur/. What an earlier
+    /// scan knew of a message is reused; only the files it did not know are read.
     pub(super) fn rescan(&mut self) -> Result<()> {
         self.touch();
         self.base_index = None;
@@ -356,27 +415,12 @@ impl Mailbox {
         let scan_start = SystemTime::now();
         let st = stamp(&self.dir);
         self.keywords = read_keywords(&self.dir)?;
-        let mut files = scan(&self.dir)?;
-        if !self.locs.is_empty() {
-            let have: HashSet<&str> = files.iter().map(Found::base).collect();
-            if self.locs.iter().any(|l| !have.contains(l.base())) {
-                // readdir may miss a file renamed (a flag change by another process) while
-                // the directory was read: look once more before taking it for expunged.
-                let again = scan(&self.dir)?;
-                let have: HashSet<String> = files.iter().map(|f| f.base().to_string()).collect();
-                files.extend(again.into_iter().filter(|f| !have.contains(f.base())));
-            }
-        }
+        let mut files = self.scan_files()?;
         // After the scan: a writer adds a message's line before its file appears.
         let extras_id = file_id(&self.dir.join(EXTRAS));
         let extras_changed = extras_id != self.extras_id;
         if extras_changed {
-            self.extras = if extras_id.is_some() {
-                read_extras(&self.dir)
-            } else {
-                ExtraKeywords::default()
-            };
-            self.extra_names = self.extras.names();
+            self.reload_extras(extras_id.is_some());
         }
         // What the last scan knew, by UID: a base name keeps its UID within a UIDVALIDITY,
         // and its RFC822.SIZE and INTERNALDATE never change, so most files need neither the
@@ -384,116 +428,178 @@ impl Mailbox {
         let old_messages = std::mem::take(&mut self.messages);
         let old_locs = std::mem::take(&mut self.locs);
         let uidlist_id = file_id(&self.dir.join(UIDLIST));
-        let mut uids: HashMap<&str, (u32, Option<u64>)> = HashMap::new();
         let reuse = uidlist_id.is_some() && uidlist_id == self.uidlist_id && !old_locs.is_empty();
-        if reuse {
-            uids.reserve(old_locs.len());
-            for (m, l) in old_messages.iter().zip(&old_locs) {
-                uids.insert(l.base(), (m.uid, None));
-            }
-        }
-        let mut list = None;
-        let mut synced = false;
-        if !reuse || files.iter().any(|f| !uids.contains_key(f.base())) {
+        let mut uids: Uids = match reuse {
+            true => (old_messages.iter().zip(&old_locs))
+                .map(|(m, l)| (l.base(), (m.uid, None)))
+                .collect(),
+            false => HashMap::new(),
+        };
+        let (list, synced) = if !reuse || files.iter().any(|f| !uids.contains_key(f.base())) {
             // Unknown files (or a new uidlist): read it, and sync it under the lock if a
             // file still has no UID.
             uids.clear();
-            let mut l = match read_uidlist(&self.dir)? {
-                Ok(Some(l)) => Some(l),
-                _ => None,
-            };
-            let needs_sync = match &l {
-                None => true,
-                Some(l) => {
-                    let known: HashSet<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
-                    files.iter().any(|f| !known.contains(f.base()))
-                }
-            };
-            if needs_sync {
-                let result = DotLock::acquire(&self.dir.join(UIDLIST))
-                    .and_then(|lk| sync_locked(&self.root, &self.dir, lk));
-                match result {
-                    Ok((written, f)) => {
-                        l = Some(written);
-                        files = f;
-                        synced = true;
-                    }
-                    // EXAMINE on storage we cannot write: show the messages that have UIDs.
-                    Err(e) if self.read_only && l.is_some() => {
-                        self.awaiting_uids = true;
-                        log::warn!(
-                            "{}: cannot assign UIDs in a read-only session: {e}",
-                            self.dir.display()
-                        );
-                    }
-                    Err(e) => {
-                        self.messages = old_messages;
-                        self.locs = old_locs;
-                        return Err(e);
-                    }
+            match self.uidlist_for(&mut files)? {
+                Ok((l, synced)) => (Some(l), synced),
+                Err(e) => {
+                    self.messages = old_messages;
+                    self.locs = old_locs;
+                    return Err(e);
                 }
             }
-            let Some(l) = l else {
-                self.messages = old_messages;
-                self.locs = old_locs;
-                return Err(StoreError::Cannot(format!(
-                    "{}: no usable dovecot-uidlist",
-                    self.dir.display()
-                )));
-            };
-            list = Some(l);
-        }
+        } else {
+            (None, false)
+        };
         let (uid_validity, uid_next) = match &list {
-            Some(l) => (l.uid_validity, l.next_uid),
+            Some(l) => {
+                uids.extend((l.entries.iter()).map(|e| (e.base.as_str(), (e.uid, e.vsize()))));
+                (l.uid_validity, l.next_uid)
+            }
             None => (self.uid_validity, self.uid_next),
         };
-        if let Some(l) = &list {
-            uids.reserve(l.entries.len());
-            for e in &l.entries {
-                uids.insert(e.base.as_str(), (e.uid, e.vsize()));
+        // Old rows are only valid under the same UIDVALIDITY.
+        let old_valid = uid_validity == self.uid_validity;
+        let before = Before::new(
+            &self.dir,
+            (&old_messages, &old_locs),
+            old_valid,
+            uid_validity,
+        );
+        self.settle_keywords(&files)?;
+        self.move_new_to_cur(&mut files, &uids);
+        let (rows, stats) = self.rows(files, &uids, &before, extras_changed);
+        let rows = dedup_by_uid(rows);
+        self.recent
+            .retain(|u| rows.binary_search_by_key(u, |(m, _)| m.uid).is_ok());
+        drop(uids);
+        drop(before);
+        let (messages, locs): (Vec<MessageMeta>, Vec<Loc>) = rows.into_iter().unzip();
+        if old_valid {
+            record_diff(&mut self.changes, &old_messages, &messages);
+        } else {
+            self.changes.reset();
+        }
+        drop(old_messages);
+        drop(old_locs);
+        if stats > PUBLISH_AFTER_STATS {
+            publish_scan(&self.dir, uid_validity, &messages, &locs);
+        }
+        self.set_messages(messages, locs);
+        self.uid_validity = uid_validity;
+        self.uid_next = uid_next;
+        // The uidlist as of the stat taken before reading it (a newer file has another
+        // identity, so the next rescan reads it); after a sync, read it again next time.
+        self.uidlist_id = if synced { None } else { uidlist_id };
+        self.extras_id = extras_id;
+        self.last_stamp = Some(st);
+        self.last_scan = scan_start;
+        self.touch();
+        Ok(())
+    }
+
+    /// Take `messages` (and their `locs`) as the mailbox's, with what is kept about their
+    /// flags: whether one has `$Forwarded`, and the UIDs of the `\Deleted` ones.
+    fn set_messages(&mut self, messages: Vec<MessageMeta>, locs: Vec<Loc>) {
+        self.forwarded = messages.iter().any(|m| has_forwarded(&m.flags));
+        self.deleted = (messages.iter())
+            .filter(|m| m.flags.system & crate::store::flag::DELETED != 0)
+            .map(|m| m.uid)
+            .collect();
+        self.messages = messages;
+        self.locs = locs;
+    }
+
+    /// [`scan()`] the directory, and once more when a message of the last scan is not found:
+    /// readdir may miss a file renamed (a flag change by another process) while the
+    /// directory was read, and it must not be taken for expunged.
+    fn scan_files(&self) -> Result<Vec<Found>> {
+        let mut files = scan(&self.dir)?;
+        if !self.locs.is_empty() {
+            let have: HashSet<&str> = files.iter().map(Found::base).collect();
+            if self.locs.iter().any(|l| !have.contains(l.base())) {
+                let again = scan(&self.dir)?;
+                let have: HashSet<String> = files.iter().map(|f| f.base().to_string()).collect();
+                files.extend(again.into_iter().filter(|f| !have.contains(f.base())));
             }
         }
-        // Old rows are only valid under the same UIDVALIDITY. A mailbox opened afresh (SELECT,
-        // or APPEND/COPY opening its destination) starts from the process-wide last scan.
-        let shared = if old_locs.is_empty() {
-            shared_scan(&self.dir).filter(|s| s.uid_validity == uid_validity)
+        Ok(files)
+    }
+
+    /// Read `pimap-keywords` again (it changed), or forget it when it is gone (`exists`).
+    fn reload_extras(&mut self, exists: bool) {
+        self.extras = if exists {
+            read_extras(&self.dir)
         } else {
-            None
+            ExtraKeywords::default()
         };
-        let old_valid = uid_validity == self.uid_validity;
-        let known_before = |uid: u32, base: &str| -> Option<Prev<'_>> {
-            if let Some(s) = &shared {
-                let i = s.rows.binary_search_by_key(&uid, |r| r.0).ok()?;
-                let (_, size, date) = *s.rows.get(i)?;
-                let name = s.names.get(i)?;
-                return (filename::split(name).base == base).then_some(Prev {
-                    name,
-                    size,
-                    date,
-                    flags: None,
-                });
-            }
-            if !old_valid {
-                return None;
-            }
-            let i = old_messages.binary_search_by_key(&uid, |m| m.uid).ok()?;
-            let (m, l) = (old_messages.get(i)?, old_locs.get(i)?);
-            (l.base() == base).then_some(Prev {
-                name: &l.name,
-                size: m.size,
-                date: m.internal_date,
-                flags: Some(&m.flags),
-            })
+        self.extra_names = self.extras.names();
+    }
+
+    /// The uidlist giving `files` their UIDs: read, and synced under its lock when a file has
+    /// no UID in it (`files` then become the scan made under the lock); true when it synced.
+    /// The inner error: no uidlist could be had (the caller keeps its messages as they were).
+    /// A read-only session that cannot sync shows the messages that have UIDs.
+    fn uidlist_for(
+        &mut self,
+        files: &mut Vec<Found>,
+    ) -> Result<std::result::Result<(UidList, bool), StoreError>> {
+        let mut l = match read_uidlist(&self.dir)? {
+            Ok(Some(l)) => Some(l),
+            _ => None,
         };
-        let mut stats = 0usize;
+        let needs_sync = match &l {
+            None => true,
+            Some(l) => {
+                let known: HashSet<&str> = l.entries.iter().map(|e| e.base.as_str()).collect();
+                files.iter().any(|f| !known.contains(f.base()))
+            }
+        };
+        let mut synced = false;
+        if needs_sync {
+            let result = DotLock::acquire(&self.dir.join(UIDLIST))
+                .and_then(|lk| sync_locked(&self.root, &self.dir, lk));
+            match result {
+                Ok((written, f)) => {
+                    l = Some(written);
+                    *files = f;
+                    synced = true;
+                }
+                // EXAMINE on storage we cannot write: show the messages that have UIDs.
+                Err(e) if self.read_only && l.is_some() => {
+                    self.awaiting_uids = true;
+                    log::warn!(
+                        "{}: cannot assign UIDs in a read-only session: {e}",
+                        self.dir.display()
+                    );
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(match l {
+            Some(l) => Ok((l, synced)),
+            None => Err(StoreError::Cannot(format!(
+                "{}: no usable dovecot-uidlist",
+                self.dir.display()
+            ))),
+        })
+    }
+
+    /// When a file has a keyword letter the keywords don't map, read them again once no writer
+    /// holds the uidlist lock (see [`settled_keywords`]).
+    fn settle_keywords(&mut self, files: &[Found]) -> Result<()> {
         if files
             .iter()
             .any(|f| has_unmapped_letter(&f.name, &self.keywords))
         {
             self.keywords = settled_keywords(&self.dir)?;
         }
+        Ok(())
+    }
 
-        // Move new/ → cur/ (maildir spec: a reader that has seen a message moves it to cur/).
+    /// Move the files in new/ that have a UID to cur/ (maildir spec: a reader that has seen a
+    /// message moves it there) unless read-only, updating `files`; they are this session's
+    /// \Recent messages. A file another process moved first is looked up where it went.
+    fn move_new_to_cur(&mut self, files: &mut [Found], uids: &Uids) {
         self.in_new = files.iter().filter(|f| f.sub == Sub::New).count() as u32;
         let mut moved: Vec<u32> = Vec::new();
         if !self.read_only {
@@ -523,48 +629,36 @@ impl Mailbox {
             }
         }
         self.recent.extend(moved);
+    }
 
+    /// A row for each file that has a UID, in scan order; a file gone meanwhile is left out.
+    /// Second: how many files earlier scans did not know (they are read).
+    fn rows(
+        &self,
+        files: Vec<Found>,
+        uids: &Uids,
+        before: &Before,
+        extras_changed: bool,
+    ) -> (Vec<(MessageMeta, Loc)>, usize) {
+        let mut stats = 0usize;
         let mut rows: Vec<(MessageMeta, Loc)> = Vec::with_capacity(files.len());
         for f in files {
             let Some(&(uid, vsize)) = uids.get(f.base()) else {
                 continue;
             };
-            let old = known_before(uid, f.base());
+            let old = before.get(uid, f.base());
             let (size, date, flags) = match old {
-                Some(p) => {
-                    // Same name: same flags, unless it has keyword letters (the keywords
-                    // file may have changed under them).
-                    let letters = filename::split(&f.name).letters;
-                    let flags = match p.flags {
-                        Some(fl)
-                            if p.name == f.name
-                                && !extras_changed
-                                && !letters.bytes().any(|b| b.is_ascii_lowercase()) =>
-                        {
-                            fl.clone()
-                        }
-                        _ => self.flags_of(&f.name),
-                    };
-                    (p.size, p.date, flags)
-                }
+                Some(p) => (
+                    p.size,
+                    p.date,
+                    self.flags_again(&p, &f.name, extras_changed),
+                ),
                 None => {
-                    let path = self.dir.join(f.sub.dir()).join(&f.name);
                     stats += 1;
-                    let md = match fs::symlink_metadata(&path) {
-                        Ok(md) => md,
-                        Err(_) => continue, // vanished: expunged meanwhile
+                    let Some((size, date)) = self.size_and_date(&f, vsize) else {
+                        continue;
                     };
-                    let size = match filename::sizes(f.base()).1.or(vsize) {
-                        Some(w) => w,
-                        None => match file_vsize(&path) {
-                            Ok(v) => v,
-                            Err(err) => {
-                                log::warn!("reading {}: {err}", path.display());
-                                continue;
-                            }
-                        },
-                    };
-                    (size, mtime_secs(&md), self.flags_of(&f.name))
+                    (size, date, self.flags_of(&f.name))
                 }
             };
             let meta = MessageMeta {
@@ -582,58 +676,64 @@ impl Mailbox {
                 },
             ));
         }
-        // Sort small keys, not the rows: (UID, position), so that for a UID seen twice (one
-        // base name in cur/ and new/) cur/, scanned first, wins.
-        let mut order: Vec<u64> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, (m, _))| (u64::from(m.uid) << 32) | i as u64)
-            .collect();
-        order.sort_unstable();
-        order.dedup_by_key(|k| *k >> 32);
-        let mut slots: Vec<Option<(MessageMeta, Loc)>> = rows.into_iter().map(Some).collect();
-        let rows: Vec<(MessageMeta, Loc)> = order
-            .iter()
-            .filter_map(|k| {
-                slots
-                    .get_mut((*k & 0xffff_ffff) as usize)
-                    .and_then(Option::take)
-            })
-            .collect();
-        drop(slots);
-        self.recent
-            .retain(|u| rows.binary_search_by_key(u, |(m, _)| m.uid).is_ok());
-        drop(uids);
-        drop(shared);
-        let (messages, locs): (Vec<MessageMeta>, Vec<Loc>) = rows.into_iter().unzip();
-        if old_valid {
-            record_diff(&mut self.changes, &old_messages, &messages);
-        } else {
-            self.changes.reset();
-        }
-        drop(old_messages);
-        drop(old_locs);
-        if stats > PUBLISH_AFTER_STATS {
-            publish_scan(&self.dir, uid_validity, &messages, &locs);
-        }
-        self.forwarded = messages.iter().any(|m| has_forwarded(&m.flags));
-        self.deleted = (messages.iter())
-            .filter(|m| m.flags.system & crate::store::flag::DELETED != 0)
-            .map(|m| m.uid)
-            .collect();
-        self.messages = messages;
-        self.locs = locs;
-        self.uid_validity = uid_validity;
-        self.uid_next = uid_next;
-        // The uidlist as of the stat taken before reading it (a newer file has another
-        // identity, so the next rescan reads it); after a sync, read it again next time.
-        self.uidlist_id = if synced { None } else { uidlist_id };
-        self.extras_id = extras_id;
-        self.last_stamp = Some(st);
-        self.last_scan = scan_start;
-        self.touch();
-        Ok(())
+        (rows, stats)
     }
+
+    /// The flags of a file an earlier scan knew as `p`: the same as then when it has the same
+    /// name, unless it has keyword letters (the keywords file may have changed under them).
+    fn flags_again(&self, p: &Prev, name: &str, extras_changed: bool) -> Flags {
+        let letters = filename::split(name).letters;
+        match p.flags {
+            Some(fl)
+                if p.name == name
+                    && !extras_changed
+                    && !letters.bytes().any(|b| b.is_ascii_lowercase()) =>
+            {
+                fl.clone()
+            }
+            _ => self.flags_of(name),
+        }
+    }
+
+    /// RFC822.SIZE (from the file name, the uidlist's `vsize`, else the file) and INTERNALDATE
+    /// (the file's mtime) of a file no earlier scan knew. `None`: it vanished (expunged
+    /// meanwhile) or could not be read (logged).
+    fn size_and_date(&self, f: &Found, vsize: Option<u64>) -> Option<(u64, i64)> {
+        let path = self.dir.join(f.sub.dir()).join(&f.name);
+        let md = fs::symlink_metadata(&path).ok()?;
+        let size = match filename::sizes(f.base()).1.or(vsize) {
+            Some(w) => w,
+            None => match file_vsize(&path) {
+                Ok(v) => v,
+                Err(err) => {
+                    log::warn!("reading {}: {err}", path.display());
+                    return None;
+                }
+            },
+        };
+        Some((size, mtime_secs(&md)))
+    }
+}
+
+/// `rows` in UID order, one per UID. Sorts small keys, not the rows: (UID, position), so that
+/// for a UID seen twice (one base name in cur/ and new/) cur/, scanned first, wins.
+fn dedup_by_uid(rows: Vec<(MessageMeta, Loc)>) -> Vec<(MessageMeta, Loc)> {
+    let mut order: Vec<u64> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (m, _))| (u64::from(m.uid) << 32) | i as u64)
+        .collect();
+    order.sort_unstable();
+    order.dedup_by_key(|k| *k >> 32);
+    let mut slots: Vec<Option<(MessageMeta, Loc)>> = rows.into_iter().map(Some).collect();
+    order
+        .iter()
+        .filter_map(|k| {
+            slots
+                .get_mut((*k & 0xffff_ffff) as usize)
+                .and_then(Option::take)
+        })
+        .collect()
 }
 
 /// True if `name` has a keyword letter that `keywords` does not map.

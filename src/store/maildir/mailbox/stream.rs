@@ -5,7 +5,9 @@
 //! Owns: the spool file's life (created `O_EXCL` with mode 0600, removed when dropped unless
 //! placed) and the sizes of a message file. Never: reads a whole message into memory.
 
-use super::{file_vsize, io_err, locate, new_unique, open_nofollow, Mailbox, Result, StoreError};
+use super::{
+    file_vsize, io_err, locate, new_unique, open_nofollow, Mailbox, Pending, Result, StoreError,
+};
 use crate::store::maildir::filename;
 use crate::store::Flags;
 use std::fs;
@@ -142,12 +144,13 @@ impl Mailbox {
     /// APPEND a message received into `spool` (RFC 3501 §6.3.11): like [`Mailbox::append`],
     /// the file is fsynced with its INTERNALDATE as mtime, moved into this mailbox's `tmp/`
     /// (copied if that is another file system) and renamed into `cur/` under the uidlist lock.
+    /// Returns the new UID and the syncs owed before acknowledging it (see [`Pending`]).
     pub fn append_spool(
         &mut self,
         mut spool: Spool,
         flags: &Flags,
         internal_date: Option<i64>,
-    ) -> Result<u32> {
+    ) -> Result<(u32, Pending)> {
         self.check_writable()?;
         let (letters, overflow) = self.letters_for(flags, "")?;
         let file = spool

@@ -22,6 +22,29 @@ pub(super) struct CopySource {
     vsize: u64,
 }
 
+/// The files [`Mailbox::link_in`] placed: each base name with its new UID (`None` when the
+/// source vanished first).
+type Placed = Vec<(String, Option<u32>)>;
+
+/// A message written to tmp/ and synced, with its cache entry computed: the part of an APPEND
+/// that needs no lock ([`Mailbox::prepare_append`]), so sessions appending at once do it side
+/// by side. [`Mailbox::append_prepared`] places it; dropped unplaced, the file is removed.
+pub struct Prepared {
+    tmp: Option<PathBuf>,
+    unique: String,
+    size: u64,
+    vsize: u64,
+    meta: cache::Meta,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(t) = self.tmp.take() {
+            let _ = fs::remove_file(t);
+        }
+    }
+}
+
 /// Create `path` exclusively with `data`, fsync it and set its mtime.
 pub(in crate::store::maildir) fn write_new_file(
     path: &Path,
@@ -80,27 +103,50 @@ pub(super) fn copy_file(src: &Path, dst: &Path, tmp_dir: &Path) -> std::io::Resu
 }
 
 impl Mailbox {
-    /// APPEND into this mailbox (RFC 3501 §6.3.11); returns the new UID.
+    /// APPEND into this mailbox (RFC 3501 §6.3.11); returns the new UID once it is durable.
     pub fn append(
         &mut self,
         data: &[u8],
         flags: &Flags,
         internal_date: Option<i64>,
     ) -> Result<u32> {
+        let p = Mailbox::prepare_append(&self.dir, data, internal_date)?;
+        let (uid, pending) = self.append_prepared(p, flags)?;
+        pending.wait()?;
+        Ok(uid)
+    }
+
+    /// The lock-free first half of an APPEND into the mailbox directory `dir`: the message
+    /// written to tmp/ and synced, its cache entry computed (parsed once, here).
+    pub fn prepare_append(dir: &Path, data: &[u8], internal_date: Option<i64>) -> Result<Prepared> {
+        let unique = new_unique();
+        let tmp = dir.join("tmp").join(&unique);
+        write_new_file(&tmp, data, mtime_of(internal_date))?;
+        Ok(Prepared {
+            tmp: Some(tmp),
+            unique,
+            size: data.len() as u64,
+            vsize: filename::vsize(data),
+            meta: cache::compute(&crate::mime::to_crlf(data)),
+        })
+    }
+
+    /// The second half of an APPEND: place `p` (from [`Mailbox::prepare_append`] for this
+    /// mailbox) under the uidlist lock. Returns the new UID and the syncs still owed before
+    /// the APPEND may be acknowledged (run them after letting go of this state's lock).
+    pub fn append_prepared(&mut self, mut p: Prepared, flags: &Flags) -> Result<(u32, Pending)> {
         self.check_writable()?;
         let (letters, overflow) = self.letters_for(flags, "")?;
-        let unique = new_unique();
-        let tmp = self.dir.join("tmp").join(&unique);
-        write_new_file(&tmp, data, mtime_of(internal_date))?;
-        let (size, vsize) = (data.len() as u64, filename::vsize(data));
-        let uid = self.place_tmp(&tmp, &unique, size, vsize, &letters, &overflow)?;
-        // Filled on arrival: the message is in memory now, parsed once here.
-        let base = filename::base_with_sizes(&unique, size, vsize);
-        let meta = cache::compute(&crate::mime::to_crlf(data));
+        let tmp = p
+            .tmp
+            .take()
+            .ok_or_else(|| StoreError::Cannot("message already placed".into()))?;
+        let placed = self.place_tmp(&tmp, &p.unique, p.size, p.vsize, &letters, &overflow)?;
+        let base = filename::base_with_sizes(&p.unique, p.size, p.vsize);
         let c = cache::for_mailbox(&self.dir);
-        c.put(&base, size, &meta);
+        c.put(&base, p.size, &p.meta);
         c.flush();
-        Ok(uid)
+        Ok(placed)
     }
 
     /// Rename the complete, fsynced `tmp` file (named `unique` in this mailbox's tmp/) into
@@ -115,7 +161,7 @@ impl Mailbox {
         vsize: u64,
         letters: &str,
         overflow: &[String],
-    ) -> Result<u32> {
+    ) -> Result<(u32, Pending)> {
         let base = filename::base_with_sizes(unique, size, vsize);
         if !overflow.is_empty() {
             if let Err(e) = self.update_extras(|k| k.set(&base, overflow)) {
@@ -129,18 +175,21 @@ impl Mailbox {
             .join(filename::cur_name(&base, letters));
         let result = self.link_in_locked(&[(tmp.to_path_buf(), dest, base.clone(), true)]);
         let _ = fs::remove_file(tmp);
-        let uids = result?;
-        uids.first()
+        let (uids, pending) = result?;
+        let uid = uids
+            .first()
             .and_then(|(_, u)| *u)
-            .ok_or_else(|| StoreError::Cannot("appended message vanished".into()))
+            .ok_or_else(|| StoreError::Cannot("appended message vanished".into()))?;
+        Ok((uid, pending))
     }
 
     /// Under the uidlist lock: move or link each `(source, destination)` into place, then
-    /// assign UIDs. Returns the base names with their UIDs (`None` when the source vanished).
+    /// assign UIDs. Returns the base names with their UIDs (`None` when the source vanished),
+    /// and the syncs that make them durable (owed before acknowledging the write).
     pub(super) fn link_in_locked(
         &mut self,
         items: &[(PathBuf, PathBuf, String, bool)],
-    ) -> Result<Vec<(String, Option<u32>)>> {
+    ) -> Result<(Placed, Pending)> {
         let lock = DotLock::acquire(&self.dir.join(UIDLIST))?;
         self.link_in(lock, items, false)
     }
@@ -153,7 +202,7 @@ impl Mailbox {
         lock: DotLock,
         items: &[(PathBuf, PathBuf, String, bool)],
         recent: bool,
-    ) -> Result<Vec<(String, Option<u32>)>> {
+    ) -> Result<(Placed, Pending)> {
         let mut placed = Vec::new();
         for (src, dst, base, is_rename) in items {
             let r = if *is_rename {
@@ -175,21 +224,20 @@ impl Mailbox {
                 }
             }
         }
+        // The new lines and the renames into cur/ are synced by the caller once it has let go
+        // of its locks, together with other sessions' (see `durable`). A uidlist line whose
+        // file a crash lost before that is a message never acknowledged, which every reader
+        // drops as expunged.
+        let mut pending = Pending::default();
         let by_base: HashMap<String, u32> = match self.append_uid_lines(&placed, items)? {
             Some(uids) => {
-                // Synced below, after the lock: the next writer's lines join that sync.
-                drop(lock);
-                let path = self.dir.join(UIDLIST);
-                durable::sync_data(&path).map_err(|e| io_err("syncing", &path, e))?;
+                pending.data(self.dir.join(UIDLIST));
                 uids
             }
+            // Rewritten and synced under the lock (`DotLock::replace`).
             None => self.rewrite_uid_lines(lock, &placed, items)?,
         };
-        // The renames into cur/, made durable together with other sessions' (the uidlist
-        // line of a file lost in a crash before this is a message never acknowledged, which
-        // every reader drops as expunged).
-        let cur = self.dir.join("cur");
-        durable::sync_dir(&cur).map_err(|e| io_err("syncing", &cur, e))?;
+        pending.dir(self.dir.join("cur"));
         // The new messages are in the state at once: no session has to find them on disk.
         let mut rows = Vec::new();
         for (_, dst, base, _) in items {
@@ -222,7 +270,7 @@ impl Mailbox {
             ));
         }
         self.insert_rows(rows);
-        Ok(items
+        let uids = items
             .iter()
             .map(|(_, _, b, _)| {
                 (
@@ -234,7 +282,8 @@ impl Mailbox {
                     },
                 )
             })
-            .collect())
+            .collect();
+        Ok((uids, pending))
     }
 
     /// [`Mailbox::link_in_locked`]'s UIDs when the uidlist is rewritten: read it in full, add
@@ -362,8 +411,20 @@ impl Mailbox {
     }
 
     /// Place copies of `sources` in this mailbox; returns (source UID, new UID) pairs for
-    /// the messages that still existed.
+    /// the messages that still existed, once the copies are durable.
     pub fn copy_in(&mut self, sources: &CopySources) -> Result<Vec<(u32, u32)>> {
+        let (pairs, pending) = self.copy_in_deferred(sources)?;
+        pending.wait()?;
+        Ok(pairs)
+    }
+
+    /// [`Mailbox::copy_in`], returning the syncs still owed before the copies may be
+    /// acknowledged (or their sources expunged, for a MOVE): run them after letting go of
+    /// this state's lock.
+    pub fn copy_in_deferred(
+        &mut self,
+        sources: &CopySources,
+    ) -> Result<(Vec<(u32, u32)>, Pending)> {
         self.check_writable()?;
         let (src_cache, dst_cache) = (
             cache::for_mailbox(&sources.dir),
@@ -389,18 +450,19 @@ impl Mailbox {
             src_uids.push(s.uid);
         }
         if items.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Pending::default()));
         }
         if !extras.is_empty() {
             // Before the files appear, so no reader sees the copies without them.
             self.update_extras(|k| extras.iter().all(|(b, kws)| k.set(b, kws)))?;
         }
-        let got = self.link_in_locked(&items)?;
-        Ok(src_uids
+        let (got, pending) = self.link_in_locked(&items)?;
+        let pairs = src_uids
             .into_iter()
             .zip(got)
             .filter_map(|(s, (_, d))| d.map(|d| (s, d)))
-            .collect())
+            .collect();
+        Ok((pairs, pending))
     }
 
     /// Remove messages (RFC 3501 §6.4.3); returns the UIDs actually removed by this call.
