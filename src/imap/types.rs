@@ -210,6 +210,8 @@ pub enum SearchKey {
     New,
     Not(Box<SearchKey>),
     Old,
+    /// RFC 5032 WITHIN: INTERNALDATE at least this many seconds before the command.
+    Older(u32),
     On(Date),
     /// `OR a b`, and a chain of ORs flattened (`OR OR a b c` = any of a, b, c): at least two
     /// keys, any of which must match.
@@ -228,6 +230,8 @@ pub enum SearchKey {
     Unanswered,
     Undeleted,
     Undraft,
+    /// RFC 5032 WITHIN: INTERNALDATE less than this many seconds before the command.
+    Younger(u32),
     Unflagged,
     Unkeyword(String),
     Unseen,

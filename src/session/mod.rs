@@ -9,11 +9,11 @@
 //! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
 //! SORT=DISPLAY, ESORT, over `search`'s matching), `idle` (IDLE, RFC 2177, and the
-//! [`Watcher`] over `watch_hub`'s shared inotify), `special_use` (RFC 6154), `view`.
+//! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
-//! I18NLEVEL=1, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
+//! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
 //! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
 //! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
@@ -330,6 +330,7 @@ impl Session {
                 "SORT=DISPLAY",
                 "ESORT",
                 "I18NLEVEL=1",
+                "WITHIN",
                 "STATUS=SIZE",
                 "SPECIAL-USE",
                 "LIST-EXTENDED",

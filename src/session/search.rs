@@ -183,6 +183,9 @@ impl Session {
         let mut hits = Vec::new();
         let view = &*view;
         let window = RefCell::new(Window::default());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         for (i, m) in view.msgs.iter().enumerate() {
             // Locked for one message at a time: other sessions of the mailbox go on between.
             let st = shared.lock();
@@ -198,6 +201,7 @@ impl Session {
                 recent: m.recent,
                 doc: &doc,
                 modseq: st.last_modseqs().get(m.uid),
+                now,
             };
             if !eval(criteria, &ctx) {
                 continue;
@@ -326,6 +330,8 @@ struct Ctx<'a> {
     recent: bool,
     doc: &'a LazyDoc<'a>,
     modseq: u64,
+    /// When the command started (Unix seconds): OLDER and YOUNGER count back from it.
+    now: i64,
 }
 
 /// The SEARCH document of one message, made when a key first needs it: `SINCE d SUBJECT s`
@@ -458,6 +464,10 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         New => c.recent && sys & flag::SEEN == 0,
         Keyword(kw) => has_kw(kw),
         Unkeyword(kw) => !has_kw(kw),
+        // RFC 5032 §3, as Dovecot counts: OLDER n is INTERNALDATE ≤ now − n, YOUNGER n is
+        // INTERNALDATE ≥ now − n (so a message exactly n seconds old is both).
+        Older(n) => c.meta.internal_date <= c.now - i64::from(*n),
+        Younger(n) => c.meta.internal_date >= c.now - i64::from(*n),
         Larger(n) => c.meta.size > *n as u64,
         Smaller(n) => c.meta.size < *n as u64,
         Before(d) => internal_date(c.meta) < *d,

@@ -127,3 +127,43 @@ def test_status_size(server):
 
 def test_status_size_advertised_by_pimap(pimap):
     assert "STATUS=SIZE" in caps(pimap.login())
+
+
+def _imap_date(seconds_ago: int) -> str:
+    import time
+
+    t = time.gmtime(time.time() - seconds_ago)
+    months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+    return f"{t.tm_mday:02d}-{months[t.tm_mon - 1]}-{t.tm_year} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+@pytest.fixture
+def aged(server):
+    """Messages 1-4 with INTERNALDATEs 10 days, 2 hours, 10 minutes and 5 seconds ago."""
+    c = server.login(name="A")
+    for i, ago in enumerate([10 * 86400, 7200, 600, 5], start=1):
+        append(c, "INBOX", message(f"aged{i}"), date=_imap_date(ago))
+    c.ok("SELECT INBOX")
+    return c
+
+
+def test_within_advertised(server):
+    assert "WITHIN" in caps(server.login())
+
+
+def test_within_older_and_younger(aged):
+    """RFC 5032 §3: OLDER / YOUNGER compare INTERNALDATE with the time of the command."""
+    assert aged.ok("SEARCH OLDER 3600").search() == [1, 2]
+    assert aged.ok("SEARCH YOUNGER 3600").search() == [3, 4]
+    assert aged.ok("SEARCH YOUNGER 86400 OLDER 300").search() == [2, 3]
+    assert aged.ok("UID SEARCH NOT YOUNGER 60").search() == [1, 2, 3]
+    assert aged.ok("SEARCH OLDER 100000000").search() == []
+    assert aged.ok("SEARCH YOUNGER 100000000").search() == [1, 2, 3, 4]
+    r = aged.ok("SEARCH RETURN (COUNT) OR OLDER 86400 YOUNGER 60")
+    assert esearch(r).endswith(b" COUNT 2")
+
+
+@pytest.mark.parametrize("bad", ["OLDER", "OLDER 0", "YOUNGER -5", "YOUNGER x", "OLDER 4294967296"])
+def test_within_bad_interval(aged, bad):
+    """RFC 5032 §4: the interval is an nz-number of seconds."""
+    assert aged.command(f"SEARCH {bad}").status == "BAD"

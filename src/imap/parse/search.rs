@@ -294,6 +294,15 @@ fn single(c: &mut Cursor, mode: Charset, depth: usize, budget: &mut usize) -> PR
         b"SENTSINCE" => K::SentSince(date_arg(c, "SENTSINCE")?),
         b"KEYWORD" => K::Keyword(keyword(c, "KEYWORD")?),
         b"UNKEYWORD" => K::Unkeyword(keyword(c, "UNKEYWORD")?),
+        // RFC 5032 §3: `"OLDER" SP nz-number` / `"YOUNGER" SP nz-number`, in seconds.
+        b"OLDER" => {
+            c.sp("after OLDER")?;
+            K::Older(c.nz_number("OLDER interval")?)
+        }
+        b"YOUNGER" => {
+            c.sp("after YOUNGER")?;
+            K::Younger(c.nz_number("YOUNGER interval")?)
+        }
         b"LARGER" => {
             c.sp("after LARGER")?;
             K::Larger(c.number("LARGER size")?)

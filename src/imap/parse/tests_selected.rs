@@ -637,3 +637,31 @@ fn search_or_chains_are_flat() {
         "Expected SP between the two OR keys, found end of line"
     );
 }
+
+#[test]
+fn within_keys() {
+    use SearchKey as K;
+    let crit = |line: &str| match ok(line) {
+        Command::Search {
+            criteria: K::And(keys),
+            ..
+        } => keys,
+        c => panic!("{c:?}"),
+    };
+    assert_eq!(
+        crit("a SEARCH OLDER 3600 younger 60"),
+        vec![K::Older(3600), K::Younger(60)]
+    );
+    for bad in [
+        "a SEARCH OLDER",
+        "a SEARCH OLDER 0",
+        "a SEARCH YOUNGER -1",
+        "a SEARCH YOUNGER x",
+    ] {
+        let why = reason(bad);
+        assert!(
+            why.contains("OLDER") || why.contains("YOUNGER"),
+            "{bad}: {why}"
+        );
+    }
+}
