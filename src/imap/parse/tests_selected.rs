@@ -522,7 +522,10 @@ fn search_errors() {
         "Expected SP after SEARCH, found end of line"
     );
     assert_eq!(reason("a SEARCH FOO"), "Unknown search key FOO");
-    assert_eq!(reason("a SEARCH YOUNGER 10"), "Unknown search key YOUNGER");
+    assert_eq!(
+        reason("a SEARCH SAVEDBEFORE 1-Jan-2020"),
+        "Unknown search key SAVEDBEFORE"
+    );
     assert_eq!(
         reason("a SEARCH SINCE 31-Feb-2020"),
         "Invalid date: day 31 does not exist in FEB"
