@@ -405,7 +405,7 @@ impl<'a> Conn<'a> {
         let work = on_pool(self.session, move |s| {
             s.set_spooled(spooled);
             s.set_sink(Some(sink));
-            let out = smol::block_on(s.handle(&bytes));
+            let out = s.handle(&bytes);
             // Drops the sink and with it the pool turn.
             s.set_sink(None);
             s.set_spooled(None);
@@ -664,7 +664,7 @@ mod tests {
     fn a_panicking_command_is_contained_and_a_good_one_keeps_the_session() {
         smol::block_on(async {
             let mut s = session();
-            let out = on_pool(&mut s, |s| smol::block_on(s.handle(b"a LOGIN u p\r\n"))).await;
+            let out = on_pool(&mut s, |s| s.handle(b"a LOGIN u p\r\n")).await;
             assert!(String::from_utf8_lossy(&out.unwrap().bytes).contains("a OK"));
             // The session came back from the pool: still logged in.
             assert!(s.is_authenticated());

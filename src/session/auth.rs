@@ -29,7 +29,7 @@ impl Session {
         })
     }
 
-    pub(super) async fn login(
+    pub(super) fn login(
         &mut self,
         tag: &str,
         user: &str,
@@ -42,10 +42,9 @@ impl Session {
             ));
         }
         self.verify_and_enter(tag, user.to_string(), password.to_vec())
-            .await
     }
 
-    pub(super) async fn authenticate(
+    pub(super) fn authenticate(
         &mut self,
         tag: &str,
         mechanism: &str,
@@ -63,7 +62,7 @@ impl Session {
             ));
         }
         match initial {
-            Some(ir) => self.auth_plain_response(tag, ir.as_bytes()).await,
+            Some(ir) => self.auth_plain_response(tag, ir.as_bytes()),
             None => {
                 self.pending = Pending::AuthPlain {
                     tag: tag.to_string(),
@@ -77,12 +76,12 @@ impl Session {
     }
 
     /// The client's line after our `+ ` continuation.
-    pub(super) async fn auth_plain_continue(&mut self, tag: String, line: &[u8]) -> Output {
+    pub(super) fn auth_plain_continue(&mut self, tag: String, line: &[u8]) -> Output {
         let line = trim_crlf(line);
         let result = if line == b"*" {
             Err(HandlerError::Bad("Authentication cancelled.".into()))
         } else {
-            self.auth_plain_response(&tag, line).await
+            self.auth_plain_response(&tag, line)
         };
         match result {
             Ok(o) => o,
@@ -94,7 +93,7 @@ impl Session {
         }
     }
 
-    async fn auth_plain_response(&mut self, tag: &str, b64: &[u8]) -> Result<Output, HandlerError> {
+    fn auth_plain_response(&mut self, tag: &str, b64: &[u8]) -> Result<Output, HandlerError> {
         // RFC 4959: "=" is an empty initial response.
         let decoded = if b64 == b"=" {
             Vec::new()
@@ -122,7 +121,7 @@ impl Session {
                 "[AUTHORIZATIONFAILED] Authorization as another user is not allowed.".into(),
             ));
         }
-        self.verify_and_enter(tag, authc, pass.to_vec()).await
+        self.verify_and_enter(tag, authc, pass.to_vec())
     }
 
     /// Per-address back-off, growing with recent failures (limits::FailedLogins). The
@@ -133,7 +132,7 @@ impl Session {
         self.delay = Some(self.shared.limits.failed_login(self.peer.ip()));
     }
 
-    async fn verify_and_enter(
+    fn verify_and_enter(
         &mut self,
         tag: &str,
         user: String,
@@ -141,7 +140,7 @@ impl Session {
     ) -> Result<Output, HandlerError> {
         let users = self.shared.users.clone();
         let u = user.clone();
-        let found = smol::unblock(move || users.authenticate(&u, &password)).await;
+        let found = users.authenticate(&u, &password);
         let Some(entry) = found else {
             log::info!("{}: login failed user={user:?}", self.peer);
             self.fail_delay();

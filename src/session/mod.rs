@@ -349,12 +349,12 @@ impl Session {
     }
 
     /// Handle one framed command (or the continuation line the session asked for).
-    pub async fn handle(&mut self, frame: &[u8]) -> Output {
+    pub fn handle(&mut self, frame: &[u8]) -> Output {
         if let State::Selected { view, .. } = &mut self.state {
             view.begin_command();
         }
         match std::mem::replace(&mut self.pending, Pending::None) {
-            Pending::AuthPlain { tag } => return self.auth_plain_continue(tag, frame).await,
+            Pending::AuthPlain { tag } => return self.auth_plain_continue(tag, frame),
             Pending::Idle { tag } => return self.idle_continue(tag, frame),
             Pending::None => {}
         }
@@ -373,7 +373,7 @@ impl Session {
             self.user().unwrap_or("-"),
             command.name()
         );
-        match self.dispatch(&tag, command).await {
+        match self.dispatch(&tag, command) {
             Ok(out) => {
                 self.bad_in_a_row = 0;
                 if let State::Selected { view, .. } = &mut self.state {
@@ -428,7 +428,7 @@ impl Session {
     }
 
     /// The one dispatch table: which command runs in which state (RFC 3501 §6).
-    async fn dispatch(&mut self, tag: &str, command: Command) -> Result<Output, HandlerError> {
+    fn dispatch(&mut self, tag: &str, command: Command) -> Result<Output, HandlerError> {
         use Command::*;
         if let Some(out) = self.any_state_command(tag, &command)? {
             return Ok(out);
@@ -437,10 +437,10 @@ impl Session {
         let command = self.names_from_client(command);
         match (&self.state, command) {
             (State::NotAuthenticated, Login { user, password }) => {
-                self.login(tag, &user, &password.0).await
+                self.login(tag, &user, &password.0)
             }
             (State::NotAuthenticated, Authenticate { mechanism, initial }) => {
-                self.authenticate(tag, &mechanism, initial).await
+                self.authenticate(tag, &mechanism, initial)
             }
             (State::NotAuthenticated, StartTls) => self.starttls(tag),
             (State::NotAuthenticated, c) => Err(HandlerError::Bad(format!(
