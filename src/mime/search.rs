@@ -106,19 +106,7 @@ impl Doc {
     /// RFC 3501 §6.4.4 HEADER / FROM / SUBJECT...: a field of that name whose decoded value
     /// contains the needle (any such field when the needle is empty).
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
-        let needle = fold(needle);
-        let mut value = Vec::new();
-        parse::RawFields::new(&self.msg, 0).any(|f| {
-            if !self.msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()) {
-                return false;
-            }
-            if needle.is_empty() {
-                return true;
-            }
-            value.clear();
-            f.value_into(&self.msg, &mut value);
-            value_contains(&value, &needle)
-        })
+        self.any_field(name, needle, value_contains)
     }
 
     /// The value of the first field `name`, as [`Field::value`] holds it.
@@ -134,6 +122,14 @@ impl Doc {
     /// the way Dovecot matches them ([`address_search_text`]), contain the needle. So
     /// `FROM user@domain.org` finds `<user (comment)@ (comment) domain.org>`.
     pub fn address_contains(&self, name: &str, needle: &str) -> bool {
+        self.any_field(name, needle, |value, needle| {
+            value_contains(&address_search_text(value), needle)
+        })
+    }
+
+    /// Whether a field `name` exists (an empty `needle`) or one's value, as [`Field::value`]
+    /// holds it, satisfies `matches` with the casemap-folded needle.
+    fn any_field(&self, name: &str, needle: &str, matches: impl Fn(&[u8], &str) -> bool) -> bool {
         let needle = fold(needle);
         let mut value = Vec::new();
         parse::RawFields::new(&self.msg, 0).any(|f| {
@@ -145,7 +141,7 @@ impl Doc {
             }
             value.clear();
             f.value_into(&self.msg, &mut value);
-            value_contains(&address_search_text(&value), &needle)
+            matches(&value, &needle)
         })
     }
 
