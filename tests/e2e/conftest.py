@@ -344,7 +344,7 @@ protocols = imap
 listen = {host}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login scram-sha-1 scram-sha-256
 # No growing auth penalty between the tests' failed logins (only the fixed failure delay).
 login_trusted_networks = 127.0.0.0/8
 first_valid_uid = 1
@@ -352,8 +352,13 @@ first_valid_gid = 1
 mail_location = maildir:{mail_root}/%u
 mail_plugins = quota
 # COMPRESS=DEFLATE (RFC 4978), to compare with pimap's (test_ext_compress.py).
+# METADATA (RFC 5464): per-user attributes in a file under the user's Maildir.
+imap_metadata = yes
+mail_attribute_dict = file:{mail_root}/%u/dovecot-attributes
+# NOTIFY (RFC 5465) needs the mailbox list index.
+mailbox_list_index = yes
 protocol imap {{
-  mail_plugins = $mail_plugins imap_zlib
+  mail_plugins = $mail_plugins imap_zlib imap_quota
 }}
 default_login_user = nobody
 default_internal_user = nobody
