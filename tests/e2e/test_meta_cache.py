@@ -126,7 +126,8 @@ def test_warm_fetch_does_not_read_the_message_file(pimap):
     assert len(paths) > 100
 
 
-def test_same_name_other_bytes_gets_fresh_answers(pimap):
+@pytest.mark.parametrize("how", ["renamed over", "rewritten in place"])
+def test_same_name_other_bytes_gets_fresh_answers(pimap, workdir, request, how):
     box = pimap.maildir("demo")
     deliver(box, b"From: a@example.org\r\nSubject: first\r\n\r\nx\r\n", name="1700000001.M1P1.same",
             uid=MAIL_UID, gid=MAIL_GID)
@@ -135,11 +136,24 @@ def test_same_name_other_bytes_gets_fresh_answers(pimap):
     c.ok("SELECT INBOX")
     assert b"first" in b"".join(c.ok("FETCH 1 ENVELOPE").untagged)
     c.ok("LOGOUT")
-    # An outside writer replaces the file's bytes under the same name (not what Maildir
-    # allows, but the cache must not trust the name alone).
+    # An outside writer puts other bytes under the same name (not what Maildir allows, but the
+    # cache must not trust the name alone). A new file renamed over the old one is noticed by
+    # the running server. A file rewritten in place is not (a Maildir file is never rewritten,
+    # and a stat per message per SORT is what that trust saves, as Dovecot does): a restart
+    # sees it.
     [p] = list(box.glob("*/1700000001.M1P1.same*"))
-    p.write_bytes(b"From: a@example.org\r\nSubject: second, longer\r\n\r\nx\r\n")
-    c = pimap.login()
+    second = b"From: a@example.org\r\nSubject: second, longer\r\n\r\nx\r\n"
+    srv = pimap
+    if how == "renamed over":
+        tmp = box / "tmp" / "replacement"
+        tmp.write_bytes(second)
+        os.rename(tmp, p)
+    else:
+        pimap.stop()
+        p.write_bytes(second)
+        srv = start_pimap(workdir, workdir / "users", workdir / "mail", name="pimap-restarted")
+        request.addfinalizer(srv.stop)
+    c = srv.login()
     c.ok("SELECT INBOX")
     env = b"".join(c.ok("FETCH 1 ENVELOPE").untagged)
     assert b"second, longer" in env and b"first" not in env

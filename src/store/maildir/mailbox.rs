@@ -155,6 +155,10 @@ fn has_forwarded(flags: &Flags) -> bool {
 struct Loc {
     sub: Sub,
     name: String,
+    /// The file's size on disk when a stat saw it (0: not known). A Maildir file is never
+    /// rewritten in place, so it holds across renames; it keys the file's `pimap-cache`
+    /// entry when the name has no `S=`, without a stat per message per SORT.
+    raw: u64,
 }
 
 impl Loc {
@@ -500,12 +504,16 @@ impl Mailbox {
     /// The key of the message's `pimap-cache` entry: its file's base name and size. The size
     /// is the name's `S=` when it has one (every Maildir writer that sets it sets it from the
     /// bytes it wrote, and a Maildir file is never rewritten in place: the profile of the
-    /// load mix had a fifth of its CPU in this `stat`); otherwise a `stat` (not an `open`),
-    /// `None` when the file is not where the state says.
+    /// load mix had a fifth of its CPU in this `stat`); otherwise the size a scan's stat saw
+    /// ([`Loc::raw`]), else a `stat` (not an `open`), `None` when the file is not where the
+    /// state says.
     pub fn cache_key(&self, uid: u32) -> Option<(&str, u64)> {
         let loc = self.locs.get(self.index_of(uid)?)?;
         if let Some(size) = filename::sizes(loc.base()).0 {
             return Some((loc.base(), size));
+        }
+        if loc.raw != 0 {
+            return Some((loc.base(), loc.raw));
         }
         let md = fs::symlink_metadata(self.path_of(loc)).ok()?;
         md.is_file().then(|| (loc.base(), md.len()))

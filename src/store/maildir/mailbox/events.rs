@@ -133,12 +133,15 @@ impl Mailbox {
         let Some(i) = self.index_of(uid) else {
             return;
         };
-        if self
-            .locs
-            .get(i)
-            .is_some_and(|l| l.sub == sub && l.name == name)
-        {
-            return; // this process's own rename, already applied
+        let path = self.dir.join(sub.dir()).join(&name);
+        if let Some(l) = (self.locs.get_mut(i)).filter(|l| l.sub == sub && l.name == name) {
+            // This process's own rename, already applied, or another writer's file renamed
+            // over it (not what Maildir allows): the size it keys the cache with is looked
+            // at again.
+            if let Ok(md) = fs::symlink_metadata(&path) {
+                l.raw = md.len();
+            }
+            return;
         }
         let flags = self.flags_of(&name);
         let system = flags.system;
@@ -148,7 +151,11 @@ impl Mailbox {
                 self.changes.push(Change::Flags { uid, origin: 0 });
                 m.flags = flags;
             }
-            *l = Loc { sub, name };
+            *l = Loc {
+                sub,
+                name,
+                raw: l.raw,
+            };
             self.track_deleted(uid, system);
         }
     }
@@ -251,7 +258,8 @@ impl Mailbox {
             internal_date: mtime_secs(&md),
             recent,
         };
-        Some((meta, Loc { sub, name }))
+        let raw = md.len();
+        Some((meta, Loc { sub, name, raw }))
     }
 
     /// With the uidlist `lock` held: give files nobody listed (delivered by another process)

@@ -257,6 +257,7 @@ impl Mailbox {
                     loc = Loc {
                         sub: Sub::Cur,
                         name: new_name,
+                        raw: loc.raw,
                     };
                     break;
                 }
@@ -265,6 +266,7 @@ impl Mailbox {
                     loc = Loc {
                         sub: f.sub,
                         name: f.name,
+                        raw: loc.raw,
                     };
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -275,6 +275,8 @@ pub(super) struct Prev<'a> {
     name: &'a str,
     size: u64,
     date: i64,
+    /// Its size on disk, 0 if not known ([`Loc::raw`]).
+    raw: u64,
     /// Its flags, when that scan decoded them with the current keywords.
     flags: Option<&'a Flags>,
 }
@@ -284,8 +286,8 @@ pub(super) struct Prev<'a> {
 /// stats only the files that scan did not see, instead of every file for its INTERNALDATE.
 pub(super) struct SharedScan {
     uid_validity: u32,
-    /// (UID, RFC822.SIZE, INTERNALDATE), ascending UID; parallel to `names`.
-    rows: Vec<(u32, u64, i64)>,
+    /// (UID, RFC822.SIZE, INTERNALDATE, size on disk or 0), ascending UID; parallel to `names`.
+    rows: Vec<(u32, u64, i64, u64)>,
     names: Vec<Box<str>>,
 }
 
@@ -305,9 +307,8 @@ pub(super) fn shared_scan(dir: &Path) -> Option<Arc<SharedScan>> {
 pub(super) fn publish_scan(dir: &Path, uid_validity: u32, messages: &[MessageMeta], locs: &[Loc]) {
     let scan = Arc::new(SharedScan {
         uid_validity,
-        rows: messages
-            .iter()
-            .map(|m| (m.uid, m.size, m.internal_date))
+        rows: (messages.iter().zip(locs))
+            .map(|(m, l)| (m.uid, m.size, m.internal_date, l.raw))
             .collect(),
         names: locs.iter().map(|l| l.name.as_str().into()).collect(),
     });
@@ -378,12 +379,13 @@ impl<'a> Before<'a> {
     fn get(&self, uid: u32, base: &str) -> Option<Prev<'_>> {
         if let Some(s) = &self.shared {
             let i = s.rows.binary_search_by_key(&uid, |r| r.0).ok()?;
-            let (_, size, date) = *s.rows.get(i)?;
+            let (_, size, date, raw) = *s.rows.get(i)?;
             let name = s.names.get(i)?;
             return (filename::split(name).base == base).then_some(Prev {
                 name,
                 size,
                 date,
+                raw,
                 flags: None,
             });
         }
@@ -394,6 +396,7 @@ impl<'a> Before<'a> {
             name: &l.name,
             size: m.size,
             date: m.internal_date,
+            raw: l.raw,
             flags: Some(&m.flags),
         })
     }
@@ -647,18 +650,19 @@ impl Mailbox {
                 continue;
             };
             let old = before.get(uid, f.base());
-            let (size, date, flags) = match old {
+            let (size, date, raw, flags) = match old {
                 Some(p) => (
                     p.size,
                     p.date,
+                    p.raw,
                     self.flags_again(&p, &f.name, extras_changed),
                 ),
                 None => {
                     stats += 1;
-                    let Some((size, date)) = self.size_and_date(&f, vsize) else {
+                    let Some((size, date, raw)) = self.size_and_date(&f, vsize) else {
                         continue;
                     };
-                    (size, date, self.flags_of(&f.name))
+                    (size, date, raw, self.flags_of(&f.name))
                 }
             };
             let meta = MessageMeta {
@@ -673,6 +677,7 @@ impl Mailbox {
                 Loc {
                     sub: f.sub,
                     name: f.name,
+                    raw,
                 },
             ));
         }
@@ -695,10 +700,10 @@ impl Mailbox {
         }
     }
 
-    /// RFC822.SIZE (from the file name, the uidlist's `vsize`, else the file) and INTERNALDATE
-    /// (the file's mtime) of a file no earlier scan knew. `None`: it vanished (expunged
-    /// meanwhile) or could not be read (logged).
-    fn size_and_date(&self, f: &Found, vsize: Option<u64>) -> Option<(u64, i64)> {
+    /// RFC822.SIZE (from the file name, the uidlist's `vsize`, else the file), INTERNALDATE
+    /// (the file's mtime) and size on disk of a file no earlier scan knew. `None`: it vanished
+    /// (expunged meanwhile) or could not be read (logged).
+    fn size_and_date(&self, f: &Found, vsize: Option<u64>) -> Option<(u64, i64, u64)> {
         let path = self.dir.join(f.sub.dir()).join(&f.name);
         let md = fs::symlink_metadata(&path).ok()?;
         let size = match filename::sizes(f.base()).1.or(vsize) {
@@ -711,7 +716,7 @@ impl Mailbox {
                 }
             },
         };
-        Some((size, mtime_secs(&md)))
+        Some((size, mtime_secs(&md), md.len()))
     }
 }
 

@@ -266,6 +266,7 @@ impl Mailbox {
                 Loc {
                     sub: Sub::Cur,
                     name: name.to_string(),
+                    raw: md.len(),
                 },
             ));
         }
