@@ -12,6 +12,7 @@ use crate::mime::SearchDoc;
 use crate::store::cache::{MailboxCache, Window};
 use crate::store::{flag, Mailbox, MessageMeta};
 use std::cell::{OnceCell, RefCell};
+use std::sync::Arc;
 
 impl Session {
     /// SEARCH, or SORT (which [`Session::sort`] answers).
@@ -166,6 +167,27 @@ impl Session {
         out: &mut Vec<u8>,
         mut each: impl FnMut(&Hit, &MessageMeta, Option<&SearchDoc>),
     ) -> Result<Vec<Hit>, HandlerError> {
+        self.matching_fields(uid, criteria, header, out, |hit, meta, f| {
+            let doc = if header { f.doc() } else { None };
+            // A message whose file went away while it was read is not reported.
+            if f.unreadable() {
+                return false;
+            }
+            each(hit, meta, doc);
+            true
+        })
+    }
+
+    /// [`matching`](Self::matching), with `each` given the hit's [`Fields`] to read as it
+    /// needs (`header`: it will read header fields) and deciding whether the hit counts.
+    pub(super) fn matching_fields(
+        &mut self,
+        uid: bool,
+        criteria: &SearchKey,
+        header: bool,
+        out: &mut Vec<u8>,
+        mut each: impl FnMut(&Hit, &MessageMeta, &Fields) -> bool,
+    ) -> Result<Vec<Hit>, HandlerError> {
         let uses_modseq = has_modseq(criteria);
         if uses_modseq {
             // RFC 7162 §3.1: the MODSEQ search key is CONDSTORE-enabling.
@@ -203,12 +225,7 @@ impl Session {
                 modseq: st.last_modseqs().get(m.uid),
                 now,
             };
-            if !eval(criteria, &ctx) {
-                continue;
-            }
-            let fields = if header { doc.get() } else { None };
-            // A message whose file went away while it was read is not reported.
-            if doc.unreadable() {
+            if !eval(criteria, &ctx) || doc.unreadable() {
                 continue;
             }
             let hit = Hit {
@@ -216,8 +233,15 @@ impl Session {
                 uid: m.uid,
                 modseq: ctx.modseq,
             };
-            each(&hit, meta, fields);
-            hits.push(hit);
+            let fields = Fields {
+                doc: &doc,
+                cache: cache.as_deref(),
+                mbox: &st.mbox,
+                uid: m.uid,
+            };
+            if each(&hit, meta, &fields) {
+                hits.push(hit);
+            }
         }
         if let Some(c) = &cache {
             c.flush();
@@ -332,6 +356,53 @@ struct Ctx<'a> {
     modseq: u64,
     /// When the command started (Unix seconds): OLDER and YOUNGER count back from it.
     now: i64,
+}
+
+/// The header fields of one matching message, for SORT and THREAD to read their keys from.
+pub(super) struct Fields<'a> {
+    doc: &'a LazyDoc<'a>,
+    /// Set when the header fields come from the metadata cache, which then also keeps
+    /// [`derived`](Self::derived) values.
+    cache: Option<&'a MailboxCache>,
+    mbox: &'a Mailbox,
+    uid: u32,
+}
+
+impl Fields<'_> {
+    /// The message's header fields (read on first use); `None` if it cannot be read.
+    pub(super) fn doc(&self) -> Option<&SearchDoc> {
+        self.doc.get()
+    }
+
+    /// The message had to be read and could not be (it was expunged meanwhile).
+    pub(super) fn unreadable(&self) -> bool {
+        self.doc.unreadable()
+    }
+
+    /// The value `derive` makes of the header fields, kept in memory by the metadata cache
+    /// under `kind` (one kind per meaning: SORT's folded subject is one), so that the next
+    /// SORT of this folder, from any connection, reads and parses no header.
+    pub(super) fn derived(
+        &self,
+        kind: u8,
+        derive: impl FnOnce(Option<&SearchDoc>) -> Arc<[u8]>,
+    ) -> Arc<[u8]> {
+        let key = self
+            .cache
+            .and_then(|c| Some((c, self.mbox.cache_key(self.uid)?)));
+        if let Some((c, (base, size))) = key {
+            if let Some(v) = c.derived(kind, base, size) {
+                return v;
+            }
+        }
+        let v = derive(self.doc.get());
+        if let Some((c, (base, size))) = key {
+            if !self.doc.unreadable() {
+                c.keep_derived(kind, base, size, v.clone());
+            }
+        }
+        v
+    }
 }
 
 /// The SEARCH document of one message, made when a key first needs it: `SINCE d SUBJECT s`

@@ -7,18 +7,19 @@
 //! `i;unicode-casemap` form (RFC 5255 I18NLEVEL=1); equal keys fall back to the next key, and
 //! last to the sequence number, ascending even under REVERSE (RFC 5256 §3; Dovecot does so).
 
-use super::search::{Answer, Hit};
+use super::search::{Answer, Fields, Hit};
 use super::{Action, HandlerError, Output, Session};
 use crate::imap::types::{Command, SortCriterion, SortKey};
-use crate::mime::{sortkey, SearchDoc};
+use crate::mime::sortkey;
 use crate::store::MessageMeta;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
-/// One compared value.
+/// One compared value. Text compares by its UTF-8 bytes, which is code point order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Value {
     Num(i64),
-    Text(String),
+    Text(Arc<[u8]>),
 }
 
 impl Session {
@@ -40,8 +41,14 @@ impl Session {
         let mut keyed: Vec<(Vec<Value>, Hit)> = Vec::new();
         let mut values = Vec::new();
         let mut out = Vec::new();
-        let found = self.matching(uid, &criteria, header, &mut out, |_, meta, doc| {
-            values.push(program.iter().map(|c| value(c.key, meta, doc)).collect());
+        let found = self.matching_fields(uid, &criteria, header, &mut out, |_, meta, f| {
+            let v: Vec<Value> = program.iter().map(|c| value(c.key, meta, f)).collect();
+            // A message whose file went away while it was read is not reported.
+            let keep = !f.unreadable();
+            if keep {
+                values.push(v);
+            }
+            keep
         })?;
         keyed.extend(values.into_iter().zip(found));
         keyed.sort_by(|a, b| compare(&program, a, b));
@@ -73,21 +80,44 @@ fn compare(program: &[SortCriterion], a: &(Vec<Value>, Hit), b: &(Vec<Value>, Hi
     a.1.seq.cmp(&b.1.seq)
 }
 
-/// The value of `key` for one message (RFC 5256 §3).
-fn value(key: SortKey, meta: &MessageMeta, doc: Option<&SearchDoc>) -> Value {
-    let field = |name: &str| doc.and_then(|d| d.first_field(name));
+/// The value of `key` for one message (RFC 5256 §3). Those read from header fields are
+/// [derived](Fields::derived) once per message file and kept by the metadata cache.
+fn value(key: SortKey, meta: &MessageMeta, f: &Fields) -> Value {
+    let text = |kind: u8, name: &str, fold: fn(Option<&[u8]>) -> String| {
+        Value::Text(f.derived(kind, |doc| {
+            let field = doc.and_then(|d| d.first_field(name));
+            fold(field.as_deref()).into_bytes().into()
+        }))
+    };
     match key {
         SortKey::Arrival => Value::Num(meta.internal_date),
         SortKey::Size => Value::Num(meta.size as i64),
         // The sent date in UTC; without a usable Date field, the INTERNALDATE.
         SortKey::Date => {
-            Value::Num(sortkey::sent_time(field("Date").as_deref()).unwrap_or(meta.internal_date))
+            let kept = f.derived(derived::DATE, |doc| {
+                let field = doc.and_then(|d| d.first_field("Date"));
+                let t = sortkey::sent_time(field.as_deref());
+                t.map_or(Arc::from(&[][..]), |t| Arc::from(&t.to_be_bytes()[..]))
+            });
+            let t = <[u8; 8]>::try_from(&*kept).map(i64::from_be_bytes);
+            Value::Num(t.unwrap_or(meta.internal_date))
         }
-        SortKey::Subject => Value::Text(sortkey::subject(field("Subject").as_deref())),
-        SortKey::From => Value::Text(sortkey::mailbox(field("From").as_deref())),
-        SortKey::To => Value::Text(sortkey::mailbox(field("To").as_deref())),
-        SortKey::Cc => Value::Text(sortkey::mailbox(field("Cc").as_deref())),
-        SortKey::DisplayFrom => Value::Text(sortkey::display(field("From").as_deref())),
-        SortKey::DisplayTo => Value::Text(sortkey::display(field("To").as_deref())),
+        SortKey::Subject => text(derived::SUBJECT, "Subject", sortkey::subject),
+        SortKey::From => text(derived::FROM, "From", sortkey::mailbox),
+        SortKey::To => text(derived::TO, "To", sortkey::mailbox),
+        SortKey::Cc => text(derived::CC, "Cc", sortkey::mailbox),
+        SortKey::DisplayFrom => text(derived::DISPLAY_FROM, "From", sortkey::display),
+        SortKey::DisplayTo => text(derived::DISPLAY_TO, "To", sortkey::display),
     }
+}
+
+/// The kinds of [derived](Fields::derived) values SORT keeps, one per key read from a header.
+mod derived {
+    pub const DATE: u8 = 0;
+    pub const SUBJECT: u8 = 1;
+    pub const FROM: u8 = 2;
+    pub const TO: u8 = 3;
+    pub const CC: u8 = 4;
+    pub const DISPLAY_FROM: u8 = 5;
+    pub const DISPLAY_TO: u8 = 6;
 }

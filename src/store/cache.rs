@@ -18,6 +18,7 @@
 //! dead, and a file over [`MAX_FILE`] is not read (rebuilt).
 
 pub mod codec;
+mod derived;
 #[cfg(test)]
 mod tests;
 
@@ -130,6 +131,7 @@ struct State {
 pub struct MailboxCache {
     dir: PathBuf,
     state: Mutex<State>,
+    derived: Mutex<derived::Derived>,
 }
 
 /// Loaded caches, least recently used first.
@@ -154,6 +156,7 @@ pub fn for_mailbox(dir: &Path) -> Arc<MailboxCache> {
     let c = Arc::new(MailboxCache {
         dir: dir.to_path_buf(),
         state: Mutex::new(State::default()),
+        derived: Mutex::default(),
     });
     r.push((dir.to_path_buf(), c.clone()));
     if r.len() > KEEP_LOADED {
@@ -285,8 +288,25 @@ impl MailboxCache {
         }
     }
 
+    /// A value derived from the message file `base` of `size` bytes and kept under `kind` by
+    /// [`keep_derived`](Self::keep_derived) (in memory only, see [`derived`]).
+    pub fn derived(&self, kind: u8, base: &str, size: u64) -> Option<Arc<[u8]>> {
+        self.derived_lock().get(kind, base, size)
+    }
+
+    /// Keep `value`, derived from the message file `base` of `size` bytes, under `kind`,
+    /// while this folder's cache stays loaded and the process's budget allows.
+    pub fn keep_derived(&self, kind: u8, base: &str, size: u64, value: Arc<[u8]>) {
+        self.derived_lock().keep(kind, base, size, value);
+    }
+
+    fn derived_lock(&self) -> MutexGuard<'_, derived::Derived> {
+        self.derived.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Drop the entry of an expunged message.
     pub fn forget(&self, base: &str) {
+        self.derived_lock().forget(base);
         let mut s = self.lock();
         if let Some(o) = s.index.remove(base) {
             s.live_bytes = s.live_bytes.saturating_sub(u64::from(o.len));
@@ -304,7 +324,9 @@ impl MailboxCache {
     pub fn retain(&self, live: impl Fn(&str) -> bool) {
         let mut s = self.lock();
         let dead: Vec<Box<str>> = s.index.keys().filter(|b| !live(b)).cloned().collect();
+        let mut derived = self.derived_lock();
         for b in dead {
+            derived.forget(&b);
             if let Some(o) = s.index.remove(&b) {
                 s.live_bytes = s.live_bytes.saturating_sub(u64::from(o.len));
             }

@@ -116,6 +116,7 @@ fn fresh(dir: &Path) -> MailboxCache {
     MailboxCache {
         dir: dir.to_path_buf(),
         state: Mutex::new(State::default()),
+        derived: Mutex::default(),
     }
 }
 
