@@ -238,6 +238,8 @@ impl Session {
                 cache: cache.as_deref(),
                 mbox: &st.mbox,
                 uid: m.uid,
+                window: &window,
+                head: OnceCell::new(),
             };
             if each(&hit, meta, &fields) {
                 hits.push(hit);
@@ -366,6 +368,11 @@ pub(super) struct Fields<'a> {
     cache: Option<&'a MailboxCache>,
     mbox: &'a Mailbox,
     uid: u32,
+    window: &'a RefCell<Window>,
+    /// The header block alone, read for [`derived`](Self::derived) values when the cache has
+    /// none: a first SORT reads headers only, as Dovecot does, instead of parsing every
+    /// message whole to fill the cache.
+    head: OnceCell<Option<SearchDoc>>,
 }
 
 impl Fields<'_> {
@@ -376,7 +383,7 @@ impl Fields<'_> {
 
     /// The message had to be read and could not be (it was expunged meanwhile).
     pub(super) fn unreadable(&self) -> bool {
-        self.doc.unreadable()
+        self.doc.unreadable() || self.head_unreadable()
     }
 
     /// The value `derive` makes of the header fields, kept in memory by the metadata cache
@@ -395,13 +402,37 @@ impl Fields<'_> {
                 return v;
             }
         }
-        let v = derive(self.doc.get());
-        if let Some((c, (base, size))) = key {
-            if !self.doc.unreadable() {
-                c.keep_derived(kind, base, size, v.clone());
-            }
+        let doc = self.header_doc();
+        let v = derive(doc);
+        if let (Some((c, (base, size))), Some(_)) = (key, doc) {
+            c.keep_derived(kind, base, size, v.clone());
         }
         v
+    }
+
+    /// The header fields: the document the criteria loaded, else the cached header block,
+    /// else the header block read from the message file (the cache is not filled: that
+    /// would parse the whole message).
+    fn header_doc(&self) -> Option<&SearchDoc> {
+        if self.doc.loaded() || self.cache.is_none() {
+            return self.doc.get();
+        }
+        let load = || {
+            let mut w = self.window.borrow_mut();
+            let cached = self
+                .cache
+                .and_then(|c| super::fetch_cached::header_doc(c, self.mbox, self.uid, &mut w));
+            cached.or_else(|| {
+                let raw = self.mbox.read_header(self.uid).ok()?;
+                Some(SearchDoc::from_vec(crate::mime::to_crlf(&raw).into_owned()))
+            })
+        };
+        self.head.get_or_init(load).as_ref()
+    }
+
+    /// The message had to be read for a derived value and could not be.
+    fn head_unreadable(&self) -> bool {
+        matches!(self.head.get(), Some(None))
     }
 }
 
@@ -422,6 +453,11 @@ impl<'a> LazyDoc<'a> {
 
     fn get(&self) -> Option<&SearchDoc> {
         self.cell.get_or_init(self.load).as_ref()
+    }
+
+    /// The document was asked for (it may be `None`).
+    fn loaded(&self) -> bool {
+        self.cell.get().is_some()
     }
 
     /// A key needed the document and the message could not be read.

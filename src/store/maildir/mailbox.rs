@@ -97,6 +97,22 @@ fn mtime_secs(md: &fs::Metadata) -> i64 {
     }
 }
 
+/// The length of the header block in `v` (through its empty line) if it ends in `v`; the
+/// search starts at `from` (bytes before it were looked at already).
+fn header_end(v: &[u8], from: usize) -> Option<usize> {
+    if v.starts_with(b"\n") || v.starts_with(b"\r\n") {
+        return Some(if v[0] == b'\n' { 1 } else { 2 });
+    }
+    let at = v.get(from..)?.windows(2).position(|w| w == b"\n\n");
+    let crlf = v.get(from..)?.windows(3).position(|w| w == b"\n\r\n");
+    match (at, crlf) {
+        (Some(a), Some(c)) if c < a => Some(from + c + 3),
+        (Some(a), _) => Some(from + a + 2),
+        (None, Some(c)) => Some(from + c + 3),
+        (None, None) => None,
+    }
+}
+
 /// RFC822.SIZE of a file by reading it (for names without `W=`).
 fn file_vsize(path: &Path) -> std::io::Result<u64> {
     let mut f = open_nofollow(path)?;
@@ -521,13 +537,40 @@ impl Mailbox {
 
     /// The message's bytes as stored.
     pub fn read(&self, uid: u32) -> Result<Vec<u8>> {
+        self.read_with(uid, |mut f| {
+            let mut v = Vec::new();
+            f.read_to_end(&mut v)?;
+            Ok(v)
+        })
+    }
+
+    /// The message's header block as stored, through the empty line that ends it (the whole
+    /// message if it has none): SORT's keys without reading the body.
+    pub fn read_header(&self, uid: u32) -> Result<Vec<u8>> {
+        self.read_with(uid, |mut f| {
+            let mut v = Vec::new();
+            loop {
+                let from = v.len().saturating_sub(3);
+                let n = f.by_ref().take(8 * 1024).read_to_end(&mut v)?;
+                if let Some(end) = header_end(&v, from) {
+                    v.truncate(end);
+                    return Ok(v);
+                }
+                if n == 0 {
+                    return Ok(v);
+                }
+            }
+        })
+    }
+
+    fn read_with(
+        &self,
+        uid: u32,
+        how: impl Fn(fs::File) -> std::io::Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
         let loc = self.locs.get(i).ok_or(StoreError::Expunged(uid))?;
-        let read = |p: &Path| -> std::io::Result<Vec<u8>> {
-            let mut v = Vec::new();
-            open_nofollow(p)?.read_to_end(&mut v)?;
-            Ok(v)
-        };
+        let read = |p: &Path| how(open_nofollow(p)?);
         let path = self.path_of(loc);
         match read(&path) {
             Ok(v) => Ok(v),
@@ -550,5 +593,22 @@ impl Mailbox {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod header_end_tests {
+    use super::header_end;
+
+    #[test]
+    fn finds_the_empty_line_in_either_line_ending() {
+        assert_eq!(header_end(b"A: 1\r\nB: 2\r\n\r\nbody", 0), Some(14));
+        assert_eq!(header_end(b"A: 1\nB: 2\n\nbody\n\n", 0), Some(11));
+        assert_eq!(header_end(b"\r\nbody", 0), Some(2));
+        assert_eq!(header_end(b"\nbody", 0), Some(1));
+        assert_eq!(header_end(b"A: 1\r\nB: 2\r\n", 0), None, "not yet read");
+        // Found across a chunk boundary: the search restarts 3 bytes back.
+        let v = b"A: 1\r\n\r\nx";
+        assert_eq!(header_end(v, 3), Some(8));
     }
 }
