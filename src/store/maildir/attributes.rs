@@ -47,7 +47,8 @@ pub fn parse(bytes: &[u8]) -> Parsed {
             break;
         };
         match (unescape(key), unescape(value)) {
-            (Some(k), Some(v)) if !k.is_empty() && !v.contains(&0) => {
+            // Dovecot's strings end at NUL: it never writes one.
+            (Some(k), Some(v)) if !k.is_empty() && !k.contains(&0) && !v.contains(&0) => {
                 out.entries.insert(k, v);
             }
             _ => out.skipped += 1,
@@ -148,9 +149,9 @@ mod tests {
 
     #[test]
     fn bad_pairs_are_skipped_and_the_rest_kept() {
-        let p = parse(b"good\n1\nbad\x01z\nv\n\nempty-key\nk2\n2\ncut-off");
+        let p = parse(b"good\n1\nbad\x01z\nv\n\nempty-key\nk2\n2\nn\x00ul\nv\nk\nn\x00\ncut-off");
         assert_eq!(p.entries, e(&[(b"good", b"1"), (b"k2", b"2")]));
-        assert_eq!(p.skipped, 3);
+        assert_eq!(p.skipped, 5);
         assert_eq!(parse(b"").entries.len(), 0);
         assert_eq!(parse(b"\n"), Parsed::default());
     }

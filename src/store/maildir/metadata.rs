@@ -112,3 +112,78 @@ fn keep_corrupt(path: &Path) {
         log::warn!("copying {} to {}: {e}", path.display(), aside.display());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_dir;
+    use super::*;
+
+    fn guid_in_uidlist(dir: &Path) -> Option<String> {
+        UserStore::existing_guid(dir)
+    }
+
+    #[test]
+    fn guids_are_created_once_and_follow_a_rename() {
+        let root = test_dir("meta-guid");
+        let store = UserStore::open(&root).unwrap();
+        store.create("Box").unwrap();
+        assert_eq!(guid_in_uidlist(&root.join(".Box")), None);
+        let g = store.mailbox_guid("Box").unwrap();
+        assert_eq!(g.len(), 32);
+        assert_eq!(
+            guid_in_uidlist(&root.join(".Box")).as_deref(),
+            Some(g.as_str())
+        );
+        assert_eq!(store.mailbox_guid("Box").unwrap(), g);
+        store.rename("Box", "Moved").unwrap();
+        assert_eq!(store.mailbox_guid("Moved").unwrap(), g);
+        assert!(matches!(
+            store.mailbox_guid("Box"),
+            Err(StoreError::NotFound(_))
+        ));
+        // A uidlist without a GUID (written by an old Dovecot) is given one, UIDs kept.
+        std::fs::write(root.join(UIDLIST), "3 V7 N5\n4 :a.host\n").unwrap();
+        let inbox = store.mailbox_guid("INBOX").unwrap();
+        let text = std::fs::read_to_string(root.join(UIDLIST)).unwrap();
+        assert!(
+            text.starts_with("3 V7 N5") && text.contains(&format!("G{inbox}")),
+            "{text}"
+        );
+        assert!(text.contains("4 :a.host"), "{text}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn updates_are_atomic_refusals_write_nothing_and_delete_forgets() {
+        let root = test_dir("meta-update");
+        let store = UserStore::open(&root).unwrap();
+        store.create("Box").unwrap();
+        let g = store.mailbox_guid("Box").unwrap();
+        let key = attributes::mailbox_prefix(true, &g)
+            .into_iter()
+            .chain(*b"x")
+            .collect::<Vec<u8>>();
+        store
+            .update_attributes(|e| {
+                e.insert(key.clone(), b"1".to_vec());
+                e.insert(b"priv/other/y".to_vec(), b"2".to_vec());
+                Ok::<_, ()>(true)
+            })
+            .unwrap()
+            .unwrap();
+        let refused = store.update_attributes(|e| {
+            e.clear();
+            Err::<bool, &str>("no")
+        });
+        assert_eq!(refused.unwrap(), Err("no"));
+        assert_eq!(store.attributes().unwrap().len(), 2);
+        assert!(!root.join("dovecot-attributes.lock").exists());
+        store.delete("Box").unwrap();
+        let left = store.attributes().unwrap();
+        assert_eq!(
+            left.keys().collect::<Vec<_>>(),
+            vec![&b"priv/other/y".to_vec()]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
