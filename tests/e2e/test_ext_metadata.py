@@ -22,8 +22,10 @@ def caps(c) -> set[str]:
 
 
 def metadata(r) -> list[bytes]:
-    """The untagged METADATA responses, whole (exact comparison)."""
-    return [u for u in r.untagged if u.upper().startswith(b"* METADATA")]
+    """The untagged METADATA responses, whole (exact comparison); there must be no other."""
+    found = [u for u in r.untagged if u.upper().startswith(b"* METADATA")]
+    assert found == r.untagged, r.untagged
+    return found
 
 
 def entries(r) -> dict[str, bytes | None]:
