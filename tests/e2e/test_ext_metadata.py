@@ -283,3 +283,30 @@ def test_cross_server(both):
     p.ok("DELETE Renamed")
     text = (pm.maildir() / "dovecot-attributes").read_bytes()
     assert b"by-dovecot\nd2" not in text
+
+
+def test_concurrent_writers_lose_nothing(both):
+    """Dovecot and two pimap sessions set entries at the same time: each rewrites the whole
+    file, under the same dotlock (`dovecot-attributes.lock`), so none is lost."""
+    import threading
+
+    dv, pm = both
+    conns = {"dovecot": dv.login(), "pimap1": pm.login(), "pimap2": pm.login()}
+    errors = []
+
+    def writer(name, c):
+        try:
+            for i in range(15):
+                c.ok(f'SETMETADATA INBOX (/private/{name}-{i} "{i}")')
+        except Exception as e:  # reported below, with the others
+            errors.append(f"{name}: {e}")
+
+    threads = [threading.Thread(target=writer, args=kv) for kv in conns.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    want = {f"/private/{name}-{i}": str(i).encode() for name in conns for i in range(15)}
+    for c in (conns["dovecot"], conns["pimap1"]):
+        assert entries(c.ok("GETMETADATA (DEPTH 1) INBOX /private")) == want
