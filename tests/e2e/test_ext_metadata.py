@@ -182,6 +182,20 @@ def test_rename_and_delete(server):
         b"* METADATA Other (/private/k {5}\r\nother)\r\n"]
 
 
+def test_utf8_mailbox_names(pimap):
+    """After ENABLE IMAP4rev2 (which Dovecot 2.3 lacks) mailbox names are UTF-8 both ways; a
+    rev1 client names the same mailbox in modified UTF-7."""
+    c = pimap.login()
+    c.ok("ENABLE IMAP4rev2")
+    c.ok('CREATE "Grüße"')
+    c.ok('SETMETADATA "Grüße" (/private/k "v")')
+    assert metadata(c.ok('GETMETADATA "Grüße" /private/k')) == [
+        '* METADATA "Grüße" (/private/k {1}\r\nv)\r\n'.encode()]
+    old = pimap.login()
+    assert metadata(old.ok("GETMETADATA Gr&APwA3w-e /private/k")) == [
+        b"* METADATA Gr&APwA3w-e (/private/k {1}\r\nv)\r\n"]
+
+
 # ---------------------------------------------------------------------------------------
 # pimap's own limits (Dovecot 2.3 has none) and durability
 
