@@ -4,7 +4,9 @@
 //! `/private` and `/shared` are two separate sets of entries, as in Dovecot: a single-user
 //! server has nobody to share with, but a client that writes `/shared/x` reads it back there
 //! (and from Dovecot, on the same Maildir). Dovecot's own entries
-//! (`vendor/vendor.dovecot/pvt...`) can be neither read nor set.
+//! (`vendor/vendor.dovecot/pvt...`) can be neither read nor set. `[METADATA NOPRIVATE]` is
+//! never sent: private entries are always kept. Only `METADATA` is advertised, as Dovecot
+//! does: it includes `METADATA-SERVER`'s server entries (RFC 5464 §1).
 //!
 //! Limits (Dovecot 2.3 has none; these keep one command from growing the file, which every
 //! change rewrites, without bound): a value of at most [`MAX_VALUE`] bytes
