@@ -18,6 +18,7 @@
 
 mod fetch;
 mod lexer;
+mod metadata;
 mod search;
 #[cfg(test)]
 mod tests;
@@ -149,6 +150,8 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"ID" => id(c)?,
         b"ENABLE" => enable(c)?,
         b"COMPRESS" => compress(c)?,
+        b"GETMETADATA" => metadata::getmetadata(c)?,
+        b"SETMETADATA" => metadata::setmetadata(c)?,
         b"SEARCH" => search(c, false)?,
         b"SORT" => sort(c, false)?,
         b"FETCH" => fetch(c, false)?,

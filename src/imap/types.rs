@@ -243,6 +243,15 @@ pub enum SearchKey {
     ModSeq(u64),
 }
 
+/// GETMETADATA's `DEPTH` (RFC 5464 §4.2.2): the entry only, its children, or all below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataDepth {
+    #[default]
+    Zero,
+    One,
+    Infinity,
+}
+
 /// A SORT key (RFC 5256 §3; DISPLAYFROM and DISPLAYTO from RFC 5957 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
@@ -400,6 +409,20 @@ pub enum Command {
     Compress {
         mechanism: String,
     },
+    /// `GETMETADATA [(options)] mailbox entries` (RFC 5464 §4.2): entry names checked
+    /// (§3.2) and in lower case (they are case-insensitive); mailbox `""` is the server.
+    GetMetadata {
+        mailbox: String,
+        entries: Vec<String>,
+        /// `MAXSIZE n`: longer values are left out (`[METADATA LONGENTRIES n]`).
+        max_size: Option<u32>,
+        depth: MetadataDepth,
+    },
+    /// `SETMETADATA mailbox (entry value ...)` (RFC 5464 §4.3): `None` (NIL) removes.
+    SetMetadata {
+        mailbox: String,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
     // selected (§6.4)
     Check,
     Close,
@@ -479,6 +502,8 @@ impl Command {
             Command::Enable(_) => "ENABLE",
             Command::Idle => "IDLE",
             Command::Compress { .. } => "COMPRESS",
+            Command::GetMetadata { .. } => "GETMETADATA",
+            Command::SetMetadata { .. } => "SETMETADATA",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",
             Command::Unselect => "UNSELECT",

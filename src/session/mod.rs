@@ -9,12 +9,13 @@
 //! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
 //! SORT=DISPLAY, ESORT, over `search`'s matching), `idle` (IDLE, RFC 2177, and the
-//! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `view`.
+//! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `metadata` (GETMETADATA,
+//! SETMETADATA), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
-//! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
-//! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
+//! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, METADATA
+//! (`metadata`, RFC 5464, server entries included), CONDSTORE, QRESYNC (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
 //! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
 mod auth;
@@ -28,6 +29,7 @@ mod idle;
 mod list;
 mod mailbox;
 mod message;
+mod metadata;
 mod rev2;
 mod search;
 mod sort;
@@ -335,6 +337,7 @@ impl Session {
                 "SPECIAL-USE",
                 "LIST-EXTENDED",
                 "LIST-STATUS",
+                "METADATA",
                 "CONDSTORE",
                 "QRESYNC",
                 "UTF8=ACCEPT",
@@ -470,6 +473,7 @@ impl Session {
                 | Status { .. }
                 | Namespace),
             ) => self.mailbox_command(tag, c),
+            (_, c @ (GetMetadata { .. } | SetMetadata { .. })) => self.metadata_command(tag, c),
             (
                 _,
                 Append {

@@ -122,6 +122,21 @@ impl Session {
                 set,
                 mailbox: e(mailbox),
             },
+            Command::GetMetadata {
+                mailbox,
+                entries,
+                max_size,
+                depth,
+            } => Command::GetMetadata {
+                mailbox: e(mailbox),
+                entries,
+                max_size,
+                depth,
+            },
+            Command::SetMetadata { mailbox, entries } => Command::SetMetadata {
+                mailbox: e(mailbox),
+                entries,
+            },
             other => other,
         }
     }

@@ -1,7 +1,8 @@
 //! The mail store seam: the session talks to this API only. Maildir (Dovecot's on-disk
 //! format) is the implementation.
 //!
-//! Owns: mailbox names on disk, UIDs, flags, keywords, subscriptions, delivery.
+//! Owns: mailbox names on disk, UIDs, flags, keywords, subscriptions, METADATA entries
+//! (`maildir::attributes`), delivery.
 //! Never: trusts a mailbox name or a file name from disk or the network without validating it.
 
 pub mod cache;

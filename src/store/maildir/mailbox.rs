@@ -35,7 +35,8 @@ mod write;
 
 use base_index::BaseIndex;
 pub(super) use scan::scan;
-use scan::{read_keywords, read_uidlist, stamp, sync_locked_first, FileId, Stamp, FINE_SETTLE};
+pub(super) use scan::{random_guid, read_uidlist, sync_locked};
+use scan::{read_keywords, stamp, sync_locked_first, FileId, Stamp, FINE_SETTLE};
 pub use stream::{MessageFile, Spool};
 pub(super) use write::write_new_file;
 use write::{copy_file, mtime_of};

@@ -11,6 +11,7 @@
 //! name from disk or the network unvalidated, or loses `dovecot-uidlist` (UIDs must survive,
 //! RFC 3501 §2.3.1.1).
 
+pub mod attributes;
 pub mod changes;
 mod delivery;
 mod durable;
@@ -19,6 +20,7 @@ pub mod filename;
 pub mod keywords;
 pub mod lock;
 mod mailbox;
+mod metadata;
 pub mod modseq;
 pub mod name;
 pub mod recent;
@@ -330,6 +332,7 @@ impl UserStore {
         if !self.is_mailbox_dir(&dir) {
             return Err(StoreError::NotFound(n));
         }
+        let guid = Self::existing_guid(&dir);
         let trash = self.root.join(format!("{DELETED_PREFIX}{}", new_unique()));
         fs::rename(&dir, &trash).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::NotFound(n.clone()),
@@ -341,6 +344,10 @@ impl UserStore {
             let _ = fs::remove_file(&trash);
         } else if let Err(e) = fs::remove_dir_all(&trash) {
             log::warn!("removing {}: {e}", trash.display());
+        }
+        // Its METADATA entries go with it, as in Dovecot.
+        if let Some(g) = guid {
+            self.forget_attributes(&g);
         }
         Ok(())
     }

@@ -61,7 +61,9 @@ pub(in crate::store::maildir) fn scan(dir: &Path) -> Result<Vec<Found>> {
 }
 
 /// Read the uidlist without a lock. `Ok(None)` if missing; `Err(Some(reason))` if corrupt.
-pub(super) fn read_uidlist(dir: &Path) -> Result<std::result::Result<Option<UidList>, String>> {
+pub(in crate::store::maildir) fn read_uidlist(
+    dir: &Path,
+) -> Result<std::result::Result<Option<UidList>, String>> {
     let path = dir.join(UIDLIST);
     let Some(bytes) = read_optional(&path)? else {
         return Ok(Ok(None));
@@ -132,7 +134,7 @@ pub(super) fn read_extras(dir: &Path) -> ExtraKeywords {
     }
 }
 
-pub(super) fn random_guid() -> String {
+pub(in crate::store::maildir) fn random_guid() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
         let t = SystemTime::now()
