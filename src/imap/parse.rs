@@ -7,7 +7,7 @@
 //! never checks that a mailbox exists: that is the session's job.
 //!
 //! Layout: `lexer` (tokens shared by all commands), `fetch` (FETCH items), `search` (SEARCH
-//! keys); this file dispatches on the command name and holds the smaller commands.
+//! keys), `quota` (RFC 9208); this file dispatches on the command name and holds the smaller commands.
 //!
 //! ```text
 //! command = tag SP (command-any / command-auth / command-nonauth / command-select) CRLF
@@ -18,9 +18,12 @@
 
 mod fetch;
 mod lexer;
+mod quota;
 mod search;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quota;
 #[cfg(test)]
 mod tests_selected;
 #[cfg(test)]
@@ -156,6 +159,9 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"COPY" => copy_move(c, false, false)?,
         b"MOVE" => copy_move(c, false, true)?,
         b"UID" => uid(c)?,
+        b"GETQUOTAROOT" => quota::getquotaroot(c)?,
+        b"GETQUOTA" => quota::getquota(c)?,
+        b"SETQUOTA" => quota::setquota(c)?,
         _ => return Err(format!("Unknown command {}", show(name))),
     };
     c.end(&format!("{} command", cmd.name()))?;

@@ -451,6 +451,19 @@ pub enum Command {
         set: SequenceSet,
         mailbox: String,
     },
+    /// RFC 9208 §4.3; the mailbox as sent (the answer repeats it).
+    GetQuotaRoot {
+        mailbox: String,
+    },
+    /// RFC 9208 §4.2.
+    GetQuota {
+        root: String,
+    },
+    /// RFC 9208 §4.4: resource names upper-cased, with their limits.
+    SetQuota {
+        root: String,
+        limits: Vec<(String, u64)>,
+    },
 }
 
 impl Command {
@@ -490,6 +503,9 @@ impl Command {
             Command::Store { .. } => "STORE",
             Command::Copy { .. } => "COPY",
             Command::Move { .. } => "MOVE",
+            Command::GetQuotaRoot { .. } => "GETQUOTAROOT",
+            Command::GetQuota { .. } => "GETQUOTA",
+            Command::SetQuota { .. } => "SETQUOTA",
         }
     }
 }

@@ -393,6 +393,8 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
+        // RFC 9208 §4.1: the literal's size stands for the message's (the same for CRLF mail).
+        self.check_quota(&name, size, 1)?;
         // Written and synced without the mailbox's lock (other sessions APPENDing here do
         // the same side by side), placed under it, and made durable after it together with
         // their syncs: the OK below is sent only then.

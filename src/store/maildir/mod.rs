@@ -26,6 +26,7 @@ pub mod shared;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
+mod usage;
 #[cfg(target_os = "linux")]
 pub mod wake;
 pub mod watch;
