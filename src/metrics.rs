@@ -27,6 +27,7 @@ pub struct Metrics {
     sync_error: AtomicU64,
     sync_delivered: AtomicU64,
     sync_failed_objects: AtomicU64,
+    sync_quota_held: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     timeouts_login: AtomicU64,
@@ -77,6 +78,7 @@ impl Metrics {
             sync_error: AtomicU64::new(0),
             sync_delivered: AtomicU64::new(0),
             sync_failed_objects: AtomicU64::new(0),
+            sync_quota_held: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             timeouts_login: AtomicU64::new(0),
@@ -138,6 +140,11 @@ impl Metrics {
                 self.sync_error.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The S3 sync held an object back because a recipient is over quota (once per object).
+    pub fn sync_quota_held(&self) {
+        self.sync_quota_held.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn bytes_in(&self, n: usize) {
@@ -249,6 +256,12 @@ impl Metrics {
             &[("", g(&self.sync_failed_objects))],
         );
         family(
+            "pimap_sync_quota_held_total",
+            "counter",
+            "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
+            &[("", g(&self.sync_quota_held))],
+        );
+        family(
             "pimap_received_bytes_total",
             "counter",
             "Bytes read from IMAP clients.",
@@ -303,6 +316,7 @@ mod tests {
         m.sync_pass(Ok((3, 0)));
         m.sync_pass(Ok((1, 2)));
         m.sync_pass(Err(()));
+        m.sync_quota_held();
         m.bytes_in(10);
         m.bytes_out(25);
         m.timeout(Timeout::Login);
@@ -331,6 +345,7 @@ mod tests {
             Some(1)
         );
         assert_eq!(sample(&t, "pimap_sync_delivered_total"), Some(4));
+        assert_eq!(sample(&t, "pimap_sync_quota_held_total"), Some(1));
         assert_eq!(sample(&t, "pimap_received_bytes_total"), Some(10));
         assert_eq!(sample(&t, "pimap_sent_bytes_total"), Some(25));
         assert_eq!(

@@ -31,6 +31,20 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Would a delivery of one message of `bytes` bytes break a limit? As Dovecot's LDA/LMTP
+    /// decide: refused when already at or over the byte limit, else allowed up to `grace`
+    /// bytes past it (`quota_grace`, by default 10% of the root's limit), so the last mail
+    /// that brings a user over is not bounced for a few bytes; no grace for the message count.
+    pub fn refuses_delivery(&self, used: Usage, bytes: u64, grace: u64) -> bool {
+        let count_over = self.messages > 0 && used.messages.saturating_add(1) > self.messages;
+        let bytes_over = self.bytes > 0
+            && (used.bytes >= self.bytes
+                || bytes > (self.bytes - used.bytes).saturating_add(grace));
+        count_over || bytes_over
+    }
+}
+
 /// What a user's mailboxes hold: the sum of their messages' sizes (RFC822.SIZE, the size
 /// Dovecot's count backend counts with `quota_vsizes = yes`) and their number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -191,6 +205,12 @@ impl QuotaRules {
             }
         }
         Ok(())
+    }
+
+    /// Dovecot's default `quota_grace` (10% of the root's byte limit): how far one delivery
+    /// may take the user past it.
+    pub fn grace(&self) -> u64 {
+        self.default.bytes / 10
     }
 
     /// The quota root's limits (what GETQUOTA shows).

@@ -221,3 +221,43 @@ fn wildcards() {
         );
     }
 }
+
+#[test]
+fn delivery_gets_the_grace_unless_already_over() {
+    let l = Limits {
+        bytes: 1000,
+        messages: 3,
+    };
+    let r = ok(&[("quota_rule", "*:bytes=1000:messages=3")]);
+    assert_eq!(r.grace(), 100);
+    let used = Usage {
+        bytes: 900,
+        messages: 1,
+    };
+    assert!(!l.refuses_delivery(used, 200, 100));
+    assert!(l.refuses_delivery(used, 201, 100));
+    assert!(l.refuses_delivery(
+        Usage {
+            bytes: 1000,
+            messages: 0
+        },
+        1,
+        100
+    ));
+    assert!(l.refuses_delivery(
+        Usage {
+            bytes: 0,
+            messages: 3
+        },
+        1,
+        100
+    ));
+    assert!(!Limits::default().refuses_delivery(
+        Usage {
+            bytes: u64::MAX,
+            messages: 9
+        },
+        9,
+        0
+    ));
+}

@@ -31,7 +31,7 @@ mod usage;
 pub mod wake;
 pub mod watch;
 
-pub use delivery::{deliver, deliver_from_reader, deliver_link};
+pub use delivery::{deliver, deliver_from_reader, deliver_link, is_delivered};
 pub use durable::Pending;
 pub(crate) use mailbox::remove_sorted;
 pub use mailbox::{CopySources, Mailbox, MessageFile, Prepared, Spool};
