@@ -174,11 +174,7 @@ impl Metrics {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = String::with_capacity(2048);
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(s, "# HELP {name} {help}");
-            let _ = writeln!(s, "# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(s, "{name}{labels} {v}");
-            }
+            write_family(&mut s, name, kind, help, samples)
         };
         family(
             "pimap_connections",
@@ -234,34 +230,6 @@ impl Metrics {
             ],
         );
         family(
-            "pimap_sync_passes_total",
-            "counter",
-            "S3 sync passes by result (partial: some objects failed and are retried).",
-            &[
-                ("{result=\"ok\"}", g(&self.sync_ok)),
-                ("{result=\"partial\"}", g(&self.sync_partial)),
-                ("{result=\"error\"}", g(&self.sync_error)),
-            ],
-        );
-        family(
-            "pimap_sync_delivered_total",
-            "counter",
-            "Messages the S3 sync delivered.",
-            &[("", g(&self.sync_delivered))],
-        );
-        family(
-            "pimap_sync_failed_objects_total",
-            "counter",
-            "Object deliveries that failed in a sync pass (counted per pass).",
-            &[("", g(&self.sync_failed_objects))],
-        );
-        family(
-            "pimap_sync_quota_held_total",
-            "counter",
-            "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
-            &[("", g(&self.sync_quota_held))],
-        );
-        family(
             "pimap_received_bytes_total",
             "counter",
             "Bytes read from IMAP clients.",
@@ -273,11 +241,58 @@ impl Metrics {
             "Bytes written to IMAP clients.",
             &[("", g(&self.bytes_out))],
         );
+        self.render_sync(&mut s);
         s
+    }
+
+    /// The S3 sync's families (part of [`Metrics::render`]).
+    fn render_sync(&self, s: &mut String) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        write_family(
+            s,
+            "pimap_sync_passes_total",
+            "counter",
+            "S3 sync passes by result (partial: some objects failed and are retried).",
+            &[
+                ("{result=\"ok\"}", g(&self.sync_ok)),
+                ("{result=\"partial\"}", g(&self.sync_partial)),
+                ("{result=\"error\"}", g(&self.sync_error)),
+            ],
+        );
+        write_family(
+            s,
+            "pimap_sync_delivered_total",
+            "counter",
+            "Messages the S3 sync delivered.",
+            &[("", g(&self.sync_delivered))],
+        );
+        write_family(
+            s,
+            "pimap_sync_failed_objects_total",
+            "counter",
+            "Object deliveries that failed in a sync pass (counted per pass).",
+            &[("", g(&self.sync_failed_objects))],
+        );
+        write_family(
+            s,
+            "pimap_sync_quota_held_total",
+            "counter",
+            "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
+            &[("", g(&self.sync_quota_held))],
+        );
     }
 }
 
 /// Escape a label value (backslash, double quote, line feed), as the text format requires.
+/// One metric family: its HELP and TYPE lines, then its samples.
+fn write_family(s: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(s, "{name}{labels} {v}");
+    }
+}
+
 fn escape_label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {

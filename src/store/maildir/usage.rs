@@ -13,7 +13,7 @@
 use super::UserStore;
 use crate::auth::quota::Usage;
 use crate::store::Result;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -58,10 +58,10 @@ fn remember(dir: &Path, counted: Counted) {
 
 /// Forget the totals of mailboxes under `root` that `keep` does not name (deleted or renamed
 /// since), so the table does not grow with every folder ever seen.
-fn forget_others(root: &Path, keep: &[PathBuf]) {
+fn forget_others(root: &Path, keep: &HashSet<PathBuf>) {
     let mut all = COUNTED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(map) = all.as_mut() {
-        map.retain(|d, _| !(d.starts_with(root) && !keep.contains(d)));
+        map.retain(|d, _| !d.starts_with(root) || keep.contains(d));
     }
 }
 
@@ -69,7 +69,7 @@ impl UserStore {
     /// The messages and bytes in every mailbox for which `counted(name)` (IMAP name) holds.
     pub fn usage(&self, counted: impl Fn(&str) -> bool) -> Result<Usage> {
         let mut total = Usage::default();
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for entry in self.list()? {
             if entry.nonexistent || !counted(&entry.name) {
                 continue;
@@ -83,7 +83,7 @@ impl UserStore {
             };
             total.bytes = total.bytes.saturating_add(u.bytes);
             total.messages = total.messages.saturating_add(u.messages);
-            seen.push(dir);
+            seen.insert(dir);
         }
         forget_others(&self.root, &seen);
         Ok(total)
