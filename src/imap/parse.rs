@@ -354,6 +354,7 @@ fn status_items(c: &mut Cursor) -> PResult<Vec<StatusItem>> {
             b"SIZE" => StatusItem::Size,
             b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             b"DELETED" => StatusItem::Deleted,
+            b"DELETED-STORAGE" => StatusItem::DeletedStorage,
             _ => return Err(format!("Unknown STATUS item {}", show(a))),
         };
         if !items.contains(&item) {

@@ -287,6 +287,8 @@ pub enum StatusItem {
     HighestModSeq,
     /// RFC 9051 §6.3.11: messages with \Deleted.
     Deleted,
+    /// RFC 9208 §4.3.1: their total size, what an EXPUNGE would free.
+    DeletedStorage,
 }
 
 /// STORE's `+FLAGS` / `-FLAGS` / `FLAGS`.

@@ -167,3 +167,15 @@ def test_usage_follows_the_other_server(both):
     assert quota(p) == b'* QUOTA "User quota" (STORAGE 0 2 MESSAGE 0 4)\r\n'
     assert append(p, "INBOX", msg(1000)).ok
     assert quota(d) == b'* QUOTA "User quota" (STORAGE 1 2 MESSAGE 1 4)\r\n'
+
+
+def test_status_deleted_storage(pimap):
+    """RFC 9208 §4.3.1 (a server with QUOTA=RES-STORAGE supports it); Dovecot 2.3 has neither
+    DELETED nor DELETED-STORAGE."""
+    c = pimap.login(USER)
+    for n in (10, 20, 30):
+        assert append(c, "INBOX", msg(n)).ok
+    c.ok("SELECT INBOX")
+    c.ok("STORE 1,3 +FLAGS.SILENT (\\Deleted)")
+    r = c.ok("STATUS INBOX (DELETED-STORAGE DELETED SIZE)")
+    assert r.untagged == [b"* STATUS INBOX (DELETED-STORAGE 72 DELETED 2 SIZE 108)\r\n"]
