@@ -27,6 +27,7 @@ pub struct Metrics {
     sync_error: AtomicU64,
     sync_delivered: AtomicU64,
     sync_failed_objects: AtomicU64,
+    sync_quota_held: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     timeouts_login: AtomicU64,
@@ -77,6 +78,7 @@ impl Metrics {
             sync_error: AtomicU64::new(0),
             sync_delivered: AtomicU64::new(0),
             sync_failed_objects: AtomicU64::new(0),
+            sync_quota_held: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             timeouts_login: AtomicU64::new(0),
@@ -140,6 +142,11 @@ impl Metrics {
         }
     }
 
+    /// The S3 sync held an object back because a recipient is over quota (once per object).
+    pub fn sync_quota_held(&self) {
+        self.sync_quota_held.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn bytes_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -167,11 +174,7 @@ impl Metrics {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = String::with_capacity(2048);
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(s, "# HELP {name} {help}");
-            let _ = writeln!(s, "# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(s, "{name}{labels} {v}");
-            }
+            write_family(&mut s, name, kind, help, samples)
         };
         family(
             "pimap_connections",
@@ -227,28 +230,6 @@ impl Metrics {
             ],
         );
         family(
-            "pimap_sync_passes_total",
-            "counter",
-            "S3 sync passes by result (partial: some objects failed and are retried).",
-            &[
-                ("{result=\"ok\"}", g(&self.sync_ok)),
-                ("{result=\"partial\"}", g(&self.sync_partial)),
-                ("{result=\"error\"}", g(&self.sync_error)),
-            ],
-        );
-        family(
-            "pimap_sync_delivered_total",
-            "counter",
-            "Messages the S3 sync delivered.",
-            &[("", g(&self.sync_delivered))],
-        );
-        family(
-            "pimap_sync_failed_objects_total",
-            "counter",
-            "Object deliveries that failed in a sync pass (counted per pass).",
-            &[("", g(&self.sync_failed_objects))],
-        );
-        family(
             "pimap_received_bytes_total",
             "counter",
             "Bytes read from IMAP clients.",
@@ -260,11 +241,58 @@ impl Metrics {
             "Bytes written to IMAP clients.",
             &[("", g(&self.bytes_out))],
         );
+        self.render_sync(&mut s);
         s
+    }
+
+    /// The S3 sync's families (part of [`Metrics::render`]).
+    fn render_sync(&self, s: &mut String) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        write_family(
+            s,
+            "pimap_sync_passes_total",
+            "counter",
+            "S3 sync passes by result (partial: some objects failed and are retried).",
+            &[
+                ("{result=\"ok\"}", g(&self.sync_ok)),
+                ("{result=\"partial\"}", g(&self.sync_partial)),
+                ("{result=\"error\"}", g(&self.sync_error)),
+            ],
+        );
+        write_family(
+            s,
+            "pimap_sync_delivered_total",
+            "counter",
+            "Messages the S3 sync delivered.",
+            &[("", g(&self.sync_delivered))],
+        );
+        write_family(
+            s,
+            "pimap_sync_failed_objects_total",
+            "counter",
+            "Object deliveries that failed in a sync pass (counted per pass).",
+            &[("", g(&self.sync_failed_objects))],
+        );
+        write_family(
+            s,
+            "pimap_sync_quota_held_total",
+            "counter",
+            "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
+            &[("", g(&self.sync_quota_held))],
+        );
     }
 }
 
 /// Escape a label value (backslash, double quote, line feed), as the text format requires.
+/// One metric family: its HELP and TYPE lines, then its samples.
+fn write_family(s: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(s, "{name}{labels} {v}");
+    }
+}
+
 fn escape_label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
@@ -303,6 +331,7 @@ mod tests {
         m.sync_pass(Ok((3, 0)));
         m.sync_pass(Ok((1, 2)));
         m.sync_pass(Err(()));
+        m.sync_quota_held();
         m.bytes_in(10);
         m.bytes_out(25);
         m.timeout(Timeout::Login);
@@ -331,6 +360,7 @@ mod tests {
             Some(1)
         );
         assert_eq!(sample(&t, "pimap_sync_delivered_total"), Some(4));
+        assert_eq!(sample(&t, "pimap_sync_quota_held_total"), Some(1));
         assert_eq!(sample(&t, "pimap_received_bytes_total"), Some(10));
         assert_eq!(sample(&t, "pimap_sent_bytes_total"), Some(25));
         assert_eq!(

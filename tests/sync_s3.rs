@@ -1107,6 +1107,93 @@ fn huge_object_is_streamed_to_disk_with_bounded_rss() {
     }
 }
 
+/// `pimap_sync_quota_held_total` from the process's metrics.
+fn quota_held_metric() -> u64 {
+    pimap::metrics::global()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("pimap_sync_quota_held_total ")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Mail for a user over quota (the passwd-file's rules) stays in the bucket, is counted once
+/// per object in the metric, and is delivered by a later pass once an expunge made room; the
+/// other recipients of the same object get it at once, and exactly once.
+#[test]
+fn over_quota_objects_stay_in_the_bucket_until_there_is_room() {
+    let s = Setup::new("quota", &["alice", "bob", "postmaster"]);
+    std::fs::write(
+        s.path("users"),
+        "alice:{PLAIN}pw::::::userdb_quota_rule=*:messages=1\nbob:{PLAIN}pw::::::\npostmaster:{PLAIN}pw::::::\n",
+    )
+    .unwrap();
+    let Some(server) = start_s3s(&s.dir.0) else {
+        return;
+    };
+    let c = client(&server.endpoint, SK);
+    c.create_bucket().unwrap();
+    c.put("inbound/a1", &plain("a1", "alice@example.org"))
+        .unwrap();
+    c.put("inbound/a2", &plain("a2", "alice@example.org"))
+        .unwrap();
+    c.put("inbound/b1", &plain("b1", "bob@example.org"))
+        .unwrap();
+    let both = ses_message(
+        "ab",
+        None,
+        "alice@example.org, bob@example.org",
+        "PASS",
+        "PASS",
+        "hi",
+    );
+    c.put("inbound/ab", &both).unwrap();
+    let listed = || {
+        let mut keys: Vec<String> = c
+            .list_page("inbound/", None, 1000)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let count = |user: &str| {
+        s.delivered()
+            .keys()
+            .filter(|k| k.starts_with(&format!("{user}/")))
+            .count()
+    };
+    let metric_before = quota_held_metric();
+    let delete = ["--after-delivery", "delete"];
+    let r = s.run(&server.endpoint, &delete).unwrap();
+    // bob gets both of his; alice one of her three, the other two wait in the bucket.
+    assert_eq!((r.delivered, r.held, r.failed), (2, 2, 0), "{r}");
+    assert_eq!((count("alice"), count("bob")), (1, 2));
+    assert_eq!(listed().len(), 2, "{:?}", listed());
+    assert_eq!(quota_held_metric() - metric_before, 2);
+    // Still no room: nothing moves, and the held objects are not counted again.
+    let r = s.run(&server.endpoint, &delete).unwrap();
+    assert_eq!((r.delivered, r.held, r.failed), (0, 2, 0), "{r}");
+    assert_eq!(quota_held_metric() - metric_before, 2);
+    // Expunge alice's message (as a client would): the next pass delivers one more.
+    for round in 0..2 {
+        let gone: Vec<String> = s
+            .delivered()
+            .into_keys()
+            .filter(|k| k.starts_with("alice/"))
+            .collect();
+        assert_eq!(gone.len(), 1, "round {round}: {gone:?}");
+        std::fs::remove_file(s.path("mail").join(&gone[0])).unwrap();
+        let r = s.run(&server.endpoint, &delete).unwrap();
+        assert_eq!((r.delivered, r.held, r.failed), (1, 1 - round, 0), "{r}");
+        assert_eq!(listed().len(), 1 - round);
+    }
+    // Every object reached every recipient once: bob never got "ab" twice.
+    assert_eq!((count("alice"), count("bob")), (1, 2));
+    assert_eq!(quota_held_metric() - metric_before, 2);
+}
+
 /// `serve` can flatten the sync's own options next to its flags without clashes.
 #[test]
 fn sync_options_flatten_into_serve_args() {

@@ -11,6 +11,7 @@
 //! the previous users and logs the path, line and reason once per change.
 
 pub mod passwd;
+pub mod quota;
 pub mod scheme;
 
 pub use passwd::{ParseError, PasswdFile, User};

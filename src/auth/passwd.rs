@@ -12,6 +12,8 @@
 //! the system's passwd; pimap keeps the file self-contained). Never: puts a password field into
 //! an error message.
 
+use super::quota::QuotaRules;
+
 /// One user line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
@@ -23,6 +25,9 @@ pub struct User {
     pub home: Option<String>,
     /// `key=value` extra fields (e.g. `userdb_mail=maildir:~/Maildir`).
     pub extra: Vec<(String, String)>,
+    /// Dovecot quota rules from the extra fields (`userdb_quota_rule=*:storage=1G`, ...);
+    /// `None`: no rule, no quota.
+    pub quota: Option<QuotaRules>,
 }
 
 impl std::fmt::Debug for User {
@@ -140,6 +145,7 @@ fn parse_line(line: &str) -> Result<User, String> {
         Some(rest) => parse_extra(rest)?,
         None => Vec::new(),
     };
+    let quota = QuotaRules::from_extra(&extra).map_err(|e| format!("user {name:?}: {e}"))?;
     Ok(User {
         name: name.to_string(),
         password: password.to_string(),
@@ -147,6 +153,7 @@ fn parse_line(line: &str) -> Result<User, String> {
         gid,
         home,
         extra,
+        quota,
     })
 }
 
@@ -236,6 +243,23 @@ mod tests {
     }
 
     #[test]
+    fn quota_rules_from_the_extra_field() {
+        let f = PasswdFile::parse(
+            "q:{PLAIN}x:1:1::::userdb_quota_rule=*:storage=1G userdb_quota_rule2=*:messages=9\nn:{PLAIN}y\n",
+        )
+        .unwrap();
+        let q = f.users[0].quota.as_ref().expect("rules");
+        assert_eq!(
+            q.root_limits(),
+            super::super::quota::Limits {
+                bytes: 1 << 30,
+                messages: 9
+            }
+        );
+        assert_eq!(f.users[1].quota, None);
+    }
+
+    #[test]
     fn minimal_lines_comments_blank_and_crlf() {
         let text = "# users\n\nbob:$6$salt$hash\r\n   \ncarol:{SHA}x::\n#dave:x\ned:{PLAIN}p:5\n";
         let f = PasswdFile::parse(text).unwrap();
@@ -288,6 +312,11 @@ mod tests {
             ("u:{PLAIN}x:99999999999\n", 1, "uid"),
             ("u:{PLAIN}x:1:1::home\n", 1, "absolute path"),
             ("u:{PLAIN}x:1:1::/h::a=1 =2\n", 1, "no name before '='"),
+            (
+                "# q\nu:{PLAIN}x::::::userdb_quota_rule=*:storage=1Q\n",
+                2,
+                "user \"u\": quota rule \"*:storage=1Q\": unknown unit",
+            ),
         ];
         for (text, line, reason) in cases {
             let e = err_of(text);

@@ -78,6 +78,12 @@ pub enum FrameEvent {
     SpoolStart { size: u64 },
     /// The next bytes of the literal announced by the last `SpoolStart`.
     SpoolData(Vec<u8>),
+    /// (Only with [`Framer::gate_append_literals`].) An APPEND announced a synchronising
+    /// literal of `size` bytes; `command` is the command up to the literal's `{`. Before the
+    /// next event the connection calls [`Framer::accept_literal`] (the literal is then read
+    /// as usual) or [`Framer::refuse_literal_with`] (the client gets that answer instead of
+    /// `+` and does not send it), e.g. for a message over the user's quota.
+    AppendLiteral { size: u64, command: Vec<u8> },
 }
 
 /// How many bytes of a discarded line we remember, to spot a literal announcement at its end
@@ -119,6 +125,12 @@ pub struct Framer {
     spool_from: Option<u64>,
     /// A `SpoolStart` for a synchronising literal was emitted: `ContinuationNeeded` is next.
     continuation_due: bool,
+    /// Ask before reading an APPEND's synchronising literal ([`FrameEvent::AppendLiteral`]).
+    gate_appends: bool,
+    /// The literal an `AppendLiteral` asked about, until the answer.
+    gated: Option<(Announce, usize)>,
+    /// What accepting a gated literal produced, for the next `next_event`.
+    after_gate: Option<FrameEvent>,
 }
 
 /// A literal announced at the end of a line.
@@ -213,6 +225,33 @@ impl Framer {
             state: State::Line,
             spool_from: None,
             continuation_due: false,
+            gate_appends: false,
+            gated: None,
+            after_gate: None,
+        }
+    }
+
+    /// Emit [`FrameEvent::AppendLiteral`] before an APPEND's synchronising literal.
+    pub fn gate_append_literals(mut self) -> Self {
+        self.gate_appends = true;
+        self
+    }
+
+    /// Go on with the literal the last `AppendLiteral` announced.
+    pub fn accept_literal(&mut self) {
+        if let Some((ann, line_end)) = self.gated.take() {
+            self.after_gate = self.receive_literal(ann, line_end);
+        }
+    }
+
+    /// Refuse the literal the last `AppendLiteral` announced: the command is dropped and
+    /// `response` (a complete tagged line) is what the client gets instead of `+`.
+    pub fn refuse_literal_with(&mut self, response: Vec<u8>) -> FrameEvent {
+        self.gated = None;
+        self.reset_command();
+        FrameEvent::Rejected {
+            response,
+            close: false,
         }
     }
 
@@ -236,6 +275,13 @@ impl Framer {
 
     /// The next event, or `None` when more input is needed.
     pub fn next_event(&mut self) -> Option<FrameEvent> {
+        if self.gated.is_some() {
+            // Waiting for accept_literal / refuse_literal_with.
+            return None;
+        }
+        if let Some(ev) = self.after_gate.take() {
+            return Some(ev);
+        }
         loop {
             if std::mem::take(&mut self.continuation_due) {
                 return Some(FrameEvent::ContinuationNeeded);
@@ -483,6 +529,29 @@ impl Framer {
             }
             return Some(self.refuse_literal(ann.size));
         }
+        if self.gate_appends && ann.sync && is_append(&self.cmd) {
+            let brace = self.cmd[..line_end]
+                .iter()
+                .rposition(|&b| b == b'{')
+                .unwrap_or(line_end);
+            let start = if brace > 0 && self.cmd.get(brace - 1) == Some(&b'~') {
+                brace - 1
+            } else {
+                brace
+            };
+            let command = self.cmd[..start].to_vec();
+            self.gated = Some((ann, line_end));
+            return Some(FrameEvent::AppendLiteral {
+                size: self.gated.as_ref().and_then(|g| g.0.size).unwrap_or(0),
+                command,
+            });
+        }
+        self.receive_literal(ann, line_end)
+    }
+
+    /// Start receiving a literal that fits the limits: into the command, or into a file for a
+    /// big APPEND.
+    fn receive_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
         let n = ann.size.unwrap_or(0);
         if self.spool_from.is_some_and(|t| n > t) && is_append(&self.cmd) {
             // Only `{0}` stays in the command (keeping a `~` before it): the bytes go out.

@@ -7,7 +7,7 @@
 //! never checks that a mailbox exists: that is the session's job.
 //!
 //! Layout: `lexer` (tokens shared by all commands), `fetch` (FETCH items), `search` (SEARCH
-//! keys); this file dispatches on the command name and holds the smaller commands.
+//! keys), `quota` (RFC 9208); this file dispatches on the command name and holds the smaller commands.
 //!
 //! ```text
 //! command = tag SP (command-any / command-auth / command-nonauth / command-select) CRLF
@@ -19,9 +19,12 @@
 mod fetch;
 mod lexer;
 mod metadata;
+mod quota;
 mod search;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quota;
 #[cfg(test)]
 mod tests_selected;
 #[cfg(test)]
@@ -159,6 +162,9 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"COPY" => copy_move(c, false, false)?,
         b"MOVE" => copy_move(c, false, true)?,
         b"UID" => uid(c)?,
+        b"GETQUOTAROOT" => quota::getquotaroot(c)?,
+        b"GETQUOTA" => quota::getquota(c)?,
+        b"SETQUOTA" => quota::setquota(c)?,
         _ => return Err(format!("Unknown command {}", show(name))),
     };
     c.end(&format!("{} command", cmd.name()))?;
@@ -351,6 +357,7 @@ fn status_items(c: &mut Cursor) -> PResult<Vec<StatusItem>> {
             b"SIZE" => StatusItem::Size,
             b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             b"DELETED" => StatusItem::Deleted,
+            b"DELETED-STORAGE" => StatusItem::DeletedStorage,
             _ => return Err(format!("Unknown STATUS item {}", show(a))),
         };
         if !items.contains(&item) {

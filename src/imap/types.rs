@@ -296,6 +296,8 @@ pub enum StatusItem {
     HighestModSeq,
     /// RFC 9051 §6.3.11: messages with \Deleted.
     Deleted,
+    /// RFC 9208 §4.3.1: their total size, what an EXPUNGE would free.
+    DeletedStorage,
 }
 
 /// STORE's `+FLAGS` / `-FLAGS` / `FLAGS`.
@@ -474,6 +476,19 @@ pub enum Command {
         set: SequenceSet,
         mailbox: String,
     },
+    /// RFC 9208 §4.3; the mailbox as sent (the answer repeats it).
+    GetQuotaRoot {
+        mailbox: String,
+    },
+    /// RFC 9208 §4.2.
+    GetQuota {
+        root: String,
+    },
+    /// RFC 9208 §4.4: resource names upper-cased, with their limits.
+    SetQuota {
+        root: String,
+        limits: Vec<(String, u64)>,
+    },
 }
 
 impl Command {
@@ -515,6 +530,9 @@ impl Command {
             Command::Store { .. } => "STORE",
             Command::Copy { .. } => "COPY",
             Command::Move { .. } => "MOVE",
+            Command::GetQuotaRoot { .. } => "GETQUOTAROOT",
+            Command::GetQuota { .. } => "GETQUOTA",
+            Command::SetQuota { .. } => "SETQUOTA",
         }
     }
 }

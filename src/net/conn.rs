@@ -320,7 +320,8 @@ impl<'a> Conn<'a> {
                 .max_message_size
                 .saturating_add(limits.max_line as u64 * 4),
         })
-        .spool_literals_over(SPOOL_FROM);
+        .spool_literals_over(SPOOL_FROM)
+        .gate_append_literals();
         Conn {
             stream,
             session,
@@ -381,6 +382,28 @@ impl<'a> Conn<'a> {
                     next => return Ok(next),
                 },
                 FrameEvent::ContinuationNeeded => write(&mut self.stream, b"+ OK\r\n").await?,
+                FrameEvent::AppendLiteral { .. } if !self.session.quota_applies() => {
+                    self.framer.accept_literal()
+                }
+                FrameEvent::AppendLiteral { size, command } => {
+                    // Asked before the client sends the message (e.g. over quota: NO now,
+                    // not after the upload); on the pool since it may look at the disk.
+                    let refused =
+                        on_pool(self.session, move |s| s.append_precheck(&command, size)).await;
+                    match refused {
+                        Some(Some(response)) => {
+                            let ev = self.framer.refuse_literal_with(response);
+                            if let FrameEvent::Rejected { response, .. } = ev {
+                                write(&mut self.stream, &response).await?;
+                            }
+                        }
+                        Some(None) => self.framer.accept_literal(),
+                        None => {
+                            let _ = write(&mut self.stream, BYE_BUG).await;
+                            return Ok(Next::Close("internal error".into()));
+                        }
+                    }
+                }
                 FrameEvent::Rejected { response, close } => {
                     self.spooler = None;
                     write(&mut self.stream, &response).await?;

@@ -278,6 +278,14 @@ impl Session {
             true => count(&|m| m.flags.system & crate::store::flag::DELETED != 0),
             false => 0,
         };
+        let deleted_storage: u64 = match wants(StatusItem::DeletedStorage) {
+            true => g
+                .mbox
+                .deleted()
+                .filter_map(|u| g.mbox.meta(u).map(|m| m.size))
+                .sum(),
+            false => 0,
+        };
         let mut parts = Vec::new();
         for it in items {
             parts.push(match it {
@@ -288,6 +296,7 @@ impl Session {
                 StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
                 StatusItem::Size => format!("SIZE {}", st.size),
                 StatusItem::Deleted => format!("DELETED {deleted}"),
+                StatusItem::DeletedStorage => format!("DELETED-STORAGE {deleted_storage}"),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", g.modseqs()?.highest()),
             });
         }
@@ -393,6 +402,8 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
+        // RFC 9208 §4.1: the literal's size stands for the message's (the same for CRLF mail).
+        self.check_quota(&name, size, 1)?;
         // Written and synced without the mailbox's lock (other sessions APPENDing here do
         // the same side by side), placed under it, and made durable after it together with
         // their syncs: the OK below is sent only then.

@@ -240,8 +240,8 @@ impl Session {
         is_move: bool,
     ) -> Result<String, HandlerError> {
         let dest_name = normalize_mailbox(mailbox);
-        let (store, view) = match &mut self.state {
-            State::Selected { store, view, .. } => (&*store, view),
+        let (store, view, user) = match &mut self.state {
+            State::Selected { store, view, user } => (&*store, view, &*user),
             _ => return Err(HandlerError::Bad("No mailbox selected.".into())),
         };
         if is_move && view.read_only {
@@ -275,6 +275,18 @@ impl Session {
         };
         if uids.is_empty() {
             return Ok(String::new());
+        }
+        if !is_move {
+            // A MOVE stays inside the one quota root: Dovecot never refuses it for quota.
+            let bytes = {
+                let st = view.lock();
+                uids.iter()
+                    .filter_map(|u| st.mbox.meta(*u))
+                    .map(|m| m.size)
+                    .sum()
+            };
+            let n = uids.len() as u64;
+            super::quota::check_quota(&self.shared, user, store, &dest_name, bytes, n)?;
         }
         // Never two mailboxes locked at once: the sources are read under the source's lock,
         // the copies placed under the destination's (the same lock for a COPY into itself).

@@ -8,15 +8,16 @@
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
 //! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
-//! SORT=DISPLAY, ESORT, over `search`'s matching), `idle` (IDLE, RFC 2177, and the
-//! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `metadata` (GETMETADATA,
-//! SETMETADATA), `view`.
+//! SORT=DISPLAY, ESORT, over `search`'s matching), `quota` (GETQUOTAROOT, GETQUOTA, SETQUOTA
+//! and the APPEND/COPY check), `idle` (IDLE, RFC 2177, and the [`Watcher`] over the store's
+//! wake-ups), `special_use` (RFC 6154), `metadata` (GETMETADATA, SETMETADATA), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
 //! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, METADATA
-//! (`metadata`, RFC 5464, server entries included), CONDSTORE, QRESYNC (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
-//! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
+//! (`metadata`, RFC 5464, server entries included), CONDSTORE, QRESYNC (`condstore`, RFC 7162),
+//! QUOTA with QUOTA=RES-STORAGE and QUOTA=RES-MESSAGE (`quota`, RFC 9208); always: LITERAL+,
+//! SASL-IR, ID, IMAP4rev2 (RFC 9051, after `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
 mod auth;
 mod compress;
@@ -30,6 +31,7 @@ mod list;
 mod mailbox;
 mod message;
 mod metadata;
+mod quota;
 mod rev2;
 mod search;
 mod sort;
@@ -340,6 +342,10 @@ impl Session {
                 "METADATA",
                 "CONDSTORE",
                 "QRESYNC",
+                // RFC 9208 §3.1: the resource types the server knows.
+                "QUOTA",
+                "QUOTA=RES-STORAGE",
+                "QUOTA=RES-MESSAGE",
                 "UTF8=ACCEPT",
             ]);
             caps.push(&appendlimit);
@@ -483,6 +489,9 @@ impl Session {
                     message,
                 },
             ) => self.append(tag, &mailbox, flags, date, message),
+            (_, c @ (GetQuotaRoot { .. } | GetQuota { .. } | SetQuota { .. })) => {
+                self.quota_command(tag, c)
+            }
             (State::Selected { .. }, c) => self.selected_command(tag, c),
             (
                 State::Authenticated { .. },

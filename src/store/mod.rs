@@ -9,7 +9,8 @@ pub mod cache;
 pub mod maildir;
 
 pub use maildir::{
-    deliver, deliver_from_reader, deliver_link, Mailbox, MessageFile, Spool, UserStore,
+    deliver, deliver_from_reader, deliver_link, is_delivered, Mailbox, MessageFile, Spool,
+    UserStore,
 };
 
 use std::fmt;

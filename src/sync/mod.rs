@@ -26,6 +26,7 @@
 pub mod config;
 pub mod ledger;
 pub mod plan;
+mod quota;
 pub mod route;
 pub mod s3;
 
@@ -52,6 +53,9 @@ pub struct PassReport {
     /// Setup notification, folder markers, oversized, already moved.
     pub skipped: usize,
     pub failed: usize,
+    /// Objects held back because a recipient is over quota (they stay in the bucket and are
+    /// tried again next pass; `quota`).
+    pub held: usize,
     /// Delivered keys whose ETag changed (reported once each).
     pub changed: usize,
     /// After-delivery steps (delete/move) done.
@@ -65,12 +69,13 @@ impl std::fmt::Display for PassReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "listed {}, new {}, delivered {}, skipped {}, failed {}, changed {}, finished {}, {} bytes in {:.2}s",
+            "listed {}, new {}, delivered {}, skipped {}, failed {}, held for quota {}, changed {}, finished {}, {} bytes in {:.2}s",
             self.listed,
             self.new,
             self.delivered,
             self.skipped,
             self.failed,
+            self.held,
             self.changed,
             self.finished,
             self.bytes,
@@ -252,9 +257,9 @@ impl Pass<'_> {
             .client
             .get_with(key, self.cfg.max_message_size, |body| {
                 self.deliver_body(key, &unique, body)
-                    .map(|()| body.bytes_read())
+                    .map(|held| (body.bytes_read(), held))
             });
-        let (bytes, etag) = match got {
+        let ((bytes, held), etag) = match got {
             Ok(v) => v,
             Err(S3Error::TooLarge(n)) => {
                 log::warn!("s3 sync: skipping {key:?}: {n} bytes is over --max-message-size");
@@ -264,6 +269,13 @@ impl Pass<'_> {
             Err(e) => return Err(format!("{key:?}: {e}")),
         };
         self.count(|r| r.bytes += bytes);
+        if !held.is_empty() {
+            // Not recorded, not finished: it stays in the bucket for a later pass.
+            quota::held(key, &held);
+            self.count(|r| r.held += 1);
+            return Ok(());
+        }
+        quota::released(key);
         // The ledger is written only after every rename: a crash before this line makes the
         // next pass deliver again, which the unique name turns into a no-op.
         let etag = plan::normalize_etag(etag.as_deref().or(obj.etag.as_deref()));
@@ -274,12 +286,22 @@ impl Pass<'_> {
 
     /// Route one streamed body by its header section and deliver it: written once, then
     /// hard-linked (or copied) for further recipients. Idempotent per target (the unique name),
-    /// so a retried GET after a partial delivery completes it without duplicates.
-    fn deliver_body(&self, key: &str, unique: &str, body: &mut s3::Body<'_>) -> Result<(), String> {
+    /// so a retried GET after a partial delivery completes it without duplicates. Returns the
+    /// recipients it was held back for (over quota: `quota`).
+    fn deliver_body(
+        &self,
+        key: &str,
+        unique: &str,
+        body: &mut s3::Body<'_>,
+    ) -> Result<Vec<String>, String> {
         let head = read_head(body).map_err(|e| format!("reading the headers: {e}"))?;
         let headers = Headers::parse(&head);
         let verdicts = Verdicts::of(&headers);
         let mut targets: Vec<(PathBuf, String)> = Vec::new();
+        let mut held = Vec::new();
+        let declared = body.declared_len();
+        // Taken for the first recipient with quota rules, kept until the deliveries are done.
+        let mut quota_turn = None;
         if verdicts.virus && self.cfg.virus_action == VirusAction::Quarantine {
             ensure_maildir(&self.cfg.quarantine_dir, false)?;
             targets.push((self.cfg.quarantine_dir.clone(), "quarantine".to_string()));
@@ -298,13 +320,21 @@ impl Pass<'_> {
                 let home = self.users.lookup(user).and_then(|u| u.home);
                 let root = self.cfg.mail_location.resolve(user, home.as_deref())?;
                 ensure_maildir(&root, false)?;
-                let target = if junk {
+                let (target, mailbox) = if junk {
                     let t = root.join(&self.cfg.junk_folder);
                     ensure_maildir(&t, true)?;
-                    t
+                    (t, self.cfg.junk_folder.trim_start_matches('.'))
                 } else {
-                    root
+                    (root.clone(), "INBOX")
                 };
+                let size = declared.unwrap_or(0);
+                if quota_turn.is_none() {
+                    quota_turn = quota::lock_for(&self.users, user);
+                }
+                if quota::holds_back(&self.users, user, &root, mailbox, &target, unique, size)? {
+                    held.push(user.clone());
+                    continue;
+                }
                 log::debug!(
                     "s3 sync: {key:?} → {user}{} ({:?})",
                     if junk { " (Junk)" } else { "" },
@@ -313,7 +343,6 @@ impl Pass<'_> {
                 targets.push((target, user.clone()));
             }
         }
-        let declared = body.declared_len();
         let max = self.cfg.max_message_size;
         let mut first: Option<PathBuf> = None;
         for (target, who) in &targets {
@@ -335,7 +364,8 @@ impl Pass<'_> {
                 self.cfg.quarantine_dir.display()
             );
         }
-        Ok(())
+        drop(quota_turn);
+        Ok(held)
     }
 
     /// The after-delivery step for a delivered key.

@@ -63,6 +63,14 @@ USERS: dict[str, tuple[str, str]] = {
     "plain": ("plain pass", "PLAIN"),
     "alice@example.org": ("w0nderland!", "SHA512-CRYPT"),
     "bob": ("b0b-secret", "BLF-CRYPT"),
+    "quota": ("quota-pass", "PLAIN"),
+}
+
+# name → the passwd-file's extra field (8th column) for users that have one: Dovecot's quota
+# rules, read by both servers (test_ext_quota.py). Small limits so a few messages reach them.
+USER_EXTRA: dict[str, str] = {
+    "quota": "userdb_quota_rule=*:storage=2k userdb_quota_rule2=*:messages=4 "
+             "userdb_quota_rule3=Trash:storage=+1k",
 }
 
 # ---------------------------------------------------------------------------------------
@@ -244,7 +252,7 @@ def write_users_file(path: Path) -> None:
     """A Dovecot passwd-file (user:password:uid:gid:gecos:home:shell:extra) for both servers."""
     lines = ["# pimap e2e users: Dovecot passwd-file format", ""]
     for user in USERS:
-        lines.append(f"{user}:{password_hash(user)}:{MAIL_UID}:{MAIL_GID}::::")
+        lines.append(f"{user}:{password_hash(user)}:{MAIL_UID}:{MAIL_GID}::::{USER_EXTRA.get(user, '')}")
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o644)
 
@@ -384,7 +392,8 @@ service anvil {{
   chroot =
 }}
 plugin {{
-  # Only to reject big APPENDs like pimap's --max-message-size does; no quota is enforced.
+  # Rejects big APPENDs like pimap's --max-message-size does; limits come from the users'
+  # quota rules (USER_EXTRA), which pimap reads from the same file.
   quota = count:User quota
   quota_vsizes = yes
   quota_max_mail_size = {max_size}

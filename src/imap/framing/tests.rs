@@ -516,6 +516,7 @@ fn spooling_never_panics_and_a_command_gets_exactly_its_announced_bytes() {
                     }
                     FrameEvent::Rejected { .. } => spooling = None,
                     FrameEvent::ContinuationNeeded => {}
+                    FrameEvent::AppendLiteral { .. } => f.accept_literal(),
                 }
             }
         }
@@ -544,4 +545,67 @@ fn shrink_frees_empty_buffers_and_keeps_a_half_read_command() {
     assert_eq!((f.input.capacity(), f.cmd.capacity()), (0, 0));
     f.push(b"a3 NOOP\r\n");
     assert_eq!(f.next_event(), Some(cmd(b"a3 NOOP\r\n")));
+}
+
+/// Feed `input` in chunks to a framer that gates APPEND literals, answering each
+/// `AppendLiteral` with `refuse` (refused when it returns a response).
+fn run_gated(
+    input: &[u8],
+    chunk: usize,
+    refuse: impl Fn(&[u8], u64) -> Option<Vec<u8>>,
+) -> Vec<FrameEvent> {
+    let mut f = Framer::new(limits()).gate_append_literals();
+    let mut evs = Vec::new();
+    for c in input.chunks(chunk.max(1)) {
+        f.push(c);
+        while let Some(e) = f.next_event() {
+            if let FrameEvent::AppendLiteral { size, command } = &e {
+                match refuse(command, *size) {
+                    Some(r) => evs.push(f.refuse_literal_with(r)),
+                    None => f.accept_literal(),
+                }
+            }
+            evs.push(e);
+        }
+    }
+    evs
+}
+
+#[test]
+fn gated_append_literal_accepted_or_refused_before_the_continuation() {
+    let gate = |command: &[u8], size: u64| {
+        (command == b"A1 APPEND INBOX (\\Seen) " && size == 7)
+            .then(|| b"A1 NO [OVERQUOTA] x\r\n".to_vec())
+    };
+    let ask = |c: &[u8], size| FrameEvent::AppendLiteral {
+        size,
+        command: c.to_vec(),
+    };
+    for chunk in [1, 5, 64] {
+        // Refused: the client got NO instead of `+`, so its next line is a new command.
+        let evs = run_gated(b"A1 APPEND INBOX (\\Seen) {7}\r\nA2 NOOP\r\n", chunk, gate);
+        assert_eq!(
+            evs,
+            vec![
+                rej("A1 NO [OVERQUOTA] x\r\n", false),
+                ask(b"A1 APPEND INBOX (\\Seen) ", 7),
+                cmd(b"A2 NOOP\r\n")
+            ],
+            "chunk {chunk}"
+        );
+        // Accepted, a mailbox-name literal asked about too, literal8 and non-sync not asked.
+        let input = b"A3 APPEND {5}\r\nINBOX ~{3}\r\nabc\r\nA4 APPEND INBOX {2+}\r\nxy\r\n";
+        assert_eq!(
+            run_gated(input, chunk, gate),
+            vec![
+                ask(b"A3 APPEND ", 5),
+                FrameEvent::ContinuationNeeded,
+                ask(b"A3 APPEND {5}\r\nINBOX ", 3),
+                FrameEvent::ContinuationNeeded,
+                cmd(b"A3 APPEND {5}\r\nINBOX ~{3}\r\nabc\r\n"),
+                cmd(b"A4 APPEND INBOX {2+}\r\nxy\r\n"),
+            ],
+            "chunk {chunk}"
+        );
+    }
 }

@@ -370,9 +370,17 @@ fn status_items() {
             items: vec![StatusItem::Deleted]
         }
     );
+    // RFC 9208 §4.3.1 DELETED-STORAGE.
     assert_eq!(
-        reason("a STATUS x (DELETED-STORAGE)"),
-        "Unknown STATUS item DELETED-STORAGE"
+        ok("a STATUS x (deleted-storage DELETED)"),
+        Command::Status {
+            mailbox: "x".into(),
+            items: vec![StatusItem::DeletedStorage, StatusItem::Deleted]
+        }
+    );
+    assert_eq!(
+        reason("a STATUS x (DELETED-STORAGES)"),
+        "Unknown STATUS item DELETED-STORAGES"
     );
     assert_eq!(reason("a STATUS x ()"), "Expected STATUS item, found \")\"");
 }

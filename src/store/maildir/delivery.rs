@@ -23,6 +23,13 @@ pub fn deliver(maildir: &Path, unique: &str, data: &[u8]) -> Result<PathBuf> {
     publish(maildir, unique, &tmp, data.len() as u64)
 }
 
+/// Has `unique` been delivered into `maildir` already (a file named `<unique>` followed by
+/// `,`, `:` or nothing in new/ or cur/, wherever it was moved since)? Then delivering it again
+/// adds nothing (the S3 sync's quota check skips such a target).
+pub fn is_delivered(maildir: &Path, unique: &str) -> Result<bool> {
+    Ok(find_delivered(maildir, unique)?.is_some())
+}
+
 /// The existing delivery of `unique` in new/ or cur/ (a file named `<unique>` followed by
 /// `,`, `:` or nothing), after checking that `unique` can be a file name.
 fn find_delivered(maildir: &Path, unique: &str) -> Result<Option<PathBuf>> {

@@ -28,11 +28,12 @@ pub mod shared;
 pub mod subscriptions;
 pub mod uidlist;
 pub mod uidvalidity;
+mod usage;
 #[cfg(target_os = "linux")]
 pub mod wake;
 pub mod watch;
 
-pub use delivery::{deliver, deliver_from_reader, deliver_link};
+pub use delivery::{deliver, deliver_from_reader, deliver_link, is_delivered};
 pub use durable::Pending;
 pub(crate) use mailbox::remove_sorted;
 pub use mailbox::{CopySources, Mailbox, MessageFile, Prepared, Spool};
