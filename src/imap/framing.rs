@@ -75,7 +75,9 @@ pub enum FrameEvent {
     /// An APPEND's message literal of `size` bytes will be passed out in [`FrameEvent::SpoolData`]
     /// pieces instead of inside the command (see the module doc). A `ContinuationNeeded`
     /// follows when the literal is synchronising.
-    SpoolStart { size: u64 },
+    /// `at`: where the `{0}` standing in for it starts in the command (MULTIAPPEND and
+    /// CATENATE can have several).
+    SpoolStart { size: u64, at: usize },
     /// The next bytes of the literal announced by the last `SpoolStart`.
     SpoolData(Vec<u8>),
 }
@@ -83,6 +85,10 @@ pub enum FrameEvent {
 /// How many bytes of a discarded line we remember, to spot a literal announcement at its end
 /// (`~{` + 20 digits + `+}` fits with room to spare).
 const TAIL: usize = 32;
+
+/// The literals one command may spool add up to at most this many of the largest (a
+/// MULTIAPPEND of big messages); each is a file until the command ends.
+pub const SPOOL_TOTAL_FACTOR: u64 = 16;
 
 /// How far into a command we look for its tag when answering a rejected command.
 const TAG_WINDOW: usize = 1024;
@@ -119,6 +125,8 @@ pub struct Framer {
     spool_from: Option<u64>,
     /// A `SpoolStart` for a synchronising literal was emitted: `ContinuationNeeded` is next.
     continuation_due: bool,
+    /// Bytes of the current command's literals spooled so far.
+    spooled: u64,
 }
 
 /// A literal announced at the end of a line.
@@ -213,6 +221,7 @@ impl Framer {
             state: State::Line,
             spool_from: None,
             continuation_due: false,
+            spooled: 0,
         }
     }
 
@@ -338,6 +347,7 @@ impl Framer {
             self.cmd.shrink_to(4096);
         }
         self.seg_start = 0;
+        self.spooled = 0;
         self.state = State::Line;
     }
 
@@ -471,7 +481,16 @@ impl Framer {
     /// or into a file for a big APPEND).
     fn start_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
         let used = self.cmd.len() as u64;
+        let spool = ann.size.is_some_and(|n| self.spool_from.is_some_and(|t| n > t))
+            && is_append(&self.cmd);
         let fits = match ann.size {
+            // A spooled literal does not grow the command, but the command's files together
+            // are bounded.
+            Some(n) if spool => {
+                n <= self.limits.max_literal
+                    && self.spooled.saturating_add(n)
+                        <= self.limits.max_literal.saturating_mul(SPOOL_TOTAL_FACTOR)
+            }
             Some(n) => {
                 n <= self.limits.max_literal && used.saturating_add(n) <= self.limits.max_command
             }
@@ -484,15 +503,19 @@ impl Framer {
             return Some(self.refuse_literal(ann.size));
         }
         let n = ann.size.unwrap_or(0);
-        if self.spool_from.is_some_and(|t| n > t) && is_append(&self.cmd) {
+        if spool {
             // Only `{0}` stays in the command (keeping a `~` before it): the bytes go out.
-            if let Some(brace) = self.cmd[..line_end].iter().rposition(|&b| b == b'{') {
-                self.cmd.truncate(brace + 1);
-                self.cmd.extend_from_slice(b"0}\r\n");
-            }
+            let at = self.cmd[..line_end]
+                .iter()
+                .rposition(|&b| b == b'{')
+                .unwrap_or(line_end);
+            self.cmd.truncate(at + 1);
+            self.cmd.extend_from_slice(b"0}\r\n");
+            self.seg_start = self.cmd.len();
+            self.spooled += n;
             self.state = State::Spool { remaining: n };
             self.continuation_due = ann.sync;
-            return Some(FrameEvent::SpoolStart { size: n });
+            return Some(FrameEvent::SpoolStart { size: n, at });
         }
         if n == 0 {
             self.seg_start = self.cmd.len();

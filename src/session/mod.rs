@@ -17,6 +17,7 @@
 //! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
 //! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
+mod append;
 mod auth;
 mod compress;
 mod condstore;
@@ -208,9 +209,9 @@ pub struct Session {
     enabled: condstore::Enabled,
     /// Set by a failed login: see [`Session::take_delay`].
     delay: Option<std::time::Duration>,
-    /// The message literal of the command being handled, received into a file by the
+    /// The message literals of the command being handled, received into files by the
     /// connection (`Err`: why it could not be); see [`Session::set_spooled`].
-    spooled: Option<Result<Spool, String>>,
+    spooled: Vec<(usize, Result<Spool, String>)>,
     /// See [`Sink`]; `None`: all output goes into the [`Output`].
     sink: Option<Sink>,
 }
@@ -227,7 +228,7 @@ impl Session {
             tls: false,
             enabled: condstore::Enabled::default(),
             delay: None,
-            spooled: None,
+            spooled: Vec::new(),
             sink: None,
         }
     }
@@ -239,10 +240,10 @@ impl Session {
         self.store().ok().map(|s| s.root().to_path_buf())
     }
 
-    /// The next command's spooled message literal (the framer passed it in pieces and the
-    /// command holds `{0}` in its place). Dropped, and its file removed, if the command does
-    /// not take it.
-    pub fn set_spooled(&mut self, spooled: Option<Result<Spool, String>>) {
+    /// The next command's spooled literals, each with where the `{0}` the command holds in
+    /// its place starts (the framer passed the bytes in pieces). Dropped, and their files
+    /// removed, if the command does not take them.
+    pub fn set_spooled(&mut self, spooled: Vec<(usize, Result<Spool, String>)>) {
         self.spooled = spooled;
     }
 
@@ -472,13 +473,8 @@ impl Session {
             ) => self.mailbox_command(tag, c),
             (
                 _,
-                Append {
-                    mailbox,
-                    flags,
-                    date,
-                    message,
-                },
-            ) => self.append(tag, &mailbox, flags, date, message),
+                Append { mailbox, messages },
+            ) => self.append(tag, &mailbox, messages),
             (State::Selected { .. }, c) => self.selected_command(tag, c),
             (
                 State::Authenticated { .. },
