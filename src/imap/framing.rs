@@ -481,7 +481,9 @@ impl Framer {
     /// or into a file for a big APPEND).
     fn start_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
         let used = self.cmd.len() as u64;
-        let spool = ann.size.is_some_and(|n| self.spool_from.is_some_and(|t| n > t))
+        let spool = ann
+            .size
+            .is_some_and(|n| self.spool_from.is_some_and(|t| n > t))
             && is_append(&self.cmd);
         let fits = match ann.size {
             // A spooled literal does not grow the command, but the command's files together
@@ -500,7 +502,12 @@ impl Framer {
             if !ann.sync {
                 return Some(self.close_for_literal(ann.size));
             }
-            return Some(self.refuse_literal(ann.size));
+            let per_command = if spool {
+                self.limits.max_literal.saturating_mul(SPOOL_TOTAL_FACTOR)
+            } else {
+                self.limits.max_command
+            };
+            return Some(self.refuse_literal(ann.size, per_command));
         }
         let n = ann.size.unwrap_or(0);
         if spool {
@@ -531,13 +538,14 @@ impl Framer {
 
     /// A synchronising literal of `size` bytes that breaks the limits: the command is dropped
     /// with `NO [TOOBIG]` instead of `+`, so the client does not send the bytes.
-    fn refuse_literal(&mut self, size: Option<u64>) -> FrameEvent {
+    /// `per_command`: the limit of the command's literals together that applies to it.
+    fn refuse_literal(&mut self, size: Option<u64>, per_command: u64) -> FrameEvent {
         let tag = tag_of(&self.cmd[..self.cmd.len().min(TAG_WINDOW)]).map(|t| t.to_vec());
         let shown = size.map_or_else(|| "an enormous number of".to_string(), |n| n.to_string());
         let text = match size {
             Some(n) if n <= self.limits.max_literal => format!(
                 "NO [TOOBIG] Command too large: literal of {} bytes would exceed the limit of {} bytes per command",
-                shown, self.limits.max_command
+                shown, per_command
             ),
             _ => format!("NO [TOOBIG] Literal of {} bytes exceeds the limit of {} bytes", shown, self.limits.max_literal),
         };

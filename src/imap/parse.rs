@@ -465,7 +465,10 @@ pub fn parse_section(input: &[u8]) -> Result<Section, String> {
     let mut c = Cursor::new(input);
     let s = fetch::section(&mut c)?;
     if !c.at_end() {
-        return Err(format!("Unexpected characters after the section: {}", c.found()));
+        return Err(format!(
+            "Unexpected characters after the section: {}",
+            c.found()
+        ));
     }
     Ok(s)
 }

@@ -105,8 +105,11 @@ fn split_at_slash(v: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// `*("/;" key "=" value)` (the first one may lack its '/', see [`parse`]): (key, value).
-fn segments(mut rest: &[u8]) -> Result<Vec<(&[u8], &[u8])>, String> {
+/// A URL parameter: `;key=value`.
+type Segment<'a> = (&'a [u8], &'a [u8]);
+
+/// `*("/;" key "=" value)` (the first one may lack its '/', see [`parse`]).
+fn segments(mut rest: &[u8]) -> Result<Vec<Segment<'_>>, String> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         rest = rest.strip_prefix(b"/").unwrap_or(rest);

@@ -12,7 +12,7 @@
 //! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
-//! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
+//! MULTIAPPEND, CATENATE, URL-PARTIAL (`append`), MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
 //! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
 //! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
 //! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
@@ -320,6 +320,9 @@ impl Session {
             caps.extend([
                 "IDLE",
                 "UIDPLUS",
+                "MULTIAPPEND",
+                "CATENATE",
+                "URL-PARTIAL",
                 "MOVE",
                 "UNSELECT",
                 "NAMESPACE",
@@ -471,10 +474,7 @@ impl Session {
                 | Status { .. }
                 | Namespace),
             ) => self.mailbox_command(tag, c),
-            (
-                _,
-                Append { mailbox, messages },
-            ) => self.append(tag, &mailbox, messages),
+            (_, Append { mailbox, messages }) => self.append(tag, &mailbox, messages),
             (State::Selected { .. }, c) => self.selected_command(tag, c),
             (
                 State::Authenticated { .. },

@@ -601,5 +601,11 @@ fn the_spooled_literals_of_one_command_are_bounded_together() {
     }
     assert_eq!(starts, SPOOL_TOTAL_FACTOR);
     let refused = String::from_utf8(refused.expect("refused")).unwrap();
-    assert!(refused.starts_with("A1 NO [TOOBIG]"), "{refused}");
+    assert_eq!(
+        refused,
+        format!(
+            "A1 NO [TOOBIG] Command too large: literal of {max} bytes would exceed the limit of {} bytes per command\r\n",
+            max * SPOOL_TOTAL_FACTOR
+        )
+    );
 }

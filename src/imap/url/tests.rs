@@ -38,7 +38,10 @@ fn message_urls() {
     assert_eq!(u.partial, Some((0, Some(1024))));
     // Keywords in any case; a partial without a length.
     let u = ok("/a/b/;uid=1/;partial=7");
-    assert_eq!((u.mailbox.as_str(), u.uid, u.partial), ("a/b", 1, Some((7, None))));
+    assert_eq!(
+        (u.mailbox.as_str(), u.uid, u.partial),
+        ("a/b", 1, Some((7, None)))
+    );
 }
 
 #[test]
@@ -66,31 +69,56 @@ fn bad_urls() {
     assert!(err("/INBOX;UIDVALIDITY=x/;UID=1").contains("'x'"));
     assert_eq!(err("/INBOX/;UID=0"), "UID must not be 0");
     assert_eq!(err("/INBOX/;UID=99999999999"), "UID is too large");
-    assert_eq!(err("/INBOX/;UID=1/;PARTIAL=1.0"), "PARTIAL length must not be 0");
+    assert_eq!(
+        err("/INBOX/;UID=1/;PARTIAL=1.0"),
+        "PARTIAL length must not be 0"
+    );
     assert!(err("/INBOX/;UID=1/;PARTIAL=").contains("not a valid"));
     assert!(err("/INBOX/;UID=1/;SECTION=BOGUS").contains("Invalid section"));
     assert_eq!(err("/INBOX/;UID=1/;SECTION="), "Empty SECTION");
-    assert_eq!(err("/INBOX/;UID=1/;URLAUTH=anonymous"), "URLAUTH is not supported");
+    assert_eq!(
+        err("/INBOX/;UID=1/;URLAUTH=anonymous"),
+        "URLAUTH is not supported"
+    );
     assert_eq!(err("/INBOX/;UID=1/;FOO=1"), "Unexpected ;FOO in the URL");
-    assert_eq!(err("/INBOX/;UID=1/;PARTIAL=1/;SECTION=1"), "Unexpected ;SECTION in the URL");
+    assert_eq!(
+        err("/INBOX/;UID=1/;PARTIAL=1/;SECTION=1"),
+        "Unexpected ;SECTION in the URL"
+    );
     assert_eq!(err("/INBOX/;UID=1/;UID=2"), "Unexpected ;UID in the URL");
     assert_eq!(err("/%zz/;UID=1"), "Invalid %-escape in the URL");
     assert_eq!(err("/%ff/;UID=1"), "Mailbox name is not UTF-8");
-    assert_eq!(err("/a%00b/;UID=1"), "Invalid character in the mailbox name");
+    assert_eq!(
+        err("/a%00b/;UID=1"),
+        "Invalid character in the mailbox name"
+    );
     assert_eq!(err("/IN BOX/;UID=1"), "Invalid character in URL");
     assert_eq!(err("/;UID=1"), "Expected '/' before ';UID='");
     assert_eq!(err("/;UIDVALIDITY=1/;UID=1"), "Missing the mailbox name");
     assert_eq!(err("/INBOX/;UID"), "Expected '=' in the URL");
     assert_eq!(err("/INBOX/;UID=1/x"), "Expected '/;' in the URL");
-    assert_eq!(err(&format!("/{}/;UID=1", "a".repeat(9000))), "URL too long");
+    assert_eq!(
+        err(&format!("/{}/;UID=1", "a".repeat(9000))),
+        "URL too long"
+    );
 }
 
 #[test]
 fn arbitrary_bytes_never_panic() {
     // A small xorshift over URL-ish pieces, fixed seed.
     let pieces: [&[u8]; 12] = [
-        b"/", b";", b"=", b"UID", b"UIDVALIDITY", b"SECTION", b"PARTIAL", b"1", b".", b"%",
-        b"%C3", b"INBOX",
+        b"/",
+        b";",
+        b"=",
+        b"UID",
+        b"UIDVALIDITY",
+        b"SECTION",
+        b"PARTIAL",
+        b"1",
+        b".",
+        b"%",
+        b"%C3",
+        b"INBOX",
     ];
     let mut x: u64 = 0x9e3779b97f4a7c15;
     for _ in 0..20_000 {

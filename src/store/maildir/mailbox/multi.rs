@@ -16,7 +16,11 @@ impl Mailbox {
     /// The lock-free first half of APPENDing a message received into `spool`: its mtime set
     /// to the INTERNALDATE, synced, and moved into the mailbox directory `dir`'s tmp/
     /// (copied if that is another file system).
-    pub fn prepare_spool(dir: &Path, mut spool: Spool, internal_date: Option<i64>) -> Result<Prepared> {
+    pub fn prepare_spool(
+        dir: &Path,
+        mut spool: Spool,
+        internal_date: Option<i64>,
+    ) -> Result<Prepared> {
         let (len, vsize, src) = (spool.len(), spool.vsize(), spool.path().to_path_buf());
         let file = spool.take_file()?;
         let r = file
