@@ -24,8 +24,10 @@
 //!   * a non-synchronising literal that is too large is already on its way: the framer answers
 //!     `* BYE ...` and asks for the connection to be closed (RFC 7888 §4).
 //! - Empty lines between commands are ignored.
-//! - Spooling (when enabled with [`Framer::spool_literals_over`]): the message literal of an
-//!   APPEND larger than the threshold is not copied into the command. The framer emits
+//! - Spooling (when enabled with [`Framer::spool_literals_over`]): a literal of an APPEND
+//!   larger than the threshold, or one the command has no room left for (MULTIAPPEND), is not
+//!   copied into the command; those of one command add up to at most
+//!   [`SPOOL_TOTAL_FACTOR`] times the largest literal. The framer emits
 //!   [`FrameEvent::SpoolStart`], then the literal's bytes as they arrive in
 //!   [`FrameEvent::SpoolData`] pieces (each no larger than what one `push` brought), and the
 //!   command it finally emits carries an empty literal (`{0}`) in its place; the connection
@@ -481,10 +483,13 @@ impl Framer {
     /// or into a file for a big APPEND).
     fn start_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
         let used = self.cmd.len() as u64;
-        let spool = ann
-            .size
-            .is_some_and(|n| self.spool_from.is_some_and(|t| n > t))
-            && is_append(&self.cmd);
+        // A big literal, or one that would leave the command less than a line of room (the
+        // messages of a MULTIAPPEND add up), goes to a file.
+        let room = (self.limits.max_command).saturating_sub(self.limits.max_line as u64);
+        let spool = ann.size.is_some_and(|n| {
+            self.spool_from
+                .is_some_and(|t| n > t || (n > 0 && used.saturating_add(n) > room))
+        }) && is_append(&self.cmd);
         let fits = match ann.size {
             // A spooled literal does not grow the command, but the command's files together
             // are bounded.

@@ -71,6 +71,7 @@ impl Session {
         messages: Vec<AppendMessage>,
     ) -> Result<Output, HandlerError> {
         let name = normalize_mailbox(mailbox);
+        self.store()?;
         let mut spooled = self.take_spooled()?;
         let flags = (messages.iter())
             .map(|m| to_store_flags(&m.flags))

@@ -122,6 +122,23 @@ def test_big_messages_each_spooled(server):
     assert tmp_files(server) == []
 
 
+def test_messages_together_over_the_size_limit(server):
+    """Each message is under APPENDLIMIT and the spooling threshold, together they are far
+    over it: all stored (the limit is per message)."""
+    c = server.login()
+    msgs = [big(60_000, str(i)) for i in range(4)]
+    parts: list = ["APPEND INBOX"]
+    for m in msgs:
+        parts += [" ", m]
+    r = c.command(*parts)
+    assert r.status == "OK", r.line
+    assert appenduid(r)[1] == [1, 2, 3, 4]
+    c.ok("SELECT INBOX")
+    f = c.ok("FETCH 1:4 (BODY.PEEK[])").fetches()
+    assert [f[i]["BODY[]"] for i in (1, 2, 3, 4)] == msgs
+    assert tmp_files(server) == []
+
+
 @pytest.mark.parametrize("first", [100, SPOOLED])
 def test_a_later_message_over_the_limit_stores_none(server, first):
     """The second literal is over APPENDLIMIT: refused before its `+` (pimap: [TOOBIG],

@@ -609,3 +609,26 @@ fn the_spooled_literals_of_one_command_are_bounded_together() {
         )
     );
 }
+
+#[test]
+fn small_append_literals_past_the_command_limit_are_spooled() {
+    // Each literal is under the threshold, but together they pass max_command: those that
+    // do not fit any more go to files, and the command stays within its limit.
+    let mut input = b"A1 APPEND INBOX".to_vec();
+    for _ in 0..25 {
+        input.extend_from_slice(b" {90+}\r\n");
+        input.extend_from_slice(&[b'm'; 90]);
+    }
+    input.extend_from_slice(b"\r\n");
+    let (evs, data) = run_spool(&input, 64, 100);
+    let starts = evs
+        .iter()
+        .filter(|e| matches!(e, FrameEvent::SpoolStart { size: 90, .. }))
+        .count();
+    let Some(FrameEvent::Command(cmd)) = evs.last() else {
+        panic!("{evs:?}")
+    };
+    assert!(starts > 5 && cmd.len() as u64 <= limits().max_command);
+    assert_eq!(data.len(), starts * 90);
+    assert_eq!(cmd.windows(3).filter(|w| w == b"{0}").count(), starts);
+}
