@@ -102,3 +102,82 @@ impl Mailbox {
         Ok((uids, pending))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{test_dir, UserStore};
+    use super::*;
+    use crate::store::flag;
+
+    fn names(dir: &Path, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir.join(sub))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn consecutive_uids_with_their_flags_seen_by_another_state() {
+        let d = test_dir("multi-ok");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        let mut mb = s.load_mailbox("INBOX", false).unwrap();
+        mb.append(b"first\r\n", &Flags::default(), None).unwrap();
+        let seen = Flags {
+            system: flag::SEEN,
+            keywords: vec!["$Label".into()],
+        };
+        let prepared = vec![
+            (
+                Mailbox::prepare_append(&root, b"a\r\n", Some(1)).unwrap(),
+                seen,
+            ),
+            (
+                Mailbox::prepare_append(&root, b"b\r\n", None).unwrap(),
+                Flags::default(),
+            ),
+        ];
+        let (uids, pending) = mb.append_many(prepared).unwrap();
+        pending.wait().unwrap();
+        assert_eq!(uids, vec![2, 3]);
+        assert!(names(&root, "tmp").is_empty());
+        let other = s.load_mailbox("INBOX", false).unwrap();
+        let got: Vec<(u32, u8, usize)> = (other.messages().iter())
+            .map(|m| (m.uid, m.flags.system, m.flags.keywords.len()))
+            .collect();
+        assert_eq!(got, vec![(1, 0, 0), (2, flag::SEEN, 1), (3, 0, 0)]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failure_while_placing_leaves_none_of_them() {
+        let d = test_dir("multi-fail");
+        let root = d.join("Maildir");
+        let s = UserStore::open(&root).unwrap();
+        let mut mb = s.load_mailbox("INBOX", false).unwrap();
+        mb.append(b"first\r\n", &Flags::default(), None).unwrap();
+        let uidlist = fs::read(root.join(UIDLIST)).unwrap();
+        let cur = names(&root, "cur");
+        let a = Mailbox::prepare_append(&root, b"a\r\n", None).unwrap();
+        let mut b = Mailbox::prepare_append(&root, b"b\r\n", None).unwrap();
+        // The second cannot be renamed (a path under a regular file: ENOTDIR), after the
+        // first was.
+        let blocker = root.join("tmp").join("blocker");
+        fs::write(&blocker, b"").unwrap();
+        let _ = fs::remove_file(b.tmp.as_ref().unwrap());
+        b.tmp = Some(blocker.join("x"));
+        let prepared = vec![(a, Flags::default()), (b, Flags::default())];
+        assert!(mb.append_many(prepared).is_err());
+        assert_eq!(names(&root, "cur"), cur);
+        assert_eq!(fs::read(root.join(UIDLIST)).unwrap(), uidlist);
+        // The first file went back to tmp/ and was removed with its Prepared.
+        assert_eq!(names(&root, "tmp"), vec!["blocker".to_string()]);
+        assert_eq!(mb.messages().len(), 1);
+        let _ = fs::remove_dir_all(&d);
+    }
+}
