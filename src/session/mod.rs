@@ -6,7 +6,7 @@
 //! `net::conn`), or trusts a mailbox name without the store's validation.
 //!
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
-//! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
+//! (SELECT ... STATUS), `append` (APPEND, MULTIAPPEND, CATENATE), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
 //! SORT=DISPLAY, ESORT, over `search`'s matching), `idle` (IDLE, RFC 2177, and the
 //! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `view`.
