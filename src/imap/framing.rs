@@ -24,8 +24,10 @@
 //!   * a non-synchronising literal that is too large is already on its way: the framer answers
 //!     `* BYE ...` and asks for the connection to be closed (RFC 7888 §4).
 //! - Empty lines between commands are ignored.
-//! - Spooling (when enabled with [`Framer::spool_literals_over`]): the message literal of an
-//!   APPEND larger than the threshold is not copied into the command. The framer emits
+//! - Spooling (when enabled with [`Framer::spool_literals_over`]): a literal of an APPEND
+//!   larger than the threshold, or one the command has no room left for (MULTIAPPEND), is not
+//!   copied into the command; those of one command add up to at most
+//!   [`SPOOL_TOTAL_FACTOR`] times the largest literal. The framer emits
 //!   [`FrameEvent::SpoolStart`], then the literal's bytes as they arrive in
 //!   [`FrameEvent::SpoolData`] pieces (each no larger than what one `push` brought), and the
 //!   command it finally emits carries an empty literal (`{0}`) in its place; the connection
@@ -75,7 +77,9 @@ pub enum FrameEvent {
     /// An APPEND's message literal of `size` bytes will be passed out in [`FrameEvent::SpoolData`]
     /// pieces instead of inside the command (see the module doc). A `ContinuationNeeded`
     /// follows when the literal is synchronising.
-    SpoolStart { size: u64 },
+    /// `at`: where the `{0}` standing in for it starts in the command (MULTIAPPEND and
+    /// CATENATE can have several).
+    SpoolStart { size: u64, at: usize },
     /// The next bytes of the literal announced by the last `SpoolStart`.
     SpoolData(Vec<u8>),
     /// (Only with [`Framer::gate_append_literals`].) An APPEND announced a synchronising
@@ -89,6 +93,10 @@ pub enum FrameEvent {
 /// How many bytes of a discarded line we remember, to spot a literal announcement at its end
 /// (`~{` + 20 digits + `+}` fits with room to spare).
 const TAIL: usize = 32;
+
+/// The literals one command may spool add up to at most this many of the largest (a
+/// MULTIAPPEND of big messages); each is a file until the command ends.
+pub const SPOOL_TOTAL_FACTOR: u64 = 16;
 
 /// How far into a command we look for its tag when answering a rejected command.
 const TAG_WINDOW: usize = 1024;
@@ -128,9 +136,11 @@ pub struct Framer {
     /// Ask before reading an APPEND's synchronising literal ([`FrameEvent::AppendLiteral`]).
     gate_appends: bool,
     /// The literal an `AppendLiteral` asked about, until the answer.
-    gated: Option<(Announce, usize)>,
+    gated: Option<(Announce, usize, bool)>,
     /// What accepting a gated literal produced, for the next `next_event`.
     after_gate: Option<FrameEvent>,
+    /// Bytes of the current command's literals spooled so far.
+    spooled: u64,
 }
 
 /// A literal announced at the end of a line.
@@ -228,6 +238,7 @@ impl Framer {
             gate_appends: false,
             gated: None,
             after_gate: None,
+            spooled: 0,
         }
     }
 
@@ -239,8 +250,8 @@ impl Framer {
 
     /// Go on with the literal the last `AppendLiteral` announced.
     pub fn accept_literal(&mut self) {
-        if let Some((ann, line_end)) = self.gated.take() {
-            self.after_gate = self.receive_literal(ann, line_end);
+        if let Some((ann, line_end, spool)) = self.gated.take() {
+            self.after_gate = self.receive_literal(ann, line_end, spool);
         }
     }
 
@@ -384,6 +395,7 @@ impl Framer {
             self.cmd.shrink_to(4096);
         }
         self.seg_start = 0;
+        self.spooled = 0;
         self.state = State::Line;
     }
 
@@ -517,7 +529,21 @@ impl Framer {
     /// or into a file for a big APPEND).
     fn start_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
         let used = self.cmd.len() as u64;
+        // A big literal, or one that would leave the command less than a line of room (the
+        // messages of a MULTIAPPEND add up), goes to a file.
+        let room = (self.limits.max_command).saturating_sub(self.limits.max_line as u64);
+        let spool = ann.size.is_some_and(|n| {
+            self.spool_from
+                .is_some_and(|t| n > t || (n > 0 && used.saturating_add(n) > room))
+        }) && is_append(&self.cmd);
         let fits = match ann.size {
+            // A spooled literal does not grow the command, but the command's files together
+            // are bounded.
+            Some(n) if spool => {
+                n <= self.limits.max_literal
+                    && self.spooled.saturating_add(n)
+                        <= self.limits.max_literal.saturating_mul(SPOOL_TOTAL_FACTOR)
+            }
             Some(n) => {
                 n <= self.limits.max_literal && used.saturating_add(n) <= self.limits.max_command
             }
@@ -527,7 +553,12 @@ impl Framer {
             if !ann.sync {
                 return Some(self.close_for_literal(ann.size));
             }
-            return Some(self.refuse_literal(ann.size));
+            let per_command = if spool {
+                self.limits.max_literal.saturating_mul(SPOOL_TOTAL_FACTOR)
+            } else {
+                self.limits.max_command
+            };
+            return Some(self.refuse_literal(ann.size, per_command));
         }
         if self.gate_appends && ann.sync && is_append(&self.cmd) {
             let brace = self.cmd[..line_end]
@@ -540,28 +571,37 @@ impl Framer {
                 brace
             };
             let command = self.cmd[..start].to_vec();
-            self.gated = Some((ann, line_end));
+            self.gated = Some((ann, line_end, spool));
             return Some(FrameEvent::AppendLiteral {
                 size: self.gated.as_ref().and_then(|g| g.0.size).unwrap_or(0),
                 command,
             });
         }
-        self.receive_literal(ann, line_end)
+        self.receive_literal(ann, line_end, spool)
     }
 
-    /// Start receiving a literal that fits the limits: into the command, or into a file for a
-    /// big APPEND.
-    fn receive_literal(&mut self, ann: Announce, line_end: usize) -> Option<FrameEvent> {
+    /// Start receiving a literal that fits the limits: into the command, or into a file
+    /// (`spool`) for a big APPEND.
+    fn receive_literal(
+        &mut self,
+        ann: Announce,
+        line_end: usize,
+        spool: bool,
+    ) -> Option<FrameEvent> {
         let n = ann.size.unwrap_or(0);
-        if self.spool_from.is_some_and(|t| n > t) && is_append(&self.cmd) {
+        if spool {
             // Only `{0}` stays in the command (keeping a `~` before it): the bytes go out.
-            if let Some(brace) = self.cmd[..line_end].iter().rposition(|&b| b == b'{') {
-                self.cmd.truncate(brace + 1);
-                self.cmd.extend_from_slice(b"0}\r\n");
-            }
+            let at = self.cmd[..line_end]
+                .iter()
+                .rposition(|&b| b == b'{')
+                .unwrap_or(line_end);
+            self.cmd.truncate(at + 1);
+            self.cmd.extend_from_slice(b"0}\r\n");
+            self.seg_start = self.cmd.len();
+            self.spooled += n;
             self.state = State::Spool { remaining: n };
             self.continuation_due = ann.sync;
-            return Some(FrameEvent::SpoolStart { size: n });
+            return Some(FrameEvent::SpoolStart { size: n, at });
         }
         if n == 0 {
             self.seg_start = self.cmd.len();
@@ -577,13 +617,14 @@ impl Framer {
 
     /// A synchronising literal of `size` bytes that breaks the limits: the command is dropped
     /// with `NO [TOOBIG]` instead of `+`, so the client does not send the bytes.
-    fn refuse_literal(&mut self, size: Option<u64>) -> FrameEvent {
+    /// `per_command`: the limit of the command's literals together that applies to it.
+    fn refuse_literal(&mut self, size: Option<u64>, per_command: u64) -> FrameEvent {
         let tag = tag_of(&self.cmd[..self.cmd.len().min(TAG_WINDOW)]).map(|t| t.to_vec());
         let shown = size.map_or_else(|| "an enormous number of".to_string(), |n| n.to_string());
         let text = match size {
             Some(n) if n <= self.limits.max_literal => format!(
                 "NO [TOOBIG] Command too large: literal of {} bytes would exceed the limit of {} bytes per command",
-                shown, self.limits.max_command
+                shown, per_command
             ),
             _ => format!("NO [TOOBIG] Literal of {} bytes exceeds the limit of {} bytes", shown, self.limits.max_literal),
         };

@@ -12,6 +12,7 @@ pub mod encode;
 pub mod framing;
 pub mod parse;
 pub mod types;
+pub mod url;
 pub mod utf7;
 
 pub use types::*;

@@ -16,6 +16,7 @@
 //! Keywords (command names, FETCH items, search keys, flags) are case-insensitive
 //! (RFC 3501 §9, "case-insensitive"); strings and keyword flags keep their case.
 
+mod append;
 mod fetch;
 mod lexer;
 mod metadata;
@@ -23,6 +24,8 @@ mod quota;
 mod search;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_append;
 #[cfg(test)]
 mod tests_quota;
 #[cfg(test)]
@@ -149,7 +152,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
                 items: status_items(c)?,
             }
         }
-        b"APPEND" => append(c)?,
+        b"APPEND" => append::append(c)?,
         b"ID" => id(c)?,
         b"ENABLE" => enable(c)?,
         b"COMPRESS" => compress(c)?,
@@ -466,56 +469,18 @@ fn list(c: &mut Cursor) -> PResult<Command> {
     })
 }
 
-/// `append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal` (RFC 3501 §6.3.11;
-/// `~{n}` literal8 per RFC 3516 §4.4). One message only (no MULTIAPPEND / CATENATE).
-fn append(c: &mut Cursor) -> PResult<Command> {
-    let mailbox = one_mailbox(c)?;
-    c.sp("after the APPEND mailbox name")?;
-    let mut flags = Vec::new();
-    if c.peek() == Some(b'(') {
-        flags = c.flag_list()?;
-        c.sp("after the APPEND flags")?;
-    }
-    let mut date = None;
-    if c.peek() == Some(b'"') {
-        date = Some(c.date_time()?);
-        c.sp("after the APPEND date-time")?;
-    }
-    // RFC 6855 §4 (UTF8=ACCEPT): `append-data =/ "UTF8" SP "(" literal8 ")"`; the message
-    // is stored as sent either way.
-    let utf8 = c.eat_word("UTF8");
-    if utf8 {
-        c.sp("after UTF8")?;
-        c.expect(b'(', "'(' before the UTF8 message")?;
-        if c.peek() != Some(b'~') {
-            return Err(format!(
-                "Expected the UTF8 message as a literal8 (~{{size}}), found {}",
-                c.found()
-            ));
-        }
-    } else if !matches!(c.peek(), Some(b'{' | b'~')) {
-        return Err(format!(
-            "Expected the message as a literal ({{size}}), found {}",
-            c.found()
-        ));
-    }
-    // NUL is accepted in the message: real mail contains it and the store keeps bytes as is.
-    let message = c.literal(true, true)?.to_vec();
-    if utf8 {
-        c.expect(b')', "')' after the UTF8 message")?;
-    }
+/// A FETCH `section` (`[1.2.HEADER]`, brackets included) on its own, as an IMAP URL's
+/// `;SECTION=` names one (RFC 5092 §5).
+pub fn parse_section(input: &[u8]) -> Result<Section, String> {
+    let mut c = Cursor::new(input);
+    let s = fetch::section(&mut c)?;
     if !c.at_end() {
         return Err(format!(
-            "Unexpected characters after the APPEND message (one message per APPEND): {}",
+            "Unexpected characters after the section: {}",
             c.found()
         ));
     }
-    Ok(Command::Append {
-        mailbox,
-        flags,
-        date,
-        message,
-    })
+    Ok(s)
 }
 
 /// `id = "ID" SP id-params-list` (RFC 2971): parsed and discarded.

@@ -337,6 +337,28 @@ pub struct ListOptions {
     pub extended: bool,
 }
 
+/// One message of an APPEND (RFC 3501 §6.3.11, RFC 3502 MULTIAPPEND).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<Flag>,
+    pub date: Option<DateTime>,
+    /// A plain message is one [`AppendPart::Text`]; CATENATE (RFC 4469) gives its parts.
+    pub parts: Vec<AppendPart>,
+    /// Sent as `CATENATE (...)`: an empty result is refused the same way, but a part may be
+    /// empty.
+    pub catenate: bool,
+}
+
+/// A piece of an APPENDed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendPart {
+    /// A literal's bytes. `at`: where its `{` is in the command, so that a literal the
+    /// connection received into a file (the command holds `{0}` there) is found again.
+    Text { at: usize, data: Vec<u8> },
+    /// CATENATE's `URL`: an IMAP URL (RFC 5092) as sent, resolved by the session.
+    Url(Vec<u8>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     // any state (RFC 3501 §6.1)
@@ -397,11 +419,10 @@ pub enum Command {
         mailbox: String,
         items: Vec<StatusItem>,
     },
+    /// APPEND: one message, or several with MULTIAPPEND (RFC 3502), all stored or none.
     Append {
         mailbox: String,
-        flags: Vec<Flag>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
+        messages: Vec<AppendMessage>,
     },
     Namespace,
     Id,

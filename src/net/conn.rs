@@ -290,8 +290,11 @@ struct Conn<'a> {
     session: &'a mut Session,
     ctx: &'a Context,
     framer: Framer,
-    /// The APPEND literal being received into a file, for the command the framer emits next.
-    spooler: Option<Spooler>,
+    /// The APPEND literal being received into a file, for the command the framer emits next,
+    /// with where its `{0}` is in that command.
+    spooler: Option<(usize, Spooler)>,
+    /// The command's literals already received into files (MULTIAPPEND, CATENATE).
+    spooled: Vec<(usize, Result<Spool, String>)>,
     buf: ReadBuf,
     /// Set while the session is in IDLE (RFC 2177): changes to the selected mailbox wake us.
     watcher: Option<Watcher>,
@@ -328,6 +331,7 @@ impl<'a> Conn<'a> {
             ctx,
             framer,
             spooler: None,
+            spooled: Vec::new(),
             buf: ReadBuf::new(),
             watcher: None,
             clock: super::limiter::Deadline::new(limits, Instant::now()),
@@ -352,7 +356,7 @@ impl<'a> Conn<'a> {
                 Next::Restart => continue,
                 Next::Close(why) => return Ok(why),
             }
-            if self.framer.buffered() == 0 && self.spooler.is_none() {
+            if self.framer.buffered() == 0 && self.spooler.is_none() && self.spooled.is_empty() {
                 // Nothing half-read: wait for the next command without the big buffers.
                 self.buf.release();
                 self.framer.shrink();
@@ -369,11 +373,13 @@ impl<'a> Conn<'a> {
     async fn framer_events(&mut self) -> io::Result<Next> {
         while let Some(ev) = self.framer.next_event() {
             match ev {
-                FrameEvent::SpoolStart { .. } => {
-                    self.spooler = Some(Box::pin(Spooler::start(self.session.spool_dir())).await);
+                FrameEvent::SpoolStart { at, .. } => {
+                    Box::pin(self.finish_spool()).await;
+                    let s = Box::pin(Spooler::start(self.session.spool_dir())).await;
+                    self.spooler = Some((at, s));
                 }
                 FrameEvent::SpoolData(data) => {
-                    if let Some(s) = self.spooler.as_mut() {
+                    if let Some((_, s)) = self.spooler.as_mut() {
                         Box::pin(s.push(&data)).await;
                     }
                 }
@@ -406,6 +412,7 @@ impl<'a> Conn<'a> {
                 }
                 FrameEvent::Rejected { response, close } => {
                     self.spooler = None;
+                    self.spooled.clear();
                     write(&mut self.stream, &response).await?;
                     if close {
                         return Ok(Next::Close("rejected input".into()));
@@ -416,13 +423,19 @@ impl<'a> Conn<'a> {
         Ok(Next::Go)
     }
 
-    /// Runs one command on the blocking pool (with its spooled literal, if any), writing its
+    /// The literal being spooled is complete: add it to the command's.
+    async fn finish_spool(&mut self) {
+        if let Some((at, s)) = self.spooler.take() {
+            let done = Box::pin(s.finish()).await;
+            self.spooled.push((at, done));
+        }
+    }
+
+    /// Runs one command on the blocking pool (with its spooled literals, if any), writing its
     /// streamed output while it runs, then does what the command asks of the connection.
     async fn command(&mut self, bytes: Vec<u8>) -> io::Result<Next> {
-        let spooled = match self.spooler.take() {
-            Some(s) => Some(Box::pin(s.finish()).await),
-            None => None,
-        };
+        Box::pin(self.finish_spool()).await;
+        let spooled = std::mem::take(&mut self.spooled);
         let turn = Box::pin(pool_turns().acquire()).await;
         let (sink, pieces) = Sink::new(Some(turn), Some(pool_turns()));
         let work = on_pool(self.session, move |s| {
@@ -431,7 +444,7 @@ impl<'a> Conn<'a> {
             let out = s.handle(&bytes);
             // Drops the sink and with it the pool turn.
             s.set_sink(None);
-            s.set_spooled(None);
+            s.set_spooled(Vec::new());
             out
         });
         // The handler's streamed output, written while it runs (the handler gives its turn

@@ -1,11 +1,11 @@
 //! Mailbox commands (RFC 3501 §6.3): SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//! UNSUBSCRIBE, LSUB, STATUS (with SIZE, RFC 8438), APPEND; NAMESPACE (RFC 2342). LIST is in
-//! `list`.
+//! UNSUBSCRIBE, LSUB, STATUS (with SIZE, RFC 8438); NAMESPACE (RFC 2342). LIST is in
+//! `list`, APPEND in `append`.
 
 use super::view::View;
 use super::{normalize_mailbox, Action, HandlerError, Output, Session, State};
-use crate::imap::types::{Command, DateTime, Flag, StatusItem};
-use crate::store::{Flags, Spool, StoreError};
+use crate::imap::types::{Command, Flag, StatusItem};
+use crate::store::Flags;
 
 /// The hierarchy separator of Dovecot's Maildir++ layout.
 pub const SEP: char = '.';
@@ -360,78 +360,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    pub(super) fn append(
-        &mut self,
-        tag: &str,
-        mailbox: &str,
-        flags: Vec<Flag>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
-    ) -> Result<Output, HandlerError> {
-        let name = normalize_mailbox(mailbox);
-        // A big literal arrives in a file (net::conn) and the command holds `{0}`.
-        let spooled = match self.spooled.take() {
-            Some(Err(why)) => {
-                log::error!("{}: spooling the APPEND message failed: {why}", self.peer);
-                return Err(HandlerError::No(format!("[SERVERBUG] {why}")));
-            }
-            Some(Ok(spool)) if message.is_empty() => Some(spool),
-            _ => None,
-        };
-        let size = spooled.as_ref().map_or(message.len() as u64, Spool::len);
-        if size > self.shared.limits.max_message_size {
-            return Err(HandlerError::No(
-                "[TOOBIG] Message is larger than the server accepts.".into(),
-            ));
-        }
-        if size == 0 {
-            return Err(HandlerError::No("[CANNOT] Empty message.".into()));
-        }
-        let flags = to_store_flags(&flags)?;
-        let internal = date.map(|d| d.unix_seconds());
-        // The mailbox's shared state: when it is selected here or elsewhere in the process
-        // (a client saving a draft or a sent message into a folder it shows), no scan.
-        let mbox = match self.store()?.open_mailbox(&name, false) {
-            Ok(m) => m,
-            Err(StoreError::NotFound(_)) => {
-                return Err(HandlerError::No(
-                    "[TRYCREATE] Mailbox doesn't exist.".into(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // RFC 9208 §4.1: the literal's size stands for the message's (the same for CRLF mail).
-        self.check_quota(&name, size, 1)?;
-        // Written and synced without the mailbox's lock (other sessions APPENDing here do
-        // the same side by side), placed under it, and made durable after it together with
-        // their syncs: the OK below is sent only then.
-        let prepared = match spooled {
-            Some(_) => None,
-            None => Some(mbox.prepare_append(&message, internal)?),
-        };
-        let (uid, validity, pending) = {
-            let mut g = mbox.lock();
-            let (uid, pending) = match (spooled, prepared) {
-                (Some(spool), _) => g.mbox.append_spool(spool, &flags, internal)?,
-                (None, Some(p)) => g.mbox.append_prepared(p, &flags)?,
-                (None, None) => {
-                    return Err(HandlerError::No("[SERVERBUG] nothing to append".into()))
-                }
-            };
-            (uid, g.mbox.uid_validity(), pending)
-        };
-        pending.wait()?;
-        let mut out = Vec::new();
-        self.sync_selected(&mut out, true)?;
-        out.extend_from_slice(
-            format!("{tag} OK [APPENDUID {validity} {uid}] APPEND completed.\r\n").as_bytes(),
-        );
-        Ok(Output {
-            bytes: out,
-            action: Action::Continue,
-        })
     }
 }
 

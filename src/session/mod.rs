@@ -6,19 +6,21 @@
 //! `net::conn`), or trusts a mailbox name without the store's validation.
 //!
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
-//! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
+//! (SELECT ... STATUS), `append` (APPEND, MULTIAPPEND, CATENATE), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
 //! SORT=DISPLAY, ESORT, over `search`'s matching), `quota` (GETQUOTAROOT, GETQUOTA, SETQUOTA
 //! and the APPEND/COPY check), `idle` (IDLE, RFC 2177, and the [`Watcher`] over the store's
 //! wake-ups), `special_use` (RFC 6154), `metadata` (GETMETADATA, SETMETADATA), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
-//! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
-//! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, METADATA
-//! (`metadata`, RFC 5464, server entries included), CONDSTORE, QRESYNC (`condstore`, RFC 7162),
-//! QUOTA with QUOTA=RES-STORAGE and QUOTA=RES-MESSAGE (`quota`, RFC 9208); always: LITERAL+,
-//! SASL-IR, ID, IMAP4rev2 (RFC 9051, after `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
+//! MULTIAPPEND, CATENATE, URL-PARTIAL (`append`), MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE,
+//! ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT, I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE,
+//! LIST-EXTENDED, LIST-STATUS, METADATA (`metadata`, RFC 5464, server entries included),
+//! CONDSTORE, QRESYNC (`condstore`, RFC 7162), QUOTA with QUOTA=RES-STORAGE and
+//! QUOTA=RES-MESSAGE (`quota`, RFC 9208); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051,
+//! after `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
+mod append;
 mod auth;
 mod compress;
 mod condstore;
@@ -212,9 +214,9 @@ pub struct Session {
     enabled: condstore::Enabled,
     /// Set by a failed login: see [`Session::take_delay`].
     delay: Option<std::time::Duration>,
-    /// The message literal of the command being handled, received into a file by the
+    /// The message literals of the command being handled, received into files by the
     /// connection (`Err`: why it could not be); see [`Session::set_spooled`].
-    spooled: Option<Result<Spool, String>>,
+    spooled: Vec<(usize, Result<Spool, String>)>,
     /// See [`Sink`]; `None`: all output goes into the [`Output`].
     sink: Option<Sink>,
 }
@@ -231,7 +233,7 @@ impl Session {
             tls: false,
             enabled: condstore::Enabled::default(),
             delay: None,
-            spooled: None,
+            spooled: Vec::new(),
             sink: None,
         }
     }
@@ -243,10 +245,10 @@ impl Session {
         self.store().ok().map(|s| s.root().to_path_buf())
     }
 
-    /// The next command's spooled message literal (the framer passed it in pieces and the
-    /// command holds `{0}` in its place). Dropped, and its file removed, if the command does
-    /// not take it.
-    pub fn set_spooled(&mut self, spooled: Option<Result<Spool, String>>) {
+    /// The next command's spooled literals, each with where the `{0}` the command holds in
+    /// its place starts (the framer passed the bytes in pieces). Dropped, and their files
+    /// removed, if the command does not take them.
+    pub fn set_spooled(&mut self, spooled: Vec<(usize, Result<Spool, String>)>) {
         self.spooled = spooled;
     }
 
@@ -323,6 +325,9 @@ impl Session {
             caps.extend([
                 "IDLE",
                 "UIDPLUS",
+                "MULTIAPPEND",
+                "CATENATE",
+                "URL-PARTIAL",
                 "MOVE",
                 "UNSELECT",
                 "NAMESPACE",
@@ -480,15 +485,7 @@ impl Session {
                 | Namespace),
             ) => self.mailbox_command(tag, c),
             (_, c @ (GetMetadata { .. } | SetMetadata { .. })) => self.metadata_command(tag, c),
-            (
-                _,
-                Append {
-                    mailbox,
-                    flags,
-                    date,
-                    message,
-                },
-            ) => self.append(tag, &mailbox, flags, date, message),
+            (_, Append { mailbox, messages }) => self.append(tag, &mailbox, messages),
             (_, c @ (GetQuotaRoot { .. } | GetQuota { .. } | SetQuota { .. })) => {
                 self.quota_command(tag, c)
             }

@@ -101,16 +101,9 @@ impl Session {
                 mailbox: e(mailbox),
                 items,
             },
-            Command::Append {
-                mailbox,
-                flags,
-                date,
-                message,
-            } => Command::Append {
+            Command::Append { mailbox, messages } => Command::Append {
                 mailbox: e(mailbox),
-                flags,
-                date,
-                message,
+                messages,
             },
             Command::Copy { uid, set, mailbox } => Command::Copy {
                 uid,

@@ -179,3 +179,22 @@ def test_status_deleted_storage(pimap):
     c.ok("STORE 1,3 +FLAGS.SILENT (\\Deleted)")
     r = c.ok("STATUS INBOX (DELETED-STORAGE DELETED SIZE)")
     assert r.untagged == [b"* STATUS INBOX (DELETED-STORAGE 72 DELETED 2 SIZE 108)\r\n"]
+
+
+def test_multiappend_over_quota_stores_none(server):
+    """MULTIAPPEND (RFC 3502) is all or nothing under the quota too: five messages against a
+    limit of four are refused whole; three fit."""
+    c = server.login(USER)
+
+    def multi(n: int):
+        parts = b"".join(b" {%d+}\r\n" % len(msg(10)) + msg(10) for _ in range(n))
+        tag = c.next_tag()
+        c.send(tag.encode() + b" APPEND INBOX" + parts + b"\r\n")
+        return c.read_until_tagged(tag)
+
+    r = multi(5)
+    assert said(r) == ("NO", "[OVERQUOTA] Quota exceeded (mailbox for user is full).")
+    assert quota(c) == b'* QUOTA "User quota" (STORAGE 0 2 MESSAGE 0 4)\r\n'
+    assert multi(3).ok
+    assert quota(c) == b'* QUOTA "User quota" (STORAGE 1 2 MESSAGE 3 4)\r\n'
+    assert not [p for p in (server.mail_root / USER).rglob("tmp/*") if p.is_file()]

@@ -416,7 +416,8 @@ fn append_literals_over_the_threshold_are_spooled_not_buffered() {
         input.extend_from_slice(b"\r\nA2 NOOP\r\n");
         for chunk in [1, 3, 64, 1000] {
             let (evs, data) = run_spool(&input, chunk, 100);
-            let mut want = vec![FrameEvent::SpoolStart { size: 500 }];
+            let at = "A1 append INBOX (\\Seen) ".len() + usize::from(ann.starts_with('~'));
+            let mut want = vec![FrameEvent::SpoolStart { size: 500, at }];
             if sync {
                 want.push(FrameEvent::ContinuationNeeded);
             }
@@ -493,28 +494,33 @@ fn spooling_never_panics_and_a_command_gets_exactly_its_announced_bytes() {
             }
         }
         let mut f = Framer::new(limits()).spool_literals_over(100);
-        let mut spooling: Option<(u64, u64)> = None;
+        // The command's spooled literals: (size, bytes seen, where its `{0}` is).
+        let mut spooling: Vec<(u64, u64, usize)> = Vec::new();
         for c in input.chunks(1 + next(40) as usize) {
             f.push(c);
             while let Some(e) = f.next_event() {
                 match e {
-                    FrameEvent::SpoolStart { size } => {
+                    FrameEvent::SpoolStart { size, at } => {
                         assert!(size > 100 && size <= limits().max_literal);
-                        spooling = Some((size, 0));
+                        if let Some((size, got, _)) = spooling.last() {
+                            assert_eq!(size, got);
+                        }
+                        spooling.push((size, 0, at));
                     }
                     FrameEvent::SpoolData(d) => {
-                        let (size, got) = spooling.as_mut().expect("data after a start");
+                        let (size, got, _) = spooling.last_mut().expect("data after a start");
                         *got += d.len() as u64;
                         assert!(*got <= *size);
                     }
                     FrameEvent::Command(cmd) => {
-                        if let Some((size, got)) = spooling.take() {
+                        for (size, got, at) in spooling.drain(..) {
                             assert_eq!(size, got, "{:?}", String::from_utf8_lossy(&cmd));
+                            assert_eq!(cmd.get(at..at + 5), Some(&b"{0}\r\n"[..]));
                             spooled_commands += 1;
                         }
                         assert!(cmd.ends_with(b"\r\n"));
                     }
-                    FrameEvent::Rejected { .. } => spooling = None,
+                    FrameEvent::Rejected { .. } => spooling.clear(),
                     FrameEvent::ContinuationNeeded => {}
                     FrameEvent::AppendLiteral { .. } => f.accept_literal(),
                 }
@@ -608,4 +614,85 @@ fn gated_append_literal_accepted_or_refused_before_the_continuation() {
             "chunk {chunk}"
         );
     }
+}
+
+#[test]
+fn several_literals_of_one_append_are_spooled_each_with_its_place() {
+    let mut input = b"A1 APPEND INBOX {150+}\r\n".to_vec();
+    input.extend_from_slice(&[b'a'; 150]);
+    input.extend_from_slice(b" (\\Seen) {3+}\r\nabc CATENATE (TEXT ~{200+}\r\n");
+    input.extend_from_slice(&[b'b'; 200]);
+    input.extend_from_slice(b")\r\n");
+    let (evs, data) = run_spool(&input, 7, 100);
+    let want_cmd = b"A1 APPEND INBOX {0}\r\n (\\Seen) {3+}\r\nabc CATENATE (TEXT ~{0}\r\n)\r\n";
+    let second = want_cmd.windows(4).position(|w| w == b"~{0}").unwrap() + 1;
+    assert_eq!(
+        evs,
+        vec![
+            FrameEvent::SpoolStart { size: 150, at: 16 },
+            FrameEvent::SpoolStart {
+                size: 200,
+                at: second
+            },
+            cmd(want_cmd),
+        ]
+    );
+    assert_eq!(data.len(), 350);
+}
+
+#[test]
+fn the_spooled_literals_of_one_command_are_bounded_together() {
+    // Each literal fits, but together they pass SPOOL_TOTAL_FACTOR times the largest.
+    let max = limits().max_literal;
+    let mut f = Framer::new(limits()).spool_literals_over(100);
+    f.push(b"A1 APPEND INBOX");
+    let mut starts = 0;
+    let mut refused = None;
+    for _ in 0..=SPOOL_TOTAL_FACTOR {
+        f.push(format!(" {{{max}}}\r\n").as_bytes());
+        while let Some(e) = f.next_event() {
+            match e {
+                FrameEvent::SpoolStart { .. } => starts += 1,
+                FrameEvent::Rejected { response, .. } => refused = Some(response),
+                _ => {}
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+        f.push(&vec![b'x'; max as usize]);
+        while f.next_event().is_some() {}
+    }
+    assert_eq!(starts, SPOOL_TOTAL_FACTOR);
+    let refused = String::from_utf8(refused.expect("refused")).unwrap();
+    assert_eq!(
+        refused,
+        format!(
+            "A1 NO [TOOBIG] Command too large: literal of {max} bytes would exceed the limit of {} bytes per command\r\n",
+            max * SPOOL_TOTAL_FACTOR
+        )
+    );
+}
+
+#[test]
+fn small_append_literals_past_the_command_limit_are_spooled() {
+    // Each literal is under the threshold, but together they pass max_command: those that
+    // do not fit any more go to files, and the command stays within its limit.
+    let mut input = b"A1 APPEND INBOX".to_vec();
+    for _ in 0..25 {
+        input.extend_from_slice(b" {90+}\r\n");
+        input.extend_from_slice(&[b'm'; 90]);
+    }
+    input.extend_from_slice(b"\r\n");
+    let (evs, data) = run_spool(&input, 64, 100);
+    let starts = evs
+        .iter()
+        .filter(|e| matches!(e, FrameEvent::SpoolStart { size: 90, .. }))
+        .count();
+    let Some(FrameEvent::Command(cmd)) = evs.last() else {
+        panic!("{evs:?}")
+    };
+    assert!(starts > 5 && cmd.len() as u64 <= limits().max_command);
+    assert_eq!(data.len(), starts * 90);
+    assert_eq!(cmd.windows(3).filter(|w| w == b"{0}").count(), starts);
 }

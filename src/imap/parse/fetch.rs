@@ -176,7 +176,7 @@ fn section_part(c: &mut Cursor) -> PResult<Vec<u32>> {
 }
 
 /// `section = "[" [section-spec] "]"`.
-fn section(c: &mut Cursor) -> PResult<Section> {
+pub(super) fn section(c: &mut Cursor) -> PResult<Section> {
     c.expect(b'[', "'[' starting the section")?;
     let part = section_part(c)?;
     let mut text = None;

@@ -208,9 +208,9 @@ fn login_and_authenticate() {
 fn append_utf8_data() {
     // RFC 6855 §4.
     match ok("a APPEND INBOX (\\Seen) UTF8 (~{5}\r\nhé\r\n)") {
-        Command::Append { message, flags, .. } => {
-            assert_eq!(message, "hé\r\n".as_bytes());
-            assert_eq!(flags, vec![Flag::Seen]);
+        Command::Append { messages, .. } => {
+            assert_eq!(messages[0].parts, vec![text(30, "hé\r\n".as_bytes())]);
+            assert_eq!(messages[0].flags, vec![Flag::Seen]);
         }
         other => panic!("{other:?}"),
     }
@@ -502,9 +502,12 @@ fn append() {
         t.command,
         Command::Append {
             mailbox: "saved-messages".into(),
-            flags: vec![Flag::Seen],
-            date: None,
-            message: b"From: a@b\r\n\r\nHi there\r\n".to_vec()
+            messages: vec![AppendMessage {
+                flags: vec![Flag::Seen],
+                date: None,
+                parts: vec![text(35, b"From: a@b\r\n\r\nHi there\r\n")],
+                catenate: false,
+            }]
         }
     );
     // mbsync: flags, date-time and a non-synchronising literal.
@@ -514,13 +517,14 @@ fn append() {
     .unwrap();
     let Command::Append {
         mailbox,
-        flags,
-        date,
-        message,
+        mut messages,
     } = t.command
     else {
         panic!()
     };
+    let AppendMessage {
+        flags, date, parts, ..
+    } = messages.remove(0);
     assert_eq!(mailbox, "Sent");
     assert_eq!(flags, vec![Flag::Seen, Flag::Keyword("$Forwarded".into())]);
     let d = date.unwrap();
@@ -538,21 +542,15 @@ fn append() {
             60
         )
     );
-    assert_eq!(message, b"hello");
+    assert_eq!(parts, vec![text(64, b"hello")]);
     // Date without flags; literal8 with NUL.
     let t =
         parse_command(b"a APPEND INBOX \"17-Jul-1996 02:44:25 -0700\" ~{3}\r\na\0b\r\n").unwrap();
-    let Command::Append {
-        flags,
-        date,
-        message,
-        ..
-    } = t.command
-    else {
+    let Command::Append { messages, .. } = t.command else {
         panic!()
     };
-    assert!(flags.is_empty() && date.is_some());
-    assert_eq!(message, b"a\0b");
+    assert!(messages[0].flags.is_empty() && messages[0].date.is_some());
+    assert_eq!(messages[0].parts, vec![text(45, b"a\0b")]);
     // Empty flag list.
     assert!(parse_command(b"a APPEND INBOX () {0}\r\n\r\n").is_ok());
     assert_eq!(
@@ -563,19 +561,13 @@ fn append() {
     );
     assert_eq!(
         reason("a APPEND INBOX (\\Seen) hello"),
-        "Expected the message as a literal ({size}), found \"hello\""
+        "Expected the message as a literal ({size}) or CATENATE, found \"hello\""
     );
     assert_eq!(
         parse_command(b"a APPEND INBOX {10}\r\nshort\r\n")
             .unwrap_err()
             .reason,
         "Literal truncated: 10 bytes announced, 7 present"
-    );
-    assert_eq!(
-        parse_command(b"a APPEND INBOX {1}\r\nx {1}\r\ny\r\n")
-            .unwrap_err()
-            .reason,
-        "Unexpected characters after the APPEND message (one message per APPEND): \" {1}\""
     );
     assert_eq!(
         reason("a APPEND INBOX (\\Bogus) {1}"),
@@ -609,9 +601,12 @@ fn framer_output_parses() {
         cmds[1].command,
         Command::Append {
             mailbox: "Drafts".into(),
-            flags: vec![Flag::Draft],
-            date: None,
-            message: b"Subject: x\n".to_vec()
+            messages: vec![AppendMessage {
+                flags: vec![Flag::Draft],
+                date: None,
+                parts: vec![text(26, b"Subject: x\n")],
+                catenate: false
+            }]
         }
     );
 }
@@ -712,5 +707,13 @@ fn mailbox_names_without_controls_or_separators() {
         "a SELECT \"📬\"",
     ] {
         ok(fine);
+    }
+}
+
+/// A TEXT part (or a plain message) whose literal starts at `at`.
+pub(super) fn text(at: usize, data: &[u8]) -> AppendPart {
+    AppendPart::Text {
+        at,
+        data: data.to_vec(),
     }
 }

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod base_index;
 mod events;
 mod flags;
+mod multi;
 mod scan;
 mod stream;
 #[cfg(test)]

@@ -77,6 +77,15 @@ impl Shared {
         Mailbox::prepare_append(&self.dir, data, internal_date)
     }
 
+    /// [`Shared::prepare_append`] for a message received into a file.
+    pub fn prepare_spool(
+        &self,
+        spool: super::Spool,
+        internal_date: Option<i64>,
+    ) -> Result<super::Prepared> {
+        Mailbox::prepare_spool(&self.dir, spool, internal_date)
+    }
+
     /// The mailbox's metadata cache (`store::cache`), shared by the process.
     pub fn cache(&self) -> Arc<crate::store::cache::MailboxCache> {
         crate::store::cache::for_mailbox(&self.dir)

@@ -84,6 +84,19 @@ impl Spool {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// RFC822.SIZE of what was written (bare LF counted as CRLF).
+    pub fn vsize(&self) -> u64 {
+        self.vsize
+    }
+
+    /// The open file, to finish it; the path then belongs to the caller (the drop no longer
+    /// removes it).
+    pub(super) fn take_file(&mut self) -> Result<fs::File> {
+        self.file
+            .take()
+            .ok_or_else(|| StoreError::Cannot("spool file already placed".into()))
+    }
 }
 
 impl Drop for Spool {
@@ -143,46 +156,17 @@ impl Mailbox {
 
     /// APPEND a message received into `spool` (RFC 3501 §6.3.11): like [`Mailbox::append`],
     /// the file is fsynced with its INTERNALDATE as mtime, moved into this mailbox's `tmp/`
-    /// (copied if that is another file system) and renamed into `cur/` under the uidlist lock.
+    /// ([`Mailbox::prepare_spool`]) and renamed into `cur/` under the uidlist lock.
     /// Returns the new UID and the syncs owed before acknowledging it (see [`Pending`]).
     pub fn append_spool(
         &mut self,
-        mut spool: Spool,
+        spool: Spool,
         flags: &Flags,
         internal_date: Option<i64>,
     ) -> Result<(u32, Pending)> {
         self.check_writable()?;
-        let (letters, overflow) = self.letters_for(flags, "")?;
-        let file = spool
-            .file
-            .take()
-            .ok_or_else(|| StoreError::Cannot("spool file already placed".into()))?;
-        let r = file
-            .set_times(fs::FileTimes::new().set_modified(super::mtime_of(internal_date)))
-            .and_then(|_| file.sync_all());
-        drop(file);
-        let src = spool.path.clone();
-        let remove_src = || {
-            let _ = fs::remove_file(&src);
-        };
-        if let Err(e) = r {
-            remove_src();
-            return Err(io_err("writing", &src, e));
-        }
-        let unique = new_unique();
-        let tmp = self.dir.join("tmp").join(&unique);
-        if let Err(e) = fs::rename(&src, &tmp) {
-            // Another file system (a folder symlinked elsewhere): copy within this one.
-            let copied = super::copy_file(&src, &tmp, &self.dir.join("tmp"));
-            remove_src();
-            if let Err(e2) = copied {
-                return Err(io_err(
-                    "moving the message into place",
-                    &tmp,
-                    std::io::Error::other(format!("{e}; copy: {e2}")),
-                ));
-            }
-        }
-        self.place_tmp(&tmp, &unique, spool.len, spool.vsize, &letters, &overflow)
+        self.letters_for(flags, "")?;
+        let p = Mailbox::prepare_spool(&self.dir, spool, internal_date)?;
+        self.append_prepared(p, flags)
     }
 }

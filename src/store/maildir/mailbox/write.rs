@@ -30,11 +30,12 @@ type Placed = Vec<(String, Option<u32>)>;
 /// that needs no lock ([`Mailbox::prepare_append`]), so sessions appending at once do it side
 /// by side. [`Mailbox::append_prepared`] places it; dropped unplaced, the file is removed.
 pub struct Prepared {
-    tmp: Option<PathBuf>,
-    unique: String,
-    size: u64,
-    vsize: u64,
-    meta: cache::Meta,
+    pub(super) tmp: Option<PathBuf>,
+    pub(super) unique: String,
+    pub(super) size: u64,
+    pub(super) vsize: u64,
+    /// `None` for a spooled message (not parsed: it is not in memory).
+    pub(super) meta: Option<cache::Meta>,
 }
 
 impl Drop for Prepared {
@@ -127,7 +128,7 @@ impl Mailbox {
             unique,
             size: data.len() as u64,
             vsize: filename::vsize(data),
-            meta: cache::compute(&crate::mime::to_crlf(data)),
+            meta: Some(cache::compute(&crate::mime::to_crlf(data))),
         })
     }
 
@@ -142,10 +143,12 @@ impl Mailbox {
             .take()
             .ok_or_else(|| StoreError::Cannot("message already placed".into()))?;
         let placed = self.place_tmp(&tmp, &p.unique, p.size, p.vsize, &letters, &overflow)?;
-        let base = filename::base_with_sizes(&p.unique, p.size, p.vsize);
-        let c = cache::for_mailbox(&self.dir);
-        c.put(&base, p.size, &p.meta);
-        c.flush();
+        if let Some(meta) = &p.meta {
+            let base = filename::base_with_sizes(&p.unique, p.size, p.vsize);
+            let c = cache::for_mailbox(&self.dir);
+            c.put(&base, p.size, meta);
+            c.flush();
+        }
         Ok(placed)
     }
 
@@ -203,39 +206,35 @@ impl Mailbox {
         items: &[(PathBuf, PathBuf, String, bool)],
         recent: bool,
     ) -> Result<(Placed, Pending)> {
-        let mut placed = Vec::new();
-        for (src, dst, base, is_rename) in items {
-            let r = if *is_rename {
-                fs::rename(src, dst)
-            } else {
-                fs::hard_link(src, dst)
-            };
-            match r {
-                Ok(()) => placed.push(base.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) if *is_rename => return Err(io_err("moving into place", dst, e)),
-                Err(_) => {
-                    // No hard links here (EXDEV, EPERM, EMLINK, ...): copy.
-                    match copy_file(src, dst, &self.dir.join("tmp")) {
-                        Ok(()) => placed.push(base.clone()),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err("copying to", dst, e)),
-                    }
-                }
+        let placed = match self.move_in(items) {
+            Ok(p) => p,
+            Err((done, e)) => {
+                undo_move_in(items, &done);
+                return Err(e);
             }
-        }
+        };
         // The new lines and the renames into cur/ are synced by the caller once it has let go
         // of its locks, together with other sessions' (see `durable`). A uidlist line whose
         // file a crash lost before that is a message never acknowledged, which every reader
         // drops as expunged.
         let mut pending = Pending::default();
-        let by_base: HashMap<String, u32> = match self.append_uid_lines(&placed, items)? {
-            Some(uids) => {
+        let uid_lines = match self.append_uid_lines(&placed, items) {
+            Ok(Some(uids)) => {
                 pending.data(self.dir.join(UIDLIST));
-                uids
+                Ok(uids)
             }
             // Rewritten and synced under the lock (`DotLock::replace`).
-            None => self.rewrite_uid_lines(lock, &placed, items)?,
+            Ok(None) => self.rewrite_uid_lines(lock, &placed, items),
+            Err(e) => Err(e),
+        };
+        let by_base: HashMap<String, u32> = match uid_lines {
+            Ok(uids) => uids,
+            Err(e) => {
+                // No UIDs: the files go again (a line written without its file is read as
+                // expunged), so that the write fails as a whole.
+                undo_move_in(items, &placed);
+                return Err(e);
+            }
         };
         pending.dir(self.dir.join("cur"));
         // The new messages are in the state at once: no session has to find them on disk.
@@ -285,6 +284,37 @@ impl Mailbox {
             })
             .collect();
         Ok((uids, pending))
+    }
+
+    /// Move or link each item into place (see [`Mailbox::link_in`]); returns the base names
+    /// placed (a source that vanished is skipped), or on failure those placed so far with
+    /// the error.
+    fn move_in(
+        &self,
+        items: &[(PathBuf, PathBuf, String, bool)],
+    ) -> std::result::Result<Vec<String>, (Vec<String>, StoreError)> {
+        let mut placed = Vec::new();
+        for (src, dst, base, is_rename) in items {
+            let r = if *is_rename {
+                fs::rename(src, dst)
+            } else {
+                fs::hard_link(src, dst)
+            };
+            match r {
+                Ok(()) => placed.push(base.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if *is_rename => return Err((placed, io_err("moving into place", dst, e))),
+                Err(_) => {
+                    // No hard links here (EXDEV, EPERM, EMLINK, ...): copy.
+                    match copy_file(src, dst, &self.dir.join("tmp")) {
+                        Ok(()) => placed.push(base.clone()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err((placed, io_err("copying to", dst, e))),
+                    }
+                }
+            }
+        }
+        Ok(placed)
     }
 
     /// [`Mailbox::link_in_locked`]'s UIDs when the uidlist is rewritten: read it in full, add
@@ -521,5 +551,19 @@ impl Mailbox {
         self.own_expunged.dedup();
         self.drop_messages(&removed);
         Ok(removed)
+    }
+}
+
+/// Take back what [`Mailbox::move_in`] placed (the bases in `done`) when the write fails:
+/// a renamed file goes back to its source (whose owner removes it), a link or copy is
+/// removed. So an APPEND of several messages, or a COPY, leaves none of them behind.
+pub(super) fn undo_move_in(items: &[(PathBuf, PathBuf, String, bool)], done: &[String]) {
+    for (src, dst, base, is_rename) in items {
+        if !done.contains(base) {
+            continue;
+        }
+        if !*is_rename || fs::rename(dst, src).is_err() {
+            let _ = fs::remove_file(dst);
+        }
     }
 }
