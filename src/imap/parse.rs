@@ -18,6 +18,7 @@
 
 mod fetch;
 mod lexer;
+mod notify;
 mod search;
 #[cfg(test)]
 mod tests;
@@ -156,6 +157,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"COPY" => copy_move(c, false, false)?,
         b"MOVE" => copy_move(c, false, true)?,
         b"UID" => uid(c)?,
+        b"NOTIFY" => notify::notify(c)?,
         _ => return Err(format!("Unknown command {}", show(name))),
     };
     c.end(&format!("{} command", cmd.name()))?;
