@@ -9,11 +9,12 @@
 //! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
 //! SORT=DISPLAY, ESORT, over `search`'s matching), `idle` (IDLE, RFC 2177, and the
-//! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `view`.
+//! [`Watcher`] over the store's wake-ups), `notify` / `notify_push` (NOTIFY, RFC 5465),
+//! `special_use` (RFC 6154), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
-//! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
-//! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
+//! MOVE, UNSELECT, NAMESPACE, NOTIFY, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY,
+//! ESORT, I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
 //! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
 //! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
@@ -28,6 +29,8 @@ mod idle;
 mod list;
 mod mailbox;
 mod message;
+mod notify;
+mod notify_push;
 mod rev2;
 mod search;
 mod sort;
@@ -213,6 +216,8 @@ pub struct Session {
     spooled: Option<Result<Spool, String>>,
     /// See [`Sink`]; `None`: all output goes into the [`Output`].
     sink: Option<Sink>,
+    /// NOTIFY SET is in force (RFC 5465; `notify`).
+    notify: Option<Box<notify::Notify>>,
 }
 
 impl Session {
@@ -229,6 +234,7 @@ impl Session {
             delay: None,
             spooled: None,
             sink: None,
+            notify: None,
         }
     }
 
@@ -322,6 +328,7 @@ impl Session {
                 "MOVE",
                 "UNSELECT",
                 "NAMESPACE",
+                "NOTIFY",
                 "CHILDREN",
                 "ENABLE",
                 "ESEARCH",
@@ -454,6 +461,7 @@ impl Session {
                 "STARTTLS is only allowed before authentication.".into(),
             )),
             (_, Idle) => self.idle_start(tag),
+            (_, Notify(set)) => self.notify(tag, set),
             (_, Compress { mechanism }) => self.compress(tag, &mechanism),
             // RFC 5161 §3.1 (in `condstore`); accepted in the selected state too, as Dovecot does.
             (_, Enable(caps)) => self.enable(tag, &caps),
