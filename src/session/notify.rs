@@ -50,8 +50,9 @@ pub(super) struct Notify {
     /// The mailboxes whose UIDVALIDITY the client was told (by NOTIFY SET STATUS or an
     /// earlier notification): later STATUS notifications leave it out unless it changes.
     pub validity_told: BTreeSet<String>,
-    /// Existing mailboxes, as last seen.
-    pub names: BTreeSet<String>,
+    /// Existing mailboxes, as last seen, with their identity (device and inode: a rename
+    /// keeps it, see `UserStore::mailbox_identity`).
+    pub names: BTreeMap<String, Option<(u64, u64)>>,
     /// Subscriptions, as last seen.
     pub subscribed: BTreeSet<String>,
     /// The directories the watcher covers, and the mailbox each one belongs to (`None`:
@@ -200,7 +201,7 @@ impl Session {
             pending_root: true,
             recheck: BTreeSet::new(),
             recheck_root: false,
-            names: BTreeSet::new(),
+            names: BTreeMap::new(),
             subscribed: BTreeSet::new(),
             watched: Vec::new(),
             #[cfg(target_os = "linux")]
@@ -211,7 +212,7 @@ impl Session {
         n.names = existing(store)?;
         let selected = self.selected_name();
         // INBOX first, then by name (as LIST orders them).
-        let mut order: Vec<String> = n.names.iter().cloned().collect();
+        let mut order: Vec<String> = n.names.keys().cloned().collect();
         order.sort_by_key(|m| m != "INBOX");
         for name in order {
             if selected.as_deref() == Some(name.as_str()) || !n.watches_messages(&name) {
@@ -300,7 +301,7 @@ impl Session {
             out.push((store.root().to_path_buf(), None));
         }
         let selected = self.selected_name();
-        let names = n.names.iter().filter(|m| n.watches_messages(m));
+        let names = n.names.keys().filter(|m| n.watches_messages(m));
         for name in names.chain(selected.as_ref()) {
             for dir in store.message_dirs(name).into_iter().flatten() {
                 out.push((dir, Some(name.clone())));
@@ -329,12 +330,18 @@ fn store_names(f: NotifyFilter, utf8: bool) -> NotifyFilter {
     }
 }
 
-/// The mailboxes that exist (not the hierarchy levels that only have children).
-pub(super) fn existing(store: &crate::store::UserStore) -> Result<BTreeSet<String>, HandlerError> {
+/// The mailboxes that exist (not the hierarchy levels that only have children), with
+/// their identity.
+pub(super) type Names = BTreeMap<String, Option<(u64, u64)>>;
+
+pub(super) fn existing(store: &crate::store::UserStore) -> Result<Names, HandlerError> {
     Ok(store
         .list()?
         .into_iter()
         .filter(|e| !e.nonexistent)
-        .map(|e| e.name)
+        .map(|e| {
+            let id = store.mailbox_identity(&e.name);
+            (e.name, id)
+        })
         .collect())
 }

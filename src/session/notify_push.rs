@@ -4,7 +4,7 @@
 //! MessageNew FETCH for the selected mailbox. Never: touches the socket (`net::conn` writes
 //! what [`Session::notify_sync`] returns, during IDLE or between commands).
 
-use super::notify::{existing, Notify, Snap, MAX_BACKLOG};
+use super::notify::{existing, Names, Notify, MAX_BACKLOG};
 use super::{HandlerError, Session, State};
 use crate::imap::types::{Command, NotifyEvent, NotifyFilter, SeqNum, SeqRange, SequenceSet};
 use std::collections::{BTreeMap, BTreeSet};
@@ -208,22 +208,15 @@ impl Session {
         let store = self.store()?;
         let names = existing(store)?;
         let subscribed: BTreeSet<String> = store.subscriptions()?.into_iter().collect();
-        let gone: Vec<&String> = n.names.difference(&names).collect();
-        let new: Vec<&String> = names.difference(&n.names).collect();
-        let mut snaps: BTreeMap<String, Snap> = BTreeMap::new();
-        for name in &new {
-            if let Ok(s) = self.snap(name) {
-                snaps.insert(name.to_string(), s);
-            }
-        }
-        let renamed = pair_renames(&gone, &new, &n.told, &snaps);
+        let gone: Vec<&String> = n.names.keys().filter(|m| !names.contains_key(*m)).collect();
+        let new: Vec<&String> = names.keys().filter(|m| !n.names.contains_key(*m)).collect();
+        let renamed = pair_renames(&gone, &new, &n.names, &names);
         let wants_name = |m: &str| n.wants(m, |e| matches!(e, NotifyEvent::MailboxName));
         for name in &new {
             let old = renamed.get(name.as_str());
-            if !(wants_name(name) || old.is_some_and(|o| wants_name(o))) {
-                continue;
+            if wants_name(name) || old.is_some_and(|o| wants_name(o)) {
+                self.put_list(out, "", name, old.map(String::as_str));
             }
-            self.put_list(out, "", name, old.map(String::as_str));
         }
         let olds: BTreeSet<&String> = renamed.values().collect();
         for name in gone.iter().filter(|g| !olds.contains(*g)) {
@@ -245,10 +238,14 @@ impl Session {
             n.told.remove(*name);
             n.validity_told.remove(*name);
         }
-        n.names = names.clone();
+        let new: Vec<String> = new.into_iter().cloned().collect();
+        n.names = names;
         n.subscribed = subscribed;
-        for (name, s) in snaps {
-            if n.watches_messages(&name) {
+        let watched: Vec<String> = new.into_iter().filter(|m| n.watches_messages(m)).collect();
+        // What the client now knows of new mailboxes is their name: their numbers are the
+        // base for later STATUS notifications.
+        for name in watched {
+            if let Ok(s) = self.snap(&name) {
                 n.pending.insert(name.clone());
                 n.told.insert(name, s);
             }
@@ -270,24 +267,22 @@ impl Session {
     }
 }
 
-/// New name → old name, for a vanished and an appeared mailbox with the same UIDVALIDITY
-/// (a rename keeps it; a new mailbox gets a fresh one). Renames of mailboxes whose numbers
-/// were never read are seen as a delete and a create.
+/// New name → old name, for a vanished and an appeared mailbox with the same directory
+/// identity (a rename keeps the directory; a new mailbox gets a new one).
 fn pair_renames(
     gone: &[&String],
     new: &[&String],
-    told: &BTreeMap<String, Snap>,
-    snaps: &BTreeMap<String, Snap>,
+    before: &Names,
+    now: &Names,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for g in gone {
-        let Some(t) = told.get(*g) else { continue };
-        let found = new.iter().find(|a| {
-            snaps
-                .get(**a)
-                .is_some_and(|s| s.uid_validity == t.uid_validity)
-                && !out.contains_key(**a)
-        });
+        let Some(Some(id)) = before.get(*g) else {
+            continue;
+        };
+        let found = new
+            .iter()
+            .find(|a| now.get(**a) == Some(&Some(*id)) && !out.contains_key(**a));
         if let Some(a) = found {
             out.insert(a.to_string(), g.to_string());
         }
@@ -320,19 +315,14 @@ mod tests {
     }
 
     #[test]
-    fn pairs_renames_by_uidvalidity() {
-        let snap = |v| Snap {
-            messages: 0,
-            uid_next: 1,
-            uid_validity: v,
-            unseen: 0,
-            highest_modseq: 0,
-        };
+    fn pairs_renames_by_directory_identity() {
         let (a, b, c) = ("A".to_string(), "B".to_string(), "C".to_string());
-        let told = BTreeMap::from([(a.clone(), snap(7))]);
-        let snaps = BTreeMap::from([(b.clone(), snap(8)), (c.clone(), snap(7))]);
-        let r = pair_renames(&[&a], &[&b, &c], &told, &snaps);
+        let before = Names::from([(a.clone(), Some((1, 7)))]);
+        let now = Names::from([(b.clone(), Some((1, 8))), (c.clone(), Some((1, 7)))]);
+        let r = pair_renames(&[&a], &[&b, &c], &before, &now);
         assert_eq!(r, BTreeMap::from([(c.clone(), a.clone())]));
-        assert!(pair_renames(&[&b], &[&c], &told, &snaps).is_empty());
+        assert!(pair_renames(&[&b], &[&c], &before, &now).is_empty());
+        let unknown = Names::from([(a.clone(), None)]);
+        assert!(pair_renames(&[&a], &[&c], &unknown, &now).is_empty());
     }
 }

@@ -153,9 +153,14 @@ def test_rename_is_told_with_oldname(pimap):
     session (and names the old mailbox when the new one is deleted), so only pimap is
     checked, against the RFC's form."""
     a, b = two(pimap)
-    a.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge MailboxName))")
+    a.ok("CREATE Foo.Sub")
+    a.ok("NOTIFY SET (PERSONAL (MailboxName))")
     b.ok("RENAME Foo Qux")
-    assert wait_for(a, b"LIST", TIMEOUT) == [b'* LIST () "." Qux ("OLDNAME" ("Foo"))\r\n']
+    got = wait_for(a, b"LIST () \".\" Qux.Sub", TIMEOUT)
+    assert sorted(got) == [
+        b'* LIST () "." Qux ("OLDNAME" ("Foo"))\r\n',
+        b'* LIST () "." Qux.Sub ("OLDNAME" ("Foo.Sub"))\r\n',
+    ]
 
 
 def test_subscriptions_are_told_by_list(server):
@@ -253,17 +258,22 @@ def test_bad_events(server, command, expected):
 
 
 def test_changes_by_dovecot_and_an_mda_are_noticed(both):
-    """pimap's NOTIFY sees another process's writes: Dovecot's APPEND and a file dropped
-    into new/ (as an MDA or the S3 sync delivers)."""
+    """pimap's NOTIFY sees another process's writes: Dovecot's APPEND, CREATE and
+    SUBSCRIBE, and a file dropped into new/ (as an MDA or the S3 sync delivers)."""
     dovecot, pimap = both
     a = pimap.login(name="A")
     a.ok("CREATE Foo")
-    a.ok("NOTIFY SET STATUS (PERSONAL (MessageNew MessageExpunge))")
+    a.ok("NOTIFY SET STATUS (PERSONAL (MessageNew MessageExpunge MailboxName SubscriptionChange))")
     tag, _ = idle(a)
-    append(dovecot.login(name="D"), "Foo", message("by dovecot"))
+    d = dovecot.login(name="D")
+    append(d, "Foo", message("by dovecot"))
     assert wait_for(a, b"STATUS", TIMEOUT) == [b"* STATUS Foo (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n"]
     deliver(pimap.maildir("demo"), message("by mda"), uid=MAIL_UID, gid=MAIL_GID)
     assert wait_for(a, b"STATUS", TIMEOUT) == [
         b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n"
     ]
+    d.ok("CREATE Bar")
+    assert wait_for(a, b"LIST", TIMEOUT) == [b'* LIST () "." Bar\r\n']
+    d.ok("SUBSCRIBE Bar")
+    assert wait_for(a, b"LIST", TIMEOUT) == [b'* LIST (\\Subscribed) "." Bar\r\n']
     assert done(a, tag).status == "OK"
