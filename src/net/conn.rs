@@ -616,28 +616,37 @@ impl<'a> Conn<'a> {
     /// A watched mailbox changed (IDLE, or NOTIFY between commands): sync the session and
     /// push the untagged updates.
     async fn idle_update(&mut self) -> io::Result<Option<String>> {
-        // A delivery wakes every idler of the mailbox at once: take turns, or 100 threads
-        // rescan the same directory together and the last answers long after the first
-        // (IDLE push p99 0.06 s → 0.6 s in benches/push_latency.py).
-        let turn = Box::pin(pool_turns().acquire()).await;
-        let synced = Box::pin(on_pool(self.session, |s| match s.is_idling() {
-            true => s.idle_sync(),
-            false => s.notify_sync(),
-        }))
-        .await;
-        drop(turn);
-        let Some(bytes) = synced else {
-            let _ = write(&mut self.stream, BYE_BUG).await;
-            return Ok(Some("internal error".into()));
-        };
-        if !bytes.is_empty() {
-            write(&mut self.stream, &bytes).await?;
-            self.last_sent = Instant::now();
-        }
-        // A mailbox came or went (NOTIFY): cover the new set of directories.
-        if self.session.watch_key() != self.watch_key {
-            self.watcher = Some(self.session.watcher());
-            self.watch_key = self.session.watch_key();
+        // A new watcher (NOTIFY: a mailbox came or went) looks once more, for what changed
+        // before it was armed; twice at most per wake-up.
+        for _ in 0..2 {
+            // A delivery wakes every idler of the mailbox at once: take turns, or 100 threads
+            // rescan the same directory together and the last answers long after the first
+            // (IDLE push p99 0.06 s → 0.6 s in benches/push_latency.py).
+            let turn = Box::pin(pool_turns().acquire()).await;
+            let synced = Box::pin(on_pool(self.session, |s| match s.is_idling() {
+                true => s.idle_sync(),
+                false => s.notify_sync(),
+            }))
+            .await;
+            drop(turn);
+            let Some(bytes) = synced else {
+                let _ = write(&mut self.stream, BYE_BUG).await;
+                return Ok(Some("internal error".into()));
+            };
+            if !bytes.is_empty() {
+                write(&mut self.stream, &bytes).await?;
+                self.last_sent = Instant::now();
+            }
+            let key = self.session.watch_key();
+            if key == self.watch_key {
+                break;
+            }
+            self.watch_key = key;
+            self.watcher = match (key, self.session.is_idling()) {
+                // NOTIFY ended (overflow): between commands nothing is watched any more.
+                (None, false) => None,
+                _ => Some(self.session.watcher()),
+            };
         }
         Ok(None)
     }

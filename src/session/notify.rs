@@ -334,7 +334,22 @@ fn store_names(f: NotifyFilter, utf8: bool) -> NotifyFilter {
 /// their identity.
 pub(super) type Names = BTreeMap<String, Option<(u64, u64)>>;
 
+/// Reading a directory while another process renames in it may miss the entry under both
+/// names: the listing is read until two in a row agree (three tries), so that a rename is not
+/// told as a delete and a create.
 pub(super) fn existing(store: &crate::store::UserStore) -> Result<Names, HandlerError> {
+    let mut last = list_once(store)?;
+    for _ in 0..2 {
+        let again = list_once(store)?;
+        if again == last {
+            break;
+        }
+        last = again;
+    }
+    Ok(last)
+}
+
+fn list_once(store: &crate::store::UserStore) -> Result<Names, HandlerError> {
     Ok(store
         .list()?
         .into_iter()

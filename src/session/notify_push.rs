@@ -144,7 +144,15 @@ impl Session {
         let changed = n.changes.as_ref().map(|c| c.take());
         #[cfg(not(target_os = "linux"))]
         let changed: Option<crate::store::maildir::wake::Changed> = None;
-        log::debug!("{}: NOTIFY wake-up, changed: {changed:?}", self.peer);
+        log::debug!(
+            "{}: NOTIFY wake-up, {} director(ies) changed{}",
+            self.peer,
+            changed.as_ref().map_or(0, |c| c.paths.len()),
+            match changed.as_ref().is_none_or(|c| c.all) {
+                true => " (or all)",
+                false => "",
+            }
+        );
         // Without a watcher (polling), look at everything.
         let all = changed.as_ref().is_none_or(|c| c.all);
         let mut touched = std::mem::take(&mut n.recheck);
