@@ -463,18 +463,18 @@ pub struct NotifySet {
     pub groups: Vec<NotifyGroup>,
 }
 
-/// `"(" filter-mailboxes SP events ")"`; no events = `NONE` (RFC 5465 §6).
+/// `"(" filter-mailboxes SP events ")"`; no events = `NONE` (RFC 5465).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyGroup {
     pub filter: NotifyFilter,
     pub events: Vec<NotifyEvent>,
 }
 
-/// Which mailboxes an event group covers (RFC 5465 §6).
+/// Which mailboxes an event group covers (RFC 5465).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyFilter {
     Selected,
-    /// Like `Selected`, but expunges wait for a command (RFC 5465 §6).
+    /// Like `Selected`, but expunges wait for a command (RFC 5465).
     SelectedDelayed,
     Inboxes,
     Personal,
@@ -484,7 +484,7 @@ pub enum NotifyFilter {
     Mailboxes(Vec<String>),
 }
 
-/// One event of an event group (RFC 5465 §5).
+/// One event of an event group (RFC 5465).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyEvent {
     /// With the FETCH attributes to send for each new message (selected mailbox only).

@@ -68,8 +68,8 @@ impl Session {
 
     /// While idling: bring the selected mailbox up to date and return the untagged responses
     /// to push (empty when nothing changed, or when no mailbox is selected).
-    /// With NOTIFY, the selected mailbox only when a SELECTED filter asks for it (RFC 5465
-    /// §6, as Dovecot does), with the MessageNew FETCH attributes, and the other mailboxes'
+    /// With NOTIFY, the selected mailbox only when a SELECTED filter asks for it (RFC 5465,
+    /// as Dovecot does), with the MessageNew FETCH attributes, and the other mailboxes'
     /// changes.
     pub fn idle_sync(&mut self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -8,7 +8,7 @@
 //! `* STATUS` for another mailbox's new, expunged or re-flagged messages, `* LIST` for a
 //! created, deleted or renamed mailbox and for a (un)subscription. The selected mailbox gets
 //! its usual EXISTS / EXPUNGE / FETCH (`view`), plus the FETCH attributes MessageNew asked
-//! for (`notify_fetch`).
+//! for (`notify_push`).
 //!
 //! Changes are noticed through the store's process-wide inotify hub
 //! (`store::maildir::wake`): the watcher covers new/ and cur/ of every watched mailbox and the
@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// Responses one wake-up may produce before the client is told it missed some
-/// (`* OK [NOTIFICATIONOVERFLOW]`, RFC 5465 §5.8) and notifications stop: keeps what a
+/// (`* OK [NOTIFICATIONOVERFLOW]`, RFC 5465) and notifications stop: keeps what a
 /// slow client makes the server hold bounded.
 pub(super) const MAX_BACKLOG: usize = 1000;
 

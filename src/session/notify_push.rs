@@ -1,4 +1,4 @@
-//! NOTIFY delivery (RFC 5465 §5): after a wake-up from the watcher (`idle::Watcher`), turn
+//! NOTIFY delivery (RFC 5465): after a wake-up from the watcher (`idle::Watcher`), turn
 //! what changed into unsolicited responses. Owns: comparing the watched mailboxes, names
 //! and subscriptions with what the client was last told (`notify::Notify`), and the
 //! MessageNew FETCH for the selected mailbox. Never: touches the socket (`net::conn` writes
@@ -129,7 +129,7 @@ impl Session {
         }
         let lines = mine.iter().filter(|&&b| b == b'\n').count();
         if lines > MAX_BACKLOG {
-            // RFC 5465 §5.8: the client must resynchronise; the server acts as after NONE.
+            // RFC 5465: the client must resynchronise; the server acts as after NONE.
             out.extend_from_slice(
                 b"* OK [NOTIFICATIONOVERFLOW] Too many changes; notifications are off.\r\n",
             );
@@ -262,7 +262,7 @@ impl Session {
         Ok(changed)
     }
 
-    /// `* LIST (attr) "." name [("OLDNAME" (old))]` (RFC 5465 §5.4, RFC 5258 §3.5 OLDNAME).
+    /// `* LIST (attr) "." name [("OLDNAME" (old))]` (RFC 5465 MailboxName, RFC 5258 OLDNAME).
     fn put_list(&self, out: &mut Vec<u8>, attr: &str, name: &str, old: Option<&str>) {
         out.extend_from_slice(format!("* LIST ({attr}) \".\" ").as_bytes());
         self.put_name(out, name, false);

@@ -149,7 +149,7 @@ def test_mailbox_names_are_told_by_list(server):
 
 
 def test_rename_is_told_with_oldname(pimap):
-    """RFC 5465 §5.4 / RFC 5258 OLDNAME. Dovecot 2.3 sends nothing for a rename by another
+    """RFC 5465 MailboxName with RFC 5258 OLDNAME. Dovecot 2.3 sends nothing for a rename by another
     session (and names the old mailbox when the new one is deleted), so only pimap is
     checked, against the RFC's form."""
     a, b = two(pimap)
@@ -187,7 +187,7 @@ def test_notify_none_stops_notifications(server):
 
 
 def test_selected_mailbox_is_quiet_without_a_selected_filter(server):
-    """RFC 5465 §6: the selected mailbox is reported as the SELECTED filter says; without
+    """RFC 5465: the selected mailbox is reported as the SELECTED filter says; without
     one, not even during IDLE (as Dovecot does). Other mailboxes still are."""
     a, b = two(server)
     a.ok("SELECT INBOX")
@@ -218,8 +218,8 @@ def test_flag_change_elsewhere_is_told_by_status(pimap):
 
 
 def test_unbounded_backlog_overflows(pimap):
-    """More changes at once than pimap keeps for a client: NOTIFICATIONOVERFLOW (RFC 5465
-    §5.8), then nothing more. 1,001 subscriptions appear in one atomic write of the
+    """More changes at once than pimap keeps for a client: NOTIFICATIONOVERFLOW (RFC 5465),
+    then nothing more. 1,001 subscriptions appear in one atomic write of the
     subscriptions file (as another process could write it)."""
     a, b = two(pimap)
     a.ok("NOTIFY SET (PERSONAL (SubscriptionChange MessageNew MessageExpunge))")
@@ -237,7 +237,7 @@ def test_unbounded_backlog_overflows(pimap):
 
 
 @pytest.mark.parametrize("command,expected", [
-    # RFC 5465 §8: BADEVENT lists events in parentheses; Dovecot writes the name bare.
+    # RFC 5465 syntax: BADEVENT lists events in parentheses; Dovecot writes the name bare.
     ("NOTIFY SET (PERSONAL (AnnotationChange))", ("NO", "BADEVENT AnnotationChange")),
     ("NOTIFY SET (PERSONAL (MailboxMetadataChange MessageNew))",
      ("NO", "BADEVENT MailboxMetadataChange")),

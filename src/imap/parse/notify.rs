@@ -107,7 +107,7 @@ fn mailboxes(c: &mut Cursor) -> PResult<Vec<String>> {
     }
 }
 
-/// `events`; FETCH attributes after MessageNew only for the selected mailbox (RFC 5465 §5.2:
+/// `events`; FETCH attributes after MessageNew only for the selected mailbox (RFC 5465:
 /// other mailboxes are told with STATUS).
 fn events(c: &mut Cursor, selected: bool) -> PResult<Vec<NotifyEvent>> {
     if c.eat_word("NONE") {
