@@ -20,6 +20,7 @@ mod append;
 mod fetch;
 mod lexer;
 mod metadata;
+mod notify;
 mod quota;
 mod search;
 #[cfg(test)]
@@ -168,6 +169,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"GETQUOTAROOT" => quota::getquotaroot(c)?,
         b"GETQUOTA" => quota::getquota(c)?,
         b"SETQUOTA" => quota::setquota(c)?,
+        b"NOTIFY" => notify::notify(c)?,
         _ => return Err(format!("Unknown command {}", show(name))),
     };
     c.end(&format!("{} command", cmd.name()))?;

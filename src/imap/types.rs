@@ -510,6 +510,67 @@ pub enum Command {
         root: String,
         limits: Vec<(String, u64)>,
     },
+    /// `NOTIFY NONE` (`None`) or `NOTIFY SET ...` (RFC 5465 §3).
+    Notify(Option<NotifySet>),
+}
+
+/// `NOTIFY SET [STATUS] event-group...` (RFC 5465 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: send a STATUS for every non-selected mailbox the groups name, now.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// `"(" filter-mailboxes SP events ")"`; no events = `NONE` (RFC 5465).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// Which mailboxes an event group covers (RFC 5465).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    /// Like `Selected`, but expunges wait for a command (RFC 5465).
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    /// These mailboxes and all their descendants.
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// One event of an event group (RFC 5465).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH attributes to send for each new message (selected mailbox only).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+}
+
+impl NotifyEvent {
+    /// The event's name as in the RFC (for `BADEVENT`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            NotifyEvent::MessageNew(_) => "MessageNew",
+            NotifyEvent::MessageExpunge => "MessageExpunge",
+            NotifyEvent::FlagChange => "FlagChange",
+            NotifyEvent::AnnotationChange => "AnnotationChange",
+            NotifyEvent::MailboxName => "MailboxName",
+            NotifyEvent::SubscriptionChange => "SubscriptionChange",
+            NotifyEvent::MailboxMetadataChange => "MailboxMetadataChange",
+            NotifyEvent::ServerMetadataChange => "ServerMetadataChange",
+        }
+    }
 }
 
 impl Command {
@@ -554,6 +615,7 @@ impl Command {
             Command::GetQuotaRoot { .. } => "GETQUOTAROOT",
             Command::GetQuota { .. } => "GETQUOTA",
             Command::SetQuota { .. } => "SETQUOTA",
+            Command::Notify(_) => "NOTIFY",
         }
     }
 }

@@ -296,8 +296,11 @@ struct Conn<'a> {
     /// The command's literals already received into files (MULTIAPPEND, CATENATE).
     spooled: Vec<(usize, Result<Spool, String>)>,
     buf: ReadBuf,
-    /// Set while the session is in IDLE (RFC 2177): changes to the selected mailbox wake us.
+    /// Set while the session is in IDLE (RFC 2177), and between commands while NOTIFY is in
+    /// force (RFC 5465): changes to the watched mailboxes wake us.
     watcher: Option<Watcher>,
+    /// The session's [`Session::watch_key`] the watcher was made for.
+    watch_key: Option<u64>,
     /// The autologout timer runs from the client's last input; pushed updates during IDLE do
     /// not reset it (RFC 2177 §3: clients re-issue IDLE at least every 29 minutes).
     clock: super::limiter::Deadline,
@@ -334,6 +337,7 @@ impl<'a> Conn<'a> {
             spooled: Vec::new(),
             buf: ReadBuf::new(),
             watcher: None,
+            watch_key: None,
             clock: super::limiter::Deadline::new(limits, Instant::now()),
             last_sent: Instant::now(),
             first_input: true,
@@ -486,9 +490,28 @@ impl<'a> Conn<'a> {
                 let (wrapped, q) = compress::wrap(self.take_stream(), buffered);
                 self.stream = wrapped;
                 self.quiet = Some(q);
+                return self.rearm().await;
             }
-            Action::Continue => self.watcher = None,
+            Action::Continue => return self.rearm().await,
             Action::StartTls => return self.start_tls().await,
+        }
+        Ok(Next::Go)
+    }
+
+    /// Outside IDLE: keep a watcher only while NOTIFY is in force, made anew when the
+    /// directories it must cover changed (NOTIFY SET, a SELECT, a new mailbox). A new one
+    /// looks once at once: a change before it was armed would otherwise wait for the next.
+    async fn rearm(&mut self) -> io::Result<Next> {
+        let key = self.session.watch_key();
+        if key.is_none() {
+            self.watcher = None;
+            self.watch_key = None;
+        } else if key != self.watch_key || self.watcher.is_none() {
+            self.watcher = Some(self.session.watcher());
+            self.watch_key = key;
+            if let Some(why) = self.idle_update().await? {
+                return Ok(Next::Close(why));
+            }
         }
         Ok(Next::Go)
     }
@@ -505,6 +528,7 @@ impl<'a> Conn<'a> {
     /// IDLE began: arm the mailbox watch, and push what changed before it was armed.
     async fn start_idle(&mut self) -> io::Result<()> {
         self.watcher = Some(self.session.watcher());
+        self.watch_key = self.session.watch_key();
         self.last_sent = Instant::now();
         if let Some(q) = &self.quiet {
             q.signal();
@@ -581,8 +605,15 @@ impl<'a> Conn<'a> {
                     Ok(Wake::Changed)
                 };
                 let last_sent = self.last_sent;
+                // Only in IDLE: between commands (NOTIFY) the client talks when it wants.
+                let idling = self.session.is_idling();
                 let keepalive = async {
-                    Timer::at(last_sent + IDLE_KEEPALIVE).await;
+                    match idling {
+                        true => {
+                            Timer::at(last_sent + IDLE_KEEPALIVE).await;
+                        }
+                        false => std::future::pending::<()>().await,
+                    }
                     Ok(Wake::KeepAlive)
                 };
                 read.or(changed).or(keepalive).or(expire).await
@@ -618,21 +649,40 @@ impl<'a> Conn<'a> {
         Ok(None)
     }
 
-    /// The idled-on mailbox changed: sync the session and push the untagged updates.
+    /// A watched mailbox changed (IDLE, or NOTIFY between commands): sync the session and
+    /// push the untagged updates.
     async fn idle_update(&mut self) -> io::Result<Option<String>> {
-        // A delivery wakes every idler of the mailbox at once: take turns, or 100 threads
-        // rescan the same directory together and the last answers long after the first
-        // (IDLE push p99 0.06 s → 0.6 s in benches/push_latency.py).
-        let turn = Box::pin(pool_turns().acquire()).await;
-        let synced = Box::pin(on_pool(self.session, |s| s.idle_sync())).await;
-        drop(turn);
-        let Some(bytes) = synced else {
-            let _ = write(&mut self.stream, BYE_BUG).await;
-            return Ok(Some("internal error".into()));
-        };
-        if !bytes.is_empty() {
-            write(&mut self.stream, &bytes).await?;
-            self.last_sent = Instant::now();
+        // A new watcher (NOTIFY: a mailbox came or went) looks once more, for what changed
+        // before it was armed; twice at most per wake-up.
+        for _ in 0..2 {
+            // A delivery wakes every idler of the mailbox at once: take turns, or 100 threads
+            // rescan the same directory together and the last answers long after the first
+            // (IDLE push p99 0.06 s → 0.6 s in benches/push_latency.py).
+            let turn = Box::pin(pool_turns().acquire()).await;
+            let synced = Box::pin(on_pool(self.session, |s| match s.is_idling() {
+                true => s.idle_sync(),
+                false => s.notify_sync(),
+            }))
+            .await;
+            drop(turn);
+            let Some(bytes) = synced else {
+                let _ = write(&mut self.stream, BYE_BUG).await;
+                return Ok(Some("internal error".into()));
+            };
+            if !bytes.is_empty() {
+                write(&mut self.stream, &bytes).await?;
+                self.last_sent = Instant::now();
+            }
+            let key = self.session.watch_key();
+            if key == self.watch_key {
+                break;
+            }
+            self.watch_key = key;
+            self.watcher = match (key, self.session.is_idling()) {
+                // NOTIFY ended (overflow): between commands nothing is watched any more.
+                (None, false) => None,
+                _ => Some(self.session.watcher()),
+            };
         }
         Ok(None)
     }

@@ -68,21 +68,42 @@ impl Session {
 
     /// While idling: bring the selected mailbox up to date and return the untagged responses
     /// to push (empty when nothing changed, or when no mailbox is selected).
+    /// With NOTIFY, the selected mailbox only when a SELECTED filter asks for it (RFC 5465,
+    /// as Dovecot does), with the MessageNew FETCH attributes, and the other mailboxes'
+    /// changes.
     pub fn idle_sync(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        if let Err(HandlerError::No(t) | HandlerError::Bad(t)) = self.sync_selected(&mut out, true)
-        {
-            log::warn!("{}: sync during IDLE failed: {t}", self.peer);
+        match (self.notify.is_some(), self.selected_events()) {
+            (_, Some((events, _))) => self.push_selected(&mut out, true, &events),
+            (false, None) => self.push_selected(&mut out, true, &[]),
+            (true, None) => {}
         }
-        if let State::Selected { view, .. } = &mut self.state {
-            view.begin_command(); // all of it is sent now
-        }
+        self.notify_others(&mut out);
         out
     }
 
-    /// What wakes this session while it idles: the selected mailbox's changes (nothing when
-    /// none is selected).
-    pub fn watcher(&self) -> Watcher {
+    /// What wakes this session while it idles, or between commands under NOTIFY: the
+    /// selected mailbox's changes (nothing when none is selected), and with NOTIFY the
+    /// watched mailboxes' and the mailbox list's.
+    pub fn watcher(&mut self) -> Watcher {
+        #[cfg(target_os = "linux")]
+        if self.notify.is_some() {
+            let paths = self.notify_paths();
+            if paths.is_empty() {
+                return Watcher {
+                    kind: Kind::Nothing,
+                };
+            }
+            let sub = match self.store() {
+                Ok(store) => store.subscribe(&paths),
+                Err(_) => Err(std::io::Error::other("not authenticated")),
+            };
+            if let Some(n) = self.notify.as_mut() {
+                n.changes = sub.as_ref().ok().map(|s| s.changes());
+                n.armed();
+            }
+            return Watcher::new(sub);
+        }
         match &self.state {
             #[cfg(target_os = "linux")]
             State::Selected { view, .. } => Watcher::new(view.lock().mbox.subscribe()),

@@ -66,6 +66,19 @@ fn push_unique(items: &mut Vec<FetchAttr>, a: FetchAttr) {
     }
 }
 
+/// `"(" fetch-att *(SP fetch-att) ")"` without macros (NOTIFY's MessageNew, RFC 5465 §8).
+pub(crate) fn fetch_att_list(c: &mut Cursor) -> PResult<Vec<FetchAttr>> {
+    let mut items = Vec::new();
+    c.expect(b'(', "'(' starting the FETCH attributes")?;
+    loop {
+        fetch_att(c, &mut items, false)?;
+        if c.eat(b')') {
+            return Ok(items);
+        }
+        c.sp("between FETCH attributes")?;
+    }
+}
+
 /// One `fetch-att`; macros (`ALL` / `FAST` / `FULL`, RFC 3501 §6.4.5) are expanded. They are
 /// accepted inside a parenthesised list too (lenient, as other servers are).
 fn fetch_att(c: &mut Cursor, items: &mut Vec<FetchAttr>, allow_macros: bool) -> PResult<()> {

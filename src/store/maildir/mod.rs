@@ -500,6 +500,27 @@ impl UserStore {
         Mailbox::load(&self.root, &dir, &n, read_only)
     }
 
+    /// The directories to watch for changes to the messages of `name`: its new/ and cur/
+    /// (`None` for an invalid name). Whether it exists is not checked.
+    pub fn message_dirs(&self, name: &str) -> Option<[PathBuf; 2]> {
+        let dir = self.dir_of(&Self::canonical(name).ok()?);
+        Some([dir.join("new"), dir.join("cur")])
+    }
+
+    /// What stays the same when a mailbox is renamed and differs for another one: its
+    /// directory's device and inode (NOTIFY tells a rename from a delete and a create).
+    pub fn mailbox_identity(&self, name: &str) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.dir_of(&Self::canonical(name).ok()?);
+        fs::symlink_metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Wake-ups when any of `dirs` changes (NOTIFY; IDLE uses [`Mailbox::subscribe`]).
+    #[cfg(target_os = "linux")]
+    pub fn subscribe(&self, dirs: &[PathBuf]) -> std::io::Result<wake::Subscription> {
+        wake::subscribe(dirs)
+    }
+
     fn mailbox_dir(&self, name: &str, read_only: bool) -> Result<(String, PathBuf)> {
         let n = Self::canonical(name)?;
         if !self.exists(&n) {

@@ -18,7 +18,29 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-type Subscribers = HashMap<i32, Vec<(u64, Sender<()>)>>;
+/// One waiter's interest in a directory: its id, its wake-up channel and where it learns
+/// which of its directories changed.
+type Waiter = (u64, Sender<()>, Arc<Mutex<Fired>>);
+type Subscribers = HashMap<i32, Vec<Waiter>>;
+
+/// Which of a subscription's directories changed since the waiter last looked: bounded by
+/// the number of directories it watches.
+#[derive(Debug, Default)]
+pub struct Fired {
+    wds: std::collections::HashSet<i32>,
+    /// Events were lost: anything may have changed.
+    all: bool,
+}
+
+fn note(fired: &Mutex<Fired>, wd: Option<i32>) {
+    let mut f = fired.lock().unwrap_or_else(|e| e.into_inner());
+    match wd {
+        Some(wd) => {
+            f.wds.insert(wd);
+        }
+        None => f.all = true,
+    }
+}
 
 struct Hub {
     fd: OwnedFd,
@@ -79,14 +101,16 @@ fn run(hub: &Hub) {
         if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
             // Events were lost: wake everyone.
             for v in subs.values() {
-                for (_, tx) in v {
+                for (_, tx, fired) in v {
+                    note(fired, None);
                     let _ = tx.try_send(());
                 }
             }
             continue;
         }
         if let Some(v) = subs.get(&wd) {
-            for (_, tx) in v {
+            for (_, tx, fired) in v {
+                note(fired, Some(wd));
                 // A full channel already holds a wake-up; that is enough.
                 let _ = tx.try_send(());
             }
@@ -106,6 +130,40 @@ pub struct Subscription {
     id: u64,
     wds: Vec<i32>,
     rx: Receiver<()>,
+    /// The watch descriptor of each path given to `subscribe` (`None`: not watched).
+    by_path: Vec<Option<i32>>,
+    fired: Arc<Mutex<Fired>>,
+}
+
+/// What [`Changes::take`] found: the indexes (into the paths given to `subscribe`) of the
+/// directories that changed, or `all` when events were lost.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    pub all: bool,
+    pub paths: Vec<usize>,
+}
+
+/// A handle on which of a subscription's directories changed, for whoever acts on the
+/// wake-ups (the subscription itself stays with the one waiting).
+#[derive(Clone)]
+pub struct Changes {
+    by_path: Vec<Option<i32>>,
+    fired: Arc<Mutex<Fired>>,
+}
+
+impl Changes {
+    /// The directories that changed since the last call.
+    pub fn take(&self) -> Changed {
+        let f = std::mem::take(&mut *self.fired.lock().unwrap_or_else(|e| e.into_inner()));
+        let paths = self
+            .by_path
+            .iter()
+            .enumerate()
+            .filter(|(_, wd)| wd.is_some_and(|wd| f.wds.contains(&wd)))
+            .map(|(i, _)| i)
+            .collect();
+        Changed { all: f.all, paths }
+    }
 }
 
 /// Watch `paths`; fails when inotify is unavailable or none of the paths can be watched.
@@ -124,24 +182,40 @@ pub(super) fn subscribe(paths: &[PathBuf]) -> std::io::Result<Subscription> {
     let (tx, rx) = bounded(1);
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
     let mut wds = Vec::new();
+    let mut by_path = Vec::with_capacity(paths.len());
+    let fired = Arc::new(Mutex::new(Fired::default()));
     {
         let mut subs = hub.lock();
         for p in paths {
             // Same directory, same mask: the kernel returns the existing descriptor.
             match inotify::add_watch(&hub.fd, p.as_path(), mask) {
                 Ok(wd) => {
-                    subs.entry(wd).or_default().push((id, tx.clone()));
-                    wds.push(wd);
+                    let v = subs.entry(wd).or_default();
+                    if !v.iter().any(|(i, _, _)| *i == id) {
+                        v.push((id, tx.clone(), fired.clone()));
+                        wds.push(wd);
+                    }
+                    by_path.push(Some(wd));
                 }
                 // A Maildir without cur/ yet is legal; the others still wake us.
-                Err(e) => log::debug!("inotify watch on {}: {e}", p.display()),
+                Err(e) => {
+                    log::debug!("inotify watch on {}: {e}", p.display());
+                    by_path.push(None);
+                }
             }
         }
     }
     if wds.is_empty() {
         return Err(std::io::Error::other("no directory could be watched"));
     }
-    Ok(Subscription { hub, id, wds, rx })
+    Ok(Subscription {
+        hub,
+        id,
+        wds,
+        rx,
+        by_path,
+        fired,
+    })
 }
 
 impl Subscription {
@@ -154,6 +228,14 @@ impl Subscription {
     pub fn drain(&self) {
         while self.rx.try_recv().is_ok() {}
     }
+
+    /// Where to learn which directories changed.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            by_path: self.by_path.clone(),
+            fired: self.fired.clone(),
+        }
+    }
 }
 
 impl Drop for Subscription {
@@ -161,12 +243,49 @@ impl Drop for Subscription {
         let mut subs = self.hub.lock();
         for wd in &self.wds {
             let Some(v) = subs.get_mut(wd) else { continue };
-            v.retain(|(id, _)| *id != self.id);
+            v.retain(|(id, _, _)| *id != self.id);
             if v.is_empty() {
                 subs.remove(wd);
                 // May fail when the directory is already gone; nothing to undo then.
                 let _ = inotify::remove_watch(&self.hub.fd, *wd);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn changes_name_the_directory_that_changed() {
+        let root = crate::store::maildir::test_dir("wake-changes");
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let missing = root.join("missing");
+        let Ok(sub) = subscribe(&[a.clone(), missing, b.clone()]) else {
+            return; // no inotify here: nothing to check
+        };
+        let changes = sub.changes();
+        assert_eq!(changes.take(), Changed::default());
+        std::fs::write(b.join("f"), b"x").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            let c = changes.take();
+            if c != Changed::default() || Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(
+            got,
+            Changed {
+                all: false,
+                paths: vec![2]
+            }
+        );
     }
 }
