@@ -12,6 +12,7 @@
 
 pub mod passwd;
 pub mod scheme;
+pub mod scram;
 
 pub use passwd::{ParseError, PasswdFile, User};
 pub use scheme::{hash_password, verify_password, SchemeError};

@@ -126,7 +126,6 @@ impl Hash {
     }
 
     fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
-        // sha2 (0.10) and sha1/md-5 (0.11) implement two major versions of `digest`.
         fn run<D: sha2::Digest>(parts: &[&[u8]]) -> Vec<u8> {
             let mut d = D::new();
             for p in parts {
@@ -134,16 +133,9 @@ impl Hash {
             }
             d.finalize().to_vec()
         }
-        fn run_11<D: sha1::Digest>(parts: &[&[u8]]) -> Vec<u8> {
-            let mut d = D::new();
-            for p in parts {
-                d.update(p);
-            }
-            d.finalize().to_vec()
-        }
         match self {
-            Hash::Md5 => run_11::<md5::Md5>(parts),
-            Hash::Sha1 => run_11::<Sha1>(parts),
+            Hash::Md5 => run::<md5::Md5>(parts),
+            Hash::Sha1 => run::<Sha1>(parts),
             Hash::Sha256 => run::<Sha256>(parts),
             Hash::Sha512 => run::<Sha512>(parts),
         }
