@@ -15,9 +15,11 @@
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
 //! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
 //! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
-//! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
+//! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855). Before login: AUTH=PLAIN (`auth`),
+//! AUTH=SCRAM-SHA-1 and AUTH=SCRAM-SHA-256 (`auth_scram`, RFC 5802 / RFC 7677).
 
 mod auth;
+mod auth_scram;
 mod compress;
 mod condstore;
 mod fetch;
@@ -161,6 +163,11 @@ enum Pending {
     /// AUTHENTICATE PLAIN sent `+ `; the next line is the base64 response.
     AuthPlain {
         tag: String,
+    },
+    /// AUTHENTICATE SCRAM-* sent a `+ ` challenge; the next line is the client's answer.
+    Scram {
+        tag: String,
+        step: Box<auth_scram::Step>,
     },
     /// IDLE sent `+ idling`; the next line must be `DONE` (RFC 2177 §3).
     Idle {
@@ -315,6 +322,8 @@ impl Session {
             } else {
                 caps.push("LOGINDISABLED");
             }
+            // SCRAM never sends the password: offered with LOGINDISABLED too, as in Dovecot.
+            caps.extend(["AUTH=SCRAM-SHA-1", "AUTH=SCRAM-SHA-256"]);
         } else {
             caps.extend([
                 "IDLE",
@@ -355,6 +364,7 @@ impl Session {
         }
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::AuthPlain { tag } => return self.auth_plain_continue(tag, frame),
+            Pending::Scram { tag, step } => return self.scram_continue(tag, *step, frame),
             Pending::Idle { tag } => return self.idle_continue(tag, frame),
             Pending::None => {}
         }
