@@ -119,6 +119,9 @@ pub struct Framer {
     spool_from: Option<u64>,
     /// A `SpoolStart` for a synchronising literal was emitted: `ContinuationNeeded` is next.
     continuation_due: bool,
+    /// The next line answers a `+ ` challenge (AUTHENTICATE), where an empty line is a valid
+    /// (empty) response, not an empty command.
+    response_due: bool,
 }
 
 /// A literal announced at the end of a line.
@@ -213,7 +216,14 @@ impl Framer {
             state: State::Line,
             spool_from: None,
             continuation_due: false,
+            response_due: false,
         }
+    }
+
+    /// Whether the next line is a response to the session's `+ ` challenge (set by the
+    /// connection after each command): then an empty line is framed as a command, `"\r\n"`.
+    pub fn expect_response(&mut self, due: bool) {
+        self.response_due = due;
     }
 
     /// Spool APPEND literals larger than `threshold` bytes (see the module doc).
@@ -410,7 +420,7 @@ impl Framer {
         }
         let line_end = self.cmd.len();
         self.cmd.extend_from_slice(b"\r\n");
-        if line_end == 0 {
+        if line_end == 0 && !self.response_due {
             // An empty line between commands: no tag, no command (RFC 3501 §9 needs both).
             self.reset_command();
             return Some(FrameEvent::Rejected {

@@ -211,6 +211,17 @@ impl Session {
     }
 }
 
+impl Session {
+    /// True while an AUTHENTICATE waits for the client's answer to a `+ ` challenge (an
+    /// empty line is then a response, RFC 3501 §6.2.2).
+    pub fn awaits_response(&self) -> bool {
+        matches!(
+            self.pending,
+            Pending::AuthPlain { .. } | Pending::Scram { .. }
+        )
+    }
+}
+
 /// Decode a base64 SASL response (RFC 4959: a lone "=" is an empty initial response).
 pub(super) fn decode_response(b64: &[u8]) -> Result<Vec<u8>, HandlerError> {
     if b64 == b"=" {

@@ -114,12 +114,11 @@ impl Session {
         }
         let nonce = scram::server_nonce().map_err(|e| {
             log::error!("{}: {}: {e}", self.peer, algo.name());
-            HandlerError::No("[UNAVAILABLE] Authentication is unavailable; see the server log.".into())
+            HandlerError::No(
+                "[UNAVAILABLE] Authentication is unavailable; see the server log.".into(),
+            )
         })?;
-        let (user, creds) = self
-            .shared
-            .users
-            .scram_credentials(&first.username, algo);
+        let (user, creds) = self.shared.users.scram_credentials(&first.username, algo);
         let exchange = Exchange::start(algo, &first, creds, &nonce);
         let challenge = exchange.server_first().to_string();
         let step = Step::Final {
