@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(stored) {
         for algo in [Algorithm::Sha1, Algorithm::Sha256] {
             if let Ok(c) = Credentials::parse(algo, text) {
-                assert_eq!(c.stored_key.len(), algo.len());
+                assert_eq!(c.stored_key.len(), algo.digest_len());
                 assert_eq!(Credentials::parse(algo, &c.encode()), Ok(c));
             }
         }

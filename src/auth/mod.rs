@@ -242,7 +242,7 @@ impl UserDb {
         let name = user.to_lowercase();
         let derive = |what: &str| {
             let mut out = algo.hmac(&self.scram_secret, &[what.as_bytes(), name.as_bytes()]);
-            out.truncate(algo.len());
+            out.truncate(algo.digest_len());
             out
         };
         let salt = derive("salt\0")[..16].to_vec();

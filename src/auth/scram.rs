@@ -59,7 +59,7 @@ impl Algorithm {
     }
 
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Algorithm::Sha1 => 20,
             Algorithm::Sha256 => 32,
@@ -94,7 +94,7 @@ impl Algorithm {
 
     /// Hi() of RFC 5802 §2.2, which is PBKDF2 (RFC 8018) with one block of output.
     fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        let mut out = vec![0u8; self.len()];
+        let mut out = vec![0u8; self.digest_len()];
         match self {
             Algorithm::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
             Algorithm::Sha256 => {
@@ -162,8 +162,8 @@ impl Credentials {
         let key = |field: &str, what: &str| {
             B64.decode(field)
                 .ok()
-                .filter(|k| k.len() == algo.len())
-                .ok_or_else(|| format!("{name} {what} is not {} base64 bytes", algo.len()))
+                .filter(|k| k.len() == algo.digest_len())
+                .ok_or_else(|| format!("{name} {what} is not {} base64 bytes", algo.digest_len()))
         };
         Ok(Credentials {
             iterations,
@@ -364,7 +364,7 @@ impl Exchange {
         let proof = proof
             .strip_prefix("p=")
             .and_then(|p| B64.decode(p).ok())
-            .filter(|p| p.len() == self.algo.len())
+            .filter(|p| p.len() == self.algo.digest_len())
             .ok_or(ScramError("invalid ClientProof"))?;
         let auth_message = format!("{},{without_proof}", self.messages);
         let signature = self

@@ -24,7 +24,7 @@ pub(super) enum Step {
     /// server-first-message sent: the client-final-message is next.
     Final {
         algo: Algorithm,
-        exchange: Exchange,
+        exchange: Box<Exchange>,
         /// The name the client gave (for the log).
         name: String,
         /// `None`: unknown, or a password SCRAM cannot use; the exchange fails at the proof.
@@ -123,7 +123,7 @@ impl Session {
         let challenge = exchange.server_first().to_string();
         let step = Step::Final {
             algo,
-            exchange,
+            exchange: Box::new(exchange),
             name: first.username,
             user,
         };
