@@ -4,10 +4,11 @@
 //! re-reading the file when it changes. Never: logs a password or hash, or tells a caller
 //! whether a user exists apart from a successful login.
 //!
-//! `passwd` and `scheme` are pure; [`UserDb`] is the thin I/O shell around them. Reloading: the
-//! path is `stat`ed (following symlinks, so a Kubernetes Secret update, which swaps the
-//! `..data` symlink, is seen) at most once per [`UserDb::check_interval`]; a change of device,
-//! inode, size, mtime or ctime re-reads the file. A file that fails to parse or vanishes keeps
+//! `passwd`, `scheme` and `scram` (SCRAM-SHA-1/256, RFC 5802) are pure; [`UserDb`] is the thin
+//! I/O shell around them. Reloading: the path is `stat`ed (following symlinks, so a Kubernetes
+//! Secret update, which swaps the `..data` symlink, is seen) at most once per
+//! [`UserDb::check_interval`]; a change of device, inode, size, mtime or ctime re-reads the
+//! file. A file that fails to parse or vanishes keeps
 //! the previous users and logs the path, line and reason once per change.
 
 pub mod passwd;

@@ -31,6 +31,15 @@ impl Session {
         })
     }
 
+    /// True while an AUTHENTICATE waits for the client's answer to a `+ ` challenge (an
+    /// empty line is then a response, RFC 3501 §6.2.2).
+    pub fn awaits_response(&self) -> bool {
+        matches!(
+            self.pending,
+            Pending::AuthPlain { .. } | Pending::Scram { .. }
+        )
+    }
+
     pub(super) fn login(
         &mut self,
         tag: &str,
@@ -208,17 +217,6 @@ impl Session {
             .into_bytes(),
             action: Action::Continue,
         })
-    }
-}
-
-impl Session {
-    /// True while an AUTHENTICATE waits for the client's answer to a `+ ` challenge (an
-    /// empty line is then a response, RFC 3501 §6.2.2).
-    pub fn awaits_response(&self) -> bool {
-        matches!(
-            self.pending,
-            Pending::AuthPlain { .. } | Pending::Scram { .. }
-        )
     }
 }
 
