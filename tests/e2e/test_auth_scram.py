@@ -31,7 +31,7 @@ SCRAM_USERS = {
     "p256": ("pimap: made 256", "SCRAM-SHA-256", "pimap"),
     "p1": ("pimap made 1", "SCRAM-SHA-1", "pimap"),
 }
-MECH = {"SCRAM-SHA-1": "SCRAM-SHA-1", "SCRAM-SHA-256": "SCRAM-SHA-256"}
+MECHS = ["SCRAM-SHA-1", "SCRAM-SHA-256"]
 FAILED = "NO [AUTHENTICATIONFAILED] Authentication failed."
 
 _hashes: dict[str, str] = {}
@@ -158,7 +158,7 @@ class Gs2Client:
         return f"{without_proof},p={base64.b64encode(proof).decode()}"
 
 
-@pytest.mark.parametrize("mech", list(MECH))
+@pytest.mark.parametrize("mech", MECHS)
 def test_scram_with_plaintext_password_and_authzid_of_the_user(srv, mech):
     """Both servers derive the keys from a {PLAIN} password; an authzid naming the user (gs2
     header `n,a=plain,`, RFC 5802 §7) and the `y` flag (client could bind, thinks the server
@@ -175,7 +175,7 @@ def test_scram_with_plaintext_password_and_authzid_of_the_user(srv, mech):
         assert tagged(c, tag) == "OK", gs2
 
 
-@pytest.mark.parametrize("mech", list(MECH))
+@pytest.mark.parametrize("mech", MECHS)
 def test_wrong_password_nonce_or_channel_binding_fail(srv, mech):
     user = "s256" if mech == "SCRAM-SHA-256" else "s1"
     answer, challenges = scram_login(srv.connect(), user, "wrong", mech)
