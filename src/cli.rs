@@ -334,7 +334,8 @@ impl SyncArgs {
 #[derive(Args, Debug)]
 pub struct PwArgs {
     /// Scheme: SHA512-CRYPT (default), SHA256-CRYPT, BLF-CRYPT, ARGON2I, ARGON2ID, SSHA,
-    /// SSHA256, SSHA512, SHA256, SHA512, PLAIN.
+    /// SSHA256, SSHA512, SHA256, SHA512, SCRAM-SHA-256 (also lets AUTHENTICATE SCRAM-SHA-256
+    /// in), SCRAM-SHA-1, PLAIN.
     #[arg(
         short = 's',
         long = "scheme",

@@ -4,19 +4,22 @@
 //! re-reading the file when it changes. Never: logs a password or hash, or tells a caller
 //! whether a user exists apart from a successful login.
 //!
-//! `passwd` and `scheme` are pure; [`UserDb`] is the thin I/O shell around them. Reloading: the
-//! path is `stat`ed (following symlinks, so a Kubernetes Secret update, which swaps the
-//! `..data` symlink, is seen) at most once per [`UserDb::check_interval`]; a change of device,
-//! inode, size, mtime or ctime re-reads the file. A file that fails to parse or vanishes keeps
+//! `passwd`, `scheme` and `scram` (SCRAM-SHA-1/256, RFC 5802) are pure; [`UserDb`] is the thin
+//! I/O shell around them. Reloading: the path is `stat`ed (following symlinks, so a Kubernetes
+//! Secret update, which swaps the `..data` symlink, is seen) at most once per
+//! [`UserDb::check_interval`]; a change of device, inode, size, mtime or ctime re-reads the
+//! file. A file that fails to parse or vanishes keeps
 //! the previous users and logs the path, line and reason once per change.
 
 pub mod passwd;
 pub mod quota;
 pub mod scheme;
+pub mod scram;
 
 pub use passwd::{ParseError, PasswdFile, User};
 pub use scheme::{hash_password, verify_password, SchemeError};
 
+use scram::{Algorithm, Credentials};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,8 @@ pub struct UserDb {
     path: PathBuf,
     check_interval: Duration,
     state: Mutex<State>,
+    /// Random per process: keys the salts and made-up keys of [`UserDb::scram_credentials`].
+    scram_secret: [u8; 32],
 }
 
 struct State {
@@ -110,9 +115,12 @@ impl UserDb {
     /// Load `path`; an error here (missing file, parse error) is a startup error.
     pub fn load(path: &Path) -> Result<UserDb, String> {
         let (users, stamp) = read_users(path)?;
+        let mut scram_secret = [0u8; 32];
+        getrandom::fill(&mut scram_secret).map_err(|e| format!("no randomness: {e}"))?;
         Ok(UserDb {
             path: path.to_path_buf(),
             check_interval: DEFAULT_CHECK_INTERVAL,
+            scram_secret,
             state: Mutex::new(State {
                 users: Arc::new(users),
                 stamp: Some(stamp),
@@ -223,6 +231,51 @@ impl UserDb {
         }
     }
 
+    /// What AUTHENTICATE SCRAM-* (RFC 5802) checks `user` against: the user and their
+    /// credentials when the stored password can serve (a `{SCRAM-…}` hash of the same hash
+    /// function, or a plaintext password), else made-up credentials and `None`. Fast: no hash
+    /// is checked here (a plaintext password costs one PBKDF2).
+    ///
+    /// A plaintext user's salt and the made-up credentials come from the lower-cased name and
+    /// a per-process secret, so asking again shows the same salt, and an unknown user (or one
+    /// whose hash SCRAM cannot use) goes through the whole exchange like a real one and fails
+    /// only at the proof: the exchange does not tell who exists (RFC 5802 §9).
+    pub fn scram_credentials(&self, user: &str, algo: Algorithm) -> (Option<User>, Credentials) {
+        let name = user.to_lowercase();
+        let derive = |what: &str| {
+            let mut out = algo.hmac(&self.scram_secret, &[what.as_bytes(), name.as_bytes()]);
+            out.truncate(algo.digest_len());
+            out
+        };
+        let salt = derive("salt\0")[..16].to_vec();
+        let users = self.current();
+        if let Some((line, found)) = users.get(user) {
+            let path = self.path.display();
+            match scheme::scram_credentials(&found.password, algo, &salt) {
+                Ok(Some(creds)) => return (Some(User::clone(found)), creds),
+                Ok(None) => log::info!(
+                    "passwd-file {path} line {line}: user {:?} cannot use {}: its password \
+                     scheme is one-way (store a {{{}}} hash, made by `pimap pw -s {}`)",
+                    found.name,
+                    algo.name(),
+                    algo.name(),
+                    algo.name()
+                ),
+                Err(e) => log::warn!(
+                    "passwd-file {path} line {line}: user {:?} has an unusable password field: {e}",
+                    found.name
+                ),
+            }
+        }
+        let made_up = Credentials {
+            iterations: scram::DEFAULT_ITERATIONS,
+            stored_key: derive("stored\0"),
+            server_key: derive("server\0"),
+            salt,
+        };
+        (None, made_up)
+    }
+
     /// Re-read the file now (SIGHUP), whatever the check interval; a broken file keeps the
     /// previous users and logs why.
     pub fn reload(&self) {
@@ -330,6 +383,51 @@ mod tests {
         assert!(db.lookup("nobody").is_none());
         assert_eq!(db.user_names(), ["alice@example.org", "bob", "broken"]);
         assert_eq!(db.path(), path.as_path());
+    }
+
+    #[test]
+    fn scram_credentials_real_plain_one_way_and_unknown() {
+        let dir = TempDir::new();
+        let path = dir.0.join("users");
+        let scram = hash_password("SCRAM-SHA-256", b"pw-s").unwrap();
+        let crypt = hash_password("SHA256-CRYPT", b"pw-c").unwrap();
+        std::fs::write(
+            &path,
+            format!("s:{scram}\np:{{PLAIN}}pw-p\nc:{crypt}\nbad:{{SCRAM-SHA-256}}1,2\n"),
+        )
+        .unwrap();
+        let db = UserDb::load(&path).unwrap();
+        let sha256 = Algorithm::Sha256;
+        let (user, creds) = db.scram_credentials("s", sha256);
+        assert_eq!(user.unwrap().name, "s");
+        assert_eq!(format!("{{SCRAM-SHA-256}}{}", creds.encode()), scram);
+        let (user, creds) = db.scram_credentials("P", sha256);
+        assert_eq!(user.unwrap().name, "p", "%Lu lookup");
+        assert!(creds.matches_password(sha256, b"pw-p"));
+        assert_eq!(
+            db.scram_credentials("p", sha256).1,
+            creds,
+            "same salt again"
+        );
+        // The user stored as SCRAM-SHA-256 has no SCRAM-SHA-1 keys.
+        assert!(db.scram_credentials("s", Algorithm::Sha1).0.is_none());
+        for name in ["c", "bad", "nobody"] {
+            let (user, made_up) = db.scram_credentials(name, sha256);
+            assert!(user.is_none(), "{name}");
+            assert_eq!((made_up.iterations, made_up.salt.len()), (4096, 16));
+            assert_eq!(made_up.stored_key.len(), 32);
+            // Stable per name, so a repeated exchange looks like a real user's.
+            assert_eq!(db.scram_credentials(name, sha256).1, made_up, "{name}");
+        }
+        let one = db.scram_credentials("nobody", Algorithm::Sha1).1;
+        assert_eq!(one.stored_key.len(), 20);
+        assert_ne!(
+            one.salt,
+            db.scram_credentials("nobody2", Algorithm::Sha1).1.salt
+        );
+        // LOGIN still works for the SCRAM user.
+        assert!(db.authenticate("s", b"pw-s").is_some());
+        assert!(db.authenticate("s", b"pw-x").is_none());
     }
 
     #[test]

@@ -6,13 +6,14 @@
 //! Dovecot's own salted-digest and PBKDF2 layouts. Follows Dovecot 2.3's password-scheme
 //! behaviour (checked against Debian's `doveadm pw`, see `tests/data/doveadm-hashes.txt`), the
 //! SHA-crypt specification (Drepper, "Unix crypt using SHA-256 and SHA-512"), RFC 8018 §5.2
-//! (PBKDF2 with HMAC-SHA1, from the `pbkdf2` crate), RFC 9106 / the PHC string format (Argon2)
-//! and RFC 4648 (Base64, hex). Secrets are compared with `subtle`'s constant-time equality.
+//! (PBKDF2 with HMAC-SHA1, from the `pbkdf2` crate), RFC 9106 / the PHC string format (Argon2),
+//! RFC 5802 / RFC 7677 (SCRAM credentials, [`super::scram`]) and RFC 4648 (Base64, hex). Secrets are compared with `subtle`'s constant-time equality.
 //!
 //! Never: puts a stored hash or a password into an error message (a [`SchemeError`] names the
 //! scheme and what is wrong, nothing more), panics on a malformed stored field, or compares
 //! secrets with an early-exit comparison.
 
+use super::scram::{Algorithm, Credentials};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use sha1::Sha1;
@@ -52,6 +53,8 @@ pub const SCHEMES: &[&str] = &[
     "PBKDF2",
     "PLAIN",
     "PLAIN-MD5",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
     "SHA",
     "SHA1",
     "SHA256",
@@ -94,6 +97,8 @@ enum Kind {
     Digest(Hash),
     /// base64(hash(password ‖ salt) ‖ salt).
     Salted(Hash),
+    /// `iterations,salt,StoredKey,ServerKey` (see [`super::scram`]).
+    Scram(Algorithm),
 }
 
 /// Which crypt format [`hash_password`] creates for a crypt-family scheme.
@@ -126,7 +131,6 @@ impl Hash {
     }
 
     fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
-        // sha2 (0.10) and sha1/md-5 (0.11) implement two major versions of `digest`.
         fn run<D: sha2::Digest>(parts: &[&[u8]]) -> Vec<u8> {
             let mut d = D::new();
             for p in parts {
@@ -134,16 +138,9 @@ impl Hash {
             }
             d.finalize().to_vec()
         }
-        fn run_11<D: sha1::Digest>(parts: &[&[u8]]) -> Vec<u8> {
-            let mut d = D::new();
-            for p in parts {
-                d.update(p);
-            }
-            d.finalize().to_vec()
-        }
         match self {
-            Hash::Md5 => run_11::<md5::Md5>(parts),
-            Hash::Sha1 => run_11::<Sha1>(parts),
+            Hash::Md5 => run::<md5::Md5>(parts),
+            Hash::Sha1 => run::<Sha1>(parts),
             Hash::Sha256 => run::<Sha256>(parts),
             Hash::Sha512 => run::<Sha512>(parts),
         }
@@ -206,6 +203,8 @@ impl Scheme {
             "SSHA256" => Kind::Salted(Hash::Sha256),
             "SSHA512" => Kind::Salted(Hash::Sha512),
             "SMD5" => Kind::Salted(Hash::Md5),
+            "SCRAM-SHA-1" => Kind::Scram(Algorithm::Sha1),
+            "SCRAM-SHA-256" => Kind::Scram(Algorithm::Sha256),
             "" => return err("empty password scheme name in {}"),
             other => {
                 return err(format!(
@@ -262,13 +261,7 @@ pub fn verify_password(stored: &str, candidate: &[u8]) -> Result<bool, SchemeErr
             let text = decode_text(value, scheme.encoding)?;
             verify_pbkdf2(&text, candidate)?
         }
-        Kind::Plain => {
-            let expected = match scheme.encoding {
-                None => value.as_bytes().to_vec(),
-                Some(enc) => decode(value, enc)?,
-            };
-            ct_eq(&expected, candidate)
-        }
+        Kind::Plain => ct_eq(&plain_value(scheme, value)?, candidate),
         Kind::Digest(h) => {
             let raw = decode_binary(scheme, value, Some(h.len()))?;
             if raw.len() != h.len() {
@@ -291,6 +284,12 @@ pub fn verify_password(stored: &str, candidate: &[u8]) -> Result<bool, SchemeErr
             }
             let (digest, salt) = raw.split_at(h.len());
             ct_eq(digest, &h.digest(&[candidate, salt]))
+        }
+        Kind::Scram(algo) => {
+            let text = decode_text(value, scheme.encoding)?;
+            Credentials::parse(algo, &text)
+                .map_err(SchemeError)?
+                .matches_password(algo, candidate)
         }
     };
     Ok(ok && !candidate.contains(&0))
@@ -339,12 +338,53 @@ pub fn hash_password(scheme: &str, password: &[u8]) -> Result<String, SchemeErro
             raw.extend_from_slice(&salt);
             encode(&raw, parsed.encoding.unwrap_or(parsed.default_encoding()))
         }
+        Kind::Scram(algo) => encode_text(
+            Credentials::generate(algo, password)
+                .map_err(SchemeError)?
+                .encode(),
+            parsed.encoding,
+        ),
     };
     Ok(format!("{{{name}}}{value}"))
 }
 
+/// The SCRAM credentials a stored password field gives for `algo`: its own if it is that
+/// SCRAM scheme, derived with `salt` and the default iterations if it is a plaintext password
+/// (Dovecot derives them the same way, with a random salt); `Ok(None)` for any other scheme, a
+/// one-way hash SCRAM cannot use.
+pub fn scram_credentials(
+    stored: &str,
+    algo: Algorithm,
+    salt: &[u8],
+) -> Result<Option<Credentials>, SchemeError> {
+    let (scheme, value) = split_stored(stored)?;
+    match scheme.kind {
+        Kind::Scram(a) if a == algo => {
+            let text = decode_text(value, scheme.encoding)?;
+            Credentials::parse(algo, &text)
+                .map(Some)
+                .map_err(SchemeError)
+        }
+        Kind::Plain => Ok(Some(Credentials::derive(
+            algo,
+            &plain_value(scheme, value)?,
+            salt,
+            super::scram::DEFAULT_ITERATIONS,
+        ))),
+        _ => Ok(None),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encodings (RFC 4648 §4 base64, §8 hex)
+
+/// A plaintext scheme's password: the value itself, or decoded per its suffix (`PLAIN.b64`).
+fn plain_value(scheme: Scheme, value: &str) -> Result<Vec<u8>, SchemeError> {
+    match scheme.encoding {
+        None => Ok(value.as_bytes().to_vec()),
+        Some(enc) => decode(value, enc),
+    }
+}
 
 fn encode(raw: &[u8], enc: Encoding) -> String {
     match enc {

@@ -141,6 +141,9 @@ pub struct Framer {
     after_gate: Option<FrameEvent>,
     /// Bytes of the current command's literals spooled so far.
     spooled: u64,
+    /// The next line answers a `+ ` challenge (AUTHENTICATE), where an empty line is a valid
+    /// (empty) response, not an empty command.
+    response_due: bool,
 }
 
 /// A literal announced at the end of a line.
@@ -239,6 +242,7 @@ impl Framer {
             gated: None,
             after_gate: None,
             spooled: 0,
+            response_due: false,
         }
     }
 
@@ -264,6 +268,12 @@ impl Framer {
             response,
             close: false,
         }
+    }
+
+    /// Whether the next line is a response to the session's `+ ` challenge (set by the
+    /// connection after each command): then an empty line is framed as a command, `"\r\n"`.
+    pub fn expect_response(&mut self, due: bool) {
+        self.response_due = due;
     }
 
     /// Spool APPEND literals larger than `threshold` bytes (see the module doc).
@@ -468,7 +478,7 @@ impl Framer {
         }
         let line_end = self.cmd.len();
         self.cmd.extend_from_slice(b"\r\n");
-        if line_end == 0 {
+        if line_end == 0 && !self.response_due {
             // An empty line between commands: no tag, no command (RFC 3501 §9 needs both).
             self.reset_command();
             return Some(FrameEvent::Rejected {

@@ -474,6 +474,7 @@ impl<'a> Conn<'a> {
             Timer::after(d).await;
         }
         write(&mut self.stream, &out.bytes).await?;
+        self.framer.expect_response(self.session.awaits_response());
         self.act(out.action).await
     }
 

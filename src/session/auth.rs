@@ -1,5 +1,5 @@
 //! STARTTLS (RFC 3501 §6.2.1), LOGIN (RFC 3501 §6.2.3) and AUTHENTICATE PLAIN (RFC 3501 §6.2.2,
-//! RFC 4616, RFC 4959 SASL-IR).
+//! RFC 4616, RFC 4959 SASL-IR); AUTHENTICATE SCRAM-SHA-1 / SCRAM-SHA-256 is `auth_scram`.
 //!
 //! Plaintext credentials are refused (`LOGINDISABLED` advertised, RFC 3501 §6.2.3) on a
 //! connection that is neither TLS nor from a loopback peer, unless `--allow-plaintext-auth`.
@@ -8,6 +8,8 @@
 //! whether or not the user exists (no user enumeration).
 
 use super::{Action, HandlerError, Output, Pending, Session, State};
+use crate::auth::scram::Algorithm;
+use crate::auth::User;
 use crate::store::UserStore;
 use base64::Engine;
 
@@ -27,6 +29,15 @@ impl Session {
             bytes: format!("{tag} OK Begin TLS negotiation now.\r\n").into_bytes(),
             action: Action::StartTls,
         })
+    }
+
+    /// True while an AUTHENTICATE waits for the client's answer to a `+ ` challenge (an
+    /// empty line is then a response, RFC 3501 §6.2.2).
+    pub fn awaits_response(&self) -> bool {
+        matches!(
+            self.pending,
+            Pending::AuthPlain { .. } | Pending::Scram { .. }
+        )
     }
 
     pub(super) fn login(
@@ -50,6 +61,10 @@ impl Session {
         mechanism: &str,
         initial: Option<String>,
     ) -> Result<Output, HandlerError> {
+        if let Some(algo) = Algorithm::from_name(mechanism) {
+            // Not a plaintext mechanism: allowed where LOGINDISABLED is (as in Dovecot).
+            return self.scram_start(tag, algo, initial);
+        }
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
             return Err(HandlerError::No(format!(
                 "[CANNOT] Unsupported authentication mechanism {mechanism}."
@@ -94,14 +109,7 @@ impl Session {
     }
 
     fn auth_plain_response(&mut self, tag: &str, b64: &[u8]) -> Result<Output, HandlerError> {
-        // RFC 4959: "=" is an empty initial response.
-        let decoded = if b64 == b"=" {
-            Vec::new()
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|_| HandlerError::Bad("Invalid base64 in AUTHENTICATE response.".into()))?
-        };
+        let decoded = decode_response(b64)?;
         // RFC 4616: [authzid] NUL authcid NUL passwd
         let mut parts = decoded.split(|&b| b == 0);
         let (authz, authc, pass) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -127,7 +135,7 @@ impl Session {
     /// Per-address back-off, growing with recent failures (limits::FailedLogins). The
     /// connection waits it out before writing the answer ([`Session::take_delay`]), off the
     /// thread that ran the command.
-    fn fail_delay(&mut self) {
+    pub(super) fn fail_delay(&mut self) {
         crate::metrics::global().login(false);
         self.delay = Some(self.shared.limits.failed_login(self.peer.ip()));
     }
@@ -139,8 +147,7 @@ impl Session {
         password: Vec<u8>,
     ) -> Result<Output, HandlerError> {
         let users = self.shared.users.clone();
-        let u = user.clone();
-        let found = users.authenticate(&u, &password);
+        let found = users.authenticate(&user, &password);
         let Some(entry) = found else {
             log::info!("{}: login failed user={user:?}", self.peer);
             self.fail_delay();
@@ -148,6 +155,12 @@ impl Session {
                 "[AUTHENTICATIONFAILED] Authentication failed.".into(),
             ));
         };
+        self.enter(tag, entry)
+    }
+
+    /// Log `entry` in (its password or proof checked): open its Maildir, then the tagged OK.
+    pub(super) fn enter(&mut self, tag: &str, entry: User) -> Result<Output, HandlerError> {
+        let user = entry.name.clone();
         let root = match self
             .shared
             .mail_location
@@ -207,7 +220,17 @@ impl Session {
     }
 }
 
-fn trim_crlf(mut s: &[u8]) -> &[u8] {
+/// Decode a base64 SASL response (RFC 4959: a lone "=" is an empty initial response).
+pub(super) fn decode_response(b64: &[u8]) -> Result<Vec<u8>, HandlerError> {
+    if b64 == b"=" {
+        return Ok(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| HandlerError::Bad("Invalid base64 in AUTHENTICATE response.".into()))
+}
+
+pub(super) fn trim_crlf(mut s: &[u8]) -> &[u8] {
     while let Some((&last, rest)) = s.split_last() {
         if last == b'\n' || last == b'\r' {
             s = rest;

@@ -14,10 +14,12 @@
 //! `special_use` (RFC 6154), `metadata` (GETMETADATA, SETMETADATA), `view`.
 //!
 //! The extensions advertised are in [`Session::capabilities`]; each is tested against Dovecot
-//! where Dovecot has it, in `tests/e2e/test_ext_*.py`.
+//! where Dovecot has it, in `tests/e2e/test_ext_*.py`. Before login: AUTH=PLAIN (`auth`),
+//! AUTH=SCRAM-SHA-1 and AUTH=SCRAM-SHA-256 (`auth_scram`, RFC 5802 / RFC 7677).
 
 mod append;
 mod auth;
+mod auth_scram;
 mod compress;
 mod condstore;
 mod fetch;
@@ -165,6 +167,11 @@ enum Pending {
     /// AUTHENTICATE PLAIN sent `+ `; the next line is the base64 response.
     AuthPlain {
         tag: String,
+    },
+    /// AUTHENTICATE SCRAM-* sent a `+ ` challenge; the next line is the client's answer.
+    Scram {
+        tag: String,
+        step: Box<auth_scram::Step>,
     },
     /// IDLE sent `+ idling`; the next line must be `DONE` (RFC 2177 §3).
     Idle {
@@ -322,6 +329,8 @@ impl Session {
             } else {
                 caps.push("LOGINDISABLED");
             }
+            // SCRAM never sends the password: offered with LOGINDISABLED too, as in Dovecot.
+            caps.extend(["AUTH=SCRAM-SHA-1", "AUTH=SCRAM-SHA-256"]);
         } else {
             caps.extend([
                 "IDLE",
@@ -371,6 +380,7 @@ impl Session {
         }
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::AuthPlain { tag } => return self.auth_plain_continue(tag, frame),
+            Pending::Scram { tag, step } => return self.scram_continue(tag, *step, frame),
             Pending::Idle { tag } => return self.idle_continue(tag, frame),
             Pending::None => {}
         }

@@ -20,6 +20,7 @@ from conftest import (DOVECOT_CONF, HOST, MAX_MESSAGE_SIZE, USERS, Server, attac
                       wait_for_greeting,
                       next_source_address, start_pimap, stop_process, wait_for_port)
 from imapwire import Closed, Conn
+from test_auth_scram import scram_login
 from test_tls import TestCA, caps_of, start_tls_pimap, wait_log
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -277,6 +278,17 @@ def proxy_server(request, workdir):
     attach(request.node, "pimap log", srv.log_text)
     request.addfinalizer(srv.stop)
     return srv
+
+
+def test_scram_offered_and_working_where_plaintext_is_disabled(proxy_server):
+    """Both servers: SCRAM never sends the password, so a remote client that gets
+    LOGINDISABLED is still offered AUTH=SCRAM-SHA-1 / SCRAM-SHA-256 and logs in with it."""
+    c = proxied(proxy_server, v1("203.0.113.5", 40000))
+    caps = caps_of(c.greeting) if b"CAPABILITY" in c.greeting else caps_of(c.ok("CAPABILITY").untagged[0])
+    assert "LOGINDISABLED" in caps and "AUTH=PLAIN" not in caps, caps
+    assert "AUTH=SCRAM-SHA-1" in caps and "AUTH=SCRAM-SHA-256" in caps, caps
+    assert scram_login(c, "plain", USERS["plain"][0])[0] == "OK"
+    c.ok("SELECT INBOX")
 
 
 @pytest.mark.parametrize("header,remote", [

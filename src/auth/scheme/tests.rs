@@ -373,3 +373,31 @@ fn ct_eq_basics() {
     assert!(!ct_eq(b"abc", b"abd"));
     assert!(!ct_eq(b"abc", b"ab"));
 }
+
+#[test]
+fn scram_credentials_from_scram_plain_or_nothing() {
+    let salt = [9u8; 16];
+    let sha256 = hash_password("SCRAM-SHA-256", b"pw").unwrap();
+    let got = scram_credentials(&sha256, Algorithm::Sha256, &salt)
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{{SCRAM-SHA-256}}{}", got.encode()), sha256);
+    // The other SCRAM hash function cannot use these keys.
+    assert_eq!(scram_credentials(&sha256, Algorithm::Sha1, &salt), Ok(None));
+    // A plaintext password gives credentials with the caller's salt, as doveadm would make.
+    for stored in ["{PLAIN}pw", "{PLAIN.b64}cHc=", "{CLEAR}pw"] {
+        let c = scram_credentials(stored, Algorithm::Sha1, &salt)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c, Credentials::derive(Algorithm::Sha1, b"pw", &salt, 4096));
+    }
+    for one_way in ["{SHA512-CRYPT}$6$x$y", "{SSHA}abcd", "$2y$05$zz"] {
+        assert_eq!(
+            scram_credentials(one_way, Algorithm::Sha256, &salt),
+            Ok(None)
+        );
+    }
+    let e = scram_credentials("{SCRAM-SHA-256}4096,c2VjcmV0,x,y", Algorithm::Sha256, &salt);
+    assert!(e.is_err_and(|e| !e.0.contains("c2VjcmV0")));
+    assert!(scram_credentials("{NOPE}x", Algorithm::Sha256, &salt).is_err());
+}

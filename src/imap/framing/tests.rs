@@ -64,6 +64,22 @@ fn empty_lines_get_an_untagged_bad() {
 }
 
 #[test]
+fn empty_line_is_a_response_while_one_is_due() {
+    // AUTHENTICATE: after a `+ ` challenge an empty line is an empty response (RFC 3501
+    // §6.2.2; SCRAM's answer to the server-final-message), until the connection says otherwise.
+    let mut f = Framer::new(limits());
+    f.expect_response(true);
+    f.push(b"\r\n\r\n");
+    assert_eq!(f.next_event(), Some(cmd(b"\r\n")));
+    f.expect_response(false);
+    assert!(matches!(
+        f.next_event(),
+        Some(FrameEvent::Rejected { close: false, .. })
+    ));
+    assert_eq!(f.next_event(), None);
+}
+
+#[test]
 fn sync_literal_asks_for_continuation() {
     // RFC 3501 §8 transcript: C: A003 APPEND saved-messages (\Seen) {7}  S: + Ready
     let input = b"A003 APPEND saved (\\Seen) {7}\r\nhello\r\n\r\nA004 NOOP\r\n";
