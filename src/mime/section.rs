@@ -1,4 +1,5 @@
-//! `BODY[section]` bytes (RFC 3501 §6.4.5) and `BINARY[part]` content (RFC 3516 §4.2).
+//! `BODY[section]` bytes (RFC 3501 §6.4.5), and the base64 / quoted-printable decoders
+//! `BINARY[part]` (RFC 3516, see [`super::binary`]) uses.
 //!
 //! Part numbers are resolved the way Dovecot 2.3 resolves them: in a multipart, `n` is its
 //! n-th part; a non-multipart part has only part 1, itself (so `1` of a single-part message is
@@ -7,7 +8,6 @@
 //! message/rfc822 part.
 
 use super::parse::{name_is, Kind, Part};
-use super::structure::transfer_encoding;
 use crate::imap::types::{Section, SectionText};
 use std::borrow::Cow;
 
@@ -83,28 +83,6 @@ pub fn section<'m>(msg: &'m [u8], root: &Part, s: &Section) -> Option<Cow<'m, [u
         }
         Some(SectionText::Mime) => return None,
     })
-}
-
-/// The content of `BINARY[part]`: the body with its Content-Transfer-Encoding undone.
-#[allow(clippy::result_unit_err)]
-pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
-    let Some(part) = find(root, path) else {
-        return Ok(None);
-    };
-    if path.is_empty() {
-        return Ok(Some(
-            slice(msg, part.header.start..part.body.end).into_owned(),
-        ));
-    }
-    let body = msg.get(part.body.clone()).unwrap_or_default();
-    let cte = transfer_encoding(msg, part).unwrap_or_else(|| b"7bit".to_vec());
-    let cte = cte.to_ascii_lowercase();
-    match cte.as_slice() {
-        b"7bit" | b"8bit" | b"binary" => Ok(Some(body.to_vec())),
-        b"base64" => Ok(Some(decode_base64(body))),
-        b"quoted-printable" => Ok(Some(decode_qp(body))),
-        _ => Err(()),
-    }
 }
 
 /// RFC 2045 §6.8, leniently: characters outside the alphabet are skipped, `=` ends the data.

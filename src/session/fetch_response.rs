@@ -256,19 +256,21 @@ fn body_section(
     slice_literal(sink, out, line, data)
 }
 
-/// `BINARY[part]<partial>` of a message in memory: NUL bytes are sent as they are, in a
-/// literal8 (RFC 3516).
+/// `BINARY[part]<partial>` of a message in memory: a `literal8` when the content was
+/// decoded or holds NUL (as Dovecot decides: for the whole content, not the partial), NUL
+/// bytes sent as they are (RFC 3516 §4.2). A part that does not exist is empty, as in
+/// `BODY[]`.
 fn binary(
     part: &[u32],
     partial: Option<(u32, u32)>,
     msg: &[u8],
     line: &mut Vec<u8>,
 ) -> Result<(), HandlerError> {
-    let data = decoded(msg, part)?.unwrap_or_default();
+    let content = decoded(msg, part)?.unwrap_or_default();
     line.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
-    let data = apply_partial(line, &data, partial);
+    let data = apply_partial(line, &content.data, partial);
     line.push(b' ');
-    if data.contains(&0) {
+    if content.literal8 {
         line.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
         line.extend_from_slice(data);
     } else {
@@ -279,16 +281,16 @@ fn binary(
 
 /// `BINARY.SIZE[part]` of a message in memory: the size of the decoded part.
 fn binary_size(part: &[u32], msg: &[u8], line: &mut Vec<u8>) -> Result<(), HandlerError> {
-    let n = decoded(msg, part)?.map(|d| d.len()).unwrap_or(0);
+    let n = decoded(msg, part)?.map(|d| d.data.len()).unwrap_or(0);
     line.extend_from_slice(format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes());
     Ok(())
 }
 
 /// The part's content with its Content-Transfer-Encoding undone (`None`: no such part); an
-/// encoding we can't undo fails the command (RFC 3516).
-fn decoded(msg: &[u8], part: &[u32]) -> Result<Option<Vec<u8>>, HandlerError> {
+/// encoding we can't undo fails the command (RFC 3516 §4.3).
+fn decoded(msg: &[u8], part: &[u32]) -> Result<Option<mime::binary::Binary>, HandlerError> {
     mime::binary(msg, part)
-        .map_err(|()| HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+        .map_err(|_| HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
 }
 
 /// The FETCH response for a message that another session expunged before this one was told
@@ -360,7 +362,7 @@ pub(super) fn expunged_fetch(
 /// Write `{len}` and the bytes `[start, start + len)` of the message `f` into the response:
 /// through the sink when there is one (after `out` and `line`, which precede them), else into
 /// `line`. `binary` (RFC 3516): NUL bytes are sent as they are, in a `~{len}` literal8 if
-/// there are any. False when the connection is gone or the file failed (logged).
+/// the message has any (anywhere: Dovecot decides by the whole message, not the partial). False when the connection is gone or the file failed (logged).
 fn file_literal(
     sink: &Option<Sink>,
     out: &mut Vec<u8>,
@@ -369,7 +371,7 @@ fn file_literal(
     (start, len): (u64, u64),
     binary: bool,
 ) -> bool {
-    let literal8 = match binary.then(|| f.contains_nul(start, len)) {
+    let literal8 = match binary.then(|| f.contains_nul(0, f.size())) {
         Some(Ok(nul)) => nul,
         Some(Err(e)) => {
             log::error!("FETCH: {e}; closing the connection");
