@@ -29,6 +29,7 @@ pub mod binary;
 pub mod casemap;
 pub mod envelope;
 pub mod parse;
+pub mod preview;
 pub mod rfc822;
 pub mod search;
 pub mod section;

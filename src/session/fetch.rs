@@ -247,6 +247,10 @@ fn fetch_one(
         (Some(c), Some(_), None) => fetch_cached::fill(c, &st.mbox, msg_uid, msg),
         _ => None,
     };
+    let save_date = match req.items.contains(&FetchAttr::SaveDate) {
+        true => saved_at(&st, msg_uid)?,
+        false => None,
+    };
     let mut flags = meta.flags.clone();
     let flags_changed = mark_seen(view, &mut st, req, msg_uid, &mut flags, &mut modseq)?;
     // Another session may have given the mailbox a keyword since this command's sync:
@@ -264,6 +268,7 @@ fn fetch_one(
         msg,
         file: file.as_ref(),
         cached: hit.as_deref().or(filled.as_deref()),
+        save_date,
     };
     Ok(
         match fetch_response::write(&req.items, req.condstore, &m, sink, out)? {
@@ -296,6 +301,15 @@ fn load_body(
     };
     match loaded {
         Ok(body) => Ok(Some(body)),
+        Err(StoreError::Expunged(_)) | Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// RFC 8514 SAVEDATE of `uid`: `None` (NIL) when its file went away meanwhile.
+pub(super) fn saved_at(st: &Open, uid: u32) -> Result<Option<i64>, HandlerError> {
+    match st.mbox.save_date(uid) {
+        Ok(t) => Ok(Some(t)),
         Err(StoreError::Expunged(_)) | Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }

@@ -44,7 +44,8 @@ pub(super) fn need(items: &[FetchAttr]) -> Need {
             | FetchAttr::InternalDate
             | FetchAttr::Rfc822Size
             | FetchAttr::Uid
-            | FetchAttr::ModSeq => Need::Nothing,
+            | FetchAttr::ModSeq
+            | FetchAttr::SaveDate => Need::Nothing,
             FetchAttr::Envelope
             | FetchAttr::Rfc822
             | FetchAttr::Rfc822Header

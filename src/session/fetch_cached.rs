@@ -36,7 +36,8 @@ pub(super) fn usage(items: &[FetchAttr]) -> Use {
             | FetchAttr::InternalDate
             | FetchAttr::Rfc822Size
             | FetchAttr::Uid
-            | FetchAttr::ModSeq => {}
+            | FetchAttr::ModSeq
+            | FetchAttr::SaveDate => {}
             FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => u.any = true,
             FetchAttr::Rfc822Header => {
                 u.any = true;

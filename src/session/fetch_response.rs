@@ -34,6 +34,8 @@ pub(super) struct Msg<'a> {
     pub file: Option<&'a BodyFile>,
     /// The cache entry answering ENVELOPE, BODY, BODYSTRUCTURE and RFC822.SIZE.
     pub cached: Option<&'a Meta>,
+    /// RFC 8514 SAVEDATE (Unix seconds), when asked and known.
+    pub save_date: Option<i64>,
 }
 
 /// Write the `* n FETCH (...)` response of the message `m` with `items`: false when the
@@ -137,6 +139,11 @@ fn item(
         FetchAttr::Binary { part, partial, .. } => binary(part, *partial, m.msg, line)?,
         FetchAttr::BinarySize { part } => binary_size(part, m.msg, line)?,
         FetchAttr::ModSeq => line.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
+        FetchAttr::SaveDate => save_date(m.save_date, line),
+        FetchAttr::Preview { .. } => {
+            line.extend_from_slice(b"PREVIEW ");
+            encode::string(line, mime::preview::preview(m.msg).as_bytes());
+        }
     }
     Ok(true)
 }
@@ -203,6 +210,14 @@ fn file_partial(
     }
     line.push(b' ');
     (start, len)
+}
+
+/// RFC 8514 §4.1: `SAVEDATE "date-time"`, or NIL when the mailbox has none for the message.
+fn save_date(date: Option<i64>, line: &mut Vec<u8>) {
+    match date {
+        Some(d) => line.extend_from_slice(format!("SAVEDATE \"{}\"", imap_datetime(d)).as_bytes()),
+        None => line.extend_from_slice(b"SAVEDATE NIL"),
+    }
 }
 
 /// RFC822.SIZE: the file's when streamed, else the cache entry's, else the message's in
@@ -351,6 +366,8 @@ pub(super) fn expunged_fetch(
                 p.extend_from_slice(format!("BINARY.SIZE[{}] 0", part_spec(part)).as_bytes())
             }
             FetchAttr::ModSeq => p.extend_from_slice(format!("MODSEQ ({modseq})").as_bytes()),
+            FetchAttr::SaveDate => save_date(None, &mut p),
+            FetchAttr::Preview { .. } => p.extend_from_slice(b"PREVIEW NIL"),
         }
         parts.push(p);
     }

@@ -194,6 +194,7 @@ impl Session {
             };
             let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
             let doc = LazyDoc::new(&load);
+            let save_date = || st.mbox.save_date(m.uid).ok();
             let ctx = Ctx {
                 view,
                 seq: i as u32 + 1,
@@ -202,6 +203,7 @@ impl Session {
                 doc: &doc,
                 modseq: st.last_modseqs().get(m.uid),
                 now,
+                save_date: &save_date,
             };
             if !eval(criteria, &ctx) {
                 continue;
@@ -332,6 +334,8 @@ struct Ctx<'a> {
     modseq: u64,
     /// When the command started (Unix seconds): OLDER and YOUNGER count back from it.
     now: i64,
+    /// RFC 8514 save date, looked up (a `stat`) when a key asks.
+    save_date: &'a dyn Fn() -> Option<i64>,
 }
 
 /// The SEARCH document of one message, made when a key first needs it: `SINCE d SUBJECT s`
@@ -416,8 +420,13 @@ fn needs_body(k: &SearchKey) -> bool {
 }
 
 fn internal_date(meta: &MessageMeta) -> Date {
-    // RFC 3501 §6.4.4: dates compare disregarding time and timezone; we use UTC.
-    let (y, m, d) = super::fetch::civil_from_days(meta.internal_date.div_euclid(86400));
+    day_of(meta.internal_date)
+}
+
+/// The day of a time (Unix seconds): RFC 3501 §6.4.4 dates compare disregarding time and
+/// timezone; we use UTC.
+fn day_of(secs: i64) -> Date {
+    let (y, m, d) = super::fetch::civil_from_days(secs.div_euclid(86400));
     Date {
         year: y.clamp(0, u16::MAX as i64) as u16,
         month: m as u8,
@@ -500,6 +509,12 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         And(v) => v.iter().all(|k| eval(k, c)),
         // RFC 7162 §3.1.5: mod-sequence equal to or greater than the value.
         ModSeq(n) => c.modseq >= *n,
+        // RFC 8514 §4.2: as BEFORE / ON / SINCE, on the save date (none matches without one).
+        SavedBefore(d) => (c.save_date)().is_some_and(|t| day_of(t) < *d),
+        SavedOn(d) => (c.save_date)().is_some_and(|t| day_of(t) == *d),
+        SavedSince(d) => (c.save_date)().is_some_and(|t| day_of(t) >= *d),
+        // Every message of a Maildir has one (its file's ctime).
+        SaveDateSupported => true,
     }
 }
 
