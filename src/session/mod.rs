@@ -338,6 +338,9 @@ impl Session {
                 "CONDSTORE",
                 "QRESYNC",
                 "UTF8=ACCEPT",
+                "BINARY",
+                "PREVIEW",
+                "SAVEDATE",
             ]);
             caps.push(&appendlimit);
             // RFC 4978 §3: not offered once compression is active.
