@@ -134,7 +134,7 @@ pub fn section<'m>(msg: &'m [u8], section: &Section) -> Option<Cow<'m, [u8]>> {
     Parsed::new(msg).section(section)
 }
 
-/// RFC 3516 `BINARY[part]` (see [`binary`]): `Err` when an encoding is unknown
+/// RFC 3516 `BINARY[part]` (see [`mod@binary`]): `Err` when an encoding is unknown
 /// (`NO [UNKNOWN-CTE]`); `Ok(None)` if there is no such part.
 pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<binary::Binary>, binary::UnknownCte> {
     Parsed::new(msg).binary(part)

@@ -1,5 +1,5 @@
 //! `BODY[section]` bytes (RFC 3501 §6.4.5), and the base64 / quoted-printable decoders
-//! `BINARY[part]` (RFC 3516, see [`super::binary`]) uses.
+//! `BINARY[part]` (RFC 3516, see [`mod@super::binary`]) uses.
 //!
 //! Part numbers are resolved the way Dovecot 2.3 resolves them: in a multipart, `n` is its
 //! n-th part; a non-multipart part has only part 1, itself (so `1` of a single-part message is
