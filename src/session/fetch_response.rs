@@ -32,7 +32,7 @@ pub(super) struct Msg<'a> {
     pub msg: &'a [u8],
     /// The message file, when big enough to be streamed.
     pub file: Option<&'a BodyFile>,
-    /// The cache entry answering ENVELOPE, BODY, BODYSTRUCTURE and RFC822.SIZE.
+    /// The cache entry answering ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE and PREVIEW.
     pub cached: Option<&'a Meta>,
     /// RFC 8514 SAVEDATE (Unix seconds), when asked and known.
     pub save_date: Option<i64>,
@@ -142,7 +142,10 @@ fn item(
         FetchAttr::SaveDate => save_date(m.save_date, line),
         FetchAttr::Preview { .. } => {
             line.extend_from_slice(b"PREVIEW ");
-            encode::string(line, mime::preview::preview(m.msg).as_bytes());
+            match m.cached {
+                Some(c) => encode::string(line, &c.preview),
+                None => encode::string(line, mime::preview::preview(m.msg).as_bytes()),
+            }
         }
     }
     Ok(true)

@@ -74,3 +74,16 @@ def test_preview_bad_syntax(pimap, cmd):
     append(c, "INBOX", PLAIN[0])
     c.ok("SELECT INBOX")
     assert c.command(cmd).status == "BAD"
+
+
+def test_preview_from_the_metadata_cache(pimap):
+    """The cache entry APPEND fills holds the preview: FETCH PREVIEW does not read the file
+    (unreadable here), with or without LAZY, alone or with other cached items."""
+    c = pimap.login()
+    append(c, "INBOX", PLAIN[2])
+    [p] = list(pimap.maildir("demo").glob("cur/*"))
+    p.chmod(0)
+    c.ok("SELECT INBOX")
+    r = c.ok("FETCH 1 (PREVIEW PREVIEW (LAZY) RFC822.SIZE)")
+    assert r.untagged == [b'* 1 FETCH (PREVIEW "On Monday Bob wrote: My answer." '
+                          b'RFC822.SIZE %d)\r\n' % len(PLAIN[2])]

@@ -62,6 +62,16 @@ pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64
 }
 
 fn push_unique(items: &mut Vec<FetchAttr>, a: FetchAttr) {
+    // PREVIEW and PREVIEW (LAZY) have one response item: the one without LAZY stays.
+    if let FetchAttr::Preview { lazy } = a {
+        if let Some(FetchAttr::Preview { lazy: had }) = items
+            .iter_mut()
+            .find(|x| matches!(x, FetchAttr::Preview { .. }))
+        {
+            *had = *had && lazy;
+            return;
+        }
+    }
     if !items.contains(&a) {
         items.push(a);
     }

@@ -681,16 +681,13 @@ fn savedate_and_preview() {
         c => panic!("{c:?}"),
     };
     assert_eq!(
-        fetch("a FETCH 1 (SAVEDATE preview PREVIEW (LAZY) UID)"),
-        (
-            vec![
-                SaveDate,
-                Preview { lazy: false },
-                Preview { lazy: true },
-                Uid
-            ],
-            None
-        )
+        fetch("a FETCH 1 (SAVEDATE PREVIEW (LAZY) UID)"),
+        (vec![SaveDate, Preview { lazy: true }, Uid], None)
+    );
+    // One PREVIEW response item: LAZY only when every PREVIEW asked is.
+    assert_eq!(
+        fetch("a FETCH 1 (PREVIEW (LAZY) preview PREVIEW (LAZY))"),
+        (vec![Preview { lazy: false }], None)
     );
     assert_eq!(
         fetch("a FETCH 1 PREVIEW (lazy LAZY)"),
