@@ -6,14 +6,20 @@
 //! keeps its structure, but every base64 or quoted-printable part inside it is decoded too,
 //! its `Content-Transfer-Encoding` field replaced by `Content-Transfer-Encoding: binary` at
 //! the end of its header. An encoding other than 7bit, 8bit, binary, base64 and
-//! quoted-printable anywhere in what is sent fails the FETCH (`NO [UNKNOWN-CTE]`).
+//! quoted-printable anywhere in what is sent fails the FETCH (`NO [UNKNOWN-CTE]`), and so
+//! does, as in Dovecot, data that is not valid in its encoding (`NO [PARSE]`): a character
+//! outside the base64 alphabet, missing padding or data after it, a `=` in quoted-printable
+//! not followed by two hex digits or a line end.
 
 use super::parse::{name_is, Kind, Part};
 use super::rfc822::Parser;
-use super::section::{decode_base64, decode_qp, find};
+use super::section::{decode_qp, find};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 
 /// A Content-Transfer-Encoding (RFC 2045 §6.1), read the way Dovecot reads it: the last
-/// such field, its first token; anything else is unknown (an empty value included).
+/// such field, a single token; anything else is unknown (an empty value, or a token with more
+/// after it, included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cte {
     /// 7bit, 8bit, binary or no field: the body is sent as it is.
@@ -37,6 +43,10 @@ impl Cte {
         p.skip_lwsp();
         let mut token = Vec::new();
         p.mime_token(&mut token);
+        p.skip_lwsp();
+        if !p.at_end() {
+            return Cte::Unknown;
+        }
         match token.to_ascii_lowercase().as_slice() {
             b"7bit" | b"8bit" | b"binary" => Cte::Identity,
             b"base64" => Cte::Base64,
@@ -59,19 +69,42 @@ pub struct Binary {
     pub literal8: bool,
 }
 
-/// An encoding that cannot be undone (`NO [UNKNOWN-CTE]`, RFC 3516 §4.3).
+/// Why a part cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownCte;
+pub enum Undecodable {
+    /// An encoding this server does not know (`NO [UNKNOWN-CTE]`, RFC 3516 §4.3).
+    UnknownCte,
+    /// Data that is not valid base64 / quoted-printable (`NO [PARSE]`, as Dovecot answers).
+    Invalid,
+}
 
 /// `BINARY[path]` of the message `msg` (CRLF line ends) parsed as `root`: `Ok(None)` when
 /// there is no such part. `BINARY[]` is the whole message, header included.
-pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Binary>, UnknownCte> {
+pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Binary>, Undecodable> {
     let Some(part) = find(root, path) else {
         return Ok(None);
     };
+    // Dovecot looks at every encoding before it decodes anything: an unknown one anywhere
+    // wins over invalid data anywhere.
+    if !known_ctes(msg, part, 0) {
+        return Err(Undecodable::UnknownCte);
+    }
     let mut out = Binary::default();
     add_part(msg, part, path.is_empty(), &mut out, 0)?;
     Ok(Some(out))
+}
+
+/// Is every Content-Transfer-Encoding in `part` and the parts inside it known?
+fn known_ctes(msg: &[u8], part: &Part, depth: usize) -> bool {
+    if Cte::of(msg, part) == Cte::Unknown {
+        return false;
+    }
+    match &part.kind {
+        _ if depth >= MAX_DEPTH => true,
+        Kind::Multipart(children) => children.iter().all(|c| known_ctes(msg, c, depth + 1)),
+        Kind::Message(child) => known_ctes(msg, child, depth + 1),
+        Kind::Leaf { .. } => true,
+    }
 }
 
 /// Is `BINARY[]` of a message with this header block its bytes as they are (a single part
@@ -79,6 +112,13 @@ pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Binary>, U
 pub fn verbatim(header: &[u8]) -> bool {
     let root = super::parse::parse(header);
     matches!(root.kind, Kind::Leaf { .. }) && Cte::of(header, &root) == Cte::Identity
+}
+
+/// Can the body under this header block be decoded (its Content-Transfer-Encoding is known)?
+/// Dovecot's PREVIEW is empty for a text part it cannot decode.
+pub fn decodable(header: &[u8]) -> bool {
+    let root = super::parse::parse(header);
+    Cte::of(header, &root) != Cte::Unknown
 }
 
 /// Nesting beyond this is sent as it is (the parser limits it already).
@@ -91,10 +131,10 @@ fn add_part(
     with_header: bool,
     out: &mut Binary,
     depth: usize,
-) -> Result<(), UnknownCte> {
+) -> Result<(), Undecodable> {
     let cte = Cte::of(msg, part);
     if cte == Cte::Unknown {
-        return Err(UnknownCte);
+        return Err(Undecodable::UnknownCte);
     }
     let header = msg.get(part.header.clone()).unwrap_or_default();
     // Dovecot: a NUL in the header makes it binary even when only the body is sent.
@@ -115,8 +155,9 @@ fn add_part(
     if children.is_empty() || depth >= MAX_DEPTH {
         let raw = msg.get(body).unwrap_or_default();
         match cte {
-            Cte::Base64 => out.data.extend_from_slice(&decode_base64(raw)),
-            Cte::QuotedPrintable => out.data.extend_from_slice(&decode_qp(raw)),
+            Cte::Base64 => out.data.extend_from_slice(&base64_strict(raw)?),
+            Cte::QuotedPrintable if qp_valid(raw) => out.data.extend_from_slice(&decode_qp(raw)),
+            Cte::QuotedPrintable => return Err(Undecodable::Invalid),
             _ => {
                 out.literal8 |= raw.contains(&0);
                 out.data.extend_from_slice(raw);
@@ -135,6 +176,46 @@ fn add_part(
     }
     copy(msg, at..body.end.max(at), out);
     Ok(())
+}
+
+/// Base64 (RFC 2045 §6.8) with line breaks and blanks between the characters; anything else
+/// outside the alphabet, or missing or misplaced padding, is invalid.
+fn base64_strict(raw: &[u8]) -> Result<Vec<u8>, Undecodable> {
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    let chars: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .collect();
+    ENGINE.decode(chars).map_err(|_| Undecodable::Invalid)
+}
+
+/// Is every `=` of quoted-printable (RFC 2045 §6.7) followed by two hex digits, or by blanks
+/// and the end of the line (a soft line break)?
+fn qp_valid(raw: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) = raw.get(i..).and_then(|r| r.iter().position(|&b| b == b'=')) {
+        let rest = &raw[i + at + 1..];
+        let hex = rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit();
+        let blanks = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        let soft = matches!(
+            rest.get(blanks..),
+            Some([] | [b'\r', b'\n', ..] | [b'\n', ..])
+        );
+        if !hex && !soft {
+            return false;
+        }
+        i += at + 1;
+    }
+    true
 }
 
 fn copy(msg: &[u8], r: std::ops::Range<usize>, out: &mut Binary) {
@@ -170,7 +251,7 @@ mod tests {
     use super::*;
     use crate::mime::parse::parse;
 
-    fn bin(msg: &[u8], path: &[u32]) -> Result<Option<Binary>, UnknownCte> {
+    fn bin(msg: &[u8], path: &[u32]) -> Result<Option<Binary>, Undecodable> {
         binary(msg, &parse(msg), path)
     }
 
@@ -206,6 +287,38 @@ Content-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n\r\nhi\r\n--b--
     }
 
     #[test]
+    fn invalid_data_is_refused() {
+        let one = |cte: &str, body: &str| {
+            let msg = format!("Content-Transfer-Encoding: {cte}\r\n\r\n{body}");
+            bin(msg.as_bytes(), &[1]).map(|b| b.unwrap().data)
+        };
+        assert_eq!(one("base64", "aGVs\r\n bG8=\r\n"), Ok(b"hello".to_vec()));
+        assert_eq!(one("base64", "aGl="), Ok(b"hi".to_vec()));
+        assert_eq!(one("base64", ""), Ok(Vec::new()));
+        for bad in ["aGVs!!bG8=", "aGVsbG8", "aGVsbG8=aGk=", "aGk=="] {
+            assert_eq!(one("base64", bad), Err(Undecodable::Invalid), "{bad}");
+        }
+        assert_eq!(
+            one("quoted-printable", "a=3Db=3d =  \r\nc="),
+            Ok(b"a=b= c".to_vec())
+        );
+        for bad in ["a=ZZ", "a=3", "a= b\r\n", "=é"] {
+            assert_eq!(
+                one("quoted-printable", bad),
+                Err(Undecodable::Invalid),
+                "{bad:?}"
+            );
+        }
+        // Inside BINARY[] as well; an unknown encoding anywhere is reported first.
+        let msg = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n!!\r\n--b\r\n\r\nok\r\n--b--\r\n";
+        assert_eq!(bin(msg, &[]), Err(Undecodable::Invalid));
+        let both = String::from_utf8_lossy(msg)
+            .replace("\r\n\r\nok", "\r\nContent-Transfer-Encoding: x\r\n\r\nok");
+        assert_eq!(bin(both.as_bytes(), &[]), Err(Undecodable::UnknownCte));
+    }
+
+    #[test]
     fn verbatim_only_for_a_single_unencoded_part() {
         assert!(verbatim(b"Subject: x\r\n\r\n"));
         assert!(verbatim(b"Content-Transfer-Encoding: 8bit\r\n\r\n"));
@@ -223,11 +336,17 @@ Content-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n\r\nhi\r\n--b--
     fn unknown_encoding_fails_only_where_it_is_sent() {
         let msg = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
 Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b\r\n\r\nok\r\n--b--\r\n";
-        assert_eq!(bin(msg, &[1]), Err(UnknownCte));
-        assert_eq!(bin(msg, &[]), Err(UnknownCte));
+        assert_eq!(bin(msg, &[1]), Err(Undecodable::UnknownCte));
+        assert_eq!(bin(msg, &[]), Err(Undecodable::UnknownCte));
         assert_eq!(bin(msg, &[2]).unwrap().unwrap().data, b"ok");
         // An empty value is not an encoding either.
         let empty = b"Content-Transfer-Encoding:\r\n\r\nx\r\n";
-        assert_eq!(bin(empty, &[1]), Err(UnknownCte));
+        assert_eq!(bin(empty, &[1]), Err(Undecodable::UnknownCte));
+        let more = b"Content-Transfer-Encoding: base64 x\r\n\r\naGk=\r\n";
+        assert_eq!(bin(more, &[1]), Err(Undecodable::UnknownCte));
+        // The last field counts.
+        let two =
+            b"Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit (c)\r\n\r\naGk=";
+        assert_eq!(bin(two, &[1]).unwrap().unwrap().data, b"aGk=");
     }
 }

@@ -105,7 +105,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// RFC 3516 `BINARY[part]`; `Ok(None)` if there is no such part.
-    pub fn binary(&self, part: &[u32]) -> Result<Option<binary::Binary>, binary::UnknownCte> {
+    pub fn binary(&self, part: &[u32]) -> Result<Option<binary::Binary>, binary::Undecodable> {
         binary::binary(self.msg, &self.root, part)
     }
 
@@ -135,8 +135,9 @@ pub fn section<'m>(msg: &'m [u8], section: &Section) -> Option<Cow<'m, [u8]>> {
 }
 
 /// RFC 3516 `BINARY[part]` (see [`mod@binary`]): `Err` when an encoding is unknown
-/// (`NO [UNKNOWN-CTE]`); `Ok(None)` if there is no such part.
-pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<binary::Binary>, binary::UnknownCte> {
+/// (`NO [UNKNOWN-CTE]`) or its data invalid (`NO [PARSE]`); `Ok(None)` if there is no such
+/// part.
+pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<binary::Binary>, binary::Undecodable> {
     Parsed::new(msg).binary(part)
 }
 

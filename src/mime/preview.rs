@@ -18,17 +18,23 @@ pub fn preview(msg: &[u8]) -> String {
     let Some(m) = MessageParser::default().parse(msg) else {
         return String::new();
     };
-    match first_text(&m) {
+    match first_text(msg, &m) {
         Some(text) => snippet(&text),
         None => String::new(),
     }
 }
 
-/// The decoded text of the message's first text/plain or text/html body part.
-fn first_text(m: &Message<'_>) -> Option<String> {
-    let first = m.text_body.first().into_iter().chain(m.html_body.first());
-    let idx = first.min()?;
-    match &m.parts.get(*idx as usize)?.body {
+/// The decoded text of the message's first text body part (text/plain preferred to
+/// text/html in a multipart/alternative, as Dovecot does). `None` when it has none, or
+/// when that part's transfer encoding is unknown (Dovecot then has no text either).
+fn first_text(msg: &[u8], m: &Message<'_>) -> Option<String> {
+    let idx = m.text_body.first().or(m.html_body.first())?;
+    let part = m.parts.get(*idx as usize)?;
+    let header = msg.get(part.offset_header as usize..part.offset_body as usize)?;
+    if !super::binary::decodable(header) {
+        return None;
+    }
+    match &part.body {
         PartType::Text(t) => Some(t.to_string()),
         PartType::Html(h) => Some(mail_parser::decoders::html::html_to_text(h)),
         _ => None,
@@ -150,5 +156,12 @@ Gr=FC=DFe\r\n--b--\r\n";
             b"Content-Type: text/html\r\n\r\n<html><body><p>Hello <b>you</b></p></body></html>\r\n";
         assert_eq!(preview(html), "Hello you");
         assert_eq!(preview(b"Content-Type: image/png\r\n\r\nxx\r\n"), "");
+        let alt = b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/html\r\n\r\n<p>html</p>\r\n--b\r\n\r\nplain\r\n--b--\r\n";
+        assert_eq!(preview(alt), "plain");
+        assert_eq!(
+            preview(b"Content-Transfer-Encoding: x-uue\r\n\r\ntext\r\n"),
+            ""
+        );
     }
 }

@@ -165,7 +165,7 @@ fn binary_decodes_transfer_encodings() {
     let data = |part: &[u32]| binary(&m, part).map(|b| b.map(|b| b.data));
     assert_eq!(data(&[1]), Ok(Some(b"hello".to_vec())));
     assert_eq!(data(&[2]), Ok(Some(b"a=b c\r\nd".to_vec())));
-    assert_eq!(data(&[3]), Err(super::binary::UnknownCte));
+    assert_eq!(data(&[3]), Err(super::binary::Undecodable::UnknownCte));
     assert_eq!(data(&[4]), Ok(None));
 }
 

@@ -305,10 +305,16 @@ fn binary_size(part: &[u32], msg: &[u8], line: &mut Vec<u8>) -> Result<(), Handl
 }
 
 /// The part's content with its Content-Transfer-Encoding undone (`None`: no such part); an
-/// encoding we can't undo fails the command (RFC 3516 §4.3).
+/// encoding we can't undo fails the command (RFC 3516 §4.3), as does invalid data (Dovecot's
+/// answer).
 fn decoded(msg: &[u8], part: &[u32]) -> Result<Option<mime::binary::Binary>, HandlerError> {
-    mime::binary(msg, part)
-        .map_err(|_| HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+    use mime::binary::Undecodable;
+    mime::binary(msg, part).map_err(|e| {
+        HandlerError::No(match e {
+            Undecodable::UnknownCte => "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into(),
+            Undecodable::Invalid => "[PARSE] Invalid data in MIME part.".into(),
+        })
+    })
 }
 
 /// The FETCH response for a message that another session expunged before this one was told

@@ -102,6 +102,37 @@ end
 --U--
 """)
 
+# Data that is not valid in its encoding (Dovecot: NO [PARSE]), beside a part that is fine.
+BROKEN = crlf("""\
+From: a@example.org
+Subject: broken
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="B"
+
+--B
+Content-Transfer-Encoding: base64
+
+aGVs!!bG8=
+--B
+Content-Transfer-Encoding: base64
+
+aGVsbG8=aGk=
+--B
+Content-Transfer-Encoding: quoted-printable
+
+a=ZZb
+--B
+Content-Transfer-Encoding: base64 x
+
+aGk=
+--B
+Content-Transfer-Encoding: base64
+
+aGVs
+ bG8=
+--B--
+""")
+
 # No Content-Transfer-Encoding at all: 7bit.
 PLAIN = crlf("""\
 From: a@example.org
@@ -142,7 +173,7 @@ ITEMS = [
 
 def fill(srv):
     c = srv.login()
-    for m in (SINGLE_B64, MIXED, PLAIN, UNKNOWN):
+    for m in (SINGLE_B64, MIXED, PLAIN, UNKNOWN, BROKEN):
         append(c, "INBOX", m, date="01-Jan-2021 00:00:00 +0000")
     c.logout()
 
@@ -179,8 +210,9 @@ def fetch_items(line: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
 def answers(srv, commands):
     """Each command's untagged responses (FETCH items sorted) and tagged status with its
     response code: the text after it is each server's own. Normalised where the servers
-    differ legitimately: \\Recent (each server has its own sessions), and the `* n FETCH
-    (UID n)` Dovecot sends for a message whose item failed (pimap sends nothing for it)."""
+    differ legitimately: \\Recent (each server has its own sessions), and the FETCH
+    responses of a failed FETCH (Dovecot sends the items it had before the one that failed,
+    or `(UID n)`; pimap sends none)."""
     c = srv.login()
     c.ok("SELECT INBOX")
     out = []
@@ -190,7 +222,8 @@ def answers(srv, commands):
         untagged = [fetch_items(u.replace(b" \\Recent", b"").replace(b"\\Recent", b""))
                     for u in r.untagged]
         if r.status != "OK":
-            untagged = [u for u in untagged if [n for n, _ in u[1]] != [b"UID"]]
+            # Dovecot sends what it fetched before the item that failed; pimap nothing.
+            untagged = [u for u in untagged if b"FETCH" not in u[0]]
         out.append((cmd, untagged, r.status + code))
     return out
 
@@ -203,19 +236,22 @@ def compare(both, commands):
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("seq", [1, 2, 3, 4])
+@pytest.mark.parametrize("seq", [1, 2, 3, 4, 5])
 def test_binary_items_like_dovecot(both, seq):
-    # Dovecot sizes all parts of a message at once, so its BINARY.SIZE of any part of the
-    # message with an unknown encoding fails; pimap's fails only for that part (see
-    # test_unknown_cte).
-    items = [i for i in ITEMS if seq != 4 or "SIZE" not in i]
+    # Dovecot sizes all parts of a message at once, so its BINARY.SIZE of any part of a
+    # message with an unknown encoding or invalid data fails; pimap's fails only for that
+    # part (see test_unknown_cte).
+    items = [i for i in ITEMS if seq < 4 or "SIZE" not in i] + [
+        f"BINARY.PEEK[{n}]" for n in (3, 4, 5)]
     compare(both, [f"FETCH {seq} ({item})" for item in items])
 
 
 def test_binary_sets_seen_like_dovecot(both):
     compare(both, ["STORE 1:* -FLAGS.SILENT (\\Seen)", "FETCH 3 (BINARY[1])", "FETCH 3 FLAGS",
                    "FETCH 2 (BINARY[4.1.1])", "FETCH 2 FLAGS", "FETCH 1 (BINARY.SIZE[1])",
-                   "FETCH 1 FLAGS", "UID FETCH 1:3 (BINARY.SIZE[1])"])
+                   "FETCH 1 FLAGS", "UID FETCH 1:3 (BINARY.SIZE[1])",
+                   "FETCH 5 (BINARY[1])", "FETCH 5 FLAGS", "FETCH 4 (BINARY[2])",
+                   "FETCH 4 FLAGS"])
 
 
 def test_nul_data_in_literal8(pimap):
@@ -227,6 +263,25 @@ def test_nul_data_in_literal8(pimap):
     # The same bytes through BODY[1] are base64; BINARY of a part without NUL is a literal.
     r = c.ok("FETCH 3 (BINARY.PEEK[1])")
     assert r.untagged == [b"* 3 FETCH (BINARY[1] {11}\r\njust text\r\n)\r\n"]
+
+
+def test_invalid_data(pimap):
+    """NO [PARSE] for data that is not valid in its encoding (Dovecot's answer; for base64
+    that ends without its padding Dovecot even drops the connection)."""
+    truncated = crlf("Content-Transfer-Encoding: base64\n\naGVsbG8\n")
+    fill(pimap)
+    c = pimap.login()
+    append(c, "INBOX", truncated)
+    c.ok("SELECT INBOX")
+    # (Message 5 has a part with an unknown encoding too: its BINARY[] is UNKNOWN-CTE.)
+    for seq, item in [(5, "BINARY.PEEK[1]"), (5, "BINARY.SIZE[2]"), (5, "BINARY[3]"),
+                      (6, "BINARY.PEEK[1]"), (6, "BINARY.SIZE[1]"), (6, "BINARY.PEEK[]")]:
+        r = c.command(f"FETCH {seq} ({item})")
+        assert (r.status, r.code, r.untagged) == ("NO", "PARSE", []), (seq, item, r.line)
+    r = c.ok("FETCH 5 (BINARY.SIZE[5] BINARY.PEEK[5] FLAGS)")
+    # A failed BINARY sets \\Seen all the same, as in Dovecot.
+    assert r.untagged == [b"* 5 FETCH (BINARY.SIZE[5] 5 BINARY[5] ~{5}\r\nhello "
+                          b"FLAGS (\\Seen \\Recent))\r\n"]
 
 
 def test_unknown_cte(pimap):
