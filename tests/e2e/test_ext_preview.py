@@ -1,6 +1,5 @@
 """PREVIEW (RFC 8970): `FETCH PREVIEW` and `PREVIEW (LAZY)`, compared with Dovecot 2.3's
-"fuzzy" preview on plain-text messages (HTML is made text differently: pimap uses
-mail-parser's converter, so only pimap's own answer is checked for HTML).
+"fuzzy" preview on plain-text and HTML messages.
 
 C: A1 FETCH 1 (PREVIEW)
 S: * 1 FETCH (PREVIEW "Hello Bob, the numbers look fine.")
@@ -38,22 +37,38 @@ PLAIN = [
     plain("--b\nContent-Type: application/pdf\n\nxx\n--b\nContent-Type: text/plain\n\n"
           "after pdf\n--b--\n", "Content-Type: multipart/mixed; boundary=b\n"),
     plain("xx\n", "Content-Type: image/png\n"),
+    plain("hidden\n", "Content-Type: text/plain\nContent-Transfer-Encoding: x-unknown\n"),
+    plain("--b\nContent-Type: text/html\n\n<p>html first</p>\n--b\nContent-Type: text/plain\n\n"
+          "plain second\n--b--\n", "Content-Type: multipart/alternative; boundary=b\n"),
+]
+
+HTML = "Content-Type: text/html; charset=utf-8\n"
+
+HTML_MESSAGES = [
+    plain("<html><head><title>T</title><style>p{}</style></head><body><p>Hi <b>there</b>&amp; "
+          "you</p>\n<blockquote>quoted</blockquote><p>second&nbsp;para</p></body></html>\n", HTML),
+    plain("<!-- c -- x --  >a<SCRIPT type=x>if (a<b) {}</script>b<a href=\"x>y\">link</a>"
+          "<![CDATA[<raw>]]> AT&T &unknown; &#233;&#xE9; &lt;&gt; caf&eacute;\n", HTML),
+    plain("<div>\n> not a quote\n<br>line<br/>two</div>\n", HTML),
+    plain("--b\nContent-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n"
+          "<p>Gr=C3=BC=C3=9Fe <i>aus</i> K=C3=B6ln</p>\n--b\nContent-Type: image/png\n\nxx\n--b--\n",
+          "Content-Type: multipart/related; boundary=b\n"),
 ]
 
 
 def test_preview_like_dovecot(both):
     dv, pm = both
     c = pm.login()
-    for m in PLAIN:
+    for m in PLAIN + HTML_MESSAGES:
         append(c, "INBOX", m)
     c.logout()
-    cmds = [f"FETCH {n} (PREVIEW)" for n in range(1, len(PLAIN) + 1)]
+    cmds = [f"FETCH {n} (PREVIEW)" for n in range(1, len(PLAIN + HTML_MESSAGES) + 1)]
     want, got = answers(dv, cmds), answers(pm, cmds)
     bad = [f"pimap   {g!r}\ndovecot {w!r}" for w, g in zip(want, got) if g != w]
     assert not bad, "\n".join(bad)
 
 
-def test_preview_lazy_and_html(pimap):
+def test_preview_lazy(pimap):
     c = pimap.login()
     assert b"PREVIEW" in c.ok("CAPABILITY").untagged[0].split()
     append(c, "INBOX", plain("<html><head><style>p {}</style></head><body><p>Hi <b>there</b>"
