@@ -194,7 +194,9 @@ impl Session {
             };
             let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
             let doc = LazyDoc::new(&load);
-            let save_date = || st.mbox.save_date(m.uid).ok();
+            // One `stat` for all the SAVED* keys of the message.
+            let saved = OnceCell::new();
+            let save_date = || *saved.get_or_init(|| st.mbox.save_date(m.uid).ok());
             let ctx = Ctx {
                 view,
                 seq: i as u32 + 1,
