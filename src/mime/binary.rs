@@ -21,7 +21,7 @@ use base64::Engine as _;
 /// such field, a single token; anything else is unknown (an empty value, or a token with more
 /// after it, included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cte {
+pub(super) enum Cte {
     /// 7bit, 8bit, binary or no field: the body is sent as it is.
     Identity,
     Base64,
@@ -30,7 +30,7 @@ enum Cte {
 }
 
 impl Cte {
-    fn of(msg: &[u8], part: &Part) -> Cte {
+    pub(super) fn of(msg: &[u8], part: &Part) -> Cte {
         let Some(f) = part
             .fields
             .iter()
@@ -195,6 +195,42 @@ fn base64_strict(raw: &[u8]) -> Result<Vec<u8>, Undecodable> {
     ENGINE.decode(chars).map_err(|_| Undecodable::Invalid)
 }
 
+/// Base64 decoded up to where it stops being valid (the first character outside the
+/// alphabet, or the end of a padded quantum), as Dovecot's decoder gives it to PREVIEW.
+pub(super) fn base64_prefix(raw: &[u8]) -> Vec<u8> {
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let mut chars = Vec::new();
+    let mut padded = false;
+    for &b in raw {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if !padded => chars.push(b),
+            b'=' => {
+                padded = true;
+                chars.push(b);
+                if chars.len() % 4 == 0 {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    // An unfinished quantum decodes as far as it goes; a single character is nothing. Only
+    // the last quantum can be wrong: at most three tries.
+    while !chars.is_empty() {
+        if let Ok(d) = ENGINE.decode(&chars) {
+            return d;
+        }
+        chars.pop();
+    }
+    Vec::new()
+}
+
 /// Is every `=` of quoted-printable (RFC 2045 §6.7) followed by two hex digits, or by blanks
 /// and the end of the line (a soft line break)?
 fn qp_valid(raw: &[u8]) -> bool {
@@ -316,6 +352,17 @@ Content-Transfer-Encoding: base64\r\n\r\n!!\r\n--b\r\n\r\nok\r\n--b--\r\n";
         let both = String::from_utf8_lossy(msg)
             .replace("\r\n\r\nok", "\r\nContent-Transfer-Encoding: x\r\n\r\nok");
         assert_eq!(bin(both.as_bytes(), &[]), Err(Undecodable::UnknownCte));
+    }
+
+    #[test]
+    fn base64_prefix_stops_where_the_data_does() {
+        assert_eq!(base64_prefix(b"aGVs!!bG8="), b"hel");
+        assert_eq!(base64_prefix(b"aGVs\r\nbG8=\r\naGk=\r\n"), b"hello");
+        assert_eq!(base64_prefix(b"aGVsbG8"), b"hello");
+        assert_eq!(base64_prefix(b"aGk=="), b"hi");
+        assert_eq!(base64_prefix(b"a"), b"");
+        let long = [&b"aG="[..], &[b'A'; 100_000]].concat();
+        assert_eq!(base64_prefix(&long), b"h");
     }
 
     #[test]

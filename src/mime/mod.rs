@@ -28,6 +28,7 @@
 pub mod binary;
 pub mod casemap;
 pub mod envelope;
+pub mod html;
 pub mod parse;
 pub mod preview;
 pub mod rfc822;

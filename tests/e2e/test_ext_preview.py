@@ -38,6 +38,12 @@ PLAIN = [
           "after pdf\n--b--\n", "Content-Type: multipart/mixed; boundary=b\n"),
     plain("xx\n", "Content-Type: image/png\n"),
     plain("hidden\n", "Content-Type: text/plain\nContent-Transfer-Encoding: x-unknown\n"),
+    # Invalid base64: decoded as far as it is valid.
+    plain("aGVs!!bG8=\n", "Content-Transfer-Encoding: base64\n"),
+    plain("aGVsbG8=aGk=\n", "Content-Transfer-Encoding: base64\n"),
+    plain("aGVs\nbG8=\nextra text after\n", "Content-Transfer-Encoding: base64\n"),
+    plain("--b\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner text\n--b--\n",
+          "Content-Type: multipart/mixed; boundary=b\n"),
     plain("--b\nContent-Type: text/html\n\n<p>html first</p>\n--b\nContent-Type: text/plain\n\n"
           "plain second\n--b--\n", "Content-Type: multipart/alternative; boundary=b\n"),
 ]
