@@ -136,7 +136,9 @@ fn item(
         FetchAttr::BodySection {
             section, partial, ..
         } => return Ok(body_section(section, *partial, m.msg, sink, out, line)),
-        FetchAttr::Binary { part, partial, .. } => binary(part, *partial, m.msg, line)?,
+        FetchAttr::Binary { part, partial, .. } => {
+            return binary(part, *partial, m.msg, sink, out, line)
+        }
         FetchAttr::BinarySize { part } => binary_size(part, m.msg, line)?,
         FetchAttr::ModSeq => line.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
         FetchAttr::SaveDate => save_date(m.save_date, line),
@@ -276,25 +278,21 @@ fn body_section(
 
 /// `BINARY[part]<partial>` of a message in memory: a `literal8` when the content was
 /// decoded or holds NUL (as Dovecot decides: for the whole content, not the partial), NUL
-/// bytes sent as they are (RFC 3516 §4.2). A part that does not exist is empty, as in
-/// `BODY[]`.
+/// bytes sent as they are (RFC 3516 §4.2); a big one through the sink. A part that does not
+/// exist is empty, as in `BODY[]`. `Ok(false)` when the connection is gone.
 fn binary(
     part: &[u32],
     partial: Option<(u32, u32)>,
     msg: &[u8],
+    sink: &Option<Sink>,
+    out: &mut Vec<u8>,
     line: &mut Vec<u8>,
-) -> Result<(), HandlerError> {
+) -> Result<bool, HandlerError> {
     let content = decoded(msg, part)?.unwrap_or_default();
     line.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
     let data = apply_partial(line, &content.data, partial);
     line.push(b' ');
-    if content.literal8 {
-        line.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
-        line.extend_from_slice(data);
-    } else {
-        literal(line, data);
-    }
-    Ok(())
+    Ok(sink_literal(sink, out, line, data, content.literal8))
 }
 
 /// `BINARY.SIZE[part]` of a message in memory: the size of the decoded part.
@@ -460,23 +458,40 @@ fn literal(out: &mut Vec<u8>, data: &[u8]) {
 /// pieces, after `out` and `line`, instead of being copied into the response. False when the
 /// connection is gone.
 fn slice_literal(sink: &Option<Sink>, out: &mut Vec<u8>, line: &mut Vec<u8>, data: &[u8]) -> bool {
+    sink_literal(sink, out, line, data, false)
+}
+
+/// [`slice_literal`], or when `literal8` a `~{n}` literal8 with NUL bytes as they are
+/// (RFC 3516 BINARY).
+fn sink_literal(
+    sink: &Option<Sink>,
+    out: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    data: &[u8],
+    literal8: bool,
+) -> bool {
+    let bytes = |to: &mut Vec<u8>, c: &[u8]| match literal8 {
+        true => to.extend_from_slice(c),
+        false => literal_bytes(to, c),
+    };
+    let tilde = if literal8 { "~" } else { "" };
+    line.extend_from_slice(format!("{tilde}{{{}}}\r\n", data.len()).as_bytes());
     let Some(sink) = sink.as_ref().filter(|_| data.len() > SINK_CHUNK) else {
-        literal(line, data);
+        bytes(line, data);
         return true;
     };
-    line.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
     let mut first = std::mem::take(out);
     first.append(line);
     let mut chunks = data.chunks(SINK_CHUNK);
     if let Some(c) = chunks.next() {
-        literal_bytes(&mut first, c);
+        bytes(&mut first, c);
     }
     if !sink.send(first) {
         return false;
     }
     chunks.all(|c| {
         let mut piece = Vec::with_capacity(c.len());
-        literal_bytes(&mut piece, c);
+        bytes(&mut piece, c);
         sink.send(piece)
     })
 }
