@@ -136,6 +136,7 @@ fn cached_answers_equal_uncached_for_the_corpus() {
             mime::body_structure(&msg, true, &mut bs);
             assert_eq!(m.bodystructure, bs);
             assert_eq!(m.vsize, msg.len() as u64);
+            assert_eq!(m.preview, mime::preview::preview(&msg).into_bytes());
             if let Some(h) = &m.header {
                 with_header += 1;
                 for s in sections() {

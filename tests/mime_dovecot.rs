@@ -489,6 +489,7 @@ fn sections_for(p: &Parsed) -> Vec<Section> {
         sec(&[], Some(SectionText::HeaderFieldsNot(fields()))),
         sec(&[2], None),
         sec(&[1, 1], None),
+        sec(&[1, 1, 1], None),
         sec(&[1], Some(SectionText::Header)),
     ];
     let mut paths = Vec::new();
@@ -496,6 +497,10 @@ fn sections_for(p: &Parsed) -> Vec<Section> {
     for (path, is_msg) in paths {
         v.push(sec(&path, None));
         v.push(sec(&path, Some(SectionText::Mime)));
+        // Dovecot: a leaf `n` has `n.1` (itself) but no `n.1.1`.
+        for extra in [&[1][..], &[1, 1]] {
+            v.push(sec(&[&path[..], extra].concat(), None));
+        }
         if is_msg {
             v.push(sec(&path, Some(SectionText::Header)));
             v.push(sec(&path, Some(SectionText::Text)));

@@ -188,6 +188,12 @@ pub enum FetchAttr {
     },
     /// RFC 7162 `MODSEQ`.
     ModSeq,
+    /// RFC 8514 `SAVEDATE`: when the message was saved into this mailbox.
+    SaveDate,
+    /// RFC 8970 `PREVIEW` / `PREVIEW (LAZY)`: the start of the message's text.
+    Preview {
+        lazy: bool,
+    },
 }
 
 /// `search-key` (RFC 3501 §6.4.4). A top-level list of keys is an `And`.
@@ -241,6 +247,12 @@ pub enum SearchKey {
     And(Vec<SearchKey>),
     /// RFC 7162 `MODSEQ n`.
     ModSeq(u64),
+    /// RFC 8514 §4.2: the save date (compared as BEFORE / ON / SINCE compare INTERNALDATE).
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514 §4.2: every message, when the mailbox keeps save dates.
+    SaveDateSupported,
 }
 
 /// GETMETADATA's `DEPTH` (RFC 5464 §4.2.2): the entry only, its children, or all below it.

@@ -25,9 +25,12 @@
 //! free functions are shortcuts that parse each time. This module does no I/O and must never
 //! panic or take more than linear time on any input (nesting and part counts are bounded).
 
+pub mod binary;
 pub mod casemap;
 pub mod envelope;
+pub mod html;
 pub mod parse;
+pub mod preview;
 pub mod rfc822;
 pub mod search;
 pub mod section;
@@ -102,10 +105,9 @@ impl<'a> Parsed<'a> {
         section::section(self.msg, &self.root, section)
     }
 
-    /// RFC 3516 `BINARY[part]`; `Err(())` for an unknown Content-Transfer-Encoding.
-    #[allow(clippy::result_unit_err)]
-    pub fn binary(&self, part: &[u32]) -> Result<Option<Vec<u8>>, ()> {
-        section::binary(self.msg, &self.root, part)
+    /// RFC 3516 `BINARY[part]`; `Ok(None)` if there is no such part.
+    pub fn binary(&self, part: &[u32]) -> Result<Option<binary::Binary>, binary::Undecodable> {
+        binary::binary(self.msg, &self.root, part)
     }
 
     /// The searchable text of the message.
@@ -133,10 +135,10 @@ pub fn section<'m>(msg: &'m [u8], section: &Section) -> Option<Cow<'m, [u8]>> {
     Parsed::new(msg).section(section)
 }
 
-/// RFC 3516 `BINARY[part]`: the part's content with its Content-Transfer-Encoding removed.
-/// `Err(())` when the encoding is unknown (`NO [UNKNOWN-CTE]`); `Ok(None)` if no such part.
-#[allow(clippy::result_unit_err)]
-pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<Vec<u8>>, ()> {
+/// RFC 3516 `BINARY[part]` (see [`mod@binary`]): `Err` when an encoding is unknown
+/// (`NO [UNKNOWN-CTE]`) or its data invalid (`NO [PARSE]`); `Ok(None)` if there is no such
+/// part.
+pub fn binary(msg: &[u8], part: &[u32]) -> Result<Option<binary::Binary>, binary::Undecodable> {
     Parsed::new(msg).binary(part)
 }
 

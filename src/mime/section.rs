@@ -1,4 +1,5 @@
-//! `BODY[section]` bytes (RFC 3501 §6.4.5) and `BINARY[part]` content (RFC 3516 §4.2).
+//! `BODY[section]` bytes (RFC 3501 §6.4.5), and the quoted-printable decoder `BINARY[part]`
+//! (RFC 3516, see [`mod@super::binary`]) uses.
 //!
 //! Part numbers are resolved the way Dovecot 2.3 resolves them: in a multipart, `n` is its
 //! n-th part; a non-multipart part has only part 1, itself (so `1` of a single-part message is
@@ -7,27 +8,32 @@
 //! message/rfc822 part.
 
 use super::parse::{name_is, Kind, Part};
-use super::structure::transfer_encoding;
 use crate::imap::types::{Section, SectionText};
 use std::borrow::Cow;
 
 /// The part at `path` (empty = the message itself).
 pub fn find<'p>(root: &'p Part, path: &[u32]) -> Option<&'p Part> {
     let mut part = root;
+    // The last number named the part it was applied to (`1` of a non-multipart).
+    let mut itself = false;
     for (i, &num) in path.iter().enumerate() {
         match &part.kind {
             Kind::Multipart(children) => {
                 let idx = usize::try_from(num.saturating_sub(1)).ok()?;
                 part = children.get(idx)?;
+                itself = false;
             }
             _ if num != 1 => return None,
-            // Dovecot: a single-part message has part 1 (itself), but no `1.1`.
+            // Dovecot: a single-part message has part 1 (itself), but no `1.1`; a leaf part
+            // `n` has `n.1` (itself), but no `n.1.1`.
             _ if i > 0 && std::ptr::eq(part, root) => return None,
-            _ => {}
+            _ if itself => return None,
+            _ => itself = true,
         }
         if i + 1 < path.len() {
             if let Kind::Message(child) = &part.kind {
                 part = child;
+                itself = false;
             }
         }
     }
@@ -83,54 +89,6 @@ pub fn section<'m>(msg: &'m [u8], root: &Part, s: &Section) -> Option<Cow<'m, [u
         }
         Some(SectionText::Mime) => return None,
     })
-}
-
-/// The content of `BINARY[part]`: the body with its Content-Transfer-Encoding undone.
-#[allow(clippy::result_unit_err)]
-pub fn binary(msg: &[u8], root: &Part, path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
-    let Some(part) = find(root, path) else {
-        return Ok(None);
-    };
-    if path.is_empty() {
-        return Ok(Some(
-            slice(msg, part.header.start..part.body.end).into_owned(),
-        ));
-    }
-    let body = msg.get(part.body.clone()).unwrap_or_default();
-    let cte = transfer_encoding(msg, part).unwrap_or_else(|| b"7bit".to_vec());
-    let cte = cte.to_ascii_lowercase();
-    match cte.as_slice() {
-        b"7bit" | b"8bit" | b"binary" => Ok(Some(body.to_vec())),
-        b"base64" => Ok(Some(decode_base64(body))),
-        b"quoted-printable" => Ok(Some(decode_qp(body))),
-        _ => Err(()),
-    }
-}
-
-/// RFC 2045 §6.8, leniently: characters outside the alphabet are skipped, `=` ends the data.
-pub fn decode_base64(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &b in data {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 fn hex(b: u8) -> Option<u8> {

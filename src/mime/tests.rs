@@ -162,10 +162,11 @@ fn single_part_numbers() {
 #[test]
 fn binary_decodes_transfer_encodings() {
     let m = to_crlf(b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: base64\n\naGVs\nbG8=\n--b\nContent-Transfer-Encoding: quoted-printable\n\na=3Db =\nc  \nd\n--b\nContent-Transfer-Encoding: x-uue\n\nx\n--b--\n").into_owned();
-    assert_eq!(binary(&m, &[1]), Ok(Some(b"hello".to_vec())));
-    assert_eq!(binary(&m, &[2]), Ok(Some(b"a=b c\r\nd".to_vec())));
-    assert_eq!(binary(&m, &[3]), Err(()));
-    assert_eq!(binary(&m, &[4]), Ok(None));
+    let data = |part: &[u32]| binary(&m, part).map(|b| b.map(|b| b.data));
+    assert_eq!(data(&[1]), Ok(Some(b"hello".to_vec())));
+    assert_eq!(data(&[2]), Ok(Some(b"a=b c\r\nd".to_vec())));
+    assert_eq!(data(&[3]), Err(super::binary::Undecodable::UnknownCte));
+    assert_eq!(data(&[4]), Ok(None));
 }
 
 #[test]

@@ -29,6 +29,9 @@ struct Request {
     need: Need,
     /// Some item without PEEK sets `\Seen` (RFC 3501 §6.4.5).
     sets_seen: bool,
+    /// `BINARY[]` or `BINARY.SIZE[]` is asked: a big message is streamed for it only when
+    /// it has no MIME parts to decode.
+    binary_whole: bool,
     /// What the items ask of the metadata cache.
     cached: fetch_cached::Use,
 }
@@ -126,7 +129,12 @@ impl Session {
             FetchAttr::BodySection { peek, .. } | FetchAttr::Binary { peek, .. } => !peek,
             _ => false,
         });
+        let binary_whole = items.iter().any(|a| match a {
+            FetchAttr::Binary { part, .. } | FetchAttr::BinarySize { part } => part.is_empty(),
+            _ => false,
+        });
         Ok(Request {
+            binary_whole,
             need: fetch_body::need(&items),
             cached: fetch_cached::usage(&items),
             items,
@@ -213,7 +221,7 @@ fn fetch_one(
         .as_deref()
         .is_some_and(|h| fetch_cached::sufficient(h, req.cached));
     let (raw, file) = if req.need != Need::Nothing && !from_cache {
-        match load_body(&mut st, req.need, msg_uid)? {
+        match load_body(&mut st, req, msg_uid)? {
             Some(Ok(file)) => (None, Some(file)),
             Some(Err(r)) => (Some(r), None),
             None => {
@@ -239,6 +247,10 @@ fn fetch_one(
         (Some(c), Some(_), None) => fetch_cached::fill(c, &st.mbox, msg_uid, msg),
         _ => None,
     };
+    let save_date = match req.items.contains(&FetchAttr::SaveDate) {
+        true => saved_at(&st, msg_uid)?,
+        false => None,
+    };
     let mut flags = meta.flags.clone();
     let flags_changed = mark_seen(view, &mut st, req, msg_uid, &mut flags, &mut modseq)?;
     // Another session may have given the mailbox a keyword since this command's sync:
@@ -256,6 +268,7 @@ fn fetch_one(
         msg,
         file: file.as_ref(),
         cached: hit.as_deref().or(filled.as_deref()),
+        save_date,
     };
     Ok(
         match fetch_response::write(&req.items, req.condstore, &m, sink, out)? {
@@ -266,19 +279,37 @@ fn fetch_one(
 }
 
 /// Read the message for items that need its bytes, under the mailbox lock: opened when the
-/// items can be served from the file ([`Need::Streamable`]; a small message is read whole all
-/// the same), else read whole. `None`: its file is gone (expunged meanwhile).
+/// items can be served from the file ([`Need::Streamable`]; a small message, or one whose
+/// `BINARY[]` has parts to decode, is read whole all the same), else read whole. `None`: its file is gone (expunged meanwhile).
 fn load_body(
     st: &mut Open,
-    need: Need,
+    req: &Request,
     uid: u32,
 ) -> Result<Option<Result<BodyFile, Vec<u8>>>, HandlerError> {
-    let loaded = match need {
-        Need::Streamable => st.mbox.open_message(uid).and_then(BodyFile::new),
+    let loaded = match req.need {
+        Need::Streamable => st
+            .mbox
+            .open_message(uid)
+            .and_then(BodyFile::new)
+            .and_then(|body| match body {
+                Ok(f) if req.binary_whole && !mime::binary::verbatim(&f.header) => {
+                    f.read_whole().map(Err)
+                }
+                other => Ok(other),
+            }),
         _ => st.mbox.read(uid).map(Err),
     };
     match loaded {
         Ok(body) => Ok(Some(body)),
+        Err(StoreError::Expunged(_)) | Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// RFC 8514 SAVEDATE of `uid`: `None` (NIL) when its file went away meanwhile.
+pub(super) fn saved_at(st: &Open, uid: u32) -> Result<Option<i64>, HandlerError> {
+    match st.mbox.save_date(uid) {
+        Ok(t) => Ok(Some(t)),
         Err(StoreError::Expunged(_)) | Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }

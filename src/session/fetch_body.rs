@@ -44,12 +44,14 @@ pub(super) fn need(items: &[FetchAttr]) -> Need {
             | FetchAttr::InternalDate
             | FetchAttr::Rfc822Size
             | FetchAttr::Uid
-            | FetchAttr::ModSeq => Need::Nothing,
+            | FetchAttr::ModSeq
+            | FetchAttr::SaveDate => Need::Nothing,
             FetchAttr::Envelope
             | FetchAttr::Rfc822
             | FetchAttr::Rfc822Header
             | FetchAttr::Rfc822Text => Need::Streamable,
-            // RFC 3516: BINARY[] of the whole message is its bytes, as BODY[] (NUL kept).
+            // RFC 3516: BINARY[] of a message without parts to decode is its bytes, as
+            // BODY[] (NUL kept); `fetch` reads one with such parts whole.
             FetchAttr::Binary { part, .. } | FetchAttr::BinarySize { part } if part.is_empty() => {
                 Need::Streamable
             }
@@ -117,6 +119,16 @@ impl BodyFile {
             body_raw,
             clean,
         }))
+    }
+
+    /// The whole message file, read now: `BINARY[]` of a message with MIME parts to decode
+    /// ([`crate::mime::binary::verbatim`] is false for its header) needs its structure.
+    pub fn read_whole(mut self) -> Result<Vec<u8>, StoreError> {
+        let io = |e| StoreError::Io("reading the message".into(), e);
+        let mut all = Vec::new();
+        self.file.file.seek(SeekFrom::Start(0)).map_err(io)?;
+        self.file.file.read_to_end(&mut all).map_err(io)?;
+        Ok(all)
     }
 
     /// RFC822.SIZE.

@@ -1,5 +1,5 @@
 //! FETCH answers from the persistent metadata cache (`store::cache`): ENVELOPE, BODY,
-//! BODYSTRUCTURE, RFC822.SIZE and the header sections (`BODY[HEADER]`, `HEADER.FIELDS`,
+//! BODYSTRUCTURE, RFC822.SIZE, PREVIEW and the header sections (`BODY[HEADER]`, `HEADER.FIELDS`,
 //! `HEADER.FIELDS.NOT`, `RFC822.HEADER`) without opening the message file.
 //!
 //! Owns: deciding whether a FETCH's items can all be served from a cache entry, and filling
@@ -36,8 +36,12 @@ pub(super) fn usage(items: &[FetchAttr]) -> Use {
             | FetchAttr::InternalDate
             | FetchAttr::Rfc822Size
             | FetchAttr::Uid
-            | FetchAttr::ModSeq => {}
-            FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => u.any = true,
+            | FetchAttr::ModSeq
+            | FetchAttr::SaveDate => {}
+            FetchAttr::Envelope
+            | FetchAttr::Body
+            | FetchAttr::BodyStructure
+            | FetchAttr::Preview { .. } => u.any = true,
             FetchAttr::Rfc822Header => {
                 u.any = true;
                 u.header = true;

@@ -32,8 +32,10 @@ pub(super) struct Msg<'a> {
     pub msg: &'a [u8],
     /// The message file, when big enough to be streamed.
     pub file: Option<&'a BodyFile>,
-    /// The cache entry answering ENVELOPE, BODY, BODYSTRUCTURE and RFC822.SIZE.
+    /// The cache entry answering ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE and PREVIEW.
     pub cached: Option<&'a Meta>,
+    /// RFC 8514 SAVEDATE (Unix seconds), when asked and known.
+    pub save_date: Option<i64>,
 }
 
 /// Write the `* n FETCH (...)` response of the message `m` with `items`: false when the
@@ -134,9 +136,19 @@ fn item(
         FetchAttr::BodySection {
             section, partial, ..
         } => return Ok(body_section(section, *partial, m.msg, sink, out, line)),
-        FetchAttr::Binary { part, partial, .. } => binary(part, *partial, m.msg, line)?,
+        FetchAttr::Binary { part, partial, .. } => {
+            return binary(part, *partial, m.msg, sink, out, line)
+        }
         FetchAttr::BinarySize { part } => binary_size(part, m.msg, line)?,
         FetchAttr::ModSeq => line.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
+        FetchAttr::SaveDate => save_date(m.save_date, line),
+        FetchAttr::Preview { .. } => {
+            line.extend_from_slice(b"PREVIEW ");
+            match m.cached {
+                Some(c) => encode::string(line, &c.preview),
+                None => encode::string(line, mime::preview::preview(m.msg).as_bytes()),
+            }
+        }
     }
     Ok(true)
 }
@@ -205,6 +217,14 @@ fn file_partial(
     (start, len)
 }
 
+/// RFC 8514 §4.1: `SAVEDATE "date-time"`, or NIL when the mailbox has none for the message.
+fn save_date(date: Option<i64>, line: &mut Vec<u8>) {
+    match date {
+        Some(d) => line.extend_from_slice(format!("SAVEDATE \"{}\"", imap_datetime(d)).as_bytes()),
+        None => line.extend_from_slice(b"SAVEDATE NIL"),
+    }
+}
+
 /// RFC822.SIZE: the file's when streamed, else the cache entry's, else the message's in
 /// memory.
 fn rfc822_size(m: &Msg) -> u64 {
@@ -256,39 +276,43 @@ fn body_section(
     slice_literal(sink, out, line, data)
 }
 
-/// `BINARY[part]<partial>` of a message in memory: NUL bytes are sent as they are, in a
-/// literal8 (RFC 3516).
+/// `BINARY[part]<partial>` of a message in memory: a `literal8` when the content was
+/// decoded or holds NUL (as Dovecot decides: for the whole content, not the partial), NUL
+/// bytes sent as they are (RFC 3516 §4.2); a big one through the sink. A part that does not
+/// exist is empty, as in `BODY[]`. `Ok(false)` when the connection is gone.
 fn binary(
     part: &[u32],
     partial: Option<(u32, u32)>,
     msg: &[u8],
+    sink: &Option<Sink>,
+    out: &mut Vec<u8>,
     line: &mut Vec<u8>,
-) -> Result<(), HandlerError> {
-    let data = decoded(msg, part)?.unwrap_or_default();
+) -> Result<bool, HandlerError> {
+    let content = decoded(msg, part)?.unwrap_or_default();
     line.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
-    let data = apply_partial(line, &data, partial);
+    let data = apply_partial(line, &content.data, partial);
     line.push(b' ');
-    if data.contains(&0) {
-        line.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
-        line.extend_from_slice(data);
-    } else {
-        literal(line, data);
-    }
-    Ok(())
+    Ok(sink_literal(sink, out, line, data, content.literal8))
 }
 
 /// `BINARY.SIZE[part]` of a message in memory: the size of the decoded part.
 fn binary_size(part: &[u32], msg: &[u8], line: &mut Vec<u8>) -> Result<(), HandlerError> {
-    let n = decoded(msg, part)?.map(|d| d.len()).unwrap_or(0);
+    let n = decoded(msg, part)?.map(|d| d.data.len()).unwrap_or(0);
     line.extend_from_slice(format!("BINARY.SIZE[{}] {n}", part_spec(part)).as_bytes());
     Ok(())
 }
 
 /// The part's content with its Content-Transfer-Encoding undone (`None`: no such part); an
-/// encoding we can't undo fails the command (RFC 3516).
-fn decoded(msg: &[u8], part: &[u32]) -> Result<Option<Vec<u8>>, HandlerError> {
-    mime::binary(msg, part)
-        .map_err(|()| HandlerError::No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into()))
+/// encoding we can't undo fails the command (RFC 3516 §4.3), as does invalid data (Dovecot's
+/// answer).
+fn decoded(msg: &[u8], part: &[u32]) -> Result<Option<mime::binary::Binary>, HandlerError> {
+    use mime::binary::Undecodable;
+    mime::binary(msg, part).map_err(|e| {
+        HandlerError::No(match e {
+            Undecodable::UnknownCte => "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.".into(),
+            Undecodable::Invalid => "[PARSE] Invalid data in MIME part.".into(),
+        })
+    })
 }
 
 /// The FETCH response for a message that another session expunged before this one was told
@@ -349,6 +373,8 @@ pub(super) fn expunged_fetch(
                 p.extend_from_slice(format!("BINARY.SIZE[{}] 0", part_spec(part)).as_bytes())
             }
             FetchAttr::ModSeq => p.extend_from_slice(format!("MODSEQ ({modseq})").as_bytes()),
+            FetchAttr::SaveDate => save_date(None, &mut p),
+            FetchAttr::Preview { .. } => p.extend_from_slice(b"PREVIEW NIL"),
         }
         parts.push(p);
     }
@@ -360,7 +386,7 @@ pub(super) fn expunged_fetch(
 /// Write `{len}` and the bytes `[start, start + len)` of the message `f` into the response:
 /// through the sink when there is one (after `out` and `line`, which precede them), else into
 /// `line`. `binary` (RFC 3516): NUL bytes are sent as they are, in a `~{len}` literal8 if
-/// there are any. False when the connection is gone or the file failed (logged).
+/// the message has any (anywhere: Dovecot decides by the whole message, not the partial). False when the connection is gone or the file failed (logged).
 fn file_literal(
     sink: &Option<Sink>,
     out: &mut Vec<u8>,
@@ -369,7 +395,7 @@ fn file_literal(
     (start, len): (u64, u64),
     binary: bool,
 ) -> bool {
-    let literal8 = match binary.then(|| f.contains_nul(start, len)) {
+    let literal8 = match binary.then(|| f.contains_nul(0, f.size())) {
         Some(Ok(nul)) => nul,
         Some(Err(e)) => {
             log::error!("FETCH: {e}; closing the connection");
@@ -432,23 +458,40 @@ fn literal(out: &mut Vec<u8>, data: &[u8]) {
 /// pieces, after `out` and `line`, instead of being copied into the response. False when the
 /// connection is gone.
 fn slice_literal(sink: &Option<Sink>, out: &mut Vec<u8>, line: &mut Vec<u8>, data: &[u8]) -> bool {
+    sink_literal(sink, out, line, data, false)
+}
+
+/// [`slice_literal`], or when `literal8` a `~{n}` literal8 with NUL bytes as they are
+/// (RFC 3516 BINARY).
+fn sink_literal(
+    sink: &Option<Sink>,
+    out: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    data: &[u8],
+    literal8: bool,
+) -> bool {
+    let bytes = |to: &mut Vec<u8>, c: &[u8]| match literal8 {
+        true => to.extend_from_slice(c),
+        false => literal_bytes(to, c),
+    };
+    let tilde = if literal8 { "~" } else { "" };
+    line.extend_from_slice(format!("{tilde}{{{}}}\r\n", data.len()).as_bytes());
     let Some(sink) = sink.as_ref().filter(|_| data.len() > SINK_CHUNK) else {
-        literal(line, data);
+        bytes(line, data);
         return true;
     };
-    line.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
     let mut first = std::mem::take(out);
     first.append(line);
     let mut chunks = data.chunks(SINK_CHUNK);
     if let Some(c) = chunks.next() {
-        literal_bytes(&mut first, c);
+        bytes(&mut first, c);
     }
     if !sink.send(first) {
         return false;
     }
     chunks.all(|c| {
         let mut piece = Vec::with_capacity(c.len());
-        literal_bytes(&mut piece, c);
+        bytes(&mut piece, c);
         sink.send(piece)
     })
 }

@@ -363,6 +363,9 @@ impl Session {
                 "QUOTA=RES-STORAGE",
                 "QUOTA=RES-MESSAGE",
                 "UTF8=ACCEPT",
+                "BINARY",
+                "PREVIEW",
+                "SAVEDATE",
             ]);
             caps.push(&appendlimit);
             // RFC 4978 §3: not offered once compression is active.

@@ -216,6 +216,9 @@ impl Session {
             };
             let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
             let doc = LazyDoc::new(&load);
+            // One `stat` for all the SAVED* keys of the message.
+            let saved = OnceCell::new();
+            let save_date = || *saved.get_or_init(|| st.mbox.save_date(m.uid).ok());
             let ctx = Ctx {
                 view,
                 seq: i as u32 + 1,
@@ -224,6 +227,7 @@ impl Session {
                 doc: &doc,
                 modseq: st.last_modseqs().get(m.uid),
                 now,
+                save_date: &save_date,
             };
             if !eval(criteria, &ctx) || doc.unreadable() {
                 continue;
@@ -358,6 +362,8 @@ struct Ctx<'a> {
     modseq: u64,
     /// When the command started (Unix seconds): OLDER and YOUNGER count back from it.
     now: i64,
+    /// RFC 8514 save date, looked up (a `stat`) when a key asks.
+    save_date: &'a dyn Fn() -> Option<i64>,
 }
 
 /// The header fields of one matching message, for SORT and THREAD to read their keys from.
@@ -523,8 +529,13 @@ fn needs_body(k: &SearchKey) -> bool {
 }
 
 fn internal_date(meta: &MessageMeta) -> Date {
-    // RFC 3501 §6.4.4: dates compare disregarding time and timezone; we use UTC.
-    let (y, m, d) = super::fetch::civil_from_days(meta.internal_date.div_euclid(86400));
+    day_of(meta.internal_date)
+}
+
+/// The day of a time (Unix seconds): RFC 3501 §6.4.4 dates compare disregarding time and
+/// timezone; we use UTC.
+fn day_of(secs: i64) -> Date {
+    let (y, m, d) = super::fetch::civil_from_days(secs.div_euclid(86400));
     Date {
         year: y.clamp(0, u16::MAX as i64) as u16,
         month: m as u8,
@@ -607,6 +618,12 @@ fn eval(k: &SearchKey, c: &Ctx) -> bool {
         And(v) => v.iter().all(|k| eval(k, c)),
         // RFC 7162 §3.1.5: mod-sequence equal to or greater than the value.
         ModSeq(n) => c.modseq >= *n,
+        // RFC 8514 §4.2: as BEFORE / ON / SINCE, on the save date (none matches without one).
+        SavedBefore(d) => (c.save_date)().is_some_and(|t| day_of(t) < *d),
+        SavedOn(d) => (c.save_date)().is_some_and(|t| day_of(t) == *d),
+        SavedSince(d) => (c.save_date)().is_some_and(|t| day_of(t) >= *d),
+        // Every message of a Maildir has one (its file's ctime).
+        SaveDateSupported => true,
     }
 }
 

@@ -1,6 +1,7 @@
 //! A persistent cache of parsed message metadata, one `pimap-cache` file per Maildir folder
 //! (Dovecot ignores files it does not know): the ENVELOPE, BODY and BODYSTRUCTURE answers, the
-//! header block that SEARCH header keys and `BODY[HEADER.FIELDS ...]` read, and RFC822.SIZE.
+//! header block that SEARCH header keys and `BODY[HEADER.FIELDS ...]` read, RFC822.SIZE and the
+//! PREVIEW text.
 //!
 //! Owns: the file (format in [`codec`]), an index of it in memory (base name → size and where
 //! the record is, about 100 bytes per message; the records stay on disk and are read with
@@ -512,7 +513,14 @@ impl MailboxCache {
         let mut r = BufReader::with_capacity(64 * 1024, &f);
         let mut magic = [0u8; 8];
         if r.read_exact(&mut magic).is_err() || &magic != codec::MAGIC {
-            log::warn!("{}: not a pimap cache file; rebuilding it", path.display());
+            if magic.starts_with(codec::MAGIC_FAMILY) {
+                log::info!(
+                    "{}: another cache format version; rebuilding it",
+                    path.display()
+                );
+            } else {
+                log::warn!("{}: not a pimap cache file; rebuilding it", path.display());
+            }
             s.rewrite = true;
             return;
         }
@@ -658,5 +666,6 @@ pub fn compute(msg: &[u8]) -> Meta {
         body,
         bodystructure,
         header,
+        preview: crate::mime::preview::preview(msg).into_bytes(),
     }
 }

@@ -1,5 +1,5 @@
 //! FETCH items (RFC 3501 §6.4.5 / §9 `fetch-att`, RFC 3516 BINARY, RFC 7162 MODSEQ and
-//! CHANGEDSINCE).
+//! CHANGEDSINCE, RFC 8514 SAVEDATE, RFC 8970 PREVIEW).
 //!
 //! ```text
 //! fetch       = "FETCH" SP sequence-set SP ("ALL" / "FULL" / "FAST" /
@@ -7,7 +7,8 @@
 //! fetch-att   = "ENVELOPE" / "FLAGS" / "INTERNALDATE" / "RFC822" [".HEADER" / ".SIZE" / ".TEXT"] /
 //!               "BODY" ["STRUCTURE"] / "UID" / "BODY" section ["<" number "." nz-number ">"] /
 //!               "BODY.PEEK" section ["<" number "." nz-number ">"] /
-//!               "BINARY" [".PEEK"] section-binary [partial] / "BINARY.SIZE" section-binary / "MODSEQ"
+//!               "BINARY" [".PEEK"] section-binary [partial] / "BINARY.SIZE" section-binary / "MODSEQ" /
+//!               "SAVEDATE" / "PREVIEW" [SP "(" "LAZY" *(SP "LAZY") ")"]
 //! section     = "[" [section-spec] "]"
 //! section-spec = section-msgtext / (section-part ["." section-text])
 //! section-msgtext = "HEADER" / "HEADER.FIELDS" [".NOT"] SP header-list / "TEXT"
@@ -61,6 +62,16 @@ pub(crate) fn fetch_items(c: &mut Cursor) -> PResult<(Vec<FetchAttr>, Option<u64
 }
 
 fn push_unique(items: &mut Vec<FetchAttr>, a: FetchAttr) {
+    // PREVIEW and PREVIEW (LAZY) have one response item: the one without LAZY stays.
+    if let FetchAttr::Preview { lazy } = a {
+        if let Some(FetchAttr::Preview { lazy: had }) = items
+            .iter_mut()
+            .find(|x| matches!(x, FetchAttr::Preview { .. }))
+        {
+            *had = *had && lazy;
+            return;
+        }
+    }
     if !items.contains(&a) {
         items.push(a);
     }
@@ -110,6 +121,7 @@ fn fetch_att(c: &mut Cursor, items: &mut Vec<FetchAttr>, allow_macros: bool) -> 
         b"BODYSTRUCTURE" => Some(BodyStructure),
         b"UID" => Some(Uid),
         b"MODSEQ" => Some(ModSeq),
+        b"SAVEDATE" => Some(SaveDate),
         b"BODY" if c.peek() != Some(b'[') => Some(Body),
         _ => None,
     };
@@ -148,6 +160,7 @@ fn fetch_att(c: &mut Cursor, items: &mut Vec<FetchAttr>, allow_macros: bool) -> 
         b"BINARY.SIZE" => BinarySize {
             part: section_binary(c)?,
         },
+        b"PREVIEW" => preview(c)?,
         _ => {
             c.set_pos(start);
             let shown = c.take_while(|b| is_atom_char(b) && b != b'[');
@@ -236,6 +249,34 @@ fn header_list(c: &mut Cursor) -> PResult<Vec<String>> {
             return Ok(names);
         }
         c.sp("between header field names")?;
+    }
+}
+
+/// RFC 8970 §6: `"PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]`, `preview-mod =
+/// "LAZY"`; the cursor is after `PREVIEW`. A list whose first word is not LAZY is left alone:
+/// after the last item it is the FETCH modifiers (`FETCH 1 PREVIEW (CHANGEDSINCE 5)`).
+fn preview(c: &mut Cursor) -> PResult<FetchAttr> {
+    let start = c.pos();
+    let plain = FetchAttr::Preview { lazy: false };
+    if !(c.peek() == Some(b' ') && c.peek_at(1) == Some(b'(')) {
+        return Ok(plain);
+    }
+    c.sp("after PREVIEW")?;
+    c.eat(b'(');
+    let first = c.take_while(is_atom_char);
+    if !first.eq_ignore_ascii_case(b"LAZY") {
+        c.set_pos(start);
+        return Ok(plain);
+    }
+    loop {
+        if c.eat(b')') {
+            return Ok(FetchAttr::Preview { lazy: true });
+        }
+        c.sp("between PREVIEW modifiers")?;
+        let m = c.atom("PREVIEW modifier")?;
+        if !m.eq_ignore_ascii_case(b"LAZY") {
+            return Err(format!("Unknown PREVIEW modifier {}", show(m)));
+        }
     }
 }
 

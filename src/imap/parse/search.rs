@@ -320,6 +320,10 @@ fn single(c: &mut Cursor, mode: Charset, depth: usize, budget: &mut usize) -> PR
             K::Not(Box::new(key(c, mode, depth + 1, budget)?))
         }
         b"MODSEQ" => K::ModSeq(modseq(c)?),
+        b"SAVEDBEFORE" => K::SavedBefore(date_arg(c, "SAVEDBEFORE")?),
+        b"SAVEDON" => K::SavedOn(date_arg(c, "SAVEDON")?),
+        b"SAVEDSINCE" => K::SavedSince(date_arg(c, "SAVEDSINCE")?),
+        b"SAVEDATESUPPORTED" => K::SaveDateSupported,
         _ => return Err(format!("Unknown search key {}", show(name))),
     })
 }

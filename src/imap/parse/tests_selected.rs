@@ -173,7 +173,7 @@ fn fetch_errors() {
     );
     assert_eq!(reason("a FETCH 1 (FLAGS FOO)"), "Unknown FETCH item FOO");
     assert_eq!(reason("a FETCH 1 FLAGSX"), "Unknown FETCH item FLAGSX");
-    assert_eq!(reason("a FETCH 1 PREVIEW"), "Unknown FETCH item PREVIEW");
+    assert_eq!(reason("a FETCH 1 SNIPPET"), "Unknown FETCH item SNIPPET");
     assert_eq!(
         reason("a FETCH 1 BODY[MIME]"),
         "Section MIME requires a part number (e.g. BODY[1.MIME])"
@@ -523,8 +523,8 @@ fn search_errors() {
     );
     assert_eq!(reason("a SEARCH FOO"), "Unknown search key FOO");
     assert_eq!(
-        reason("a SEARCH SAVEDBEFORE 1-Jan-2020"),
-        "Unknown search key SAVEDBEFORE"
+        reason("a SEARCH SAVEDAFTER 1-Jan-2020"),
+        "Unknown search key SAVEDAFTER"
     );
     assert_eq!(
         reason("a SEARCH SINCE 31-Feb-2020"),
@@ -667,4 +667,63 @@ fn within_keys() {
             "{bad}: {why}"
         );
     }
+}
+
+#[test]
+fn savedate_and_preview() {
+    use SearchKey as K;
+    let fetch = |line: &str| match ok(line) {
+        Command::Fetch {
+            items,
+            changed_since,
+            ..
+        } => (items, changed_since),
+        c => panic!("{c:?}"),
+    };
+    assert_eq!(
+        fetch("a FETCH 1 (SAVEDATE PREVIEW (LAZY) UID)"),
+        (vec![SaveDate, Preview { lazy: true }, Uid], None)
+    );
+    // One PREVIEW response item: LAZY only when every PREVIEW asked is.
+    assert_eq!(
+        fetch("a FETCH 1 (PREVIEW (LAZY) preview PREVIEW (LAZY))"),
+        (vec![Preview { lazy: false }], None)
+    );
+    assert_eq!(
+        fetch("a FETCH 1 PREVIEW (lazy LAZY)"),
+        (vec![Preview { lazy: true }], None)
+    );
+    // A list after a lone PREVIEW that is not LAZY is the FETCH modifiers.
+    assert_eq!(
+        fetch("a FETCH 1 PREVIEW (CHANGEDSINCE 5)"),
+        (vec![Preview { lazy: false }], Some(5))
+    );
+    for bad in [
+        "a FETCH 1 (PREVIEW (LAZY FOO))",
+        "a FETCH 1 (PREVIEW (LAZY)",
+        "a FETCH 1 (PREVIEW ())",
+        "a FETCH 1 PREVIEWX",
+        "a FETCH 1 SAVEDATE.X",
+    ] {
+        assert!(!reason(bad).is_empty(), "{bad}");
+    }
+    let crit = |line: &str| match ok(line) {
+        Command::Search {
+            criteria: K::And(keys),
+            ..
+        } => keys,
+        c => panic!("{c:?}"),
+    };
+    let d = |day, month, year| Date { year, month, day };
+    assert_eq!(
+        crit("a SEARCH SAVEDBEFORE 1-Feb-2020 savedon 2-Feb-2020 SAVEDSINCE 3-Feb-2020 SAVEDATESUPPORTED"),
+        vec![
+            K::SavedBefore(d(1, 2, 2020)),
+            K::SavedOn(d(2, 2, 2020)),
+            K::SavedSince(d(3, 2, 2020)),
+            K::SaveDateSupported
+        ]
+    );
+    assert!(!reason("a SEARCH SAVEDON x").is_empty());
+    assert!(!reason("a SEARCH SAVEDATESUPPORTED 1-Jan-2020 x").is_empty());
 }

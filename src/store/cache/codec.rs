@@ -6,15 +6,21 @@
 //! payload = %x01 base size:u64le meta                 ; put
 //!         / %x02 base                                 ; forget
 //! base    = n:u16le n-bytes                           ; the message file's base name
-//! meta    = vsize:u64le envelope body bodystructure header
+//! meta    = vsize:u64le envelope body bodystructure header preview
 //! field   = n:u32le n-bytes                           ; header: n = 0xffffffff means absent
 //! ```
+//!
+//! Version 2 (`PIMAPC02`) added `preview`; a file of another version is rebuilt.
 //!
 //! A record is only ever appended whole by one `write`; a torn write leaves a short or
 //! mis-checksummed record at the end, which [`decode`] reports instead of guessing.
 
 /// The file's first bytes (format version in the last two).
-pub const MAGIC: &[u8; 8] = b"PIMAPC01";
+pub const MAGIC: &[u8; 8] = b"PIMAPC02";
+
+/// What every version's [`MAGIC`] starts with: a file with another version is not damaged,
+/// only older (or newer).
+pub const MAGIC_FAMILY: &[u8; 6] = b"PIMAPC";
 
 /// Largest payload accepted or written: a message whose metadata is bigger is not cached.
 pub const MAX_RECORD: usize = 256 * 1024;
@@ -37,6 +43,8 @@ pub struct Meta {
     /// The header block with CRLF line ends, up to and including its empty line; `None` when
     /// too big to keep or when the message has no empty line ending it.
     pub header: Option<Vec<u8>>,
+    /// The RFC 8970 PREVIEW text (UTF-8, see `mime::preview`).
+    pub preview: Vec<u8>,
 }
 
 /// One decoded record.
@@ -90,7 +98,8 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) -> bool {
         let total = meta.envelope.len()
             + meta.body.len()
             + meta.bodystructure.len()
-            + meta.header.as_ref().map_or(0, Vec::len);
+            + meta.header.as_ref().map_or(0, Vec::len)
+            + meta.preview.len();
         if total > MAX_RECORD {
             return false;
         }
@@ -103,6 +112,7 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) -> bool {
             Some(h) => put_bytes32(&mut p, h),
             None => p.extend_from_slice(&ABSENT.to_le_bytes()),
         }
+        put_bytes32(&mut p, &meta.preview);
     }
     if p.len() > MAX_RECORD {
         return false;
@@ -173,6 +183,7 @@ pub fn decode_header(
             Some(at..at + n as usize)
         }
     };
+    c.bytes32().flatten().ok_or(bad.clone())?;
     if !c.0.is_empty() {
         return Err(bad);
     }
@@ -225,6 +236,7 @@ fn parse_payload(p: &[u8]) -> Option<Record> {
             let body = c.bytes32()??;
             let bodystructure = c.bytes32()??;
             let header = c.bytes32()?;
+            let preview = c.bytes32()??;
             Record::Put {
                 base,
                 size,
@@ -234,6 +246,7 @@ fn parse_payload(p: &[u8]) -> Option<Record> {
                     body,
                     bodystructure,
                     header,
+                    preview,
                 },
             }
         }

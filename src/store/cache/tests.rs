@@ -13,6 +13,7 @@ fn meta(n: u8) -> Meta {
         header: n
             .is_multiple_of(2)
             .then(|| format!("Subject: {n}\r\n\r\n").into_bytes()),
+        preview: format!("preview {n}").into_bytes(),
     }
 }
 
@@ -162,6 +163,12 @@ fn damaged_files_are_rebuilt() {
         ("truncated", good[..good.len() - 5].to_vec()),
         ("garbage", b"\x00garbage that is not a cache".to_vec()),
         ("empty", Vec::new()),
+        // A file of the first version (records without the preview): rebuilt.
+        ("version 1", {
+            let mut g = b"PIMAPC01".to_vec();
+            g.extend_from_slice(&good[8..]);
+            g
+        }),
         ("middle flipped", {
             let mut g = good.clone();
             let i = g.len() / 2;

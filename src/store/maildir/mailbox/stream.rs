@@ -120,6 +120,30 @@ pub struct MessageFile {
 }
 
 impl Mailbox {
+    /// RFC 8514 SAVEDATE of `uid`: its file's ctime (Unix seconds), where Dovecot's Maildir
+    /// takes it from for messages it did not save itself (it caches the time of its own
+    /// saves, which the ctime matches to the second unless the file was renamed since).
+    /// A `stat` of the file, following a rename by another process once.
+    pub fn save_date(&self, uid: u32) -> Result<i64> {
+        use std::os::unix::fs::MetadataExt;
+        let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
+        let loc = self.locs.get(i).ok_or(StoreError::Expunged(uid))?;
+        let path = self.path_of(loc);
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let f = locate(&self.dir, loc.base()).ok_or(StoreError::Expunged(uid))?;
+                let path = self.dir.join(f.sub.dir()).join(&f.name);
+                fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => StoreError::Expunged(uid),
+                    _ => io_err("reading", &path, e),
+                })?
+            }
+            Err(e) => return Err(io_err("reading", &path, e)),
+        };
+        Ok(md.ctime())
+    }
+
     /// Open the file of `uid` (following a rename by another process once).
     pub fn open_message(&self, uid: u32) -> Result<MessageFile> {
         let i = self.index_of(uid).ok_or(StoreError::Expunged(uid))?;
