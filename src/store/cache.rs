@@ -290,7 +290,8 @@ impl MailboxCache {
     }
 
     /// A value derived from the message file `base` of `size` bytes and kept under `kind` by
-    /// [`keep_derived`](Self::keep_derived) (in memory only, see [`derived`]).
+    /// [`keep_derived`](Self::keep_derived): in memory only, for the life of the loaded cache,
+    /// within a process-wide budget.
     pub fn derived(&self, kind: u8, base: &str, size: u64) -> Option<Arc<[u8]>> {
         self.derived_lock().get(kind, base, size)
     }

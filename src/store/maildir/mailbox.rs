@@ -523,7 +523,7 @@ impl Mailbox {
     /// is the name's `S=` when it has one (every Maildir writer that sets it sets it from the
     /// bytes it wrote, and a Maildir file is never rewritten in place: the profile of the
     /// load mix had a fifth of its CPU in this `stat`); otherwise the size a scan's stat saw
-    /// ([`Loc::raw`]), else a `stat` (not an `open`), `None` when the file is not where the
+    /// (`Loc::raw`), else a `stat` (not an `open`), `None` when the file is not where the
     /// state says.
     pub fn cache_key(&self, uid: u32) -> Option<(&str, u64)> {
         let loc = self.locs.get(self.index_of(uid)?)?;
