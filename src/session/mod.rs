@@ -20,6 +20,7 @@
 mod auth;
 mod compress;
 mod condstore;
+mod context;
 mod fetch;
 mod fetch_body;
 mod fetch_cached;
@@ -325,6 +326,8 @@ impl Session {
                 "CHILDREN",
                 "ENABLE",
                 "ESEARCH",
+                "CONTEXT=SEARCH",
+                "CONTEXT=SORT",
                 "SEARCHRES",
                 "SORT",
                 "SORT=DISPLAY",
@@ -487,6 +490,7 @@ impl Session {
                 | Unselect
                 | Expunge
                 | UidExpunge(_)
+                | CancelUpdate(_)
                 | Search { .. }
                 | Sort { .. }
                 | Fetch { .. }
