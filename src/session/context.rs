@@ -13,13 +13,14 @@
 //!
 //! The searches end with CANCELUPDATE or when the mailbox is closed or another selected
 //! (the view goes). A session keeps at most [`MAX_UPDATES`]; beyond that the search is
-//! answered without updates and an untagged `NO [NOUPDATE "tag"]` says so (RFC 5267 §4.2).
+//! answered without updates and an untagged `NO [NOUPDATE "tag"]` says so (RFC 5267 §4.2, as
+//! Dovecot does past its own limit).
 
 use super::search::{compress_set, scan};
 use super::sort::{compare_values, values, Value};
 use super::view::View;
 use super::{Action, HandlerError, Output, Session};
-use crate::imap::types::{SearchKey, SortCriterion, SortKey};
+use crate::imap::types::{SearchKey, SearchReturn, SortCriterion, SortKey};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -103,13 +104,8 @@ impl Updates {
         }
     }
 
-    /// Keep `u`, replacing a search of the same tag; false (and nothing kept) when the
-    /// session has [`MAX_UPDATES`] already.
+    /// Keep `u`; false (and nothing kept) when the session has [`MAX_UPDATES`] already.
     fn add(&mut self, u: Update) -> bool {
-        if let Some(old) = self.list.iter_mut().find(|o| o.tag == u.tag) {
-            *old = u;
-            return true;
-        }
         if self.list.len() >= MAX_UPDATES {
             return false;
         }
@@ -119,6 +115,22 @@ impl Updates {
 }
 
 impl Session {
+    /// BAD for an updating search whose tag an active one has (the client could not tell
+    /// their updates apart), as Dovecot answers; before the search runs.
+    pub(super) fn check_update_tag(
+        &mut self,
+        tag: &str,
+        returns: Option<&[SearchReturn]>,
+    ) -> Result<(), HandlerError> {
+        if !returns.is_some_and(|r| r.contains(&SearchReturn::Update)) {
+            return Ok(());
+        }
+        if self.view_mut()?.context.list.iter().any(|u| u.tag == tag) {
+            return Err(HandlerError::Bad("Duplicate search update tag".into()));
+        }
+        Ok(())
+    }
+
     /// Keep an updating search after its initial answer (in `out`), or say it will not be
     /// updated (RFC 5267 §4.2).
     pub(super) fn start_update(
@@ -417,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn bounded_and_replaced_by_tag() {
+    fn bounded() {
         let mut all = Updates::default();
         for i in 0..MAX_UPDATES {
             assert!(all.add(Update::search(
@@ -428,7 +440,6 @@ mod tests {
             )));
         }
         assert!(!all.add(Update::search("X", false, SearchKey::All, vec![])));
-        assert!(all.add(Update::search("T3", true, SearchKey::All, vec![1])));
         assert_eq!(all.list.len(), MAX_UPDATES);
         all.touch(4);
         assert_eq!(all.dirty, vec![4]);

@@ -30,6 +30,7 @@ impl Session {
             return Err(HandlerError::Bad("not a SEARCH".into()));
         };
         self.check_charset(charset.as_deref(), returns.as_deref())?;
+        self.check_update_tag(tag, returns.as_deref())?;
         // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH (ALL when no
         // RETURN options were given).
         let returns = if self.enabled.rev2 {

@@ -35,6 +35,7 @@ impl Session {
             return Err(HandlerError::Bad("not a SORT".into()));
         };
         self.check_charset(Some(&charset), returns.as_deref())?;
+        self.check_update_tag(tag, returns.as_deref())?;
         let header = program
             .iter()
             .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));

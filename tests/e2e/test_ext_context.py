@@ -94,6 +94,17 @@ def test_bad_return_options(server, returns):
     assert c.command(f"SEARCH RETURN ({returns}) ALL").status == "BAD"
 
 
+def test_update_tag_in_use(server):
+    """A second updating search under an active one's tag is BAD (its updates could not
+    be told apart), as Dovecot answers; a search without UPDATE may reuse it."""
+    c, _ = box(server)
+    r = c.ok("SEARCH RETURN (UPDATE) UNSEEN")
+    assert c.command("SEARCH RETURN (UPDATE COUNT) SEEN", tag=r.tag).status == "BAD"
+    again = c.command("SEARCH RETURN (COUNT) SEEN", tag=r.tag)
+    assert (again.status, lines(again)) == ("OK", [f'* ESEARCH (TAG "{r.tag}") COUNT 2'.encode()])
+    assert c.command("SEARCH RETURN (UPDATE UPDATE) SEEN").status == "BAD"
+
+
 def test_cancelupdate_syntax(server):
     c, _ = box(server)
     assert c.command("CANCELUPDATE").status == "BAD"

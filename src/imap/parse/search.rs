@@ -100,6 +100,9 @@ fn return_opts(c: &mut Cursor) -> PResult<Option<Vec<SearchReturn>>> {
                 if partial(&o) && opts.iter().any(partial) {
                     return Err("PARTIAL can be used only once".into());
                 }
+                if o == SearchReturn::Update && opts.contains(&o) {
+                    return Err("SEARCH return options have duplicate UPDATE".into());
+                }
                 if !opts.contains(&o) {
                     opts.push(o);
                 }

@@ -55,6 +55,10 @@ fn broken_partial_ranges() {
         "PARTIAL can be used only once"
     );
     assert_eq!(
+        reason("a SEARCH RETURN (UPDATE COUNT UPDATE) ALL"),
+        "SEARCH return options have duplicate UPDATE"
+    );
+    assert_eq!(
         reason("a SEARCH RETURN (ALL PARTIAL 1:2) ALL"),
         "PARTIAL conflicts with ALL"
     );
