@@ -22,11 +22,11 @@ use super::view::View;
 use super::{Action, HandlerError, Output, Session};
 use crate::imap::types::{SearchKey, SearchReturn, SortCriterion, SortKey};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// Most updating searches one session keeps at once: each costs an evaluation of every
-/// changed message per sync, and a copy of its result.
-pub const MAX_UPDATES: usize = 16;
+/// changed message per sync, and a copy of its result (for SORT with the keys: some 60 bytes
+/// a message). Dovecot's bound too; clients use one or two.
+pub const MAX_UPDATES: usize = 10;
 
 /// One updating search.
 pub struct Update {
@@ -41,11 +41,11 @@ enum Kind {
     /// SEARCH: the matching UIDs, ascending.
     Search(Vec<u32>),
     /// SORT: the sort program and the matching UIDs in sorted order, with their keys; and
-    /// the keys by UID, to find a message's place by binary search.
+    /// the same UIDs ascending, to tell membership by binary search.
     Sort {
         program: Vec<SortCriterion>,
         sorted: Vec<(Vec<Value>, u32)>,
-        keys: HashMap<u32, Vec<Value>>,
+        members: Vec<u32>,
     },
 }
 
@@ -69,7 +69,8 @@ impl Update {
         program: Vec<SortCriterion>,
         sorted: Vec<(Vec<Value>, u32)>,
     ) -> Update {
-        let keys = sorted.iter().map(|(v, u)| (*u, v.clone())).collect();
+        let mut members: Vec<u32> = sorted.iter().map(|s| s.1).collect();
+        members.sort_unstable();
         Update {
             tag: tag.to_string(),
             uid,
@@ -77,7 +78,7 @@ impl Update {
             kind: Kind::Sort {
                 program,
                 sorted,
-                keys,
+                members,
             },
         }
     }
@@ -131,22 +132,22 @@ impl Session {
         Ok(())
     }
 
-    /// Keep an updating search after its initial answer (in `out`), or say it will not be
-    /// updated (RFC 5267 §4.2).
+    /// Keep an updating search after its initial answer (in `out` from `answer_at`), or say
+    /// it will not be updated (RFC 5267 §4.2), before that answer as Dovecot says it.
     pub(super) fn start_update(
         &mut self,
         u: Update,
         out: &mut Vec<u8>,
+        answer_at: usize,
     ) -> Result<(), HandlerError> {
         let tag = u.tag.clone();
         if !self.view_mut()?.context.add(u) {
-            out.extend_from_slice(
-                format!(
-                    "* NO [NOUPDATE \"{}\"] Too many updating searches (at most {MAX_UPDATES}).\r\n",
-                    quoted(&tag)
-                )
-                .as_bytes(),
+            let no = format!(
+                "* NO [NOUPDATE \"{}\"] Too many updating searches (at most {MAX_UPDATES}).\r\n",
+                quoted(&tag)
             );
+            let at = answer_at.min(out.len());
+            out.splice(at..at, no.into_bytes());
         }
         Ok(())
     }
@@ -253,17 +254,15 @@ fn remove(u: &mut Update, uids: &[u32]) -> Vec<(usize, u32)> {
             }
         }
         Kind::Sort {
-            program,
-            sorted,
-            keys,
+            sorted, members, ..
         } => {
             for &uid in uids {
-                let Some(k) = keys.remove(&uid) else {
+                let Ok(m) = members.binary_search(&uid) else {
                     continue;
                 };
-                let me = (k, uid);
-                let i = sorted.partition_point(|s| order(program, s, &me) == Ordering::Less);
-                if sorted.get(i).is_some_and(|s| s.1 == uid) {
+                members.remove(m);
+                // A scan, as cheap as the removal's own move of the entries after it.
+                if let Some(i) = sorted.iter().position(|s| s.1 == uid) {
                     sorted.remove(i);
                     gone.push((i + 1, uid));
                 }
@@ -326,7 +325,7 @@ fn refresh_one(
     let matched: Vec<u32> = hits.iter().map(|h| h.uid).collect();
     let was = |u: &Update, uid: u32| match &u.kind {
         Kind::Search(h) => h.binary_search(&uid).is_ok(),
-        Kind::Sort { keys, .. } => keys.contains_key(&uid),
+        Kind::Sort { members, .. } => members.binary_search(&uid).is_ok(),
     };
     let left: Vec<u32> = present
         .iter()
@@ -358,7 +357,7 @@ fn add(u: &mut Update, keyed: Vec<(Vec<Value>, u32)>) -> Vec<(usize, u32)> {
         Kind::Sort {
             program,
             sorted,
-            keys,
+            members,
         } => {
             let mut new = keyed;
             new.sort_by(|a, b| order(program, a, b));
@@ -366,7 +365,9 @@ fn add(u: &mut Update, keyed: Vec<(Vec<Value>, u32)>) -> Vec<(usize, u32)> {
             // client applies them in turn).
             for k in new {
                 let at = sorted.partition_point(|s| order(program, s, &k) == Ordering::Less);
-                keys.insert(k.1, k.0.clone());
+                if let Err(m) = members.binary_search(&k.1) {
+                    members.insert(m, k.1);
+                }
                 report.push((at + 1, k.1));
                 sorted.insert(at, k);
             }

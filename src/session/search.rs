@@ -49,11 +49,12 @@ impl Session {
         let update = returns
             .as_ref()
             .is_some_and(|r| r.contains(&SearchReturn::Update));
+        let answer_at = out.len();
         self.answer(tag, &answer, returns, &found, &mut out)?;
         if update {
             let uids = found.iter().map(|h| h.uid).collect();
             let u = super::context::Update::search(tag, uid, criteria, uids);
-            self.start_update(u, &mut out)?;
+            self.start_update(u, &mut out, answer_at)?;
         }
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         Ok(Output {

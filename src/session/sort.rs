@@ -66,10 +66,11 @@ impl Session {
             modseq: super::search::has_modseq(&criteria),
             word: "SORT",
         };
+        let answer_at = out.len();
         self.answer(tag, &answer, returns, &sorted, &mut out)?;
         if update {
             let u = super::context::Update::sort(tag, uid, criteria, program, kept);
-            self.start_update(u, &mut out)?;
+            self.start_update(u, &mut out, answer_at)?;
         }
         let name = if uid { "UID SORT" } else { "SORT" };
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());

@@ -334,16 +334,16 @@ def test_uid_sort_update_and_partial(pimap):
     ]
 
 
-def test_too_many_updates(pimap):
-    """At most 16 updating searches per session; another is answered, with NOUPDATE
-    (RFC 5267 §4.2), and not updated."""
-    c, d = box(pimap)
-    tags = [update(c, "SEARCH RETURN (UPDATE) UNSEEN")[0] for _ in range(16)]
+def test_too_many_updates(server):
+    """At most 10 updating searches per session (Dovecot's bound too); another is answered,
+    with an untagged NO [NOUPDATE] (RFC 5267 §4.2), and not updated."""
+    c, d = box(server)
+    tags = [update(c, "SEARCH RETURN (UPDATE) UNSEEN")[0] for _ in range(10)]
     r = c.ok("SEARCH RETURN (UPDATE COUNT) UNSEEN")
-    assert lines(r) == [
-        f'* ESEARCH (TAG "{r.tag}") COUNT 2'.encode(),
-        f'* NO [NOUPDATE "{r.tag}"] Too many updating searches (at most 16).'.encode(),
-    ]
+    # Dovecot sends no text after the code (RFC 3501's resp-text wants some): cut pimap's.
+    no = f'* NO [NOUPDATE "{r.tag}"]'.encode()
+    got = [no if x.startswith(no + b" ") else x for x in lines(r)]
+    assert got == [no, f'* ESEARCH (TAG "{r.tag}") COUNT 2'.encode()]
     d.ok("STORE 1 +FLAGS.SILENT (\\Seen)")
     got = [x for x in lines(c.ok("NOOP")) if b"ESEARCH" in x]
     assert got == [f'* ESEARCH (TAG "{t}") REMOVEFROM (0 1)'.encode() for t in tags]
