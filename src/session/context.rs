@@ -20,7 +20,9 @@ use super::search::{compress_set, scan};
 use super::sort::{compare_values, values, Value};
 use super::view::View;
 use super::{Action, HandlerError, Output, Session};
-use crate::imap::types::{SearchKey, SearchReturn, SortCriterion, SortKey};
+use crate::imap::types::{
+    SearchKey, SearchReturn, SeqNum, SeqRange, SequenceSet, SortCriterion, SortKey,
+};
 use std::cmp::Ordering;
 
 /// Most updating searches one session keeps at once: each costs an evaluation of every
@@ -141,7 +143,12 @@ impl Session {
         answer_at: usize,
     ) -> Result<(), HandlerError> {
         let tag = u.tag.clone();
-        if !self.view_mut()?.context.add(u) {
+        let view = self.view_mut()?;
+        let u = Update {
+            criteria: frozen(&u.criteria, view),
+            ..u
+        };
+        if !view.context.add(u) {
             let no = format!(
                 "* NO [NOUPDATE \"{}\"] Too many updating searches (at most {MAX_UPDATES}).\r\n",
                 quoted(&tag)
@@ -175,6 +182,48 @@ impl Session {
             action: Action::Continue,
         })
     }
+}
+
+/// `k` with the keys that name messages by position (sequence numbers, `*`, `$`) turned
+/// into the UIDs they name now: an updating search keeps meaning the messages it meant, so
+/// an expunge that renumbers or a new last message changes no result (Dovecot reports none
+/// either). Costs one pass over the view, once.
+fn frozen(k: &SearchKey, view: &View) -> SearchKey {
+    use SearchKey as K;
+    let uids_where = |f: &dyn Fn(usize, u32) -> bool| {
+        let uids: Vec<u32> = (view.msgs.iter().enumerate())
+            .filter(|(i, m)| f(*i, m.uid))
+            .map(|(_, m)| m.uid)
+            .collect();
+        K::Uid(uid_set(&uids))
+    };
+    let n = view.msgs.len() as u32;
+    let star = view.msgs.last().map_or(0, |m| m.uid);
+    match k {
+        K::SequenceSet(SequenceSet::Saved) | K::Uid(SequenceSet::Saved) => {
+            uids_where(&|_, uid| view.saved.contains(&uid))
+        }
+        K::SequenceSet(set) => uids_where(&|i, _| set.contains(i as u32 + 1, n)),
+        K::Uid(set) => uids_where(&|_, uid| set.contains(uid, star)),
+        K::Not(k) => K::Not(Box::new(frozen(k, view))),
+        K::Or(v) => K::Or(v.iter().map(|k| frozen(k, view)).collect()),
+        K::And(v) => K::And(v.iter().map(|k| frozen(k, view)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Ascending UIDs as a set of ranges.
+fn uid_set(uids: &[u32]) -> SequenceSet {
+    let ranges = crate::store::maildir::modseq::to_ranges(uids);
+    SequenceSet::Ranges(
+        ranges
+            .into_iter()
+            .map(|(a, b)| SeqRange {
+                start: SeqNum::Value(a),
+                end: SeqNum::Value(b),
+            })
+            .collect(),
+    )
 }
 
 /// A tag inside a quoted string: `"` and `\` escaped (tags have neither, but a search tag

@@ -191,6 +191,24 @@ def test_own_expunge(server):
     ]
 
 
+def test_positions_in_the_criteria_mean_the_messages_of_then(server):
+    """Sequence numbers, `*` and UID `*` name the messages they named when the search ran:
+    an expunge that renumbers, a new last message or a flag change report nothing."""
+    c, d = box(server, n=6, seen=())
+    quiet = [update(c, f"{cmd} RETURN (UPDATE) {keys}")[0]
+             for cmd, keys in [("SEARCH", "2:3"), ("SEARCH", "*"), ("UID SEARCH", "UID 5:*"),
+                               ("SEARCH", "OR 1 UNSEEN")]]
+    d.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    d.ok("EXPUNGE")
+    assert lines(c.ok("NOOP")) == [
+        f'* ESEARCH (TAG "{quiet[3]}") REMOVEFROM (0 1)'.encode(), b"* 1 EXPUNGE"]
+    append(d, "INBOX", msg("new"), flags="\\Seen")
+    assert lines(c.ok("NOOP")) == [b"* 6 EXISTS"]
+    assert lines(c.ok("STORE 1:* +FLAGS.SILENT (\\Seen)")) == [
+        f'* ESEARCH (TAG "{quiet[3]}") REMOVEFROM (0 1:5)'.encode()]
+    assert lines(c.ok("NOOP")) == []
+
+
 def test_no_expunge_during_fetch(server):
     """An expunge seen during FETCH (no EXPUNGE allowed, RFC 3501 §7.4.1) is reported with
     its REMOVEFROM at the next NOOP, not before."""
