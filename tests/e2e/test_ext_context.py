@@ -154,6 +154,14 @@ def test_store_makes_match_and_unmatch(server):
     assert lines(c.ok("NOOP")) == []
 
 
+def test_fetch_that_sets_seen(server):
+    c, _ = box(server)
+    t, _ = update(c, "SEARCH RETURN (UPDATE) UNSEEN")
+    assert lines(c.ok("FETCH 1 BODY[]"))[-1] == f'* ESEARCH (TAG "{t}") REMOVEFROM (0 1)'.encode()
+    assert lines(c.ok("FETCH 2:3 BODY.PEEK[]"))[-1].startswith(b"* 3 FETCH ")
+    assert lines(c.ok("NOOP")) == []
+
+
 def test_flag_change_that_keeps_the_match_is_silent(server):
     c, d = box(server)
     t, _ = update(c, "SEARCH RETURN (UPDATE) UNSEEN")
