@@ -364,14 +364,28 @@ fn refresh_one(
         .iter()
         .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
     let mut keyed: Vec<(Vec<Value>, u32)> = Vec::new();
-    let hits = scan(view, &u.criteria, header, indices, |hit, meta, f| {
-        if f.unreadable() {
-            return false;
-        }
-        keyed.push((values(&program, meta, f), hit.uid));
-        true
-    })?;
-    let matched: Vec<u32> = hits.iter().map(|h| h.uid).collect();
+    // A message that could not be read (going away meanwhile) is left as it was.
+    let (mut unread, mut unread_keys) = (Vec::new(), Vec::new());
+    let hits = scan(
+        view,
+        &u.criteria,
+        header,
+        indices,
+        &mut unread,
+        |hit, meta, f| {
+            let v = values(&program, meta, f);
+            if f.unreadable() {
+                unread_keys.push(hit.uid);
+                return false;
+            }
+            keyed.push((v, hit.uid));
+            true
+        },
+    )?;
+    let mut matched: Vec<u32> = hits.iter().map(|h| h.uid).collect();
+    matched.extend(unread);
+    matched.extend(unread_keys);
+    matched.sort_unstable();
     let was = |u: &Update, uid: u32| match &u.kind {
         Kind::Search(h) => h.binary_search(&uid).is_ok(),
         Kind::Sort { members, .. } => members.binary_search(&uid).is_ok(),

@@ -206,18 +206,20 @@ impl Session {
         let view = self.view_mut()?;
         view.sync(out, uid)?;
         let all: Vec<usize> = (0..view.msgs.len()).collect();
-        scan(view, criteria, header, &all, each)
+        scan(view, criteria, header, &all, &mut Vec::new(), each)
     }
 }
 
 /// The messages at view indices `indices` (ascending) that match `criteria`, `each` deciding
 /// as in [`Session::matching_fields`]: the whole view for SEARCH, the changed messages for
-/// an updating search (`super::context`).
+/// an updating search (`super::context`). The UIDs of messages that could not be read to
+/// decide go to `unread`.
 pub(super) fn scan(
     view: &View,
     criteria: &SearchKey,
     header: bool,
     indices: &[usize],
+    unread: &mut Vec<u32>,
     mut each: impl FnMut(&Hit, &MessageMeta, &Fields) -> bool,
 ) -> Result<Vec<Hit>, HandlerError> {
     let needs_doc = header || needs_content(criteria);
@@ -252,7 +254,11 @@ pub(super) fn scan(
             modseq: st.last_modseqs().get(m.uid),
             now,
         };
-        if !eval(criteria, &ctx) || doc.unreadable() {
+        let matched = eval(criteria, &ctx);
+        if doc.unreadable() {
+            unread.push(m.uid);
+        }
+        if !matched || doc.unreadable() {
             continue;
         }
         let hit = Hit {
