@@ -28,6 +28,8 @@ mod tests;
 #[cfg(test)]
 mod tests_append;
 #[cfg(test)]
+mod tests_context;
+#[cfg(test)]
 mod tests_quota;
 #[cfg(test)]
 mod tests_selected;
@@ -98,6 +100,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"CLOSE" => Command::Close,
         b"UNSELECT" => Command::Unselect,
         b"EXPUNGE" => Command::Expunge,
+        b"CANCELUPDATE" => cancel_update(c)?,
         b"LOGIN" => login(c)?,
         b"AUTHENTICATE" => authenticate(c)?,
         b"SELECT" => {
@@ -520,6 +523,21 @@ fn enable(c: &mut Cursor) -> PResult<Command> {
         caps.push(String::from_utf8_lossy(a).into_owned());
     }
     Ok(Command::Enable(caps))
+}
+
+/// `"CANCELUPDATE" 1*(SP quoted)` (RFC 5267 §5): the tags of the searches to end.
+fn cancel_update(c: &mut Cursor) -> PResult<Command> {
+    let mut tags = Vec::new();
+    while !c.at_end() || tags.is_empty() {
+        c.sp(if tags.is_empty() {
+            "after CANCELUPDATE"
+        } else {
+            "between tags"
+        })?;
+        let t = c.string("search tag")?;
+        tags.push(String::from_utf8_lossy(&t).into_owned());
+    }
+    Ok(Command::CancelUpdate(tags))
 }
 
 fn search(c: &mut Cursor, uid: bool) -> PResult<Command> {

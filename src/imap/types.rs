@@ -285,7 +285,7 @@ pub struct SortCriterion {
     pub key: SortKey,
 }
 
-/// RFC 4731 ESEARCH `RETURN (...)` options.
+/// RFC 4731 ESEARCH `RETURN (...)` options, with RFC 5267 §4's CONTEXT, UPDATE and PARTIAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -293,6 +293,12 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// A hint that UPDATE or PARTIAL may follow; changes nothing (RFC 5267 §4.1).
+    Context,
+    /// Report later changes of the result as `ADDTO` / `REMOVEFROM` (RFC 5267 §4.3).
+    Update,
+    /// The results at these 1-based positions, low ≤ high (RFC 5267 §4.4).
+    Partial(u32, u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,6 +471,8 @@ pub enum Command {
     Expunge,
     /// `UID EXPUNGE set` (RFC 4315)
     UidExpunge(SequenceSet),
+    /// `CANCELUPDATE "tag" ...` (RFC 5267 §4.3): the searches' tags.
+    CancelUpdate(Vec<String>),
     Search {
         uid: bool,
         charset: Option<String>,
@@ -616,6 +624,7 @@ impl Command {
             Command::Check => "CHECK",
             Command::Close => "CLOSE",
             Command::Unselect => "UNSELECT",
+            Command::CancelUpdate(_) => "CANCELUPDATE",
             Command::Expunge => "EXPUNGE",
             Command::UidExpunge(_) => "UID EXPUNGE",
             Command::Search { .. } => "SEARCH",

@@ -70,10 +70,24 @@ impl Session {
             vanished_in_set(view, since, &set, &mut out)?;
         }
         let cache = req.cached.any.then(|| view.shared.cache());
+        // RFC 5267 §4.3: the \Seen a body fetch sets may change an updating search's result,
+        // reported with this FETCH as Dovecot does (only the fetched messages are looked at).
+        let seen: Vec<u32> = match req.sets_seen && view.context.active() {
+            true => idx
+                .iter()
+                .filter_map(|&i| view.msgs.get(i))
+                .map(|m| m.uid)
+                .collect(),
+            false => Vec::new(),
+        };
         let Some(missing) = fetch_messages(view, &req, idx, cache.as_deref(), &sink, &mut out)?
         else {
             return Ok(client_gone());
         };
+        if !seen.is_empty() {
+            seen.into_iter().for_each(|u| view.context.touch(u));
+            view.refresh_updates(&mut out);
+        }
         if let Some(c) = &cache {
             c.flush();
         }

@@ -27,6 +27,7 @@ impl Session {
                 out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
             }
             Command::Expunge => self.expunge(tag, None, &mut out)?,
+            Command::CancelUpdate(tags) => return self.cancel_update(tag, &tags),
             Command::UidExpunge(set) => self.expunge(tag, Some(&set), &mut out)?,
             Command::Store {
                 uid,
@@ -226,7 +227,14 @@ impl Session {
         // RFC 3501 §7.2.6: a keyword this STORE added to the mailbox is announced before
         // the FETCH responses that carry it.
         view.announce_keywords(out);
+        for d in done.iter().filter(|d| d.1) {
+            if let Some(m) = view.msgs.get(d.0) {
+                view.context.touch(m.uid);
+            }
+        }
         store_responses(view, out, done, uid, silent);
+        // RFC 5267 §4.3: this STORE's effect on the updating searches, as Dovecot reports it.
+        view.refresh_updates(out);
         Ok(modified)
     }
 

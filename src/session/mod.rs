@@ -22,6 +22,7 @@ mod auth;
 mod auth_scram;
 mod compress;
 mod condstore;
+mod context;
 mod fetch;
 mod fetch_body;
 mod fetch_cached;
@@ -345,6 +346,8 @@ impl Session {
                 "CHILDREN",
                 "ENABLE",
                 "ESEARCH",
+                "CONTEXT=SEARCH",
+                "CONTEXT=SORT",
                 "SEARCHRES",
                 "SORT",
                 "SORT=DISPLAY",
@@ -513,6 +516,7 @@ impl Session {
                 | Unselect
                 | Expunge
                 | UidExpunge(_)
+                | CancelUpdate(_)
                 | Search { .. }
                 | Sort { .. }
                 | Fetch { .. }

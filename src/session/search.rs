@@ -30,6 +30,7 @@ impl Session {
             return Err(HandlerError::Bad("not a SEARCH".into()));
         };
         self.check_charset(charset.as_deref(), returns.as_deref())?;
+        self.check_update_tag(tag, returns.as_deref())?;
         // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH (ALL when no
         // RETURN options were given).
         let returns = if self.enabled.rev2 {
@@ -45,7 +46,16 @@ impl Session {
             modseq: has_modseq(&criteria),
             word: "SEARCH",
         };
+        let update = returns
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Update));
+        let answer_at = out.len();
         self.answer(tag, &answer, returns, &found, &mut out)?;
+        if update {
+            let uids = found.iter().map(|h| h.uid).collect();
+            let u = super::context::Update::search(tag, uid, criteria, uids);
+            self.start_update(u, &mut out, answer_at)?;
+        }
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         Ok(Output {
             bytes: out,
@@ -102,12 +112,13 @@ impl Session {
             out.extend_from_slice(b"\r\n");
             return Ok(());
         };
-        // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`.
-        let returns = if returns.is_empty() {
-            vec![SearchReturn::All]
-        } else {
-            returns
-        };
+        // RFC 4731 §3.1: `RETURN ()` means `RETURN (ALL)`; so does `RETURN (CONTEXT)`, a mere
+        // hint (RFC 5267 §4.1). UPDATE alone returns no result now, as Dovecot answers.
+        let mut returns = returns;
+        returns.retain(|r| *r != SearchReturn::Context);
+        if returns.is_empty() {
+            returns.push(SearchReturn::All);
+        }
         if returns.contains(&SearchReturn::Save) {
             let hit_uids: Vec<u32> = found.iter().map(|h| h.uid).collect();
             let mut saved = saved_result(&returns, &hit_uids);
@@ -186,74 +197,95 @@ impl Session {
         criteria: &SearchKey,
         header: bool,
         out: &mut Vec<u8>,
-        mut each: impl FnMut(&Hit, &MessageMeta, &Fields) -> bool,
+        each: impl FnMut(&Hit, &MessageMeta, &Fields) -> bool,
     ) -> Result<Vec<Hit>, HandlerError> {
-        let uses_modseq = has_modseq(criteria);
-        if uses_modseq {
+        if has_modseq(criteria) {
             // RFC 7162 §3.1: the MODSEQ search key is CONDSTORE-enabling.
             self.enable_condstore(out);
         }
         let view = self.view_mut()?;
         view.sync(out, uid)?;
-        let needs_doc = header || needs_content(criteria);
-        // Header keys only: the cached header block answers them (see `store::cache`).
-        let cache = (needs_doc && !needs_body(criteria)).then(|| view.shared.cache());
-        let shared = view.shared.clone();
-        if uses_modseq || view.condstore {
-            shared.lock().modseqs()?;
-        }
-        let mut hits = Vec::new();
-        let view = &*view;
-        let window = RefCell::new(Window::default());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        for (i, m) in view.msgs.iter().enumerate() {
-            // Locked for one message at a time: other sessions of the mailbox go on between.
-            let st = shared.lock();
-            let Some(meta) = st.mbox.meta(m.uid) else {
-                continue;
-            };
-            let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
-            let doc = LazyDoc::new(&load);
-            // One `stat` for all the SAVED* keys of the message.
-            let saved = OnceCell::new();
-            let save_date = || *saved.get_or_init(|| st.mbox.save_date(m.uid).ok());
-            let ctx = Ctx {
-                view,
-                seq: i as u32 + 1,
-                meta,
-                recent: m.recent,
-                doc: &doc,
-                modseq: st.last_modseqs().get(m.uid),
-                now,
-                save_date: &save_date,
-            };
-            if !eval(criteria, &ctx) || doc.unreadable() {
-                continue;
-            }
-            let hit = Hit {
-                seq: ctx.seq,
-                uid: m.uid,
-                modseq: ctx.modseq,
-            };
-            let fields = Fields {
-                doc: &doc,
-                cache: cache.as_deref(),
-                mbox: &st.mbox,
-                uid: m.uid,
-                window: &window,
-                head: OnceCell::new(),
-            };
-            if each(&hit, meta, &fields) {
-                hits.push(hit);
-            }
-        }
-        if let Some(c) = &cache {
-            c.flush();
-        }
-        Ok(hits)
+        let all: Vec<usize> = (0..view.msgs.len()).collect();
+        scan(view, criteria, header, &all, &mut Vec::new(), each)
     }
+}
+
+/// The messages at view indices `indices` (ascending) that match `criteria`, `each` deciding
+/// as in [`Session::matching_fields`]: the whole view for SEARCH, the changed messages for
+/// an updating search (`super::context`). The UIDs of messages that could not be read to
+/// decide go to `unread`.
+pub(super) fn scan(
+    view: &View,
+    criteria: &SearchKey,
+    header: bool,
+    indices: &[usize],
+    unread: &mut Vec<u32>,
+    mut each: impl FnMut(&Hit, &MessageMeta, &Fields) -> bool,
+) -> Result<Vec<Hit>, HandlerError> {
+    let needs_doc = header || needs_content(criteria);
+    // Header keys only: the cached header block answers them (see `store::cache`).
+    let cache = (needs_doc && !needs_body(criteria)).then(|| view.shared.cache());
+    let shared = view.shared.clone();
+    if has_modseq(criteria) || view.condstore {
+        shared.lock().modseqs()?;
+    }
+    let mut hits = Vec::new();
+    let window = RefCell::new(Window::default());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for &i in indices {
+        let Some(m) = view.msgs.get(i) else {
+            continue;
+        };
+        // Locked for one message at a time: other sessions of the mailbox go on between.
+        let st = shared.lock();
+        let Some(meta) = st.mbox.meta(m.uid) else {
+            continue;
+        };
+        let load = || doc_of(&st.mbox, cache.as_deref(), m.uid, &window);
+        let doc = LazyDoc::new(&load);
+        // One `stat` for all the SAVED* keys of the message.
+        let saved = OnceCell::new();
+        let save_date = || *saved.get_or_init(|| st.mbox.save_date(m.uid).ok());
+        let ctx = Ctx {
+            view,
+            seq: i as u32 + 1,
+            meta,
+            recent: m.recent,
+            doc: &doc,
+            modseq: st.last_modseqs().get(m.uid),
+            now,
+            save_date: &save_date,
+        };
+        let matched = eval(criteria, &ctx);
+        if doc.unreadable() {
+            unread.push(m.uid);
+        }
+        if !matched || doc.unreadable() {
+            continue;
+        }
+        let hit = Hit {
+            seq: ctx.seq,
+            uid: m.uid,
+            modseq: ctx.modseq,
+        };
+        let fields = Fields {
+            doc: &doc,
+            cache: cache.as_deref(),
+            mbox: &st.mbox,
+            uid: m.uid,
+            window: &window,
+            head: OnceCell::new(),
+        };
+        if each(&hit, meta, &fields) {
+            hits.push(hit);
+        }
+    }
+    if let Some(c) = &cache {
+        c.flush();
+    }
+    Ok(hits)
 }
 
 /// What `RETURN (SAVE ...)` stores as `$` (RFC 5182 §2.4): with MIN and/or MAX but neither
@@ -323,11 +355,36 @@ pub(super) fn esearch(tag: &str, uid: bool, returns: &[SearchReturn], hits: &[u3
     if has(SearchReturn::All) && !hits.is_empty() {
         line.push_str(&format!(" ALL {}", compress_set(hits)));
     }
+    if let Some((lo, hi)) = partial(returns) {
+        line.push_str(&format!(
+            " PARTIAL ({lo}:{hi} {})",
+            partial_set(hits, lo, hi)
+        ));
+    }
     if has(SearchReturn::Count) {
         line.push_str(&format!(" COUNT {}", hits.len()));
     }
     line.push_str("\r\n");
     line.into_bytes()
+}
+
+/// The range of a `RETURN (PARTIAL lo:hi)`.
+fn partial(returns: &[SearchReturn]) -> Option<(u32, u32)> {
+    returns.iter().find_map(|r| match r {
+        SearchReturn::Partial(lo, hi) => Some((*lo, *hi)),
+        _ => None,
+    })
+}
+
+/// The results at positions `lo..=hi` (1-based) as a set, `NIL` when there are none
+/// (RFC 5267 §4.4).
+fn partial_set(hits: &[u32], lo: u32, hi: u32) -> String {
+    let from = (lo as usize).saturating_sub(1);
+    let to = (hi as usize).min(hits.len());
+    match hits.get(from..to).filter(|p| !p.is_empty()) {
+        Some(part) => compress_set(part),
+        None => "NIL".into(),
+    }
 }
 
 /// Ascending numbers as an IMAP sequence set with ranges: `1:3,7,9:10`.

@@ -9,7 +9,7 @@
 
 use super::search::{Answer, Fields, Hit};
 use super::{Action, HandlerError, Output, Session};
-use crate::imap::types::{Command, SortCriterion, SortKey};
+use crate::imap::types::{Command, SearchReturn, SortCriterion, SortKey};
 use crate::mime::sortkey;
 use crate::store::MessageMeta;
 use std::cmp::Ordering;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// One compared value. Text compares by its UTF-8 bytes, which is code point order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Value {
+pub(super) enum Value {
     Num(i64),
     Text(Arc<[u8]>),
 }
@@ -35,30 +35,43 @@ impl Session {
             return Err(HandlerError::Bad("not a SORT".into()));
         };
         self.check_charset(Some(&charset), returns.as_deref())?;
+        self.check_update_tag(tag, returns.as_deref())?;
         let header = program
             .iter()
             .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
         let mut keyed: Vec<(Vec<Value>, Hit)> = Vec::new();
-        let mut values = Vec::new();
+        let mut found_values = Vec::new();
         let mut out = Vec::new();
         let found = self.matching_fields(uid, &criteria, header, &mut out, |_, meta, f| {
-            let v: Vec<Value> = program.iter().map(|c| value(c.key, meta, f)).collect();
+            let v = values(&program, meta, f);
             // A message whose file went away while it was read is not reported.
             let keep = !f.unreadable();
             if keep {
-                values.push(v);
+                found_values.push(v);
             }
             keep
         })?;
-        keyed.extend(values.into_iter().zip(found));
+        keyed.extend(found_values.into_iter().zip(found));
         keyed.sort_by(|a, b| compare(&program, a, b));
+        let update = returns
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Update));
+        let kept: Vec<(Vec<Value>, u32)> = match update {
+            true => keyed.iter().map(|(v, h)| (v.clone(), h.uid)).collect(),
+            false => Vec::new(),
+        };
         let sorted: Vec<Hit> = keyed.into_iter().map(|(_, h)| h).collect();
         let answer = Answer {
             uid,
             modseq: super::search::has_modseq(&criteria),
             word: "SORT",
         };
+        let answer_at = out.len();
         self.answer(tag, &answer, returns, &sorted, &mut out)?;
+        if update {
+            let u = super::context::Update::sort(tag, uid, criteria, program, kept);
+            self.start_update(u, &mut out, answer_at)?;
+        }
         let name = if uid { "UID SORT" } else { "SORT" };
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
         Ok(Output {
@@ -70,14 +83,24 @@ impl Session {
 
 /// Key by key, each reversed if asked; then the sequence number, ascending.
 fn compare(program: &[SortCriterion], a: &(Vec<Value>, Hit), b: &(Vec<Value>, Hit)) -> Ordering {
-    for (i, c) in program.iter().enumerate() {
-        let o = a.0[i].cmp(&b.0[i]);
+    compare_values(program, &a.0, &b.0).then(a.1.seq.cmp(&b.1.seq))
+}
+
+/// Key by key, each reversed if asked (`a` and `b` are [`values`] of `program`).
+pub(super) fn compare_values(program: &[SortCriterion], a: &[Value], b: &[Value]) -> Ordering {
+    for (c, (x, y)) in program.iter().zip(a.iter().zip(b)) {
+        let o = x.cmp(y);
         let o = if c.reverse { o.reverse() } else { o };
         if o != Ordering::Equal {
             return o;
         }
     }
-    a.1.seq.cmp(&b.1.seq)
+    Ordering::Equal
+}
+
+/// The values of one message for each key of `program`.
+pub(super) fn values(program: &[SortCriterion], meta: &MessageMeta, f: &Fields) -> Vec<Value> {
+    program.iter().map(|c| value(c.key, meta, f)).collect()
 }
 
 /// The value of `key` for one message (RFC 5256 §3). Those read from header fields are

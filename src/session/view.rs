@@ -4,6 +4,7 @@
 //! the FETCH updates carry MODSEQ (RFC 7162 §3.1.4.1), with QRESYNC enabled they carry UID and
 //! expunges are reported as one `VANISHED` (RFC 7162 §3.2.10) instead of `EXPUNGE`s.
 
+use super::HandlerError;
 use crate::imap::types::{SeqNum, SequenceSet};
 use crate::store::maildir::changes::{Change, Origin};
 use crate::store::maildir::recent;
@@ -50,6 +51,8 @@ pub struct View {
     pending: Vec<(u32, Flags)>,
     /// This view's own flag changes in the log (its client was told by STORE or FETCH).
     origin: Origin,
+    /// The updating searches (RFC 5267 §4), which end with the view.
+    pub context: super::context::Updates,
     /// What [`View::sync`] and [`View::announce_keywords`] wrote since the command began:
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
@@ -94,6 +97,7 @@ impl View {
             pos,
             pending: Vec::new(),
             origin: NEXT_ORIGIN.fetch_add(1, Ordering::Relaxed),
+            context: Default::default(),
             told: Vec::new(),
         })
     }
@@ -230,8 +234,20 @@ impl View {
     pub fn sync(&mut self, out: &mut Vec<u8>, allow_expunge: bool) -> Result<()> {
         let start = out.len();
         let r = self.sync_inner(out, allow_expunge);
+        if r.is_ok() {
+            self.refresh_updates(out);
+        }
         self.told.extend_from_slice(out.get(start..).unwrap_or(&[]));
         r
+    }
+
+    /// Report how the updating searches' results changed (RFC 5267 §4.3); a failure to
+    /// evaluate leaves them as they were (the next sync looks again only at new changes).
+    pub fn refresh_updates(&mut self, out: &mut Vec<u8>) {
+        if let Err(HandlerError::No(e) | HandlerError::Bad(e)) = super::context::refresh(self, out)
+        {
+            log::warn!("updating search: {e}");
+        }
     }
 
     /// What changed since `pos`, from the log: work in proportion to the changes. A view
@@ -252,8 +268,11 @@ impl View {
                     match c {
                         Change::Expunged { uid, flags } => self.note_expunged(*uid, flags),
                         Change::Flags { uid, origin } => {
-                            if *origin != self.origin && self.index_of(*uid).is_some() {
-                                changed.push(*uid);
+                            if self.index_of(*uid).is_some() {
+                                self.context.touch(*uid);
+                                if *origin != self.origin {
+                                    changed.push(*uid);
+                                }
                             }
                         }
                     }
@@ -263,6 +282,7 @@ impl View {
                 for i in 0..self.msgs.len() {
                     let uid = self.msgs[i].uid;
                     if st.mbox.meta(uid).is_some() {
+                        self.context.touch(uid);
                         changed.push(uid);
                     } else {
                         self.note_expunged(uid, &Flags::default());
@@ -310,8 +330,10 @@ impl View {
     fn tell_expunges(&mut self, out: &mut Vec<u8>) {
         let pending = std::mem::take(&mut self.pending);
         let idx: Vec<usize> = pending.iter().filter_map(|p| self.index_of(p.0)).collect();
+        let uids: Vec<u32> = pending.iter().map(|p| p.0).collect();
+        // RFC 5267 §4.3: REMOVEFROM before the EXPUNGE that renumbers.
+        super::context::expunged(self, &uids, out);
         if self.qresync {
-            let uids: Vec<u32> = pending.iter().map(|p| p.0).collect();
             out.extend_from_slice(format!("* VANISHED {}\r\n", uid_ranges(&uids)).as_bytes());
         } else {
             // The k-th expunge (ascending) finds k earlier ones gone already.
@@ -338,6 +360,7 @@ impl View {
                 uid: m.uid,
                 recent: !self.rev2 && recent::is_recent(claimed, m),
             });
+            self.context.touch(m.uid);
             top = m.uid;
         }
         if !self.read_only {

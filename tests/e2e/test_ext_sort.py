@@ -67,11 +67,6 @@ def test_advertised(server):
     assert {"SORT", "SORT=DISPLAY", "ESORT", "I18NLEVEL=1"} <= caps(server.login())
 
 
-def test_context_not_advertised(pimap):
-    """CONTEXT=SEARCH / CONTEXT=SORT (RFC 5267 §4: UPDATE, PARTIAL) are not implemented."""
-    assert not [c for c in caps(pimap.login()) if c.startswith("CONTEXT")]
-
-
 @pytest.mark.parametrize("program,expected", [
     ("SUBJECT", [4, 5, 1, 2, 3]),
     ("REVERSE SUBJECT", [1, 2, 3, 5, 4]),

@@ -85,7 +85,8 @@ fn criteria(c: &mut Cursor, mode: Charset) -> PResult<SearchKey> {
 }
 
 /// `[SP "RETURN" SP "(" [option *(SP option)] ")"]` then a space (RFC 4731 §3.1,
-/// RFC 5267 §3 for SORT); the cursor is after the command name's space.
+/// RFC 5267 §3 for SORT, §4 for CONTEXT, UPDATE and PARTIAL); the cursor is after the
+/// command name's space.
 fn return_opts(c: &mut Cursor) -> PResult<Option<Vec<SearchReturn>>> {
     let mut returns = None;
     if c.eat_word("RETURN") {
@@ -94,15 +95,14 @@ fn return_opts(c: &mut Cursor) -> PResult<Option<Vec<SearchReturn>>> {
         let mut opts = Vec::new();
         if !c.eat(b')') {
             loop {
-                let a = c.atom("RETURN option")?;
-                let o = match a.to_ascii_uppercase().as_slice() {
-                    b"MIN" => SearchReturn::Min,
-                    b"MAX" => SearchReturn::Max,
-                    b"ALL" => SearchReturn::All,
-                    b"COUNT" => SearchReturn::Count,
-                    b"SAVE" => SearchReturn::Save,
-                    _ => return Err(format!("Unknown SEARCH RETURN option {}", show(a))),
-                };
+                let o = return_opt(c)?;
+                let partial = |o: &SearchReturn| matches!(o, SearchReturn::Partial(..));
+                if partial(&o) && opts.iter().any(partial) {
+                    return Err("PARTIAL can be used only once".into());
+                }
+                if o == SearchReturn::Update && opts.contains(&o) {
+                    return Err("SEARCH return options have duplicate UPDATE".into());
+                }
                 if !opts.contains(&o) {
                     opts.push(o);
                 }
@@ -112,10 +112,54 @@ fn return_opts(c: &mut Cursor) -> PResult<Option<Vec<SearchReturn>>> {
                 c.sp("between RETURN options")?;
             }
         }
+        // RFC 5267 §4.4: PARTIAL returns part of what ALL would (Dovecot's wording).
+        if opts.contains(&SearchReturn::All)
+            && opts.iter().any(|o| matches!(o, SearchReturn::Partial(..)))
+        {
+            return Err("PARTIAL conflicts with ALL".into());
+        }
         returns = Some(opts);
         c.sp("after RETURN options")?;
     }
     Ok(returns)
+}
+
+/// One `search-return-opt`.
+fn return_opt(c: &mut Cursor) -> PResult<SearchReturn> {
+    let a = c.atom("RETURN option")?;
+    Ok(match a.to_ascii_uppercase().as_slice() {
+        b"MIN" => SearchReturn::Min,
+        b"MAX" => SearchReturn::Max,
+        b"ALL" => SearchReturn::All,
+        b"COUNT" => SearchReturn::Count,
+        b"SAVE" => SearchReturn::Save,
+        b"CONTEXT" => SearchReturn::Context,
+        b"UPDATE" => SearchReturn::Update,
+        b"PARTIAL" => partial_range(c)?,
+        _ => return Err(format!("Unknown SEARCH RETURN option {}", show(a))),
+    })
+}
+
+/// `SP partial-range` after PARTIAL: `nz-number ":" nz-number` (RFC 5267 §4.4), either
+/// order. RFC 9394's negative ranges are refused, as Dovecot 2.3 refuses them.
+fn partial_range(c: &mut Cursor) -> PResult<SearchReturn> {
+    if !c.eat(b' ') || c.peek() == Some(b')') {
+        return Err("PARTIAL range missing".into());
+    }
+    let start = c.pos();
+    let range = (|| {
+        let a = c.nz_number("PARTIAL range")?;
+        c.expect(b':', "':' in the PARTIAL range")?;
+        let b = c.nz_number("PARTIAL range")?;
+        Ok::<_, String>((a.min(b), a.max(b)))
+    })();
+    match range {
+        Ok((lo, hi)) if matches!(c.peek(), Some(b' ' | b')')) => Ok(SearchReturn::Partial(lo, hi)),
+        _ => {
+            c.set_pos(start);
+            Err("PARTIAL range broken".into())
+        }
+    }
 }
 
 /// `sort = ["UID" SP] "SORT" [SP "RETURN" ...] SP sort-criteria SP search-criteria`

@@ -553,8 +553,8 @@ fn search_errors() {
         "KEYWORD takes a keyword, not a system flag (use SEEN, FLAGGED, ... instead)"
     );
     assert_eq!(
-        reason("a SEARCH RETURN (PARTIAL 1:5) ALL"),
-        "Unknown SEARCH RETURN option PARTIAL"
+        reason("a SEARCH RETURN (PARTIAL 1:5 BOGUS) ALL"),
+        "Unknown SEARCH RETURN option BOGUS"
     );
     assert_eq!(
         reason("a SEARCH UID 0"),

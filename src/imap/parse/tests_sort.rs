@@ -76,8 +76,8 @@ fn bad_sort_programs() {
         ("a SORT (SUBJECT)", "Invalid charset argument"),
         ("a SORT (SUBJECT) UTF-8 BOGUS", "Unknown search key BOGUS"),
         (
-            "a SORT RETURN (PARTIAL 1:2) (SUBJECT) UTF-8 ALL",
-            "RETURN option PARTIAL",
+            "a SORT RETURN (PARTIAL 0:2) (SUBJECT) UTF-8 ALL",
+            "PARTIAL range broken",
         ),
     ] {
         let r = reason(line);
