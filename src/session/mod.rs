@@ -8,12 +8,12 @@
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
 //! (SELECT ... APPEND, STATUS), `list` (LIST with LIST-EXTENDED / LIST-STATUS), `message`
 //! (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with ESEARCH / SEARCHRES), `sort` (SORT,
-//! SORT=DISPLAY, ESORT, over `search`'s matching), `idle` (IDLE, RFC 2177, and the
+//! SORT=DISPLAY, ESORT, over `search`'s matching), `thread` (THREAD, the same way), `idle` (IDLE, RFC 2177, and the
 //! [`Watcher`] over the store's wake-ups), `special_use` (RFC 6154), `view`.
 //!
 //! Extensions advertised after login (each tested in `tests/e2e/test_ext_*.py`): IDLE, UIDPLUS,
 //! MOVE, UNSELECT, NAMESPACE, CHILDREN, ENABLE, ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
-//! I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
+//! THREAD=ORDEREDSUBJECT, THREAD=REFERENCES, THREAD=REFS, I18NLEVEL=1, WITHIN, STATUS=SIZE, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, CONDSTORE, QRESYNC
 //! (`condstore`, RFC 7162); always: LITERAL+, SASL-IR, ID, IMAP4rev2 (RFC 9051, after
 //! `ENABLE IMAP4rev2`: `rev2`); UTF8=ACCEPT (RFC 6855).
 
@@ -32,6 +32,7 @@ mod rev2;
 mod search;
 mod sort;
 pub mod special_use;
+mod thread;
 pub mod view;
 
 use crate::auth::UserDb;
@@ -329,6 +330,9 @@ impl Session {
                 "SORT",
                 "SORT=DISPLAY",
                 "ESORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
+                "THREAD=REFS",
                 "I18NLEVEL=1",
                 "WITHIN",
                 "STATUS=SIZE",
@@ -489,6 +493,7 @@ impl Session {
                 | UidExpunge(_)
                 | Search { .. }
                 | Sort { .. }
+                | Thread { .. }
                 | Fetch { .. }
                 | Store { .. }
                 | Copy { .. }

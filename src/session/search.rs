@@ -14,10 +14,12 @@ use crate::store::{flag, Mailbox, MessageMeta};
 use std::cell::{OnceCell, RefCell};
 
 impl Session {
-    /// SEARCH, or SORT (which [`Session::sort`] answers).
+    /// SEARCH, or SORT and THREAD (which [`Session::sort`] and [`Session::thread`] answer).
     pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
-        if let Command::Sort { .. } = cmd {
-            return self.sort(tag, cmd);
+        match cmd {
+            Command::Sort { .. } => return self.sort(tag, cmd),
+            Command::Thread { .. } => return self.thread(tag, cmd),
+            _ => {}
         }
         let Command::Search {
             uid,
