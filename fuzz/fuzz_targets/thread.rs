@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pimap::mime::thread::{thread, Algorithm, Message};
+use pimap::mime::thread::{thread, Algorithm, Keys, Message};
+use std::sync::Arc;
 use pimap::mime::{msgid, subject};
 
 fuzz_target!(|data: &[u8]| {
@@ -17,12 +18,15 @@ fuzz_target!(|data: &[u8]| {
         if references.is_empty() {
             references.extend(irt.and_then(msgid::first));
         }
-        msgs.push(Message {
-            number: i as u32 + 1,
+        let keys = Keys {
             date: f.next().map_or(0, |d| d.len() as i64 % 3),
             message_id: id.and_then(msgid::first),
             references,
             subject: subj.map(subject::base_subject),
+        };
+        msgs.push(Message {
+            number: i as u32 + 1,
+            keys: Arc::new(keys),
         });
     }
     for alg in [Algorithm::OrderedSubject, Algorithm::References, Algorithm::Refs] {

@@ -22,6 +22,7 @@
 //! quadratic gets there).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Ancestor-walk steps one THREAD may take in all, beyond one per reference.
 pub const WALK_BUDGET: usize = 20_000_000;
@@ -31,6 +32,13 @@ pub const WALK_BUDGET: usize = 20_000_000;
 pub struct Message {
     /// What is reported: a sequence number or a UID (ascending with the UID).
     pub number: u32,
+    /// What it is threaded by (fixed for a UID, so callers may keep it).
+    pub keys: Arc<Keys>,
+}
+
+/// What THREAD reads of a message.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
     /// The sent date (else INTERNALDATE), seconds since the epoch.
     pub date: i64,
     /// The first valid Message-ID ([`super::msgid::first`]).
@@ -71,14 +79,14 @@ pub fn thread(msgs: &[Message], alg: Algorithm) -> String {
 /// children); threads ordered by their first message's date, then number.
 fn ordered_subject(msgs: &[Message]) -> String {
     fn base(m: &Message) -> &str {
-        m.subject.as_ref().map_or("", |s| s.0.as_str())
+        m.keys.subject.as_ref().map_or("", |s| s.0.as_str())
     }
     let mut order: Vec<&Message> = msgs.iter().collect();
-    order.sort_by(|a, b| (base(a), a.date, a.number).cmp(&(base(b), b.date, b.number)));
+    order.sort_by(|a, b| (base(a), a.keys.date, a.number).cmp(&(base(b), b.keys.date, b.number)));
     let mut threads: Vec<&[&Message]> = order
         .chunk_by(|a, b| base(a) == base(b))
         .collect::<Vec<_>>();
-    threads.sort_by_key(|t| (t[0].date, t[0].number));
+    threads.sort_by_key(|t| (t[0].keys.date, t[0].number));
     let mut out = String::new();
     for t in threads {
         match t {
@@ -149,7 +157,7 @@ struct Tree<'a> {
 impl<'a> Tree<'a> {
     /// §2.1 step 1, message by message in UID order.
     fn link(msgs: &'a [Message]) -> Tree<'a> {
-        let refs: usize = msgs.iter().map(|m| m.references.len()).sum();
+        let refs: usize = msgs.iter().map(|m| m.keys.references.len()).sum();
         let mut t = Tree {
             msgs,
             nodes: Vec::with_capacity(msgs.len() + refs),
@@ -158,7 +166,7 @@ impl<'a> Tree<'a> {
         };
         let mut ids: HashMap<&'a [u8], u32> = HashMap::with_capacity(msgs.len() + refs);
         for (i, m) in msgs.iter().enumerate() {
-            let own = match &m.message_id {
+            let own = match &m.keys.message_id {
                 Some(id) => t.node_of(&mut ids, id),
                 None => t.new_node(),
             };
@@ -170,7 +178,7 @@ impl<'a> Tree<'a> {
             };
             t.nodes[own as usize].msg = i as u32;
             let mut last = NONE;
-            for r in &m.references {
+            for r in &m.keys.references {
                 let n = t.node_of(&mut ids, r);
                 if last != NONE {
                     t.link_pair(last, n);
@@ -294,7 +302,7 @@ impl<'a> Tree<'a> {
 
     fn key(&self, node: u32) -> (i64, u32) {
         let m = self.msg(node);
-        (m.date, m.number)
+        (m.keys.date, m.number)
     }
 
     /// `idx`'s children, oldest first.
@@ -315,7 +323,7 @@ impl<'a> Tree<'a> {
             stack.push(r.idx);
             while let Some(n) = stack.pop() {
                 if self.nodes[n as usize].exists() {
-                    newest = newest.max(self.msg(n).date);
+                    newest = newest.max(self.msg(n).keys.date);
                 }
                 stack.extend_from_slice(&self.kids[n as usize]);
             }
@@ -372,7 +380,7 @@ impl<'a> Tree<'a> {
             } else {
                 continue;
             };
-            let Some((base, reply)) = &self.msg(idx).subject else {
+            let Some((base, reply)) = &self.msg(idx).keys.subject else {
                 continue;
             };
             if base.is_empty() {

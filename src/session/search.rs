@@ -228,6 +228,29 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The header fields of each message of `uids` (selected mailbox), from the cache when it
+    /// has them, for what a [`Session::matching`] pass without header did not read:
+    /// `each(uid, doc)`, `doc` being `None` for a message that cannot be read.
+    pub(super) fn with_headers(
+        &mut self,
+        uids: &[u32],
+        mut each: impl FnMut(u32, Option<&SearchDoc>),
+    ) -> Result<(), HandlerError> {
+        let shared = self.view_mut()?.shared.clone();
+        let cache = shared.cache();
+        let window = RefCell::new(Window::default());
+        for &uid in uids {
+            let st = shared.lock();
+            let doc = doc_of(&st.mbox, Some(&cache), uid, &window);
+            drop(st);
+            each(uid, doc.as_ref());
+        }
+        cache.flush();
+        Ok(())
+    }
+}
+
 /// What `RETURN (SAVE ...)` stores as `$` (RFC 5182 §2.4): with MIN and/or MAX but neither
 /// ALL nor COUNT only those messages, otherwise the whole result. UIDs, so that later
 /// expunges cannot shift it.

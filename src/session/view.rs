@@ -54,6 +54,8 @@ pub struct View {
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
     told: Vec<u8>,
+    /// THREAD's keys of messages already read (`session::thread`).
+    pub(super) thread_memo: super::thread::Memo,
 }
 
 impl View {
@@ -95,6 +97,7 @@ impl View {
             pending: Vec::new(),
             origin: NEXT_ORIGIN.fetch_add(1, Ordering::Relaxed),
             told: Vec::new(),
+            thread_memo: Default::default(),
         })
     }
 

@@ -115,6 +115,24 @@ def test_uid_thread_and_criteria(corpus_box):
         b"* THREAD (1 (4)(3)(7)(8))")
 
 
+def test_after_new_and_expunged_messages(corpus_box):
+    """A second THREAD in the session sees new and expunged messages (pimap keeps what it
+    read of each UID for the session; Dovecot updates its thread index)."""
+    c = corpus_box
+    for alg in ("REFERENCES", "REFS", "ORDEREDSUBJECT"):
+        thread(c, f"THREAD {alg} UTF-8 ALL")
+    append(c, "INBOX", msg("<19@x>", "Re: Lost", day(20), refs="<5@x>"))
+    c.ok("STORE 1,13 +FLAGS (\\Deleted)")
+    c.ok("EXPUNGE")
+    # 12 now holds <1@x> alone: 2 and 4 hang under it, its own reference (3) is a loop.
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == (
+        b"* THREAD ((15)(4 (13)(17))(5))(10)(7 6)((8)(9 16))(11 (3)(1 2))(12)(14)")
+    assert thread(c, "UID THREAD REFS UTF-8 ALL") == (
+        b"* THREAD (17)(11)(7)(8)(9)(12 (4)(2 3))(14)(10 18)((5 (15)(19))(6))(16)")
+    assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == (
+        b"* THREAD (15 (4)(5)(17))(10)(3 (1)(2)(6)(7))(8 (9)(16))(11)(12)(13)(14)")
+
+
 def test_empty_result(corpus_box):
     """Dovecot writes the space after THREAD even with no threads."""
     for alg in ("REFERENCES", "REFS", "ORDEREDSUBJECT"):
