@@ -15,6 +15,7 @@ Times are wall-clock seconds for the whole command, measured by a Python client 
 
 Usage:  python3 benches/meta_cache.py [--messages 10000] [--repeats 3]
             [--pimap-bin target/release/pimap] [--out benches/results/meta-cache-YYYY-MM-DD.md]
+            [--only THREAD]
 Needs root (the servers drop to the mail user as in tests/e2e), Debian's Dovecot, a release
 build of pimap.
 """
@@ -42,6 +43,9 @@ COMMANDS = {
     "SEARCH FROM": 'SEARCH FROM "barry"',
     "SORT SUBJECT": "SORT (SUBJECT) UTF-8 ALL",
     "SORT DATE FROM": "SORT (REVERSE DATE FROM) UTF-8 ALL",
+    "THREAD REFS": "THREAD REFS UTF-8 ALL",
+    "THREAD REFERENCES": "THREAD REFERENCES UTF-8 ALL",
+    "THREAD ORDEREDSUBJECT": "THREAD ORDEREDSUBJECT UTF-8 ALL",
 }
 
 
@@ -93,10 +97,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", default="", help="only the commands whose label starts so")
     ap.add_argument("--pimap-bin", default=str(REPO / "target" / "release" / "pimap"))
     ap.add_argument("--out", default=str(REPO / "benches" / "results" /
                                          f"meta-cache-{dt.date.today().isoformat()}.md"))
     a = ap.parse_args()
+    for label in [k for k in COMMANDS if not k.startswith(a.only)]:
+        del COMMANDS[label]
     conftest.PIMAP_BIN = Path(a.pimap_bin)
     workdir = conftest.make_workdir()
     (workdir / "mail").mkdir()
