@@ -57,15 +57,26 @@ pub enum Algorithm {
     Refs,
 }
 
+/// Where each Message-ID first appears in the whole mailbox: messages in UID order, each
+/// one's own ID, then its references (Dovecot's string index numbers). REFS orders dummy
+/// roots of equal date by it; see [`thread_ranked`].
+pub type Rank<'a> = HashMap<&'a [u8], u32>;
+
 /// The `* THREAD` response's data (without `* THREAD `) for `msgs`, in ascending UID order.
 pub fn thread(msgs: &[Message], alg: Algorithm) -> String {
+    thread_ranked(msgs, alg, None)
+}
+
+/// [`thread`], REFS ordering dummy roots of equal date by `rank` (which only matters when
+/// `msgs` are not the whole mailbox: else the first appearance among them is the same).
+pub fn thread_ranked(msgs: &[Message], alg: Algorithm, rank: Option<&Rank>) -> String {
     match alg {
         Algorithm::OrderedSubject => ordered_subject(msgs),
         Algorithm::References | Algorithm::Refs => {
             let mut t = Tree::link(msgs);
             t.shadows();
             let roots = if alg == Algorithm::Refs {
-                t.refs_roots()
+                t.refs_roots(rank)
             } else {
                 t.references_roots()
             };
@@ -149,6 +160,8 @@ struct Root {
 struct Tree<'a> {
     msgs: &'a [Message],
     nodes: Vec<Node>,
+    /// Each node's Message-ID (empty for one of its own: no ID, or a duplicate).
+    ids: Vec<&'a [u8]>,
     /// The children each node is shown with (real messages only), after [`Tree::shadows`].
     kids: Vec<Vec<u32>>,
     walk: usize,
@@ -161,6 +174,7 @@ impl<'a> Tree<'a> {
         let mut t = Tree {
             msgs,
             nodes: Vec::with_capacity(msgs.len() + refs),
+            ids: Vec::with_capacity(msgs.len() + refs),
             kids: Vec::new(),
             walk: WALK_BUDGET.saturating_add(refs),
         };
@@ -200,6 +214,7 @@ impl<'a> Tree<'a> {
 
     fn new_node(&mut self) -> u32 {
         self.nodes.push(Node::new());
+        self.ids.push(&[]);
         (self.nodes.len() - 1) as u32
     }
 
@@ -208,6 +223,7 @@ impl<'a> Tree<'a> {
             return n;
         }
         let n = self.new_node();
+        self.ids[n as usize] = id;
         ids.insert(id, n);
         n
     }
@@ -314,8 +330,9 @@ impl<'a> Tree<'a> {
         v
     }
 
-    /// REFS: threads ordered by their newest message (then the root's number, 0 for a dummy).
-    fn refs_roots(&self) -> Vec<Root> {
+    /// REFS: threads ordered by their newest message, then the root's number (0 for a
+    /// dummy), then (dummies) `rank`, else the order their IDs were first seen.
+    fn refs_roots(&self, rank: Option<&Rank>) -> Vec<Root> {
         let mut roots = self.roots();
         let mut stack = Vec::new();
         for r in &mut roots {
@@ -330,7 +347,11 @@ impl<'a> Tree<'a> {
             r.ignore = newest == i64::MIN;
             r.date = newest;
         }
-        roots.sort_by_key(|r| (r.date, r.number));
+        let ranked = |r: &Root| match rank {
+            Some(rank) if r.dummy => rank.get(self.ids[r.idx as usize]).copied(),
+            _ => None,
+        };
+        roots.sort_by_key(|r| (r.date, r.number, ranked(r)));
         roots
     }
 

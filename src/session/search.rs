@@ -231,20 +231,23 @@ impl Session {
 impl Session {
     /// The header fields of each message of `uids` (selected mailbox), from the cache when it
     /// has them, for what a [`Session::matching`] pass without header did not read:
-    /// `each(uid, doc)`, `doc` being `None` for a message that cannot be read.
+    /// `each(uid, meta, doc)`; a message gone or that cannot be read is skipped.
     pub(super) fn with_headers(
         &mut self,
         uids: &[u32],
-        mut each: impl FnMut(u32, Option<&SearchDoc>),
+        mut each: impl FnMut(u32, &MessageMeta, &SearchDoc),
     ) -> Result<(), HandlerError> {
         let shared = self.view_mut()?.shared.clone();
         let cache = shared.cache();
         let window = RefCell::new(Window::default());
         for &uid in uids {
             let st = shared.lock();
-            let doc = doc_of(&st.mbox, Some(&cache), uid, &window);
-            drop(st);
-            each(uid, doc.as_ref());
+            let Some(meta) = st.mbox.meta(uid) else {
+                continue;
+            };
+            if let Some(doc) = doc_of(&st.mbox, Some(&cache), uid, &window) {
+                each(uid, meta, &doc);
+            }
         }
         cache.flush();
         Ok(())

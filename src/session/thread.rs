@@ -8,17 +8,20 @@
 //! thread index. The algorithms are pure, in [`crate::mime::thread`].
 
 use super::{Action, HandlerError, Output, Session};
-use crate::imap::types::{Command, ThreadAlgorithm};
-use crate::mime::thread::{thread, Algorithm, Keys, Message};
+use crate::imap::types::{Command, SearchKey, ThreadAlgorithm};
+use crate::mime::thread::{thread_ranked, Algorithm, Keys, Message, Rank};
 use crate::mime::{msgid, sortkey, subject, SearchDoc};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Most bytes of keys one [`Memo`] holds; a message whose keys are over [`MEMO_ENTRY`] bytes
 /// (10,000 References) is read each time instead.
-pub const MEMO_BYTES: usize = 16 * 1024 * 1024;
+pub const MEMO_BYTES: usize = 8 * 1024 * 1024;
 /// See [`MEMO_BYTES`].
 pub const MEMO_ENTRY: usize = 4096;
+
+/// The messages to thread, and when ranks are needed every message's keys (UID order).
+type Threaded = (Vec<Message>, Option<Vec<Arc<Keys>>>);
 
 /// THREAD's keys of the view's messages, by UID.
 #[derive(Default)]
@@ -66,15 +69,17 @@ impl Session {
         };
         self.check_charset(Some(&charset), None)?;
         let mut out = Vec::new();
-        let msgs = self.thread_messages(uid, &criteria, &mut out)?;
         let alg = match algorithm {
             ThreadAlgorithm::OrderedSubject => Algorithm::OrderedSubject,
             ThreadAlgorithm::References => Algorithm::References,
             ThreadAlgorithm::Refs => Algorithm::Refs,
         };
+        let refs = alg == Algorithm::Refs;
+        let (msgs, all) = self.thread_messages(uid, &criteria, refs, &mut out)?;
+        let rank = all.as_deref().map(rank);
         // Dovecot writes the space even when there are no threads: `* THREAD \r\n`.
         out.extend_from_slice(b"* THREAD ");
-        out.extend_from_slice(thread(&msgs, alg).as_bytes());
+        out.extend_from_slice(thread_ranked(&msgs, alg, rank.as_ref()).as_bytes());
         out.extend_from_slice(b"\r\n");
         let name = if uid { "UID THREAD" } else { "THREAD" };
         out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
@@ -84,51 +89,64 @@ impl Session {
         })
     }
 
-    /// The matching messages with their keys: from the view's [`Memo`], else read (and kept).
+    /// The matching messages with their keys, from the view's [`Memo`], else read (and
+    /// kept); and for REFS over part of the mailbox, the [`Rank`] of every message's IDs.
     fn thread_messages(
         &mut self,
         uid: bool,
-        criteria: &crate::imap::types::SearchKey,
+        criteria: &SearchKey,
+        refs: bool,
         out: &mut Vec<u8>,
-    ) -> Result<Vec<Message>, HandlerError> {
-        let mut dates = Vec::new();
-        let found = self.matching(uid, criteria, false, out, |_, meta, _| {
-            dates.push(meta.internal_date);
-        })?;
+    ) -> Result<Threaded, HandlerError> {
+        let found = self.matching(uid, criteria, false, out, |_, _, _| {})?;
         let mut memo = std::mem::take(&mut self.view_mut()?.thread_memo);
-        let missing: Vec<u32> = found
+        let live: Vec<u32> = self.view_mut()?.msgs.iter().map(|m| m.uid).collect();
+        // Dovecot numbers the IDs of every message, matching or not.
+        let whole = refs && found.len() < live.len();
+        let wanted: Vec<u32> = if whole {
+            live.clone()
+        } else {
+            found.iter().map(|h| h.uid).collect()
+        };
+        let missing: Vec<u32> = wanted
             .iter()
-            .map(|h| h.uid)
+            .copied()
             .filter(|u| !memo.by_uid.contains_key(u))
             .collect();
         let mut read = HashMap::with_capacity(missing.len());
-        let date_of: HashMap<u32, i64> = missing
-            .iter()
-            .filter_map(|u| found.binary_search_by_key(u, |h| h.uid).ok())
-            .map(|i| (found[i].uid, dates[i]))
-            .collect();
-        let loaded = self.with_headers(&missing, |u, doc| {
-            if let Some(doc) = doc {
-                let keys = Arc::new(keys(date_of.get(&u).copied().unwrap_or(0), doc));
-                memo.insert(u, &keys);
-                read.insert(u, keys);
-            }
+        let loaded = self.with_headers(&missing, |u, meta, doc| {
+            let keys = Arc::new(keys(meta.internal_date, doc));
+            memo.insert(u, &keys);
+            read.insert(u, keys);
         });
-        let live: Vec<u32> = self.view_mut()?.msgs.iter().map(|m| m.uid).collect();
         memo.prune(&live);
-        let mut msgs = Vec::with_capacity(found.len());
-        for h in &found {
-            // A message that could not be read is left out, as SEARCH leaves it out.
-            if let Some(k) = memo.by_uid.get(&h.uid).or_else(|| read.get(&h.uid)) {
-                msgs.push(Message {
+        let get = |u: &u32| memo.by_uid.get(u).or_else(|| read.get(u)).cloned();
+        // A message that could not be read is left out, as SEARCH leaves it out.
+        let msgs = found
+            .iter()
+            .filter_map(|h| {
+                get(&h.uid).map(|keys| Message {
                     number: h.number(uid),
-                    keys: k.clone(),
-                });
-            }
-        }
+                    keys,
+                })
+            })
+            .collect();
+        let all = whole.then(|| wanted.iter().filter_map(get).collect());
         self.view_mut()?.thread_memo = memo;
-        loaded.map(|()| msgs)
+        loaded.map(|()| (msgs, all))
     }
+}
+
+/// Where each ID first appears in `all` (messages in UID order).
+fn rank(all: &[Arc<Keys>]) -> Rank<'_> {
+    let mut rank = Rank::new();
+    for k in all {
+        for id in k.message_id.iter().chain(&k.references) {
+            let n = rank.len() as u32;
+            rank.entry(id.as_slice()).or_insert(n);
+        }
+    }
+    rank
 }
 
 /// What THREAD reads of one message. The date: the sent date, else (missing, unparsable or

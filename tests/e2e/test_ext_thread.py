@@ -220,6 +220,39 @@ def test_corpus_like_dovecot(both):
     assert answers[False] == answers[True]
 
 
+@pytest.mark.parametrize("seed,pool", [(s, p) for s in (1, 2, 3) for p in (12, 40, 300)])
+def test_random_corpus_like_dovecot(both, seed, pool):
+    """Random messages over `pool` IDs (few: duplicates, loops, self-references, conflicting
+    parents; many: missing parents, so REFS dummy roots of equal date, which Dovecot orders by
+    its string index over the whole mailbox), garbage IDs, subjects that merge or not, dates
+    that tie: THREAD and UID THREAD with each algorithm and criteria, equal to Dovecot's."""
+    import random
+    rnd = random.Random(seed)
+    dv, pm = both
+    maildir = dv.maildir("demo")  # the two servers share it
+    ids = [f"<m{i}@x>" for i in range(pool)] + ["<bad>", "junk", "<a b@c>", '<"q"@x>']
+    subjects = ["topic", "Re: topic", "Fwd: topic", "[l] Re: topic (fwd)", "other", "Re: other",
+                "", "Re:", None]
+    for i in range(150):
+        refs = " ".join(rnd.choice(ids) for _ in range(rnd.randrange(0, 5))) or None
+        irt = rnd.choice(ids) if rnd.random() < 0.3 else None
+        mid = rnd.choice(ids) if rnd.random() < 0.9 else None
+        date = day(rnd.randrange(0, 4)) if rnd.random() < 0.9 else "bogus"
+        data = msg(mid, rnd.choice(subjects), date, refs=refs, irt=irt)
+        deliver(maildir, data, name=f"1700000000.M{i:05d}P1.random", uid=MAIL_UID, gid=MAIL_GID)
+    chown_tree(maildir)
+    commands = [f"{u}THREAD {alg} UTF-8 {crit}" for u in ("", "UID ")
+                for alg in ("REFERENCES", "REFS", "ORDEREDSUBJECT")
+                for crit in ("ALL", "2:120", "SUBJECT topic")]
+    answers = {}
+    for srv in (dv, pm):
+        c = srv.login()
+        c.ok("SELECT INBOX")
+        answers[srv.is_pimap] = [thread(c, cmd) for cmd in commands]
+    for cmd, a, b in zip(commands, answers[False], answers[True]):
+        assert a == b, cmd
+
+
 def test_warm_thread_does_not_read_message_files(pimap):
     c = box(pimap, CORPUS)
     algs = ("REFERENCES", "REFS", "ORDEREDSUBJECT")

@@ -227,3 +227,21 @@ fn model_every_message_once() {
         }
     }
 }
+
+#[test]
+fn refs_dummy_ties_by_rank() {
+    // Two dummy roots (x, y missing) whose newest messages have the same date.
+    let msgs = [
+        m(1, 5, "a", &["x"], "s"),
+        m(2, 5, "b", &["x"], "s"),
+        m(3, 5, "c", &["y"], "s"),
+        m(4, 5, "d", &["y"], "s"),
+    ];
+    assert_eq!(thread(&msgs, Algorithm::Refs), "((1)(2))((3)(4))");
+    // In the whole mailbox, y was seen first.
+    let rank: Rank = [(&b"y"[..], 0), (&b"x"[..], 1)].into_iter().collect();
+    assert_eq!(
+        thread_ranked(&msgs, Algorithm::Refs, Some(&rank)),
+        "((3)(4))((1)(2))"
+    );
+}
