@@ -14,7 +14,12 @@
 //! - Sorting: siblings and roots by sent date then UID (Dovecot sorts by UID, the RFC by
 //!   sequence number: the same order).
 //! - REFS: REFERENCES without the subject steps, a root dummy kept whatever its children, and
-//!   threads ordered by their newest message.
+//!   threads ordered by their newest message; dummy roots of equal date by where their IDs
+//!   first appear in the mailbox ([`Rank`]; Dovecot's string index, which keeps the order of
+//!   messages expunged since, so after expunges the two can differ on such ties).
+//! - Output: Dovecot writes `* THREAD ` (with the space) when there is nothing to thread, and
+//!   a two-message ORDEREDSUBJECT thread as `(1 2)` (the RFC's example has `(1 (2))`-style
+//!   children only from three messages on; both are valid `thread-list`s).
 //!
 //! No recursion (a 100,000-deep reference chain is fine) and bounded work: ancestor walks,
 //! the only part that is not linear, share [`WALK_BUDGET`]; once it is spent a link whose
