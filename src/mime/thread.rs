@@ -18,8 +18,8 @@
 //!   first appear in the mailbox ([`Rank`]; Dovecot's string index, which keeps the order of
 //!   messages expunged since, so after expunges the two can differ on such ties).
 //! - Output: Dovecot writes `* THREAD ` (with the space) when there is nothing to thread, and
-//!   a two-message ORDEREDSUBJECT thread as `(1 2)` (the RFC's example has `(1 (2))`-style
-//!   children only from three messages on; both are valid `thread-list`s).
+//!   an ORDEREDSUBJECT thread of two as `(1 2)` and a longer one as `(1 (2)(3))`: the
+//!   first message the parent of the others either way (RFC 5256 §4 `thread-list`).
 //!
 //! No recursion (a 100,000-deep reference chain is fine) and bounded work: ancestor walks,
 //! the only part that is not linear, share [`WALK_BUDGET`]; once it is spent a link whose
