@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use pimap::mime::thread::{thread, Algorithm, Keys, Message};
 use std::sync::Arc;
-use pimap::mime::{msgid, subject};
+use pimap::mime::msgid;
 
 fuzz_target!(|data: &[u8]| {
     let mut msgs = Vec::new();
@@ -18,12 +18,8 @@ fuzz_target!(|data: &[u8]| {
         if references.is_empty() {
             references.extend(irt.and_then(msgid::first));
         }
-        let keys = Keys {
-            date: f.next().map_or(0, |d| d.len() as i64 % 3),
-            message_id: id.and_then(msgid::first),
-            references,
-            subject: subj.map(subject::base_subject),
-        };
+        let date = f.next().map_or(0, |d| d.len() as i64 % 3);
+        let keys = Keys::new(date, id.and_then(msgid::first), references, subj.map(<[u8]>::to_vec));
         msgs.push(Message {
             number: i as u32 + 1,
             keys: Arc::new(keys),

@@ -27,7 +27,7 @@
 //! quadratic gets there).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Ancestor-walk steps one THREAD may take in all, beyond one per reference.
 pub const WALK_BUDGET: usize = 20_000_000;
@@ -50,8 +50,36 @@ pub struct Keys {
     pub message_id: Option<Vec<u8>>,
     /// The References IDs, or the first In-Reply-To ID when there is none.
     pub references: Vec<Vec<u8>>,
-    /// The base subject and whether it was a reply or forward; `None` without a Subject.
-    pub subject: Option<(String, bool)>,
+    /// The Subject field's value, if there is one.
+    pub subject: Option<Vec<u8>>,
+    /// Its base subject and whether it was a reply or forward, made on first use (REFS never
+    /// uses it, REFERENCES only for thread roots).
+    base: OnceLock<Option<(String, bool)>>,
+}
+
+impl Keys {
+    pub fn new(
+        date: i64,
+        message_id: Option<Vec<u8>>,
+        references: Vec<Vec<u8>>,
+        subject: Option<Vec<u8>>,
+    ) -> Keys {
+        Keys {
+            date,
+            message_id,
+            references,
+            subject,
+            base: OnceLock::new(),
+        }
+    }
+
+    /// The base subject ([`super::subject::base_subject`]) and whether the subject was a
+    /// reply or forward; `None` without a Subject field.
+    pub fn base_subject(&self) -> Option<&(String, bool)> {
+        self.base
+            .get_or_init(|| self.subject.as_deref().map(super::subject::base_subject))
+            .as_ref()
+    }
 }
 
 /// The algorithms (RFC 5256 §3 `thread-alg`, and Dovecot's REFS).
@@ -95,7 +123,7 @@ pub fn thread_ranked(msgs: &[Message], alg: Algorithm, rank: Option<&Rank>) -> S
 /// children); threads ordered by their first message's date, then number.
 fn ordered_subject(msgs: &[Message]) -> String {
     fn base(m: &Message) -> &str {
-        m.keys.subject.as_ref().map_or("", |s| s.0.as_str())
+        m.keys.base_subject().map_or("", |s| s.0.as_str())
     }
     let mut order: Vec<&Message> = msgs.iter().collect();
     order.sort_by(|a, b| (base(a), a.keys.date, a.number).cmp(&(base(b), b.keys.date, b.number)));
@@ -406,7 +434,7 @@ impl<'a> Tree<'a> {
             } else {
                 continue;
             };
-            let Some((base, reply)) = &self.msg(idx).keys.subject else {
+            let Some((base, reply)) = self.msg(idx).keys.base_subject() else {
                 continue;
             };
             if base.is_empty() {

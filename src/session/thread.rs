@@ -10,7 +10,7 @@
 use super::{Action, HandlerError, Output, Session};
 use crate::imap::types::{Command, SearchKey, ThreadAlgorithm};
 use crate::mime::thread::{thread_ranked, Algorithm, Keys, Message, Rank};
-use crate::mime::{msgid, sortkey, subject, SearchDoc};
+use crate::mime::{msgid, sortkey, SearchDoc};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -52,8 +52,9 @@ impl Memo {
 fn cost(keys: &Keys) -> usize {
     let refs: usize = keys.references.iter().map(|r| r.len() + 24).sum();
     let id = keys.message_id.as_ref().map_or(0, |i| i.len());
-    let subject = keys.subject.as_ref().map_or(0, |s| s.0.len());
-    96 + refs + id + subject
+    // The subject twice: the field's value and, once made, the base subject.
+    let subject = keys.subject.as_ref().map_or(0, |s| 2 * s.len());
+    128 + refs + id + subject
 }
 
 impl Session {
@@ -158,12 +159,8 @@ fn keys(internal: i64, doc: &SearchDoc) -> Keys {
     if references.is_empty() {
         references.extend(reply_to.as_deref().and_then(msgid::first));
     }
-    Keys {
-        date: sortkey::sent_time(date.as_deref())
-            .filter(|&t| t != 0)
-            .unwrap_or(internal),
-        message_id: id.as_deref().and_then(msgid::first),
-        references,
-        subject: subj.as_deref().map(subject::base_subject),
-    }
+    let date = sortkey::sent_time(date.as_deref())
+        .filter(|&t| t != 0)
+        .unwrap_or(internal);
+    Keys::new(date, id.as_deref().and_then(msgid::first), references, subj)
 }

@@ -2,12 +2,12 @@ use super::*;
 
 /// A message: number (= UID), date, Message-ID, references, subject.
 fn m(number: u32, date: i64, id: &str, refs: &[&str], subject: &str) -> Message {
-    let keys = Keys {
+    let keys = Keys::new(
         date,
-        message_id: (!id.is_empty()).then(|| id.as_bytes().to_vec()),
-        references: refs.iter().map(|r| r.as_bytes().to_vec()).collect(),
-        subject: Some(crate::mime::subject::base_subject(subject.as_bytes())),
-    };
+        (!id.is_empty()).then(|| id.as_bytes().to_vec()),
+        refs.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        Some(subject.as_bytes().to_vec()),
+    );
     Message {
         number,
         keys: Arc::new(keys),
