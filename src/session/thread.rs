@@ -3,16 +3,19 @@
 //! The messages are those SEARCH would find ([`Session::matching`]); Message-ID,
 //! In-Reply-To, References, Subject and Date come from the header block in the metadata
 //! cache, so a THREAD over a mailbox whose cache is warm opens no message file. What was read
-//! is kept for the session's view of the mailbox ([`Memo`]: a message's bytes never change
-//! under its UID), so the next THREAD reads only new messages' headers, as Dovecot keeps its
-//! thread index. The algorithms are pure, in [`crate::mime::thread`].
+//! is kept for every session of the process that has the mailbox selected ([`Memo`]: a
+//! message's bytes never change under its UID), so the next THREAD reads only new messages'
+//! headers, as Dovecot keeps its thread index. The algorithms are pure, in
+//! [`crate::mime::thread`].
 
+use super::view::View;
 use super::{Action, HandlerError, Output, Session};
 use crate::imap::types::{Command, SearchKey, ThreadAlgorithm};
 use crate::mime::thread::{thread_ranked, Algorithm, Keys, Message, Rank};
 use crate::mime::{msgid, sortkey, SearchDoc};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Most bytes of keys one [`Memo`] holds; a message whose keys are over [`MEMO_ENTRY`] bytes
 /// (10,000 References) is read each time instead.
@@ -23,7 +26,7 @@ pub const MEMO_ENTRY: usize = 4096;
 /// The messages to thread, and when ranks are needed every message's keys (UID order).
 type Threaded = (Vec<Message>, Option<Vec<Arc<Keys>>>);
 
-/// THREAD's keys of the view's messages, by UID.
+/// THREAD's keys of a mailbox's messages, by UID.
 #[derive(Default)]
 pub(super) struct Memo {
     by_uid: HashMap<u32, Arc<Keys>>,
@@ -90,8 +93,9 @@ impl Session {
         })
     }
 
-    /// The matching messages with their keys, from the view's [`Memo`], else read (and
-    /// kept); and for REFS over part of the mailbox, the [`Rank`] of every message's IDs.
+    /// The matching messages with their keys, from the mailbox's [`Memo`], else read (and
+    /// kept); and for REFS over part of the mailbox, the keys of every message (for
+    /// [`Rank`]).
     fn thread_messages(
         &mut self,
         uid: bool,
@@ -100,8 +104,9 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<Threaded, HandlerError> {
         let found = self.matching(uid, criteria, false, out, |_, _, _| {})?;
-        let mut memo = std::mem::take(&mut self.view_mut()?.thread_memo);
-        let live: Vec<u32> = self.view_mut()?.msgs.iter().map(|m| m.uid).collect();
+        let view = self.view_mut()?;
+        let live: Vec<u32> = view.msgs.iter().map(|m| m.uid).collect();
+        let memo = view_memo(view);
         // Dovecot numbers the IDs of every message, matching or not.
         let whole = refs && found.len() < live.len();
         let wanted: Vec<u32> = if whole {
@@ -109,33 +114,77 @@ impl Session {
         } else {
             found.iter().map(|h| h.uid).collect()
         };
-        let missing: Vec<u32> = wanted
-            .iter()
-            .copied()
-            .filter(|u| !memo.by_uid.contains_key(u))
-            .collect();
-        let mut read = HashMap::with_capacity(missing.len());
-        let loaded = self.with_headers(&missing, |u, meta, doc| {
-            let keys = Arc::new(keys(meta.internal_date, doc));
-            memo.insert(u, &keys);
-            read.insert(u, keys);
-        });
-        memo.prune(&live);
-        let get = |u: &u32| memo.by_uid.get(u).or_else(|| read.get(u)).cloned();
+        let mut have = HashMap::with_capacity(wanted.len());
+        let mut missing = Vec::new();
+        {
+            let m = lock(&memo);
+            for u in wanted.iter().copied() {
+                match m.by_uid.get(&u) {
+                    Some(k) => {
+                        have.insert(u, k.clone());
+                    }
+                    None => missing.push(u),
+                }
+            }
+        }
+        let mut new = Vec::with_capacity(missing.len());
+        self.with_headers(&missing, |u, meta, doc| {
+            new.push((u, Arc::new(keys(meta.internal_date, doc))));
+        })?;
+        {
+            let mut m = lock(&memo);
+            for (u, k) in new {
+                m.insert(u, &k);
+                have.insert(u, k);
+            }
+            m.prune(&live);
+        }
         // A message that could not be read is left out, as SEARCH leaves it out.
         let msgs = found
             .iter()
             .filter_map(|h| {
-                get(&h.uid).map(|keys| Message {
+                have.get(&h.uid).map(|keys| Message {
                     number: h.number(uid),
-                    keys,
+                    keys: keys.clone(),
                 })
             })
             .collect();
-        let all = whole.then(|| wanted.iter().filter_map(get).collect());
-        self.view_mut()?.thread_memo = memo;
-        loaded.map(|()| (msgs, all))
+        let all = whole.then(|| wanted.iter().filter_map(|u| have.get(u).cloned()).collect());
+        Ok((msgs, all))
     }
+}
+
+/// Every [`Memo`] in use, by mailbox directory and UIDVALIDITY: the sessions of one mailbox
+/// share one (a webmail opens a session per page), dropped with the last view holding it.
+type Registry = Vec<((PathBuf, u32), Weak<Mutex<Memo>>)>;
+static MEMOS: Mutex<Registry> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The view's mailbox's [`Memo`] (found or made on the view's first THREAD). Takes the
+/// mailbox's lock, then the registry's: never the other way round.
+fn view_memo(view: &mut View) -> Arc<Mutex<Memo>> {
+    if let Some(m) = &view.thread_memo {
+        return m.clone();
+    }
+    let st = view.lock();
+    let key = (st.mbox.path().to_path_buf(), st.mbox.uid_validity());
+    let mut all = lock(&MEMOS);
+    drop(st);
+    all.retain(|(_, w)| w.strong_count() > 0);
+    let found = all
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade());
+    let memo = found.unwrap_or_else(|| {
+        let m = Arc::new(Mutex::new(Memo::default()));
+        all.push((key, Arc::downgrade(&m)));
+        m
+    });
+    view.thread_memo = Some(memo.clone());
+    memo
 }
 
 /// Where each ID first appears in `all` (messages in UID order).

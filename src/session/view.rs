@@ -54,8 +54,9 @@ pub struct View {
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
     told: Vec<u8>,
-    /// THREAD's keys of messages already read (`session::thread`).
-    pub(super) thread_memo: super::thread::Memo,
+    /// THREAD's keys of messages already read, shared with the mailbox's other views
+    /// (`session::thread`); `None` until the first THREAD.
+    pub(super) thread_memo: Option<Arc<std::sync::Mutex<super::thread::Memo>>>,
 }
 
 impl View {
@@ -97,7 +98,7 @@ impl View {
             pending: Vec::new(),
             origin: NEXT_ORIGIN.fetch_add(1, Ordering::Relaxed),
             told: Vec::new(),
-            thread_memo: Default::default(),
+            thread_memo: None,
         })
     }
 

@@ -133,6 +133,21 @@ def test_after_new_and_expunged_messages(corpus_box):
         b"* THREAD (15 (4)(5)(17))(10)(3 (1)(2)(6)(7))(8 (9)(16))(11)(12)(13)(14)")
 
 
+def test_two_sessions(server):
+    """Sessions of one mailbox (pimap shares what it read between them): each sees the
+    messages its view has, the other's APPEND after a NOOP."""
+    a = box(server, CORPUS[:6])
+    b = server.login()
+    b.ok("SELECT INBOX")
+    assert thread(a, "THREAD REFS UTF-8 ALL") == b"* THREAD ((5)(6))(1 (4)(2 3))"
+    append(b, "INBOX", msg("<7@x>", "Re: Lost", day(20), refs="<6@x>"))
+    b.ok("NOOP")
+    assert thread(b, "THREAD REFS UTF-8 ALL") == b"* THREAD (1 (4)(2 3))((5)(6 7))"
+    assert thread(b, "UID THREAD REFS UTF-8 2:*") == b"* THREAD ((4)(2 3))((5)(6 7))"
+    a.ok("NOOP")
+    assert thread(a, "THREAD REFERENCES UTF-8 5:*") == b"* THREAD ((5)(6 7))"
+
+
 def test_empty_result(corpus_box):
     """Dovecot writes the space after THREAD even with no threads."""
     for alg in ("REFERENCES", "REFS", "ORDEREDSUBJECT"):
