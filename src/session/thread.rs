@@ -3,9 +3,10 @@
 //! The messages are those SEARCH would find ([`Session::matching`]); Message-ID,
 //! In-Reply-To, References, Subject and Date come from the header block in the metadata
 //! cache, so a THREAD over a mailbox whose cache is warm opens no message file. What was read
-//! is kept for every session of the process that has the mailbox selected ([`Memo`]: a
-//! message's bytes never change under its UID), so the next THREAD reads only new messages'
-//! headers, as Dovecot keeps its thread index. The algorithms are pure, in
+//! is kept for every session of the process that has the mailbox selected, and a while after
+//! ([`Memo`]: a message's bytes never change under its UID; [`KEEP_IDLE`]), so the next
+//! THREAD, in this session or the next, reads only new messages' headers, as Dovecot keeps
+//! its thread index. The algorithms are pure, in
 //! [`crate::mime::thread`].
 
 use super::view::View;
@@ -15,7 +16,8 @@ use crate::mime::thread::{thread_ranked, Algorithm, Keys, Message, Rank};
 use crate::mime::{msgid, sortkey, SearchDoc};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most bytes of keys one [`Memo`] holds; a message whose keys are over [`MEMO_ENTRY`] bytes
 /// (10,000 References) is read each time instead.
@@ -154,10 +156,21 @@ impl Session {
     }
 }
 
-/// Every [`Memo`] in use, by mailbox directory and UIDVALIDITY: the sessions of one mailbox
-/// share one (a webmail opens a session per page), dropped with the last view holding it.
-type Registry = Vec<((PathBuf, u32), Weak<Mutex<Memo>>)>;
-static MEMOS: Mutex<Registry> = Mutex::new(Vec::new());
+/// [`Memo`]s no view holds that are kept anyway (the most recently used), for the next
+/// session (a webmail opens one per page).
+pub const KEEP_IDLE: usize = 4;
+
+/// One mailbox's [`Memo`], by directory and UIDVALIDITY.
+struct Entry {
+    key: (PathBuf, u32),
+    memo: Arc<Mutex<Memo>>,
+    used: u64,
+}
+
+/// The [`Memo`]s: shared by the sessions that have the mailbox selected, and the
+/// [`KEEP_IDLE`] last used by none (trimmed when a view first threads).
+static MEMOS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static TICK: AtomicU64 = AtomicU64::new(0);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -173,16 +186,33 @@ fn view_memo(view: &mut View) -> Arc<Mutex<Memo>> {
     let key = (st.mbox.path().to_path_buf(), st.mbox.uid_validity());
     let mut all = lock(&MEMOS);
     drop(st);
-    all.retain(|(_, w)| w.strong_count() > 0);
-    let found = all
+    let used = TICK.fetch_add(1, Ordering::Relaxed);
+    let memo = match all.iter_mut().find(|e| e.key == key) {
+        Some(e) => {
+            e.used = used;
+            e.memo.clone()
+        }
+        None => {
+            let memo = Arc::new(Mutex::new(Memo::default()));
+            all.push(Entry {
+                key,
+                memo: memo.clone(),
+                used,
+            });
+            memo
+        }
+    };
+    // Idle: held by the registry alone. The oldest beyond KEEP_IDLE go.
+    let mut idle: Vec<u64> = all
         .iter()
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, w)| w.upgrade());
-    let memo = found.unwrap_or_else(|| {
-        let m = Arc::new(Mutex::new(Memo::default()));
-        all.push((key, Arc::downgrade(&m)));
-        m
-    });
+        .filter(|e| Arc::strong_count(&e.memo) == 1)
+        .map(|e| e.used)
+        .collect();
+    if idle.len() > KEEP_IDLE {
+        idle.sort_unstable();
+        let cut = idle[idle.len() - KEEP_IDLE];
+        all.retain(|e| Arc::strong_count(&e.memo) > 1 || e.used >= cut);
+    }
     view.thread_memo = Some(memo.clone());
     memo
 }
