@@ -36,9 +36,11 @@ pub(super) struct Memo {
 }
 
 impl Memo {
+    /// Keep `keys` of `uid` (unless another session just did, or they do not fit).
     fn insert(&mut self, uid: u32, keys: &Arc<Keys>) {
         let size = cost(keys);
-        if size <= MEMO_ENTRY && self.bytes + size <= MEMO_BYTES {
+        if !self.by_uid.contains_key(&uid) && size <= MEMO_ENTRY && self.bytes + size <= MEMO_BYTES
+        {
             self.bytes += size;
             self.by_uid.insert(uid, keys.clone());
         }
