@@ -164,6 +164,7 @@ fn command(c: &mut Cursor) -> PResult<Command> {
         b"SETMETADATA" => metadata::setmetadata(c)?,
         b"SEARCH" => search(c, false)?,
         b"SORT" => sort(c, false)?,
+        b"THREAD" => thread(c, false)?,
         b"FETCH" => fetch(c, false)?,
         b"STORE" => store(c, false)?,
         b"COPY" => copy_move(c, false, false)?,
@@ -194,6 +195,7 @@ fn uid(c: &mut Cursor) -> PResult<Command> {
         b"FETCH" => fetch(c, true),
         b"SEARCH" => search(c, true),
         b"SORT" => sort(c, true),
+        b"THREAD" => thread(c, true),
         b"STORE" => store(c, true),
         b"COPY" => copy_move(c, true, false),
         b"MOVE" => copy_move(c, true, true),
@@ -202,7 +204,7 @@ fn uid(c: &mut Cursor) -> PResult<Command> {
             Ok(Command::UidExpunge(c.sequence_set()?))
         }
         _ => Err(format!(
-            "UID must be followed by FETCH, SEARCH, SORT, STORE, COPY, MOVE or EXPUNGE, not {}",
+            "UID must be followed by FETCH, SEARCH, SORT, THREAD, STORE, COPY, MOVE or EXPUNGE, not {}",
             show(name)
         )),
     }
@@ -556,6 +558,16 @@ fn sort(c: &mut Cursor, uid: bool) -> PResult<Command> {
         uid,
         returns: a.returns,
         program,
+        charset: a.charset.unwrap_or_default(),
+        criteria: a.criteria,
+    })
+}
+
+fn thread(c: &mut Cursor, uid: bool) -> PResult<Command> {
+    let (algorithm, a) = search::thread_args(c)?;
+    Ok(Command::Thread {
+        uid,
+        algorithm,
         charset: a.charset.unwrap_or_default(),
         criteria: a.criteria,
     })

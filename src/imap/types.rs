@@ -285,6 +285,14 @@ pub struct SortCriterion {
     pub key: SortKey,
 }
 
+/// A THREAD algorithm (RFC 5256 §3 `thread-alg`; REFS is Dovecot's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
+    Refs,
+}
+
 /// RFC 4731 ESEARCH `RETURN (...)` options, with RFC 5267 §4's CONTEXT, UPDATE and PARTIAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
@@ -489,6 +497,13 @@ pub enum Command {
         charset: String,
         criteria: SearchKey,
     },
+    /// `THREAD algorithm charset search-keys` (RFC 5256 §3).
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        criteria: SearchKey,
+    },
     Fetch {
         uid: bool,
         set: SequenceSet,
@@ -629,6 +644,7 @@ impl Command {
             Command::UidExpunge(_) => "UID EXPUNGE",
             Command::Search { .. } => "SEARCH",
             Command::Sort { .. } => "SORT",
+            Command::Thread { .. } => "THREAD",
             Command::Fetch { .. } => "FETCH",
             Command::Store { .. } => "STORE",
             Command::Copy { .. } => "COPY",

@@ -29,6 +29,7 @@ pub mod binary;
 pub mod casemap;
 pub mod envelope;
 pub mod html;
+pub mod msgid;
 pub mod parse;
 pub mod preview;
 pub mod rfc822;
@@ -38,6 +39,7 @@ pub mod sentdate;
 pub mod sortkey;
 pub mod structure;
 pub mod subject;
+pub mod thread;
 
 use crate::imap::types::{Date, Section};
 use std::borrow::Cow;
@@ -184,6 +186,10 @@ impl SearchDoc {
     /// The value of the first field `name` (raw: folding kept, encoded-words not decoded).
     pub fn first_field(&self, name: &str) -> Option<Vec<u8>> {
         self.doc.first_field(name)
+    }
+    /// [`SearchDoc::first_field`] of each of `names`, in one pass over the header.
+    pub fn first_fields<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        self.doc.first_fields(names)
     }
 }
 

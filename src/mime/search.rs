@@ -118,6 +118,31 @@ impl Doc {
         Some(value)
     }
 
+    /// The values of the first field of each of `names`, in one pass over the header.
+    pub fn first_fields<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        let mut out: [Option<Vec<u8>>; N] = std::array::from_fn(|_| None);
+        let mut missing = N;
+        for f in parse::RawFields::new(&self.msg, 0) {
+            let name = &self.msg[f.name.clone()];
+            let Some(i) = names
+                .iter()
+                .position(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            if out[i].is_none() {
+                let mut value = Vec::new();
+                f.value_into(&self.msg, &mut value);
+                out[i] = Some(value);
+                missing -= 1;
+                if missing == 0 {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// RFC 3501 §6.4.4 FROM / TO / CC / BCC: a field of that name whose addresses, written
     /// the way Dovecot matches them ([`address_search_text`]), contain the needle. So
     /// `FROM user@domain.org` finds `<user (comment)@ (comment) domain.org>`.

@@ -74,7 +74,9 @@ impl Session {
                 out.extend_from_slice(format!("{tag} OK {name} completed.\r\n").as_bytes());
             }
             c @ Command::Fetch { .. } => return self.fetch(tag, c),
-            c @ (Command::Search { .. } | Command::Sort { .. }) => return self.search(tag, c),
+            c @ (Command::Search { .. } | Command::Sort { .. } | Command::Thread { .. }) => {
+                return self.search(tag, c)
+            }
             other => {
                 return Err(HandlerError::Bad(format!(
                     "{} is not allowed here.",

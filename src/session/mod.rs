@@ -8,7 +8,8 @@
 //! Handlers live in one module per command family: `auth` (LOGIN, AUTHENTICATE), `mailbox`
 //! (SELECT ... STATUS), `append` (APPEND, MULTIAPPEND, CATENATE), `list` (LIST with
 //! LIST-EXTENDED / LIST-STATUS), `message` (FETCH, STORE, COPY, MOVE, EXPUNGE), `search` (with
-//! ESEARCH / SEARCHRES), `sort` (SORT, SORT=DISPLAY, ESORT, over `search`'s matching), `quota`
+//! ESEARCH / SEARCHRES), `sort` (SORT, SORT=DISPLAY, ESORT, over `search`'s matching),
+//! `thread` (THREAD, the same way), `context` (CONTEXT=SEARCH / CONTEXT=SORT updates), `quota`
 //! (GETQUOTAROOT, GETQUOTA, SETQUOTA and the APPEND/COPY check), `idle` (IDLE, RFC 2177, and
 //! the [`Watcher`] over the store's wake-ups), `notify` / `notify_push` (NOTIFY, RFC 5465),
 //! `special_use` (RFC 6154), `metadata` (GETMETADATA, SETMETADATA), `view`.
@@ -39,6 +40,7 @@ mod rev2;
 mod search;
 mod sort;
 pub mod special_use;
+mod thread;
 pub mod view;
 
 use crate::auth::UserDb;
@@ -352,6 +354,9 @@ impl Session {
                 "SORT",
                 "SORT=DISPLAY",
                 "ESORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
+                "THREAD=REFS",
                 "I18NLEVEL=1",
                 "WITHIN",
                 "STATUS=SIZE",
@@ -519,6 +524,7 @@ impl Session {
                 | CancelUpdate(_)
                 | Search { .. }
                 | Sort { .. }
+                | Thread { .. }
                 | Fetch { .. }
                 | Store { .. }
                 | Copy { .. }

@@ -15,10 +15,12 @@ use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 
 impl Session {
-    /// SEARCH, or SORT (which [`Session::sort`] answers).
+    /// SEARCH, or SORT and THREAD (which [`Session::sort`] and [`Session::thread`] answer).
     pub(super) fn search(&mut self, tag: &str, cmd: Command) -> Result<Output, HandlerError> {
-        if let Command::Sort { .. } = cmd {
-            return self.sort(tag, cmd);
+        match cmd {
+            Command::Sort { .. } => return self.sort(tag, cmd),
+            Command::Thread { .. } => return self.thread(tag, cmd),
+            _ => {}
         }
         let Command::Search {
             uid,
@@ -286,6 +288,32 @@ pub(super) fn scan(
         c.flush();
     }
     Ok(hits)
+}
+
+impl Session {
+    /// The header fields of each message of `uids` (selected mailbox), from the cache when it
+    /// has them, for what a [`Session::matching`] pass without header did not read:
+    /// `each(uid, meta, doc)`; a message gone or that cannot be read is skipped.
+    pub(super) fn with_headers(
+        &mut self,
+        uids: &[u32],
+        mut each: impl FnMut(u32, &MessageMeta, &SearchDoc),
+    ) -> Result<(), HandlerError> {
+        let shared = self.view_mut()?.shared.clone();
+        let cache = shared.cache();
+        let window = RefCell::new(Window::default());
+        for &uid in uids {
+            let st = shared.lock();
+            let Some(meta) = st.mbox.meta(uid) else {
+                continue;
+            };
+            if let Some(doc) = doc_of(&st.mbox, Some(&cache), uid, &window) {
+                each(uid, meta, &doc);
+            }
+        }
+        cache.flush();
+        Ok(())
+    }
 }
 
 /// What `RETURN (SAVE ...)` stores as `$` (RFC 5182 §2.4): with MIN and/or MAX but neither

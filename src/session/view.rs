@@ -57,6 +57,9 @@ pub struct View {
     /// the view counts it as told, so a failed command must still send it
     /// ([`View::take_told`]).
     told: Vec<u8>,
+    /// THREAD's keys of messages already read, shared with the mailbox's other views
+    /// (`session::thread`); `None` until the first THREAD.
+    pub(super) thread_memo: Option<Arc<std::sync::Mutex<super::thread::Memo>>>,
 }
 
 impl View {
@@ -99,6 +102,7 @@ impl View {
             origin: NEXT_ORIGIN.fetch_add(1, Ordering::Relaxed),
             context: Default::default(),
             told: Vec::new(),
+            thread_memo: None,
         })
     }
 

@@ -226,6 +226,35 @@ pub(crate) fn sort_args(c: &mut Cursor) -> PResult<(SearchArgs, Vec<SortCriterio
     Ok((args, program))
 }
 
+/// `thread = ["UID" SP] "THREAD" SP thread-alg SP search-criteria` (RFC 5256 §4); the
+/// cursor is just after `THREAD`.
+pub(crate) fn thread_args(c: &mut Cursor) -> PResult<(ThreadAlgorithm, SearchArgs)> {
+    c.sp("after THREAD")?;
+    let a = c.atom("thread algorithm")?;
+    let alg = match a.to_ascii_uppercase().as_slice() {
+        b"ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+        b"REFERENCES" => ThreadAlgorithm::References,
+        b"REFS" => ThreadAlgorithm::Refs,
+        _ => return Err(format!("Unknown thread algorithm {}", show(a))),
+    };
+    if c.at_end() {
+        return Err("Invalid charset argument: THREAD needs a charset".into());
+    }
+    c.sp("after the thread algorithm")?;
+    let cs = c.astring_utf8("charset name")?;
+    let mode = charset_mode(&cs);
+    if c.at_end() {
+        return Err("Missing search parameters".into());
+    }
+    c.sp("after the charset name")?;
+    let args = SearchArgs {
+        charset: Some(cs),
+        returns: None,
+        criteria: criteria(c, mode)?,
+    };
+    Ok((alg, args))
+}
+
 fn text(c: &mut Cursor, mode: Charset, what: &str) -> PResult<String> {
     c.sp(&format!("after {what}"))?;
     let b = c.astring(&format!("{what} search string"))?;

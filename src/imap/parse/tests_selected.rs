@@ -233,7 +233,7 @@ fn fetch_errors() {
     );
     assert_eq!(
         reason("a UID FROB 1"),
-        "UID must be followed by FETCH, SEARCH, SORT, STORE, COPY, MOVE or EXPUNGE, not FROB"
+        "UID must be followed by FETCH, SEARCH, SORT, THREAD, STORE, COPY, MOVE or EXPUNGE, not FROB"
     );
 }
 

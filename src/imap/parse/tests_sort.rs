@@ -1,5 +1,5 @@
-//! Transcript-style tests for SORT and UID SORT (RFC 5256 §4, RFC 5267 §3), with Dovecot's
-//! answers to the same bad input.
+//! Transcript-style tests for SORT and UID SORT (RFC 5256 §4, RFC 5267 §3) and THREAD, with
+//! Dovecot's answers to the same bad input.
 
 use super::tests::{ok, reason};
 use super::*;
@@ -82,5 +82,40 @@ fn bad_sort_programs() {
     ] {
         let r = reason(line);
         assert!(r.contains(why), "{line}: {r}");
+    }
+}
+
+#[test]
+fn thread_args() {
+    use SearchKey as K;
+    assert_eq!(
+        ok("a UID THREAD refs utf-8 UNSEEN FROM \"x\""),
+        Command::Thread {
+            uid: true,
+            algorithm: ThreadAlgorithm::Refs,
+            charset: "utf-8".into(),
+            criteria: K::And(vec![K::Unseen, K::From("x".into())]),
+        }
+    );
+    for (line, alg) in [
+        (
+            "a THREAD ORDEREDSUBJECT US-ASCII ALL",
+            ThreadAlgorithm::OrderedSubject,
+        ),
+        ("a THREAD References UTF-8 1:*", ThreadAlgorithm::References),
+    ] {
+        let Command::Thread { algorithm, uid, .. } = ok(line) else {
+            panic!("{line}")
+        };
+        assert_eq!((algorithm, uid), (alg, false));
+    }
+    for (line, why) in [
+        ("a THREAD XYZ UTF-8 ALL", "Unknown thread algorithm XYZ"),
+        ("a THREAD REFS", "THREAD needs a charset"),
+        ("a THREAD REFS UTF-8", "Missing search parameters"),
+        ("a THREAD", "after THREAD"),
+        ("a THREAD (REFS) UTF-8 ALL", "thread algorithm"),
+    ] {
+        assert!(reason(line).contains(why), "{line}: {}", reason(line));
     }
 }
