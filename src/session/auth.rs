@@ -92,11 +92,23 @@ impl Session {
 
     /// The client's line after our `+ ` continuation.
     pub(super) fn auth_plain_continue(&mut self, tag: String, line: &[u8]) -> Output {
+        self.sasl_answer(tag, line, |s, tag, line| s.auth_plain_response(tag, line))
+    }
+
+    /// The client's (CRLF-trimmed) `line` answering a `+ ` challenge of AUTHENTICATE `tag`:
+    /// `*` cancels it (RFC 3501 §6.2.2), anything else goes to `step`; its errors become the
+    /// tagged BAD or NO.
+    pub(super) fn sasl_answer(
+        &mut self,
+        tag: String,
+        line: &[u8],
+        step: impl FnOnce(&mut Self, &str, &[u8]) -> Result<Output, HandlerError>,
+    ) -> Output {
         let line = trim_crlf(line);
         let result = if line == b"*" {
             Err(HandlerError::Bad("Authentication cancelled.".into()))
         } else {
-            self.auth_plain_response(&tag, line)
+            step(self, &tag, line)
         };
         match result {
             Ok(o) => o,

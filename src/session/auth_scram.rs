@@ -11,7 +11,7 @@
 //! ([`crate::auth::UserDb::scram_credentials`]), so the answer does not tell who exists; every
 //! failure costs the same back-off as a failed LOGIN.
 
-use super::auth::{decode_response, trim_crlf};
+use super::auth::decode_response;
 use super::{Action, HandlerError, Output, Pending, Session};
 use crate::auth::scram::{self, Algorithm, ClientFirst, Exchange, ScramError};
 use crate::auth::User;
@@ -52,20 +52,9 @@ impl Session {
 
     /// The client's line after one of our `+ ` challenges.
     pub(super) fn scram_continue(&mut self, tag: String, step: Step, line: &[u8]) -> Output {
-        let line = trim_crlf(line);
-        let result = if line == b"*" {
-            Err(HandlerError::Bad("Authentication cancelled.".into()))
-        } else {
-            decode_response(line).and_then(|msg| self.scram_step(&tag, step, &msg))
-        };
-        match result {
-            Ok(o) => o,
-            Err(HandlerError::Bad(r)) => self.bad(&tag, &r),
-            Err(HandlerError::No(t)) => Output {
-                bytes: format!("{tag} NO {t}\r\n").into_bytes(),
-                action: Action::Continue,
-            },
-        }
+        self.sasl_answer(tag, line, |s, tag, line| {
+            decode_response(line).and_then(|msg| s.scram_step(tag, step, &msg))
+        })
     }
 
     fn scram_step(&mut self, tag: &str, step: Step, msg: &[u8]) -> Result<Output, HandlerError> {

@@ -208,22 +208,33 @@ pub(crate) fn sort_args(c: &mut Cursor) -> PResult<(SearchArgs, Vec<SortCriterio
     if program.is_empty() {
         return Err("Empty sort program".into());
     }
+    let args = charset_and_criteria(c, "SORT", "the sort keys", returns)?;
+    Ok((args, program))
+}
+
+/// `SP charset SP search-criteria`, the common tail of SORT and THREAD (RFC 5256 §4); `what`
+/// is the command, `after` what the cursor is just after.
+fn charset_and_criteria(
+    c: &mut Cursor,
+    what: &str,
+    after: &str,
+    returns: Option<Vec<SearchReturn>>,
+) -> PResult<SearchArgs> {
     if c.at_end() {
-        return Err("Invalid charset argument: SORT needs a charset".into());
+        return Err(format!("Invalid charset argument: {what} needs a charset"));
     }
-    c.sp("after the sort keys")?;
+    c.sp(&format!("after {after}"))?;
     let cs = c.astring_utf8("charset name")?;
     let mode = charset_mode(&cs);
     if c.at_end() {
         return Err("Missing search parameters".into());
     }
     c.sp("after the charset name")?;
-    let args = SearchArgs {
+    Ok(SearchArgs {
         charset: Some(cs),
         returns,
         criteria: criteria(c, mode)?,
-    };
-    Ok((args, program))
+    })
 }
 
 /// `thread = ["UID" SP] "THREAD" SP thread-alg SP search-criteria` (RFC 5256 §4); the
@@ -237,21 +248,7 @@ pub(crate) fn thread_args(c: &mut Cursor) -> PResult<(ThreadAlgorithm, SearchArg
         b"REFS" => ThreadAlgorithm::Refs,
         _ => return Err(format!("Unknown thread algorithm {}", show(a))),
     };
-    if c.at_end() {
-        return Err("Invalid charset argument: THREAD needs a charset".into());
-    }
-    c.sp("after the thread algorithm")?;
-    let cs = c.astring_utf8("charset name")?;
-    let mode = charset_mode(&cs);
-    if c.at_end() {
-        return Err("Missing search parameters".into());
-    }
-    c.sp("after the charset name")?;
-    let args = SearchArgs {
-        charset: Some(cs),
-        returns: None,
-        criteria: criteria(c, mode)?,
-    };
+    let args = charset_and_criteria(c, "THREAD", "the thread algorithm", None)?;
     Ok((alg, args))
 }
 
