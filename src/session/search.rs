@@ -292,7 +292,8 @@ pub(super) fn scan(
 
 impl Session {
     /// The header fields of each message of `uids` (selected mailbox), from the cache when it
-    /// has them, for what a [`Session::matching`] pass without header did not read:
+    /// has them, else the header block alone (the cache is not filled), for what a
+    /// [`Session::matching`] pass without header did not read:
     /// `each(uid, meta, doc)`; a message gone or that cannot be read is skipped.
     pub(super) fn with_headers(
         &mut self,
@@ -307,7 +308,7 @@ impl Session {
             let Some(meta) = st.mbox.meta(uid) else {
                 continue;
             };
-            if let Some(doc) = doc_of(&st.mbox, Some(&cache), uid, &window) {
+            if let Some(doc) = head_doc(&st.mbox, Some(&cache), uid, &window) {
                 each(uid, meta, &doc);
             }
         }
@@ -508,16 +509,7 @@ impl Fields<'_> {
         if self.doc.loaded() || self.cache.is_none() {
             return self.doc.get();
         }
-        let load = || {
-            let mut w = self.window.borrow_mut();
-            let cached = self
-                .cache
-                .and_then(|c| super::fetch_cached::header_doc(c, self.mbox, self.uid, &mut w));
-            cached.or_else(|| {
-                let raw = self.mbox.read_header(self.uid).ok()?;
-                Some(SearchDoc::from_vec(crate::mime::to_crlf(&raw).into_owned()))
-            })
-        };
+        let load = || head_doc(self.mbox, self.cache, self.uid, self.window);
         self.head.get_or_init(load).as_ref()
     }
 
@@ -555,6 +547,23 @@ impl<'a> LazyDoc<'a> {
     fn unreadable(&self) -> bool {
         matches!(self.cell.get(), Some(None))
     }
+}
+
+/// The header fields of message `uid`: its cached header block, else its header block read
+/// from the file. The cache is not filled (that would parse the whole message): SORT's and
+/// THREAD's first pass reads headers only, as Dovecot does. `None`: it cannot be read.
+fn head_doc(
+    mbox: &Mailbox,
+    cache: Option<&MailboxCache>,
+    uid: u32,
+    window: &RefCell<Window>,
+) -> Option<SearchDoc> {
+    let mut w = window.borrow_mut();
+    let cached = cache.and_then(|c| super::fetch_cached::header_doc(c, mbox, uid, &mut w));
+    cached.or_else(|| {
+        let raw = mbox.read_header(uid).ok()?;
+        Some(SearchDoc::from_vec(crate::mime::to_crlf(&raw).into_owned()))
+    })
 }
 
 /// The SEARCH document of message `uid`: its cached header block when `cache` is given (the

@@ -9,7 +9,7 @@
 
 use super::search::{Answer, Fields, Hit};
 use super::{Action, HandlerError, Output, Session};
-use crate::imap::types::{Command, SearchReturn, SortCriterion, SortKey};
+use crate::imap::types::{Command, SearchKey, SearchReturn, SortCriterion, SortKey};
 use crate::mime::sortkey;
 use crate::store::MessageMeta;
 use std::cmp::Ordering;
@@ -39,28 +39,32 @@ impl Session {
         let header = program
             .iter()
             .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
-        let mut keyed: Vec<(Vec<Value>, Hit)> = Vec::new();
-        let mut found_values = Vec::new();
-        let mut out = Vec::new();
-        let found = self.matching_fields(uid, &criteria, header, &mut out, |_, meta, f| {
-            let v = values(&program, meta, f);
-            // A message whose file went away while it was read is not reported.
-            let keep = !f.unreadable();
-            if keep {
-                found_values.push(v);
-            }
-            keep
-        })?;
-        keyed.extend(found_values.into_iter().zip(found));
-        keyed.sort_by(|a, b| compare(&program, a, b));
         let update = returns
             .as_ref()
             .is_some_and(|r| r.contains(&SearchReturn::Update));
-        let kept: Vec<(Vec<Value>, u32)> = match update {
-            true => keyed.iter().map(|(v, h)| (v.clone(), h.uid)).collect(),
-            false => Vec::new(),
+        let mut out = Vec::new();
+        let (sorted, kept) = if update {
+            // An updating SORT keeps every message's keys, to place later changes.
+            let mut keyed: Vec<(Vec<Value>, Hit)> = Vec::new();
+            let mut found_values = Vec::new();
+            let found = self.matching_fields(uid, &criteria, header, &mut out, |_, meta, f| {
+                let v = values(&program, meta, f);
+                // A message whose file went away while it was read is not reported.
+                let keep = !f.unreadable();
+                if keep {
+                    found_values.push(v);
+                }
+                keep
+            })?;
+            keyed.extend(found_values.into_iter().zip(found));
+            keyed.sort_by(|a, b| compare(&program, a, b));
+            let kept: Vec<(Vec<Value>, u32)> =
+                keyed.iter().map(|(v, h)| (v.clone(), h.uid)).collect();
+            (keyed.into_iter().map(|(_, h)| h).collect(), kept)
+        } else {
+            let sorted = self.sorted_hits(uid, &criteria, &program, header, &mut out)?;
+            (sorted, Vec::new())
         };
-        let sorted: Vec<Hit> = keyed.into_iter().map(|(_, h)| h).collect();
         let answer = Answer {
             uid,
             modseq: super::search::has_modseq(&criteria),
@@ -78,6 +82,56 @@ impl Session {
             bytes: out,
             action: Action::Continue,
         })
+    }
+}
+
+impl Session {
+    /// The messages matching `criteria` in `program`'s order: first the matches alone (no
+    /// header is read), then the order the folder's cache kept for exactly those messages
+    /// sorted this way, else their keys (derived values, see [`Fields::derived`]), sorted
+    /// and the order kept. Webmail sorts the same folder the same way for every page it shows.
+    fn sorted_hits(
+        &mut self,
+        uid: bool,
+        criteria: &SearchKey,
+        program: &[SortCriterion],
+        header: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<Hit>, HandlerError> {
+        let found = self.matching(uid, criteria, false, out, |_, _, _| {})?;
+        let view = self.view_mut()?;
+        let cache = view.shared.cache();
+        let members: Vec<u32> = found.iter().map(|h| h.uid).collect();
+        // Under another UIDVALIDITY the same UIDs are other messages.
+        let key = format!("{program:?} {}", view.uid_validity()).into_bytes();
+        if let Some(order) = cache.order(&key, &members) {
+            let hit = |u: &u32| found.get(members.binary_search(u).ok()?).copied();
+            return Ok(order.iter().filter_map(hit).collect());
+        }
+        let at: Vec<usize> = found.iter().map(|h| h.seq as usize - 1).collect();
+        let mut keyed = Vec::with_capacity(found.len());
+        super::search::scan(
+            view,
+            &SearchKey::All,
+            header,
+            &at,
+            &mut Vec::new(),
+            |h, meta, f| {
+                let v = values(program, meta, f);
+                // A message whose file went away while it was read is not reported.
+                if f.unreadable() {
+                    return false;
+                }
+                keyed.push((v, *h));
+                true
+            },
+        )?;
+        keyed.sort_by(|a, b| compare(program, a, b));
+        let sorted: Vec<Hit> = keyed.into_iter().map(|(_, h)| h).collect();
+        if sorted.len() == found.len() {
+            cache.keep_order(&key, members, sorted.iter().map(|h| h.uid).collect());
+        }
+        Ok(sorted)
     }
 }
 

@@ -302,6 +302,20 @@ impl MailboxCache {
         self.derived_lock().keep(kind, base, size, value);
     }
 
+    /// The order of the messages `members` (UIDs, ascending) kept under `key` by
+    /// [`keep_order`](Self::keep_order), if they are exactly the members it was made for.
+    pub fn order(&self, key: &[u8], members: &[u32]) -> Option<Arc<[u32]>> {
+        self.derived_lock().order(key, members)
+    }
+
+    /// Keep `order`, how the messages `members` (UIDs, ascending) sort under `key` (the
+    /// caller's: what it sorts by and the UIDVALIDITY), for the next [`order`](Self::order):
+    /// webmail sorts the same folder the same way for every page it shows. A few per folder,
+    /// in memory, within the process's budget.
+    pub fn keep_order(&self, key: &[u8], members: Vec<u32>, order: Vec<u32>) {
+        self.derived_lock().keep_order(key, members, order);
+    }
+
     fn derived_lock(&self) -> MutexGuard<'_, derived::Derived> {
         self.derived.lock().unwrap_or_else(|p| p.into_inner())
     }

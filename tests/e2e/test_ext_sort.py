@@ -267,6 +267,40 @@ def test_corpus_sort_like_dovecot(both):
 KEYS = ["ARRIVAL", "SIZE", "DATE", "SUBJECT", "FROM", "TO", "CC", "DISPLAYFROM", "DISPLAYTO"]
 
 
+def repeated_sorts(c) -> list:
+    """The same SORTs again and again, as webmail asks them for every page, while messages
+    come and go and flags change."""
+    seen = []
+    for step in range(5):
+        seen.append([sort(c, f"UID SORT ({p}) UTF-8 {crit}")
+                     for p in ("SUBJECT", "REVERSE DATE", "DISPLAYFROM ARRIVAL")
+                     for crit in ("ALL", "UNDELETED", "ALL")])
+        if step == 0:
+            append(c, "INBOX", raw("aaa first", "aaron@x", date="Sun, 01 Mar 2020 00:00:00 +0000"))
+        elif step == 1:
+            c.ok("UID STORE 2 +FLAGS (\\Deleted)")
+        elif step == 2:
+            c.ok("EXPUNGE")
+        elif step == 3:
+            append(c, "INBOX", FIVE[0])
+    return seen
+
+
+def test_repeated_sort_follows_changes(both):
+    """pimap answers a repeated SORT from the order it kept for exactly the same messages:
+    every answer as Dovecot gives it, each mailbox of its own."""
+    dv, pm = both
+    answers = {}
+    for srv, user in ((dv, "demo"), (pm, "bob")):
+        c = srv.login(user)
+        for i, m in enumerate(FIVE):
+            append(c, "INBOX", m, date=f"{i + 1:02d}-Jan-2021 00:00:00 +0000")
+        c.ok("SELECT INBOX")
+        answers[srv.is_pimap] = repeated_sorts(c)
+    assert answers[True] == answers[False]
+    assert answers[True][1][0] != answers[True][0][0], "the APPEND changed the order"
+
+
 def test_warm_sort_does_not_read_message_files(pimap):
     c = box(pimap, FIVE)
     before = {k: sort(c, f"SORT ({k}) UTF-8 ALL") for k in KEYS}

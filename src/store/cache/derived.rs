@@ -30,6 +30,13 @@ fn cost(v: &[u8]) -> usize {
 /// (kind, hash of the base name) → (file size, value).
 type Values = HashMap<(u8, u64), (u64, Arc<[u8]>)>;
 
+/// The orders a folder's messages were last sorted in, most recently used last.
+const ORDERS: usize = 4;
+
+/// One kept order: what it sorts by (the caller's key), the members (UIDs, ascending) and
+/// their order.
+type Order = (Box<[u8]>, Arc<[u32]>, Arc<[u32]>);
+
 /// The derived values of one folder.
 #[derive(Default)]
 pub(super) struct Derived {
@@ -38,6 +45,7 @@ pub(super) struct Derived {
     hasher: RandomState,
     /// Kinds present (bit `k`), so that forgetting a message visits only those.
     kinds: u64,
+    orders: Vec<Order>,
     held: usize,
 }
 
@@ -72,6 +80,35 @@ impl Derived {
         }
     }
 
+    /// The order kept under `key` for exactly the messages `members` (UIDs, ascending).
+    pub(super) fn order(&mut self, key: &[u8], members: &[u32]) -> Option<Arc<[u32]>> {
+        let i = (self.orders.iter()).position(|(k, m, _)| **k == *key && **m == *members)?;
+        let o = self.orders.remove(i);
+        let order = o.2.clone();
+        self.orders.push(o);
+        Some(order)
+    }
+
+    /// Keep `order`, the sorting of `members` under `key`, in place of the least recently
+    /// used one (unless the process's budget is spent).
+    pub(super) fn keep_order(&mut self, key: &[u8], members: Vec<u32>, order: Vec<u32>) {
+        let c = 64 + key.len() + 4 * (members.len() + order.len());
+        let held = HELD.fetch_add(c, Ordering::Relaxed);
+        if held + c > BUDGET {
+            HELD.fetch_sub(c, Ordering::Relaxed);
+            return;
+        }
+        self.held += c;
+        if let Some(i) = self.orders.iter().position(|(k, _, _)| **k == *key) {
+            let old = self.orders.remove(i);
+            self.release(order_cost(&old));
+        } else if self.orders.len() >= ORDERS {
+            let old = self.orders.remove(0);
+            self.release(order_cost(&old));
+        }
+        self.orders.push((key.into(), members.into(), order.into()));
+    }
+
     /// Drop every value of the message file `base`.
     pub(super) fn forget(&mut self, base: &str) {
         if self.map.is_empty() {
@@ -89,6 +126,10 @@ impl Derived {
         self.held = self.held.saturating_sub(c);
         HELD.fetch_sub(c, Ordering::Relaxed);
     }
+}
+
+fn order_cost((key, members, order): &Order) -> usize {
+    64 + key.len() + 4 * (members.len() + order.len())
 }
 
 impl Drop for Derived {
@@ -120,6 +161,36 @@ mod tests {
         assert_eq!(d.get(3, "1.M1P1.host", 100), None);
         assert_eq!(d.get(4, "1.M1P1.host", 100), None);
         assert_eq!(d.held, 0);
+    }
+
+    #[test]
+    fn an_order_is_kept_for_exactly_its_members_and_key() {
+        let mut d = Derived::default();
+        d.keep_order(b"date", vec![1, 2, 3], vec![3, 1, 2]);
+        assert_eq!(
+            d.order(b"date", &[1, 2, 3]).as_deref(),
+            Some(&[3, 1, 2][..])
+        );
+        assert_eq!(d.order(b"date", &[1, 2]), None, "other members");
+        assert_eq!(d.order(b"subject", &[1, 2, 3]), None, "another key");
+        for k in 0..ORDERS as u8 {
+            d.keep_order(&[k], vec![1], vec![1]);
+        }
+        assert_eq!(
+            d.order(b"date", &[1, 2, 3]),
+            None,
+            "the least recently used went"
+        );
+        assert_eq!(d.orders.len(), ORDERS);
+        d.keep_order(&[0], vec![1, 2], vec![2, 1]);
+        assert_eq!(
+            d.order(&[0], &[1, 2]).as_deref(),
+            Some(&[2, 1][..]),
+            "replaced"
+        );
+        assert_eq!(d.orders.len(), ORDERS);
+        let held: usize = d.orders.iter().map(order_cost).sum();
+        assert_eq!(d.held, held);
     }
 
     #[test]
