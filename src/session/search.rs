@@ -558,12 +558,21 @@ fn head_doc(
     uid: u32,
     window: &RefCell<Window>,
 ) -> Option<SearchDoc> {
-    let mut w = window.borrow_mut();
-    let cached = cache.and_then(|c| super::fetch_cached::header_doc(c, mbox, uid, &mut w));
-    cached.or_else(|| {
+    cached_head(mbox, cache, uid, window).or_else(|| {
         let raw = mbox.read_header(uid).ok()?;
         Some(SearchDoc::from_vec(crate::mime::to_crlf(&raw).into_owned()))
     })
+}
+
+/// The cached header block of message `uid`, read through `window`, if `cache` has it.
+fn cached_head(
+    mbox: &Mailbox,
+    cache: Option<&MailboxCache>,
+    uid: u32,
+    window: &RefCell<Window>,
+) -> Option<SearchDoc> {
+    let mut w = window.borrow_mut();
+    cache.and_then(|c| super::fetch_cached::header_doc(c, mbox, uid, &mut w))
 }
 
 /// The SEARCH document of message `uid`: its cached header block when `cache` is given (the
@@ -575,8 +584,7 @@ fn doc_of(
     uid: u32,
     window: &RefCell<Window>,
 ) -> Option<SearchDoc> {
-    let mut w = window.borrow_mut();
-    if let Some(doc) = cache.and_then(|c| super::fetch_cached::header_doc(c, mbox, uid, &mut w)) {
+    if let Some(doc) = cached_head(mbox, cache, uid, window) {
         return Some(doc);
     }
     let raw = mbox.read(uid).ok()?;

@@ -66,19 +66,12 @@ impl Mailbox {
         let mut items = Vec::with_capacity(prepared.len());
         let mut extras: Vec<(String, Vec<String>)> = Vec::new();
         for (p, flags) in &prepared {
-            let (letters, overflow) = self.letters_for(flags, "")?;
             let base = filename::base_with_sizes(&p.unique, p.size, p.vsize);
             let tmp = p
                 .tmp
                 .clone()
                 .ok_or_else(|| StoreError::Cannot("message already placed".into()))?;
-            if !overflow.is_empty() {
-                extras.push((base.clone(), overflow));
-            }
-            let dst = self
-                .dir
-                .join("cur")
-                .join(filename::cur_name(&base, &letters));
+            let dst = self.destination(&base, flags, "", &mut extras)?;
             items.push((tmp, dst, base, true));
         }
         if !extras.is_empty() {

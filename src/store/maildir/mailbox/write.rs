@@ -133,57 +133,32 @@ impl Mailbox {
     }
 
     /// The second half of an APPEND: place `p` (from [`Mailbox::prepare_append`] for this
-    /// mailbox) under the uidlist lock. Returns the new UID and the syncs still owed before
+    /// mailbox) under the uidlist lock, as [`Mailbox::append_many`] places one. Returns the new UID and the syncs still owed before
     /// the APPEND may be acknowledged (run them after letting go of this state's lock).
-    pub fn append_prepared(&mut self, mut p: Prepared, flags: &Flags) -> Result<(u32, Pending)> {
-        self.check_writable()?;
-        let (letters, overflow) = self.letters_for(flags, "")?;
-        let tmp = p
-            .tmp
-            .take()
-            .ok_or_else(|| StoreError::Cannot("message already placed".into()))?;
-        let placed = self.place_tmp(&tmp, &p.unique, p.size, p.vsize, &letters, &overflow)?;
-        if let Some(meta) = &p.meta {
-            let base = filename::base_with_sizes(&p.unique, p.size, p.vsize);
-            let c = cache::for_mailbox(&self.dir);
-            c.put(&base, p.size, meta);
-            c.flush();
-        }
-        Ok(placed)
-    }
-
-    /// Rename the complete, fsynced `tmp` file (named `unique` in this mailbox's tmp/) into
-    /// cur/ under the uidlist lock and return its new UID; `tmp` is gone afterwards. Keywords
-    /// without a file-name letter (`overflow`) are recorded first, so no reader sees the
-    /// message without them.
-    pub(super) fn place_tmp(
-        &mut self,
-        tmp: &Path,
-        unique: &str,
-        size: u64,
-        vsize: u64,
-        letters: &str,
-        overflow: &[String],
-    ) -> Result<(u32, Pending)> {
-        let base = filename::base_with_sizes(unique, size, vsize);
-        if !overflow.is_empty() {
-            if let Err(e) = self.update_extras(|k| k.set(&base, overflow)) {
-                let _ = fs::remove_file(tmp);
-                return Err(e);
-            }
-        }
-        let dest = self
-            .dir
-            .join("cur")
-            .join(filename::cur_name(&base, letters));
-        let result = self.link_in_locked(&[(tmp.to_path_buf(), dest, base.clone(), true)]);
-        let _ = fs::remove_file(tmp);
-        let (uids, pending) = result?;
-        let uid = uids
-            .first()
-            .and_then(|(_, u)| *u)
+    pub fn append_prepared(&mut self, p: Prepared, flags: &Flags) -> Result<(u32, Pending)> {
+        let (uids, pending) = self.append_many(vec![(p, flags.clone())])?;
+        let uid = (uids.first().copied())
             .ok_or_else(|| StoreError::Cannot("appended message vanished".into()))?;
         Ok((uid, pending))
+    }
+
+    /// The cur/ path of a new message file `base` with `flags` (`keep`: letters the source
+    /// had); keywords that get no letter go to `extras`, to be recorded before it appears.
+    pub(super) fn destination(
+        &mut self,
+        base: &str,
+        flags: &Flags,
+        keep: &str,
+        extras: &mut Vec<(String, Vec<String>)>,
+    ) -> Result<PathBuf> {
+        let (letters, overflow) = self.letters_for(flags, keep)?;
+        if !overflow.is_empty() {
+            extras.push((base.to_string(), overflow));
+        }
+        Ok(self
+            .dir
+            .join("cur")
+            .join(filename::cur_name(base, &letters)))
     }
 
     /// Under the uidlist lock: move or link each `(source, destination)` into place, then
@@ -465,15 +440,8 @@ impl Mailbox {
         let mut src_uids = Vec::new();
         let mut extras: Vec<(String, Vec<String>)> = Vec::new();
         for s in &sources.items {
-            let (letters, overflow) = self.letters_for(&s.flags, &s.keep)?;
             let base = filename::base_with_sizes(&new_unique(), s.phys, s.vsize);
-            if !overflow.is_empty() {
-                extras.push((base.clone(), overflow));
-            }
-            let dst = self
-                .dir
-                .join("cur")
-                .join(filename::cur_name(&base, &letters));
+            let dst = self.destination(&base, &s.flags, &s.keep, &mut extras)?;
             if let Some(meta) = src_cache.get(&s.base, s.phys) {
                 dst_cache.put(&base, s.phys, &meta);
             }
