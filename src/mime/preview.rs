@@ -100,10 +100,10 @@ struct Target {
 }
 
 impl Target {
-    fn new() -> Target {
+    fn new(left: usize) -> Target {
         Target {
             text: String::new(),
-            left: MAX_CHARS,
+            left,
         }
     }
 }
@@ -111,8 +111,9 @@ impl Target {
 /// Dovecot's snippet of text (see the module doc); also of the text of HTML, where a line
 /// starting with `>` is quoted too.
 fn snippet(text: &str) -> String {
-    let mut body = Target::new();
-    let mut quoted = Target::new();
+    let mut body = Target::new(MAX_CHARS);
+    // One character less: a preview of quoted text starts with the `>` (as in Dovecot).
+    let mut quoted = Target::new(MAX_CHARS - 1);
     let mut at_line_start = true;
     let mut in_quote = false;
     let mut space = false;
@@ -201,6 +202,10 @@ mod tests {
         assert!(!s.ends_with(' '));
         assert_eq!(s.chars().count(), MAX_CHARS - 1);
         assert_eq!(snippet("I am here"), "I am here");
+        // Only quoted text: the `>` counts (found by the fuzzer: 201 characters).
+        let quoted = format!(">{}", "q".repeat(500));
+        assert_eq!(snippet(&quoted).chars().count(), MAX_CHARS);
+        assert!(snippet(&quoted).starts_with(">qq"));
     }
 
     #[test]

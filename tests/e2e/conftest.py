@@ -307,7 +307,13 @@ class Server:
         stop_process(self.proc, group=self.kind == "dovecot")
 
     def log_text(self) -> str:
-        return _tail(self.log)
+        """The log's end, and how the process ended if it has (a signal leaves no log line)."""
+        text = _tail(self.log)
+        rc = self.proc.poll()
+        if rc is not None:
+            how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            text += f"\n[the {self.kind} process has ended: {how}]\n"
+        return text
 
 
 def start_pimap(workdir: Path, users_file: Path, mail_root: Path, extra: list[str] | None = None,
