@@ -571,17 +571,19 @@ fn sha_crypt_string(
     rounds: Option<u32>,
 ) -> Result<String, SchemeError> {
     let salt: String = salt.chars().take(16).collect();
-    let r = rounds.unwrap_or(defaults::SHA_CRYPT_ROUNDS) as usize;
+    let r = rounds.unwrap_or(defaults::SHA_CRYPT_ROUNDS);
+    let params = sha_crypt::Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
     let out = if sha512 {
-        let p =
-            sha_crypt::Sha512Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
-        sha_crypt::sha512_crypt_b64(password, salt.as_bytes(), &p)
+        crypt_b64(
+            &sha_crypt::sha512_crypt(password, salt.as_bytes(), params),
+            &SHA512_CRYPT_ORDER,
+        )
     } else {
-        let p =
-            sha_crypt::Sha256Params::new(r).or_else(|_| err("SHA-crypt rounds out of range"))?;
-        sha_crypt::sha256_crypt_b64(password, salt.as_bytes(), &p)
-    }
-    .or_else(|_| err("SHA-crypt computation failed"))?;
+        crypt_b64(
+            &sha_crypt::sha256_crypt(password, salt.as_bytes(), params),
+            &SHA256_CRYPT_ORDER,
+        )
+    };
     let id = if sha512 { 6 } else { 5 };
     Ok(match rounds {
         Some(n) => format!("${id}$rounds={n}${salt}${out}"),
@@ -590,20 +592,20 @@ fn sha_crypt_string(
 }
 
 fn verify_argon2(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+    use argon2::password_hash::{phc::PasswordHash, PasswordVerifier as _};
     let hash = PasswordHash::new(stored).or_else(|_| err("malformed Argon2 PHC string"))?;
     if hash.salt.is_none() || hash.hash.is_none() {
         return err("malformed Argon2 PHC string (no salt or no hash)");
     }
     match argon2::Argon2::default().verify_password(candidate, &hash) {
         Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::Password) => Ok(false),
+        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
         Err(e) => err(format!("unusable Argon2 hash: {e}")),
     }
 }
 
 fn argon2_generate(id: bool, password: &[u8]) -> Result<String, SchemeError> {
-    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    use argon2::password_hash::PasswordHasher as _;
     let (m, t, p) = if id {
         defaults::ARGON2ID
     } else {
@@ -619,9 +621,8 @@ fn argon2_generate(id: bool, password: &[u8]) -> Result<String, SchemeError> {
     let hasher = argon2::Argon2::new(algorithm, argon2::Version::V0x13, params);
     let mut raw = [0u8; 16];
     random(&mut raw)?;
-    let salt = SaltString::encode_b64(&raw).or_else(|e| err(format!("Argon2 salt: {e}")))?;
     hasher
-        .hash_password(password, &salt)
+        .hash_password_with_salt(password, &raw)
         .map(|h| h.to_string())
         .or_else(|e| err(format!("Argon2 hashing failed: {e}")))
 }
@@ -714,18 +715,42 @@ fn md5_crypt_string(password: &[u8], salt: &str) -> String {
         }
         fin = c.finalize();
     }
-    let f = |i: usize| u32::from(fin[i]);
-    let mut out = format!("$1${}$", String::from_utf8_lossy(salt));
-    let mut push = |mut v: u32, n: usize| {
-        for _ in 0..n {
+    let hash = crypt_b64(&fin.into(), &MD5_CRYPT_ORDER);
+    format!("$1${}${hash}", String::from_utf8_lossy(salt))
+}
+
+/// The order in which MD5-crypt writes its digest's bytes (see [`crypt_b64`]).
+const MD5_CRYPT_ORDER: [usize; 16] = [12, 6, 0, 13, 7, 1, 14, 8, 2, 15, 9, 3, 5, 10, 4, 11];
+
+/// The order in which SHA256-crypt (`$5$`) writes its digest's bytes.
+const SHA256_CRYPT_ORDER: [usize; 32] = [
+    20, 10, 0, 11, 1, 21, 2, 22, 12, 23, 13, 3, 14, 4, 24, 5, 25, 15, 26, 16, 6, 17, 7, 27, 8, 28,
+    18, 29, 19, 9, 30, 31,
+];
+
+/// The order in which SHA512-crypt (`$6$`) writes its digest's bytes.
+const SHA512_CRYPT_ORDER: [usize; 64] = [
+    42, 21, 0, 1, 43, 22, 23, 2, 44, 45, 24, 3, 4, 46, 25, 26, 5, 47, 48, 27, 6, 7, 49, 28, 29, 8,
+    50, 51, 30, 9, 10, 52, 31, 32, 11, 53, 54, 33, 12, 13, 55, 34, 35, 14, 56, 57, 36, 15, 16, 58,
+    37, 38, 17, 59, 60, 39, 18, 19, 61, 40, 41, 20, 62, 63,
+];
+
+/// crypt(3)'s base64 of a digest: its bytes taken in `order`, three at a time as a
+/// little-endian 24-bit number written 6 bits at a time from the low end; a last group of
+/// n < 3 bytes gives n + 1 characters. (The sha-crypt crate formats only with its
+/// password-hash layer, which always writes `rounds=`; Dovecot omits the default.)
+fn crypt_b64<const N: usize>(digest: &[u8; N], order: &[usize; N]) -> String {
+    let mut out = String::with_capacity(N.div_ceil(3) * 4);
+    for group in order.chunks(3) {
+        let mut v = group
+            .iter()
+            .rev()
+            .fold(0u32, |v, &i| v << 8 | u32::from(digest[i]));
+        for _ in 0..=group.len() {
             out.push(char::from(CRYPT_ALPHABET[(v & 0x3f) as usize]));
             v >>= 6;
         }
-    };
-    for (a, b, c) in [(0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)] {
-        push(f(a) << 16 | f(b) << 8 | f(c), 4);
     }
-    push(f(11), 2);
     out
 }
 
