@@ -508,7 +508,7 @@ fn verify_crypt(stored: &str, candidate: &[u8]) -> Result<bool, SchemeError> {
         bcrypt::verify(candidate, stored).or_else(|e| {
             err(match e {
                 bcrypt::BcryptError::CostNotAllowed(c) => format!("bcrypt cost {c} out of range"),
-                bcrypt::BcryptError::InvalidCost(_) => "bcrypt hash has an invalid cost".into(),
+                bcrypt::BcryptError::InvalidHash(why) => format!("malformed bcrypt hash: {why}"),
                 _ => "malformed bcrypt hash".into(),
             })
         })
