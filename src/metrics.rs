@@ -476,6 +476,14 @@ mod tests {
         m.bytes_in(10);
         m.bytes_out(25);
         m.timeout(Timeout::Login);
+        m.sync_notified(2, 1);
+        m.queue_poll(QueuePoll::Empty);
+        m.queue_poll(QueuePoll::Messages);
+        m.queue_poll(QueuePoll::Empty);
+        m.queue_message(QueueMessage::Malformed);
+        m.notification_latency(std::time::Duration::from_millis(300));
+        m.notification_latency(std::time::Duration::from_secs(2));
+        m.notification_latency(std::time::Duration::from_secs(1000));
         let t = m.render();
         assert_eq!(sample(&t, "pimap_connections"), Some(1));
         assert_eq!(sample(&t, "pimap_connections_total"), Some(2));
@@ -500,7 +508,32 @@ mod tests {
             sample(&t, "pimap_sync_passes_total{result=\"error\"}"),
             Some(1)
         );
-        assert_eq!(sample(&t, "pimap_sync_delivered_total"), Some(4));
+        assert_eq!(
+            sample(&t, "pimap_sync_delivered_total{path=\"list\"}"),
+            Some(4)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sync_delivered_total{path=\"notification\"}"),
+            Some(2)
+        );
+        assert_eq!(sample(&t, "pimap_sync_failed_objects_total"), Some(3));
+        assert_eq!(
+            sample(&t, "pimap_sqs_polls_total{result=\"empty\"}"),
+            Some(2)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sqs_messages_total{result=\"malformed\"}"),
+            Some(1)
+        );
+        // Cumulative buckets: 0.3 s is in le=0.5 and up, 2 s from le=2.5, 1000 s only in +Inf.
+        let h = "pimap_sync_notification_latency_seconds";
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"0.25\"}}")), Some(0));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"0.5\"}}")), Some(1));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"2.5\"}}")), Some(2));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"300\"}}")), Some(2));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"+Inf\"}}")), Some(3));
+        assert_eq!(sample(&t, &format!("{h}_count")), Some(3));
+        assert!(t.contains(&format!("{h}_sum 1002.3\n")), "{t}");
         assert_eq!(sample(&t, "pimap_sync_quota_held_total"), Some(1));
         assert_eq!(sample(&t, "pimap_received_bytes_total"), Some(10));
         assert_eq!(sample(&t, "pimap_sent_bytes_total"), Some(25));
@@ -515,7 +548,11 @@ mod tests {
                 typed.insert(rest.split(' ').next().unwrap().to_string());
             } else if !l.starts_with('#') {
                 let name = l.split(['{', ' ']).next().unwrap();
-                assert!(typed.contains(name), "{l}");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{l}");
             }
         }
     }

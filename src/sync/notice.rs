@@ -120,7 +120,8 @@ fn s3_records(records: &Value) -> Notice {
         let bucket = s3
             .and_then(|s| s.get("bucket"))
             .and_then(|b| b.get("name"))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .filter(|b| !b.is_empty());
         let object = s3.and_then(|s| s.get("object"));
         let key = object
             .and_then(|o| o.get("key"))
