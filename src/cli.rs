@@ -268,6 +268,11 @@ pub struct SyncOptions {
     /// After delivery: keep, delete, or move:PREFIX (copy under PREFIX, then delete).
     #[arg(long, env = "PIMAP_AFTER_DELIVERY", default_value = "keep")]
     pub after_delivery: AfterDelivery,
+    /// SQS queue URL that S3 event or SES notifications arrive in: each announced object is
+    /// delivered at once (long poll), and the LIST pass runs every --sync-interval (default
+    /// 1h) as the safety net.
+    #[arg(long, env = "PIMAP_SQS_QUEUE")]
+    pub sqs_queue: Option<String>,
 }
 
 impl SyncOptions {
@@ -310,6 +315,7 @@ impl SyncOptions {
             virus_action: self.virus_action,
             quarantine_dir: self.quarantine_dir.clone(),
             after_delivery: self.after_delivery.clone(),
+            sqs_queue: self.sqs_queue.clone(),
         }
     }
 }
@@ -428,7 +434,7 @@ pub fn main() -> i32 {
         Cmd::Pw(args) => pw(args),
         Cmd::Sync(args) => {
             init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
-            crate::sync::main_once(args.settings(), args.every())
+            crate::sync::main(args.settings(), args.every(), args.once)
         }
     }
 }
@@ -550,11 +556,26 @@ fn after_bind(
 /// failing pass every interval), then run passes on a background thread.
 fn start_sync(args: &ServeArgs) -> Result<(), String> {
     let opts = &args.sync;
+    let queue = opts.sqs_queue.as_deref().filter(|q| !q.is_empty());
     match (opts.sync_interval, opts.is_configured()) {
-        (None, false) => Ok(()),
-        (Some(_), false) => Err("--sync-interval needs --s3-bucket".into()),
+        (None, false) if queue.is_none() => Ok(()),
+        (_, false) if queue.is_some() => Err("--sqs-queue needs --s3-bucket".into()),
+        (_, false) => Err("--sync-interval needs --s3-bucket".into()),
+        (interval, true) if queue.is_some() => {
+            let settings = args.sync_settings();
+            let env = |k: &str| std::env::var(k).ok();
+            crate::sync::config::SyncConfig::from_settings(&settings, &env)
+                .map_err(|e| format!("S3 sync: {e}"))?;
+            let every = interval.unwrap_or(crate::sync::queue::DEFAULT_LIST_EVERY);
+            log::info!("S3 sync on notifications from --sqs-queue; LIST pass every {every:?}");
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            crate::sync::queue::spawn_watch(settings, every, stop);
+            Ok(())
+        }
         (None, true) => Err(
-            "--s3-bucket is set but --sync-interval is not: say how often to sync (e.g. 1m)".into(),
+            "--s3-bucket is set but --sync-interval is not: say how often to sync (e.g. 1m), \
+             or give --sqs-queue"
+                .into(),
         ),
         (Some(interval), true) => {
             let settings = args.sync_settings();

@@ -28,6 +28,10 @@ pub struct Metrics {
     sync_delivered: AtomicU64,
     sync_failed_objects: AtomicU64,
     sync_quota_held: AtomicU64,
+    sync_delivered_notified: AtomicU64,
+    queue_polls: [AtomicU64; 3],
+    queue_messages: [AtomicU64; 4],
+    latency: Histogram,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     timeouts_login: AtomicU64,
@@ -47,6 +51,79 @@ pub fn global() -> &'static Metrics {
 pub enum Refused {
     Total,
     PerIp,
+}
+
+/// How one long poll of the SQS queue (`--sqs-queue`) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuePoll {
+    Messages = 0,
+    Empty = 1,
+    Error = 2,
+}
+
+/// What became of one SQS queue message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueMessage {
+    /// What it named is delivered (or was already): deleted.
+    Handled = 0,
+    /// It named nothing to deliver (a test event, another bucket, ...): deleted.
+    Ignored = 1,
+    /// Not a notification pimap can read: deleted.
+    Malformed = 2,
+    /// A delivery failed: left in the queue, offered again after its visibility timeout.
+    Retried = 3,
+}
+
+/// Upper bounds (seconds) of the notification-to-delivery latency histogram's buckets.
+const LATENCY_BOUNDS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// A Prometheus histogram of durations: cumulative only when rendered.
+struct Histogram {
+    /// Observations per bucket (not cumulative), the last one above every bound.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    const fn new() -> Histogram {
+        Histogram {
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BOUNDS.len() + 1],
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} histogram");
+        let mut total = 0u64;
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Ordering::Relaxed);
+            match LATENCY_BOUNDS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {total}");
+                }
+                None => {
+                    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {total}");
+                }
+            }
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum {sum}");
+        let _ = writeln!(s, "{name}_count {total}");
+    }
 }
 
 /// Which deadline closed a connection.
@@ -79,6 +156,10 @@ impl Metrics {
             sync_delivered: AtomicU64::new(0),
             sync_failed_objects: AtomicU64::new(0),
             sync_quota_held: AtomicU64::new(0),
+            sync_delivered_notified: AtomicU64::new(0),
+            queue_polls: [const { AtomicU64::new(0) }; 3],
+            queue_messages: [const { AtomicU64::new(0) }; 4],
+            latency: Histogram::new(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             timeouts_login: AtomicU64::new(0),
@@ -140,6 +221,33 @@ impl Metrics {
                 self.sync_error.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Objects delivered and failed because a queue notification named them (`--sqs-queue`).
+    pub fn sync_notified(&self, delivered: usize, failed: usize) {
+        self.sync_delivered_notified
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        self.sync_failed_objects
+            .fetch_add(failed as u64, Ordering::Relaxed);
+    }
+
+    /// One long poll of the SQS queue.
+    pub fn queue_poll(&self, how: QueuePoll) {
+        if let Some(c) = self.queue_polls.get(how as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One SQS queue message dealt with.
+    pub fn queue_message(&self, what: QueueMessage) {
+        if let Some(c) = self.queue_messages.get(what as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// From a notification's sending (SQS's SentTimestamp) to its message's delivery.
+    pub fn notification_latency(&self, d: std::time::Duration) {
+        self.latency.observe(d);
     }
 
     /// The S3 sync held an object back because a recipient is over quota (once per object).
@@ -263,8 +371,11 @@ impl Metrics {
             s,
             "pimap_sync_delivered_total",
             "counter",
-            "Messages the S3 sync delivered.",
-            &[("", g(&self.sync_delivered))],
+            "Messages the S3 sync delivered, by how it found them (a LIST pass, or an SQS notification).",
+            &[
+                ("{path=\"list\"}", g(&self.sync_delivered)),
+                ("{path=\"notification\"}", g(&self.sync_delivered_notified)),
+            ],
         );
         write_family(
             s,
@@ -279,6 +390,36 @@ impl Metrics {
             "counter",
             "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
             &[("", g(&self.sync_quota_held))],
+        );
+        let [m, e, x] = &self.queue_polls;
+        write_family(
+            s,
+            "pimap_sqs_polls_total",
+            "counter",
+            "Long polls of the SQS queue (--sqs-queue) by how they ended.",
+            &[
+                ("{result=\"messages\"}", g(m)),
+                ("{result=\"empty\"}", g(e)),
+                ("{result=\"error\"}", g(x)),
+            ],
+        );
+        let [h, i, b, r] = &self.queue_messages;
+        write_family(
+            s,
+            "pimap_sqs_messages_total",
+            "counter",
+            "SQS queue messages by what became of them (retried: left in the queue after a failed delivery).",
+            &[
+                ("{result=\"handled\"}", g(h)),
+                ("{result=\"ignored\"}", g(i)),
+                ("{result=\"malformed\"}", g(b)),
+                ("{result=\"retried\"}", g(r)),
+            ],
+        );
+        self.latency.render(
+            s,
+            "pimap_sync_notification_latency_seconds",
+            "From an SQS notification's sending to the delivery of the object it names.",
         );
     }
 }
@@ -335,6 +476,14 @@ mod tests {
         m.bytes_in(10);
         m.bytes_out(25);
         m.timeout(Timeout::Login);
+        m.sync_notified(2, 1);
+        m.queue_poll(QueuePoll::Empty);
+        m.queue_poll(QueuePoll::Messages);
+        m.queue_poll(QueuePoll::Empty);
+        m.queue_message(QueueMessage::Malformed);
+        m.notification_latency(std::time::Duration::from_millis(300));
+        m.notification_latency(std::time::Duration::from_secs(2));
+        m.notification_latency(std::time::Duration::from_secs(1000));
         let t = m.render();
         assert_eq!(sample(&t, "pimap_connections"), Some(1));
         assert_eq!(sample(&t, "pimap_connections_total"), Some(2));
@@ -359,7 +508,32 @@ mod tests {
             sample(&t, "pimap_sync_passes_total{result=\"error\"}"),
             Some(1)
         );
-        assert_eq!(sample(&t, "pimap_sync_delivered_total"), Some(4));
+        assert_eq!(
+            sample(&t, "pimap_sync_delivered_total{path=\"list\"}"),
+            Some(4)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sync_delivered_total{path=\"notification\"}"),
+            Some(2)
+        );
+        assert_eq!(sample(&t, "pimap_sync_failed_objects_total"), Some(3));
+        assert_eq!(
+            sample(&t, "pimap_sqs_polls_total{result=\"empty\"}"),
+            Some(2)
+        );
+        assert_eq!(
+            sample(&t, "pimap_sqs_messages_total{result=\"malformed\"}"),
+            Some(1)
+        );
+        // Cumulative buckets: 0.3 s is in le=0.5 and up, 2 s from le=2.5, 1000 s only in +Inf.
+        let h = "pimap_sync_notification_latency_seconds";
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"0.25\"}}")), Some(0));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"0.5\"}}")), Some(1));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"2.5\"}}")), Some(2));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"300\"}}")), Some(2));
+        assert_eq!(sample(&t, &format!("{h}_bucket{{le=\"+Inf\"}}")), Some(3));
+        assert_eq!(sample(&t, &format!("{h}_count")), Some(3));
+        assert!(t.contains(&format!("{h}_sum 1002.3\n")), "{t}");
         assert_eq!(sample(&t, "pimap_sync_quota_held_total"), Some(1));
         assert_eq!(sample(&t, "pimap_received_bytes_total"), Some(10));
         assert_eq!(sample(&t, "pimap_sent_bytes_total"), Some(25));
@@ -374,7 +548,11 @@ mod tests {
                 typed.insert(rest.split(' ').next().unwrap().to_string());
             } else if !l.starts_with('#') {
                 let name = l.split(['{', ' ']).next().unwrap();
-                assert!(typed.contains(name), "{l}");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{l}");
             }
         }
     }

@@ -1274,7 +1274,7 @@ fn one_syncer_at_a_time() {
 // ---------------------------------------------------------------- the binary
 
 /// `pimap sync` when the CLI has it; otherwise this test executable re-run as a child that
-/// calls `pimap::sync::main_once` (see `child_sync_entry`).
+/// calls `pimap::sync::main` (see `child_sync_entry`).
 fn command_for(argv: &[String]) -> Command {
     let bin = env!("CARGO_BIN_EXE_pimap");
     let has_sync = Command::new(bin)
@@ -1329,6 +1329,6 @@ fn child_sync_entry() {
         let argv =
             std::iter::once("sync".to_string()).chain(joined.split('\u{1f}').map(String::from));
         let args = Wrap::try_parse_from(argv).unwrap().args;
-        std::process::exit(pimap::sync::main_once(args.settings(), args.every()));
+        std::process::exit(pimap::sync::main(args.settings(), args.every(), args.once));
     }
 }

@@ -8,6 +8,7 @@
 use super::plan::AfterDelivery;
 use super::route::{Aliases, RouteConfig};
 use super::s3::{Retry, S3Config};
+use super::sqs::SqsConfig;
 use crate::config::MailLocation;
 use rusty_s3::{Credentials, UrlStyle};
 use std::path::{Path, PathBuf};
@@ -113,6 +114,9 @@ pub struct SyncSettings {
     /// Default `DATA_DIR/quarantine`.
     pub quarantine_dir: Option<PathBuf>,
     pub after_delivery: AfterDelivery,
+    /// The SQS queue S3 or SES notifications arrive in (`--sqs-queue`): objects are delivered
+    /// as they are announced, the LIST pass becomes the safety net.
+    pub sqs_queue: Option<String>,
 }
 
 /// The resolved sync configuration.
@@ -132,6 +136,8 @@ pub struct SyncConfig {
     pub max_message_size: u64,
     pub concurrency: usize,
     pub max_keys: usize,
+    /// `--sqs-queue`, with the S3 credentials, timeout and retries.
+    pub sqs: Option<SqsConfig>,
 }
 
 /// Something that looks environment variables up (the process environment, or a map in tests).
@@ -256,6 +262,24 @@ fn safe(s: &str) -> String {
         .collect()
 }
 
+/// The S3 endpoint and URL style: AWS's regional endpoint, virtual-hosted, unless told.
+fn endpoint_and_style(o: &SyncSettings) -> Result<(url::Url, UrlStyle), String> {
+    let custom = o.s3_endpoint.is_some();
+    let endpoint_s = match &o.s3_endpoint {
+        Some(e) => e.clone(),
+        None => format!("https://s3.{}.amazonaws.com", o.s3_region),
+    };
+    let endpoint: url::Url = endpoint_s
+        .parse()
+        .map_err(|e| format!("--s3-endpoint {endpoint_s:?}: {e}"))?;
+    let style = match &o.s3_url_style {
+        Some(s) => parse_url_style(s)?,
+        None if custom => UrlStyle::Path,
+        None => UrlStyle::VirtualHost,
+    };
+    Ok((endpoint, style))
+}
+
 impl SyncConfig {
     /// Resolve `o` against the environment `env`.
     pub fn from_settings(o: &SyncSettings, env: Env) -> Result<SyncConfig, String> {
@@ -264,19 +288,7 @@ impl SyncConfig {
             .clone()
             .filter(|b| !b.is_empty())
             .ok_or("no --s3-bucket (PIMAP_S3_BUCKET)")?;
-        let custom = o.s3_endpoint.is_some();
-        let endpoint_s = match &o.s3_endpoint {
-            Some(e) => e.clone(),
-            None => format!("https://s3.{}.amazonaws.com", o.s3_region),
-        };
-        let endpoint: url::Url = endpoint_s
-            .parse()
-            .map_err(|e| format!("--s3-endpoint {endpoint_s:?}: {e}"))?;
-        let style = match &o.s3_url_style {
-            Some(s) => parse_url_style(s)?,
-            None if custom => UrlStyle::Path,
-            None => UrlStyle::VirtualHost,
-        };
+        let (endpoint, style) = endpoint_and_style(o)?;
         let credentials =
             resolve_credentials(o.s3_credentials_file.as_deref(), &o.s3_profile, env)?;
         let data_dir = std::path::absolute(&o.data_dir)
@@ -309,6 +321,20 @@ impl SyncConfig {
         if o.s3_concurrency == 0 || o.s3_concurrency > 64 {
             return Err("--s3-concurrency must be between 1 and 64".into());
         }
+        let retry = Retry {
+            attempts: o.s3_retries.max(1),
+            ..Retry::default()
+        };
+        let sqs = match o.sqs_queue.as_deref().filter(|q| !q.is_empty()) {
+            Some(q) => Some(SqsConfig::new(
+                q,
+                &o.s3_region,
+                credentials.clone(),
+                o.s3_timeout,
+                retry,
+            )?),
+            None => None,
+        };
         Ok(SyncConfig {
             s3: S3Config {
                 endpoint,
@@ -317,10 +343,7 @@ impl SyncConfig {
                 region: o.s3_region.clone(),
                 credentials,
                 timeout: o.s3_timeout,
-                retry: Retry {
-                    attempts: o.s3_retries.max(1),
-                    ..Retry::default()
-                },
+                retry,
             },
             prefix: o.s3_prefix.clone(),
             users_path,
@@ -345,6 +368,7 @@ impl SyncConfig {
             max_message_size: o.max_message_size,
             concurrency: o.s3_concurrency,
             max_keys: 1000,
+            sqs,
         })
     }
 }
@@ -450,6 +474,7 @@ mod tests {
             virus_action: VirusAction::Quarantine,
             quarantine_dir: None,
             after_delivery: AfterDelivery::Keep,
+            sqs_queue: None,
         }
     }
 
@@ -513,5 +538,22 @@ mod tests {
         assert_eq!(c.users_path, want.join("users"));
         assert_eq!(c.ledger_path, want.join("s3-sync-mail-in.ledger"));
         assert_eq!(c.quarantine_dir, want.join("quarantine"));
+    }
+
+    #[test]
+    fn sqs_queue_shares_the_s3_credentials_and_checks_its_url() {
+        assert!(cfg(|_| {}).unwrap().sqs.is_none());
+        let c = cfg(|s| {
+            s.sqs_queue = Some("https://sqs.eu-central-1.amazonaws.com/123456789012/in".into())
+        })
+        .unwrap();
+        let q = c.sqs.unwrap();
+        assert_eq!(
+            (q.region.as_str(), q.credentials.key()),
+            ("eu-central-1", "AK")
+        );
+        assert_eq!(q.retry.attempts, 5);
+        let e = cfg(|s| s.sqs_queue = Some("in".into())).unwrap_err();
+        assert!(e.contains("--sqs-queue"), "{e}");
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! Modules: [`s3`] (the only HTTP client use), [`plan`] (pure decisions and names), [`ledger`]
 //! (state file and lock), [`route`] (pure routing), [`config`] (settings → configuration).
-//! The entry points ([`run_once`], [`main_once`], [`spawn_periodic`]) take plain
+//! The entry points ([`run_once`], [`main`], [`spawn_periodic`], [`queue::spawn_watch`]) take plain
 //! [`SyncSettings`]; `cli` fills them in from the flags.
 //!
 //! Never: drops mail (unroutable → postmaster; a failed object is retried next pass), holds
@@ -25,10 +25,13 @@
 
 pub mod config;
 pub mod ledger;
+pub mod notice;
 pub mod plan;
+pub mod queue;
 mod quota;
 pub mod route;
 pub mod s3;
+pub mod sqs;
 
 pub use config::SyncSettings;
 use config::{SyncConfig, VirusAction};
@@ -93,16 +96,39 @@ pub fn run_once(settings: &SyncSettings) -> Result<PassReport, String> {
 }
 
 /// `pimap sync`: one pass (`every` is `None`: `--once`, or no `--sync-interval`), else a pass
-/// `every` interval in the foreground. Returns the exit code: 0, or 1 if the pass (or,
-/// looping, the configuration) failed. Logging is set up by the caller.
-pub fn main_once(settings: SyncSettings, every: Option<Duration>) -> i32 {
+/// `every` interval in the foreground. With `--sqs-queue`: the queue watched in the
+/// foreground ([`queue::watch`]), or with `--once` one pass and then what the queue holds.
+/// Returns the exit code: 0, or 1 if the pass (or, looping, the configuration) failed.
+/// Logging is set up by the caller.
+pub fn main(settings: SyncSettings, every: Option<Duration>, once: bool) -> i32 {
+    if settings.sqs_queue.as_deref().is_some_and(|q| !q.is_empty()) && !once {
+        let env = |k: &str| std::env::var(k).ok();
+        if let Err(e) = SyncConfig::from_settings(&settings, &env) {
+            eprintln!("pimap sync: {e}");
+            return 1;
+        }
+        let every = every.unwrap_or(queue::DEFAULT_LIST_EVERY);
+        queue::watch(&settings, every, &AtomicBool::new(false));
+        return 0;
+    }
+    let code = main_once(&settings, every);
+    if code == 0 && settings.sqs_queue.as_deref().is_some_and(|q| !q.is_empty()) {
+        if let Err(e) = queue::drain(&settings) {
+            eprintln!("pimap sync: {e}");
+            return 1;
+        }
+    }
+    code
+}
+
+fn main_once(settings: &SyncSettings, every: Option<Duration>) -> i32 {
     if let Some(interval) = every {
         loop {
-            periodic_pass(&settings);
+            periodic_pass(settings);
             std::thread::sleep(interval);
         }
     }
-    match run_once(&settings) {
+    match run_once(settings) {
         Ok(r) if r.failed == 0 => {
             log::info!("s3 sync: {r}");
             0
@@ -227,6 +253,17 @@ struct Pass<'a> {
     progress: bool,
     /// Keys deleted or moved away during this pass (the ledger can forget them).
     removed: Mutex<HashSet<String>>,
+    /// How the objects were found (a notification names objects that may be gone since).
+    path: DeliveryPath,
+    /// Keys delivered by this pass.
+    delivered: Mutex<HashSet<String>>,
+}
+
+/// How an object came to be delivered: named by a queue notification, or found by a LIST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryPath {
+    Notification,
+    List,
 }
 
 impl Pass<'_> {
@@ -266,6 +303,13 @@ impl Pass<'_> {
                 self.count(|r| r.skipped += 1);
                 return Ok(());
             }
+            Err(S3Error::Fatal { status: 404, .. }) if self.path == DeliveryPath::Notification => {
+                // Named by a notification but gone: delivered and deleted earlier (a duplicate
+                // notification after the ledger forgot the key), or removed by someone else.
+                log::info!("s3 sync: {key:?} (from a notification) is no longer in the bucket");
+                self.count(|r| r.skipped += 1);
+                return Ok(());
+            }
             Err(e) => return Err(format!("{key:?}: {e}")),
         };
         self.count(|r| r.bytes += bytes);
@@ -281,6 +325,9 @@ impl Pass<'_> {
         let etag = plan::normalize_etag(etag.as_deref().or(obj.etag.as_deref()));
         self.ledger(|l| l.record_delivered(key, &etag))?;
         self.count(|r| r.delivered += 1);
+        if let Ok(mut d) = self.delivered.lock() {
+            d.insert(key.to_string());
+        }
         self.finish(key)
     }
 
@@ -394,7 +441,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn run_items(&self, items: &[(Listed, Action)], total_queued: usize) {
+    /// Work through `items` on the pass's workers; returns the keys that failed (logged).
+    fn run_items(&self, items: &[(Listed, Action)], total_queued: usize) -> HashSet<String> {
+        let failed = Mutex::new(HashSet::new());
         let next = AtomicUsize::new(0);
         let workers = self.cfg.concurrency.min(items.len()).max(1);
         std::thread::scope(|s| {
@@ -412,6 +461,9 @@ impl Pass<'_> {
                     if let Err(e) = res {
                         log::error!("s3 sync: {e}");
                         self.count(|r| r.failed += 1);
+                        if let Ok(mut f) = failed.lock() {
+                            f.insert(obj.key.clone());
+                        }
                     }
                     let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
                     if self.progress && (n.is_multiple_of(25) || n == total_queued) {
@@ -427,6 +479,7 @@ impl Pass<'_> {
                 });
             }
         });
+        failed.into_inner().unwrap_or_default()
     }
 
     /// Decides what to do with each object of a listing page not listed before (`seen` holds
@@ -490,10 +543,13 @@ impl Pass<'_> {
     }
 }
 
-/// One pass with a resolved configuration and client.
-pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, String> {
-    let start = Instant::now();
-    let _lock = ledger::lock(&cfg.lock_path)?;
+/// Take the sync lock, open the ledger and the users, and set up a pass.
+fn open_pass<'a>(
+    cfg: &'a SyncConfig,
+    client: &'a S3Client,
+    path: DeliveryPath,
+) -> Result<(ledger::SyncLock, Pass<'a>), String> {
+    let lock = ledger::lock(&cfg.lock_path)?;
     let ledger = ledger::Ledger::open(&cfg.ledger_path)?;
     let users = crate::auth::UserDb::load(&cfg.users_path)?;
     let user_names = users.user_names();
@@ -513,9 +569,59 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
         ledger: Mutex::new(ledger),
         report: Mutex::new(PassReport::default()),
         done: AtomicUsize::new(0),
-        progress: std::io::stderr().is_terminal(),
+        progress: path == DeliveryPath::List && std::io::stderr().is_terminal(),
         removed: Mutex::new(HashSet::new()),
+        path,
+        delivered: Mutex::new(HashSet::new()),
     };
+    Ok((lock, pass))
+}
+
+/// What [`run_objects`] did: the pass's report, and per key whether it failed (to be tried
+/// again) and whether this run delivered it.
+#[derive(Debug, Default)]
+pub struct ObjectsReport {
+    pub report: PassReport,
+    pub failed: HashSet<String>,
+    pub delivered: HashSet<String>,
+}
+
+/// Deliver the objects notifications named (already known to be in this bucket, under the
+/// prefix), through the same decisions, ledger and exactly-once delivery as a LIST pass. The
+/// ledger is on disk (fsynced) when this returns `Ok`: what it reports delivered is durable.
+/// An object named twice is handled once; one that is gone is not a failure.
+pub fn run_objects(
+    cfg: &SyncConfig,
+    client: &S3Client,
+    objects: Vec<Listed>,
+) -> Result<ObjectsReport, String> {
+    let start = Instant::now();
+    let (_lock, pass) = open_pass(cfg, client, DeliveryPath::Notification)?;
+    let mut seen = HashSet::new();
+    let items = pass.plan_page(objects, &mut seen)?;
+    let failed = pass.run_items(&items, items.len());
+    let ledger = pass
+        .ledger
+        .into_inner()
+        .map_err(|_| "ledger lock poisoned".to_string())?;
+    ledger.sync()?;
+    let mut report = pass
+        .report
+        .into_inner()
+        .map_err(|_| "report lock poisoned".to_string())?;
+    report.listed = seen.len();
+    report.elapsed = start.elapsed();
+    Ok(ObjectsReport {
+        report,
+        failed,
+        delivered: pass.delivered.into_inner().unwrap_or_default(),
+    })
+}
+
+/// One pass with a resolved configuration and client.
+pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, String> {
+    let start = Instant::now();
+    let (_lock, pass) = open_pass(cfg, client, DeliveryPath::List)?;
     let mut seen: HashSet<String> = HashSet::new();
     let mut token: Option<String> = None;
     let mut listing_error = None;
@@ -534,7 +640,7 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
         };
         let items = pass.plan_page(page.objects, &mut seen)?;
         queued += items.len();
-        pass.run_items(&items, queued);
+        let _ = pass.run_items(&items, queued);
         match page.next {
             Some(t) if Some(&t) != token.as_ref() => token = Some(t),
             _ => break,

@@ -42,7 +42,7 @@ impl Default for Retry {
 }
 
 impl Retry {
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let d = self.base.saturating_mul(1u32 << attempt.min(16));
         d.min(self.max)
     }
