@@ -15,8 +15,9 @@
 # its libraries stay exactly as they were. Users with Docker build the musl variant with
 # `cross` instead (cross/Cross.toml).
 #
-# Installs (idempotent): gcc-aarch64-linux-gnu + libc6-dev-arm64-cross (linker, static glibc,
-# and the C compiler for ring),
+# Installs (idempotent): gcc-aarch64-linux-gnu + libc6-dev-arm64-cross (linker driver, static
+# glibc, and the C compiler for ring), lld-16 (the linker gcc drives: identical code folding,
+# see .cargo/config.toml),
 # qemu-user-static (runner), file. Environment knobs:
 #   RUST_WEB_VERSION          Debian rustc-web version (default below; falls back to the
 #                             archive's candidate if that exact version was superseded)
@@ -44,9 +45,9 @@ SECONDS=0
 . scripts/privilege.sh
 
 # --- host tools (Debian) -------------------------------------------------------------------
-step "host packages (gcc-aarch64-linux-gnu + libc6-dev-arm64-cross, qemu-user-static, file)"
+step "host packages (gcc-aarch64-linux-gnu + libc6-dev-arm64-cross, lld-16, qemu-user-static, file)"
 need_pkgs=()
-for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file; do
+for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross lld-16 qemu-user-static file; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
