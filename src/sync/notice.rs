@@ -65,12 +65,14 @@ pub fn parse(body: &str) -> Notice {
             }
         }
         Some("SubscriptionConfirmation") => {
-            return Notice::Ignored(
+            // The message is deleted after this: the log keeps what confirming needs.
+            let url = v.get("SubscribeURL").and_then(Value::as_str).unwrap_or("");
+            let url: String = url.chars().take(2048).collect();
+            return Notice::Ignored(format!(
                 "an SNS subscription confirmation: confirm the topic's subscription to this \
-                 queue (aws sns confirm-subscription, or subscribe the queue from its own \
-                 account)"
-                    .into(),
-            )
+                 queue by opening its SubscribeURL {url:?} (or subscribe the queue from the \
+                 topic's own account, which needs no confirmation)"
+            ));
         }
         Some("UnsubscribeConfirmation") => {
             return Notice::Ignored("an SNS unsubscribe confirmation".into())
@@ -290,10 +292,15 @@ mod tests {
             r#"{"Type": "Notification", "Message": "{not json"}"#,
             r#"{"Type": "Notification", "Message": "[]"}"#,
             r#"{"notificationType": "Received", "receipt": {"action": {"type": "S3"}}}"#,
-            r#"{"Type": "SubscriptionConfirmation", "SubscribeURL": "https://x"}"#,
         ] {
             let n = parse(body);
             assert!(!matches!(n, Notice::Objects(_)), "{body}: {n:?}");
+        }
+        let confirm = r#"{"Type": "SubscriptionConfirmation", "Token": "t",
+            "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t"}"#;
+        match parse(confirm) {
+            Notice::Ignored(why) => assert!(why.contains("Action=ConfirmSubscription"), "{why}"),
+            other => panic!("{other:?}"),
         }
         // Deeply nested JSON is refused by the parser's recursion limit, not a stack overflow.
         let deep = "[".repeat(100_000);
