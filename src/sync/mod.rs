@@ -600,22 +600,48 @@ pub fn run_objects(
     let mut seen = HashSet::new();
     let items = pass.plan_page(objects, &mut seen)?;
     let failed = pass.run_items(&items, items.len());
-    let ledger = pass
-        .ledger
-        .into_inner()
-        .map_err(|_| "ledger lock poisoned".to_string())?;
-    ledger.sync()?;
-    let mut report = pass
-        .report
-        .into_inner()
-        .map_err(|_| "report lock poisoned".to_string())?;
-    report.listed = seen.len();
-    report.elapsed = start.elapsed();
+    let done = pass.end(seen.len(), start)?;
     Ok(ObjectsReport {
-        report,
+        report: done.report,
         failed,
-        delivered: pass.delivered.into_inner().unwrap_or_default(),
+        delivered: done.delivered,
     })
+}
+
+/// What a pass leaves when it ends: its ledger on disk, its report, and the keys it removed
+/// from the bucket and delivered.
+struct Ended {
+    ledger: ledger::Ledger,
+    report: PassReport,
+    removed: HashSet<String>,
+    delivered: HashSet<String>,
+}
+
+impl Pass<'_> {
+    /// End the pass: the ledger is flushed to disk (what it records is durable from here),
+    /// the report gets the number of objects seen and the time taken.
+    fn end(self, listed: usize, start: Instant) -> Result<Ended, String> {
+        if self.progress && self.done.load(Ordering::Relaxed) > 0 {
+            eprintln!();
+        }
+        let ledger = self
+            .ledger
+            .into_inner()
+            .map_err(|_| "ledger lock poisoned".to_string())?;
+        ledger.sync()?;
+        let mut report = self
+            .report
+            .into_inner()
+            .map_err(|_| "report lock poisoned".to_string())?;
+        report.listed = listed;
+        report.elapsed = start.elapsed();
+        Ok(Ended {
+            ledger,
+            report,
+            removed: self.removed.into_inner().unwrap_or_default(),
+            delivered: self.delivered.into_inner().unwrap_or_default(),
+        })
+    }
 }
 
 /// One pass with a resolved configuration and client.
@@ -646,24 +672,15 @@ pub fn run_pass(cfg: &SyncConfig, client: &S3Client) -> Result<PassReport, Strin
             _ => break,
         }
     }
-    if pass.progress && pass.done.load(Ordering::Relaxed) > 0 {
-        eprintln!();
-    }
-    let mut ledger = pass
-        .ledger
-        .into_inner()
-        .map_err(|_| "ledger lock poisoned".to_string())?;
-    ledger.sync()?;
+    let Ended {
+        mut ledger,
+        report,
+        removed,
+        ..
+    } = pass.end(seen.len(), start)?;
     if listing_error.is_none() && cfg.after != AfterDelivery::Keep {
-        let removed = pass.removed.into_inner().unwrap_or_default();
         ledger.prune(|k| seen.contains(k) && !removed.contains(k))?;
     }
-    let mut report = pass
-        .report
-        .into_inner()
-        .map_err(|_| "report lock poisoned".to_string())?;
-    report.listed = seen.len();
-    report.elapsed = start.elapsed();
     match listing_error {
         Some(e) => {
             log::debug!("s3 sync (incomplete): {report}");

@@ -239,6 +239,18 @@ enum Attempt<T> {
     Fail(S3Error),
 }
 
+/// A request that failed before any answer: `Ok((code, message))` for a configuration problem
+/// retrying will not fix (a bad URL, an unknown host, TLS; `flag` is the setting to check),
+/// `Err(why)` for a network one worth retrying. Shared with the SQS client.
+pub(super) fn transport_failure(e: ureq::Error, flag: &str) -> Result<(String, String), String> {
+    match e {
+        ureq::Error::BadUri(m) => Ok(("BadUri".into(), m)),
+        ureq::Error::HostNotFound => Ok(("HostNotFound".into(), format!("check {flag}"))),
+        ureq::Error::Tls(m) => Ok(("TLS".into(), m.into())),
+        other => Err(format!("transport error: {other}")),
+    }
+}
+
 /// Pull `<Code>` and `<Message>` out of an S3 error document (no full XML parse needed).
 pub fn parse_error_document(body: &str) -> (Option<String>, Option<String>) {
     let field = |name: &str| {
@@ -342,24 +354,13 @@ impl S3Client {
     }
 
     fn transport<T>(e: ureq::Error) -> Attempt<T> {
-        match e {
-            // Configuration problems, not the network: retrying won't help.
-            ureq::Error::BadUri(m) => Attempt::Fail(S3Error::Fatal {
+        match transport_failure(e, "--s3-endpoint") {
+            Ok((code, message)) => Attempt::Fail(S3Error::Fatal {
                 status: 0,
-                code: "BadUri".into(),
-                message: m,
+                code,
+                message,
             }),
-            ureq::Error::HostNotFound => Attempt::Fail(S3Error::Fatal {
-                status: 0,
-                code: "HostNotFound".into(),
-                message: "check --s3-endpoint".into(),
-            }),
-            ureq::Error::Tls(m) => Attempt::Fail(S3Error::Fatal {
-                status: 0,
-                code: "TLS".into(),
-                message: m.into(),
-            }),
-            other => Attempt::Retry(format!("transport error: {other}")),
+            Err(why) => Attempt::Retry(why),
         }
     }
 

@@ -444,23 +444,13 @@ impl SqsClient {
 }
 
 fn transport<T>(e: ureq::Error) -> Attempt<T> {
-    match e {
-        ureq::Error::BadUri(m) => Attempt::Fail(SqsError::Fatal {
+    match super::s3::transport_failure(e, "--sqs-queue") {
+        Ok((code, message)) => Attempt::Fail(SqsError::Fatal {
             status: 0,
-            code: "BadUri".into(),
-            message: m,
+            code,
+            message,
         }),
-        ureq::Error::HostNotFound => Attempt::Fail(SqsError::Fatal {
-            status: 0,
-            code: "HostNotFound".into(),
-            message: "check --sqs-queue".into(),
-        }),
-        ureq::Error::Tls(m) => Attempt::Fail(SqsError::Fatal {
-            status: 0,
-            code: "TLS".into(),
-            message: m.into(),
-        }),
-        other => Attempt::Retry(format!("transport error: {other}")),
+        Err(why) => Attempt::Retry(why),
     }
 }
 

@@ -91,11 +91,18 @@ def test_metrics_count_connections_logins_commands_and_bytes(srv):
     assert sample(body, "pimap_received_bytes_total") > 50
     assert sample(body, "pimap_sent_bytes_total") > 100
     assert sample(body, 'pimap_sync_passes_total{result="ok"}') == 0
-    # Every sample belongs to a family announced by # TYPE.
+    assert sample(body, "pimap_sync_notification_latency_seconds_count") == 0
+    assert sample(body, 'pimap_sync_notification_latency_seconds_bucket{le="+Inf"}') == 0
+    # Every sample belongs to a family announced by # TYPE; a histogram's samples are its
+    # name with _bucket, _sum and _count.
     families = set(re.findall(r"^# TYPE (\S+) (?:counter|gauge)$", body, re.M))
+    histograms = set(re.findall(r"^# TYPE (\S+) histogram$", body, re.M))
+    assert histograms == {"pimap_sync_notification_latency_seconds"}, histograms
     for line in body.splitlines():
         if line and not line.startswith("#"):
-            assert re.split(r"[{ ]", line)[0] in families, line
+            name = re.split(r"[{ ]", line)[0]
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in families or base in histograms, line
 
 
 @pytest.mark.parametrize("request_bytes,status", [
