@@ -16,6 +16,7 @@
 //! Anything else is [`Notice::Ignored`] (with why, for the log) or [`Notice::Malformed`]:
 //! neither names an object, so neither can lose mail; the LIST pass is the safety net.
 
+use crate::sync::ledger::decode_key;
 use serde_json::Value;
 
 /// An object a notification names.
@@ -184,24 +185,10 @@ fn ses(v: &Value, kind: &str) -> Notice {
 }
 
 /// An S3 event's object key: URL-encoded as in a form (`+` is a space, `%XX` a byte); `None`
-/// when the encoding or the UTF-8 under it is broken.
+/// when the encoding or the UTF-8 under it is broken. A literal `+` arrives as `%2B`, so the
+/// spaces can be put back before the ledger's percent-decoding.
 pub fn decode_event_key(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            _ => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok().filter(|k| !k.is_empty())
+    decode_key(&s.replace('+', " ")).filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]

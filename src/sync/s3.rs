@@ -42,7 +42,35 @@ impl Default for Retry {
 }
 
 impl Retry {
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+    /// Run `op` until it is done or fails for good, at most `attempts` times, sleeping with
+    /// `sleep` between; `what` names the request in messages (never a URL), and `gave_up`
+    /// makes the error when every try asked for another.
+    pub(super) fn run<T, E>(
+        &self,
+        sleep: fn(Duration),
+        what: &str,
+        mut op: impl FnMut() -> Attempt<T, E>,
+        gave_up: impl FnOnce(String) -> E,
+    ) -> Result<T, E> {
+        let attempts = self.attempts.max(1);
+        let mut last = String::new();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                log::debug!("retrying {what} after: {last}");
+                sleep(self.delay(attempt - 1));
+            }
+            match op() {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(m) => last = m,
+            }
+        }
+        Err(gave_up(format!(
+            "{what}: {last} (gave up after {attempts} attempts)"
+        )))
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
         let d = self.base.saturating_mul(1u32 << attempt.min(16));
         d.min(self.max)
     }
@@ -233,10 +261,11 @@ impl std::fmt::Debug for S3Client {
     }
 }
 
-enum Attempt<T> {
+/// One try of a request under a [`Retry`] policy (the SQS client's too).
+pub(super) enum Attempt<T, E = S3Error> {
     Done(T),
     Retry(String),
-    Fail(S3Error),
+    Fail(E),
 }
 
 /// A request that failed before any answer: `Ok((code, message))` for a configuration problem
@@ -306,24 +335,9 @@ impl S3Client {
         &self.cfg.bucket
     }
 
-    /// Run `op` with retries; `what` names the request in messages (never the URL).
-    fn retrying<T>(&self, what: &str, mut op: impl FnMut() -> Attempt<T>) -> Result<T, S3Error> {
-        let attempts = self.cfg.retry.attempts.max(1);
-        let mut last = String::new();
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                log::debug!("s3: retrying {what} after: {last}");
-                (self.sleep)(self.cfg.retry.delay(attempt - 1));
-            }
-            match op() {
-                Attempt::Done(v) => return Ok(v),
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(m) => last = m,
-            }
-        }
-        Err(S3Error::Transient(format!(
-            "{what}: {last} (gave up after {attempts} attempts)"
-        )))
+    /// Run `op` with the configured retries; `what` names the request in messages.
+    fn retrying<T>(&self, what: &str, op: impl FnMut() -> Attempt<T>) -> Result<T, S3Error> {
+        self.cfg.retry.run(self.sleep, what, op, S3Error::Transient)
     }
 
     /// Classify a non-2xx response: retry 5xx / 429 / SlowDown, fail the rest with S3's code.

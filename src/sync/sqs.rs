@@ -165,11 +165,7 @@ pub struct Message {
     pub sent_ms: Option<u64>,
 }
 
-enum Attempt<T> {
-    Done(T),
-    Retry(String),
-    Fail(SqsError),
-}
+type Attempt<T> = super::s3::Attempt<T, SqsError>;
 
 /// The SQS error code in an error answer: the JSON protocol's `__type` (`…#Code`), or the
 /// query protocol's `x-amzn-query-error` header (`AWS.SimpleQueueService.NonExistentQueue;
@@ -351,22 +347,13 @@ impl SqsClient {
     /// `action` with retries; `extra` is added to the per-request timeout (a long poll's wait).
     fn call(&self, action: &str, body: &Value, extra: Duration) -> Result<Value, SqsError> {
         let body = body.to_string().into_bytes();
-        let attempts = self.cfg.retry.attempts.max(1);
-        let mut last = String::new();
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                log::debug!("sqs: retrying {action} after: {last}");
-                (self.sleep)(self.cfg.retry.delay(attempt - 1));
-            }
-            match self.attempt(action, &body, self.cfg.timeout + extra) {
-                Attempt::Done(v) => return Ok(v),
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(m) => last = m,
-            }
-        }
-        Err(SqsError::Transient(format!(
-            "{action}: {last} (gave up after {attempts} attempts)"
-        )))
+        let timeout = self.cfg.timeout + extra;
+        self.cfg.retry.run(
+            self.sleep,
+            action,
+            || self.attempt(action, &body, timeout),
+            SqsError::Transient,
+        )
     }
 
     /// The queue's visibility timeout, in seconds (GetQueueAttributes): a check at start that
