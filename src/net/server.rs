@@ -67,11 +67,13 @@ pub fn run(
         autocreate_folders: cfg.autocreate_folders,
         starttls: net.tls.is_some(),
     });
+    // The HTTP listener first: once the IMAP port accepts, /healthz and /metrics do too (a
+    // client or a test that waits for the IMAP port must not find the HTTP port closed).
+    let http = cfg.http_listen.map(super::http::bind).transpose()?;
     let listeners = bind(&cfg)?;
     if !net.proxy_trusted.is_empty() {
         log::info!("PROXY protocol header required from {}", net.proxy_trusted);
     }
-    let http = cfg.http_listen.map(super::http::bind).transpose()?;
     after_bind()?;
     let health = super::http::Health::new(cfg.mail_location.fixed_root());
     log::info!(
@@ -122,11 +124,12 @@ pub fn run(
 /// A listener and whether it is IMAPS (TLS from the first byte).
 type Listener = (Async<TcpListener>, bool);
 
-/// Binds every `--imap-listen` and `--imaps-listen` address; a failure names the address.
+/// Binds every `--imaps-listen` and `--imap-listen` address; a failure names the address.
+/// The plain IMAP ports come last, so that when they accept, every other port does too.
 fn bind(cfg: &Config) -> Result<Vec<Listener>, String> {
     let mut listeners = Vec::new();
-    let plain = cfg.imap_listen.iter().map(|a| (a, false));
-    for (addr, implicit_tls) in plain.chain(cfg.imaps_listen.iter().map(|a| (a, true))) {
+    let tls = cfg.imaps_listen.iter().map(|a| (a, true));
+    for (addr, implicit_tls) in tls.chain(cfg.imap_listen.iter().map(|a| (a, false))) {
         let l = Async::<TcpListener>::bind(*addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = l
