@@ -41,6 +41,11 @@ pub enum Cmd {
     Pw(PwArgs),
     /// Copy new SES messages from an S3 bucket into the users' Maildirs (exactly once).
     Sync(SyncArgs),
+    /// Back every user's Maildir up to --backup-bucket (one pass: new messages, changed
+    /// manifests, a snapshot; then retention).
+    Backup(BackupArgs),
+    /// Rebuild users' Maildirs from --backup-bucket (same UIDs, flags and keywords).
+    Restore(RestoreArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -129,6 +134,11 @@ pub struct ServeArgs {
     /// The built-in S3 sync (runs inside the server when --sync-interval and --s3-bucket are set).
     #[command(flatten)]
     pub sync: SyncOptions,
+    /// Back the Maildirs up to --backup-bucket every DURATION (`1h`, `1d`), inside the server.
+    #[arg(long, env = "PIMAP_BACKUP_INTERVAL", value_parser = parse_duration)]
+    pub backup_interval: Option<Duration>,
+    #[command(flatten)]
+    pub backup: BackupOptions,
 }
 
 impl ServeArgs {
@@ -209,32 +219,9 @@ pub struct SyncOptions {
     /// Only objects under this key prefix (e.g. `inbound/`).
     #[arg(long, env = "PIMAP_S3_PREFIX", default_value = "")]
     pub s3_prefix: String,
-    /// The bucket's region (used for signing and the default endpoint).
-    #[arg(long, env = "PIMAP_S3_REGION", default_value = "us-east-1")]
-    pub s3_region: String,
-    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL).
-    #[arg(long, env = "PIMAP_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// `path` or `virtual` (default: virtual-hosted for AWS, path-style for --s3-endpoint).
-    #[arg(long, env = "PIMAP_S3_URL_STYLE")]
-    pub s3_url_style: Option<String>,
-    /// AWS shared-credentials file (`[profile]` with aws_access_key_id / aws_secret_access_key
-    /// / aws_session_token). Otherwise AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    /// AWS_SESSION_TOKEN, each also as a `*_FILE` variable naming a file that holds it.
-    #[arg(long, env = "PIMAP_S3_CREDENTIALS_FILE")]
-    pub s3_credentials_file: Option<PathBuf>,
-    /// Profile in the credentials file.
-    #[arg(long, env = "PIMAP_S3_PROFILE", default_value = "default")]
-    pub s3_profile: String,
-    /// Per-request network timeout (connect, response, each read).
-    #[arg(long, env = "PIMAP_S3_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
-    pub s3_timeout: Duration,
-    /// Attempts per request for 5xx, throttling, timeouts and resets (with backoff).
-    #[arg(long, env = "PIMAP_S3_RETRIES", default_value_t = 5)]
-    pub s3_retries: u32,
-    /// Concurrent GETs.
-    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 8)]
-    pub s3_concurrency: usize,
+    /// The S3 endpoint, region, credentials and request settings.
+    #[command(flatten)]
+    pub s3: S3Options,
     /// The ledger of delivered keys (default DATA_DIR/s3-sync-BUCKET.ledger; lock beside it).
     #[arg(long, env = "PIMAP_S3_STATE_FILE")]
     pub s3_state_file: Option<PathBuf>,
@@ -275,6 +262,162 @@ pub struct SyncOptions {
     pub sqs_queue: Option<String>,
 }
 
+/// How to reach S3 (shared by the sync, the backup and the restore).
+#[derive(clap::Args, Debug, Clone)]
+pub struct S3Options {
+    /// The bucket's region (used for signing and the default endpoint).
+    #[arg(long, env = "PIMAP_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL).
+    #[arg(long, env = "PIMAP_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// `path` or `virtual` (default: virtual-hosted for AWS, path-style for --s3-endpoint).
+    #[arg(long, env = "PIMAP_S3_URL_STYLE")]
+    pub s3_url_style: Option<String>,
+    /// AWS shared-credentials file (`[profile]` with aws_access_key_id / aws_secret_access_key
+    /// / aws_session_token). Otherwise AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    /// AWS_SESSION_TOKEN, each also as a `*_FILE` variable naming a file that holds it.
+    #[arg(long, env = "PIMAP_S3_CREDENTIALS_FILE")]
+    pub s3_credentials_file: Option<PathBuf>,
+    /// Profile in the credentials file.
+    #[arg(long, env = "PIMAP_S3_PROFILE", default_value = "default")]
+    pub s3_profile: String,
+    /// Per-request network timeout (connect, response, each read).
+    #[arg(long, env = "PIMAP_S3_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub s3_timeout: Duration,
+    /// Attempts per request for 5xx, throttling, timeouts and resets (with backoff).
+    #[arg(long, env = "PIMAP_S3_RETRIES", default_value_t = 5)]
+    pub s3_retries: u32,
+    /// Concurrent S3 requests (the sync's GETs; a backup's uploads, a restore's downloads).
+    #[arg(long, env = "PIMAP_S3_CONCURRENCY", default_value_t = 8)]
+    pub s3_concurrency: usize,
+}
+
+/// `--backup-*` flags (shared by `pimap backup`, `pimap restore` and `serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackupOptions {
+    /// The bucket backups go to (a different one from the SES bucket is best).
+    #[arg(long, env = "PIMAP_BACKUP_BUCKET")]
+    pub backup_bucket: Option<String>,
+    /// Key prefix of the backups in --backup-bucket (e.g. `pi1/`).
+    #[arg(long, env = "PIMAP_BACKUP_PREFIX", default_value = "")]
+    pub backup_prefix: String,
+    /// How long expunged mail and older snapshots are kept (`30d`, `12h`).
+    #[arg(long, env = "PIMAP_BACKUP_RETENTION", value_parser = parse_duration, default_value = "30d")]
+    pub backup_retention: Duration,
+}
+
+impl BackupOptions {
+    /// True when a backup bucket is configured.
+    pub fn is_configured(&self) -> bool {
+        self.backup_bucket.as_deref().is_some_and(|b| !b.is_empty())
+    }
+}
+
+/// `pimap backup` flags (`pimap restore` has them too).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// Directory for pimap's data (default users file and mail location; the backup's state).
+    #[arg(long, env = "PIMAP_DATA_DIR", default_value = "./pimap-data")]
+    pub data_dir: PathBuf,
+    /// Dovecot passwd-file with the users (default: DATA_DIR/users).
+    #[arg(long, env = "PIMAP_USERS")]
+    pub users: Option<PathBuf>,
+    /// Where each user's Maildir is (as for `serve`). Default: DATA_DIR/mail/%u.
+    #[arg(long, env = "PIMAP_MAIL_LOCATION")]
+    pub mail_location: Option<String>,
+    /// Only this user (default: every user in the users file).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub backup: BackupOptions,
+    #[command(flatten)]
+    pub s3: S3Options,
+}
+
+/// `pimap restore` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: BackupArgs,
+    /// Restore the state at this time (the newest snapshot at or before it):
+    /// `2026-12-05T03:15:00Z`, `2026-12-05`, or a snapshot name. Default: the newest.
+    #[arg(long, value_parser = crate::backup::parse_at)]
+    pub at: Option<u64>,
+    /// Restore even where a user's Maildir is not empty: it is first moved aside to
+    /// `MAILDIR.pre-restore-TIME` (never deleted).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl BackupArgs {
+    /// The resolved configuration (credentials read, users file and mail location found).
+    pub fn config(&self) -> Result<crate::backup::run::BackupConfig, String> {
+        backup_config(
+            &self.backup,
+            &self.s3,
+            &self.data_dir,
+            &self.users,
+            &self.mail_location,
+            self.user.clone(),
+        )
+    }
+}
+
+/// A backup configuration from the flags `backup`, `restore` and `serve` share.
+fn backup_config(
+    b: &BackupOptions,
+    s3: &S3Options,
+    data_dir: &std::path::Path,
+    users: &Option<PathBuf>,
+    mail_location: &Option<String>,
+    user: Option<String>,
+) -> Result<crate::backup::run::BackupConfig, String> {
+    let bucket = b
+        .backup_bucket
+        .clone()
+        .filter(|x| !x.is_empty())
+        .ok_or("no --backup-bucket (PIMAP_BACKUP_BUCKET)")?;
+    // The sync's resolution of endpoint, style, credentials and paths, for this bucket.
+    let opts = SyncOptions {
+        sync_interval: None,
+        s3_bucket: Some(bucket),
+        s3_prefix: String::new(),
+        s3: s3.clone(),
+        s3_state_file: None,
+        deliver_to: None,
+        route_prefix: Vec::new(),
+        route_header: None,
+        aliases: None,
+        local_domain: Vec::new(),
+        postmaster: None,
+        junk_folder: ".Junk".into(),
+        virus_action: VirusAction::Quarantine,
+        quarantine_dir: None,
+        after_delivery: AfterDelivery::Keep,
+        sqs_queue: None,
+    };
+    let settings = opts.settings(data_dir, users, mail_location, 0);
+    let env = |k: &str| std::env::var(k).ok();
+    let sync = crate::sync::config::SyncConfig::from_settings(&settings, &env)?;
+    let target = crate::backup::Target::new(
+        sync.s3,
+        &b.backup_prefix,
+        crate::backup::Seal::Plain,
+        s3.s3_concurrency,
+    )?;
+    let data_dir = std::path::absolute(data_dir)
+        .map_err(|e| format!("data directory {}: {e}", data_dir.display()))?;
+    Ok(crate::backup::run::BackupConfig {
+        target,
+        users_path: sync.users_path,
+        mail_location: sync.mail_location,
+        data_dir,
+        retention: b.backup_retention,
+        user,
+    })
+}
+
 impl SyncOptions {
     /// True when a bucket is configured (so `serve` knows whether to start the timer).
     pub fn is_configured(&self) -> bool {
@@ -296,14 +439,14 @@ impl SyncOptions {
             max_message_size,
             s3_bucket: self.s3_bucket.clone(),
             s3_prefix: self.s3_prefix.clone(),
-            s3_region: self.s3_region.clone(),
-            s3_endpoint: self.s3_endpoint.clone(),
-            s3_url_style: self.s3_url_style.clone(),
-            s3_credentials_file: self.s3_credentials_file.clone(),
-            s3_profile: self.s3_profile.clone(),
-            s3_timeout: self.s3_timeout,
-            s3_retries: self.s3_retries,
-            s3_concurrency: self.s3_concurrency,
+            s3_region: self.s3.s3_region.clone(),
+            s3_endpoint: self.s3.s3_endpoint.clone(),
+            s3_url_style: self.s3.s3_url_style.clone(),
+            s3_credentials_file: self.s3.s3_credentials_file.clone(),
+            s3_profile: self.s3.s3_profile.clone(),
+            s3_timeout: self.s3.s3_timeout,
+            s3_retries: self.s3.s3_retries,
+            s3_concurrency: self.s3.s3_concurrency,
             s3_state_file: self.s3_state_file.clone(),
             deliver_to: self.deliver_to.clone(),
             route_prefix: self.route_prefix.clone(),
@@ -436,6 +579,26 @@ pub fn main() -> i32 {
             init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
             crate::sync::main(args.settings(), args.every(), args.once)
         }
+        Cmd::Backup(args) => {
+            init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
+            match args.config() {
+                Ok(cfg) => crate::backup::run::backup_main(cfg),
+                Err(e) => {
+                    eprintln!("pimap backup: configuration error: {e}");
+                    1
+                }
+            }
+        }
+        Cmd::Restore(args) => {
+            init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
+            match args.common.config() {
+                Ok(cfg) => crate::backup::run::restore_main(cfg, args.at, args.force),
+                Err(e) => {
+                    eprintln!("pimap restore: configuration error: {e}");
+                    1
+                }
+            }
+        }
     }
 }
 
@@ -549,7 +712,36 @@ fn after_bind(
     if crate::privdrop::drop_privileges(run_as)? == crate::privdrop::Outcome::Dropped {
         crate::privdrop::check_after_drop(&needs(args, users, mail_root), run_as)?;
     }
-    start_sync(args)
+    start_sync(args)?;
+    start_backup(args)
+}
+
+/// `serve --backup-interval`: resolve the backup configuration now (a clear start-up error),
+/// then run passes on a thread of their own.
+fn start_backup(args: &ServeArgs) -> Result<(), String> {
+    match (args.backup_interval, args.backup.is_configured()) {
+        (None, false) => Ok(()),
+        (Some(_), false) => Err("--backup-interval needs --backup-bucket".into()),
+        (None, true) => Err(
+            "--backup-bucket is set but --backup-interval is not: say how often to back up \
+             (e.g. 1h), or run `pimap backup` from a timer"
+                .into(),
+        ),
+        (Some(every), true) => {
+            let cfg = backup_config(
+                &args.backup,
+                &args.sync.s3,
+                &args.data_dir,
+                &args.users,
+                &args.mail_location,
+                None,
+            )
+            .map_err(|e| format!("backup: {e}"))?;
+            log::info!("backup to {} every {every:?}", cfg.target.describe());
+            crate::backup::run::spawn_periodic(cfg, every);
+            Ok(())
+        }
+    }
 }
 
 /// `serve --sync-interval`: validate the sync configuration now (a clear start-up error, not a

@@ -37,6 +37,12 @@ pub struct Metrics {
     timeouts_login: AtomicU64,
     timeouts_command: AtomicU64,
     timeouts_idle: AtomicU64,
+    /// Backup passes: ok, error; objects and bytes uploaded; bytes restored.
+    backup_passes: [AtomicU64; 2],
+    backup_objects: AtomicU64,
+    backup_bytes: AtomicU64,
+    backup_restored: AtomicU64,
+    backup_last_ok: AtomicU64,
 }
 
 static METRICS: Metrics = Metrics::new();
@@ -165,6 +171,11 @@ impl Metrics {
             timeouts_login: AtomicU64::new(0),
             timeouts_command: AtomicU64::new(0),
             timeouts_idle: AtomicU64::new(0),
+            backup_passes: [const { AtomicU64::new(0) }; 2],
+            backup_objects: AtomicU64::new(0),
+            backup_bytes: AtomicU64::new(0),
+            backup_restored: AtomicU64::new(0),
+            backup_last_ok: AtomicU64::new(0),
         }
     }
 
@@ -232,6 +243,27 @@ impl Metrics {
     }
 
     /// One long poll of the SQS queue.
+    /// One message object of `bytes` uploaded by a backup pass.
+    pub fn backup_uploaded(&self, bytes: u64) {
+        self.backup_objects.fetch_add(1, Ordering::Relaxed);
+        self.backup_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `bytes` of one message restored.
+    pub fn backup_restored(&self, bytes: u64) {
+        self.backup_restored.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A backup run (every user) ended; `at`: its start, seconds since the epoch.
+    pub fn backup_pass(&self, ok: bool, at: u64) {
+        if let Some(c) = self.backup_passes.get(usize::from(!ok)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if ok {
+            self.backup_last_ok.fetch_max(at, Ordering::Relaxed);
+        }
+    }
+
     pub fn queue_poll(&self, how: QueuePoll) {
         if let Some(c) = self.queue_polls.get(how as usize) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -390,6 +422,42 @@ impl Metrics {
             "counter",
             "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
             &[("", g(&self.sync_quota_held))],
+        );
+        let [ok, err] = &self.backup_passes;
+        write_family(
+            s,
+            "pimap_backup_passes_total",
+            "counter",
+            "Backup runs to S3 (every user) by result.",
+            &[("{result=\"ok\"}", g(ok)), ("{result=\"error\"}", g(err))],
+        );
+        write_family(
+            s,
+            "pimap_backup_uploaded_objects_total",
+            "counter",
+            "Message objects uploaded by backup passes.",
+            &[("", g(&self.backup_objects))],
+        );
+        write_family(
+            s,
+            "pimap_backup_uploaded_bytes_total",
+            "counter",
+            "Message bytes uploaded by backup passes (before encryption).",
+            &[("", g(&self.backup_bytes))],
+        );
+        write_family(
+            s,
+            "pimap_backup_restored_bytes_total",
+            "counter",
+            "Message bytes restored from backups.",
+            &[("", g(&self.backup_restored))],
+        );
+        write_family(
+            s,
+            "pimap_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the last successful backup run started (0: none yet).",
+            &[("", g(&self.backup_last_ok))],
         );
         let [m, e, x] = &self.queue_polls;
         write_family(

@@ -9,6 +9,7 @@ use super::fetch_cached;
 use super::fetch_response::{self, expunged_fetch, Msg};
 use super::view::View;
 use super::{Action, HandlerError, Output, Session, Sink};
+use crate::imap::types::civil_from_days;
 use crate::imap::types::{Command, FetchAttr, SequenceSet};
 use crate::mime;
 use crate::store::cache::MailboxCache;
@@ -387,20 +388,6 @@ pub(crate) fn imap_datetime(unix: i64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-/// Inverse of `days_from_civil` (Howard Hinnant): (year, month 1-12, day 1-31).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -637,7 +637,7 @@ fn internal_date(meta: &MessageMeta) -> Date {
 /// The day of a time (Unix seconds): RFC 3501 §6.4.4 dates compare disregarding time and
 /// timezone; we use UTC.
 fn day_of(secs: i64) -> Date {
-    let (y, m, d) = super::fetch::civil_from_days(secs.div_euclid(86400));
+    let (y, m, d) = crate::imap::types::civil_from_days(secs.div_euclid(86400));
     Date {
         year: y.clamp(0, u16::MAX as i64) as u16,
         month: m as u8,

@@ -568,6 +568,61 @@ impl S3Client {
         })
     }
 
+    /// PUT `key` with exactly `len` bytes read from what `open` returns; `open` is called
+    /// again for each attempt, so the body is streamed from its source (a message file) and
+    /// never held in memory. A source that ends early or runs long fails the attempt instead
+    /// of sending a wrong object; an `open` error is [`S3Error::Local`] (not retried).
+    pub fn put_stream<R: Read>(
+        &self,
+        key: &str,
+        len: u64,
+        mut open: impl FnMut() -> Result<R, String>,
+    ) -> Result<(), S3Error> {
+        self.retrying(&format!("PUT {key:?}"), || {
+            let source = match open() {
+                Ok(r) => r,
+                Err(e) => return Attempt::Fail(S3Error::Local(e)),
+            };
+            let mut body = Exact {
+                inner: source,
+                left: len,
+            };
+            let url = self
+                .bucket
+                .put_object(Some(&self.cfg.credentials), key)
+                .sign(SIGN_FOR);
+            let sent = self
+                .agent
+                .put(url.as_str())
+                .header("content-length", len.to_string())
+                .send(ureq::SendBody::from_reader(&mut body));
+            match sent {
+                Ok(mut r) => match r.status().as_u16() {
+                    200..=299 => Attempt::Done(()),
+                    s => Self::classify(s, &mut r),
+                },
+                Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    Attempt::Fail(S3Error::Local(e.to_string()))
+                }
+                Err(e) => Self::transport(e),
+            }
+        })
+    }
+
+    /// Every key under `prefix` with its size (ListObjectsV2, page by page).
+    pub fn list_all(&self, prefix: &str) -> Result<Vec<Listed>, S3Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page(prefix, token.as_deref(), 1000)?;
+            out.extend(page.objects);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Create the bucket (tests and benchmarks); an existing bucket of ours is fine.
     pub fn create_bucket(&self) -> Result<(), S3Error> {
         self.retrying("CreateBucket", || {
@@ -590,6 +645,40 @@ impl S3Client {
                 Err(e) => Self::transport(e),
             }
         })
+    }
+}
+
+/// A body source cut to exactly `left` bytes: ending early or running long is an
+/// `InvalidData` error, so a PUT never stores something other than what was announced.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the source is longer than announced",
+                )),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(buf.get_mut(..want).unwrap_or_default())?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the source ended {} bytes early", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
