@@ -668,9 +668,12 @@ fn enter_data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
 }
 
 /// Does pimap keep files in the data dir: the default users file or mail location, the S3
-/// sync's ledger and quarantine?
+/// sync's ledger and quarantine, the backup's state and lock?
 fn uses_data_dir(args: &ServeArgs) -> bool {
-    args.users.is_none() || args.mail_location.is_none() || args.sync.is_configured()
+    args.users.is_none()
+        || args.mail_location.is_none()
+        || args.sync.is_configured()
+        || args.backup.is_configured()
 }
 
 /// What pimap still uses after the privilege drop (privdrop::check_after_drop).
@@ -693,6 +696,7 @@ fn needs(
         users_is_default: args.users.is_none(),
         mail_root,
         sync_state_dir,
+        backup_state_dir: args.backup.is_configured().then(|| args.data_dir.clone()),
     }
 }
 

@@ -273,6 +273,8 @@ pub struct Needs {
     pub mail_root: Option<PathBuf>,
     /// The S3 sync runs inside the server and keeps its ledger in this directory.
     pub sync_state_dir: Option<PathBuf>,
+    /// Backups run inside the server and keep their state and lock in this directory.
+    pub backup_state_dir: Option<PathBuf>,
 }
 
 /// Once the privileges are dropped (or, for `pimap check`, as they would be): can `run_as`
@@ -340,6 +342,15 @@ pub fn check_after_drop(needs: &Needs, run_as: RunAs) -> Result<(), String> {
             format!(
                 "the S3 sync keeps its state in {}, but {run_as} cannot write there: {e} \
                  (chown the directory to {run_as}, or set --s3-state-file)",
+                shown(dir).display()
+            )
+        })?;
+    }
+    if let Some(dir) = &needs.backup_state_dir {
+        check_writable(dir).map_err(|e| {
+            format!(
+                "backups keep their state and lock in the data dir {}, but {run_as} cannot write \
+                 there: {e} (chown the directory to {run_as})",
                 shown(dir).display()
             )
         })?;
@@ -454,6 +465,7 @@ mod tests {
             users_is_default: true,
             mail_root: Some(dir.join("data/mail")),
             sync_state_dir: None,
+            backup_state_dir: None,
         }
     }
 

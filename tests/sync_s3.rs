@@ -1332,3 +1332,52 @@ fn child_sync_entry() {
         std::process::exit(pimap::sync::main(args.settings(), args.every(), args.once));
     }
 }
+
+/// `put_stream` (the backup's uploads): the body is streamed with its announced length and
+/// arrives byte for byte (s3s-fs checks the signature); a source that ends early or runs long
+/// is a local error and stores nothing; an `open` failure is not retried.
+#[test]
+fn s3s_fs_put_stream_sends_exactly_the_announced_bytes() {
+    let d = Dir::new("putstream");
+    let Some(server) = start_s3s(&d.0) else {
+        return;
+    };
+    let c = client(&server.endpoint, SK);
+    c.create_bucket().unwrap();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut opened = 0;
+    c.put_stream("b/whole", body.len() as u64, || {
+        opened += 1;
+        Ok(body.as_slice())
+    })
+    .unwrap();
+    assert_eq!(opened, 1);
+    let (got, _) = c
+        .get_with("b/whole", 1 << 20, |r| {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(r, &mut v).map_err(|e| e.to_string())?;
+            Ok(v)
+        })
+        .unwrap();
+    assert_eq!(got, body);
+    for (key, announced) in [("b/short", body.len() as u64 + 10), ("b/long", 1000)] {
+        let e = c
+            .put_stream(key, announced, || Ok(body.as_slice()))
+            .unwrap_err();
+        assert!(
+            matches!(&e, pimap::sync::s3::S3Error::Local(m) if m.contains("source")),
+            "{key}: {e:?}"
+        );
+        let listed = c.list_all("b/").unwrap();
+        assert!(listed.iter().all(|l| l.key != key), "{key} was stored");
+    }
+    let mut tries = 0;
+    let e = c
+        .put_stream("b/none", 5, || -> Result<&[u8], String> {
+            tries += 1;
+            Err("no such file".into())
+        })
+        .unwrap_err();
+    assert_eq!(e, pimap::sync::s3::S3Error::Local("no such file".into()));
+    assert_eq!(tries, 1);
+}

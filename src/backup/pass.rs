@@ -131,10 +131,10 @@ fn upload_one(
     });
     match r {
         Ok(()) => Ok(Some(len)),
-        // The file went away or is not what was hashed: leave it to the next pass.
-        Err(S3Error::Local(e)) if !path.exists() || e.contains(CHANGED) => {
+        // Expunged meanwhile: it leaves the manifest too.
+        Err(S3Error::Local(e)) if !path.exists() => {
             log::info!(
-                "backup: {} changed or went away during the upload: {e}",
+                "backup: {} went away during the upload: {e}",
                 path.display()
             );
             Ok(None)
@@ -205,7 +205,18 @@ pub fn backup_user(
         .filter(|(h, _)| !have_m.contains(&target.seal.object_id(h)))
         .map(|(h, p)| (h.clone(), p.clone()))
         .collect();
-    let gone = upload_messages(target, user, todo, progress, &mut report)?;
+    let gone = match upload_messages(target, user, todo, progress, &mut report) {
+        Ok(g) => g,
+        Err(e) if e.contains(CHANGED) => {
+            // A file is not what its cached hash says: trust no cached hash.
+            cache.map.clear();
+            cache.used.clear();
+            return Err(format!(
+                "{e}; the hash cache is dropped: the next pass reads every file again"
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let mut snapshot = Snapshot {
         time: now,
         mailboxes: Vec::new(),

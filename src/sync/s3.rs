@@ -649,7 +649,10 @@ impl S3Client {
 }
 
 /// A body source cut to exactly `left` bytes: ending early or running long is an
-/// `InvalidData` error, so a PUT never stores something other than what was announced.
+/// `InvalidData` error, so a PUT never stores something other than what was announced. The
+/// source is read to its end within the read that delivers the last announced byte (the
+/// client stops reading at Content-Length), so the source's own end-of-stream checks (a
+/// content hash) fail the request before it is complete.
 struct Exact<R> {
     inner: R,
     left: u64,
@@ -658,14 +661,7 @@ struct Exact<R> {
 impl<R: Read> Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.left == 0 {
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "the source is longer than announced",
-                )),
-            };
+            return Ok(0);
         }
         let want = buf
             .len()
@@ -678,6 +674,15 @@ impl<R: Read> Read for Exact<R> {
             ));
         }
         self.left -= n as u64;
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? > 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the source is longer than announced",
+                ));
+            }
+        }
         Ok(n)
     }
 }
