@@ -1381,3 +1381,95 @@ fn s3s_fs_put_stream_sends_exactly_the_announced_bytes() {
     assert_eq!(e, pimap::sync::s3::S3Error::Local("no such file".into()));
     assert_eq!(tries, 1);
 }
+
+/// Backups through the fault injector: 500s, resets and SlowDown on uploads, truncated and
+/// failed downloads on restore are retried, and what is restored is byte-identical; an upload
+/// that keeps failing fails the pass before its snapshot, so the bucket's newest snapshot is
+/// still the last complete one.
+#[test]
+fn faults_during_backup_and_restore_are_retried_and_a_failed_pass_writes_no_snapshot() {
+    use pimap::backup::{pass, restore, scan::HashCache, Seal, Target};
+    let d = Dir::new("backupfaults");
+    let Some(server) = start_s3s(&d.0) else {
+        return;
+    };
+    let proxy = Proxy::start(&d.0, &server);
+    client(&server.endpoint, SK).create_bucket().unwrap();
+    let cfg = |endpoint: &str| S3Config {
+        endpoint: endpoint.parse().unwrap(),
+        style: rusty_s3::UrlStyle::Path,
+        bucket: BUCKET.into(),
+        region: "us-east-1".into(),
+        credentials: rusty_s3::Credentials::new(AK, SK),
+        timeout: Duration::from_secs(2),
+        retry: Retry {
+            attempts: 4,
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        },
+    };
+    let target = Target::new(cfg(&proxy.endpoint), "bk", Seal::Plain, 2).unwrap();
+    let root = d.0.join("mail/alice");
+    for sub in ["cur", "new", "tmp", ".Work/cur", ".Work/new", ".Work/tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let mut files = BTreeMap::new();
+    for i in 0..12u32 {
+        let dir = if i % 3 == 0 { ".Work/cur" } else { "cur" };
+        let name = format!("{dir}/17000000{i:02}.M{i}P1.host:2,S");
+        let data = plain(&format!("b{i}"), "alice@example.org").repeat(i as usize + 1);
+        std::fs::write(root.join(&name), &data).unwrap();
+        files.insert(name, data);
+    }
+    std::fs::write(
+        root.join("dovecot-uidlist"),
+        "3 V1700000000 N3 G0123456789abcdef0123456789abcdef\n1 :1700000001.M1P1.host\n",
+    )
+    .unwrap();
+    proxy.set_rules(
+        r#"{"/bk/alice/m/": ["500", 3], "/bk/alice/b/": ["reset", 1], "/bk/alice/s/": ["slowdown", 2]}"#,
+    );
+    let quiet = |_: &str, _: u64, _: u64| {};
+    let mut cache = HashCache::default();
+    let r = pass::backup_user(&target, "alice", &root, &mut cache, 1_800_000_000, &quiet).unwrap();
+    assert_eq!((r.messages, r.uploaded, r.mailboxes), (12, 12, 2), "{r:?}");
+    let failed_puts = proxy
+        .requests()
+        .iter()
+        .filter(|l| l.starts_with("PUT /ses-inbound/bk/alice/"))
+        .count();
+    assert!(failed_puts >= 12 + 2 + 1 + 3 + 1 + 2, "{failed_puts}");
+
+    // A message upload that keeps failing: the pass fails, no snapshot is written.
+    std::fs::write(
+        root.join("new/1800000000.M99P1.host"),
+        b"Subject: new\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    proxy.set_rules(r#"{"/bk/alice/m/": ["500", 1000]}"#);
+    let e =
+        pass::backup_user(&target, "alice", &root, &mut cache, 1_800_000_100, &quiet).unwrap_err();
+    assert!(e.contains("InternalError"), "{e}");
+    let snaps = pass::snapshots(&target, "alice").unwrap();
+    assert_eq!(
+        snaps.keys().copied().collect::<Vec<_>>(),
+        vec![1_800_000_000]
+    );
+    std::fs::remove_file(root.join("new/1800000000.M99P1.host")).unwrap();
+
+    // Restore through truncated bodies, 500s and a stall: retried, byte-identical.
+    proxy.set_rules(
+        r#"{"/bk/alice/m/": ["truncate", 3], "/bk/alice/b/": ["500", 2], "/bk/alice/s/": ["truncate", 1]}"#,
+    );
+    let out = d.0.join("restored/alice");
+    let key = restore::choose(&target, "alice", None).unwrap();
+    let rep = restore::restore_user(&target, "alice", &out, &key, false, &quiet).unwrap();
+    assert_eq!(rep.messages, 12);
+    for (name, data) in &files {
+        assert_eq!(&std::fs::read(out.join(name)).unwrap(), data, "{name}");
+    }
+    assert_eq!(
+        std::fs::read(out.join("dovecot-uidlist")).unwrap(),
+        std::fs::read(root.join("dovecot-uidlist")).unwrap()
+    );
+}

@@ -545,3 +545,38 @@ def test_a_file_that_no_longer_matches_its_cached_hash_is_never_stored_under_it(
     wipe(workdir)
     b.run("restore", "--user", "demo")
     assert (workdir / "mail" / "demo" / "cur" / f.name).read_bytes() == b"C" * 100
+
+
+def test_memory_stays_bounded_with_a_big_message(workdir, moto_bucket):
+    """A 48 MiB message is streamed both ways: the peak RSS of `backup` and of `restore` stays
+    far below the message's size."""
+    b = moto_bucket
+    root = workdir / "mail" / "demo"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    big = root / "cur" / "1700000000.M1P1.host:2,S"
+    with open(big, "wb") as f:
+        f.write(b"Subject: big\r\n\r\n")
+        chunk = os.urandom(1 << 20)
+        for _ in range(48):
+            f.write(chunk)
+    chown_tree(workdir / "mail")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIMAP_", "AWS_"))}
+    env |= {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK}
+
+    def peak_rss_mib(*args: str, prefix: str = "pi1") -> float:
+        # GNU time: a child's ru_maxrss would include this (big) Python process it forked from.
+        p = subprocess.run(["/usr/bin/time", "-f", "maxrss=%M", *b.cmd(*args, prefix=prefix)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        return int(re.findall(r"maxrss=(\d+)", p.stderr)[-1]) / 1024
+    if not os.path.exists("/usr/bin/time"):
+        pytest.fail("GNU time is not installed (scripts/install-test-deps.sh installs it)")
+    backup_rss = peak_rss_mib("backup", "--user", "demo")
+    want = big.read_bytes()
+    wipe(workdir)
+    restore_rss = peak_rss_mib("restore", "--user", "demo")
+    assert (workdir / "mail" / "demo" / "cur" / big.name).read_bytes() == want
+    # The 48 MiB message costs no more than a few buffers (64 KiB chunks, HTTP buffers, one
+    # thread per upload or download).
+    assert backup_rss < 20 and restore_rss < 20, (backup_rss, restore_rss)
