@@ -580,3 +580,43 @@ def test_memory_stays_bounded_with_a_big_message(workdir, moto_bucket):
     # The 48 MiB message costs no more than a few buffers (64 KiB chunks, HTTP buffers, one
     # thread per upload or download).
     assert backup_rss < 20 and restore_rss < 20, (backup_rss, restore_rss)
+
+
+def test_progress_on_a_terminal_and_one_run_at_a_time(workdir, moto_bucket):
+    """On a terminal, `backup` and `restore` show `done/total`; with its stderr not a terminal
+    nothing but log lines. A second run while one holds the lock says so and exits 1."""
+    import fcntl
+    import pty
+    b = moto_bucket
+    root = workdir / "mail" / "demo"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(30):
+        (root / "cur" / f"{1700000000 + i}.M{i}P1.host:2,S").write_bytes(mail(i))
+    chown_tree(workdir / "mail")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIMAP_", "AWS_"))}
+    env |= {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK}
+    master, slave = pty.openpty()
+    p = subprocess.run(b.cmd("backup", "--user", "demo"), env=env, stderr=slave, stdout=subprocess.DEVNULL,
+                       timeout=120)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.returncode == 0, out
+    assert b"demo: 30/30 messages" in out, out
+    assert b"/30 messages" not in b"\n".join(x.encode() for x in b.logs)
+
+    [lock] = b.data.glob("backup-*.lock")
+    with open(lock, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        p = b.run("backup", "--user", "demo", ok=False)
+    assert p.returncode == 1 and "another backup of this bucket is running" in p.stderr, p.stderr
+    b.run("backup", "--user", "demo")
