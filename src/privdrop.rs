@@ -318,9 +318,14 @@ pub fn check_after_drop(needs: &Needs, run_as: RunAs) -> Result<(), String> {
     if let Err(e) = std::fs::File::open(&needs.users) {
         let u = shown(&needs.users);
         let u = u.display();
-        if needs.sync_state_dir.is_some() {
+        let reader = match (&needs.sync_state_dir, &needs.backup_state_dir) {
+            (Some(_), _) => Some("the S3 sync"),
+            (None, Some(_)) => Some("the backup"),
+            (None, None) => None,
+        };
+        if let Some(who) = reader {
             return Err(format!(
-                "the S3 sync reads the users file {u} on every pass, but {run_as} cannot read it: \
+                "{who} reads the users file {u} on every pass, but {run_as} cannot read it: \
                  {e} (make it readable by that user: chown {run_as} {u}, or group {} and mode 0640)",
                 run_as.gid
             ));
@@ -508,6 +513,17 @@ mod tests {
         };
         let e = check_after_drop(&sync, run_as).unwrap_err();
         assert!(e.contains("the S3 sync reads the users file"), "{e}");
+        // ... or backups run in the server.
+        let backup = Needs {
+            backup_state_dir: Some(tmp.join("data")),
+            ..needs(&tmp)
+        };
+        let backup = Needs {
+            users_is_default: false,
+            ..backup
+        };
+        let e = check_after_drop(&backup, run_as).unwrap_err();
+        assert!(e.contains("the backup reads the users file"), "{e}");
         // The sync's state dir must be there and writable.
         std::fs::write(tmp.join("data/users"), "demo:{PLAIN}x::::::\n").unwrap();
         let state = Needs {
@@ -516,6 +532,12 @@ mod tests {
         };
         let e = check_after_drop(&state, run_as).unwrap_err();
         assert!(e.contains("the S3 sync keeps its state in"), "{e}");
+        let state = Needs {
+            backup_state_dir: Some(tmp.join("no-state-dir")),
+            ..needs(&tmp)
+        };
+        let e = check_after_drop(&state, run_as).unwrap_err();
+        assert!(e.contains("backups keep their state and lock"), "{e}");
         assert_eq!(check_after_drop(&needs(&tmp), run_as), Ok(()));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
