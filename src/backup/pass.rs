@@ -197,6 +197,18 @@ pub fn backup_user(
     let mut scanned = scan::scan(root, cache)?;
     report.hashed = cache.hashed - hashed_before;
     let up = target.user_prefix(user);
+    // The newest snapshot must open with this pass's key (or lack of one): backups of one
+    // prefix are all made the same way, or restore and retention could not read them.
+    if let Some(key) = snapshots(target, user)?.values().next_back() {
+        let opened = get_small(target, key)
+            .and_then(|t| Snapshot::parse(&t).map_err(|e| format!("{key}: {e}")));
+        opened.map_err(|e| {
+            format!(
+                "{e} (the backups under {up} were made with another --backup-key-file, or without \
+                 one: use that, or another --backup-prefix)"
+            )
+        })?;
+    }
     let have_m = ids_under(target, &format!("{up}m/"))?;
     let have_b = ids_under(target, &format!("{up}b/"))?;
     let todo: Vec<(String, PathBuf)> = scanned
