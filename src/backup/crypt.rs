@@ -19,8 +19,10 @@
 //! No primitive is written here; this module assembles age's documented format from crates:
 //! X25519 from `x25519-dalek`; ChaCha20-Poly1305, HKDF-SHA-256 and HMAC-SHA-256 from `ring`
 //! (linked anyway for TLS); Bech32 from `bech32`; base64 from `base64`; randomness from
-//! `getrandom`. Measured on the aarch64 release build, this costs far less than the `age`
-//! crate (see the commit that added this module for the figures).
+//! `getrandom`. On the stripped aarch64 release binary, with the whole API reachable, this
+//! costs 35 KB; the `age` crate (no default features) 318 KB, and age-core with
+//! chacha20poly1305, x25519-dalek and bech32 (a second SHA-2/HMAC/ChaCha stack next to
+//! ring's) 62 KB.
 //!
 //! It must never: put key material (the secret key, a file key, a shared secret) into an
 //! error, a log line or `Debug` output; hand out plaintext of a chunk whose tag did not
@@ -181,7 +183,7 @@ impl From<CryptError> for io::Error {
 }
 
 /// Reads until `buf` is full or `r` ends; the number of bytes read.
-fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -130,7 +130,7 @@ struct Header {
 
 /// Reads the header from `r` (leaving `r` at the payload nonce) and unwraps the file key
 /// with `id`, then checks the header MAC.
-pub(super) fn open<R: BufRead>(r: &mut R, id: &Identity) -> Result<FileKey, CryptError> {
+pub(super) fn open(r: &mut dyn BufRead, id: &Identity) -> Result<FileKey, CryptError> {
     let header = read(r)?;
     let file_key = unwrap_file_key(&header, id)?.ok_or_else(|| CryptError::WrongKey {
         recipient: id.recipient_string(),
@@ -180,7 +180,7 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 
 /// Parses the header (age §"ABNF definition of file header") from `r`, reading no further
 /// than its final newline.
-fn read(r: &mut impl BufRead) -> Result<Header, CryptError> {
+fn read(r: &mut dyn BufRead) -> Result<Header, CryptError> {
     let mut first = [0u8; VERSION_LINE.len()];
     let n = read_full(r, &mut first)?;
     if first[..n] != *VERSION_LINE {
@@ -244,7 +244,7 @@ fn not_age_reason(first: &[u8]) -> &'static str {
 }
 
 /// Reads the next header line, with its `\n`, into `line`; `used` header bytes so far.
-fn next_line(r: &mut impl BufRead, line: &mut Vec<u8>, used: usize) -> Result<(), CryptError> {
+fn next_line(r: &mut dyn BufRead, line: &mut Vec<u8>, used: usize) -> Result<(), CryptError> {
     line.clear();
     let budget = MAX_HEADER_BYTES.saturating_sub(used as u64);
     Read::take(&mut *r, budget).read_until(b'\n', line)?;

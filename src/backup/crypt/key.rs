@@ -99,7 +99,7 @@ impl Identity {
 
     /// The public key, `age1…`: what `age -r` takes to encrypt to this identity.
     pub fn recipient_string(&self) -> String {
-        encode(Hrp::parse_unchecked("age"), &self.public, false)
+        encode("age", &self.public)
     }
 
     /// The text of an identity file, in `age-keygen`'s layout: a `# created:` comment (RFC
@@ -108,11 +108,9 @@ impl Identity {
         let secs = created
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let secret = Zeroizing::new(encode(
-            Hrp::parse_unchecked("AGE-SECRET-KEY-"),
-            &self.secret[..],
-            true,
-        ));
+        // Uppercase, as age-keygen writes it (Bech32 allows either case, not a mix).
+        let mut secret = Zeroizing::new(encode("age-secret-key-", &self.secret[..]));
+        secret.make_ascii_uppercase();
         Zeroizing::new(format!(
             "# created: {}\n# public key: {}\n{}\n",
             rfc3339_utc(secs),
@@ -130,15 +128,11 @@ impl Identity {
     }
 }
 
-/// Bech32 (BIP 173) of `data` under `hrp`, upper- or lowercase.
-fn encode(hrp: Hrp, data: &[u8], upper: bool) -> String {
-    let encoded = if upper {
-        bech32::encode_upper::<Bech32>(hrp, data)
-    } else {
-        bech32::encode_lower::<Bech32>(hrp, data)
-    };
+/// Bech32 (BIP 173) of `data` under `hrp`, in lowercase.
+fn encode(hrp: &str, data: &[u8]) -> String {
     // A 32-byte key with a short HRP is far below Bech32's 1023-character code length.
-    encoded.unwrap_or_else(|e| unreachable!("bech32 of a 32-byte key: {e}"))
+    bech32::encode_lower::<Bech32>(Hrp::parse_unchecked(hrp), data)
+        .unwrap_or_else(|e| unreachable!("bech32 of a 32-byte key: {e}"))
 }
 
 /// One non-comment line of an identity file. The errors describe the line but never repeat

@@ -5,7 +5,7 @@
 use super::{header, read_full, CryptError, Identity, CHUNK, NONCE_LEN, TAG};
 use ring::aead::{Aad, LessSafeKey, Nonce};
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use zeroize::Zeroizing;
 
 /// The nonce of chunk `counter`: the counter as 11 big-endian bytes, then 0x01 for the final
@@ -77,6 +77,12 @@ fn drain(buf: &[u8], pos: &mut usize, out: &mut [u8]) -> usize {
 /// Yields the age file of a plaintext stream; see [`super::encrypt_reader`].
 pub struct EncryptReader<R> {
     plain: R,
+    sealer: Sealer,
+}
+
+/// The encryptor's state, apart from its input: not generic, so each reader type adds no
+/// code.
+struct Sealer {
     key: LessSafeKey,
     /// Plaintext bytes still to come, as announced.
     remaining: u64,
@@ -90,6 +96,13 @@ pub struct EncryptReader<R> {
 
 impl<R: Read> EncryptReader<R> {
     pub(super) fn new(recipient: &[u8; 32], plain: R, plain_len: u64) -> io::Result<Self> {
+        let sealer = Sealer::new(recipient, plain_len)?;
+        Ok(EncryptReader { plain, sealer })
+    }
+}
+
+impl Sealer {
+    fn new(recipient: &[u8; 32], plain_len: u64) -> io::Result<Sealer> {
         // age: a fresh 16-byte file key, ephemeral secret and payload nonce for each file.
         let mut file_key = Zeroizing::new([0u8; 16]);
         let mut ephemeral = Zeroizing::new([0u8; 32]);
@@ -101,8 +114,7 @@ impl<R: Read> EncryptReader<R> {
         let mut buf = Zeroizing::new(Vec::with_capacity(CHUNK + TAG));
         buf.extend_from_slice(&head);
         buf.extend_from_slice(&nonce);
-        Ok(EncryptReader {
-            plain,
+        Ok(Sealer {
             key: header::payload_key(&file_key, &nonce),
             remaining: plain_len,
             announced: plain_len,
@@ -113,12 +125,33 @@ impl<R: Read> EncryptReader<R> {
         })
     }
 
+    fn read(&mut self, plain: &mut dyn Read, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.buf.len() {
+                return Ok(drain(&self.buf, &mut self.pos, out));
+            }
+            match &self.state {
+                State::Open => {
+                    if let Err(e) = self.seal_next(plain) {
+                        // The buffer may hold plaintext read for the failed chunk.
+                        self.buf.clear();
+                        self.pos = 0;
+                        self.state = Failure::of(&e);
+                        return Err(e);
+                    }
+                }
+                State::Done => return Ok(0),
+                State::Failed(failure) => return Err(failure.error()),
+            }
+        }
+    }
+
     /// Reads and seals the next chunk into `buf`.
-    fn seal_next(&mut self) -> io::Result<()> {
+    fn seal_next(&mut self, plain: &mut dyn Read) -> io::Result<()> {
         let n = self.remaining.min(CHUNK as u64) as usize;
         self.buf.clear();
         self.buf.resize(n, 0);
-        let got = read_full(&mut self.plain, &mut self.buf[..])?;
+        let got = read_full(plain, &mut self.buf[..])?;
         if got < n {
             let read = self.announced - self.remaining + got as u64;
             let msg = format!(
@@ -129,20 +162,17 @@ impl<R: Read> EncryptReader<R> {
         }
         self.remaining -= n as u64;
         let last = self.remaining == 0;
-        if last && read_full(&mut self.plain, &mut [0u8; 1])? != 0 {
+        if last && read_full(plain, &mut [0u8; 1])? != 0 {
             let msg = format!(
                 "the plaintext is longer than its announced {} bytes",
                 self.announced
             );
             return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
         }
+        let nonce = chunk_nonce(self.counter, last);
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                chunk_nonce(self.counter, last),
-                Aad::empty(),
-                &mut self.buf[..],
-            )
+            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut self.buf[..])
             .map_err(|_| io::Error::other("ChaCha20-Poly1305 refused to seal a chunk"))?;
         self.buf.extend_from_slice(tag.as_ref());
         self.pos = 0;
@@ -158,38 +188,26 @@ impl<R: Read> EncryptReader<R> {
 impl<R> fmt::Debug for EncryptReader<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncryptReader")
-            .field("chunk", &self.counter)
-            .field("remaining", &self.remaining)
+            .field("chunk", &self.sealer.counter)
+            .field("remaining", &self.sealer.remaining)
             .finish_non_exhaustive()
     }
 }
 
 impl<R: Read> Read for EncryptReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.pos < self.buf.len() {
-                return Ok(drain(&self.buf, &mut self.pos, out));
-            }
-            match &self.state {
-                State::Open => {
-                    if let Err(e) = self.seal_next() {
-                        // The buffer may hold plaintext read for the failed chunk.
-                        self.buf.clear();
-                        self.pos = 0;
-                        self.state = Failure::of(&e);
-                        return Err(e);
-                    }
-                }
-                State::Done => return Ok(0),
-                State::Failed(failure) => return Err(failure.error()),
-            }
-        }
+        self.sealer.read(&mut self.plain, out)
     }
 }
 
 /// Yields the plaintext of an age file; see [`super::decrypt_reader`].
 pub struct DecryptReader<R> {
     cipher: BufReader<R>,
+    opener: Opener,
+}
+
+/// The decryptor's state, apart from its input (not generic, as [`Sealer`]).
+struct Opener {
     key: LessSafeKey,
     counter: u64,
     /// One sealed chunk and one byte past it (which tells whether the chunk is the final
@@ -205,15 +223,22 @@ pub struct DecryptReader<R> {
 impl<R: Read> DecryptReader<R> {
     pub(super) fn new(id: &Identity, cipher: R) -> Result<Self, CryptError> {
         let mut cipher = BufReader::new(cipher);
-        let file_key = header::open(&mut cipher, id)?;
+        let opener = Opener::new(id, &mut cipher)?;
+        Ok(DecryptReader { cipher, opener })
+    }
+}
+
+impl Opener {
+    /// Reads the header and the payload nonce.
+    fn new(id: &Identity, cipher: &mut dyn BufRead) -> Result<Opener, CryptError> {
+        let file_key = header::open(cipher, id)?;
         let mut nonce = [0u8; NONCE_LEN];
-        if read_full(&mut cipher, &mut nonce)? < NONCE_LEN {
+        if read_full(cipher, &mut nonce)? < NONCE_LEN {
             return Err(CryptError::Payload(
                 "the file ends before the payload nonce (truncated)".into(),
             ));
         }
-        Ok(DecryptReader {
-            cipher,
+        Ok(Opener {
             key: header::payload_key(&file_key, &nonce),
             counter: 0,
             buf: Zeroizing::new(vec![0; CHUNK + TAG + 1]),
@@ -224,14 +249,35 @@ impl<R: Read> DecryptReader<R> {
         })
     }
 
+    fn read(&mut self, cipher: &mut dyn Read, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.plain_end {
+                return Ok(drain(&self.buf[..self.plain_end], &mut self.pos, out));
+            }
+            match &self.state {
+                State::Open => {
+                    if let Err(e) = self.open_next(cipher) {
+                        // A chunk that failed to open may have been overwritten in place.
+                        self.pos = 0;
+                        self.plain_end = 0;
+                        self.state = Failure::of(&e);
+                        return Err(e);
+                    }
+                }
+                State::Done => return Ok(0),
+                State::Failed(failure) => return Err(failure.error()),
+            }
+        }
+    }
+
     /// Reads and opens the next chunk: its plaintext lands at `buf[..plain_end]`.
-    fn open_next(&mut self) -> io::Result<()> {
+    fn open_next(&mut self, cipher: &mut dyn Read) -> io::Result<()> {
         let mut filled = 0;
         if let Some(b) = self.carry.take() {
             self.buf[0] = b;
             filled = 1;
         }
-        filled += read_full(&mut self.cipher, &mut self.buf[filled..])?;
+        filled += read_full(cipher, &mut self.buf[filled..])?;
         // The chunk is the final one exactly when the file ends before a byte past it.
         let last = filled <= CHUNK + TAG;
         let sealed = filled.min(CHUNK + TAG);
@@ -240,12 +286,11 @@ impl<R: Read> DecryptReader<R> {
             let msg = format!("chunk {chunk} is cut short (the object is truncated)");
             return Err(payload_error(msg));
         }
-        let opened = self.key.open_in_place(
-            chunk_nonce(chunk, last),
-            Aad::empty(),
-            &mut self.buf[..sealed],
-        );
-        if opened.is_err() {
+        let nonce = chunk_nonce(chunk, last);
+        if (self.key)
+            .open_in_place(nonce, Aad::empty(), &mut self.buf[..sealed])
+            .is_err()
+        {
             let msg = format!(
                 "chunk {chunk} failed authentication (the object was modified, truncated or \
                  extended)"
@@ -274,30 +319,13 @@ impl<R: Read> DecryptReader<R> {
 impl<R> fmt::Debug for DecryptReader<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DecryptReader")
-            .field("chunk", &self.counter)
+            .field("chunk", &self.opener.counter)
             .finish_non_exhaustive()
     }
 }
 
 impl<R: Read> Read for DecryptReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.pos < self.plain_end {
-                return Ok(drain(&self.buf[..self.plain_end], &mut self.pos, out));
-            }
-            match &self.state {
-                State::Open => {
-                    if let Err(e) = self.open_next() {
-                        // A chunk that failed to open may have been overwritten in place.
-                        self.pos = 0;
-                        self.plain_end = 0;
-                        self.state = Failure::of(&e);
-                        return Err(e);
-                    }
-                }
-                State::Done => return Ok(0),
-                State::Failed(failure) => return Err(failure.error()),
-            }
-        }
+        self.opener.read(&mut self.cipher, out)
     }
 }
