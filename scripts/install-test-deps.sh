@@ -10,7 +10,8 @@
 #   apt:  dovecot-core dovecot-imapd (the reference IMAP server every protocol test also runs
 #         against), isync (mbsync), offlineimap3, curl, util-linux (setpriv), sudo (a normal
 #         user's run, and the e2e test that runs the test command as one), time (GNU time:
-#         the backup tests' peak-memory figures)
+#         the backup tests' peak-memory figures), age (the age CLI that
+#         tests/backup_crypt_age.rs checks pimap's backup encryption against; 1.1.1 on Debian 12)
 #   pip:  tests/e2e/requirements.txt (pinned; python3-pip from Debian if pip is missing)
 #   user: `pimaptest`, a system user that owns the Maildirs Dovecot serves in the tests
 #         (Dovecot refuses to access mail as uid 0).
@@ -25,7 +26,7 @@ log() { printf '[install-test-deps] %s\n' "$*"; }
 . "$here/scripts/privilege.sh"
 
 # ---- Debian packages --------------------------------------------------------------------
-apt_packages=(dovecot-core dovecot-imapd isync offlineimap3 curl util-linux sudo time)
+apt_packages=(dovecot-core dovecot-imapd isync offlineimap3 curl util-linux sudo time age)
 missing=()
 for p in "${apt_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -46,6 +46,15 @@ pub enum Cmd {
     Backup(BackupArgs),
     /// Rebuild users' Maildirs from --backup-bucket (same UIDs, flags and keywords).
     Restore(RestoreArgs),
+    /// Make a backup encryption key: an age identity file (mode 0600) for --backup-key-file;
+    /// prints its public key.
+    BackupKey(BackupKeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupKeyArgs {
+    /// Where to write the key; an existing file is never overwritten.
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -305,6 +314,11 @@ pub struct BackupOptions {
     /// How long expunged mail and older snapshots are kept (`30d`, `12h`).
     #[arg(long, env = "PIMAP_BACKUP_RETENTION", value_parser = parse_duration, default_value = "30d")]
     pub backup_retention: Duration,
+    /// Encrypt every object with this age identity file (`pimap backup-key FILE` or
+    /// `age-keygen -o FILE` makes one): the bucket never sees plaintext mail. Keep a copy of
+    /// it somewhere else: without it the backup cannot be read.
+    #[arg(long, env = "PIMAP_BACKUP_KEY_FILE")]
+    pub backup_key_file: Option<PathBuf>,
 }
 
 impl BackupOptions {
@@ -400,12 +414,14 @@ fn backup_config(
     let settings = opts.settings(data_dir, users, mail_location, 0);
     let env = |k: &str| std::env::var(k).ok();
     let sync = crate::sync::config::SyncConfig::from_settings(&settings, &env)?;
-    let target = crate::backup::Target::new(
-        sync.s3,
-        &b.backup_prefix,
-        crate::backup::Seal::Plain,
-        s3.s3_concurrency,
-    )?;
+    let seal = match &b.backup_key_file {
+        Some(path) => crate::backup::Seal::Age(Box::new(
+            crate::backup::crypt::Identity::from_file(path)
+                .map_err(|e| format!("--backup-key-file: {e}"))?,
+        )),
+        None => crate::backup::Seal::Plain,
+    };
+    let target = crate::backup::Target::new(sync.s3, &b.backup_prefix, seal, s3.s3_concurrency)?;
     let data_dir = std::path::absolute(data_dir)
         .map_err(|e| format!("data directory {}: {e}", data_dir.display()))?;
     Ok(crate::backup::run::BackupConfig {
@@ -589,6 +605,21 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Cmd::BackupKey(args) => match write_backup_key(&args.file) {
+            Ok(public) => {
+                println!("{public}");
+                eprintln!(
+                    "pimap backup-key: wrote {}; keep a copy off this machine: without it the \
+                     backups cannot be read",
+                    args.file.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("pimap backup-key: {e}");
+                1
+            }
+        },
         Cmd::Restore(args) => {
             init_logging(&std::env::var("PIMAP_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
             match args.common.config() {
@@ -718,6 +749,24 @@ fn after_bind(
     }
     start_sync(args)?;
     start_backup(args)
+}
+
+/// `pimap backup-key FILE`: a new identity, written with mode 0600 to a file that must not
+/// exist yet; returns its public key.
+fn write_backup_key(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let id = crate::backup::crypt::Identity::generate()?;
+    let text = id.to_file_text(std::time::SystemTime::now());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(id.recipient_string())
 }
 
 /// `serve --backup-interval`: resolve the backup configuration now (a clear start-up error),

@@ -19,6 +19,7 @@
 //! dir, with a lock so two passes never overlap), retention. Never: writes to a Maildir during
 //! a backup (it reads the files as they are), or writes over a non-empty one during a restore.
 
+pub mod crypt;
 pub mod manifest;
 pub mod pass;
 pub mod restore;
@@ -83,9 +84,12 @@ impl Target {
     }
 }
 
-/// How objects are stored.
+/// How objects are stored: as they are, or encrypted to an age identity ([`crypt`]).
 pub enum Seal {
     Plain,
+    /// `--backup-key-file`: every object is an age file for the identity's recipient; object
+    /// IDs are keyed with the identity ([`Seal::object_id`]).
+    Age(Box<crypt::Identity>),
 }
 
 impl Seal {
@@ -94,6 +98,7 @@ impl Seal {
     pub fn object_id(&self, hash: &str) -> String {
         match self {
             Seal::Plain => hash.to_string(),
+            Seal::Age(id) => id.object_id(hash),
         }
     }
 
@@ -101,16 +106,19 @@ impl Seal {
     pub fn sealed_len(&self, n: u64) -> u64 {
         match self {
             Seal::Plain => n,
+            Seal::Age(_) => crypt::encrypted_len(n),
         }
     }
 
     /// The stored form of `plain` (`n` bytes), as a stream.
     pub fn seal<'a>(&self, plain: impl Read + 'a, n: u64) -> Box<dyn Read + 'a> {
         match self {
-            Seal::Plain => {
-                let _ = n;
-                Box::new(plain)
-            }
+            Seal::Plain => Box::new(plain),
+            Seal::Age(id) => match crypt::encrypt_reader(id, plain, n) {
+                Ok(r) => Box::new(r),
+                // No randomness for the file key: the upload fails with this error.
+                Err(e) => Box::new(Failing(Some(e))),
+            },
         }
     }
 
@@ -118,6 +126,9 @@ impl Seal {
     pub fn open<'a>(&self, stored: impl Read + 'a) -> Result<Box<dyn Read + 'a>, String> {
         match self {
             Seal::Plain => Ok(Box::new(stored)),
+            Seal::Age(id) => crypt::decrypt_reader(id, stored)
+                .map(|r| Box::new(r) as Box<dyn Read + 'a>)
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -126,6 +137,18 @@ impl Seal {
         // Reading from memory cannot fail.
         let _ = self.seal(data, data.len() as u64).read_to_end(&mut out);
         out
+    }
+}
+
+/// A reader that fails with the error it holds (then reports end of stream).
+struct Failing(Option<std::io::Error>);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.take() {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
     }
 }
 
