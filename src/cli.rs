@@ -277,7 +277,8 @@ pub struct S3Options {
     /// The bucket's region (used for signing and the default endpoint).
     #[arg(long, env = "PIMAP_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
-    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL).
+    /// S3 endpoint URL (default `https://s3.REGION.amazonaws.com`; any S3-compatible URL; an
+    /// internationalized host name in its `xn--` form).
     #[arg(long, env = "PIMAP_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// `path` or `virtual` (default: virtual-hosted for AWS, path-style for --s3-endpoint).

@@ -531,6 +531,22 @@ mod tests {
         assert_eq!(cfg(|_| {}).unwrap().after, AfterDelivery::Keep);
     }
 
+    /// Cargo.toml pins idna_adapter 1.0 (no Unicode data, 124 KB less of the binary): a host
+    /// name with non-ASCII letters is refused, and its xn-- form is how to write one. Fails if
+    /// the pin is lost, so the size cost cannot come back unnoticed.
+    #[test]
+    fn endpoint_host_names_are_ascii_or_punycode() {
+        let e = cfg(|s| s.s3_endpoint = Some("https://bücher.example".into())).unwrap_err();
+        assert!(e.contains("--s3-endpoint"), "{e}");
+        let c = cfg(|s| s.s3_endpoint = Some("https://xn--bcher-kva.example".into())).unwrap();
+        assert_eq!(base_url(&c), "https://xn--bcher-kva.example/mail-in/");
+        let e = cfg(|s| s.sqs_queue = Some("https://sqs.bücher.example/1/in".into())).unwrap_err();
+        assert!(e.contains("--sqs-queue"), "{e}");
+        assert!(
+            cfg(|s| s.sqs_queue = Some("https://sqs.xn--bcher-kva.example/1/in".into())).is_ok()
+        );
+    }
+
     #[test]
     fn relative_data_dir_is_made_absolute() {
         let c = cfg(|s| s.data_dir = "./pd".into()).unwrap();
