@@ -491,3 +491,20 @@ def both(request, workdir) -> tuple[Server, Server]:
     attach(request.node, "pimap transcript", lambda: "\n".join(pm.transcript))
     request.addfinalizer(pm.stop)
     return dv, pm
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """A moto server (AWS's S3, SQS and SNS behaviour) for one test module: its port."""
+    if shutil.which("moto_server") is None:
+        if os.environ.get("PIMAP_TEST_REQUIRE_S3") == "1":
+            raise RuntimeError("moto_server is not installed and PIMAP_TEST_REQUIRE_S3=1 requires it")
+        pytest.skip("moto is not installed (scripts/install-s3-tools.sh)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(["moto_server", "-H", HOST, "-p", str(port)], stdout=f,
+                                stderr=subprocess.STDOUT)
+    wait_for_port(port, proc, log, timeout=30)
+    yield port
+    stop_process(proc)

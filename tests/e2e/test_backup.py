@@ -38,19 +38,6 @@ def need(tool: str) -> None:
         pytest.skip(f"{tool} is not installed (scripts/install-s3-tools.sh)")
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    need("moto_server")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(["moto_server", "-H", HOST, "-p", str(port)], stdout=f,
-                                stderr=subprocess.STDOUT)
-    wait_for_port(port, proc, log, timeout=30)
-    yield port
-    stop_process(proc)
-
-
 class Bucket:
     """A bucket in moto or s3s-fs, and `pimap backup` / `pimap restore` runs against it."""
 

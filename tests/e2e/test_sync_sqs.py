@@ -42,18 +42,6 @@ def message(subject: str) -> bytes:
             f"Hello from {subject}.\r\n").encode()
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(["moto_server", "-H", HOST, "-p", str(port)], stdout=f,
-                                stderr=subprocess.STDOUT)
-    wait_for_port(port, proc, log, timeout=30)
-    yield port
-    stop_process(proc)
-
-
 class Aws:
     """One test's bucket and queue in moto, the proxy in front of moto's SQS, and pimap."""
 
