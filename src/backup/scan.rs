@@ -1,9 +1,9 @@
 //! Reading one user's Maildir for a backup pass, without writing anything to it: the folders,
 //! their control files as they are on disk, and each message file with its content hash.
 //!
-//! Hashes come from the [`HashCache`] when the file's base name and size are known (a Maildir
-//! file's content never changes; a flag change only renames it), so a pass over an unchanged
-//! Maildir reads directory listings and control files, not messages. A file that disappears
+//! Hashes come from the [`HashCache`] when the file's folder, base name and size are known (a
+//! Maildir file's content never changes; a flag change only renames it), so a pass over an
+//! unchanged Maildir reads directory listings and control files, not messages. A file that disappears
 //! between the listing and the read was renamed (looked up again by its base name in `cur/`)
 //! or expunged (left out: the next pass would not have it either).
 
@@ -15,7 +15,8 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Content hashes by (base name, size), kept across passes in the state file.
+/// Content hashes by (folder directory `/` base name, size), kept across passes in the state
+/// file.
 #[derive(Debug, Default)]
 pub struct HashCache {
     pub map: HashMap<(String, u64), String>,
@@ -26,7 +27,7 @@ pub struct HashCache {
 }
 
 impl HashCache {
-    /// Parse the state file's lines `BASE SIZE HASH`; bad lines are skipped (it is a cache).
+    /// Parse the state file's lines `DIR/BASE SIZE HASH`; bad lines are skipped (it is a cache).
     pub fn parse(text: &str) -> HashCache {
         let mut map = HashMap::new();
         for line in text.lines() {
@@ -207,7 +208,7 @@ fn scan_folder(
             if !manifest::valid_file(&name) {
                 continue;
             }
-            if let Some(m) = message(path, sub, &name, &uids, cache, paths)? {
+            if let Some(m) = message(path, dir, sub, &name, &uids, cache, paths)? {
                 mb.messages.push(m);
             }
         }
@@ -220,6 +221,7 @@ fn scan_folder(
 /// One message file; `None` if it was expunged while we looked.
 fn message(
     folder: &Path,
+    dir: &str,
     sub: Sub,
     name: &str,
     uids: &HashMap<String, u32>,
@@ -243,7 +245,8 @@ fn message(
             },
             Err(e) => return Err(format!("reading {}: {e}", path.display())),
         };
-        let key = (base.clone(), meta.len());
+        // Per folder: the same base name elsewhere is only trusted after its own read.
+        let key = (format!("{dir}/{base}"), meta.len());
         let hash = match cache.map.get(&key) {
             Some(h) => h.clone(),
             None => match hash_file(&path) {
