@@ -74,6 +74,10 @@ pub struct Mailbox {
     pub dir: String,
     pub uid_validity: u32,
     pub uid_next: u32,
+    /// The folder's RFC 6154 attribute (`\\Sent`, ...) when it had one, as a client saw it (pimap
+    /// and Dovecot's stock configuration derive it from the name, so a restore that keeps the
+    /// name keeps it).
+    pub special_use: Option<String>,
     /// Control files, by name ([`MAILBOX_FILES`]), sorted by name.
     pub files: Vec<(String, Vec<u8>)>,
     /// Sorted by UID then file name (UID 0 last).
@@ -133,6 +137,9 @@ impl Mailbox {
             self.uid_validity,
             self.uid_next
         );
+        if let Some(u) = &self.special_use {
+            out.push_str(&format!("special-use {u}\n"));
+        }
         write_files(&mut out, &self.files);
         for m in &self.messages {
             out.push_str(&format!(
@@ -172,6 +179,15 @@ impl Mailbox {
                     mb.uid_validity = rest.parse().map_err(|_| bad("bad uidvalidity"))?
                 }
                 "uidnext" => mb.uid_next = rest.parse().map_err(|_| bad("bad uidnext"))?,
+                "special-use" => {
+                    let ok = rest.starts_with('\\')
+                        && rest.len() > 1
+                        && rest[1..].bytes().all(|b| b.is_ascii_alphabetic());
+                    if !ok || mb.special_use.is_some() {
+                        return Err(bad("bad or repeated special-use attribute"));
+                    }
+                    mb.special_use = Some(rest.to_string());
+                }
                 "file" => {
                     let (n, data) = rest.split_once(' ').unwrap_or((rest, ""));
                     if !MAILBOX_FILES.contains(&n) || mb.files.iter().any(|(f, _)| f == n) {
@@ -282,6 +298,7 @@ mod tests {
             dir: ".Sent Items".into(),
             uid_validity: 1700000000,
             uid_next: 9,
+            special_use: Some("\\Sent".into()),
             files: vec![
                 ("dovecot-keywords".into(), b"0 $Junk\n".to_vec()),
                 ("dovecot-uidlist".into(), b"3 V1 N9\n7 :a b\n".to_vec()),
@@ -345,6 +362,9 @@ mod tests {
             format!("{base}msg {} -1 1 cur 1 x\n", h('a')),
             format!("{base}msg {} 1 1 cur\n", h('a')),
             format!("{base}what 1\n"),
+            format!("{base}special-use Sent\n"),
+            format!("{base}special-use \\Se nt\n"),
+            format!("{base}special-use \\Sent\nspecial-use \\Junk\n"),
         ] {
             assert!(Mailbox::parse(&bad).is_err(), "{bad:?}");
         }

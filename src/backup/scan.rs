@@ -162,8 +162,17 @@ fn scan_folder(
         // A `\Noselect` parent or a half-deleted folder: nothing to keep.
         return Ok(None);
     }
+    let name = if dir.is_empty() {
+        Some("INBOX".to_string())
+    } else {
+        crate::store::maildir::name::from_dir_name(dir)
+    };
     let mut mb = Mailbox {
         dir: dir.to_string(),
+        special_use: name
+            .as_deref()
+            .and_then(crate::session::special_use::attribute)
+            .map(str::to_string),
         ..Mailbox::default()
     };
     for n in MAILBOX_FILES {
@@ -293,4 +302,62 @@ fn relocate(folder: &Path, base: &str) -> Option<(Sub, String)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_reads_folders_uids_and_special_use_and_hashes_each_file_once() {
+        let root = std::env::temp_dir().join(format!("pimap-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in [
+            "cur",
+            "new",
+            "tmp",
+            ".Sent/cur",
+            ".Sent/new",
+            ".Work/cur",
+            "..pimap-deleted-x/cur",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("cur/1.M1P1.h:2,S"), b"one").unwrap();
+        std::fs::write(root.join("new/2.M2P1.h"), b"two").unwrap();
+        std::fs::write(root.join(".Sent/cur/3.M3P1.h:2,RS"), b"one").unwrap();
+        std::fs::write(root.join("..pimap-deleted-x/cur/4.M4P1.h:2,"), b"gone").unwrap();
+        std::fs::write(
+            root.join("dovecot-uidlist"),
+            "3 V77 N3 G0123456789abcdef0123456789abcdef\n2 :2.M2P1.h\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("subscriptions"), "Sent\n").unwrap();
+        let mut cache = HashCache::default();
+        let s = scan(&root, &mut cache).unwrap();
+        let dirs: Vec<&str> = s.mailboxes.iter().map(|m| m.dir.as_str()).collect();
+        assert_eq!(dirs, ["", ".Sent", ".Work"]);
+        let inbox = &s.mailboxes[0];
+        assert_eq!((inbox.uid_validity, inbox.uid_next), (77, 3));
+        let uids: Vec<(u32, &str)> = inbox
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.file.as_str()))
+            .collect();
+        assert_eq!(uids, [(2, "2.M2P1.h"), (0, "1.M1P1.h:2,S")]);
+        assert_eq!(s.mailboxes[1].special_use.as_deref(), Some("\\Sent"));
+        assert_eq!(s.mailboxes[2].special_use, None);
+        assert_eq!(
+            s.root_files,
+            [("subscriptions".to_string(), b"Sent\n".to_vec())]
+        );
+        // "one" twice (two folders), "two" once: three reads, two contents.
+        assert_eq!((cache.hashed, s.paths.len()), (3, 2));
+        let mut again = HashCache::default();
+        again.map = std::mem::take(&mut cache.used);
+        let s2 = scan(&root, &mut again).unwrap();
+        assert_eq!(again.hashed, 0);
+        assert_eq!(s2.mailboxes, s.mailboxes);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
