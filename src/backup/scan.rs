@@ -353,8 +353,10 @@ mod tests {
         );
         // "one" twice (two folders), "two" once: three reads, two contents.
         assert_eq!((cache.hashed, s.paths.len()), (3, 2));
-        let mut again = HashCache::default();
-        again.map = std::mem::take(&mut cache.used);
+        let mut again = HashCache {
+            map: std::mem::take(&mut cache.used),
+            ..HashCache::default()
+        };
         let s2 = scan(&root, &mut again).unwrap();
         assert_eq!(again.hashed, 0);
         assert_eq!(s2.mailboxes, s.mailboxes);
