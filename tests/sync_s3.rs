@@ -1462,7 +1462,9 @@ fn faults_during_backup_and_restore_are_retried_and_a_failed_pass_writes_no_snap
         r#"{"/bk/alice/m/": ["truncate", 3], "/bk/alice/b/": ["500", 2], "/bk/alice/s/": ["truncate", 1]}"#,
     );
     let out = d.0.join("restored/alice");
-    let key = restore::choose(&target, "alice", None).unwrap();
+    let restore::Choice::Snapshot(key) = restore::choose(&target, "alice", None).unwrap() else {
+        panic!("no snapshot");
+    };
     let rep = restore::restore_user(&target, "alice", &out, &key, false, &quiet).unwrap();
     assert_eq!(rep.messages, 12);
     for (name, data) in &files {

@@ -31,21 +31,30 @@ pub struct Report {
     pub moved_aside: Option<PathBuf>,
 }
 
-/// The snapshot key to restore: the newest at or before `at` (default: the newest).
-pub fn choose(target: &Target, user: &str, at: Option<u64>) -> Result<String, String> {
+/// Which snapshot a restore uses.
+pub enum Choice {
+    /// The newest at or before the time asked for (default: the newest).
+    Snapshot(String),
+    /// None fits: why, for the message.
+    Nothing(String),
+}
+
+/// The snapshot key to restore: the newest at or before `at` (default: the newest). `Err`: the
+/// listing failed.
+pub fn choose(target: &Target, user: &str, at: Option<u64>) -> Result<Choice, String> {
     let snaps = snapshots(target, user)?;
     let found = match at {
         Some(t) => snaps.range(..=t).next_back(),
         None => snaps.iter().next_back(),
     };
-    match (found, at) {
-        (Some((_, key)), _) => Ok(key.clone()),
-        (None, None) => Err(format!(
+    Ok(match (found, at) {
+        (Some((_, key)), _) => Choice::Snapshot(key.clone()),
+        (None, None) => Choice::Nothing(format!(
             "no backup of {user} in {} (no snapshot under {}s/)",
             target.describe(),
             target.user_prefix(user)
         )),
-        (None, Some(t)) => Err(format!(
+        (None, Some(t)) => Choice::Nothing(format!(
             "no backup of {user} in {} at or before {} ({} snapshot(s), the first at {})",
             target.describe(),
             snapshot_name(t),
@@ -56,7 +65,7 @@ pub fn choose(target: &Target, user: &str, at: Option<u64>) -> Result<String, St
                 .map(|t| snapshot_name(*t))
                 .unwrap_or_else(|| "-".into())
         )),
-    }
+    })
 }
 
 /// True if `root` holds anything beyond empty `cur/`, `new/` and `tmp/`.

@@ -229,13 +229,13 @@ pub fn restore_main(cfg: BackupConfig, at: Option<u64>, force: bool) -> i32 {
     let mut restored = 0;
     for (user, root) in list {
         let key = match restore::choose(&cfg.target, &user, at) {
-            Ok(k) => k,
+            Ok(restore::Choice::Snapshot(k)) => k,
             // Every user: one without a backup is not an error (a new user).
-            Err(e) if cfg.user.is_none() && !e.starts_with("listing") => {
-                log::warn!("restore: {e}");
+            Ok(restore::Choice::Nothing(why)) if cfg.user.is_none() => {
+                log::warn!("restore: {why}");
                 continue;
             }
-            Err(e) => {
+            Ok(restore::Choice::Nothing(e)) | Err(e) => {
                 log::error!("restore: {user}: {e}");
                 eprintln!("pimap restore: {user}: {e}");
                 failed += 1;
