@@ -382,7 +382,49 @@ impl Metrics {
             &[("", g(&self.bytes_out))],
         );
         self.render_sync(&mut s);
+        self.render_backup(&mut s);
         s
+    }
+
+    /// The backup's families (part of [`Metrics::render`]).
+    fn render_backup(&self, s: &mut String) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let [ok, err] = &self.backup_passes;
+        write_family(
+            s,
+            "pimap_backup_passes_total",
+            "counter",
+            "Backup runs to S3 (every user) by result.",
+            &[("{result=\"ok\"}", g(ok)), ("{result=\"error\"}", g(err))],
+        );
+        write_family(
+            s,
+            "pimap_backup_uploaded_objects_total",
+            "counter",
+            "Message objects uploaded by backup passes.",
+            &[("", g(&self.backup_objects))],
+        );
+        write_family(
+            s,
+            "pimap_backup_uploaded_bytes_total",
+            "counter",
+            "Message bytes uploaded by backup passes (before encryption).",
+            &[("", g(&self.backup_bytes))],
+        );
+        write_family(
+            s,
+            "pimap_backup_restored_bytes_total",
+            "counter",
+            "Message bytes restored from backups.",
+            &[("", g(&self.backup_restored))],
+        );
+        write_family(
+            s,
+            "pimap_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the last successful backup run started (0: none yet).",
+            &[("", g(&self.backup_last_ok))],
+        );
     }
 
     /// The S3 sync's families (part of [`Metrics::render`]).
@@ -422,42 +464,6 @@ impl Metrics {
             "counter",
             "Objects the S3 sync left in the bucket because a recipient was over quota (counted once per object; delivered on a later pass once there is room).",
             &[("", g(&self.sync_quota_held))],
-        );
-        let [ok, err] = &self.backup_passes;
-        write_family(
-            s,
-            "pimap_backup_passes_total",
-            "counter",
-            "Backup runs to S3 (every user) by result.",
-            &[("{result=\"ok\"}", g(ok)), ("{result=\"error\"}", g(err))],
-        );
-        write_family(
-            s,
-            "pimap_backup_uploaded_objects_total",
-            "counter",
-            "Message objects uploaded by backup passes.",
-            &[("", g(&self.backup_objects))],
-        );
-        write_family(
-            s,
-            "pimap_backup_uploaded_bytes_total",
-            "counter",
-            "Message bytes uploaded by backup passes (before encryption).",
-            &[("", g(&self.backup_bytes))],
-        );
-        write_family(
-            s,
-            "pimap_backup_restored_bytes_total",
-            "counter",
-            "Message bytes restored from backups.",
-            &[("", g(&self.backup_restored))],
-        );
-        write_family(
-            s,
-            "pimap_backup_last_success_timestamp_seconds",
-            "gauge",
-            "When the last successful backup run started (0: none yet).",
-            &[("", g(&self.backup_last_ok))],
         );
         let [m, e, x] = &self.queue_polls;
         write_family(

@@ -135,49 +135,9 @@ pub fn restore_user(
     };
     // Read and check everything small first: a wrong key or a damaged backup fails here,
     // before the disk is touched.
-    let snap = Snapshot::parse(&get_small(target, key)?).map_err(|e| format!("{key}: {e}"))?;
+    let (snap, mailboxes) = read_snapshot(target, user, key)?;
     let up = target.user_prefix(user);
-    let mut mailboxes = Vec::new();
-    for (id, dir) in &snap.mailboxes {
-        let mkey = format!("{up}b/{id}");
-        let text = get_small(target, &mkey)?;
-        if target.seal.object_id(&sha256_hex(text.as_bytes())) != *id {
-            return Err(format!("{mkey}: content does not match its name (damaged)"));
-        }
-        let mb = Mailbox::parse(&text).map_err(|e| format!("{mkey}: {e}"))?;
-        if mb.dir != *dir {
-            return Err(format!("{mkey}: names folder {:?}, not {dir:?}", mb.dir));
-        }
-        mailboxes.push(mb);
-    }
-    if occupied(root)? {
-        if !force {
-            return Err(format!(
-                "{} is not empty: restore will not write over it (--force moves it aside first)",
-                root.display()
-            ));
-        }
-        let aside = beside(
-            root,
-            &format!(".pre-restore-{}", snapshot_name(super::now_secs())),
-        );
-        std::fs::rename(root, &aside).map_err(|e| {
-            format!(
-                "moving {} aside to {}: {e}",
-                root.display(),
-                aside.display()
-            )
-        })?;
-        log::info!(
-            "restore: moved {} aside to {}",
-            root.display(),
-            aside.display()
-        );
-        report.moved_aside = Some(aside);
-    } else if root.exists() {
-        // Only empty cur/ new/ tmp/: replaced by the restored ones.
-        std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    }
+    report.moved_aside = make_room(root, force)?;
     let staging = beside(root, ".pimap-restoring");
     if staging.exists() {
         // What a restore that was cut short left.
@@ -229,6 +189,64 @@ pub fn restore_user(
         ));
     }
     Ok(report)
+}
+
+/// A snapshot and its mailbox manifests, each manifest checked against its name.
+fn read_snapshot(
+    target: &Target,
+    user: &str,
+    key: &str,
+) -> Result<(Snapshot, Vec<Mailbox>), String> {
+    let snap = Snapshot::parse(&get_small(target, key)?).map_err(|e| format!("{key}: {e}"))?;
+    let up = target.user_prefix(user);
+    let mut mailboxes = Vec::new();
+    for (id, dir) in &snap.mailboxes {
+        let mkey = format!("{up}b/{id}");
+        let text = get_small(target, &mkey)?;
+        if target.seal.object_id(&sha256_hex(text.as_bytes())) != *id {
+            return Err(format!("{mkey}: content does not match its name (damaged)"));
+        }
+        let mb = Mailbox::parse(&text).map_err(|e| format!("{mkey}: {e}"))?;
+        if mb.dir != *dir {
+            return Err(format!("{mkey}: names folder {:?}, not {dir:?}", mb.dir));
+        }
+        mailboxes.push(mb);
+    }
+    Ok((snap, mailboxes))
+}
+
+/// Make sure nothing is at `root`: an empty Maildir (only empty `cur/ new/ tmp/`) is removed,
+/// a non-empty one is refused, or with `force` moved aside (returned).
+fn make_room(root: &Path, force: bool) -> Result<Option<PathBuf>, String> {
+    if !occupied(root)? {
+        if root.exists() {
+            std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        }
+        return Ok(None);
+    }
+    if !force {
+        return Err(format!(
+            "{} is not empty: restore will not write over it (--force moves it aside first)",
+            root.display()
+        ));
+    }
+    let aside = beside(
+        root,
+        &format!(".pre-restore-{}", snapshot_name(super::now_secs())),
+    );
+    std::fs::rename(root, &aside).map_err(|e| {
+        format!(
+            "moving {} aside to {}: {e}",
+            root.display(),
+            aside.display()
+        )
+    })?;
+    log::info!(
+        "restore: moved {} aside to {}",
+        root.display(),
+        aside.display()
+    );
+    Ok(Some(aside))
 }
 
 /// Download every job, `target.concurrency` at a time. Returns (count, first error) if any
