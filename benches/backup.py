@@ -2,7 +2,8 @@
 """`pimap backup` / `pimap restore` against `aws s3 sync`, side by side on the same Maildirs and
 the same S3 server: wall time, CPU, peak RSS and the S3 requests each run sends, by operation.
 
-What it does, all on 127.0.0.1:
+What it does, all on 127.0.0.1 (as root: in a network namespace of its own whose loopback
+routes have `quickack 1`, see enter_netns; --host-loopback: the host's):
   * builds Dovecot-style Maildirs for --users users (default 3) with --messages message files in
     all (default 10,000): INBOX, Sent, Archive, Archive/2025 and Junk per user; most messages
     2-20 KB, --big of them (default 1.5 %) 200 KB-2 MB with a base64 attachment; LF line ends;
@@ -31,10 +32,11 @@ What it does, all on 127.0.0.1:
     ratios pimap/awscli, and prints it.
 
 Usage:  python3 benches/backup.py [--messages 10000] [--users 3] [--rounds 3] [--perf]
-            [--pimap target/bench/release/pimap] [--out PATH] [--keep]
+            [--pimap target/bench/release/pimap] [--out PATH] [--keep] [--aws-stock]
+            [--host-loopback]
 Needs: s3s-fs 0.14.1 (scripts/install-s3-tools.sh), the AWS CLI (`python3 -m pip install
 'awscli==1.45.11'`), a release pimap (`cargo build --release --target-dir target/bench`),
-perf for --perf. As root, pimap runs as the mail user (`pimaptest`, else nobody), as in
+GNU time, perf for --perf. As root, pimap runs as the mail user (`pimaptest`, else nobody), as in
 tests/e2e/test_backup.py; the AWS CLI runs as the invoking user.
 """
 
