@@ -426,6 +426,12 @@ class Tools:
         self.args, self.work, self.server, self.mail, self.users_file = args, work, server, mail, users_file
         self.data = work / "pimap-data"
         self.data.mkdir()
+        self.key = None
+        if args.encrypt:
+            # `pimap backup-key` writes a new age identity; pimap's objects are encrypted to it.
+            self.key = self.data / "backup.key"
+            subprocess.run([str(args.pimap), "backup-key", str(self.key)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         chown_tree(self.data)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PIMAP_", "AWS_"))}
         base |= {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK}
@@ -449,6 +455,8 @@ class Tools:
                 "--users", str(self.users_file), "--mail-location", f"maildir:{mail_location}/%u",
                 "--backup-bucket", BUCKET, "--backup-prefix", prefix,
                 "--s3-endpoint", self.server.url]
+        if self.key:
+            argv += ["--backup-key-file", str(self.key)]
         if ROOT:
             argv = ["setpriv", f"--reuid={MAIL_UID}", f"--regid={MAIL_GID}", "--clear-groups", "--"] + argv
         return argv
@@ -596,7 +604,8 @@ def render(args, stats: dict, rounds: list[dict], notes: list[str], meta: dict, 
     lines = [
         f"# `pimap backup` / `restore` vs `aws s3 sync` ({meta['date']})", "",
         f"Command: `python3 benches/backup.py --messages {args.messages} --users {args.users} "
-        f"--rounds {args.rounds}{' --perf' if args.perf else ''}`.",
+        f"--rounds {args.rounds}{' --perf' if args.perf else ''}{' --encrypt' if args.encrypt else ''}`."
+        + (" pimap encrypts every object (`--backup-key-file`, age)." if args.encrypt else ""),
         f"Server: s3s-fs {meta['s3s']} on 127.0.0.1 (checks every SigV4 signature), a fresh root per "
         "round, one request log line counted per request; "
         + ("in a private network namespace whose loopback routes have `quickack 1` (see the notes)."
@@ -730,6 +739,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path,
                     default=REPO / "benches" / "results" / f"backup-{dt.date.today().isoformat()}.md")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--encrypt", action="store_true",
+                    help="pimap with --backup-key-file (age encryption of every object)")
     ap.add_argument("--aws-stock", action="store_true",
                     help="run the AWS CLI without the plugin that drops Expect: 100-continue")
     ap.add_argument("--host-loopback", action="store_true",
