@@ -440,7 +440,8 @@ fn encode_text(text: String, enc: Option<Encoding>) -> String {
     }
 }
 
-fn hex_encode(raw: &[u8]) -> String {
+/// Lower-case hex of `raw` (also the backup's object IDs).
+pub fn hex_encode(raw: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(raw.len() * 2);
     for b in raw {

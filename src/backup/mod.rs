@@ -219,16 +219,7 @@ pub fn now_secs() -> u64 {
 
 /// The data-dir files of one backup target: the state (hash cache, last prune) and its lock.
 pub fn state_paths(data_dir: &Path, bucket: &str) -> (PathBuf, PathBuf) {
-    let safe: String = bucket
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = crate::sync::config::safe(bucket);
     (
         data_dir.join(format!("backup-{safe}.state")),
         data_dir.join(format!("backup-{safe}.lock")),

@@ -10,6 +10,7 @@
 use super::manifest::{Mailbox, Snapshot};
 use super::scan::{self, HashCache};
 use super::{parse_snapshot_name, snapshot_name, Target};
+use crate::auth::scheme::hex_encode;
 use crate::sync::s3::S3Error;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -33,6 +34,9 @@ pub struct Report {
     pub pruned_objects: u64,
     /// The snapshot written: `P/U/s/NAME`.
     pub snapshot: String,
+    /// Every snapshot of the user after this pass, by time (the pass's listing and its own):
+    /// what [`prune`] works from.
+    pub snapshots: BTreeMap<u64, String>,
 }
 
 /// Progress for a terminal: called with (done, total) uploads now and then.
@@ -52,7 +56,7 @@ fn ids_under(target: &Target, prefix: &str) -> Result<HashSet<String>, String> {
 
 /// SHA-256 of `data`, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
-    scan::hex(&Sha256::digest(data))
+    hex_encode(&Sha256::digest(data))
 }
 
 /// Upload every message in `todo` (content hash → file), `target.concurrency` at a time.
@@ -167,7 +171,7 @@ impl<R: std::io::Read> std::io::Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 {
-            let got = scan::hex(&self.hasher.clone().finalize());
+            let got = hex_encode(&self.hasher.clone().finalize());
             if got != self.want {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -199,7 +203,8 @@ pub fn backup_user(
     let up = target.user_prefix(user);
     // The newest snapshot must open with this pass's key (or lack of one): backups of one
     // prefix are all made the same way, or restore and retention could not read them.
-    if let Some(key) = snapshots(target, user)?.values().next_back() {
+    let mut snaps = snapshots(target, user)?;
+    if let Some(key) = snaps.values().next_back() {
         let opened = get_small(target, key)
             .and_then(|t| Snapshot::parse(&t).map_err(|e| format!("{key}: {e}")));
         opened.map_err(|e| {
@@ -251,6 +256,8 @@ pub fn backup_user(
     report.snapshot = format!("{up}s/{name}");
     let text = target.seal.seal_bytes(snapshot.render().as_bytes());
     put_small(target, &report.snapshot, &text)?;
+    snaps.insert(now, report.snapshot.clone());
+    report.snapshots = snaps;
     Ok(report)
 }
 
@@ -300,9 +307,9 @@ pub fn get_small(target: &Target, key: &str) -> Result<String, String> {
     String::from_utf8(plain).map_err(|_| format!("{key}: not text"))
 }
 
-/// Retention: delete the snapshots older than `keep` (but the newest of those, which holds the
-/// state up to the next one); when `collect` is set, also delete every message and manifest
-/// object no remaining snapshot names.
+/// Retention over the pass's snapshots (`report.snapshots`): delete those older than `keep` (but
+/// the newest of those, which holds the state up to the next one); when `collect` is set, also
+/// delete every message and manifest object no remaining snapshot names.
 pub fn prune(
     target: &Target,
     user: &str,
@@ -311,7 +318,7 @@ pub fn prune(
     collect: bool,
     report: &mut Report,
 ) -> Result<(), String> {
-    let snaps = snapshots(target, user)?;
+    let snaps = std::mem::take(&mut report.snapshots);
     let cutoff = now.saturating_sub(keep.as_secs());
     let old: Vec<(u64, String)> = snaps
         .range(..cutoff)

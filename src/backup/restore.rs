@@ -10,8 +10,8 @@
 
 use super::manifest::{Mailbox, Snapshot};
 use super::pass::{get_small, sha256_hex, snapshots, Progress};
-use super::scan::hex;
 use super::{snapshot_name, Target};
+use crate::auth::scheme::hex_encode as hex;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -76,25 +76,10 @@ fn users(cfg: &BackupConfig) -> Result<Vec<(String, PathBuf)>, String> {
         .collect()
 }
 
-/// The target's lock, held for a run; `Err` names the file when another run holds it.
-fn lock(data_dir: &Path, bucket: &str) -> Result<std::fs::File, String> {
+/// The target's lock, held for a run (the sync's flock, [`crate::sync::ledger::lock_as`]).
+fn lock(data_dir: &Path, bucket: &str) -> Result<crate::sync::ledger::SyncLock, String> {
     let (_, lock_path) = state_paths(data_dir, bucket);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("backup lock {}: {e}", lock_path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "another backup of this bucket is running (it holds {})",
-            lock_path.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(format!("backup lock {}: {e}", lock_path.display()))
-        }
-    }
+    crate::sync::ledger::lock_as(&lock_path, "backup of this bucket")
 }
 
 /// One backup run over every user.

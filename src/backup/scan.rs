@@ -80,11 +80,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
         h.update(buf.get(..k).unwrap_or_default());
         n += k as u64;
     }
-    Ok((hex(&h.finalize()), n))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((crate::auth::scheme::hex_encode(&h.finalize()), n))
 }
 
 /// A control file's bytes, if it exists; other errors are the pass's.

@@ -249,8 +249,9 @@ pub fn resolve_credentials(
         .into())
 }
 
-/// A file-name-safe form of the bucket name for the default ledger path.
-fn safe(s: &str) -> String {
+/// A file-name-safe form of a bucket name, for the files named after it in the data dir (the
+/// ledger, the backup's state).
+pub fn safe(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {

@@ -282,6 +282,11 @@ pub struct SyncLock {
 /// Take the sync lock at `path` without waiting. Fails (naming the file) if another syncer —
 /// a CronJob, the server's timer, another pod on the same volume — holds it.
 pub fn lock(path: &Path) -> Result<SyncLock, String> {
+    lock_as(path, "pimap sync")
+}
+
+/// [`lock`] for any one-at-a-time job (`what` names it in the error: the backup uses it too).
+pub fn lock_as(path: &Path, what: &str) -> Result<SyncLock, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
     }
@@ -296,7 +301,7 @@ pub fn lock(path: &Path) -> Result<SyncLock, String> {
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(SyncLock { _file: file }),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
-            "another pimap sync is running (lock {} is held)",
+            "another {what} is running (lock {} is held)",
             path.display()
         )),
         Err(e) => Err(format!("locking {}: {e}", path.display())),

@@ -127,11 +127,7 @@ impl Identity {
         let master = hmac::Key::new(hmac::HMAC_SHA256, &self.secret[..]);
         let derived = hmac::sign(&master, b"pimap backup object IDs v1");
         let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
-        hmac::sign(&key, hash.as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::auth::scheme::hex_encode(hmac::sign(&key, hash.as_bytes()).as_ref())
     }
 
     pub(super) fn public_bytes(&self) -> &[u8; 32] {
